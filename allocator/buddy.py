@@ -1,0 +1,206 @@
+"""``BuddyAllocator``: the per-call Python API over the compiled zone model."""
+import numpy as np
+
+from . import bulk, core
+from .check import CHECKS, check_zone
+from .flags import FPI, FPI_ALL, MIGRATETYPE_NAMES, PG_ALLOC
+from .state import MAX_PFNS, Zone, bytes_per_page, make_zone, zone_batchsize, zone_highsize
+
+# Kernel names with two leading underscores would be name-mangled inside the class body.
+isolate_free_page = core.__isolate_free_page
+putback_isolated_page = core.__putback_isolated_page
+
+ERRORS = {
+    core.E_RANGE: "pfn out of range",
+    core.E_UNALIGNED: "pfn not aligned to the block order",
+    core.E_DOUBLE_FREE: "double free: the block is already free",
+    core.E_NOT_ALLOCATED: "not the head of an allocated block",
+    core.E_WRONG_ORDER: "freed with a different order than allocated",
+    core.E_BAD_ORDER: "order out of range",
+    core.E_BAD_GFP: "gfp has both __GFP_MOVABLE and __GFP_RECLAIMABLE",
+    core.E_NOT_FREE: "not the head of a free block of that order",
+    core.E_NOT_ISOLATED: "not the head of an isolated block of that order",
+    core.E_BAD_CPU: "cpu out of range",
+    core.E_BAD_OP: "unknown operation",
+    core.E_BAD_REF: "reference to a row that is not an earlier allocation",
+}
+
+
+class BadPageError(ValueError):
+    """Misuse of the allocator, reported like the kernel's ``bad_page()``."""
+
+    def __init__(self, pfn, code, what=""):
+        self.pfn = pfn
+        self.code = code
+        reason = ERRORS.get(code, f"error {code}")
+        super().__init__(f"bad page: pfn {pfn:#x}: {reason}{': ' + what if what else ''}")
+
+
+class InvariantError(AssertionError):
+    """``check()`` found the model in a state the kernel could never be in."""
+
+
+class BuddyAllocator:
+    """One zone of the Linux page allocator, with the PG_zeroed hint.
+
+    >>> a = BuddyAllocator(1 << 12, pcp=False, mobility_grouping=False)
+    >>> a.alloc(0)
+    0
+    >>> a.page_is_zeroed(0)
+    False
+    """
+
+    def __init__(self, nr_pages, max_order=10, pcp=True, mobility_grouping=True, *,
+                 pageblock_order=None, pcp_high=None, pcp_batch=None, nr_cpus=1, thp=True,
+                 page_reporting_order=None, lenient=False):
+        if not 0 <= max_order <= 20:
+            raise ValueError(f"max_order {max_order} is not in 0..20")
+        if not 1 <= nr_pages <= MAX_PFNS:
+            raise ValueError(f"nr_pages {nr_pages} is not in 1..{MAX_PFNS}")
+        if pageblock_order is None:
+            pageblock_order = min(9, max_order)
+        if not 0 <= pageblock_order <= max_order:
+            raise ValueError(f"pageblock_order {pageblock_order} is not in 0..max_order")
+        if nr_cpus < 1:
+            raise ValueError(f"nr_cpus {nr_cpus} must be at least 1")
+        batch = zone_batchsize(nr_pages) if pcp_batch is None else pcp_batch
+        high = zone_highsize(nr_pages, batch, nr_cpus) if pcp_high is None else pcp_high
+        if batch < 1 or high < 1:
+            raise ValueError(f"pcp batch {batch} and high {high} must be positive")
+        if page_reporting_order is None:
+            page_reporting_order = pageblock_order
+        self.lenient = lenient
+        self.zone = make_zone(nr_pages, max_order, pageblock_order, pcp, high, batch,
+                              mobility_grouping, nr_cpus, thp, page_reporting_order)
+        core.boot_free(self.zone)
+        self.zone.stat[:] = 0
+
+    # -- properties ------------------------------------------------------------------------
+    nr_pages = property(lambda self: int(self.zone.conf[core.C_NR_PAGES]))
+    max_order = property(lambda self: int(self.zone.conf[core.C_MAX_ORDER]))
+    pageblock_order = property(lambda self: int(self.zone.conf[core.C_PAGEBLOCK_ORDER]))
+    pcp_high = property(lambda self: int(self.zone.conf[core.C_HIGH]))
+    pcp_batch = property(lambda self: int(self.zone.conf[core.C_BATCH]))
+
+    # -- errors ----------------------------------------------------------------------------
+    def _bad(self, res, pfn, what=""):
+        """Raise, or count and carry on in lenient mode (the kernel's bad_page())."""
+        if self.lenient:
+            self.zone.stat[core.S_BAD_PAGE] += 1
+            return
+        raise BadPageError(pfn, -res, what)
+
+    # -- the per-call API ------------------------------------------------------------------
+    def alloc(self, order, gfp=0, cpu=0):
+        """Allocate a 2^order block; its first pfn, or None when nothing fits."""
+        res = core.alloc_pages(self.zone, order, gfp, cpu)
+        if res < core.NONE:
+            self._bad(res, 0, f"alloc order {order} gfp {gfp:#x} cpu {cpu}")
+            return None
+        return None if res == core.NONE else int(res)
+
+    def free(self, pfn, order, fpi=FPI.NONE, cpu=0):
+        """Free an allocated block (``__free_pages``)."""
+        if int(fpi) & ~FPI_ALL:
+            raise ValueError(f"unknown FPI bits {int(fpi) & ~FPI_ALL:#x}")
+        res = core.free_pages(self.zone, pfn, order, int(fpi), cpu)
+        if res < 0:
+            self._bad(res, pfn, self._describe(pfn, order))
+
+    def alloc_pfn(self, pfn, order, gfp=0):
+        """Allocate exactly the block at pfn; True when it was free and is now allocated."""
+        res = core.alloc_pfn(self.zone, pfn, order, gfp)
+        if res < 0:
+            self._bad(res, pfn, f"alloc_pfn order {order}")
+            return False
+        return res == 1
+
+    def page_is_zeroed(self, pfn):
+        """Allocated block: the hint read at allocation; free block head: PG_zeroed."""
+        if not 0 <= pfn < self.nr_pages:
+            raise BadPageError(pfn, core.E_RANGE)
+        return bool(core.page_is_zeroed(self.zone, pfn))
+
+    def isolate_free_page(self, pfn, order):
+        """``__isolate_free_page``: take a free block off the lists; clears PG_zeroed."""
+        res = isolate_free_page(self.zone, pfn, order)
+        if res < 0:
+            self._bad(res, pfn, f"isolate order {order}")
+            return False
+        return True
+
+    def putback_isolated_page(self, pfn, order, fpi=FPI.NONE, reported=False):
+        """``__putback_isolated_page``: back to the tail; FPI.ZEROED when it was cleared."""
+        res = putback_isolated_page(self.zone, pfn, order, int(fpi), reported)
+        if res < 0:
+            self._bad(res, pfn, f"putback order {order}")
+
+    def drain_pages(self, cpu=None):
+        """Drain pcp lists (all CPUs by default) back to the buddy (``drain_pages``)."""
+        cpus = range(self.zone.pcp_count.shape[0]) if cpu is None else [cpu]
+        for c in cpus:
+            core.drain_pages(self.zone, c)
+
+    def run(self, ops, lenient=None):
+        """Replay an ``OP_DTYPE`` array in compiled code; returns (out_pfn, out_hint).
+
+        Strict mode raises ``BadPageError`` naming the row, the pfn and the reason; rows
+        before it have been applied.
+        """
+        lenient = self.lenient if lenient is None else lenient
+        ops = np.asarray(ops, dtype=bulk.OP_DTYPE)
+        out_pfn = np.full(len(ops), core.NONE, dtype=np.int64)
+        out_hint = np.zeros(len(ops), dtype=np.uint8)
+        errors = np.zeros((bulk.MAX_ERRORS, 3), dtype=np.int64)
+        done, nerr = bulk.run_ops(self.zone, *bulk.columns(ops), out_pfn, out_hint, lenient, errors)
+        if nerr and not lenient:
+            row, code, pfn = (int(x) for x in errors[0])
+            raise BadPageError(pfn, code, f"op row {row}")
+        self.errors = errors[: min(nerr, bulk.MAX_ERRORS)].copy()
+        return out_pfn, out_hint
+
+    # -- views -----------------------------------------------------------------------------
+    def _describe(self, pfn, order):
+        if not 0 <= pfn < self.nr_pages:
+            return f"order {order}"
+        f = int(self.zone.flags[pfn])
+        if f & PG_ALLOC:
+            return f"freed with order {order}, allocated with order {int(self.zone.order[pfn])}"
+        return f"order {order}"
+
+    def buddyinfo(self):
+        """Free blocks per order in the buddy lists (not pcp), like /proc/buddyinfo."""
+        return [int(x) for x in self.zone.nr_free.sum(axis=1)]
+
+    def zeroed_info(self):
+        """Free blocks per order that carry PG_zeroed (the buddyinfo-shaped zeroed table)."""
+        return [int(x) for x in self.zone.nr_zeroed]
+
+    def pagetypeinfo(self):
+        """{migratetype name: free blocks per order}, like /proc/pagetypeinfo."""
+        return {name: [int(x) for x in self.zone.nr_free[:, mt]]
+                for mt, name in enumerate(MIGRATETYPE_NAMES)}
+
+    def nr_free_pages(self):
+        """Pages in the buddy free lists (NR_FREE_PAGES: pcp pages not counted)."""
+        return int(sum(n << o for o, n in enumerate(self.buddyinfo())))
+
+    def nr_pcp_pages(self):
+        return int(self.zone.pcp_count.sum())
+
+    def stats(self):
+        """The allocator's counters by name."""
+        return {name: int(v) for name, v in zip(core.STAT_NAMES, self.zone.stat)}
+
+    def bytes_per_page(self):
+        return bytes_per_page(self.zone)
+
+    def check(self):
+        """Verify every invariant; raise ``InvariantError`` naming the first one broken."""
+        code, where = check_zone(self.zone)
+        if code:
+            raise InvariantError(f"invariant {code} broken at {where:#x}: {CHECKS[code]}")
+
+    def snapshot(self):
+        """A copy of the zone arrays (for differential tests and checkpoints)."""
+        return Zone(*(a.copy() for a in self.zone))

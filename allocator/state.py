@@ -1,0 +1,89 @@
+"""The model's ``struct page`` array and ``struct zone``: a namedtuple of numpy arrays.
+
+Per page (10 bytes): ``flags`` (u8, PG_* bits), ``order`` (i8, order of a block head),
+``next``/``prev`` (i32 free-list or pcp-list links; an allocated head keeps its migratetype
+in ``next``). Per pageblock: ``pageblock_mt``. Everything else is per zone and small.
+"""
+import math
+from collections import namedtuple
+
+import numpy as np
+
+from . import core
+from .flags import MIGRATE_PCPTYPES, PAGE_SIZE
+
+Zone = namedtuple(
+    "Zone",
+    [
+        "flags", "order", "next", "prev", "pageblock_mt",
+        "free_head", "free_tail", "nr_free", "nr_zeroed",
+        "pcp_head", "pcp_tail", "pcp_count",
+        "conf", "stat",
+    ],
+)
+
+PER_PAGE_ARRAYS = ("flags", "order", "next", "prev")
+MAX_PFNS = 2**31 - 1  # int32 links
+
+
+def low_wmark_pages(nr_pages):
+    """WMARK_LOW of a zone that is all of lowmem (``__setup_per_zone_wmarks``, scale 10)."""
+    min_free_kbytes = math.isqrt(nr_pages * (PAGE_SIZE // 1024) * 16)
+    min_free_kbytes = min(max(min_free_kbytes, 128), 262144)
+    pages_min = min_free_kbytes // (PAGE_SIZE // 1024)
+    return pages_min + max(pages_min // 4, nr_pages * 10 // 10000)
+
+
+def zone_batchsize(nr_pages):
+    """``zone_batchsize()``: 63 for zones of 1 GiB or more."""
+    batch = min(nr_pages >> 10, (1 << 20) // PAGE_SIZE) // 4
+    batch = max(batch, 1)
+    batch = 1 << ((batch + batch // 2).bit_length() - 1)  # rounddown_pow_of_two
+    return max(batch - 1, 1)
+
+
+def zone_highsize(nr_pages, batch, nr_cpus):
+    """``zone_highsize()`` with percpu_pagelist_high_fraction=0: low watermark / cpus."""
+    return max(low_wmark_pages(nr_pages) // nr_cpus, batch * 4)
+
+
+def make_zone(nr_pages, max_order, pageblock_order, pcp, high, batch, mobility_grouping,
+              nr_cpus, thp, reporting_order):
+    """Allocate the arrays; every pageblock starts Movable (Unmovable without grouping)."""
+    nr_orders = max_order + 1
+    nr_pageblocks = (nr_pages + (1 << pageblock_order) - 1) >> pageblock_order
+    conf = np.zeros(core.NR_CONF, dtype=np.int64)
+    conf[core.C_NR_PAGES] = nr_pages
+    conf[core.C_MAX_ORDER] = max_order
+    conf[core.C_PAGEBLOCK_ORDER] = pageblock_order
+    conf[core.C_PCP] = int(pcp)
+    conf[core.C_HIGH] = high
+    conf[core.C_BATCH] = batch
+    conf[core.C_MOBILITY] = int(mobility_grouping)
+    conf[core.C_NR_CPUS] = nr_cpus
+    conf[core.C_THP] = int(thp)
+    conf[core.C_REPORTING_ORDER] = reporting_order
+    initial_mt = core.MIGRATE_MOVABLE if mobility_grouping else core.MIGRATE_UNMOVABLE
+    return Zone(
+        flags=np.zeros(nr_pages, dtype=np.uint8),
+        order=np.zeros(nr_pages, dtype=np.int8),
+        next=np.full(nr_pages, core.NONE, dtype=np.int32),
+        prev=np.full(nr_pages, core.NONE, dtype=np.int32),
+        pageblock_mt=np.full(nr_pageblocks, initial_mt, dtype=np.int8),
+        free_head=np.full((nr_orders, MIGRATE_PCPTYPES), core.NONE, dtype=np.int64),
+        free_tail=np.full((nr_orders, MIGRATE_PCPTYPES), core.NONE, dtype=np.int64),
+        nr_free=np.zeros((nr_orders, MIGRATE_PCPTYPES), dtype=np.int64),
+        nr_zeroed=np.zeros(nr_orders, dtype=np.int64),
+        pcp_head=np.full((nr_cpus, core.NR_PCP_LISTS), core.NONE, dtype=np.int64),
+        pcp_tail=np.full((nr_cpus, core.NR_PCP_LISTS), core.NONE, dtype=np.int64),
+        pcp_count=np.zeros(nr_cpus, dtype=np.int64),
+        conf=conf,
+        stat=np.zeros(core.NR_STATS, dtype=np.int64),
+    )
+
+
+def bytes_per_page(zone):
+    """Metadata bytes per pfn (per-page arrays plus the per-pageblock share)."""
+    n = len(zone.flags)
+    total = sum(getattr(zone, name).nbytes for name in Zone._fields)
+    return total / n
