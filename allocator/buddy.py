@@ -4,7 +4,8 @@ import numpy as np
 from . import bulk, core
 from .check import CHECKS, check_zone
 from .flags import FPI, FPI_ALL, MIGRATETYPE_NAMES, PG_ALLOC
-from .state import MAX_PFNS, Zone, bytes_per_page, make_zone, zone_batchsize, zone_highsize
+from .state import (MAX_PFNS, ZoneArrays, bytes_per_page, make_zone, zone_batchsize, zone_highsize,
+                    zone_ref)
 
 # Kernel names with two leading underscores would be name-mangled inside the class body.
 isolate_free_page = core.__isolate_free_page
@@ -70,9 +71,12 @@ class BuddyAllocator:
         if page_reporting_order is None:
             page_reporting_order = pageblock_order
         self.lenient = lenient
+        #: The zone's arrays (read them freely; change them only through the API).
         self.zone = make_zone(nr_pages, max_order, pageblock_order, pcp, high, batch,
                               mobility_grouping, nr_cpus, thp, page_reporting_order)
-        core.boot_free(self.zone)
+        #: The same arrays as compiled code takes them.
+        self.z = zone_ref(self.zone)
+        core.boot_free(self.z)
         self.zone.stat[:] = 0
 
     # -- properties ------------------------------------------------------------------------
@@ -93,7 +97,7 @@ class BuddyAllocator:
     # -- the per-call API ------------------------------------------------------------------
     def alloc(self, order, gfp=0, cpu=0):
         """Allocate a 2^order block; its first pfn, or None when nothing fits."""
-        res = core.alloc_pages(self.zone, order, gfp, cpu)
+        res = core.alloc_pages(self.z, order, gfp, cpu)
         if res < core.NONE:
             self._bad(res, 0, f"alloc order {order} gfp {gfp:#x} cpu {cpu}")
             return None
@@ -103,13 +107,13 @@ class BuddyAllocator:
         """Free an allocated block (``__free_pages``)."""
         if int(fpi) & ~FPI_ALL:
             raise ValueError(f"unknown FPI bits {int(fpi) & ~FPI_ALL:#x}")
-        res = core.free_pages(self.zone, pfn, order, int(fpi), cpu)
+        res = core.free_pages(self.z, pfn, order, int(fpi), cpu)
         if res < 0:
             self._bad(res, pfn, self._describe(pfn, order))
 
     def alloc_pfn(self, pfn, order, gfp=0):
         """Allocate exactly the block at pfn; True when it was free and is now allocated."""
-        res = core.alloc_pfn(self.zone, pfn, order, gfp)
+        res = core.alloc_pfn(self.z, pfn, order, gfp)
         if res < 0:
             self._bad(res, pfn, f"alloc_pfn order {order}")
             return False
@@ -119,11 +123,11 @@ class BuddyAllocator:
         """Allocated block: the hint read at allocation; free block head: PG_zeroed."""
         if not 0 <= pfn < self.nr_pages:
             raise BadPageError(pfn, core.E_RANGE)
-        return bool(core.page_is_zeroed(self.zone, pfn))
+        return bool(core.page_is_zeroed(self.z, pfn))
 
     def isolate_free_page(self, pfn, order):
         """``__isolate_free_page``: take a free block off the lists; clears PG_zeroed."""
-        res = isolate_free_page(self.zone, pfn, order)
+        res = isolate_free_page(self.z, pfn, order)
         if res < 0:
             self._bad(res, pfn, f"isolate order {order}")
             return False
@@ -131,7 +135,7 @@ class BuddyAllocator:
 
     def putback_isolated_page(self, pfn, order, fpi=FPI.NONE, reported=False):
         """``__putback_isolated_page``: back to the tail; FPI.ZEROED when it was cleared."""
-        res = putback_isolated_page(self.zone, pfn, order, int(fpi), reported)
+        res = putback_isolated_page(self.z, pfn, order, int(fpi), reported)
         if res < 0:
             self._bad(res, pfn, f"putback order {order}")
 
@@ -139,7 +143,7 @@ class BuddyAllocator:
         """Drain pcp lists (all CPUs by default) back to the buddy (``drain_pages``)."""
         cpus = range(self.zone.pcp_count.shape[0]) if cpu is None else [cpu]
         for c in cpus:
-            core.drain_pages(self.zone, c)
+            core.drain_pages(self.z, c)
 
     def run(self, ops, lenient=None):
         """Replay an ``OP_DTYPE`` array in compiled code; returns (out_pfn, out_hint).
@@ -152,7 +156,7 @@ class BuddyAllocator:
         out_pfn = np.full(len(ops), core.NONE, dtype=np.int64)
         out_hint = np.zeros(len(ops), dtype=np.uint8)
         errors = np.zeros((bulk.MAX_ERRORS, 3), dtype=np.int64)
-        done, nerr = bulk.run_ops(self.zone, *bulk.columns(ops), out_pfn, out_hint, lenient, errors)
+        done, nerr = bulk.run_ops(self.z, *bulk.columns(ops), out_pfn, out_hint, lenient, errors)
         if nerr and not lenient:
             row, code, pfn = (int(x) for x in errors[0])
             raise BadPageError(pfn, code, f"op row {row}")
@@ -197,10 +201,10 @@ class BuddyAllocator:
 
     def check(self):
         """Verify every invariant; raise ``InvariantError`` naming the first one broken."""
-        code, where = check_zone(self.zone)
+        code, where = check_zone(self.z)
         if code:
             raise InvariantError(f"invariant {code} broken at {where:#x}: {CHECKS[code]}")
 
     def snapshot(self):
         """A copy of the zone arrays (for differential tests and checkpoints)."""
-        return Zone(*(a.copy() for a in self.zone))
+        return ZoneArrays(*(a.copy() for a in self.zone))

@@ -101,8 +101,18 @@ NONE = -1
 # ---------------------------------------------------------------------------------------------
 # Doubly linked lists threaded through Zone.next/prev; heads and tails in 2-D arrays.
 
+# Lists take the zone and a selector rather than the arrays: every array argument costs an
+# atomic incref/decref per call, which dominated the hot path.
+BUDDY_LIST = 0
+PCP_LIST = 1
+
+
 @njit(cache=True)
-def list_add(nxt, prv, head, tail, i, j, pfn, to_tail):
+def list_add(z, which, i, j, pfn, to_tail):
+    nxt = z.next
+    prv = z.prev
+    head = z.pcp_head if which == PCP_LIST else z.free_head
+    tail = z.pcp_tail if which == PCP_LIST else z.free_tail
     if to_tail:
         t = tail[i, j]
         prv[pfn] = t
@@ -124,7 +134,11 @@ def list_add(nxt, prv, head, tail, i, j, pfn, to_tail):
 
 
 @njit(cache=True)
-def list_del(nxt, prv, head, tail, i, j, pfn):
+def list_del(z, which, i, j, pfn):
+    nxt = z.next
+    prv = z.prev
+    head = z.pcp_head if which == PCP_LIST else z.free_head
+    tail = z.pcp_tail if which == PCP_LIST else z.free_tail
     n = nxt[pfn]
     p = prv[pfn]
     if p == NONE:
@@ -155,7 +169,7 @@ def set_pageblock_migratetype(z, pfn, mt):
 @njit(cache=True)
 def __add_to_free_list(z, pfn, order, mt, to_tail):
     """Link a block whose flags (PG_ZEROED) are already set; marks it PageBuddy."""
-    list_add(z.next, z.prev, z.free_head, z.free_tail, order, mt, pfn, to_tail)
+    list_add(z, BUDDY_LIST, order, mt, pfn, to_tail)
     z.flags[pfn] |= PG_BUDDY
     z.order[pfn] = order
     z.nr_free[order, mt] += 1
@@ -166,7 +180,7 @@ def __add_to_free_list(z, pfn, order, mt, to_tail):
 @njit(cache=True)
 def __del_page_from_free_list(z, pfn, order, mt):
     """Unlink a free block; clears PageBuddy and PageReported, keeps PG_ZEROED for the caller."""
-    list_del(z.next, z.prev, z.free_head, z.free_tail, order, mt, pfn)
+    list_del(z, BUDDY_LIST, order, mt, pfn)
     if z.flags[pfn] & PG_ZEROED:
         z.nr_zeroed[order] -= 1
     z.flags[pfn] &= 0xFF ^ (PG_BUDDY | PG_REPORTED)
@@ -176,9 +190,9 @@ def __del_page_from_free_list(z, pfn, order, mt):
 @njit(cache=True)
 def move_to_free_list(z, pfn, order, old_mt, new_mt):
     """``move_to_free_list``: to the TAIL of the new list (list_move_tail), flags kept."""
-    list_del(z.next, z.prev, z.free_head, z.free_tail, order, old_mt, pfn)
+    list_del(z, BUDDY_LIST, order, old_mt, pfn)
     z.nr_free[order, old_mt] -= 1
-    list_add(z.next, z.prev, z.free_head, z.free_tail, order, new_mt, pfn, True)
+    list_add(z, BUDDY_LIST, order, new_mt, pfn, True)
     z.nr_free[order, new_mt] += 1
 
 
@@ -494,7 +508,7 @@ def free_pcppages_bulk(z, cpu, count, pindex):
         nr_pages = 1 << order
         while True:
             pfn = z.pcp_tail[cpu, pindex]
-            list_del(z.next, z.prev, z.pcp_head, z.pcp_tail, cpu, pindex, pfn)
+            list_del(z, PCP_LIST, cpu, pindex, pfn)
             count -= nr_pages
             z.pcp_count[cpu] -= nr_pages
             fpi = FPI_ZEROED if z.flags[pfn] & PG_ZEROED else 0
@@ -530,7 +544,7 @@ def rmqueue_bulk(z, cpu, order, count, mt, pindex):
             break
         z.flags[pfn] = PG_PCP | (z.flags[pfn] & PG_ZEROED)
         z.order[pfn] = order
-        list_add(z.next, z.prev, z.pcp_head, z.pcp_tail, cpu, pindex, pfn, True)
+        list_add(z, PCP_LIST, cpu, pindex, pfn, True)
         i += 1
     z.stat[S_PCP_REFILL] += i
     return i
@@ -545,7 +559,7 @@ def rmqueue_pcplist(z, cpu, order, mt):
         if z.pcp_head[cpu, pindex] == NONE:
             return NONE
     pfn = z.pcp_head[cpu, pindex]
-    list_del(z.next, z.prev, z.pcp_head, z.pcp_tail, cpu, pindex, pfn)
+    list_del(z, PCP_LIST, cpu, pindex, pfn)
     z.pcp_count[cpu] -= 1 << order
     z.flags[pfn] &= 0xFF ^ PG_PCP
     return pfn
@@ -635,7 +649,7 @@ def free_pages(z, pfn, order, fpi, cpu):
         pindex = order_to_pindex(z, get_pfnblock_migratetype(z, pfn), order)
         z.flags[pfn] = PG_PCP | (PG_ZEROED if fpi & FPI_ZEROED else 0)
         z.order[pfn] = order
-        list_add(z.next, z.prev, z.pcp_head, z.pcp_tail, cpu, pindex, pfn, False)
+        list_add(z, PCP_LIST, cpu, pindex, pfn, False)
         z.pcp_count[cpu] += 1 << order
         if z.pcp_count[cpu] >= z.conf[C_HIGH]:
             free_pcppages_bulk(z, cpu, z.conf[C_BATCH], pindex)
@@ -692,7 +706,7 @@ def alloc_pfn(z, pfn, order, gfp):
             z.stat[S_ALLOC_PFN_MISS] += 1
             return 0
         cpu, pindex = find_pcp_list(z, pfn)
-        list_del(z.next, z.prev, z.pcp_head, z.pcp_tail, cpu, pindex, pfn)
+        list_del(z, PCP_LIST, cpu, pindex, pfn)
         z.pcp_count[cpu] -= 1 << order
         z.flags[pfn] &= 0xFF ^ PG_PCP
         prep_new_page(z, pfn, order, mt)

@@ -7,20 +7,47 @@ in ``next``). Per pageblock: ``pageblock_mt``. Everything else is per zone and s
 import math
 from collections import namedtuple
 
+import numba
 import numpy as np
+from numba import njit, types
+from numba.experimental import structref
 
 from . import core
 from .flags import MIGRATE_PCPTYPES, PAGE_SIZE
 
-Zone = namedtuple(
-    "Zone",
-    [
-        "flags", "order", "next", "prev", "pageblock_mt",
-        "free_head", "free_tail", "nr_free", "nr_zeroed",
-        "pcp_head", "pcp_tail", "pcp_count",
-        "conf", "stat",
-    ],
+ZONE_FIELDS = (
+    "flags", "order", "next", "prev", "pageblock_mt",
+    "free_head", "free_tail", "nr_free", "nr_zeroed",
+    "pcp_head", "pcp_tail", "pcp_count",
+    "conf", "stat",
 )
+
+#: The arrays as Python sees them (and as the model runs under NUMBA_DISABLE_JIT=1).
+ZoneArrays = namedtuple("ZoneArrays", ZONE_FIELDS)
+
+
+@structref.register
+class ZoneType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class ZoneRef(structref.StructRefProxy):
+    """What compiled code receives: a StructRef over the same arrays.
+
+    A namedtuple of arrays costs an atomic incref/decref per array at every call boundary
+    (measured ~150 ns per helper call with 14 arrays); a StructRef costs one (~10 ns).
+    """
+
+
+structref.define_proxy(ZoneRef, ZoneType, list(ZONE_FIELDS))
+
+
+def zone_ref(arrays):
+    """The object compiled functions take; the arrays themselves under NUMBA_DISABLE_JIT=1."""
+    if numba.config.DISABLE_JIT:
+        return arrays
+    return ZoneRef(*arrays)
 
 PER_PAGE_ARRAYS = ("flags", "order", "next", "prev")
 MAX_PFNS = 2**31 - 1  # int32 links
@@ -64,7 +91,7 @@ def make_zone(nr_pages, max_order, pageblock_order, pcp, high, batch, mobility_g
     conf[core.C_THP] = int(thp)
     conf[core.C_REPORTING_ORDER] = reporting_order
     initial_mt = core.MIGRATE_MOVABLE if mobility_grouping else core.MIGRATE_UNMOVABLE
-    return Zone(
+    return ZoneArrays(
         flags=np.zeros(nr_pages, dtype=np.uint8),
         order=np.zeros(nr_pages, dtype=np.int8),
         next=np.full(nr_pages, core.NONE, dtype=np.int32),
@@ -85,5 +112,5 @@ def make_zone(nr_pages, max_order, pageblock_order, pcp, high, batch, mobility_g
 def bytes_per_page(zone):
     """Metadata bytes per pfn (per-page arrays plus the per-pageblock share)."""
     n = len(zone.flags)
-    total = sum(getattr(zone, name).nbytes for name in Zone._fields)
+    total = sum(getattr(zone, name).nbytes for name in ZONE_FIELDS)
     return total / n
