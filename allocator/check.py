@@ -3,6 +3,7 @@
 ``check_zone`` returns (0, 0) or (code, pfn) for the first invariant broken; ``CHECKS`` names
 each code. Used by ``BuddyAllocator.check()`` and the property tests.
 """
+import numpy as np
 from numba import njit
 
 from . import core
@@ -93,7 +94,7 @@ def check_zone(z):
         f = z.flags[pfn]
         if not (f & (PG_BUDDY | PG_PCP | PG_ALLOC | PG_ISOLATED)):
             return 8, pfn
-        order = z.order[pfn]
+        order = np.int64(z.order[pfn])
         if order < 0 or order > max_order or pfn & ((1 << order) - 1) or pfn + (1 << order) > nr_pages:
             return 9, pfn
         if (f & (PG_ZEROED | PG_REPORTED)) and not (f & (PG_BUDDY | PG_PCP)):

@@ -348,15 +348,17 @@ def prep_move_freepages_block(z, pfn):
     p = start
     while p <= end:
         f = z.flags[p]
+        # int64 casts: NumPy 2 keeps int8 << int8 as int8 when interpreted (numba widens).
+        size = np.int64(1) << np.int64(z.order[p])
         if f & PG_BUDDY:
-            free_pages += 1 << z.order[p]
-            p += 1 << z.order[p]
+            free_pages += size
+            p += size
         elif f & PG_ALLOC:
             if z.next[p] == MIGRATE_MOVABLE:
-                movable += 1 << z.order[p]
-            p += 1 << z.order[p]
+                movable += size
+            p += size
         elif f & (PG_PCP | PG_ISOLATED):
-            p += 1 << z.order[p]
+            p += size
         else:
             p += 1
     return start, free_pages, movable
@@ -369,7 +371,7 @@ def __move_freepages_block(z, start, old_mt, new_mt):
     p = start
     while p < end:
         if z.flags[p] & PG_BUDDY:
-            o = z.order[p]
+            o = np.int64(z.order[p])
             move_to_free_list(z, p, o, old_mt, new_mt)
             p += 1 << o
             moved += 1 << o
@@ -801,3 +803,19 @@ def boot_free(z):
             order -= 1
         split_large_buddy(z, start, order, FPI_TO_TAIL)
         start += 1 << order
+
+
+@njit(cache=True)
+def free_list_rotate_to_front(z, order, mt, pfn):
+    """``list_rotate_to_front(&page->lru, list)``: pfn becomes the head, order kept."""
+    head = z.free_head[order, mt]
+    if pfn == head:
+        return
+    tail = z.free_tail[order, mt]
+    p = z.prev[pfn]
+    z.next[tail] = head
+    z.prev[head] = tail
+    z.free_head[order, mt] = pfn
+    z.prev[pfn] = NONE
+    z.free_tail[order, mt] = p
+    z.next[p] = NONE

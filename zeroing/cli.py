@@ -10,10 +10,49 @@ def main(argv=None):
     d.add_argument("--pages", type=int, default=1 << 18)
     d.add_argument("--events", type=int, default=200_000)
     d.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("run", help="run a workload under one (composed) policy")
+    r.add_argument("--workload", default="mixed")
+    r.add_argument("--policy", default="baseline", help="NAME[,NAME...] composed")
+    r.add_argument("--hint", choices=("pghint", "lru_bit", "folio_flag"))
+    r.add_argument("--free-signal", choices=("fpi", "page_bit"))
+    r.add_argument("--pfmemalloc", choices=("assign", "or"))
+    r.add_argument("--aliasing-cache", action="store_true", default=None)
+    r.add_argument("--mode", default="metadata", choices=("metadata", "content"))
+    r.add_argument("--backend", default="auto",
+                   choices=("auto", "numpy", "numba", "cuda", "cupy"))
+    r.add_argument("--pages", type=int, default=1 << 18)
+    r.add_argument("--events", type=int, default=300_000)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--no-pcp", action="store_true")
+    r.add_argument("--json", help="write the result object here (atomically)")
     args = p.parse_args(argv)
+    if args.cmd == "run":
+        return cmd_run(args, p)
     if args.cmd == "demo":
         from .demo import demo
         demo(args.pages, args.events, args.seed)
+    return 0
+
+
+def cmd_run(args, parser):
+    from .policy import make_policy
+    from .run import simulate, summary, write_json
+    from .workloads import make_workload
+    try:
+        policy = make_policy(args.policy, hint=args.hint, free_signal=args.free_signal,
+                             pfmemalloc=args.pfmemalloc, aliasing_cache=args.aliasing_cache)
+        if args.mode != "metadata":
+            raise ValueError(f"--mode {args.mode}: only metadata mode is implemented so far")
+        if args.pages < 1024 or args.events < 1:
+            raise ValueError("--pages must be at least 1024 and --events at least 1")
+        events = make_workload(args.workload, args.pages, args.events, args.seed)
+    except ValueError as e:
+        parser.error(str(e))
+    result = simulate(events, policy, args.pages, pcp=not args.no_pcp, progress=True)
+    result["workload"] = {"name": args.workload, "events": args.events, "seed": args.seed}
+    print(summary(result))
+    if args.json:
+        write_json(args.json, result)
     return 0
 
 

@@ -1,0 +1,60 @@
+"""The event stream the engine consumes: a numpy structured array, one row per event.
+
+=========  ======================================================================
+``time``   simulated time in ns (non-decreasing)
+``op``     ``EV_ALLOC`` kernel allocation (``gfp`` decides __GFP_ZERO and migratetype),
+           ``EV_FAULT`` user page fault (order 0: vma_alloc_zeroed_movable_folio,
+           order > 0: folio_zero_user), ``EV_FREE`` free of the block allocated by row
+           ``ref``, ``EV_INFLATE`` balloon inflate (one page to the host),
+           ``EV_DEFLATE`` balloon deflate of the page taken by row ``ref``,
+           ``EV_IDLE`` time passes (background work may run)
+``order``  block order
+``cpu``    per-cpu list
+``gfp``    GFP bits for EV_ALLOC (ignored elsewhere: the kernel path fixes them)
+``ref``    row index of the allocation being freed or deflated
+=========  ======================================================================
+
+Text form (``format_events`` / ``parse_events``): one event per line,
+``time op order cpu gfp ref`` with op as a name (alloc, fault, free, inflate, deflate, idle).
+"""
+import numpy as np
+
+EV_ALLOC = 1
+EV_FAULT = 2
+EV_FREE = 3
+EV_INFLATE = 4
+EV_DEFLATE = 5
+EV_IDLE = 6
+OP_NAMES = {EV_ALLOC: "alloc", EV_FAULT: "fault", EV_FREE: "free", EV_INFLATE: "inflate",
+            EV_DEFLATE: "deflate", EV_IDLE: "idle"}
+
+EVENT_DTYPE = np.dtype([
+    ("time", np.int64), ("op", np.uint8), ("order", np.int8), ("cpu", np.uint16),
+    ("gfp", np.uint32), ("ref", np.int64),
+])
+
+
+def format_events(events):
+    return "".join(f"{e['time']} {OP_NAMES[int(e['op'])]} {e['order']} {e['cpu']} "
+                   f"{e['gfp']:#x} {e['ref']}\n" for e in events)
+
+
+def parse_events(text, source="<events>"):
+    """Parse the text form; a bad line raises ValueError naming source, line and reason."""
+    codes = {v: k for k, v in OP_NAMES.items()}
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 6:
+            raise ValueError(f"{source}:{lineno}: expected 6 fields, got {len(parts)}")
+        if parts[1] not in codes:
+            raise ValueError(f"{source}:{lineno}: unknown op {parts[1]!r}")
+        try:
+            rows.append((int(parts[0]), codes[parts[1]], int(parts[2]), int(parts[3]),
+                         int(parts[4], 0), int(parts[5])))
+        except ValueError as e:
+            raise ValueError(f"{source}:{lineno}: {e}") from None
+    return np.array(rows, dtype=EVENT_DTYPE)

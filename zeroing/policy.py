@@ -1,0 +1,83 @@
+"""Zeroing policies: named presets built from switches, composed by union.
+
+Policies are data (an int array read inline by the compiled engine), not callbacks.
+"""
+import dataclasses
+
+import numpy as np
+
+HINTS = ("pghint", "lru_bit", "folio_flag")
+FREE_SIGNALS = ("fpi", "page_bit")
+PFMEMALLOC = ("assign", "or")
+
+
+@dataclasses.dataclass
+class Policy:
+    """The switches a run is made of (all off is the ``baseline``)."""
+
+    init_on_free: bool = False  # clear in free_pages_prepare, PG_zeroed set when tracking
+    init_on_alloc: bool = False  # clear in post_alloc_hook for every allocation
+    track: bool = False  # PG_zeroed: remember zeroed free blocks, skip clears on the hint
+    balloon: bool = False  # deflated pages come back with FPI_ZEROED (host zeroed them)
+    reporting: bool = False  # free page reporting; the host zeroes reported blocks
+    hint: str = "pghint"  # how the allocator returns the hint
+    free_signal: str = "fpi"  # how a freer says "zero": FPI_ZEROED or a bit on the page
+    pfmemalloc: str = "or"  # lru_bit only: 'assign' loses the hint in prep_new_page
+    aliasing_cache: bool = False  # clear_user_highpage path instead of __GFP_ZERO faults
+    reporting_order: int = 9
+    reporting_delay_ns: int = 2_000_000_000
+
+    def validate(self):
+        for name, allowed in (("hint", HINTS), ("free_signal", FREE_SIGNALS),
+                              ("pfmemalloc", PFMEMALLOC)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name.replace('_', '-')} {getattr(self, name)!r}: "
+                                 f"choose one of {', '.join(allowed)}")
+        if self.free_signal == "page_bit" and not self.track:
+            raise ValueError("--free-signal page_bit needs a tracking policy (pg_zeroed)")
+        return self
+
+
+PRESETS = {
+    "baseline": {},
+    "init_on_free": {"init_on_free": True},
+    "init_on_alloc": {"init_on_alloc": True},
+    "pg_zeroed": {"track": True},
+    "balloon": {"track": True, "balloon": True},
+    "reporting": {"track": True, "reporting": True},
+}
+
+
+def make_policy(names, **options):
+    """Union of the presets named (a list or 'a,b'), then explicit options on top."""
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n]
+    switches = {}
+    for name in names:
+        if name not in PRESETS:
+            raise ValueError(f"unknown policy {name!r}: choose from {', '.join(PRESETS)}")
+        switches.update(PRESETS[name])
+    switches.update({k: v for k, v in options.items() if v is not None})
+    return Policy(**switches).validate()
+
+
+# Indices of the int array the engine reads.
+P_INIT_ON_FREE, P_INIT_ON_ALLOC, P_TRACK, P_BALLOON, P_REPORTING, P_HINT, P_FREE_SIGNAL, \
+    P_PFMEMALLOC, P_ALIASING, P_REPORTING_ORDER, P_REPORTING_DELAY = range(11)
+HINT_PGHINT, HINT_LRU_BIT, HINT_FOLIO_FLAG = range(3)
+
+
+def as_array(policy):
+    p = np.zeros(11, dtype=np.int64)
+    p[P_INIT_ON_FREE] = policy.init_on_free
+    p[P_INIT_ON_ALLOC] = policy.init_on_alloc
+    p[P_TRACK] = policy.track
+    p[P_BALLOON] = policy.balloon
+    p[P_REPORTING] = policy.reporting
+    p[P_HINT] = HINTS.index(policy.hint)
+    p[P_FREE_SIGNAL] = FREE_SIGNALS.index(policy.free_signal)
+    p[P_PFMEMALLOC] = PFMEMALLOC.index(policy.pfmemalloc)
+    p[P_ALIASING] = policy.aliasing_cache
+    p[P_REPORTING_ORDER] = policy.reporting_order
+    p[P_REPORTING_DELAY] = policy.reporting_delay_ns
+    return p
