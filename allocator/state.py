@@ -10,7 +10,9 @@ from collections import namedtuple
 import numba
 import numpy as np
 from numba import njit, types
+from numba.core import cgutils
 from numba.experimental import structref
+from numba.extending import intrinsic
 
 from . import core
 from .flags import MIGRATE_PCPTYPES, PAGE_SIZE
@@ -43,11 +45,35 @@ class ZoneRef(structref.StructRefProxy):
 structref.define_proxy(ZoneRef, ZoneType, list(ZONE_FIELDS))
 
 
+@intrinsic
+def _borrow(typingctx, arr):
+    """A view of arr without a reference count (NULL meminfo): reading it from the StructRef
+    then costs no atomic incref/decref. The owner must outlive every use (see zone_ref)."""
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, value=args[0])
+        ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
+        ary.parent = cgutils.get_null_value(ary.parent.type)
+        return ary._getvalue()
+    return arr(arr), codegen
+
+
+@njit
+def _make_zone_ref(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13):
+    return ZoneRef(_borrow(a0), _borrow(a1), _borrow(a2), _borrow(a3), _borrow(a4),
+                   _borrow(a5), _borrow(a6), _borrow(a7), _borrow(a8), _borrow(a9),
+                   _borrow(a10), _borrow(a11), _borrow(a12), _borrow(a13))
+
+
 def zone_ref(arrays):
-    """The object compiled functions take; the arrays themselves under NUMBA_DISABLE_JIT=1."""
+    """The object compiled functions take; the arrays themselves under NUMBA_DISABLE_JIT=1.
+
+    The StructRef borrows the arrays: whoever holds the ZoneRef must also hold ``arrays``
+    (BuddyAllocator keeps both).
+    """
     if numba.config.DISABLE_JIT:
         return arrays
-    return ZoneRef(*arrays)
+    assert len(arrays) == 14
+    return _make_zone_ref(*arrays)
 
 PER_PAGE_ARRAYS = ("flags", "order", "next", "prev")
 MAX_PFNS = 2**31 - 1  # int32 links
