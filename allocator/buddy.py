@@ -95,9 +95,14 @@ class BuddyAllocator:
         raise BadPageError(pfn, -res, what)
 
     # -- the per-call API ------------------------------------------------------------------
-    def alloc(self, order, gfp=0, cpu=0):
-        """Allocate a 2^order block; its first pfn, or None when nothing fits."""
-        res = core.alloc_pages(self.z, order, gfp, cpu)
+    def alloc(self, order, gfp=0, cpu=0, prefer_zeroed=None):
+        """Allocate a 2^order block; its first pfn, or None when nothing fits.
+
+        ``prefer_zeroed`` (simulator-only placement, not the kernel's): True looks for a
+        zeroed block near either end of the lists, False for a dirty one.
+        """
+        pref = core.PREF_NONE if prefer_zeroed is None else int(bool(prefer_zeroed))
+        res = core.alloc_pages(self.z, order, gfp, cpu, pref)
         if res < core.NONE:
             self._bad(res, 0, f"alloc order {order} gfp {gfp:#x} cpu {cpu}")
             return None

@@ -287,12 +287,54 @@ def page_del_and_expand(z, pfn, order, current_order, mt):
     expand(z, pfn, order, current_order, mt, zeroed)
 
 
+#: How far from each end of a list the zeroed-aware placement looks (simulator-only option).
+PREF_SCAN = 8
+PREF_NONE = -1  # the kernel's behaviour: the list head
+
+
 @njit(cache=True)
-def __rmqueue_smallest(z, order, mt):
-    for current_order in range(order, z.conf[C_MAX_ORDER] + 1):
+def find_preferred(z, head, tail, pref):
+    """A block whose PG_zeroed matches pref (1 zeroed, 0 dirty) among the PREF_SCAN entries at
+    each end of a list (zeroed blocks collect at tails: reporting, offload, FPI_TO_TAIL), or
+    NONE. Simulator-only zeroed-aware placement."""
+    want = pref == 1
+    pfn = head
+    for _ in range(PREF_SCAN):
+        if pfn == NONE:
+            return NONE
+        if ((z.flags[pfn] & PG_ZEROED) != 0) == want:
+            return pfn
+        pfn = z.next[pfn]
+    pfn = tail
+    for _ in range(PREF_SCAN):
+        if pfn == NONE:
+            break
+        if ((z.flags[pfn] & PG_ZEROED) != 0) == want:
+            return pfn
+        pfn = z.prev[pfn]
+    return NONE
+
+
+@njit(cache=True)
+def __rmqueue_smallest(z, order, mt, pref=PREF_NONE):
+    """The smallest block from its list head. With a zeroed preference (simulator-only),
+    first look for a zeroed block at any order >= order; with a dirty one, prefer a dirty
+    block among the candidates of the smallest order."""
+    max_order = z.conf[C_MAX_ORDER]
+    if pref == 1:
+        for current_order in range(order, max_order + 1):
+            pfn = find_preferred(z, z.free_head[current_order, mt], z.free_tail[current_order, mt], 1)
+            if pfn != NONE:
+                page_del_and_expand(z, pfn, order, current_order, mt)
+                return pfn
+    for current_order in range(order, max_order + 1):
         pfn = z.free_head[current_order, mt]
         if pfn == NONE:
             continue
+        if pref == 0:
+            dirty = find_preferred(z, pfn, z.free_tail[current_order, mt], 0)
+            if dirty != NONE:
+                pfn = dirty
         page_del_and_expand(z, pfn, order, current_order, mt)
         return pfn
     return NONE
@@ -450,10 +492,10 @@ def __rmqueue_steal(z, order, start_mt):
 
 
 @njit(cache=True)
-def __rmqueue(z, order, mt, mode):
+def __rmqueue(z, order, mt, mode, pref=PREF_NONE):
     """Returns (pfn, mode); mode carries rmqueue_bulk's memory of where pages were found."""
     if mode == RMQUEUE_NORMAL:
-        pfn = __rmqueue_smallest(z, order, mt)
+        pfn = __rmqueue_smallest(z, order, mt, pref)
         if pfn != NONE:
             return pfn, mode
     if mode <= RMQUEUE_CLAIM:
@@ -553,7 +595,7 @@ def rmqueue_bulk(z, cpu, order, count, mt, pindex):
 
 
 @njit(cache=True)
-def rmqueue_pcplist(z, cpu, order, mt):
+def rmqueue_pcplist(z, cpu, order, mt, pref=PREF_NONE):
     pindex = order_to_pindex(z, mt, order)
     if z.pcp_head[cpu, pindex] == NONE:
         alloced = rmqueue_bulk(z, cpu, order, nr_pcp_alloc(z, order), mt, pindex)
@@ -561,6 +603,10 @@ def rmqueue_pcplist(z, cpu, order, mt):
         if z.pcp_head[cpu, pindex] == NONE:
             return NONE
     pfn = z.pcp_head[cpu, pindex]
+    if pref != PREF_NONE:
+        preferred = find_preferred(z, pfn, z.pcp_tail[cpu, pindex], pref)
+        if preferred != NONE:
+            pfn = preferred
     list_del(z, PCP_LIST, cpu, pindex, pfn)
     z.pcp_count[cpu] -= 1 << order
     z.flags[pfn] &= 0xFF ^ PG_PCP
@@ -592,8 +638,11 @@ def gfp_migratetype(z, gfp):
 
 
 @njit(cache=True)
-def alloc_pages(z, order, gfp, cpu):
-    """``rmqueue``: pcp for allowed orders, else the buddy. Returns pfn, NONE, or -E_*."""
+def alloc_pages(z, order, gfp, cpu, pref=PREF_NONE):
+    """``rmqueue``: pcp for allowed orders, else the buddy. Returns pfn, NONE, or -E_*.
+
+    ``pref`` (simulator-only): prefer a zeroed (1) or dirty (0) block near the list head.
+    """
     if order < 0 or order > z.conf[C_MAX_ORDER]:
         return -E_BAD_ORDER
     if cpu < 0 or cpu >= z.conf[C_NR_CPUS]:
@@ -603,9 +652,9 @@ def alloc_pages(z, order, gfp, cpu):
         return mt
     pfn = NONE
     if z.conf[C_PCP] != 0 and pcp_allowed_order(z, order):
-        pfn = rmqueue_pcplist(z, cpu, order, mt)
+        pfn = rmqueue_pcplist(z, cpu, order, mt, pref)
     if pfn == NONE:
-        pfn, _ = __rmqueue(z, order, mt, RMQUEUE_NORMAL)
+        pfn, _ = __rmqueue(z, order, mt, RMQUEUE_NORMAL, pref)
     if pfn == NONE:
         z.stat[S_ALLOC_FAIL] += 1
         return NONE

@@ -46,7 +46,7 @@ structref.define_proxy(ZoneRef, ZoneType, list(ZONE_FIELDS))
 
 
 @intrinsic
-def _borrow(typingctx, arr):
+def borrow(typingctx, arr):
     """A view of arr without a reference count (NULL meminfo): reading it from the StructRef
     then costs no atomic incref/decref. The owner must outlive every use (see zone_ref)."""
     def codegen(context, builder, sig, args):
@@ -59,9 +59,9 @@ def _borrow(typingctx, arr):
 
 @njit
 def _make_zone_ref(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13):
-    return ZoneRef(_borrow(a0), _borrow(a1), _borrow(a2), _borrow(a3), _borrow(a4),
-                   _borrow(a5), _borrow(a6), _borrow(a7), _borrow(a8), _borrow(a9),
-                   _borrow(a10), _borrow(a11), _borrow(a12), _borrow(a13))
+    return ZoneRef(borrow(a0), borrow(a1), borrow(a2), borrow(a3), borrow(a4),
+                   borrow(a5), borrow(a6), borrow(a7), borrow(a8), borrow(a9),
+                   borrow(a10), borrow(a11), borrow(a12), borrow(a13))
 
 
 def zone_ref(arrays):

@@ -14,7 +14,10 @@ try:
 except ImportError:  # pragma: no cover - numba always ships a cuda module today
     cuda = None
 
-THREADS = 128
+import numba
+
+#: Threads per page (block). The simulator runs every thread in Python: keep it small there.
+THREADS = 32 if numba.config.ENABLE_CUDASIM else 128
 
 
 def available():

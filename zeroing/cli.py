@@ -24,6 +24,10 @@ def main(argv=None):
     r.add_argument("--events", type=int, default=300_000)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--no-pcp", action="store_true")
+    r.add_argument("--offload-batch", type=int, help="pages per offload batch (16384)")
+    r.add_argument("--offload-watermark", type=float,
+                   help="offload runs when dirty free pages exceed this fraction (0.05)")
+    r.add_argument("--offload-period-ms", type=float, help="offload zeroer period (100)")
     r.add_argument("--json", help="write the result object here (atomically)")
     args = p.parse_args(argv)
     if args.cmd == "run":
@@ -40,15 +44,21 @@ def cmd_run(args, parser):
     from .workloads import make_workload
     try:
         policy = make_policy(args.policy, hint=args.hint, free_signal=args.free_signal,
-                             pfmemalloc=args.pfmemalloc, aliasing_cache=args.aliasing_cache)
-        if args.mode != "metadata":
-            raise ValueError(f"--mode {args.mode}: only metadata mode is implemented so far")
+                             pfmemalloc=args.pfmemalloc, aliasing_cache=args.aliasing_cache,
+                             offload_batch_pages=args.offload_batch,
+                             offload_watermark=args.offload_watermark,
+                             offload_period_ns=None if args.offload_period_ms is None
+                             else int(args.offload_period_ms * 1e6))
         if args.pages < 1024 or args.events < 1:
             raise ValueError("--pages must be at least 1024 and --events at least 1")
         events = make_workload(args.workload, args.pages, args.events, args.seed)
     except ValueError as e:
         parser.error(str(e))
-    result = simulate(events, policy, args.pages, pcp=not args.no_pcp, progress=True)
+    try:
+        result = simulate(events, policy, args.pages, mode=args.mode, backend=args.backend,
+                          pcp=not args.no_pcp, progress=True)
+    except (RuntimeError, MemoryError) as e:  # backend unavailable, pool too large
+        parser.error(str(e))
     result["workload"] = {"name": args.workload, "events": args.events, "seed": args.seed}
     print(summary(result))
     if args.json:

@@ -1,10 +1,15 @@
 """The engine: one compiled loop that drives the allocator with events and applies a policy.
 
-Metadata mode keeps a ground-truth byte per page (1 = all zero) and the index of the event
-that last wrote each page, so a leak report says whose data leaked. Every zeroing site is
-counted separately (``counters.py``); a clear of a page that was already zero is also counted
-as redundant; a block handed to a caller that relies on zeroed memory is checked (the
-sanitizer). Background work (free page reporting) runs at simulated deadlines inside the loop.
+The loop keeps a ground-truth byte per page (1 = all zero) and the event that last wrote each
+page. Every zeroing site is counted separately (``counters.py``); a clear of a page that was
+already zero is also counted as redundant; a block handed to a caller that relies on zeroed
+memory is checked (the sanitizer). Background work (free page reporting, the offload zeroer)
+runs at simulated deadlines inside the loop.
+
+Content mode: the same loop also appends page operations (clear, dirty, verify) to a command
+buffer and returns to Python when the buffer is nearly full, or when an offload batch is ready;
+Python hands the buffer to a backend in one call, counts leaks from the verify results (real
+bytes), and calls the loop again. Metadata mode counts leaks from the ground truth instead.
 
 Kernel paths followed (6.18 + the PG_zeroed series "New design", June 2026):
 - free: ``free_pages_prepare`` clears with init_on_free (then FPI_ZEROED when tracking).
@@ -18,94 +23,172 @@ Kernel paths followed (6.18 + the PG_zeroed series "New design", June 2026):
   ``page_bit`` free signal then trusts (the stale-bit leak Hildenbrand objected to).
 """
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.experimental import structref
 
 from allocator import core
-from allocator.flags import GFP_HIGHUSER_MOVABLE, GFP_TRANSHUGE, PG_REPORTED, __GFP_ZERO
+from allocator.flags import GFP_HIGHUSER_MOVABLE, GFP_TRANSHUGE, PG_REPORTED, PG_ZEROED, __GFP_ZERO
+from allocator.state import borrow
+from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
 from .events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE
 from .policy import (HINT_FOLIO_FLAG, HINT_LRU_BIT, P_ALIASING, P_BALLOON, P_FREE_SIGNAL,
-                     P_HINT, P_INIT_ON_ALLOC, P_INIT_ON_FREE, P_PFMEMALLOC, P_REPORTING,
-                     P_REPORTING_DELAY, P_REPORTING_ORDER, P_TRACK)
+                     P_HINT, P_INIT_ON_ALLOC, P_INIT_ON_FREE, P_OFFLOAD, P_OFFLOAD_BATCH,
+                     P_OFFLOAD_PERIOD, P_OFFLOAD_WATERMARK, P_PFMEMALLOC, P_REPORTING,
+                     P_REPORTING_DELAY, P_REPORTING_ORDER, P_TRACK, P_ZEROED_AWARE)
 
 PAGE_REPORTING_CAPACITY = 32
 GFP_BALLOON = GFP_HIGHUSER_MOVABLE | (1 << 19) | (1 << 16) | (1 << 13)  # NOMEMALLOC|NORETRY|NOWARN
 
-# rstate: background-work state carried between calls.
-R_STATE = 0  # 0 idle, 1 reporting work scheduled
-R_DEADLINE = 1
+# rstate: loop state carried between calls.
+R_REPORT_STATE = 0  # 0 idle, 1 reporting work scheduled
+R_REPORT_DEADLINE = 1
 R_NOTIFY_SEEN = 2
 R_NLEAKS = 3
-NR_RSTATE = 4
+R_NCMD = 4  # commands in the buffer
+R_CONTENT = 5  # 1 in content mode
+R_CMD_LIMIT = 6  # return to Python before an event when R_NCMD exceeds this
+R_OFFLOAD_DEADLINE = 7
+R_NINFLIGHT = 8  # offload blocks isolated, waiting for their batch
+NR_RSTATE = 9
+
+# Loop exit reasons.
+EXIT_DONE = 0
+EXIT_FLUSH = 1  # command buffer nearly full
+EXIT_OFFLOAD = 2  # an offload batch is isolated and queued: flush, then complete it
+EXIT_BAD_EVENT = 3
 
 MAX_LEAKS = 8
+#: cmd_event of an offload clear (not an event's own work).
+OFFLOAD_EVENT = -2
 
-# Zeroing sites (index into counters).
-SITE_FREE = C.ZERO_FREE
-SITE_ALLOC = C.ZERO_ALLOC
-SITE_USER = C.ZERO_USER
-SITE_HOST = C.ZERO_HOST
+
+@structref.register
+class EngineType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class EngineRef(structref.StructRefProxy):
+    """Engine arrays as compiled code takes them (borrowed: EngineState owns the arrays)."""
+
+
+ENGINE_FIELDS = ("truth", "writer", "pagebit", "cnt", "leaks", "rstate", "pol", "cmd_op",
+                 "cmd_pfn", "cmd_order", "cmd_arg", "cmd_event", "inflight")
+structref.define_proxy(EngineRef, EngineType, list(ENGINE_FIELDS))
+
+
+@njit
+def make_engine_ref(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12):
+    return EngineRef(borrow(a0), borrow(a1), borrow(a2), borrow(a3), borrow(a4), borrow(a5),
+                     borrow(a6), borrow(a7), borrow(a8), borrow(a9), borrow(a10), borrow(a11),
+                     borrow(a12))
+
+
+# ---------------------------------------------------------------------------------------------
+# Page operations: ground truth always, commands in content mode.
+
+@njit(cache=True)
+def emit(e, op, pfn, order, arg, event):
+    n = e.rstate[R_NCMD]
+    e.cmd_op[n] = op
+    e.cmd_pfn[n] = pfn
+    e.cmd_order[n] = order
+    e.cmd_arg[n] = arg
+    e.cmd_event[n] = event
+    e.rstate[R_NCMD] = n + 1
 
 
 @njit(cache=True)
-def clear_pages(truth, pfn, pages, cnt, site):
+def clear_pages(e, pfn, order, site, event):
     """A clear at a site: count it, and the pages that were already zero (redundant)."""
+    pages = np.int64(1) << order
     redundant = 0
     for p in range(pfn, pfn + pages):
-        redundant += np.int64(truth[p])
-        truth[p] = 1
-    cnt[site] += pages
-    cnt[C.ZERO_REDUNDANT] += redundant
+        redundant += np.int64(e.truth[p])
+        e.truth[p] = 1
+    e.cnt[site] += pages
+    e.cnt[C.ZERO_REDUNDANT] += redundant
+    if e.rstate[R_CONTENT]:
+        emit(e, CLEAR, pfn, order, 0, event)
 
 
 @njit(cache=True)
-def dirty_pages(truth, writer, pfn, pages, event):
+def host_zeroes(e, pfn, order):
+    """The hypervisor discarded the block: it reads back as zero, at no cost to the guest."""
+    pages = np.int64(1) << order
     for p in range(pfn, pfn + pages):
-        truth[p] = 0
-        writer[p] = event
+        e.truth[p] = 1
+    e.cnt[C.ZERO_HOST] += pages
+    if e.rstate[R_CONTENT]:
+        emit(e, CLEAR, pfn, order, 0, -1)
 
 
 @njit(cache=True)
-def check_zeroed(truth, writer, pfn, pages, event, cnt, leaks, rstate):
-    """The sanitizer: a caller relies on [pfn, pfn + pages) being zero."""
-    cnt[C.ZERO_CHECKED] += pages
+def dirty_pages(e, pfn, order, event):
+    for p in range(pfn, pfn + (np.int64(1) << order)):
+        e.truth[p] = 0
+        e.writer[p] = event
+    if e.rstate[R_CONTENT]:
+        emit(e, DIRTY, pfn, order, event + 1, event)
+
+
+@njit(cache=True)
+def record_leak(e, pfn, event, writer):
+    n = e.rstate[R_NLEAKS]
+    if n < e.leaks.shape[0]:
+        e.leaks[n, 0] = pfn
+        e.leaks[n, 1] = event
+        e.leaks[n, 2] = writer
+    e.rstate[R_NLEAKS] = n + 1
+
+
+@njit(cache=True)
+def check_zeroed(e, pfn, order, event):
+    """The sanitizer: a caller relies on the block being zero. Leaks are pages; one record
+    (the first bad page) per block, in metadata and content mode alike."""
+    pages = np.int64(1) << order
+    e.cnt[C.ZERO_CHECKED] += pages
+    if e.rstate[R_CONTENT]:
+        emit(e, VERIFY, pfn, order, 0, event)
+        return
+    first = core.NONE
     for p in range(pfn, pfn + pages):
-        if truth[p] == 0:
-            cnt[C.ZERO_LEAK] += 1
-            n = rstate[R_NLEAKS]
-            if n < leaks.shape[0]:
-                leaks[n, 0] = p
-                leaks[n, 1] = event
-                leaks[n, 2] = writer[p]
-            rstate[R_NLEAKS] = n + 1
+        if e.truth[p] == 0:
+            e.cnt[C.ZERO_LEAK] += 1
+            if first == core.NONE:
+                first = p
+    if first != core.NONE:
+        record_leak(e, first, event, e.writer[first])
 
 
 @njit(cache=True)
-def zero_site(truth, pfn, pages, cnt, site, hint_usable):
+def zero_site(e, pfn, order, site, hint_usable, event):
     """Clear at a site unless the hint (delivered to this site) says the block is zero."""
     if hint_usable:
-        cnt[C.ZERO_SKIPPED] += pages
+        e.cnt[C.ZERO_SKIPPED] += np.int64(1) << order
     else:
-        clear_pages(truth, pfn, pages, cnt, site)
+        clear_pages(e, pfn, order, site, event)
 
+
+# ---------------------------------------------------------------------------------------------
+# Free page reporting (mm/page_reporting.c) with a host that zeroes what it is given.
 
 @njit(cache=True)
-def report_and_drain(z, sgl_pfn, sgl_order, lo, hi, truth, cnt, track):
-    """The host processes the scatterlist (discards, so the blocks read back as zero), then
-    ``page_reporting_drain`` puts each back at the tail, Reported unless it merged."""
+def report_and_drain(z, e, sgl_pfn, sgl_order, lo, hi):
+    """The host processes the scatterlist, then ``page_reporting_drain`` puts each block back
+    at the tail, Reported unless it merged."""
+    track = e.pol[P_TRACK] != 0
     for k in range(lo, hi):
-        pfn = sgl_pfn[k]
-        pages = 1 << sgl_order[k]
-        for p in range(pfn, pfn + pages):
-            truth[p] = 1
-        cnt[C.ZERO_HOST] += pages
-        cnt[C.REPORTED_PAGES] += pages
-        core.__putback_isolated_page(z, pfn, sgl_order[k], core.FPI_ZEROED if track else 0, True)
+        host_zeroes(e, sgl_pfn[k], sgl_order[k])
+        e.cnt[C.REPORTED_PAGES] += np.int64(1) << sgl_order[k]
+        core.__putback_isolated_page(z, sgl_pfn[k], sgl_order[k],
+                                     core.FPI_ZEROED if track else 0, True)
 
 
 @njit(cache=True)
-def page_reporting_process_free_list(z, order, mt, sgl_pfn, sgl_order, off, truth, cnt, track):
+def page_reporting_process_free_list(z, e, order, mt, sgl_pfn, sgl_order, off):
     """Returns (offset, requested). A sixteenth of the list per pass (the kernel's budget)."""
     requested = False
     if z.free_head[order, mt] == core.NONE:
@@ -133,7 +216,7 @@ def page_reporting_process_free_list(z, order, mt, sgl_pfn, sgl_order, off, trut
             pfn = nxt
             continue
         core.free_list_rotate_to_front(z, order, mt, pfn)
-        report_and_drain(z, sgl_pfn, sgl_order, 0, PAGE_REPORTING_CAPACITY, truth, cnt, track)
+        report_and_drain(z, e, sgl_pfn, sgl_order, 0, PAGE_REPORTING_CAPACITY)
         off = PAGE_REPORTING_CAPACITY
         budget -= 1
         pfn = z.free_head[order, mt]
@@ -143,62 +226,137 @@ def page_reporting_process_free_list(z, order, mt, sgl_pfn, sgl_order, off, trut
 
 
 @njit(cache=True)
-def page_reporting_process(z, reporting_order, truth, cnt, track):
+def page_reporting_process(z, e):
     """One pass of the reporting worker over the zone; True when more work was requested."""
     sgl_pfn = np.empty(PAGE_REPORTING_CAPACITY, dtype=np.int64)
     sgl_order = np.empty(PAGE_REPORTING_CAPACITY, dtype=np.int64)
     off = PAGE_REPORTING_CAPACITY
     requested = False
-    cnt[C.REPORTING_PASSES] += 1
-    for order in range(reporting_order, z.conf[core.C_MAX_ORDER] + 1):
+    e.cnt[C.REPORTING_PASSES] += 1
+    for order in range(e.pol[P_REPORTING_ORDER], z.conf[core.C_MAX_ORDER] + 1):
         for mt in range(z.free_head.shape[1]):
-            off, req = page_reporting_process_free_list(z, order, mt, sgl_pfn, sgl_order, off,
-                                                        truth, cnt, track)
+            off, req = page_reporting_process_free_list(z, e, order, mt, sgl_pfn, sgl_order, off)
             requested = requested or req
     if off < PAGE_REPORTING_CAPACITY:
-        report_and_drain(z, sgl_pfn, sgl_order, off, PAGE_REPORTING_CAPACITY, truth, cnt, track)
+        report_and_drain(z, e, sgl_pfn, sgl_order, off, PAGE_REPORTING_CAPACITY)
     return requested
 
 
 @njit(cache=True)
-def note_report_notify(z, pol, now, rstate):
+def note_report_notify(z, e, now):
     """``__page_reporting_notify``: schedule the delayed work when a free notified it."""
     notified = z.stat[core.S_REPORT_NOTIFY]
-    if notified != rstate[R_NOTIFY_SEEN]:
-        rstate[R_NOTIFY_SEEN] = notified
-        if rstate[R_STATE] == 0:
-            rstate[R_STATE] = 1
-            rstate[R_DEADLINE] = now + pol[P_REPORTING_DELAY]
+    if notified != e.rstate[R_NOTIFY_SEEN]:
+        e.rstate[R_NOTIFY_SEEN] = notified
+        if e.rstate[R_REPORT_STATE] == 0:
+            e.rstate[R_REPORT_STATE] = 1
+            e.rstate[R_REPORT_DEADLINE] = now + e.pol[P_REPORTING_DELAY]
 
 
 @njit(cache=True)
-def run_background(z, pol, now, truth, cnt, rstate):
-    """Run the reporting work due by simulated time ``now`` (delayed work, 2 s by default).
-
-    A pass that ran out of budget, or saw new notifications, reschedules itself.
-    """
-    while rstate[R_STATE] == 1 and rstate[R_DEADLINE] <= now:
-        requested = page_reporting_process(z, pol[P_REPORTING_ORDER], truth, cnt, pol[P_TRACK])
-        if requested or z.stat[core.S_REPORT_NOTIFY] != rstate[R_NOTIFY_SEEN]:
-            rstate[R_NOTIFY_SEEN] = z.stat[core.S_REPORT_NOTIFY]
-            rstate[R_DEADLINE] += pol[P_REPORTING_DELAY]
+def run_reporting(z, e, now):
+    """Run the reporting work due by ``now``; a pass that ran out of budget, or saw new
+    notifications, reschedules itself 2 s later."""
+    while e.rstate[R_REPORT_STATE] == 1 and e.rstate[R_REPORT_DEADLINE] <= now:
+        requested = page_reporting_process(z, e)
+        if requested or z.stat[core.S_REPORT_NOTIFY] != e.rstate[R_NOTIFY_SEEN]:
+            e.rstate[R_NOTIFY_SEEN] = z.stat[core.S_REPORT_NOTIFY]
+            e.rstate[R_REPORT_DEADLINE] += e.pol[P_REPORTING_DELAY]
         else:
-            rstate[R_STATE] = 0
+            e.rstate[R_REPORT_STATE] = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The offload zeroer: isolate dirty free blocks, clear them in one batch, put them back zeroed.
+
+@njit(cache=True)
+def free_dirty_pages(z):
+    total = 0
+    for order in range(z.nr_free.shape[0]):
+        blocks = 0
+        for mt in range(z.nr_free.shape[1]):
+            blocks += z.nr_free[order, mt]
+        total += (blocks - z.nr_zeroed[order]) << order
+    return total
 
 
 @njit(cache=True)
-def run_events(z, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, start, stop, pol, cnt,
-               truth, writer, pagebit, ev_pfn, ev_hint, leaks, rstate):
-    """Consume events [start, stop). Returns the index reached, or -(index+1) on a bad event."""
+def offload_isolate(z, e):
+    """Take dirty free blocks, largest first and from the list heads (zeroed blocks go back to
+    the tails), until the batch is full; queue their clears. Returns the blocks isolated."""
+    budget = e.pol[P_OFFLOAD_BATCH]
+    n = 0
+    for order in range(z.conf[core.C_MAX_ORDER], -1, -1):
+        if (np.int64(1) << order) > budget:
+            continue
+        for mt in range(z.free_head.shape[1]):
+            pfn = z.free_head[order, mt]
+            while pfn != core.NONE and budget >= (np.int64(1) << order) and n < e.inflight.shape[0]:
+                nxt = z.next[pfn]
+                if not (z.flags[pfn] & PG_ZEROED):
+                    core.__isolate_free_page(z, pfn, order)
+                    e.inflight[n, 0] = pfn
+                    e.inflight[n, 1] = order
+                    n += 1
+                    budget -= np.int64(1) << order
+                    if e.rstate[R_CONTENT]:
+                        emit(e, CLEAR, pfn, order, 0, OFFLOAD_EVENT)
+                pfn = nxt
+    e.rstate[R_NINFLIGHT] = n
+    return n
+
+
+@njit(cache=True)
+def offload_complete(z, e, ok):
+    """The batch is done: back at the tail with FPI_ZEROED, or, if the backend failed, dirty
+    (nothing is marked zeroed that was not cleared)."""
+    for k in range(e.rstate[R_NINFLIGHT]):
+        pfn = e.inflight[k, 0]
+        order = e.inflight[k, 1]
+        if ok:
+            clear_pages_counted_only(e, pfn, order)
+            core.__putback_isolated_page(z, pfn, order, core.FPI_ZEROED | core.FPI_TO_TAIL, False)
+        else:
+            core.__putback_isolated_page(z, pfn, order, core.FPI_TO_TAIL, False)
+    e.rstate[R_NINFLIGHT] = 0
+
+
+@njit(cache=True)
+def clear_pages_counted_only(e, pfn, order):
+    """Ground truth and counters of an offload clear whose command already ran."""
+    pages = np.int64(1) << order
+    redundant = 0
+    for p in range(pfn, pfn + pages):
+        redundant += np.int64(e.truth[p])
+        e.truth[p] = 1
+    e.cnt[C.ZERO_OFFLOAD] += pages
+    e.cnt[C.ZERO_REDUNDANT] += redundant
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+@njit(cache=True)
+def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, start, stop):
+    """Consume events [start, stop). Returns (index reached, exit reason)."""
+    pol = e.pol
     track = pol[P_TRACK] != 0
     init_on_free = pol[P_INIT_ON_FREE] != 0
     init_on_alloc = pol[P_INIT_ON_ALLOC] != 0
     aliasing = pol[P_ALIASING] != 0
+    aware = pol[P_ZEROED_AWARE] != 0
     hint_design = pol[P_HINT]
     hint_lost_before_user = hint_design == HINT_LRU_BIT and pol[P_PFMEMALLOC] == 0
     for i in range(start, stop):
-        if rstate[R_STATE] != 0:
-            run_background(z, pol, ev_time[i], truth, cnt, rstate)
+        now = ev_time[i]
+        if e.rstate[R_NCMD] > e.rstate[R_CMD_LIMIT]:
+            return i, EXIT_FLUSH
+        if e.rstate[R_REPORT_STATE] != 0:
+            run_reporting(z, e, now)
+        if pol[P_OFFLOAD] != 0 and e.rstate[R_OFFLOAD_DEADLINE] <= now:
+            e.rstate[R_OFFLOAD_DEADLINE] = now + pol[P_OFFLOAD_PERIOD]
+            if free_dirty_pages(z) > pol[P_OFFLOAD_WATERMARK] and offload_isolate(z, e) > 0:
+                return i, EXIT_OFFLOAD
         op = ev_op[i]
         order = np.int64(ev_order[i])
         cpu = np.int64(ev_cpu[i])
@@ -213,44 +371,48 @@ def run_events(z, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, start, stop,
                 gfp = np.int64(GFP_HIGHUSER_MOVABLE) | (0 if aliasing else __GFP_ZERO)
             else:
                 gfp = np.int64(GFP_TRANSHUGE)
-            pfn = core.alloc_pages(z, order, gfp, cpu)
+            pref = core.PREF_NONE
+            if aware:
+                # Callers that clear (or rely on zero) want zeroed blocks; the others dirty ones.
+                wants_zero = (gfp & __GFP_ZERO) != 0 or op == EV_FAULT
+                pref = 1 if wants_zero else 0
+            pfn = core.alloc_pages(z, order, gfp, cpu, pref)
             if pfn < core.NONE:
-                return -(i + 1)
+                return i, EXIT_BAD_EVENT
             if pfn == core.NONE:
-                cnt[C.ALLOC_FAIL] += 1
+                e.cnt[C.ALLOC_FAIL] += 1
                 continue
             ev_pfn[i] = pfn
-            cnt[C.PGALLOC] += pages
-            cnt[C.ALLOC_BLOCKS] += 1
+            e.cnt[C.PGALLOC] += pages
+            e.cnt[C.ALLOC_BLOCKS] += 1
             hint = track and core.page_is_zeroed(z, pfn)
-            ev_hint[i] = hint
             if hint:
-                cnt[C.HINT_HITS] += 1
+                e.cnt[C.HINT_HITS] += 1
             # post_alloc_hook
             if not init_on_free and (init_on_alloc or (gfp & __GFP_ZERO) != 0):
-                zero_site(truth, pfn, pages, cnt, SITE_ALLOC, hint)
+                zero_site(e, pfn, order, C.ZERO_ALLOC, hint, i)
             if op == EV_FAULT:
                 # user_alloc_needs_zeroing(): aliasing caches, or init_on_alloc off.
                 if (order > 0 or aliasing) and (aliasing or not init_on_alloc):
                     usable = hint and not hint_lost_before_user
                     if hint and hint_lost_before_user:
-                        cnt[C.ZERO_HINT_LOST] += pages
-                    zero_site(truth, pfn, pages, cnt, SITE_USER, usable)
-                check_zeroed(truth, writer, pfn, pages, i, cnt, leaks, rstate)
+                        e.cnt[C.ZERO_HINT_LOST] += pages
+                    zero_site(e, pfn, order, C.ZERO_USER, usable, i)
+                check_zeroed(e, pfn, order, i)
             elif op == EV_ALLOC:
                 if (gfp & __GFP_ZERO) != 0 or init_on_alloc or init_on_free:
-                    check_zeroed(truth, writer, pfn, pages, i, cnt, leaks, rstate)
+                    check_zeroed(e, pfn, order, i)
                 # Non-folio allocation: designs that keep the hint in struct page leave it.
                 if hint and (hint_design == HINT_FOLIO_FLAG or
                              (hint_design == HINT_LRU_BIT and not hint_lost_before_user)):
-                    pagebit[pfn] = 1
+                    e.pagebit[pfn] = 1
             if op == EV_INFLATE:
                 continue  # handed to the host; the guest never writes it
-            dirty_pages(truth, writer, pfn, pages, i)
+            dirty_pages(e, pfn, order, i)
         elif op == EV_FREE or op == EV_DEFLATE:
             ref = ev_ref[i]
             if ref < 0 or ref >= i:
-                return -(i + 1)
+                return i, EXIT_BAD_EVENT
             pfn = ev_pfn[ref]
             if pfn == core.NONE:
                 continue
@@ -259,28 +421,22 @@ def run_events(z, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, start, stop,
             pages = np.int64(1) << order
             fpi = 0
             if op == EV_DEFLATE:
-                # The host discarded the page: it reads back as zero at no cost to the guest.
-                for p in range(pfn, pfn + pages):
-                    truth[p] = 1
-                cnt[C.ZERO_HOST] += pages
+                host_zeroes(e, pfn, order)
                 if pol[P_BALLOON] != 0:
                     fpi |= core.FPI_ZEROED
             if init_on_free:
-                clear_pages(truth, pfn, pages, cnt, SITE_FREE)
+                clear_pages(e, pfn, order, C.ZERO_FREE, i)
                 if track:
                     fpi |= core.FPI_ZEROED
-            if pagebit[pfn]:
-                pagebit[pfn] = 0
+            if e.pagebit[pfn]:
+                e.pagebit[pfn] = 0
                 if pol[P_FREE_SIGNAL] == 1:
                     fpi |= core.FPI_ZEROED  # the buddy trusts a bit nobody cleared
-            res = core.free_pages(z, pfn, order, fpi, cpu)
-            if res < 0:
-                return -(i + 1)
-            cnt[C.PGFREE] += pages
+            if core.free_pages(z, pfn, order, fpi, cpu) < 0:
+                return i, EXIT_BAD_EVENT
+            e.cnt[C.PGFREE] += pages
             if pol[P_REPORTING] != 0:
-                note_report_notify(z, pol, ev_time[i], rstate)
-        elif op == EV_IDLE:
-            pass
-        else:
-            return -(i + 1)
-    return stop
+                note_report_notify(z, e, now)
+        elif op != EV_IDLE:
+            return i, EXIT_BAD_EVENT
+    return stop, EXIT_DONE

@@ -24,8 +24,13 @@ class Policy:
     free_signal: str = "fpi"  # how a freer says "zero": FPI_ZEROED or a bit on the page
     pfmemalloc: str = "or"  # lru_bit only: 'assign' loses the hint in prep_new_page
     aliasing_cache: bool = False  # clear_user_highpage path instead of __GFP_ZERO faults
+    offload: bool = False  # background zeroer: isolate dirty free blocks, clear them in batches
+    zeroed_aware: bool = False  # beyond the kernel: __GFP_ZERO prefers zeroed blocks, others dirty
     reporting_order: int = 9
     reporting_delay_ns: int = 2_000_000_000
+    offload_batch_pages: int = 16384  # pages per offload batch (one backend launch)
+    offload_watermark: float = 0.05  # run when dirty free pages exceed this fraction of the zone
+    offload_period_ns: int = 100_000_000
 
     def validate(self):
         for name, allowed in (("hint", HINTS), ("free_signal", FREE_SIGNALS),
@@ -33,6 +38,11 @@ class Policy:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name.replace('_', '-')} {getattr(self, name)!r}: "
                                  f"choose one of {', '.join(allowed)}")
+        if self.offload_batch_pages < 1 or not 0 <= self.offload_watermark <= 1 \
+                or self.offload_period_ns < 1 or self.reporting_delay_ns < 1:
+            raise ValueError("offload batch and periods must be positive, the watermark in 0..1")
+        if self.offload and not self.track:
+            raise ValueError("offload needs a tracking policy: without PG_zeroed its work is lost")
         if self.free_signal == "page_bit" and not self.track:
             raise ValueError("--free-signal page_bit needs a tracking policy (pg_zeroed)")
         return self
@@ -45,6 +55,8 @@ PRESETS = {
     "pg_zeroed": {"track": True},
     "balloon": {"track": True, "balloon": True},
     "reporting": {"track": True, "reporting": True},
+    "offload": {"track": True, "offload": True},
+    "zeroed_aware": {"track": True, "zeroed_aware": True},
 }
 
 
@@ -63,12 +75,14 @@ def make_policy(names, **options):
 
 # Indices of the int array the engine reads.
 P_INIT_ON_FREE, P_INIT_ON_ALLOC, P_TRACK, P_BALLOON, P_REPORTING, P_HINT, P_FREE_SIGNAL, \
-    P_PFMEMALLOC, P_ALIASING, P_REPORTING_ORDER, P_REPORTING_DELAY = range(11)
+    P_PFMEMALLOC, P_ALIASING, P_REPORTING_ORDER, P_REPORTING_DELAY, P_OFFLOAD, P_ZEROED_AWARE, \
+    P_OFFLOAD_BATCH, P_OFFLOAD_WATERMARK, P_OFFLOAD_PERIOD = range(16)
+NR_POLICY = 16
 HINT_PGHINT, HINT_LRU_BIT, HINT_FOLIO_FLAG = range(3)
 
 
-def as_array(policy):
-    p = np.zeros(11, dtype=np.int64)
+def as_array(policy, nr_pages):
+    p = np.zeros(NR_POLICY, dtype=np.int64)
     p[P_INIT_ON_FREE] = policy.init_on_free
     p[P_INIT_ON_ALLOC] = policy.init_on_alloc
     p[P_TRACK] = policy.track
@@ -80,4 +94,9 @@ def as_array(policy):
     p[P_ALIASING] = policy.aliasing_cache
     p[P_REPORTING_ORDER] = policy.reporting_order
     p[P_REPORTING_DELAY] = policy.reporting_delay_ns
+    p[P_OFFLOAD] = policy.offload
+    p[P_ZEROED_AWARE] = policy.zeroed_aware
+    p[P_OFFLOAD_BATCH] = policy.offload_batch_pages
+    p[P_OFFLOAD_WATERMARK] = int(policy.offload_watermark * nr_pages)
+    p[P_OFFLOAD_PERIOD] = policy.offload_period_ns
     return p

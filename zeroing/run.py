@@ -1,94 +1,211 @@
 """Run a workload under a policy: the Python entry point behind ``zeroing run``."""
 import json
 import os
+import sys
 import time
+import warnings
+from collections import namedtuple
 
+import numba
 import numpy as np
 
 from allocator import BuddyAllocator, format_buddyinfo, format_zeroedinfo
 from allocator import core as acore
+from kernels import get_backend
+from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
-from .engine import MAX_LEAKS, NR_RSTATE, R_NLEAKS, run_events
-from .policy import as_array, make_policy
+from .engine import (ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_DONE, EXIT_FLUSH, EXIT_OFFLOAD,
+                     MAX_LEAKS, NR_RSTATE, OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD,
+                     R_NINFLIGHT, R_NLEAKS, make_engine_ref, offload_complete, record_leak,
+                     run_events)
+from .policy import as_array
 
-MODES = ("metadata",)
+MODES = ("metadata", "content")
+CMD_CAPACITY = 1 << 16
+#: Written over offload pages whose batch failed: they are dirty, whatever the device did.
+POISON = np.int64(0x7EAD_BEEF_0000_0000)
+
+EngineArrays = namedtuple("EngineArrays", ENGINE_FIELDS)
 
 
 class BadEventError(ValueError):
     pass
 
 
-def simulate(events, policy, nr_pages, *, mode="metadata", pcp=True, seed=None, chunk=1 << 20,
-             progress=False):
+class EngineState:
+    """The engine's arrays, the compiled view of them, and (content mode) pool and backend."""
+
+    def __init__(self, nr_pages, policy, mode, backend, nr_events):
+        pol = as_array(policy, nr_pages)
+        # One event adds at most 4 commands, a reporting pass at most one per free block of
+        # reporting order, an offload batch at most one per page of the batch.
+        reserve = 8 + (nr_pages >> policy.reporting_order) + policy.offload_batch_pages
+        capacity = CMD_CAPACITY + reserve
+        rstate = np.zeros(NR_RSTATE, dtype=np.int64)
+        rstate[R_CONTENT] = mode == "content"
+        rstate[R_CMD_LIMIT] = CMD_CAPACITY
+        self.arrays = EngineArrays(
+            # Boot memory is not zero, unless init_on_free cleared it at boot.
+            truth=np.full(nr_pages, 1 if policy.init_on_free else 0, dtype=np.uint8),
+            writer=np.full(nr_pages, -1, dtype=np.int64),
+            pagebit=np.zeros(nr_pages, dtype=np.uint8),
+            cnt=np.zeros(C.NR_COUNTERS, dtype=np.int64),
+            leaks=np.full((MAX_LEAKS, 3), -1, dtype=np.int64),
+            rstate=rstate,
+            pol=pol,
+            cmd_op=np.zeros(capacity, dtype=np.uint8),
+            cmd_pfn=np.zeros(capacity, dtype=np.int64),
+            cmd_order=np.zeros(capacity, dtype=np.int64),
+            cmd_arg=np.zeros(capacity, dtype=np.int64),
+            cmd_event=np.zeros(capacity, dtype=np.int64),
+            inflight=np.zeros((max(1, policy.offload_batch_pages), 2), dtype=np.int64),
+        )
+        self.e = self.arrays if numba.config.DISABLE_JIT else make_engine_ref(*self.arrays)
+        self.mode = mode
+        self.backend = None
+        self.pool = None
+        self.launches = 0
+        self.launch_pages = 0
+        self.backend_wall = 0.0
+        self.fallbacks = 0
+        if mode == "content":
+            self.backend = get_backend(backend)
+            self.pool = self.backend.alloc_pool(nr_pages)
+            if not policy.init_on_free:  # init_on_free clears memory at boot: leave it zero
+                self._dirty_boot_memory(nr_pages)
+
+    def _dirty_boot_memory(self, nr_pages):
+        """Boot memory holds old data: write a "boot" marker into every page (leak reports
+        then say the data is from boot time, as metadata mode does with writer -1)."""
+        order = 9 if nr_pages >= 512 else 0
+        n = nr_pages >> order
+        op = np.full(n, DIRTY, dtype=np.uint8)
+        pfn = np.arange(n, dtype=np.int64) << order
+        orders = np.full(n, order, dtype=np.int64)
+        arg = np.full(n, 1 << 62, dtype=np.int64)  # "boot": no event wrote it
+        self.backend.apply(self.pool, op, pfn, orders, arg)
+        rest = np.arange(n << order, nr_pages, dtype=np.int64)
+        if len(rest):
+            self.backend.apply(self.pool, np.full(len(rest), DIRTY, np.uint8), rest,
+                               np.zeros(len(rest), np.int64), np.full(len(rest), 1 << 62))
+
+    def flush(self):
+        """Hand the buffer to the backend in one call; count leaks from the verify rows.
+
+        Returns False when the backend failed (the batch was redone on the CPU backend, and
+        offload clears of the batch were not done: those pages stay dirty).
+        """
+        a = self.arrays
+        n = int(a.rstate[R_NCMD])
+        if n == 0 or self.backend is None:
+            a.rstate[R_NCMD] = 0
+            return True
+        op = a.cmd_op[:n].copy()
+        pfn, order, arg, event = (a.cmd_pfn[:n], a.cmd_order[:n], a.cmd_arg[:n].copy(),
+                                  a.cmd_event[:n])
+        ok = True
+        t0 = time.perf_counter()
+        try:
+            nonzero, bad_pfn, marker = self.backend.apply(self.pool, op, pfn, order, arg)
+        except Exception as exc:  # a backend fault: CPU fallback, redo the batch there
+            ok = False
+            self.fallbacks += 1
+            warnings.warn(f"backend {self.backend.name} failed ({exc!r}); falling back to the "
+                          "CPU backend (numba) and redoing the batch", RuntimeWarning)
+            host = self.backend.to_host(self.pool)
+            self.backend = get_backend("numba")
+            self.pool = self.backend.from_host(np.ascontiguousarray(host))
+            offload = (op == CLEAR) & (event == OFFLOAD_EVENT)
+            op[offload] = DIRTY
+            arg[offload] = POISON
+            nonzero, bad_pfn, marker = self.backend.apply(self.pool, op, pfn, order, arg)
+        self.backend_wall += time.perf_counter() - t0
+        self.launches += 1
+        self.launch_pages += int((np.int64(1) << order).sum())
+        for k in np.flatnonzero((op == VERIFY) & (nonzero > 0)):
+            a.cnt[C.ZERO_LEAK] += nonzero[k]
+            record_leak(self.e, int(bad_pfn[k]), int(event[k]), int(marker[k]) - 1)
+        a.rstate[R_NCMD] = 0
+        return ok
+
+
+def simulate(events, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
+             chunk=1 << 20, progress=False, fault=None):
     """Replay ``events`` (EVENT_DTYPE) on a fresh zone; returns the result dict.
 
     The dict has ``counters`` (names in ``counters.NAMES``, plus events, wall_s,
     events_per_s, backend, mode), ``leaks`` (the first few: pfn, event that handed it out,
-    event whose data it held), ``buddyinfo`` and ``zeroedinfo``.
+    event whose data it held; -1 for boot-time data), ``buddyinfo`` and ``zeroedinfo``.
+    ``fault`` wraps the backend (tests inject failures with it).
     """
     if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}: this version supports {', '.join(MODES)} "
-                         "(content mode and the clearing backends are not written yet)")
+        raise ValueError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
     alloc = BuddyAllocator(nr_pages, pcp=pcp, page_reporting_order=policy.reporting_order)
     z = alloc.z
-    pol = as_array(policy)
-    cnt = np.zeros(C.NR_COUNTERS, dtype=np.int64)
-    # Boot memory is not zero, unless init_on_free cleared it at boot.
-    truth = np.full(nr_pages, 1 if policy.init_on_free else 0, dtype=np.uint8)
-    writer = np.full(nr_pages, -1, dtype=np.int64)
-    pagebit = np.zeros(nr_pages, dtype=np.uint8)
+    state = EngineState(nr_pages, policy, mode, backend, len(events))
+    if fault is not None and state.backend is not None:
+        state.backend = fault(state.backend)
+    e = state.e
     n = len(events)
     ev_pfn = np.full(n, -1, dtype=np.int64)
-    ev_hint = np.zeros(n, dtype=np.uint8)
-    leaks = np.full((MAX_LEAKS, 3), -1, dtype=np.int64)
-    rstate = np.zeros(NR_RSTATE, dtype=np.int64)
     cols = [np.ascontiguousarray(events[f]) for f in ("time", "op", "order", "cpu", "gfp", "ref")]
+    # Compile (or load from cache) outside the timing: an empty range runs no event.
+    run_events(z, e, *cols, ev_pfn, 0, 0)
+    offload_complete(z, e, True)  # nothing in flight: compiles only
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=n, unit="ev", leave=False)
-    # Compile (or load from cache) outside the timing: an empty range runs no event.
-    run_events(z, *cols, 0, 0, pol, cnt, truth, writer, pagebit, ev_pfn, ev_hint, leaks, rstate)
+        bar = tqdm(total=n, unit="ev", leave=False, disable=not sys.stderr.isatty())
     t0 = time.perf_counter()
     i = 0
     while i < n:
         stop = min(n, i + chunk)
-        r = run_events(z, *cols, i, stop, pol, cnt, truth, writer, pagebit, ev_pfn, ev_hint,
-                       leaks, rstate)
-        if r < 0:
-            bad = -r - 1
-            raise BadEventError(f"event {bad}: {dict(zip(events.dtype.names, events[bad].tolist()))}"
-                                ": bad reference, order or cpu")
+        r, why = run_events(z, e, *cols, ev_pfn, i, stop)
+        if why == EXIT_BAD_EVENT:
+            raise BadEventError(
+                f"event {r}: {dict(zip(events.dtype.names, events[r].tolist()))}: "
+                "bad reference (not an earlier allocation), order or cpu")
+        if why in (EXIT_FLUSH, EXIT_OFFLOAD, EXIT_DONE):
+            ok = state.flush()
+            if why == EXIT_OFFLOAD or state.arrays.rstate[R_NINFLIGHT]:
+                offload_complete(z, e, ok)
         if bar:
             bar.update(r - i)
         i = r
+    state.flush()
     wall = time.perf_counter() - t0
     if bar:
         bar.close()
     alloc.check()
-    cnt[C.ZEROED_DROPPED_MERGE] = alloc.zone.stat[acore.S_ZEROED_DROPPED_MERGE]
-    counters = C.as_dict(cnt)
+    a = state.arrays
+    a.cnt[C.ZEROED_DROPPED_MERGE] = alloc.zone.stat[acore.S_ZEROED_DROPPED_MERGE]
+    counters = C.as_dict(a.cnt)
     counters.update(events=n, wall_s=wall, events_per_s=n / wall if wall > 0 else 0.0,
-                    backend="none", mode=mode)
-    nleaks = int(rstate[R_NLEAKS])
-    return {
+                    backend=state.backend.name if state.backend else "none", mode=mode)
+    nleaks = int(a.rstate[R_NLEAKS])
+    result = {
         "policy": policy.__dict__.copy(),
         "nr_pages": nr_pages,
         "counters": counters,
-        "leaks": [dict(pfn=int(p), handed_out_by=int(e), data_of=int(w))
-                  for p, e, w in leaks[: min(nleaks, MAX_LEAKS)]],
-        "hint_rate": {"blocks": counters["alloc_blocks"], "zeroed": counters["hint_hits"]},
+        "leaks": [dict(pfn=int(p), handed_out_by=int(ev), data_of=int(w) if w < (1 << 61) else -1)
+                  for p, ev, w in a.leaks[: min(nleaks, MAX_LEAKS)]],
         "buddyinfo": alloc.buddyinfo(),
         "zeroedinfo": alloc.zeroed_info(),
     }
+    if state.backend is not None:
+        result["backend"] = {"name": state.backend.name, "device": state.backend.describe(),
+                             "launches": state.launches, "pages": state.launch_pages,
+                             "pages_per_launch": state.launch_pages / max(1, state.launches),
+                             "wall_s": state.backend_wall, "fallbacks": state.fallbacks}
+    return result
 
 
 def summary(result):
     """A readable summary: clearing per site, skipped, redundant, leaks, buddy views."""
     c = result["counters"]
     lines = [f"policy {describe(result['policy'])}: {c['events']} events, "
-             f"{c['events_per_s'] / 1e6:.2f} M events/s ({c['mode']})"]
+             f"{c['events_per_s'] / 1e6:.2f} M events/s ({c['mode']}, backend {c['backend']})"]
     lines.append("pages cleared: " + ", ".join(f"{s[5:]} {c[s]}" for s in C.SITES))
     lines.append(f"clears skipped (PG_zeroed) {c['zero_skipped']}, redundant {c['zero_redundant']}, "
                  f"hints lost {c['zero_hint_lost']}, zeroed dropped at merge {c['zeroed_dropped_merge']}")
@@ -96,16 +213,21 @@ def summary(result):
     lines.append(f"allocations served zeroed: {c['hint_hits']} of {c['alloc_blocks']} "
                  f"({c['hint_hits'] / blocks:.1%})")
     lines.append(f"leaks: {c['zero_leak']} pages" + "".join(
-        f"\n  pfn {l['pfn']:#x} handed out by event {l['handed_out_by']} holds data of event "
-        f"{l['data_of']}" for l in result["leaks"]))
+        f"\n  pfn {l['pfn']:#x} handed out by event {l['handed_out_by']} holds data of "
+        + (f"event {l['data_of']}" if l["data_of"] >= 0 else "boot time")
+        for l in result["leaks"]))
+    if "backend" in result:
+        b = result["backend"]
+        lines.append(f"backend {b['name']} on {b['device']}: {b['launches']} launches, "
+                     f"{b['pages_per_launch']:.0f} pages per launch, {b['wall_s']:.3f} s")
     lines.append(format_buddyinfo(result["buddyinfo"]))
     lines.append(format_zeroedinfo(result["zeroedinfo"]))
     return "\n".join(lines)
 
 
 def describe(policy):
-    on = [k for k in ("init_on_free", "init_on_alloc", "track", "balloon", "reporting")
-          if policy[k]]
+    on = [k for k in ("init_on_free", "init_on_alloc", "track", "balloon", "reporting",
+                      "offload", "zeroed_aware") if policy[k]]
     extra = f" hint={policy['hint']} free-signal={policy['free_signal']}" if policy["track"] else ""
     return ("+".join(on) or "baseline") + extra
 

@@ -1,0 +1,138 @@
+"""Content mode (real bytes through a backend) against metadata mode, faults, offload."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from allocator import FPI, BuddyAllocator
+from kernels.batch import PAGE_WORDS
+from zeroing.policy import make_policy
+from zeroing.run import simulate
+from zeroing.workloads import make_workload
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAGES = 4096
+VOLATILE = ("wall_s", "events_per_s", "backend", "mode")
+
+
+def counters(result):
+    return {k: v for k, v in result["counters"].items() if k not in VOLATILE}
+
+
+CASES = [
+    ("mixed", "init_on_free,pg_zeroed,balloon,reporting", {}),
+    ("mixed", "offload,reporting", {"offload_batch_pages": 512, "offload_period_ns": 2_000_000}),
+    ("unaware-user", "balloon", {"hint": "folio_flag", "free_signal": "page_bit"}),
+]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("workload,policy,options", CASES)
+def test_content_mode_matches_metadata(workload, policy, options, backend):
+    ev = make_workload(workload, PAGES, 6000, seed=4)
+    pol = make_policy(policy, **options)
+    meta = simulate(ev, pol, PAGES)
+    content = simulate(ev, pol, PAGES, mode="content", backend=backend)
+    assert counters(meta) == counters(content)
+    assert meta["leaks"] == content["leaks"]
+    assert content["backend"]["launches"] >= 1
+    if workload == "unaware-user":
+        assert meta["counters"]["zero_leak"] > 0  # the comparison covers real leaks too
+    if "offload" in policy:
+        assert meta["counters"]["zero_offload"] > 0
+
+
+class FailOnce:
+    """Wraps a backend; its second batch raises (a device fault injected by the test)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = inner.name
+        self.calls = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def apply(self, pool, *batch):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("injected device fault")
+        return self.inner.apply(pool, *batch)
+
+
+def test_backend_fault_falls_back_and_marks_nothing_falsely_zeroed():
+    ev = make_workload("mixed", PAGES, 6000, seed=4)
+    pol = make_policy("offload", offload_batch_pages=256, offload_period_ns=1_000_000)
+    clean = simulate(ev, pol, PAGES, mode="content", backend="numba")
+    with pytest.warns(RuntimeWarning, match="injected device fault"):
+        faulty = simulate(ev, pol, PAGES, mode="content", backend="numba", fault=FailOnce)
+    assert faulty["backend"]["fallbacks"] == 1
+    assert faulty["counters"]["zero_leak"] == 0
+    assert faulty["counters"]["zero_offload"] < clean["counters"]["zero_offload"]
+
+
+def test_offload_and_reporting_leave_only_true_zeroes_flagged():
+    """After a content run, every free block carrying PG_zeroed is zero in the real pool."""
+    from zeroing import run as runmod
+    ev = make_workload("mixed", PAGES, 8000, seed=6)
+    pol = make_policy("offload,reporting,balloon", offload_batch_pages=512,
+                      offload_period_ns=1_000_000)
+    captured = {}
+    original = runmod.EngineState.flush
+
+    def spy(self):
+        captured["state"] = self
+        return original(self)
+
+    runmod.EngineState.flush = spy
+    try:
+        res = simulate(ev, pol, PAGES, mode="content", backend="numpy")
+    finally:
+        runmod.EngineState.flush = original
+    state = captured["state"]
+    pool = state.backend.to_host(state.pool).reshape(-1, PAGE_WORDS)
+    assert res["counters"]["zero_offload"] > 0 and sum(res["zeroedinfo"]) > 0
+    truth = state.arrays.truth
+    zero_pages = ~pool.any(axis=1)
+    assert (zero_pages == truth.astype(bool)).all()  # ground truth agrees with the bytes
+
+
+def test_zeroed_aware_placement_prefers_by_state():
+    a = BuddyAllocator(1 << 11, pcp=False, mobility_grouping=False)
+    pfns = [a.alloc(0) for _ in range(6)]
+    a.free(pfns[1], 0, FPI.ZEROED)  # buddies allocated: each stays an order-0 free block
+    a.free(pfns[3], 0)
+    a.free(pfns[5], 0)  # 6-7 is free: buddy_merge_likely puts 5 at the tail
+    assert [int(a.zone.free_head[0, 0]), int(a.zone.free_tail[0, 0])] == [pfns[3], pfns[5]]
+    assert a.alloc(0, prefer_zeroed=True) == pfns[1]  # not the head
+    assert a.alloc(0, prefer_zeroed=False) == pfns[3]
+    assert a.alloc(0) == pfns[5]
+    a.check()
+
+
+SIM = """
+import sys, json
+sys.path.insert(0, {root!r})
+from zeroing.policy import make_policy
+from zeroing.run import simulate
+from zeroing.workloads import make_workload
+ev = make_workload("mixed", 256, 150, seed=2)
+pol = make_policy("init_on_free,pg_zeroed")
+out = []
+for mode in ("metadata", "content"):
+    c = simulate(ev, pol, 256, mode=mode, backend="cuda")["counters"]
+    out.append({{k: v for k, v in c.items() if k not in ("wall_s", "events_per_s", "backend", "mode")}})
+print(json.dumps(out))
+"""
+
+
+def test_cuda_content_mode_under_simulator():
+    import json
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    p = subprocess.run([sys.executable, "-c", SIM.format(root=ROOT)], env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    meta, content = json.loads(p.stdout.strip().splitlines()[-1])
+    assert meta == content and meta["zero_checked"] > 0
