@@ -1,9 +1,10 @@
-"""CPU backend: numba, rows in parallel when no two touch the same page, else in order."""
+"""CPU backend: numba. Rows run in waves: rows of a wave touch disjoint pages and run in
+parallel; each page sees its operations in submission order."""
 import numpy as np
 from numba import njit, prange
 
 from . import numpy_backend
-from .batch import CLEAR, DIRTY, MARKER_WORDS, PAGE_WORDS, VERIFY, new_results, overlaps
+from .batch import CLEAR, DIRTY, MARKER_WORDS, PAGE_WORDS, VERIFY, new_results
 
 name = "numba"
 available = numpy_backend.available
@@ -34,33 +35,65 @@ def _row(pool, op, pfn, order, arg, markers, nonzero, bad_pfn, marker, i):
     elif op[i] == VERIFY:
         count = 0
         for w in range(lo, hi, PAGE_WORDS):
-            for k in range(PAGE_WORDS):
-                if pool[w + k] != 0:
-                    if count == 0:
-                        bad_pfn[i] = w // PAGE_WORDS
-                        marker[i] = pool[w + k]
-                    count += 1
-                    break
+            acc = np.uint64(0)
+            for k in range(PAGE_WORDS):  # OR-reduce: vectorises, no early exit
+                acc |= pool[w + k]
+            if acc != 0:
+                if count == 0:
+                    bad_pfn[i] = w // PAGE_WORDS
+                    for k in range(PAGE_WORDS):
+                        if pool[w + k] != 0:
+                            marker[i] = pool[w + k]
+                            break
+                count += 1
         nonzero[i] = count
 
 
-@njit(cache=True, parallel=True)
-def _apply_parallel(pool, op, pfn, order, arg, markers, nonzero, bad_pfn, marker):
-    for i in prange(len(op)):
-        _row(pool, op, pfn, order, arg, markers, nonzero, bad_pfn, marker, i)
-
-
 @njit(cache=True)
-def _apply_serial(pool, op, pfn, order, arg, markers, nonzero, bad_pfn, marker):
-    for i in range(len(op)):
-        _row(pool, op, pfn, order, arg, markers, nonzero, bad_pfn, marker, i)
+def _waves(pfn, order, last):
+    """Wave of each row: one more than the latest wave that touched any of its pages. Rows of
+    one wave touch disjoint pages, and each page sees its rows in submission order."""
+    n = len(pfn)
+    wave = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        w = 0
+        for p in range(pfn[i], pfn[i] + (np.int64(1) << order[i])):
+            w = max(w, last[p])
+        wave[i] = w
+        for p in range(pfn[i], pfn[i] + (np.int64(1) << order[i])):
+            last[p] = w + 1
+    for i in range(n):  # leave the scratch array zeroed for the next batch
+        for p in range(pfn[i], pfn[i] + (np.int64(1) << order[i])):
+            last[p] = 0
+    return wave
+
+
+@njit(cache=True, parallel=True)
+def _apply_waves(pool, op, pfn, order, arg, markers, nonzero, bad_pfn, marker, last):
+    wave = _waves(pfn, order, last)
+    rows = np.argsort(wave, kind="mergesort")
+    start = 0
+    n = len(rows)
+    while start < n:
+        end = start
+        while end < n and wave[rows[end]] == wave[rows[start]]:
+            end += 1
+        for k in prange(start, end):
+            _row(pool, op, pfn, order, arg, markers, nonzero, bad_pfn, marker, rows[k])
+        start = end
+
+
+_scratch = {}
 
 
 def apply(pool, op, pfn, order, arg):
     if len(op) and (op.min() < CLEAR or op.max() > DIRTY):
         raise ValueError("unknown operation in batch")
     nonzero, bad_pfn, marker = new_results(len(op))
-    fn = _apply_serial if overlaps(pfn, order) else _apply_parallel
-    fn(pool, op, pfn, order, arg.astype(np.uint64), _MARKERS, nonzero, bad_pfn,
-       marker.view(np.uint64))
+    npages = len(pool) // PAGE_WORDS
+    last = _scratch.get(npages)
+    if last is None:
+        last = _scratch[npages] = np.zeros(npages, dtype=np.int64)
+    _apply_waves(pool, op, pfn.astype(np.int64), order.astype(np.int64), arg.astype(np.uint64),
+                 _MARKERS, nonzero, bad_pfn, marker.view(np.uint64), last)
     return nonzero, bad_pfn, marker

@@ -29,6 +29,7 @@ def main(argv=None):
                    help="offload runs when dirty free pages exceed this fraction (0.05)")
     r.add_argument("--offload-period-ms", type=float, help="offload zeroer period (100)")
     r.add_argument("--json", help="write the result object here (atomically)")
+    r.add_argument("--vmstat", action="store_true", help="also print vmstat-style counter lines")
     args = p.parse_args(argv)
     if args.cmd == "run":
         return cmd_run(args, p)
@@ -61,6 +62,9 @@ def cmd_run(args, parser):
         parser.error(str(e))
     result["workload"] = {"name": args.workload, "events": args.events, "seed": args.seed}
     print(summary(result))
+    if args.vmstat:
+        from .counters import vmstat_lines
+        print(vmstat_lines(result["counters"]))
     if args.json:
         write_json(args.json, result)
     return 0
