@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m zeroing demo
+	$(PY) -m zeroing compare experiments/default.toml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

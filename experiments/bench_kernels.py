@@ -10,69 +10,13 @@ import argparse
 import json
 import os
 import sys
-import time
-
-import numba
-import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from kernels import BACKENDS, get_backend  # noqa: E402
-from kernels.batch import CLEAR  # noqa: E402
+from kernels.throughput import measure, measured_backends  # noqa: E402
 
 BATCHES = (1, 16, 256, 4096, 16384, 65536)
-
-
-def best_time(fn, reps):
-    fn()  # warm (compile, first touch)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def sync(backend):
-    if backend.name == "cupy":
-        backend.cp.cuda.Device().synchronize()
-    elif backend.name == "cuda":
-        backend.cuda.synchronize()
-
-
-def bench_backend(backend, pool_pages, batches, reps, rng):
-    pool = backend.alloc_pool(pool_pages)
-    rows = []
-    for n in batches:
-        if n > pool_pages:
-            continue
-        contiguous = pool[: n * 512]
-
-        def memset():
-            backend.memset(contiguous)
-            sync(backend)
-        base = best_time(memset, reps)
-        for layout, order in (("scattered order-0", 0), ("order-9 blocks", 9)):
-            if n < (1 << order):
-                continue
-            nblocks = n >> order
-            pfn = rng.choice(pool_pages >> order, size=nblocks, replace=False).astype(np.int64) << order
-            ops = np.full(nblocks, CLEAR, dtype=np.uint8)
-            orders = np.full(nblocks, order, dtype=np.int64)
-            arg = np.zeros(nblocks, dtype=np.int64)
-
-            def clear():
-                backend.apply(pool, ops, pfn, orders, arg)
-                sync(backend)
-            t = best_time(clear, reps)
-            gbps = n * 4096 / t / 1e9
-            rows.append({"backend": backend.name, "device": backend.describe(), "pages": n,
-                         "layout": layout, "gb_per_s": gbps, "memset_gb_per_s": n * 4096 / base / 1e9,
-                         "ratio": base / t})
-            print(f"{backend.name:6s} {layout:18s} {n:6d} pages: {gbps:7.2f} GB/s = "
-                  f"{base / t:5.2f} x memset ({n * 4096 / base / 1e9:.2f} GB/s)", flush=True)
-    return rows
 
 
 def main(argv=None):
@@ -85,18 +29,9 @@ def main(argv=None):
     batches = BATCHES
     if args.quick:
         args.pool_pages, args.reps, batches = 2048, 1, (1, 512, 1024)
-    rng = np.random.default_rng(0)
     rows = []
-    for name in BACKENDS:
-        try:
-            backend = get_backend(name)
-        except RuntimeError as e:
-            print(f"{name:6s} skipped: {e}")
-            continue
-        if name == "cuda" and numba.config.ENABLE_CUDASIM:
-            print("cuda   skipped: the CUDA simulator measures nothing")
-            continue
-        rows += bench_backend(backend, args.pool_pages, batches, args.reps, rng)
+    for backend in measured_backends(log=print):
+        rows += measure(backend, args.pool_pages, batches, args.reps, log=print)
     if args.json:
         with open(args.json + ".tmp", "w") as f:
             json.dump(rows, f, indent=2)

@@ -20,8 +20,13 @@ def main(argv=None):
     r.add_argument("--mode", default="metadata", choices=("metadata", "content"))
     r.add_argument("--backend", default="auto",
                    choices=("auto", "numpy", "numba", "cuda", "cupy"))
-    r.add_argument("--pages", type=int, default=1 << 18)
-    r.add_argument("--events", type=int, default=300_000)
+    r.add_argument("--pages", type=int, help="zone size (default: the workload's own)")
+    r.add_argument("--events", type=int, help="events (mixed, unaware-user)")
+    from .workloads import ALL_PARAMS
+    for param in ALL_PARAMS:
+        if param != "events":
+            r.add_argument("--" + param.replace("_", "-"), dest=param, metavar="VALUE",
+                           help="workload parameter (see README)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--no-pcp", action="store_true")
     r.add_argument("--offload-batch", type=int, help="pages per offload batch (16384)")
@@ -30,7 +35,19 @@ def main(argv=None):
     r.add_argument("--offload-period-ms", type=float, help="offload zeroer period (100)")
     r.add_argument("--json", help="write the result object here (atomically)")
     r.add_argument("--vmstat", action="store_true", help="also print vmstat-style counter lines")
+    c = sub.add_parser("compare", help="a matrix of workloads x policies x seeds, and its report")
+    c.add_argument("config", help="TOML config (see experiments/default.toml)")
+    c.add_argument("--out", help="output folder (default: results/<name>)")
     args = p.parse_args(argv)
+    if args.cmd == "compare":
+        from .compare import ConfigError, compare, load_config
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as e:
+            p.error(str(e))
+        out = compare(cfg, args.out)
+        print(f"results, table and plots in {out}/")
+        return 0
     if args.cmd == "run":
         return cmd_run(args, p)
     if args.cmd == "demo":
@@ -42,7 +59,7 @@ def main(argv=None):
 def cmd_run(args, parser):
     from .policy import make_policy
     from .run import simulate, summary, write_json
-    from .workloads import make_workload
+    from .workloads import WORKLOADS, make_workload
     try:
         policy = make_policy(args.policy, hint=args.hint, free_signal=args.free_signal,
                              pfmemalloc=args.pfmemalloc, aliasing_cache=args.aliasing_cache,
@@ -50,17 +67,23 @@ def cmd_run(args, parser):
                              offload_watermark=args.offload_watermark,
                              offload_period_ns=None if args.offload_period_ms is None
                              else int(args.offload_period_ms * 1e6))
-        if args.pages < 1024 or args.events < 1:
+        from .workloads import ALL_PARAMS, default_pages
+        if args.workload not in WORKLOADS:
+            raise ValueError(f"unknown workload {args.workload!r}: choose from {', '.join(WORKLOADS)}")
+        pages = args.pages or default_pages(args.workload)
+        if pages < 1024 or (args.events is not None and args.events < 1):
             raise ValueError("--pages must be at least 1024 and --events at least 1")
-        events = make_workload(args.workload, args.pages, args.events, args.seed)
+        params = {k: getattr(args, k) for k in ALL_PARAMS if k != "events"}
+        events = make_workload(args.workload, pages, args.events, args.seed, **params)
     except ValueError as e:
         parser.error(str(e))
     try:
-        result = simulate(events, policy, args.pages, mode=args.mode, backend=args.backend,
+        result = simulate(events, policy, pages, mode=args.mode, backend=args.backend,
                           pcp=not args.no_pcp, progress=True)
     except (RuntimeError, MemoryError) as e:  # backend unavailable, pool too large
         parser.error(str(e))
-    result["workload"] = {"name": args.workload, "events": args.events, "seed": args.seed}
+    result["workload"] = {"name": args.workload, "events": len(events), "seed": args.seed,
+                          **{k: v for k, v in params.items() if v is not None}}
     print(summary(result))
     if args.vmstat:
         from .counters import vmstat_lines

@@ -75,15 +75,15 @@ class EngineRef(structref.StructRefProxy):
 
 
 ENGINE_FIELDS = ("truth", "writer", "pagebit", "cnt", "leaks", "rstate", "pol", "cmd_op",
-                 "cmd_pfn", "cmd_order", "cmd_arg", "cmd_event", "inflight")
+                 "cmd_pfn", "cmd_order", "cmd_arg", "cmd_event", "inflight", "by_order")
 structref.define_proxy(EngineRef, EngineType, list(ENGINE_FIELDS))
 
 
 @njit
-def make_engine_ref(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12):
+def make_engine_ref(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13):
     return EngineRef(borrow(a0), borrow(a1), borrow(a2), borrow(a3), borrow(a4), borrow(a5),
                      borrow(a6), borrow(a7), borrow(a8), borrow(a9), borrow(a10), borrow(a11),
-                     borrow(a12))
+                     borrow(a12), borrow(a13))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,8 +386,10 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, s
             e.cnt[C.PGALLOC] += pages
             e.cnt[C.ALLOC_BLOCKS] += 1
             hint = track and core.page_is_zeroed(z, pfn)
+            e.by_order[0, order] += 1
             if hint:
                 e.cnt[C.HINT_HITS] += 1
+                e.by_order[1, order] += 1
             # post_alloc_hook
             if not init_on_free and (init_on_alloc or (gfp & __GFP_ZERO) != 0):
                 zero_site(e, pfn, order, C.ZERO_ALLOC, hint, i)

@@ -60,6 +60,7 @@ class EngineState:
             cmd_arg=np.zeros(capacity, dtype=np.int64),
             cmd_event=np.zeros(capacity, dtype=np.int64),
             inflight=np.zeros((max(1, policy.offload_batch_pages), 2), dtype=np.int64),
+            by_order=np.zeros((2, 21), dtype=np.int64),  # allocations, served zeroed; per order
         )
         self.e = self.arrays if numba.config.DISABLE_JIT else make_engine_ref(*self.arrays)
         self.mode = mode
@@ -190,6 +191,8 @@ def simulate(events, policy, nr_pages, *, mode="metadata", backend="auto", pcp=T
         "counters": counters,
         "leaks": [dict(pfn=int(p), handed_out_by=int(ev), data_of=int(w) if w < (1 << 61) else -1)
                   for p, ev, w in a.leaks[: min(nleaks, MAX_LEAKS)]],
+        "by_order": {"allocs": a.by_order[0, : alloc.max_order + 1].tolist(),
+                     "zeroed": a.by_order[1, : alloc.max_order + 1].tolist()},
         "buddyinfo": alloc.buddyinfo(),
         "zeroedinfo": alloc.zeroed_info(),
     }

@@ -13,7 +13,7 @@ from ..events import (EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLA
                       EVENT_DTYPE)
 
 
-def mixed(nr_pages, events, seed=0):
+def mixed(nr_pages=1 << 18, events=300_000, seed=0):
     rng = np.random.default_rng(seed)
     ev = np.zeros(events, dtype=EVENT_DTYPE)
     live = []  # (row, pages) of guest allocations

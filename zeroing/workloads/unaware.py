@@ -12,7 +12,7 @@ from allocator.flags import GFP_HIGHUSER_MOVABLE, __GFP_ZERO
 from ..events import EV_ALLOC, EV_DEFLATE, EV_FREE, EV_INFLATE, EVENT_DTYPE
 
 
-def unaware_user(nr_pages, events, seed=0):
+def unaware_user(nr_pages=1 << 16, events=100_000, seed=0):
     rng = np.random.default_rng(seed)
     ev = np.zeros(events, dtype=EVENT_DTYPE)
     live = []

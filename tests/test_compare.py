@@ -1,0 +1,93 @@
+"""zeroing compare: config validation, outputs, resume, the statistics."""
+import json
+import os
+
+import pytest
+
+from zeroing.compare import ConfigError, compare, load_config, resolve_config
+from zeroing.stats import gain, welch
+
+TINY = """
+name = "tiny"
+seeds = [0, 1]
+throughput = false
+[[workload]]
+name = "vm-anon"
+label = "vm-anon small"
+thp = "off"
+size_mb = 8
+rounds = 2
+idle_s = 6.0
+pages = 16384
+[policies]
+baseline = "baseline"
+tracked = "pg_zeroed,reporting"
+"""
+
+
+def write(tmp_path, text, name="c.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_compare_writes_everything_and_resumes(tmp_path):
+    cfg = load_config(write(tmp_path, TINY))
+    out = str(tmp_path / "out")
+    logs = []
+    compare(cfg, out, progress=False, log=logs.append)
+    names = sorted(os.listdir(out))
+    for f in ("config.json", "provenance.json", "results.csv", "compare.txt",
+              "cleared_by_site.png", "hit_rate_by_order.png", "runs", "snapshots"):
+        assert f in names
+    runs = sorted(os.listdir(os.path.join(out, "runs")))
+    assert len(runs) == 4
+    table = open(os.path.join(out, "compare.txt")).read()
+    assert "Amean    guest_pages_cleared" in table and "tracked" in table
+    assert "%" in table
+    prov = json.load(open(os.path.join(out, "provenance.json")))
+    assert prov["git_revision"] and prov["packages"]["numba"]
+    assert "Node 0, zone" in open(os.path.join(out, "snapshots", runs[0].replace(".json", ".txt"))).read()
+    # An interrupted re-run: one result half-written, one stale; both are redone.
+    first = os.path.join(out, "runs", runs[0])
+    with open(first, "w") as f:
+        f.write('{"complete": tr')
+    stale = json.load(open(os.path.join(out, "runs", runs[1])))
+    stale["spec_hash"] = "other"
+    json.dump(stale, open(os.path.join(out, "runs", runs[1]), "w"))
+    logs.clear()
+    compare(cfg, out, progress=False, log=logs.append)
+    assert any("2 of 4 runs were complete" in l for l in logs)
+    assert json.load(open(first))["complete"] is True
+    assert open(os.path.join(out, "compare.txt")).read() == table
+
+
+@pytest.mark.parametrize("text,match", [
+    ('bogus = 1\n[[workload]]\nname="mixed"\n[policies]\na="baseline"', r"bogus: unknown key"),
+    ('[[workload]]\nname="nope"\n[policies]\na="baseline"', r"workload\[0\].name: unknown workload 'nope'"),
+    ('[[workload]]\nname="vm-anon"\nthp="maybe"\n[policies]\na="baseline"', r"workload\[0\].thp: bad value"),
+    ('[[workload]]\nname="vm-anon"\njobs=3\n[policies]\na="baseline"', r"workload\[0\].jobs: workload 'vm-anon' has no such"),
+    ('[[workload]]\nname="mixed"\n[policies]\na="nope"', r"policies.a: unknown policy 'nope'"),
+    ('[[workload]]\nname="mixed"\n[policies]\na={policy="offload", speed=3}', r"policies.a.speed: unknown policy option"),
+    ('seeds = "x"\n', r"seeds: expected list"),
+    ('mode = "fast"\n[[workload]]\nname="mixed"\n[policies]\na="baseline"', r"mode: unknown mode"),
+    ('baseline = "z"\n[[workload]]\nname="mixed"\n[policies]\na="baseline"', r"baseline: 'z' is not one"),
+    ('[[workload]\n', r"not valid TOML"),
+])
+def test_bad_configs_name_key_and_reason(tmp_path, text, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(str(tmp_path / "absent.toml"))
+
+
+def test_gain_sign_and_welch():
+    assert gain(50, 100, higher_is_better=False) == 50.0
+    assert gain(150, 100, higher_is_better=True) == 50.0
+    assert gain(150, 100, higher_is_better=False) == -50.0
+    assert welch([1, 2, 3, 4], [5, 6, 7, 8]) < 0.01
+    assert welch([1, 2, 3, 4], [1.5, 2.5, 2, 3]) > 0.05
+    assert welch([1], [2]) is None

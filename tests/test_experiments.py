@@ -1,0 +1,28 @@
+"""Every experiment script runs, with a tiny configuration, on the CPU backend."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("script,expect", [
+    ("bench_allocator.py", "events/s compiled"),
+    ("bench_kernels.py", "x memset"),
+    ("bench_engine.py", "M events/s"),
+])
+def test_experiment_script_runs(script, expect, tmp_path):
+    out = tmp_path / "out.json"
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", script), "--quick",
+                        "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert expect in p.stdout
+    assert out.exists()
+
+
+def test_default_config_is_valid():
+    from zeroing.compare import load_config
+    cfg = load_config(os.path.join(ROOT, "experiments", "default.toml"))
+    assert {w["label"] for w in cfg["workloads"]} == {"vm-anon THP on", "vm-anon THP off"}

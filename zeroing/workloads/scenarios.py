@@ -1,0 +1,106 @@
+"""Named scenarios: each documents what it models and which kernel paths it uses."""
+import numpy as np
+
+from allocator.flags import GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZERO
+
+from .stream import Stream
+
+GFP_RECLAIMABLE = GFP_KERNEL | GFP_BITS["__GFP_RECLAIMABLE"]
+GFP_PAGECACHE = GFP_HIGHUSER_MOVABLE  # filemap_alloc_folio: mapping gfp, no __GFP_ZERO
+
+
+def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12.0,
+            noise=0.02):
+    """The upstream PG_zeroed benchmark: a 2 GiB guest with one vCPU; a process faults in
+    ``size_mb`` of anonymous memory, frees it (munmap, in address order), and sleeps
+    ``idle_s`` so free page reporting (2 s delayed work) can report and the host zero.
+
+    THP on: order-9 faults (``vma_alloc_folio`` + ``folio_zero_user``); off: order-0 faults
+    (``vma_alloc_zeroed_movable_folio``, GFP_HIGHUSER_MOVABLE | __GFP_ZERO on x86).
+    A guest is never quiet: per fault, with probability ``noise`` (drawn from ``seed``), a
+    kernel allocation (slab-like, order 0-1, half with __GFP_ZERO) that lives for a while.
+    """
+    rng = np.random.default_rng(seed)
+    s = Stream(step_ns=250)
+    order = 9 if thp else 0
+    n = (size_mb << 8) >> order
+    kernel = []
+    s.idle(idle_s)  # boot-time free memory gets reported before the first round
+    for _ in range(rounds):
+        refs = []
+        for _ in range(n):
+            refs.append(s.fault(order, cost_ns=250 << order))
+            if rng.random() < noise * (1 << order):
+                gfp = (GFP_RECLAIMABLE if rng.random() < 0.5 else GFP_KERNEL)
+                kernel.append(s.alloc(int(rng.integers(0, 2)), gfp | (__GFP_ZERO if rng.random() < 0.5 else 0)))
+            if kernel and rng.random() < noise * (1 << order) * 0.9:
+                s.free(kernel.pop(int(rng.integers(len(kernel)))))
+        for r in refs:
+            s.free(r, cost_ns=50)
+        s.idle(idle_s)
+    return s.events()
+
+
+def kernel_build(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40):
+    """A kernel-build-like mix: per compile job, page-cache reads of sources (movable, no
+    zeroing), slab growth (reclaimable and unmovable, half with __GFP_ZERO, orders 0-3), and
+    anonymous memory of the compiler (order-0 faults, some THP); the job exits and frees its
+    anonymous memory and slab; page cache is trimmed in FIFO order when it grows past a third
+    of memory (reclaim)."""
+    rng = np.random.default_rng(seed)
+    s = Stream()
+    cache = []
+    cache_limit = nr_pages // 3
+    for _ in range(jobs):
+        job = []
+        for _ in range(files_per_job):
+            cache.append(s.alloc(0, GFP_PAGECACHE))
+        for _ in range(int(rng.integers(20, 60))):
+            order = int(rng.choice([0, 0, 0, 1, 2, 3]))
+            gfp = (GFP_RECLAIMABLE if rng.random() < 0.5 else GFP_KERNEL)
+            job.append(s.alloc(order, gfp | (__GFP_ZERO if rng.random() < 0.5 else 0)))
+        for _ in range(int(rng.integers(100, 400))):
+            job.append(s.fault(9 if rng.random() < 0.02 else 0))
+        rng.shuffle(job)
+        for r in job:
+            s.free(r)
+        while len(cache) > cache_limit:
+            s.free(cache.pop(0))
+    return s.events()
+
+
+def page_cache_churn(nr_pages=1 << 18, seed=0, passes=6, file_fraction=0.6):
+    """Streaming reads of a file larger than free memory: page-cache pages (movable, not
+    zeroed) allocated in order and reclaimed oldest first (LRU), with a trickle of zeroed
+    kernel allocations; the only clears are __GFP_ZERO ones, so PG_zeroed has little to win."""
+    rng = np.random.default_rng(seed)
+    s = Stream()
+    cache = []
+    limit = int(nr_pages * file_fraction)
+    for _ in range(passes):
+        for _ in range(limit):
+            cache.append(s.alloc(0, GFP_PAGECACHE))
+            if len(cache) > limit * 3 // 4:
+                s.free(cache.pop(0))
+            if rng.random() < 0.02:
+                s.free(s.alloc(0, GFP_KERNEL | __GFP_ZERO))
+    return s.events()
+
+
+def balloon_cycle(nr_pages=1 << 18, seed=0, cycles=5, balloon_fraction=0.25, idle_s=1.0):
+    """Memory overcommit: the host inflates the balloon (the guest gives pages away), later
+    deflates it (pages come back host-zeroed), and a guest workload faults memory in between;
+    with the balloon policy the deflated pages carry the zeroed hint."""
+    rng = np.random.default_rng(seed)
+    s = Stream()
+    n = int(nr_pages * balloon_fraction)
+    for _ in range(cycles):
+        balloon = [s.inflate() for _ in range(n)]
+        s.idle(idle_s)
+        for r in balloon:
+            s.deflate(r)
+        anon = [s.fault(9 if rng.random() < 0.1 else 0) for _ in range(n // 2)]
+        for r in anon:
+            s.free(r)
+        s.idle(idle_s)
+    return s.events()
