@@ -38,7 +38,19 @@ def main(argv=None):
     c = sub.add_parser("compare", help="a matrix of workloads x policies x seeds, and its report")
     c.add_argument("config", help="TOML config (see experiments/default.toml)")
     c.add_argument("--out", help="output folder (default: results/<name>)")
+    rp = sub.add_parser("replay", help="replay a kmem trace (tracefs, trace-cmd, perf script)")
+    rp.add_argument("trace")
+    rp.add_argument("--replay-mode", default="exact", choices=("exact", "requests"))
+    rp.add_argument("--policy", default="baseline")
+    rp.add_argument("--lenient", action="store_true", help="count and skip unreadable lines")
+    rp.add_argument("--format", help="tracefs format file of mm_page_alloc (GFP bit table)")
+    rp.add_argument("--pages", type=int, help="zone size (default: up to the highest pfn)")
+    rp.add_argument("--mode", default="metadata", choices=("metadata", "content"))
+    rp.add_argument("--backend", default="auto")
+    rp.add_argument("--json", help="write the result object here (atomically)")
     args = p.parse_args(argv)
+    if args.cmd == "replay":
+        return cmd_replay(args, p)
     if args.cmd == "compare":
         from .compare import ConfigError, compare, load_config
         try:
@@ -88,6 +100,33 @@ def cmd_run(args, parser):
     if args.vmstat:
         from .counters import vmstat_lines
         print(vmstat_lines(result["counters"]))
+    if args.json:
+        write_json(args.json, result)
+    return 0
+
+
+def cmd_replay(args, parser):
+    import os
+
+    from .policy import make_policy
+    from .replay import replay
+    from .run import summary, write_json
+    from .trace import TraceError, load_format_table
+    try:
+        if not os.path.exists(args.trace):
+            raise ValueError(f"{args.trace}: no such file")
+        policy = make_policy(args.policy)
+        table = load_format_table(args.format) if args.format else None
+        result = replay(args.trace, policy, args.replay_mode, args.lenient, table, args.pages,
+                        args.mode, args.backend)
+    except (TraceError, ValueError, OSError, RuntimeError, MemoryError) as e:
+        print(f"zeroing replay: error: {e}", file=sys.stderr)
+        return 2
+    events = ", ".join(f"{k} {v}" for k, v in sorted(result["events"].items()))
+    print(f"trace {args.trace} ({args.replay_mode}): {events}")
+    print(f"malformed lines {result['malformed']}; anomalies {result['anomalies'] or 'none'}; "
+          f"nr_free_pages_delta {result['nr_free_pages_delta']:+d}")
+    print(summary(result))
     if args.json:
         write_json(args.json, result)
     return 0

@@ -32,7 +32,7 @@ from allocator.state import borrow
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
-from .events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE
+from .events import EV_ADOPT, EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE
 from .policy import (HINT_FOLIO_FLAG, HINT_LRU_BIT, P_ALIASING, P_BALLOON, P_FREE_SIGNAL,
                      P_HINT, P_INIT_ON_ALLOC, P_INIT_ON_FREE, P_OFFLOAD, P_OFFLOAD_BATCH,
                      P_OFFLOAD_PERIOD, P_OFFLOAD_WATERMARK, P_PFMEMALLOC, P_REPORTING,
@@ -60,6 +60,8 @@ EXIT_OFFLOAD = 2  # an offload batch is isolated and queued: flush, then complet
 EXIT_BAD_EVENT = 3
 
 MAX_LEAKS = 8
+#: Marker of data nobody in the stream wrote (boot time, pages allocated before a trace).
+BOOT_MARKER = 1 << 62
 #: cmd_event of an offload clear (not an event's own work).
 OFFLOAD_EVENT = -2
 
@@ -131,7 +133,7 @@ def dirty_pages(e, pfn, order, event):
         e.truth[p] = 0
         e.writer[p] = event
     if e.rstate[R_CONTENT]:
-        emit(e, DIRTY, pfn, order, event + 1, event)
+        emit(e, DIRTY, pfn, order, event + 1 if event >= 0 else BOOT_MARKER, event)
 
 
 @njit(cache=True)
@@ -376,7 +378,17 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, s
                 # Callers that clear (or rely on zero) want zeroed blocks; the others dirty ones.
                 wants_zero = (gfp & __GFP_ZERO) != 0 or op == EV_FAULT
                 pref = 1 if wants_zero else 0
-            pfn = core.alloc_pages(z, order, gfp, cpu, pref)
+            if ev_ref[i] > 0 and op != EV_INFLATE:
+                # Exact replay: the trace decides the block.
+                taken = core.alloc_pfn(z, ev_ref[i] - 1, order, gfp)
+                if taken < 0:
+                    return i, EXIT_BAD_EVENT
+                if taken == 0:
+                    e.cnt[C.REPLAY_MISS] += 1
+                    continue
+                pfn = ev_ref[i] - 1
+            else:
+                pfn = core.alloc_pages(z, order, gfp, cpu, pref)
             if pfn < core.NONE:
                 return i, EXIT_BAD_EVENT
             if pfn == core.NONE:
@@ -439,6 +451,18 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, s
             e.cnt[C.PGFREE] += pages
             if pol[P_REPORTING] != 0:
                 note_report_notify(z, e, now)
+        elif op == EV_ADOPT:
+            taken = core.alloc_pfn(z, ev_ref[i] - 1, order, 0)
+            if taken < 0:
+                return i, EXIT_BAD_EVENT
+            if taken == 0:
+                e.cnt[C.REPLAY_MISS] += 1
+                continue
+            pfn = ev_ref[i] - 1
+            ev_pfn[i] = pfn
+            e.cnt[C.REPLAY_ADOPTED] += pages
+            z.stat[core.S_PGALLOC] -= pages  # not an allocation the stream made
+            dirty_pages(e, pfn, order, -1)  # content unknown: as dirty as boot memory
         elif op != EV_IDLE:
             return i, EXIT_BAD_EVENT
     return stop, EXIT_DONE

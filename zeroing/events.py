@@ -7,11 +7,14 @@
            order > 0: folio_zero_user), ``EV_FREE`` free of the block allocated by row
            ``ref``, ``EV_INFLATE`` balloon inflate (one page to the host),
            ``EV_DEFLATE`` balloon deflate of the page taken by row ``ref``,
-           ``EV_IDLE`` time passes (background work may run)
+           ``EV_IDLE`` time passes (background work may run),
+           ``EV_ADOPT`` the block at pfn ``ref - 1`` was allocated before the stream began
+           (trace replay): take it, content unknown (dirty), nothing counted
 ``order``  block order
 ``cpu``    per-cpu list
 ``gfp``    GFP bits for EV_ALLOC (ignored elsewhere: the kernel path fixes them)
-``ref``    row index of the allocation being freed or deflated
+``ref``    row index of the allocation being freed or deflated; for EV_ALLOC and EV_FAULT,
+           0 lets the model choose the block and pfn + 1 asks for exactly that block
 =========  ======================================================================
 
 Text form (``format_events`` / ``parse_events``): one event per line,
@@ -25,8 +28,9 @@ EV_FREE = 3
 EV_INFLATE = 4
 EV_DEFLATE = 5
 EV_IDLE = 6
+EV_ADOPT = 7
 OP_NAMES = {EV_ALLOC: "alloc", EV_FAULT: "fault", EV_FREE: "free", EV_INFLATE: "inflate",
-            EV_DEFLATE: "deflate", EV_IDLE: "idle"}
+            EV_DEFLATE: "deflate", EV_IDLE: "idle", EV_ADOPT: "adopt"}
 
 EVENT_DTYPE = np.dtype([
     ("time", np.int64), ("op", np.uint8), ("order", np.int8), ("cpu", np.uint16),

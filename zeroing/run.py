@@ -15,7 +15,7 @@ from kernels import get_backend
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
-from .engine import (ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_DONE, EXIT_FLUSH, EXIT_OFFLOAD,
+from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_DONE, EXIT_FLUSH, EXIT_OFFLOAD,
                      MAX_LEAKS, NR_RSTATE, OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD,
                      R_NINFLIGHT, R_NLEAKS, make_engine_ref, offload_complete, record_leak,
                      run_events)
@@ -84,12 +84,12 @@ class EngineState:
         op = np.full(n, DIRTY, dtype=np.uint8)
         pfn = np.arange(n, dtype=np.int64) << order
         orders = np.full(n, order, dtype=np.int64)
-        arg = np.full(n, 1 << 62, dtype=np.int64)  # "boot": no event wrote it
+        arg = np.full(n, BOOT_MARKER, dtype=np.int64)
         self.backend.apply(self.pool, op, pfn, orders, arg)
         rest = np.arange(n << order, nr_pages, dtype=np.int64)
         if len(rest):
             self.backend.apply(self.pool, np.full(len(rest), DIRTY, np.uint8), rest,
-                               np.zeros(len(rest), np.int64), np.full(len(rest), 1 << 62))
+                               np.zeros(len(rest), np.int64), np.full(len(rest), BOOT_MARKER))
 
     def flush(self):
         """Hand the buffer to the backend in one call; count leaks from the verify rows.
@@ -189,7 +189,7 @@ def simulate(events, policy, nr_pages, *, mode="metadata", backend="auto", pcp=T
         "policy": policy.__dict__.copy(),
         "nr_pages": nr_pages,
         "counters": counters,
-        "leaks": [dict(pfn=int(p), handed_out_by=int(ev), data_of=int(w) if w < (1 << 61) else -1)
+        "leaks": [dict(pfn=int(p), handed_out_by=int(ev), data_of=int(w) if 0 <= w < BOOT_MARKER - 1 else -1)
                   for p, ev, w in a.leaks[: min(nleaks, MAX_LEAKS)]],
         "by_order": {"allocs": a.by_order[0, : alloc.max_order + 1].tolist(),
                      "zeroed": a.by_order[1, : alloc.max_order + 1].tolist()},

@@ -1,0 +1,120 @@
+"""Trace parsing and replay: real 6.18 data, old and odd layouts, bad lines."""
+import json
+import lzma
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from zeroing.policy import make_policy
+from zeroing.replay import replay, trace_to_events
+from zeroing.trace import TraceError, load_format_table, parse_gfp, read_events
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "tests", "data")
+CAPTURE = os.path.join(DATA, "trace_kmem_6.18.txt.gz")
+
+
+def pages_free(path):
+    return sum(int(n) for n in re.findall(r"pages free\s+(\d+)", open(path).read()))
+
+
+def test_capture_accounting_matches_zoneinfo():
+    _, info = trace_to_events(CAPTURE)
+    change = pages_free(os.path.join(DATA, "after_zoneinfo-6.18")) - \
+        pages_free(os.path.join(DATA, "before_zoneinfo-6.18"))
+    assert change == -1260
+    assert info["nr_free_pages_delta"] == change
+    assert info["events"] == {"mm_page_alloc": 6482, "mm_page_alloc_zone_locked": 1261,
+                              "mm_page_free": 6586, "mm_page_free_batched": 5055}
+    assert info["malformed"] == 0
+    assert info["anomalies"]["free_batched_repeat"] == 5055  # each repeats an mm_page_free
+
+
+@pytest.mark.parametrize("mode", ["exact", "requests"])
+def test_capture_replays_under_policies(mode):
+    r = replay(CAPTURE, make_policy("init_on_free,pg_zeroed"), mode)
+    c = r["counters"]
+    assert c["pgalloc"] > 6000 and c["zero_leak"] == 0
+    if mode == "exact":
+        assert c["replay_miss"] <= 5 and c["replay_adopted"] > 0
+    assert r["nr_free_pages_delta"] == -1260
+
+
+def test_format_file_table_matches_built_in():
+    from allocator.flags import GFP_NAMES
+    table = load_format_table(os.path.join(DATA, "mm_page_alloc-6.18.format"))
+    assert all(GFP_NAMES[k] == v for k, v in table.items())
+    assert parse_gfp("GFP_HIGHUSER_MOVABLE|__GFP_COMP", table) == 0x140cca
+
+
+def test_gfp_as_hex_and_as_names_agree():
+    rows = list(read_events(os.path.join(DATA, "stable2025_rostedt_gfp_enum_libtraceevent_output.txt")))
+    assert [r[4] for r in rows] == [0x140cca, 0x140cca]
+
+
+def test_strict_error_names_file_line_and_reason_lenient_counts():
+    path = os.path.join(DATA, "lkml2022_brian_foster_v5.18_mm_page_free.txt")
+    with pytest.raises(TraceError, match=r"v5.18_mm_page_free.txt:2: not a trace event line"):
+        list(read_events(path))
+    counts = {}
+    rows = list(read_events(path, lenient=True, counts=counts))
+    assert rows == [(3, "mm_page_free", 0x182190, 2, 0)]
+    assert counts["malformed"] == 1 and counts["events"]["iomap_finish_ioend"] == 2
+
+
+ODD = """\
+# tracer: nop
+cpus=2
+  kworker/u4:1-77    [001] d..3.   10.000001: mm_page_alloc_zone_locked: page=0000 pfn=0x200 order=0 migratetype=1 percpu_refill=1
+  my-comm: odd-12    [001] .....   10.000002: mm_page_alloc: page=0000 pfn=0x200 order=0 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO vendor_field=7
+            bash  4242 [000]    10.000003: kmem:mm_page_alloc: page=0xffff pfn=0x400 order=2 migratetype=0 gfp_flags=GFP_KERNEL|GFP_ZERO
+	ffffffff8123 __alloc_pages+0x1
+	ffffffff8456 do_anonymous_page+0x2
+  sh-9   [000]   10.000004: sched_switch: prev_comm=sh prev_pid=9
+  sh-9   [000]   10.000005: mm_page_alloc:        page= (null) pfn=0 order=0 migratetype=0 gfp_flags=GFP_NOWAIT
+  old-1  [000]   10.000006: mm_page_free: page=ffffea pfn=1024 order=2
+  old-1  [000]   10.000007: mm_page_free: page=ffffea pfn=0x900 order=0
+  old-1  [000]   10.000008: mm_page_free_batched: page=ffffea pfn=0x900 order=0
+  x-1    [000]   10.000009: mm_page_pcpu_drain: page=ffff pfn=0x900 order=0 migratetype=1
+"""
+
+
+def test_odd_layouts_old_spellings_failed_allocs_and_other_events(tmp_path):
+    path = tmp_path / "odd.txt.xz"
+    with lzma.open(path, "wt") as f:
+        f.write(ODD)
+    events, info = trace_to_events(str(path))
+    assert info["malformed"] == 0
+    assert info["events"]["sched_switch"] == 1 and info["events"]["mm_page_alloc"] == 3
+    assert info["anomalies"] == {"failed_alloc": 1, "free_before_trace": 1, "free_batched_repeat": 1}
+    # zone_locked -1, drain +1; the frees are pcp orders
+    assert info["nr_free_pages_delta"] == 0
+    rows = list(read_events(str(path)))
+    assert (10, "mm_page_free", 1024, 2, 0) in rows  # decimal pfn of old kernels
+    r = replay(str(path), make_policy("baseline"), "exact")
+    assert r["counters"]["pgalloc"] == 1 + 4 and r["counters"]["zero_alloc"] == 5
+
+
+def test_unknown_gfp_flag_is_an_error(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_text("  a-1 [000] 1.0: mm_page_alloc: page=0 pfn=0x10 order=0 migratetype=0 "
+                    "gfp_flags=GFP_KERNEL|__GFP_BOGUS\n")
+    with pytest.raises(TraceError, match=r"bad.txt:1: unknown gfp flag '__GFP_BOGUS'"):
+        list(read_events(str(path)))
+
+
+def test_cli_replay_json(tmp_path):
+    out = tmp_path / "r.json"
+    p = subprocess.run([sys.executable, "-m", "zeroing", "replay", CAPTURE, "--policy",
+                        "pg_zeroed", "--json", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(out.read_text())
+    for key in ("events", "malformed", "anomalies", "nr_free_pages_delta", "counters"):
+        assert key in r
+    bad = subprocess.run([sys.executable, "-m", "zeroing", "replay",
+                          os.path.join(DATA, "lkml2022_brian_foster_v5.18_mm_page_free.txt")],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "mm_page_free.txt:2:" in bad.stderr
