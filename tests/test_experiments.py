@@ -12,6 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("bench_allocator.py", "events/s compiled"),
     ("bench_kernels.py", "x memset"),
     ("bench_engine.py", "M events/s"),
+    ("cpu_vs_gpu.py", "counters match metadata: True"),
 ])
 def test_experiment_script_runs(script, expect, tmp_path):
     out = tmp_path / "out.json"

@@ -48,7 +48,22 @@ def main(argv=None):
     rp.add_argument("--mode", default="metadata", choices=("metadata", "content"))
     rp.add_argument("--backend", default="auto")
     rp.add_argument("--json", help="write the result object here (atomically)")
+    sw = sub.add_parser("sweep", help="run a comparison's cells on Dask workers")
+    sw.add_argument("config")
+    sw.add_argument("--workers", type=int, default=2, help="local worker processes (2)")
+    sw.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    sw.add_argument("--out", help="output folder (default: results/<name>)")
     args = p.parse_args(argv)
+    if args.cmd == "sweep":
+        from .compare import ConfigError, load_config
+        from .sweep import sweep
+        try:
+            cfg = load_config(args.config)
+            out = sweep(cfg, args.workers, args.scheduler, args.out)
+        except (ConfigError, ValueError) as e:
+            p.error(str(e))
+        print(f"results, table and plots in {out}/")
+        return 0
     if args.cmd == "replay":
         return cmd_replay(args, p)
     if args.cmd == "compare":

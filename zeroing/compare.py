@@ -214,33 +214,59 @@ def write_text(path, text):
     os.replace(tmp, path)
 
 
-def compare(cfg, out=None, progress=True, log=print):
-    """Run (or resume) every cell, then write the report. Returns the output folder."""
+def prepare(cfg, out=None):
+    """Create the output folder; write the resolved config and provenance. Returns
+    (out, cells as (workload, policy label, seed, run path, spec hash))."""
     out = out or os.path.join(cfg["out"], cfg["name"])
     for sub in ("runs", "snapshots"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     write_json(os.path.join(out, "config.json"), cfg)
     write_json(os.path.join(out, "provenance.json"), provenance(cfg))
-    todo = list(cells(cfg))
+    todo = [(w, label, seed, os.path.join(out, "runs", cell_id(w, label, seed) + ".json"),
+             spec_hash(cell_spec(cfg, w, label, seed))) for w, label, seed in cells(cfg)]
+    return out, todo
+
+
+def execute_cell(cfg, w, label, seed, path):
+    """Run one cell and write its result and snapshot atomically (idempotent)."""
+    result = run_cell(cfg, w, label, seed)
+    write_json(path, result)
+    snap = os.path.join(os.path.dirname(os.path.dirname(path)), "snapshots",
+                        os.path.basename(path)[: -len(".json")] + ".txt")
+    write_text(snap, snapshot_text(result))
+    return path
+
+
+def run_serial(cfg, missing, progress):
     from tqdm import tqdm
-    bar = tqdm(todo, unit="run", disable=not progress, desc=cfg["name"])
-    results, skipped = [], 0
-    for w, label, seed in bar:
-        path = os.path.join(out, "runs", cell_id(w, label, seed) + ".json")
-        done = read_complete(path, spec_hash(cell_spec(cfg, w, label, seed)))
-        if done is None:
-            bar.set_postfix_str(f"{w['label']} / {label} / seed {seed}")
-            done = run_cell(cfg, w, label, seed)
-            write_json(path, done)
-            write_text(os.path.join(out, "snapshots", cell_id(w, label, seed) + ".txt"),
-                       snapshot_text(done))
-        else:
-            skipped += 1
-        results.append(done)
-    bar.close()
-    if skipped:
-        log(f"resumed: {skipped} of {len(todo)} runs were complete and not redone")
+    for w, label, seed, path, _ in tqdm(missing, unit="run", disable=not progress, desc=cfg["name"]):
+        execute_cell(cfg, w, label, seed, path)
+
+
+def collect(cfg, out, todo, log=print):
+    """Read every cell's result (all must be complete now) and write the report."""
+    results = []
+    for w, label, seed, path, digest in todo:
+        r = read_complete(path, digest)
+        if r is None:
+            raise RuntimeError(f"{path}: the run did not complete")
+        results.append(r)
     write_report(cfg, results, out, log)
+    return results
+
+
+def compare(cfg, out=None, progress=True, log=print, runner=None):
+    """Run (or resume) every cell, then write the report. Returns the output folder.
+
+    ``runner(cfg, missing, progress)`` executes the missing cells (serially by default; the
+    Dask sweep passes its own).
+    """
+    out, todo = prepare(cfg, out)
+    missing = [c for c in todo if read_complete(c[3], c[4]) is None]
+    if len(missing) < len(todo):
+        log(f"resumed: {len(todo) - len(missing)} of {len(todo)} runs were complete and not redone")
+    (runner or run_serial)(cfg, missing, progress)
+    collect(cfg, out, todo, log)
     return out
 
 

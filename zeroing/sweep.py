@@ -1,0 +1,66 @@
+"""``zeroing sweep``: the cells of a comparison run on Dask workers.
+
+Cells are independent and idempotent: each writes its own result file atomically, a re-run
+skips cells whose file is complete and made from the same spec (verified, not just present),
+and a worker that dies loses only its cell (Dask reschedules it). The report is built from
+the files exactly as ``compare`` builds it, so the table is the same as a serial run's.
+Workers are separate processes started with ``spawn``: CUDA never sees a forked process.
+"""
+import os
+
+from .compare import compare, execute_cell
+
+
+#: Test-only fault injection: when set to a path that does not exist yet, the first task to
+#: see it creates the file and kills its worker process (as an OOM kill would).
+KILL_ONCE_ENV = "ZEROING_SWEEP_KILL_ONCE"
+
+
+def _task(cfg, w, label, seed, path):
+    # Runs in a spawned worker process.
+    marker = os.environ.get(KILL_ONCE_ENV)
+    if marker:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.close(fd)
+            os._exit(1)
+        except FileExistsError:
+            pass
+    return execute_cell(cfg, w, label, seed, path)
+
+
+def dask_runner(workers=2, scheduler=None, log=print):
+    def run(cfg, missing, progress):
+        if not missing:
+            return
+        import dask
+        from dask.distributed import Client, LocalCluster, as_completed
+        from tqdm import tqdm
+        with dask.config.set({"distributed.worker.multiprocessing-method": "spawn",
+                              "distributed.scheduler.allowed-failures": 3}):
+            if scheduler:
+                client, cluster = Client(scheduler), None
+            else:
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+                client = Client(cluster)
+            try:
+                log(f"dask: {len(missing)} runs on {scheduler or f'a local cluster of {workers} workers'}")
+                futures = [client.submit(_task, cfg, w, label, seed, path, pure=False, retries=2)
+                           for w, label, seed, path, _ in missing]
+                bar = tqdm(total=len(futures), unit="run", disable=not progress, desc=cfg["name"])
+                for fut in as_completed(futures):
+                    fut.result()
+                    bar.update(1)
+                bar.close()
+            finally:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+    return run
+
+
+def sweep(cfg, workers=2, scheduler=None, out=None, progress=True, log=print):
+    if workers < 1:
+        raise ValueError("--workers must be at least 1")
+    return compare(cfg, out, progress, log, runner=dask_runner(workers, scheduler, log))
