@@ -13,6 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("bench_kernels.py", "x memset"),
     ("bench_engine.py", "M events/s"),
     ("cpu_vs_gpu.py", "counters match metadata: True"),
+    ("bench_scale.py", "bytes/page"),
 ])
 def test_experiment_script_runs(script, expect, tmp_path):
     out = tmp_path / "out.json"
@@ -27,3 +28,14 @@ def test_default_config_is_valid():
     from zeroing.compare import load_config
     cfg = load_config(os.path.join(ROOT, "experiments", "default.toml"))
     assert {w["label"] for w in cfg["workloads"]} == {"vm-anon THP on", "vm-anon THP off"}
+
+
+def test_bench_all_writes_results(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "bench_all.py"), "--quick",
+                        "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    text = out.read_text()
+    for section in ("Allocator replay", "Clearing backends", "Engine", "Scale", "every backend"):
+        assert section in text
+    assert "FAILED" not in text

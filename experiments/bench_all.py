@@ -1,0 +1,164 @@
+"""Run every benchmark and write experiments/RESULTS.md (atomically).
+
+Each figure is written with the baseline it was measured against in the same run, the machine,
+and, for GPU figures, the device. ``--quick`` runs tiny sizes (for the tests) and writes to
+``--out`` instead of RESULTS.md.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.join(ROOT, "experiments")
+BENCHES = ("bench_allocator", "bench_kernels", "bench_engine", "bench_scale", "cpu_vs_gpu")
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    except (ValueError, OSError):
+        mem = 0
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}"
+
+
+def run(name, quick, tmp):
+    out = os.path.join(tmp, name + ".json")
+    cmd = [sys.executable, os.path.join(HERE, name + ".py"), "--json", out] + (["--quick"] if quick else [])
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        return None, p.stdout + p.stderr
+    with open(out) as f:
+        return json.load(f), p.stdout
+
+
+def verdict(ok):
+    return "**met**" if ok else "**not met**"
+
+
+def render(results, outputs, quick):
+    lines = ["# Measured figures", "",
+             f"Written by `experiments/bench_all.py` on {datetime.date.today()}"
+             + (" (--quick: tiny sizes, not for quoting)" if quick else "") + ".",
+             f"Machine: {machine()}.", ""]
+    a = results.get("bench_allocator")
+    if a:
+        lines += ["## Allocator replay (issue 2): 10M events, 16 GiB zone, half full, 80% order-0",
+                  "Baseline: the same code with NUMBA_DISABLE_JIT=1 on a prefix, same run.", "",
+                  "| pcp | compiled | interpreted baseline | speed-up (full / same prefix) | bytes/page |",
+                  "| --- | --- | --- | --- | --- |"]
+        for name, r in a.items():
+            lines.append(f"| {name} | {r['events_per_s'] / 1e6:.2f} M events/s | "
+                         f"{r['interpreted_events_per_s'] / 1e3:.1f} K events/s | "
+                         f"{r['speedup_full']:.0f}x / {r['speedup_prefix']:.0f}x | {r['bytes_per_page']:.2f} |")
+        for name, r in a.items():
+            lines.append(f"- {name}: 10 M events/s {verdict(r['events_per_s'] >= 10e6)}, "
+                         f"50x {verdict(r['speedup_full'] >= 50)}")
+        lines.append("")
+    k = results.get("bench_kernels")
+    if k:
+        lines += ["## Clearing backends (issue 3): GB/s as a ratio to a contiguous memset",
+                  "Baseline: numpy `fill(0)` of as many contiguous pages on the host (one thread), a "
+                  "device memset on a GPU; same run, best of several.", "",
+                  "| backend (device) | layout | pages | GB/s | memset GB/s | ratio |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for r in k:
+            lines.append(f"| {r['backend']} ({r['device']}) | {r['layout']} | {r['pages']} | "
+                         f"{r['gb_per_s']:.2f} | {r['memset_gb_per_s']:.2f} | {r['ratio']:.2f} |")
+        numba = [r for r in k if r["backend"] == "numba" and r["pages"] >= 256]
+        if numba:
+            s0 = min(r["ratio"] for r in numba if r["layout"] == "scattered order-0")
+            s9 = min((r["ratio"] for r in numba if r["layout"] == "order-9 blocks"), default=0)
+            lines.append(f"- CPU (numba, batches >= 256 pages): scattered order-0 >= 0.5 "
+                         f"{verdict(s0 >= 0.5)} (worst {s0:.2f}); order-9 >= 0.85 {verdict(s9 >= 0.85)} "
+                         f"(worst {s9:.2f})")
+        gpu = [r for r in k if r["backend"] in ("cuda", "cupy") and r["pages"] >= 16384]
+        if gpu:
+            worst = min(r["ratio"] for r in gpu)
+            lines.append(f"- GPU (batches >= 16K pages) >= 0.8 of device memset {verdict(worst >= 0.8)} "
+                         f"(worst {worst:.2f}, {gpu[0]['device']})")
+        else:
+            lines.append("- GPU: **not measured** (no GPU on this machine)")
+        lines.append("")
+    e = results.get("bench_engine")
+    if e:
+        m = e["metadata"]
+        lines += ["## Engine (issue 3): init_on_free + pg_zeroed + reporting, sanitizer on", "",
+                  f"- metadata: {m['events_per_s'] / 1e6:.2f} M events/s; baseline interpreted "
+                  f"{m['interpreted_events_per_s'] / 1e3:.1f} K events/s ({m['speedup']:.0f}x); "
+                  f">= 5 M events/s {verdict(m['events_per_s'] >= 5e6)}"]
+        for name, r in e.items():
+            if name.startswith("content"):
+                lines.append(f"- {name} ({r['device']}): {r['events_per_s'] / 1e6:.2f} M events/s = "
+                             f"{r['ratio']:.2f} x metadata ({r['metadata_events_per_s'] / 1e6:.2f} M/s); "
+                             f"{r['pages_per_launch']:.0f} pages per launch; backend "
+                             f"{r['backend_gb_per_s']:.1f} GB/s; >= 1 M events/s "
+                             f"{verdict(r['events_per_s'] >= 1e6)}")
+        lines.append("")
+    s = results.get("bench_scale")
+    if s:
+        lines += ["## Scale (issue 5): metadata mode against machine size",
+                  f"Baseline: the {s[0]['size_gib']:.2f} GiB run, same process.", "",
+                  "| machine | pages | M events/s | vs baseline | bytes/page | metadata | peak RSS |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in s:
+            lines.append(f"| {r['size_gib']:.2f} GiB | {r['pages']:,} | {r['events_per_s'] / 1e6:.2f} | "
+                         f"{r['events_per_s'] / s[0]['events_per_s']:.2f}x | {r['bytes_per_page']} | "
+                         f"{r['metadata_gib']:.2f} GiB | {r['peak_rss_gib']:.2f} GiB |")
+        ratio = s[-1]["events_per_s"] / s[0]["events_per_s"]
+        lines += [f"- largest at >= half the baseline speed {verdict(ratio >= 0.5)} ({ratio:.2f}x)", ""]
+    c = results.get("cpu_vs_gpu")
+    if c:
+        lines += ["## The same run on every backend (`cpu_vs_gpu.py`)", ""]
+        for name, r in c.items():
+            lines.append(f"- {name} ({r['device']}): {r['wall_s']:.3f} s, backend {r['gb_per_s']:.1f} GB/s, "
+                         f"{r['launches']} launches of {r['pages_per_launch']:.0f} pages; counters match "
+                         f"metadata mode: {r['counters_match_metadata']}")
+        lines.append("")
+    for name in BENCHES:
+        if name not in results:
+            lines += [f"## {name}: FAILED", "```", outputs.get(name, "")[-2000:], "```", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    p.add_argument("--json", help="also write every benchmark's figures here")
+    args = p.parse_args(argv)
+    results, outputs = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in BENCHES:
+            print(f"== {name}", flush=True)
+            data, out = run(name, args.quick, tmp)
+            outputs[name] = out
+            print(out, end="", flush=True)
+            if data is not None:
+                results[name] = data
+    text = render(results, outputs, args.quick)
+    with open(args.out + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(args.out + ".tmp", args.out)
+    if args.json:
+        with open(args.json + ".tmp", "w") as f:
+            json.dump(results, f, indent=2)
+        os.replace(args.json + ".tmp", args.json)
+    print(f"wrote {args.out}")
+    return 0 if len(results) == len(BENCHES) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
