@@ -15,6 +15,9 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(ROOT, "experiments")
+sys.path.insert(0, ROOT)
+
+from zeroing.run import write_json  # noqa: E402
 BENCHES = ("bench_allocator", "bench_kernels", "bench_engine", "bench_scale", "cpu_vs_gpu")
 
 
@@ -153,9 +156,7 @@ def main(argv=None):
         f.write(text)
     os.replace(args.out + ".tmp", args.out)
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, results)
     print(f"wrote {args.out}")
     return 0 if len(results) == len(BENCHES) else 1
 

@@ -6,7 +6,6 @@ code interpreted on a prefix, measured in this run (run it with ``--quick`` for 
 Targets (issue 2): >= 10M events/s, >= 50x the interpreted run.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -16,6 +15,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from zeroing.run import write_json  # noqa: E402
 
 from allocator import BuddyAllocator  # noqa: E402
 from allocator.opgen import random_ops  # noqa: E402
@@ -84,9 +85,7 @@ def main(argv=None):
               f"speed-up {rate / interp_rate:.0f}x (same prefix: {prefix_rate / interp_rate:.0f}x); "
               f"{a.bytes_per_page():.2f} bytes/page")
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, results)
     return results
 
 

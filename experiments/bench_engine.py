@@ -8,13 +8,14 @@ where the workload allows. Workloads: ``mixed`` (with THP faults) and ``mixed`` 
 fault order 0 (content mode is bound by memory bandwidth: a THP fault clears and checks 2 MiB).
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from zeroing.run import write_json  # noqa: E402
 
 from zeroing.events import EV_FAULT  # noqa: E402
 from zeroing.policy import make_policy  # noqa: E402
@@ -79,9 +80,7 @@ def main(argv=None):
               f"{b['pages_per_launch']:.0f} pages per launch, backend moved "
               f"{b['pages'] * 4096 / max(b['wall_s'], 1e-9) / 1e9:.1f} GB/s")
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(out, f, indent=2)
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, out)
     return out
 
 

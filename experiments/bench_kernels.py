@@ -7,12 +7,13 @@ memset on the GPU. Targets (issue 3): CPU scattered order-0 >= 0.5 of memset, or
 >= 0.85; GPU >= 0.8 of the device memset for batches of 16K pages or more.
 """
 import argparse
-import json
 import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from zeroing.run import write_json  # noqa: E402
 
 from kernels.throughput import measure, measured_backends  # noqa: E402
 
@@ -33,9 +34,7 @@ def main(argv=None):
     for backend in measured_backends(log=print):
         rows += measure(backend, args.pool_pages, batches, args.reps, log=print)
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(rows, f, indent=2)
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, rows)
     return rows
 
 

@@ -7,7 +7,6 @@ script in the same process. Target (issue 5): 1 TiB at no less than half the 16 
 in a few GiB of memory.
 """
 import argparse
-import json
 import os
 import resource
 import sys
@@ -17,6 +16,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from zeroing.run import write_json  # noqa: E402
 
 from allocator.bulk import OP_ALLOC  # noqa: E402
 from allocator.opgen import random_ops  # noqa: E402
@@ -78,9 +79,7 @@ def main(argv=None):
               f"{row['allocated_pages'] / row['pages']:.0%} allocated at the end, "
               f"peak RSS {row['peak_rss_gib']:.2f} GiB, {row['total_s']:.0f} s in all", flush=True)
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(rows, f, indent=2)
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, rows)
     return rows
 
 

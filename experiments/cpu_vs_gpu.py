@@ -6,12 +6,13 @@ counters as metadata mode, and prints wall time, backend time and pages per laun
 to the numba (CPU) backend measured in the same run.
 """
 import argparse
-import json
 import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from zeroing.run import write_json  # noqa: E402
 
 from kernels.throughput import measured_backends  # noqa: E402
 from zeroing.policy import make_policy  # noqa: E402
@@ -59,9 +60,7 @@ def main(argv=None):
         print("MISMATCH: a backend disagrees with metadata mode", file=sys.stderr)
         return 1
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(rows, f, indent=2)
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, rows)
     return 0
 
 

@@ -73,6 +73,15 @@ def waves(pfn, order):
     return [(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1) if bounds[k + 1] > bounds[k]]
 
 
+def expand_pages(pfn, order, lo, hi):
+    """Rows lo..hi as one entry per page: (page pfn, row index), for one-block-per-page
+    GPU launches."""
+    sizes = np.int64(1) << order[lo:hi].astype(np.int64)
+    page_row = np.repeat(np.arange(lo, hi, dtype=np.int64), sizes)
+    offsets = np.arange(len(page_row), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return np.repeat(pfn[lo:hi], sizes) + offsets, page_row
+
+
 def check_pool_size(nr_pages, available_bytes, where):
     """One-line error before any work when the pool cannot fit."""
     need = nr_pages * 4096

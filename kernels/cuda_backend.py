@@ -6,7 +6,8 @@ device (or the simulator) is there.
 """
 import numpy as np
 
-from .batch import CLEAR, DIRTY, MARKER_WORDS, PAGE_WORDS, VERIFY, check_pool_size, new_results, waves
+from .batch import (CLEAR, DIRTY, MARKER_WORDS, PAGE_WORDS, VERIFY, check_pool_size,
+                    expand_pages, new_results, waves)
 
 name = "cuda"
 try:
@@ -117,13 +118,8 @@ def apply(pool, op, pfn, order, arg):
     d_op = cuda.to_device(op.astype(np.int64))
     d_arg = cuda.to_device(arg.astype(np.uint64))
     d_markers = cuda.to_device(np.array(MARKER_WORDS, dtype=np.int64))
-    sizes = np.int64(1) << order.astype(np.int64)
     for lo, hi in waves(pfn, order):
-        page_row = np.repeat(np.arange(lo, hi, dtype=np.int64), sizes[lo:hi])
-        starts = np.repeat(pfn[lo:hi], sizes[lo:hi])
-        offsets = np.arange(len(page_row), dtype=np.int64) - np.repeat(
-            np.cumsum(sizes[lo:hi]) - sizes[lo:hi], sizes[lo:hi])
-        page_pfn = starts + offsets
+        page_pfn, page_row = expand_pages(pfn, order, lo, hi)
         _kernel[len(page_pfn), THREADS](pool, cuda.to_device(page_pfn), cuda.to_device(page_row),
                                         d_op, d_arg, d_markers, d_nonzero, d_bad, d_marker)
     nonzero = d_nonzero.copy_to_host()

@@ -1,7 +1,7 @@
 """GPU backend: CuPy raw kernels over a device pool. Needs a real GPU (tests skip loudly)."""
 import numpy as np
 
-from .batch import MARKER_WORDS, PAGE_WORDS, check_pool_size, new_results, waves
+from .batch import MARKER_WORDS, PAGE_WORDS, check_pool_size, expand_pages, new_results, waves
 
 name = "cupy"
 try:
@@ -100,12 +100,8 @@ def apply(pool, op, pfn, order, arg):
     d_op = cp.asarray(op.astype(np.int64))
     d_arg = cp.asarray(arg.astype(np.uint64))
     d_markers = cp.asarray(np.array(MARKER_WORDS, dtype=np.int64))
-    sizes = np.int64(1) << order.astype(np.int64)
     for lo, hi in waves(pfn, order):
-        page_row = np.repeat(np.arange(lo, hi, dtype=np.int64), sizes[lo:hi])
-        offsets = np.arange(len(page_row), dtype=np.int64) - np.repeat(
-            np.cumsum(sizes[lo:hi]) - sizes[lo:hi], sizes[lo:hi])
-        page_pfn = np.repeat(pfn[lo:hi], sizes[lo:hi]) + offsets
+        page_pfn, page_row = expand_pages(pfn, order, lo, hi)
         _get_kernel()((len(page_pfn),), (128,), (
             pool, cp.asarray(page_pfn), cp.asarray(page_row), d_op, d_arg, d_markers,
             np.int32(len(MARKER_WORDS)), np.int64(len(page_pfn)), d_nonzero, d_bad, d_marker))

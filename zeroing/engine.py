@@ -335,6 +335,17 @@ def clear_pages_counted_only(e, pfn, order):
     e.cnt[C.ZERO_REDUNDANT] += redundant
 
 
+@njit(cache=True)
+def take_exact(z, e, pfn, order, gfp):
+    """Trace replay: allocate exactly the traced block. Returns pfn; NONE, counted as a replay
+    miss, when the model does not have it free; -E_* on a bad address."""
+    taken = core.alloc_pfn(z, pfn, order, gfp)
+    if taken == 0:
+        e.cnt[C.REPLAY_MISS] += 1
+        return core.NONE
+    return pfn if taken == 1 else taken
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop
 
@@ -379,21 +390,16 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, s
                 wants_zero = (gfp & __GFP_ZERO) != 0 or op == EV_FAULT
                 pref = 1 if wants_zero else 0
             if ev_ref[i] > 0 and op != EV_INFLATE:
-                # Exact replay: the trace decides the block.
-                taken = core.alloc_pfn(z, ev_ref[i] - 1, order, gfp)
-                if taken < 0:
-                    return i, EXIT_BAD_EVENT
-                if taken == 0:
-                    e.cnt[C.REPLAY_MISS] += 1
+                pfn = take_exact(z, e, ev_ref[i] - 1, order, gfp)  # the trace decides
+                if pfn == core.NONE:
                     continue
-                pfn = ev_ref[i] - 1
             else:
                 pfn = core.alloc_pages(z, order, gfp, cpu, pref)
+                if pfn == core.NONE:
+                    e.cnt[C.ALLOC_FAIL] += 1
+                    continue
             if pfn < core.NONE:
                 return i, EXIT_BAD_EVENT
-            if pfn == core.NONE:
-                e.cnt[C.ALLOC_FAIL] += 1
-                continue
             ev_pfn[i] = pfn
             e.cnt[C.PGALLOC] += pages
             e.cnt[C.ALLOC_BLOCKS] += 1
@@ -452,13 +458,11 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, s
             if pol[P_REPORTING] != 0:
                 note_report_notify(z, e, now)
         elif op == EV_ADOPT:
-            taken = core.alloc_pfn(z, ev_ref[i] - 1, order, 0)
-            if taken < 0:
+            pfn = take_exact(z, e, ev_ref[i] - 1, order, 0)
+            if pfn < core.NONE:
                 return i, EXIT_BAD_EVENT
-            if taken == 0:
-                e.cnt[C.REPLAY_MISS] += 1
+            if pfn == core.NONE:
                 continue
-            pfn = ev_ref[i] - 1
             ev_pfn[i] = pfn
             e.cnt[C.REPLAY_ADOPTED] += pages
             z.stat[core.S_PGALLOC] -= pages  # not an allocation the stream made
