@@ -205,36 +205,31 @@ def page_is_buddy(z, pfn, order):
 
 
 @njit(cache=True)
-def buddy_merge_likely(z, pfn, buddy_pfn, order):
-    """True when the order+1 parent's buddy is free, so this block is likely to merge soon."""
-    if order >= z.conf[C_MAX_ORDER] - 1:
-        return False
-    higher_page_pfn = buddy_pfn & pfn
-    return page_is_buddy(z, higher_page_pfn ^ (1 << (order + 1)), order + 1)
-
-
-@njit(cache=True)
 def __free_one_page(z, pfn, order, mt, fpi):
     """Free a block into the buddy lists, merging with free buddies of the same order.
 
     The merged block is zeroed only if every merged piece was. Placement: FPI_TO_TAIL, else
-    ``buddy_merge_likely`` (shuffle off), else the head.
+    ``buddy_merge_likely`` (shuffle off), else the head. The buddy tests are written out here
+    (what ``page_is_buddy`` does): a helper call costs more than the test on this hot path.
     """
     max_order = z.conf[C_MAX_ORDER]
     pageblock_order = z.conf[C_PAGEBLOCK_ORDER]
+    nr_pages = z.conf[C_NR_PAGES]
+    flags = z.flags
+    orders = z.order
     zeroed = (fpi & FPI_ZEROED) != 0
     buddy_pfn = 0
     while order < max_order:
         buddy_pfn = pfn ^ (1 << order)
-        if not page_is_buddy(z, buddy_pfn, order):
+        if buddy_pfn >= nr_pages or not (flags[buddy_pfn] & PG_BUDDY) or orders[buddy_pfn] != order:
             break
         buddy_mt = mt
         if order >= pageblock_order:
             # Unmovable, Movable and Reclaimable are all mergeable (migratetype_is_mergeable).
             buddy_mt = get_pfnblock_migratetype(z, buddy_pfn)
-        buddy_zeroed = (z.flags[buddy_pfn] & PG_ZEROED) != 0
+        buddy_zeroed = (flags[buddy_pfn] & PG_ZEROED) != 0
         __del_page_from_free_list(z, buddy_pfn, order, buddy_mt)
-        z.flags[buddy_pfn] = 0
+        flags[buddy_pfn] = 0
         if buddy_zeroed != zeroed:
             z.stat[S_ZEROED_DROPPED_MERGE] += 1 << order
         zeroed = zeroed and buddy_zeroed
@@ -243,11 +238,12 @@ def __free_one_page(z, pfn, order, mt, fpi):
         pfn = buddy_pfn & pfn
         order += 1
 
-    z.flags[pfn] = PG_ZEROED if zeroed else 0
-    if fpi & FPI_TO_TAIL:
-        to_tail = True
-    else:
-        to_tail = buddy_merge_likely(z, pfn, buddy_pfn, order)
+    flags[pfn] = PG_ZEROED if zeroed else 0
+    to_tail = (fpi & FPI_TO_TAIL) != 0
+    if not to_tail and order < max_order - 1:
+        # buddy_merge_likely(): is the order+1 parent's buddy free?
+        higher = (buddy_pfn & pfn) ^ (1 << (order + 1))
+        to_tail = higher < nr_pages and (flags[higher] & PG_BUDDY) != 0 and orders[higher] == order + 1
     __add_to_free_list(z, pfn, order, mt, to_tail)
     if not (fpi & FPI_SKIP_REPORT_NOTIFY) and order >= z.conf[C_REPORTING_ORDER]:
         z.stat[S_REPORT_NOTIFY] += 1
