@@ -39,3 +39,13 @@ def test_bench_all_writes_results(tmp_path):
     for section in ("Allocator replay", "Clearing backends", "Engine", "Scale", "every backend"):
         assert section in text
     assert "FAILED" not in text
+
+
+def test_make_run_config_runs(tmp_path):
+    """What `make run` runs: the default experiment, end to end, into a scratch folder."""
+    p = subprocess.run([sys.executable, "-m", "zeroing", "compare",
+                        os.path.join(ROOT, "experiments", "default.toml"), "--out", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "vm-anon THP on" in p.stdout and "pg_zeroed+reporting" in p.stdout
+    assert (tmp_path / "cleared_by_site.png").exists()
