@@ -16,7 +16,7 @@ run: $(STAMP)
 	$(PY) -m zeroing compare experiments/default.toml
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 bench: $(STAMP)
 	$(PY) experiments/bench_allocator.py
