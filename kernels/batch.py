@@ -8,7 +8,8 @@ marker to write: the writer's event index + 1, so a marker is never zero). Resul
 page: whose data it still holds).
 
 Rows touching the same page apply in submission order. A backend may run rows in parallel
-only when no two rows overlap (``waves`` splits a batch into such groups, in order).
+only when no two rows overlap: ``waves`` splits a batch into such groups, in order (the numba
+backend computes the same grouping in compiled code).
 """
 import numpy as np
 
@@ -47,16 +48,6 @@ class Batch:
 def new_results(n):
     return (np.zeros(n, dtype=np.int64), np.full(n, -1, dtype=np.int64),
             np.zeros(n, dtype=np.int64))
-
-
-def overlaps(pfn, order):
-    """True when two rows touch a common page."""
-    if len(pfn) < 2:
-        return False
-    idx = np.argsort(pfn, kind="stable")
-    start = pfn[idx]
-    end = start + (np.int64(1) << order[idx])
-    return bool((start[1:] < np.maximum.accumulate(end)[:-1]).any())
 
 
 def waves(pfn, order):

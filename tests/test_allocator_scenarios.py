@@ -45,27 +45,32 @@ def test_free_one_page_merges_back_to_max_order():
 
 
 def test_buddy_merge_likely_places_at_tail():
+    # Six order-0 allocations split the first block: 0-5 allocated, 6-7 free (order 1).
     a = plain(1 << 11)
-    pfns = [a.alloc(0) for _ in range(4)]  # 0..3; free lists hold 4 (o2), 8 (o3), ...
-    a.free(pfns[2], 0)  # buddy 3 allocated: order 0; parent 2's buddy 0 (o1) allocated -> head
-    assert a.zone.free_head[0, 0] == 2
-    a.free(pfns[0], 0)  # buddy 1 allocated; parent 0's buddy is 2 (o1)? 2 is order 0 -> head
-    assert a.zone.free_head[0, 0] == 0
+    assert [a.alloc(0) for _ in range(6)] == [0, 1, 2, 3, 4, 5]
+    a.free(5, 0)  # buddy 4 allocated; the order-1 parent 4's buddy 6 is free: likely merge -> tail
+    a.free(0, 0)
+    a.free(1, 0)  # merges with 0 into an order-1 block at 0
+    a.free(2, 0)  # buddy 3 allocated; parent 2's buddy 0 is a free order-1 block -> tail
+    assert [int(a.zone.free_head[0, 0]), int(a.zone.free_tail[0, 0])] == [5, 2]
     b = plain(1 << 11)
-    q = [b.alloc(0) for _ in range(4)]
-    b.free(q[3], 0)
-    b.free(q[2], 0)  # merges 2+3 into order 1 at 2; its parent 0's buddy 4 is free (o2) -> tail
-    assert b.zone.free_tail[1, 0] == 2
-    assert b.zone.free_head[1, 0] != 2 or b.buddyinfo()[1] == 1
+    [b.alloc(0) for _ in range(6)]
+    b.free(5, 0)
+    b.free(2, 0)  # parent 2's buddy 0 is allocated: no merge likely -> head
+    assert [int(b.zone.free_head[0, 0]), int(b.zone.free_tail[0, 0])] == [2, 5]
+    a.check()
+    b.check()
 
 
 def test_to_tail_flag_places_at_tail():
     a = plain(1 << 12)
-    x = a.alloc(0)
-    y = a.alloc(0)
+    a.alloc(0)
+    a.alloc(0)
     z = a.alloc(2)
+    a.alloc(2)  # keep z's buddy allocated: z stays an order-2 block
     a.free(z, 2, FPI.TO_TAIL)
-    assert a.zone.free_tail[2, 0] == z
+    assert a.buddyinfo()[2] == 2  # z and the split-off block
+    assert a.zone.free_tail[2, 0] == z and a.zone.free_head[2, 0] != z
 
 
 def test_zeroed_merge_needs_both_halves():

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from zeroing.compare import ConfigError, compare, load_config, resolve_config
+from zeroing.compare import ConfigError, compare, load_config
 from zeroing.stats import gain, welch
 
 TINY = """

@@ -9,7 +9,7 @@ import pytest
 
 from allocator import GFP_KERNEL
 
-from zeroing.events import EV_ALLOC, EV_FAULT, EV_FREE, EV_IDLE, EVENT_DTYPE, format_events, parse_events
+from zeroing.events import EV_ALLOC, EV_FREE, EV_IDLE, EVENT_DTYPE, format_events, parse_events
 from zeroing.policy import make_policy
 from zeroing.run import simulate
 from zeroing.workloads import make_workload

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kernels import get_backend
-from kernels.batch import CLEAR, DIRTY, VERIFY, overlaps, waves
+from kernels.batch import CLEAR, DIRTY, VERIFY, waves
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,11 +53,11 @@ def test_order_is_kept_inside_a_batch():
     assert list(nz) == [0, 0, 0, 0, 1] and bad[4] == 1 and marker[4] == 9
 
 
-def test_waves_and_overlaps():
-    pfn = np.array([0, 4, 2, 8]); order = np.array([2, 0, 0, 0])
-    assert overlaps(pfn, order)
+def test_waves_split_where_a_page_repeats():
+    pfn = np.array([0, 4, 2, 8])
+    order = np.array([2, 0, 0, 0])
     assert waves(pfn, order) == [(0, 2), (2, 4)]
-    assert not overlaps(np.array([0, 4]), np.array([2, 2]))
+    assert waves(np.array([0, 4]), np.array([2, 2])) == [(0, 2)]
 
 
 def test_unknown_and_unavailable_backends():

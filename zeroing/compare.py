@@ -9,7 +9,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import os
 import platform
 import subprocess
