@@ -32,7 +32,8 @@ from allocator.state import borrow
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
-from .events import EV_ADOPT, EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE
+from .events import (EV_ADOPT, EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE,
+                     EV_INFLATE)
 from .policy import (HINT_FOLIO_FLAG, HINT_LRU_BIT, P_ALIASING, P_BALLOON, P_FREE_SIGNAL,
                      P_HINT, P_INIT_ON_ALLOC, P_INIT_ON_FREE, P_OFFLOAD, P_OFFLOAD_BATCH,
                      P_OFFLOAD_PERIOD, P_OFFLOAD_WATERMARK, P_PFMEMALLOC, P_REPORTING,
@@ -350,8 +351,10 @@ def take_exact(z, e, pfn, order, gfp):
 # The loop
 
 @njit(cache=True)
-def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, start, stop):
-    """Consume events [start, stop). Returns (index reached, exit reason)."""
+def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, base, start, stop):
+    """Consume events [start, stop) of a chunk whose first event is event number ``base`` of
+    the whole stream (leak reports name events by that number). Returns (index reached, exit
+    reason)."""
     pol = e.pol
     track = pol[P_TRACK] != 0
     init_on_free = pol[P_INIT_ON_FREE] != 0
@@ -410,42 +413,45 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, s
                 e.by_order[1, order] += 1
             # post_alloc_hook
             if not init_on_free and (init_on_alloc or (gfp & __GFP_ZERO) != 0):
-                zero_site(e, pfn, order, C.ZERO_ALLOC, hint, i)
+                zero_site(e, pfn, order, C.ZERO_ALLOC, hint, base + i)
             if op == EV_FAULT:
                 # user_alloc_needs_zeroing(): aliasing caches, or init_on_alloc off.
                 if (order > 0 or aliasing) and (aliasing or not init_on_alloc):
                     usable = hint and not hint_lost_before_user
                     if hint and hint_lost_before_user:
                         e.cnt[C.ZERO_HINT_LOST] += pages
-                    zero_site(e, pfn, order, C.ZERO_USER, usable, i)
-                check_zeroed(e, pfn, order, i)
+                    zero_site(e, pfn, order, C.ZERO_USER, usable, base + i)
+                check_zeroed(e, pfn, order, base + i)
             elif op == EV_ALLOC:
                 if (gfp & __GFP_ZERO) != 0 or init_on_alloc or init_on_free:
-                    check_zeroed(e, pfn, order, i)
+                    check_zeroed(e, pfn, order, base + i)
                 # Non-folio allocation: designs that keep the hint in struct page leave it.
                 if hint and (hint_design == HINT_FOLIO_FLAG or
                              (hint_design == HINT_LRU_BIT and not hint_lost_before_user)):
                     e.pagebit[pfn] = 1
             if op == EV_INFLATE:
                 continue  # handed to the host; the guest never writes it
-            dirty_pages(e, pfn, order, i)
-        elif op == EV_FREE or op == EV_DEFLATE:
-            ref = ev_ref[i]
-            if ref < 0 or ref >= i:
-                return i, EXIT_BAD_EVENT
-            pfn = ev_pfn[ref]
-            if pfn == core.NONE:
-                continue
-            ev_pfn[ref] = core.NONE  # freed: a second free of it is a no-op
-            order = np.int64(ev_order[ref])
-            pages = np.int64(1) << order
+            dirty_pages(e, pfn, order, base + i)
+        elif op == EV_FREE or op == EV_DEFLATE or op == EV_FREE_PFN:
+            if op == EV_FREE_PFN:
+                pfn = ev_ref[i] - 1  # an allocation made in an earlier chunk (trace replay)
+            else:
+                ref = ev_ref[i]
+                if ref < 0 or ref >= i:
+                    return i, EXIT_BAD_EVENT
+                pfn = ev_pfn[ref]
+                if pfn == core.NONE:
+                    continue
+                ev_pfn[ref] = core.NONE  # freed: a second free of it is a no-op
+                order = np.int64(ev_order[ref])
+                pages = np.int64(1) << order
             fpi = 0
             if op == EV_DEFLATE:
                 host_zeroes(e, pfn, order)
                 if pol[P_BALLOON] != 0:
                     fpi |= core.FPI_ZEROED
             if init_on_free:
-                clear_pages(e, pfn, order, C.ZERO_FREE, i)
+                clear_pages(e, pfn, order, C.ZERO_FREE, base + i)
                 if track:
                     fpi |= core.FPI_ZEROED
             if e.pagebit[pfn]:

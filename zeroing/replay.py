@@ -20,8 +20,8 @@ import numpy as np
 
 from allocator.flags import GFP_BITS, PAGE_ALLOC_COSTLY_ORDER, __GFP_ZERO
 
-from .events import EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EVENT_DTYPE
-from .run import simulate
+from .events import EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE, EVENT_DTYPE
+from .run import Simulation
 from .trace import read_events
 
 REPLAY_MODES = ("exact", "requests")
@@ -41,73 +41,141 @@ def classify(gfp, order):
     return EV_ALLOC
 
 
-def trace_to_events(path, mode="exact", lenient=False, table=None, step_ns=1000):
-    """Convert a trace into an engine event stream plus what the trace itself says."""
-    if mode not in REPLAY_MODES:
-        raise ValueError(f"unknown replay mode {mode!r}: choose from {', '.join(REPLAY_MODES)}")
-    exact = mode == "exact"
-    counts = {}
-    anomalies = Counter()
-    rows = []
-    live = {}  # pfn -> (row, order) of the allocation that holds it
-    recent = OrderedDict()  # pfns freed by mm_page_free, for mm_page_free_batched repeats
-    delta = 0
-    max_pfn = 0
-    for lineno, name, pfn, order, gfp in read_events(path, lenient, table, counts):
-        max_pfn = max(max_pfn, pfn + (1 << order) - 1)
-        t = len(rows) * step_ns
+class TraceConverter:
+    """Turns kmem events into engine events, chunk by chunk, in bounded memory.
+
+    Within a chunk a free refers to its allocation by row; an allocation made in an earlier
+    chunk is remembered by the block the model gave it (``settle``), and its free becomes
+    ``EV_FREE_PFN``. Memory: one chunk of events plus the live allocations.
+    """
+
+    def __init__(self, mode="exact", step_ns=1000):
+        if mode not in REPLAY_MODES:
+            raise ValueError(f"unknown replay mode {mode!r}: choose from {', '.join(REPLAY_MODES)}")
+        self.exact = mode == "exact"
+        self.mode = mode
+        self.step_ns = step_ns
+        self.anomalies = Counter()
+        self.counts = {}
+        self.live = {}  # traced pfn -> [row in this chunk or -1, model pfn once settled, order]
+        self.recent = OrderedDict()  # pfns freed by mm_page_free, for mm_page_free_batched
+        self.delta = 0
+        self.max_pfn = 0
+        self.emitted = 0
+        self.rows = []
+
+    def _row(self, op, order, gfp, ref):
+        self.rows.append(((self.emitted + len(self.rows)) * self.step_ns, op, order, 0, gfp, ref))
+        return len(self.rows) - 1
+
+    def _event(self, name, pfn, order, gfp):
+        self.max_pfn = max(self.max_pfn, pfn + (1 << order) - 1)
         if name == "mm_page_alloc_zone_locked":
-            delta -= 1 << order
+            self.delta -= 1 << order
         elif name == "mm_page_pcpu_drain":
-            delta += 1 << order
+            self.delta += 1 << order
         elif name == "mm_page_alloc":
             if pfn < 0:
-                anomalies["failed_alloc"] += 1
-                continue
-            if pfn in live:
-                anomalies["alloc_of_allocated_pfn"] += 1
-            recent.pop(pfn, None)
-            rows.append((t, classify(gfp, order), order, 0, gfp, pfn + 1 if exact else 0))
-            live[pfn] = (len(rows) - 1, order)
+                self.anomalies["failed_alloc"] += 1
+                return
+            if pfn in self.live:
+                self.anomalies["alloc_of_allocated_pfn"] += 1
+            self.recent.pop(pfn, None)
+            row = self._row(classify(gfp, order), order, gfp, pfn + 1 if self.exact else 0)
+            self.live[pfn] = [row, -1, order]
         else:  # mm_page_free, mm_page_free_batched
-            if name == "mm_page_free_batched" and pfn in recent:
-                del recent[pfn]
-                anomalies["free_batched_repeat"] += 1
-                continue
+            if name == "mm_page_free_batched" and pfn in self.recent:
+                del self.recent[pfn]
+                self.anomalies["free_batched_repeat"] += 1
+                return
             if name == "mm_page_free":
-                recent[pfn] = None
-                if len(recent) > RECENT_FREES:
-                    recent.popitem(last=False)
+                self.recent[pfn] = None
+                if len(self.recent) > RECENT_FREES:
+                    self.recent.popitem(last=False)
                 if not pcp_allowed_order(order):
-                    delta += 1 << order  # __free_pages_ok: straight to the buddy
-            if pfn in live:
-                row, alloc_order = live.pop(pfn)
+                    self.delta += 1 << order  # __free_pages_ok: straight to the buddy
+            entry = self.live.pop(pfn, None)
+            if entry is not None:
+                row, model_pfn, alloc_order = entry
                 if alloc_order != order:
-                    anomalies["free_order_mismatch"] += 1
-                rows.append((t, EV_FREE, alloc_order, 0, 0, row))
+                    self.anomalies["free_order_mismatch"] += 1
+                if row >= 0:
+                    self._row(EV_FREE, alloc_order, 0, row)
+                elif model_pfn >= 0:
+                    self._row(EV_FREE_PFN, alloc_order, 0, model_pfn + 1)
+                else:  # the model never got that block: keep event numbers as in one chunk
+                    self._row(EV_IDLE, 0, 0, 0)
             else:
-                anomalies["free_before_trace"] += 1
-                if exact:
-                    rows.append((t, EV_ADOPT, order, 0, 0, pfn + 1))
-                    rows.append((t, EV_FREE, order, 0, 0, len(rows) - 1))
-    events = np.array(rows, dtype=EVENT_DTYPE) if rows else np.zeros(0, dtype=EVENT_DTYPE)
-    info = {"trace": path, "replay_mode": mode, "events": counts.get("events", {}),
-            "malformed": counts.get("malformed", 0),
-            "malformed_examples": counts.get("malformed_examples", []),
-            "anomalies": dict(anomalies), "nr_free_pages_delta": delta, "max_pfn": max_pfn}
-    return events, info
+                self.anomalies["free_before_trace"] += 1
+                if self.exact:
+                    row = self._row(EV_ADOPT, order, 0, pfn + 1)
+                    self._row(EV_FREE, order, 0, row)
+
+    def chunks(self, kmem_events, size=1 << 20):
+        """Yield EVENT_DTYPE chunks; call ``settle`` with each chunk's ev_pfn before the next."""
+        for _, name, pfn, order, gfp in kmem_events:
+            self._event(name, pfn, order, gfp)
+            if len(self.rows) >= size:
+                yield self._flush()
+        if self.rows:
+            yield self._flush()
+
+    def _flush(self):
+        events = np.array(self.rows, dtype=EVENT_DTYPE)
+        self.emitted += len(self.rows)
+        self.rows = []
+        return events
+
+    def settle(self, ev_pfn):
+        """After the engine ran a chunk: live allocations now carry the model's block."""
+        for entry in self.live.values():
+            if entry[0] >= 0:
+                entry[1] = int(ev_pfn[entry[0]])
+                entry[0] = -1
+
+    def info(self, path):
+        return {"trace": path, "replay_mode": self.mode, "events": self.counts.get("events", {}),
+                "malformed": self.counts.get("malformed", 0),
+                "malformed_examples": self.counts.get("malformed_examples", []),
+                "anomalies": dict(self.anomalies), "nr_free_pages_delta": self.delta,
+                "max_pfn": self.max_pfn}
+
+
+def trace_to_events(path, mode="exact", lenient=False, table=None):
+    """The whole trace as one event array, and what the trace itself says (small traces)."""
+    conv = TraceConverter(mode)
+    parts = []
+    for chunk in conv.chunks(read_events(path, lenient, table, conv.counts), size=1 << 62):
+        parts.append(chunk)
+    events = parts[0] if parts else np.zeros(0, dtype=EVENT_DTYPE)
+    return events, conv.info(path)
+
+
+def trace_span(path, lenient=False, table=None):
+    """Highest pfn + 1 the trace touches (a first streaming pass, to size the zone)."""
+    top = 0
+    for _, _, pfn, order, _ in read_events(path, lenient, table, {}):
+        top = max(top, pfn + (1 << order))
+    return top
 
 
 def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
-           sim_mode="metadata", backend="auto"):
-    """Replay a trace under a policy: the engine's result plus the trace's own figures."""
-    events, info = trace_to_events(path, mode, lenient, table)
-    span = info["max_pfn"] + 1
+           sim_mode="metadata", backend="auto", chunk_events=1 << 20):
+    """Replay a trace under a policy, streaming: the engine's result plus the trace's figures.
+
+    Without ``nr_pages`` a first pass over the trace sizes the zone to its highest pfn.
+    """
+    if mode not in REPLAY_MODES:
+        raise ValueError(f"unknown replay mode {mode!r}: choose from {', '.join(REPLAY_MODES)}")
     if nr_pages is None:
-        nr_pages = max(1024, -(-span // 1024) * 1024)
-    elif mode == "exact" and nr_pages < span:
-        raise ValueError(f"--pages {nr_pages} is smaller than the traced pfns (up to {span - 1:#x})")
-    result = simulate(events, policy, nr_pages, mode=sim_mode, backend=backend,
-                      pcp=(mode == "requests"))
-    result.update(info)
+        nr_pages = max(1024, -(-trace_span(path, lenient, table) // 1024) * 1024)
+    sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend, pcp=(mode == "requests"))
+    conv = TraceConverter(mode)
+    for chunk in conv.chunks(read_events(path, lenient, table, conv.counts), chunk_events):
+        if mode == "exact" and conv.max_pfn >= nr_pages:
+            raise ValueError(f"--pages {nr_pages} is smaller than the traced pfns "
+                             f"(up to {conv.max_pfn:#x})")
+        conv.settle(sim.feed(chunk))
+    result = sim.finish()
+    result.update(conv.info(path))
     return result

@@ -19,6 +19,7 @@ from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_DONE, EXIT
                      MAX_LEAKS, NR_RSTATE, OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD,
                      R_NINFLIGHT, R_NLEAKS, make_engine_ref, offload_complete, record_leak,
                      run_events)
+from .events import EVENT_DTYPE
 from .policy import as_array
 
 MODES = ("metadata", "content")
@@ -36,7 +37,7 @@ class BadEventError(ValueError):
 class EngineState:
     """The engine's arrays, the compiled view of them, and (content mode) pool and backend."""
 
-    def __init__(self, nr_pages, policy, mode, backend, nr_events):
+    def __init__(self, nr_pages, policy, mode, backend):
         pol = as_array(policy, nr_pages)
         # One event adds at most 4 commands, a reporting pass at most one per free block of
         # reporting order, an offload batch at most one per page of the batch.
@@ -131,77 +132,106 @@ class EngineState:
         return ok
 
 
-def simulate(events, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
-             chunk=1 << 20, progress=False, fault=None):
-    """Replay ``events`` (EVENT_DTYPE) on a fresh zone; returns the result dict.
+class Simulation:
+    """A zone, an engine and a policy, fed events in chunks (``simulate`` feeds one).
 
-    The dict has ``counters`` (names in ``counters.NAMES``, plus events, wall_s,
-    events_per_s, backend, mode), ``leaks`` (the first few: pfn, event that handed it out,
-    event whose data it held; -1 for boot-time data), ``buddyinfo`` and ``zeroedinfo``.
+    ``feed`` returns the chunk's ``ev_pfn`` (the block each allocation event got, -1 for
+    none or already freed); references in a chunk are row numbers within that chunk.
     ``fault`` wraps the backend (tests inject failures with it).
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
-    alloc = BuddyAllocator(nr_pages, pcp=pcp, page_reporting_order=policy.reporting_order)
-    z = alloc.z
-    state = EngineState(nr_pages, policy, mode, backend, len(events))
-    if fault is not None and state.backend is not None:
-        state.backend = fault(state.backend)
-    e = state.e
-    n = len(events)
-    ev_pfn = np.full(n, -1, dtype=np.int64)
-    cols = [np.ascontiguousarray(events[f]) for f in ("time", "op", "order", "cpu", "gfp", "ref")]
-    # Compile (or load from cache) outside the timing: an empty range runs no event.
-    run_events(z, e, *cols, ev_pfn, 0, 0)
-    offload_complete(z, e, True)  # nothing in flight: compiles only
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=n, unit="ev", leave=False, disable=not sys.stderr.isatty())
-    t0 = time.perf_counter()
-    i = 0
-    while i < n:
-        stop = min(n, i + chunk)
-        r, why = run_events(z, e, *cols, ev_pfn, i, stop)
-        if why == EXIT_BAD_EVENT:
-            raise BadEventError(
-                f"event {r}: {dict(zip(events.dtype.names, events[r].tolist()))}: "
-                "bad reference (not an earlier allocation), order or cpu")
-        if why in (EXIT_FLUSH, EXIT_OFFLOAD, EXIT_DONE):
+
+    def __init__(self, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
+                 fault=None, progress=False, chunk=1 << 20):
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
+        self.policy, self.nr_pages, self.mode, self.chunk = policy, nr_pages, mode, chunk
+        self.alloc = BuddyAllocator(nr_pages, pcp=pcp, page_reporting_order=policy.reporting_order)
+        self.state = EngineState(nr_pages, policy, mode, backend)
+        if fault is not None and self.state.backend is not None:
+            self.state.backend = fault(self.state.backend)
+        self.events = 0
+        self.wall = 0.0
+        self.progress = progress
+        empty = np.zeros(0, dtype=EVENT_DTYPE)
+        # Compile (or load from cache) outside the timing: an empty range runs no event.
+        run_events(self.alloc.z, self.state.e, *self._columns(empty), np.zeros(0, np.int64), 0, 0, 0)
+        offload_complete(self.alloc.z, self.state.e, True)  # nothing in flight: compiles only
+
+    @staticmethod
+    def _columns(events):
+        return [np.ascontiguousarray(events[f]) for f in ("time", "op", "order", "cpu", "gfp", "ref")]
+
+    def feed(self, events):
+        z, e, state = self.alloc.z, self.state.e, self.state
+        n = len(events)
+        ev_pfn = np.full(n, -1, dtype=np.int64)
+        cols = self._columns(events)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=n, unit="ev", leave=False, disable=not sys.stderr.isatty())
+        t0 = time.perf_counter()
+        i = 0
+        while i < n:
+            r, why = run_events(z, e, *cols, ev_pfn, self.events, i, min(n, i + self.chunk))
+            if why == EXIT_BAD_EVENT:
+                raise BadEventError(
+                    f"event {self.events + r}: {dict(zip(events.dtype.names, events[r].tolist()))}: "
+                    "bad reference (not an earlier allocation), order or cpu")
             ok = state.flush()
             if why == EXIT_OFFLOAD or state.arrays.rstate[R_NINFLIGHT]:
                 offload_complete(z, e, ok)
+            if bar:
+                bar.update(r - i)
+            i = r
+        self.wall += time.perf_counter() - t0
+        self.events += n
         if bar:
-            bar.update(r - i)
-        i = r
-    state.flush()
-    wall = time.perf_counter() - t0
-    if bar:
-        bar.close()
-    alloc.check()
-    a = state.arrays
-    a.cnt[C.ZEROED_DROPPED_MERGE] = alloc.zone.stat[acore.S_ZEROED_DROPPED_MERGE]
-    counters = C.as_dict(a.cnt)
-    counters.update(events=n, wall_s=wall, events_per_s=n / wall if wall > 0 else 0.0,
-                    backend=state.backend.name if state.backend else "none", mode=mode)
-    nleaks = int(a.rstate[R_NLEAKS])
-    result = {
-        "policy": policy.__dict__.copy(),
-        "nr_pages": nr_pages,
-        "counters": counters,
-        "leaks": [dict(pfn=int(p), handed_out_by=int(ev), data_of=int(w) if 0 <= w < BOOT_MARKER - 1 else -1)
-                  for p, ev, w in a.leaks[: min(nleaks, MAX_LEAKS)]],
-        "by_order": {"allocs": a.by_order[0, : alloc.max_order + 1].tolist(),
-                     "zeroed": a.by_order[1, : alloc.max_order + 1].tolist()},
-        "buddyinfo": alloc.buddyinfo(),
-        "zeroedinfo": alloc.zeroed_info(),
-    }
-    if state.backend is not None:
-        result["backend"] = {"name": state.backend.name, "device": state.backend.describe(),
-                             "launches": state.launches, "pages": state.launch_pages,
-                             "pages_per_launch": state.launch_pages / max(1, state.launches),
-                             "wall_s": state.backend_wall, "fallbacks": state.fallbacks}
-    return result
+            bar.close()
+        return ev_pfn
+
+    def finish(self):
+        """The result dict: ``counters`` (names in ``counters.NAMES``, plus events, wall_s,
+        events_per_s, backend, mode), ``leaks`` (the first few: pfn, event that handed it
+        out, event whose data it held; -1 for boot-time data), ``by_order``, ``buddyinfo``
+        and ``zeroedinfo``, and ``backend`` in content mode."""
+        state, alloc = self.state, self.alloc
+        state.flush()
+        alloc.check()
+        a = state.arrays
+        a.cnt[C.ZEROED_DROPPED_MERGE] = alloc.zone.stat[acore.S_ZEROED_DROPPED_MERGE]
+        counters = C.as_dict(a.cnt)
+        counters.update(events=self.events, wall_s=self.wall,
+                        events_per_s=self.events / self.wall if self.wall > 0 else 0.0,
+                        backend=state.backend.name if state.backend else "none", mode=self.mode)
+        nleaks = int(a.rstate[R_NLEAKS])
+        result = {
+            "policy": self.policy.__dict__.copy(),
+            "nr_pages": self.nr_pages,
+            "counters": counters,
+            "leaks": [dict(pfn=int(p), handed_out_by=int(ev),
+                           data_of=int(w) if 0 <= w < BOOT_MARKER - 1 else -1)
+                      for p, ev, w in a.leaks[: min(nleaks, MAX_LEAKS)]],
+            "by_order": {"allocs": a.by_order[0, : alloc.max_order + 1].tolist(),
+                         "zeroed": a.by_order[1, : alloc.max_order + 1].tolist()},
+            "buddyinfo": alloc.buddyinfo(),
+            "zeroedinfo": alloc.zeroed_info(),
+        }
+        if state.backend is not None:
+            result["backend"] = {"name": state.backend.name, "device": state.backend.describe(),
+                                 "launches": state.launches, "pages": state.launch_pages,
+                                 "pages_per_launch": state.launch_pages / max(1, state.launches),
+                                 "wall_s": state.backend_wall, "fallbacks": state.fallbacks}
+        return result
+
+
+def simulate(events, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
+             chunk=1 << 20, progress=False, fault=None):
+    """Replay ``events`` (EVENT_DTYPE) on a fresh zone; returns ``Simulation.finish()``'s dict."""
+    sim = Simulation(policy, nr_pages, mode=mode, backend=backend, pcp=pcp, fault=fault,
+                     progress=progress, chunk=chunk)
+    sim.feed(events)
+    return sim.finish()
 
 
 def summary(result):
