@@ -1,13 +1,13 @@
 """GPU backend: numba-cuda kernels over a device pool (tested in CI under NUMBA_ENABLE_CUDASIM=1).
 
-Rows are expanded to pages on the host; one launch per wave of non-overlapping rows (usually
-the whole batch), one thread block per page. Import is guarded: ``available()`` says whether a
+Rows are expanded to pages on the host and sorted by page (stably); one launch per batch, one
+thread block per distinct page applying that page's operations in submission order. Import is guarded: ``available()`` says whether a
 device (or the simulator) is there.
 """
 import numpy as np
 
-from .batch import (CLEAR, DIRTY, MARKER_WORDS, PAGE_WORDS, VERIFY, check_pool_size,
-                    expand_pages, new_results, waves)
+from .batch import (CLEAR, DIRTY, MARKER_WORDS, PAGE_WORDS, VERIFY, by_page, check_pool_size,
+                    new_results, verify_results)
 
 name = "cuda"
 try:
@@ -48,35 +48,34 @@ def device_memory():
 
 if cuda is not None:
     @cuda.jit
-    def _kernel(pool, page_pfn, page_row, op, arg, markers, nonzero, bad_pfn, marker):
+    def _kernel(pool, page_pfn, page_row, starts, op, arg, markers, found):
+        """One block per distinct page: that page's operations, in submission order."""
         k = cuda.blockIdx.x
-        if k >= page_pfn.shape[0]:
+        if k + 1 >= starts.shape[0]:
             return
-        p = page_pfn[k]
-        row = page_row[k]
-        base = p * PAGE_WORDS
         t = cuda.threadIdx.x
-        o = op[row]
-        if o == CLEAR:
-            for w in range(t, PAGE_WORDS, cuda.blockDim.x):
-                pool[base + w] = 0
-        elif o == DIRTY:
-            if t < markers.shape[0]:
-                pool[base + markers[t]] = arg[row]
-        elif o == VERIFY:
-            found = cuda.shared.array(1, dtype=np.int64)
-            if t == 0:
-                found[0] = PAGE_WORDS
-            cuda.syncthreads()
-            for w in range(t, PAGE_WORDS, cuda.blockDim.x):
-                if pool[base + w] != 0:
-                    cuda.atomic.min(found, 0, w)
-            cuda.syncthreads()
-            if t == 0 and found[0] < PAGE_WORDS:
-                cuda.atomic.add(nonzero, row, 1)
-                old = cuda.atomic.min(bad_pfn, row, p)
-                if p < old:
-                    marker[row] = pool[base + found[0]]
+        first = cuda.shared.array(1, dtype=np.int64)
+        for j in range(starts[k], starts[k + 1]):
+            base = page_pfn[j] * PAGE_WORDS
+            row = page_row[j]
+            o = op[row]
+            if o == CLEAR:
+                for w in range(t, PAGE_WORDS, cuda.blockDim.x):
+                    pool[base + w] = 0
+            elif o == DIRTY:
+                if t < markers.shape[0]:
+                    pool[base + markers[t]] = arg[row]
+            elif o == VERIFY:
+                if t == 0:
+                    first[0] = PAGE_WORDS
+                cuda.syncthreads()
+                for w in range(t, PAGE_WORDS, cuda.blockDim.x):
+                    if pool[base + w] != 0:
+                        cuda.atomic.min(first, 0, w)
+                cuda.syncthreads()
+                if t == 0 and first[0] < PAGE_WORDS:
+                    found[j] = pool[base + first[0]]
+            cuda.syncthreads()  # the next operation on this page sees this one
 
 
 def alloc_pool(nr_pages):
@@ -108,22 +107,14 @@ if cuda is not None:
 
 
 def apply(pool, op, pfn, order, arg):
-    nonzero, bad_pfn, marker = new_results(len(op))
+    """The whole batch in one launch."""
     if not len(op):
-        return nonzero, bad_pfn, marker
-    bad_big = np.full(len(op), np.iinfo(np.int64).max, dtype=np.int64)
-    d_nonzero = cuda.to_device(nonzero)
-    d_bad = cuda.to_device(bad_big)
-    d_marker = cuda.to_device(marker.view(np.uint64))
-    d_op = cuda.to_device(op.astype(np.int64))
-    d_arg = cuda.to_device(arg.astype(np.uint64))
-    d_markers = cuda.to_device(np.array(MARKER_WORDS, dtype=np.int64))
-    for lo, hi in waves(pfn, order):
-        page_pfn, page_row = expand_pages(pfn, order, lo, hi)
-        _kernel[len(page_pfn), THREADS](pool, cuda.to_device(page_pfn), cuda.to_device(page_row),
-                                        d_op, d_arg, d_markers, d_nonzero, d_bad, d_marker)
-    nonzero = d_nonzero.copy_to_host()
-    bad = d_bad.copy_to_host()
-    bad[bad == np.iinfo(np.int64).max] = -1
-    marker = d_marker.copy_to_host().view(np.int64)
-    return nonzero, bad, marker
+        return new_results(0)
+    page_pfn, page_row, starts = by_page(pfn, order)
+    found = cuda.device_array(len(page_pfn), dtype=np.uint64)
+    _fill_zero[(len(page_pfn) + 1023) // 1024, 1024](found)
+    _kernel[len(starts) - 1, THREADS](
+        pool, cuda.to_device(page_pfn), cuda.to_device(page_row), cuda.to_device(starts),
+        cuda.to_device(op.astype(np.int64)), cuda.to_device(arg.astype(np.uint64)),
+        cuda.to_device(np.array(MARKER_WORDS, dtype=np.int64)), found)
+    return verify_results(len(op), op, page_pfn, page_row, found.copy_to_host())

@@ -1,7 +1,10 @@
-"""GPU backend: CuPy raw kernels over a device pool. Needs a real GPU (tests skip loudly)."""
+"""GPU backend: CuPy raw kernels over a device pool. Needs a real GPU (tests skip loudly).
+
+Same scheme as the numba-cuda backend: one launch per batch, one block per distinct page.
+"""
 import numpy as np
 
-from .batch import MARKER_WORDS, PAGE_WORDS, check_pool_size, expand_pages, new_results, waves
+from .batch import MARKER_WORDS, PAGE_WORDS, by_page, check_pool_size, new_results, verify_results
 
 name = "cupy"
 try:
@@ -11,29 +14,29 @@ except Exception:  # ImportError, or a CUDA runtime error at import
 
 _SOURCE = r"""
 extern "C" __global__ void apply_pages(unsigned long long *pool, const long long *page_pfn,
-        const long long *page_row, const long long *op, const unsigned long long *arg,
-        const long long *markers, int nmarkers, long long npages,
-        long long *nonzero, long long *bad_pfn, unsigned long long *marker) {
+        const long long *page_row, const long long *starts, long long npages,
+        const long long *op, const unsigned long long *arg, const long long *markers,
+        int nmarkers, unsigned long long *found) {
+    /* One block per distinct page: that page's operations, in submission order. */
     long long k = blockIdx.x;
     if (k >= npages) return;
-    long long p = page_pfn[k], row = page_row[k];
-    unsigned long long *page = pool + p * %(W)d;
-    __shared__ int found;
-    if (op[row] == 1) {                                   /* CLEAR */
-        for (int w = threadIdx.x; w < %(W)d; w += blockDim.x) page[w] = 0;
-    } else if (op[row] == 3) {                            /* DIRTY */
-        if (threadIdx.x < nmarkers) page[markers[threadIdx.x]] = arg[row];
-    } else if (op[row] == 2) {                            /* VERIFY */
-        if (threadIdx.x == 0) found = %(W)d;
-        __syncthreads();
-        for (int w = threadIdx.x; w < %(W)d; w += blockDim.x)
-            if (page[w] != 0) atomicMin(&found, w);
-        __syncthreads();
-        if (threadIdx.x == 0 && found < %(W)d) {
-            atomicAdd((unsigned long long *)&nonzero[row], 1ULL);
-            long long old = atomicMin(&bad_pfn[row], p);
-            if (p < old) marker[row] = page[found];
+    __shared__ int first;
+    for (long long j = starts[k]; j < starts[k + 1]; j++) {
+        unsigned long long *page = pool + page_pfn[j] * %(W)d;
+        long long row = page_row[j];
+        if (op[row] == 1) {                                   /* CLEAR */
+            for (int w = threadIdx.x; w < %(W)d; w += blockDim.x) page[w] = 0;
+        } else if (op[row] == 3) {                            /* DIRTY */
+            if (threadIdx.x < nmarkers) page[markers[threadIdx.x]] = arg[row];
+        } else if (op[row] == 2) {                            /* VERIFY */
+            if (threadIdx.x == 0) first = %(W)d;
+            __syncthreads();
+            for (int w = threadIdx.x; w < %(W)d; w += blockDim.x)
+                if (page[w] != 0) atomicMin(&first, w);
+            __syncthreads();
+            if (threadIdx.x == 0 && first < %(W)d) found[j] = page[first];
         }
+        __syncthreads();  /* the next operation on this page sees this one */
     }
 }
 """ % {"W": PAGE_WORDS}
@@ -90,21 +93,14 @@ def memset(pool):
 
 
 def apply(pool, op, pfn, order, arg):
-    nonzero, bad_pfn, marker = new_results(len(op))
+    """The whole batch in one launch."""
     if not len(op):
-        return nonzero, bad_pfn, marker
-    big = np.iinfo(np.int64).max
-    d_nonzero = cp.zeros(len(op), dtype=cp.int64)
-    d_bad = cp.full(len(op), big, dtype=cp.int64)
-    d_marker = cp.zeros(len(op), dtype=cp.uint64)
-    d_op = cp.asarray(op.astype(np.int64))
-    d_arg = cp.asarray(arg.astype(np.uint64))
-    d_markers = cp.asarray(np.array(MARKER_WORDS, dtype=np.int64))
-    for lo, hi in waves(pfn, order):
-        page_pfn, page_row = expand_pages(pfn, order, lo, hi)
-        _get_kernel()((len(page_pfn),), (128,), (
-            pool, cp.asarray(page_pfn), cp.asarray(page_row), d_op, d_arg, d_markers,
-            np.int32(len(MARKER_WORDS)), np.int64(len(page_pfn)), d_nonzero, d_bad, d_marker))
-    bad = cp.asnumpy(d_bad)
-    bad[bad == big] = -1
-    return cp.asnumpy(d_nonzero), bad, cp.asnumpy(d_marker).view(np.int64)
+        return new_results(0)
+    page_pfn, page_row, starts = by_page(pfn, order)
+    found = cp.zeros(len(page_pfn), dtype=cp.uint64)
+    npages = len(starts) - 1
+    _get_kernel()((npages,), (128,), (
+        pool, cp.asarray(page_pfn), cp.asarray(page_row), cp.asarray(starts), np.int64(npages),
+        cp.asarray(op.astype(np.int64)), cp.asarray(arg.astype(np.uint64)),
+        cp.asarray(np.array(MARKER_WORDS, dtype=np.int64)), np.int32(len(MARKER_WORDS)), found))
+    return verify_results(len(op), op, page_pfn, page_row, cp.asnumpy(found))
