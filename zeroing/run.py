@@ -15,7 +15,7 @@ from kernels import get_backend
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
-from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_DONE, EXIT_FLUSH, EXIT_OFFLOAD,
+from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
                      MAX_LEAKS, NR_RSTATE, OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD,
                      R_NINFLIGHT, R_NLEAKS, make_engine_ref, offload_complete, record_leak,
                      run_events)
