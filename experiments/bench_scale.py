@@ -4,7 +4,7 @@ The workload is sized to each machine (the allocator op mix of bench_allocator: 
 the rest orders 1-3 and 9, filling towards half of memory), replayed by the engine under
 init_on_free + pg_zeroed with the sanitizer on. The baseline is the 16 GiB run of the same
 script in the same process. Target (issue 5): 1 TiB at no less than half the 16 GiB speed,
-in a few GiB of memory.
+in a few GiB of memory. Each size is replayed ``--reps`` times and the best counts.
 """
 import argparse
 import os
@@ -40,13 +40,14 @@ def engine_events(ops):
     return ev
 
 
-def run_size(size_bytes, events, policy):
+def run_size(size_bytes, events, policy, reps):
+    """Best of ``reps`` replays of the same events (this machine is shared and noisy)."""
     pages = size_bytes >> 12
     ops = random_ops(events, pages, seed=1, fill=0.5)
     ev = engine_events(ops)
     del ops
-    r = simulate(ev, policy, pages)
-    c = r["counters"]
+    runs = [simulate(ev, policy, pages)["counters"] for _ in range(reps)]
+    c = max(runs, key=lambda c: c["events_per_s"])
     # Allocator: 10 bytes per page; engine: truth, pagebit (1 each) and last writer (8).
     per_page = 10 + 1 + 1 + 8
     return {"size_gib": size_bytes / GIB, "pages": pages, "events": events,
@@ -58,17 +59,18 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes-gib", default="16,1024", help="machine sizes, comma separated")
     p.add_argument("--events", type=int, default=12_000_000)
+    p.add_argument("--reps", type=int, default=3, help="replays per size; the best counts")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
     p.add_argument("--json")
     args = p.parse_args(argv)
     sizes = [float(s) * GIB for s in args.sizes_gib.split(",")]
     if args.quick:
-        sizes, args.events = [16 << 20, 1 << 30], 200_000
+        sizes, args.events, args.reps = [16 << 20, 1 << 30], 200_000, 1
     policy = make_policy("init_on_free,pg_zeroed")
     rows = []
     for size in sizes:
         t = time.perf_counter()
-        row = run_size(int(size), args.events, policy)
+        row = run_size(int(size), args.events, policy, args.reps)
         row["total_s"] = time.perf_counter() - t
         row["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
         rows.append(row)
