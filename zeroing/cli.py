@@ -86,7 +86,7 @@ def main(argv=None):
 def cmd_run(args, parser):
     from .policy import make_policy
     from .run import simulate, summary, write_json
-    from .workloads import WORKLOADS, make_workload
+    from .workloads import ALL_PARAMS, WORKLOADS, default_pages, make_workload
     try:
         policy = make_policy(args.policy, hint=args.hint, free_signal=args.free_signal,
                              pfmemalloc=args.pfmemalloc, aliasing_cache=args.aliasing_cache,
@@ -94,7 +94,6 @@ def cmd_run(args, parser):
                              offload_watermark=args.offload_watermark,
                              offload_period_ns=None if args.offload_period_ms is None
                              else int(args.offload_period_ms * 1e6))
-        from .workloads import ALL_PARAMS, default_pages
         if args.workload not in WORKLOADS:
             raise ValueError(f"unknown workload {args.workload!r}: choose from {', '.join(WORKLOADS)}")
         pages = args.pages or default_pages(args.workload)
