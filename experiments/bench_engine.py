@@ -71,14 +71,14 @@ def main(argv=None):
         r = simulate(events, policy, args.pages, mode="content", backend="numba")
         c = r["counters"]["events_per_s"]
         b = r["backend"]
+        gbps = b["pages"] * 4096 / max(b["wall_s"], 1e-9) / 1e9
         out[f"content {name}"] = {"events_per_s": c, "metadata_events_per_s": m,
                                   "ratio": c / m, "pages_per_launch": b["pages_per_launch"],
                                   "launches": b["launches"], "device": b["device"],
-                                  "backend_gb_per_s": b["pages"] * 4096 / max(b["wall_s"], 1e-9) / 1e9}
+                                  "backend_gb_per_s": gbps}
         print(f"content ({name}, numba on {b['device']}): {c / 1e6:.2f} M events/s = "
               f"{c / m:.2f} x metadata ({m / 1e6:.2f} M/s); {b['launches']} launches, "
-              f"{b['pages_per_launch']:.0f} pages per launch, backend moved "
-              f"{b['pages'] * 4096 / max(b['wall_s'], 1e-9) / 1e9:.1f} GB/s")
+              f"{b['pages_per_launch']:.0f} pages per launch, backend moved {gbps:.1f} GB/s")
     if args.json:
         write_json(args.json, out)
     return out
