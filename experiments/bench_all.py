@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(ROOT, "experiments")
 sys.path.insert(0, ROOT)
 
-from zeroing.run import write_json  # noqa: E402
+from zeroing.run import write_json, write_text  # noqa: E402
 BENCHES = ("bench_allocator", "bench_kernels", "bench_engine", "bench_scale", "cpu_vs_gpu")
 
 
@@ -152,9 +152,7 @@ def main(argv=None):
             if data is not None:
                 results[name] = data
     text = render(results, outputs, args.quick)
-    with open(args.out + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(args.out + ".tmp", args.out)
+    write_text(args.out, text)
     if args.json:
         write_json(args.json, results)
     print(f"wrote {args.out}")

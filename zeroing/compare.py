@@ -21,7 +21,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from . import counters as C
 from .policy import Policy, make_policy
-from .run import MODES, simulate, write_json
+from .run import MODES, simulate, write_json, write_text
 from .stats import compare_table
 from .workloads import WORKLOADS, default_pages, make_workload
 
@@ -204,13 +204,6 @@ def snapshot_text(result):
     from allocator import format_buddyinfo, format_zeroedinfo
     return "\n".join([format_buddyinfo(result["buddyinfo"]), format_zeroedinfo(result["zeroedinfo"]),
                       C.vmstat_lines(result["counters"])]) + "\n"
-
-
-def write_text(path, text):
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def prepare(cfg, out=None):

@@ -104,8 +104,9 @@ def emit(e, op, pfn, order, arg, event):
 
 
 @njit(cache=True)
-def clear_pages(e, pfn, order, site, event):
-    """A clear at a site: count it, and the pages that were already zero (redundant)."""
+def clear_pages(e, pfn, order, site, event, queue=True):
+    """A clear at a site: count it, and the pages that were already zero (redundant).
+    ``queue=False``: the clear's command already ran (an offload batch)."""
     pages = np.int64(1) << order
     redundant = 0
     for p in range(pfn, pfn + pages):
@@ -113,7 +114,7 @@ def clear_pages(e, pfn, order, site, event):
         e.truth[p] = 1
     e.cnt[site] += pages
     e.cnt[C.ZERO_REDUNDANT] += redundant
-    if e.rstate[R_CONTENT]:
+    if queue and e.rstate[R_CONTENT]:
         emit(e, CLEAR, pfn, order, 0, event)
 
 
@@ -317,23 +318,11 @@ def offload_complete(z, e, ok):
         pfn = e.inflight[k, 0]
         order = e.inflight[k, 1]
         if ok:
-            clear_pages_counted_only(e, pfn, order)
+            clear_pages(e, pfn, order, C.ZERO_OFFLOAD, OFFLOAD_EVENT, False)
             core.__putback_isolated_page(z, pfn, order, core.FPI_ZEROED | core.FPI_TO_TAIL, False)
         else:
             core.__putback_isolated_page(z, pfn, order, core.FPI_TO_TAIL, False)
     e.rstate[R_NINFLIGHT] = 0
-
-
-@njit(cache=True)
-def clear_pages_counted_only(e, pfn, order):
-    """Ground truth and counters of an offload clear whose command already ran."""
-    pages = np.int64(1) << order
-    redundant = 0
-    for p in range(pfn, pfn + pages):
-        redundant += np.int64(e.truth[p])
-        e.truth[p] = 1
-    e.cnt[C.ZERO_OFFLOAD] += pages
-    e.cnt[C.ZERO_REDUNDANT] += redundant
 
 
 @njit(cache=True)

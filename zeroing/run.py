@@ -265,9 +265,13 @@ def describe(policy):
     return ("+".join(on) or "baseline") + extra
 
 
-def write_json(path, obj):
+def write_text(path, text):
     """Write atomically: a reader never sees a half-written file."""
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write(text)
     os.replace(tmp, path)
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True))
