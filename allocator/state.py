@@ -7,14 +7,10 @@ in ``next``). Per pageblock: ``pageblock_mt``. Everything else is per zone and s
 import math
 from collections import namedtuple
 
-import numba
 import numpy as np
-from numba import njit, types
-from numba.core import cgutils
-from numba.experimental import structref
-from numba.extending import intrinsic
 
 from . import core
+from .handle import handle_for
 from .flags import MIGRATE_PCPTYPES, PAGE_SIZE
 
 ZONE_FIELDS = (
@@ -28,52 +24,10 @@ ZONE_FIELDS = (
 ZoneArrays = namedtuple("ZoneArrays", ZONE_FIELDS)
 
 
-@structref.register
-class ZoneType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(typ)) for name, typ in fields)
-
-
-class ZoneRef(structref.StructRefProxy):
-    """What compiled code receives: a StructRef over the same arrays.
-
-    A namedtuple of arrays costs an atomic incref/decref per array at every call boundary
-    (measured ~150 ns per helper call with 14 arrays); a StructRef costs one (~10 ns).
-    """
-
-
-structref.define_proxy(ZoneRef, ZoneType, list(ZONE_FIELDS))
-
-
-@intrinsic
-def borrow(typingctx, arr):
-    """A view of arr without a reference count (NULL meminfo): reading it from the StructRef
-    then costs no atomic incref/decref. The owner must outlive every use (see zone_ref)."""
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, value=args[0])
-        ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
-        ary.parent = cgutils.get_null_value(ary.parent.type)
-        return ary._getvalue()
-    return arr(arr), codegen
-
-
-@njit
-def _make_zone_ref(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13):
-    return ZoneRef(borrow(a0), borrow(a1), borrow(a2), borrow(a3), borrow(a4),
-                   borrow(a5), borrow(a6), borrow(a7), borrow(a8), borrow(a9),
-                   borrow(a10), borrow(a11), borrow(a12), borrow(a13))
-
-
 def zone_ref(arrays):
-    """The object compiled functions take; the arrays themselves under NUMBA_DISABLE_JIT=1.
+    """The zone as compiled functions take it (see handle.py)."""
+    return handle_for("Zone", arrays)
 
-    The StructRef borrows the arrays: whoever holds the ZoneRef must also hold ``arrays``
-    (BuddyAllocator keeps both).
-    """
-    if numba.config.DISABLE_JIT:
-        return arrays
-    assert len(arrays) == 14
-    return _make_zone_ref(*arrays)
 
 PER_PAGE_ARRAYS = ("flags", "order", "next", "prev")
 MAX_PFNS = 2**31 - 1  # int32 links

@@ -23,12 +23,10 @@ Kernel paths followed (6.18 + the PG_zeroed series "New design", June 2026):
   ``page_bit`` free signal then trusts (the stale-bit leak Hildenbrand objected to).
 """
 import numpy as np
-from numba import njit, types
-from numba.experimental import structref
+from numba import njit
 
 from allocator import core
 from allocator.flags import GFP_HIGHUSER_MOVABLE, GFP_TRANSHUGE, PG_REPORTED, PG_ZEROED, __GFP_ZERO
-from allocator.state import borrow
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
@@ -67,26 +65,9 @@ BOOT_MARKER = 1 << 62
 OFFLOAD_EVENT = -2
 
 
-@structref.register
-class EngineType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(typ)) for name, typ in fields)
-
-
-class EngineRef(structref.StructRefProxy):
-    """Engine arrays as compiled code takes them (borrowed: EngineState owns the arrays)."""
-
-
+#: The engine's arrays (EngineState builds them; compiled code gets them as one handle).
 ENGINE_FIELDS = ("truth", "writer", "pagebit", "cnt", "leaks", "rstate", "pol", "cmd_op",
                  "cmd_pfn", "cmd_order", "cmd_arg", "cmd_event", "inflight", "by_order")
-structref.define_proxy(EngineRef, EngineType, list(ENGINE_FIELDS))
-
-
-@njit
-def make_engine_ref(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13):
-    return EngineRef(borrow(a0), borrow(a1), borrow(a2), borrow(a3), borrow(a4), borrow(a5),
-                     borrow(a6), borrow(a7), borrow(a8), borrow(a9), borrow(a10), borrow(a11),
-                     borrow(a12), borrow(a13))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,13 +11,14 @@ import numpy as np
 
 from allocator import BuddyAllocator, format_buddyinfo, format_zeroedinfo
 from allocator import core as acore
+from allocator.handle import handle_for
 from kernels import get_backend
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
 from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
                      MAX_LEAKS, NR_RSTATE, OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD,
-                     R_NINFLIGHT, R_NLEAKS, make_engine_ref, offload_complete, record_leak,
+                     R_NINFLIGHT, R_NLEAKS, offload_complete, record_leak,
                      run_events)
 from .events import EVENT_DTYPE
 from .policy import as_array
@@ -63,7 +64,7 @@ class EngineState:
             inflight=np.zeros((max(1, policy.offload_batch_pages), 2), dtype=np.int64),
             by_order=np.zeros((2, 21), dtype=np.int64),  # allocations, served zeroed; per order
         )
-        self.e = self.arrays if numba.config.DISABLE_JIT else make_engine_ref(*self.arrays)
+        self.e = handle_for("Engine", self.arrays)
         self.mode = mode
         self.backend = None
         self.pool = None

@@ -1,0 +1,133 @@
+"""Borrowed handles: a fixed set of numpy arrays passed to compiled code as one plain pointer.
+
+The allocator's hot path is dozens of small compiled helpers per event, each taking the zone.
+A namedtuple of arrays costs an atomic incref/decref per array at every call; a StructRef costs
+one per call on its own meminfo, and a locked instruction on x86 is a full barrier that also
+stops the next cache misses from overlapping. A handle has no reference count at all: compiled
+code gets a pointer to a block holding the arrays' descriptors (with NULL meminfo, so reading
+an array from it costs nothing either), and its loads are marked invariant so LLVM keeps array
+descriptors in registers across the stores into the arrays.
+
+The Python ``Handle`` owns the block and keeps the arrays alive; compiled code must not keep a
+handle's arrays beyond the call that received it (nothing in this project does).
+"""
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.np import numpy_support
+from numba.core.imputils import impl_ret_borrowed, lower_getattr_generic
+from numba.core.registry import cpu_target
+from numba.core.typing.templates import AttributeTemplate, infer_getattr
+from numba.extending import (NativeValue, intrinsic, models, register_model, typeof_impl,
+                             unbox)
+
+
+class HandleType(types.Type):
+    """A handle's numba type: its kind and (field name, array type) pairs."""
+
+    def __init__(self, kind, fields):
+        self.kind = kind
+        self.fields = tuple(fields)
+        super().__init__(name=f"{kind}({', '.join(f'{n}: {t}' for n, t in self.fields)})")
+
+    def field_type(self, attr):
+        for name, typ in self.fields:
+            if name == attr:
+                return typ
+        return None
+
+
+register_model(HandleType)(models.OpaqueModel)
+
+
+def _block_type(context, array_types):
+    return ir.LiteralStructType([context.get_value_type(t) for t in array_types])
+
+
+@infer_getattr
+class HandleAttributes(AttributeTemplate):
+    key = HandleType
+
+    def generic_resolve(self, typ, attr):
+        return typ.field_type(attr)
+
+
+@lower_getattr_generic(HandleType)
+def handle_getattr(context, builder, typ, value, attr):
+    names = [name for name, _ in typ.fields]
+    block = _block_type(context, [t for _, t in typ.fields])
+    ptr = builder.bitcast(value, block.as_pointer())
+    res = builder.load(cgutils.gep_inbounds(builder, ptr, 0, names.index(attr)))
+    res.set_metadata("invariant.load", builder.module.add_metadata([]))
+    return impl_ret_borrowed(context, builder, typ.field_type(attr), res)
+
+
+@intrinsic
+def _store_block(typingctx, buf, arrays):
+    """Write the arrays' descriptors, meminfo and parent NULL, into buf's bytes."""
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, value=args[0]).data
+        array_types = sig.args[1].types
+        ptr = builder.bitcast(data, _block_type(context, array_types).as_pointer())
+        for i, typ in enumerate(array_types):
+            ary = context.make_array(typ)(context, builder,
+                                          value=builder.extract_value(args[1], i))
+            ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
+            ary.parent = cgutils.get_null_value(ary.parent.type)
+            builder.store(ary._getvalue(), cgutils.gep_inbounds(builder, ptr, 0, i))
+        return context.get_dummy_value()
+    return types.none(buf, arrays), codegen
+
+
+@njit
+def _fill(buf, arrays):
+    _store_block(buf, arrays)
+
+
+class Handle:
+    """Owns a block of borrowed array descriptors; compiled functions receive it as a pointer.
+
+    Attribute reads from Python go to the arrays (``handle.flags`` is the numpy array).
+    """
+
+    def __init__(self, kind, arrays):
+        fields = tuple((name, typeof_array(name, a)) for name, a in zip(arrays._fields, arrays))
+        self.arrays = arrays
+        self.numba_type = HandleType(kind, fields)
+        size = cpu_target.target_context.get_abi_sizeof(
+            _block_type(cpu_target.target_context, [t for _, t in fields]))
+        self._block = np.zeros(size, dtype=np.uint8)
+        _fill(self._block, tuple(arrays))
+        self.address = self._block.ctypes.data
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["arrays"], name)
+
+
+def typeof_array(name, a):
+    if not isinstance(a, np.ndarray) or not a.flags.c_contiguous or not a.flags.writeable:
+        raise TypeError(f"handle field {name!r} must be a writeable C-contiguous numpy array")
+    return types.Array(numpy_support.from_dtype(a.dtype), a.ndim, "C")
+
+
+@typeof_impl.register(Handle)
+def _typeof_handle(val, c):
+    return val.numba_type
+
+
+@unbox(HandleType)
+def _unbox_handle(typ, obj, c):
+    address = c.pyapi.object_getattr_string(obj, "address")
+    ptr = c.pyapi.long_as_voidptr(address)
+    c.pyapi.decref(address)
+    return NativeValue(ptr, is_error=cgutils.is_not_null(c.builder, c.pyapi.err_occurred()))
+
+
+def handle_for(kind, arrays):
+    """What compiled functions take for a namedtuple of arrays: a Handle, or under
+    NUMBA_DISABLE_JIT=1 the namedtuple itself (attribute access reads the same there)."""
+    if numba.config.DISABLE_JIT:
+        return arrays
+    return Handle(kind, arrays)
