@@ -1,8 +1,8 @@
 """The compiled core: one zone of mm/page_alloc.c over a struct of arrays.
 
-Every function takes a ``Zone`` (a namedtuple of numpy arrays, see ``state.py``) and runs under
-numba's ``njit`` or, with ``NUMBA_DISABLE_JIT=1``, as plain Python: the two give identical
-results. Names are the kernel's; each function notes where the model simplifies.
+Every function takes the zone (its arrays, see ``state.py``; compiled code gets them through a
+borrowed handle, ``handle.py``) and runs under numba's ``njit`` or, with ``NUMBA_DISABLE_JIT=1``,
+as plain Python: the two give identical results. Names are the kernel's; each function notes where the model simplifies.
 
 Errors are returned as negative codes (``E_*``), never raised: compiled loops stay compiled and
 the Python layer turns a code into a ``BadPageError`` naming the pfn and the reason.
@@ -101,8 +101,8 @@ NONE = -1
 # ---------------------------------------------------------------------------------------------
 # Doubly linked lists threaded through Zone.next/prev; heads and tails in 2-D arrays.
 
-# Lists take the zone and a selector rather than the arrays: every array argument costs an
-# atomic incref/decref per call, which dominated the hot path.
+# Lists take the zone and a selector rather than the head and tail arrays: an array argument is
+# seven machine words and a reference count check per call.
 BUDDY_LIST = 0
 PCP_LIST = 1
 

@@ -1,0 +1,58 @@
+"""Borrowed handles (allocator/handle.py): compiled code reads and writes the owner's arrays."""
+import gc
+from collections import namedtuple
+
+import numpy as np
+import pytest
+from numba import njit
+
+from allocator.handle import Handle
+
+Pair = namedtuple("Pair", ("counts", "grid"))
+
+
+@njit
+def bump(h, i):
+    h.counts[i] += 1
+    h.grid[i, i] = h.counts[i] * 10
+    return h.counts.sum() + h.grid.shape[1]
+
+
+def test_compiled_code_sees_and_changes_the_arrays():
+    arrays = Pair(np.zeros(4, np.int64), np.zeros((4, 3), np.int32))
+    h = Handle("Pair", arrays)
+    assert bump(h, 2) == 1 + 3
+    assert bump(h, 2) == 2 + 3
+    assert arrays.counts.tolist() == [0, 0, 2, 0]
+    assert arrays.grid[2, 2] == 20
+    assert h.counts is arrays.counts  # Python reads go to the arrays themselves
+
+
+def test_handle_keeps_its_arrays_alive():
+    h = Handle("Pair", Pair(np.zeros(4, np.int64), np.zeros((4, 4), np.int32)))
+    gc.collect()
+    np.zeros(1 << 20)  # reuse freed memory if the arrays had been released
+    assert bump(h, 3) == 1 + 4
+    assert h.grid[3, 3] == 10
+
+
+def test_kinds_and_dtypes_give_distinct_types():
+    a = Handle("Pair", Pair(np.zeros(4, np.int64), np.zeros((4, 3), np.int32)))
+    b = Handle("Pair", Pair(np.zeros(4, np.int64), np.zeros((4, 3), np.int64)))
+    c = Handle("Other", Pair(np.zeros(4, np.int64), np.zeros((4, 3), np.int32)))
+    assert a.numba_type == Handle("Pair", a.arrays).numba_type
+    assert len({a.numba_type, b.numba_type, c.numba_type}) == 3
+    assert bump(b, 0) == 1 + 3 and b.grid[0, 0] == 10
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4))[:, 0], np.zeros(4)[::2]])
+def test_non_contiguous_array_is_refused(bad):
+    with pytest.raises(TypeError, match="'grid'.*C-contiguous"):
+        Handle("Pair", Pair(np.zeros(4, np.int64), bad))
+
+
+def test_read_only_array_is_refused():
+    ro = np.zeros((2, 2))
+    ro.flags.writeable = False
+    with pytest.raises(TypeError, match="'grid'.*writeable"):
+        Handle("Pair", Pair(np.zeros(4, np.int64), ro))
