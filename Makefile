@@ -23,3 +23,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) results
+	find . -name '*.nbi' -o -name '*.nbc' | xargs rm -f  # numba's compiled-code cache
