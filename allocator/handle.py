@@ -103,7 +103,13 @@ class Handle:
         self.address = self._block.ctypes.data
 
     def __getattr__(self, name):
+        if "arrays" not in self.__dict__:
+            raise AttributeError(name)
         return getattr(self.__dict__["arrays"], name)
+
+    def __reduce__(self):
+        # The block holds this process's addresses: a copy builds its own over the copied arrays.
+        return Handle, (self.numba_type.kind, self.arrays)
 
 
 def typeof_array(name, a):

@@ -56,3 +56,13 @@ def test_read_only_array_is_refused():
     ro.flags.writeable = False
     with pytest.raises(TypeError, match="'grid'.*writeable"):
         Handle("Pair", Pair(np.zeros(4, np.int64), ro))
+
+
+def test_pickled_handle_builds_its_own_block():
+    import pickle
+    h = Handle("Pair", Pair(np.zeros(4, np.int64), np.zeros((4, 3), np.int32)))
+    bump(h, 1)
+    copy = pickle.loads(pickle.dumps(h))
+    assert copy.address != h.address
+    assert bump(copy, 1) == 2 + 3
+    assert h.counts[1] == 1 and copy.counts[1] == 2
