@@ -81,7 +81,7 @@ def _store_block(typingctx, buf, arrays):
     return types.none(buf, arrays), codegen
 
 
-@njit
+@njit(cache=True)
 def _fill(buf, arrays):
     _store_block(buf, arrays)
 
