@@ -2,7 +2,8 @@
 
 Every function takes the zone (its arrays, see ``state.py``; compiled code gets them through a
 borrowed handle, ``handle.py``) and runs under numba's ``njit`` or, with ``NUMBA_DISABLE_JIT=1``,
-as plain Python: the two give identical results. Names are the kernel's; each function notes where the model simplifies.
+as plain Python: the two give identical results. Names are the kernel's; each function notes
+where the model simplifies.
 
 Errors are returned as negative codes (``E_*``), never raised: compiled loops stay compiled and
 the Python layer turns a code into a ``BadPageError`` naming the pfn and the reason.

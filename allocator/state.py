@@ -10,8 +10,8 @@ from collections import namedtuple
 import numpy as np
 
 from . import core
-from .handle import handle_for
 from .flags import MIGRATE_PCPTYPES, PAGE_SIZE
+from .handle import handle_for
 
 ZONE_FIELDS = (
     "flags", "order", "next", "prev", "pageblock_mt",

@@ -6,7 +6,6 @@ import time
 import warnings
 from collections import namedtuple
 
-import numba
 import numpy as np
 
 from allocator import BuddyAllocator, format_buddyinfo, format_zeroedinfo
