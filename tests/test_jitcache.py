@@ -1,0 +1,34 @@
+"""Stale numba cache indexes are dropped instead of failing the first compiled call."""
+import pickle
+
+import numba
+
+from allocator.jitcache import drop_unreadable_indexes
+
+
+def write_index(path, version, data):
+    with open(path, "wb") as f:
+        pickle.dump(version, f, protocol=-1)
+        f.write(data)
+
+
+def test_only_unreadable_indexes_of_this_numba_are_dropped(tmp_path):
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    init = tmp_path / "__init__.py"
+    init.write_text("")
+    # What an earlier checkout left: an index naming a type this code no longer defines.
+    stale = cache / "core.boot_free-660.py311.nbi"
+    write_index(stale, numba.__version__, b"callocator.state\nZoneType\n.")
+    fresh = cache / "core.alloc_pages-700.py311.nbi"
+    write_index(fresh, numba.__version__, pickle.dumps(((1.0, 100), {}), protocol=-1))
+    other = cache / "core.expand-300.py311.nbi"
+    write_index(other, "0.1.0", b"callocator.state\nZoneType\n.")
+    assert drop_unreadable_indexes(str(init)) == [str(stale)]
+    assert not stale.exists() and fresh.exists() and other.exists()
+    assert drop_unreadable_indexes(str(init)) == []
+
+
+def test_no_cache_folder_is_fine(tmp_path):
+    (tmp_path / "__init__.py").write_text("")
+    assert drop_unreadable_indexes(str(tmp_path / "__init__.py")) == []
