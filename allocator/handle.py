@@ -2,11 +2,12 @@
 
 The allocator's hot path is dozens of small compiled helpers per event, each taking the zone.
 A namedtuple of arrays costs an atomic incref/decref per array at every call; a StructRef costs
-one per call on its own meminfo, and a locked instruction on x86 is a full barrier that also
-stops the next cache misses from overlapping. A handle has no reference count at all: compiled
-code gets a pointer to a block holding the arrays' descriptors (with NULL meminfo, so reading
-an array from it costs nothing either), and its loads are marked invariant so LLVM keeps array
-descriptors in registers across the stores into the arrays.
+one per call on its own meminfo (a locked instruction, which on x86 also orders the memory
+accesses around it). A handle has no reference count at all: compiled code gets a pointer to a
+block holding the arrays' descriptors, with NULL meminfo, so reading an array from it costs no
+atomic either. Measured on bench_allocator, pcp off: 8.6 M events/s with the StructRef, 16.5
+with handles. The descriptor loads are also marked invariant (LLVM need not reload them after
+a store into an array); that part is within this machine's noise, and free.
 
 The Python ``Handle`` owns the block and keeps the arrays alive; compiled code must not keep a
 handle's arrays beyond the call that received it (nothing in this project does).
@@ -16,12 +17,12 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.np import numpy_support
 from numba.core.imputils import impl_ret_borrowed, lower_getattr_generic
 from numba.core.registry import cpu_target
 from numba.core.typing.templates import AttributeTemplate, infer_getattr
 from numba.extending import (NativeValue, intrinsic, models, register_model, typeof_impl,
                              unbox)
+from numba.np import numpy_support
 
 
 class HandleType(types.Type):
