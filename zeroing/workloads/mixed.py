@@ -4,54 +4,80 @@ Per step (1 us of simulated time): user faults (order 0, and order 9 THP), kerne
 allocations with and without __GFP_ZERO (GFP_KERNEL, order 0-3), frees of earlier
 allocations keeping about half of memory in use, balloon inflate/deflate bursts, and every
 ~5% of the stream an idle gap of 3 s so page reporting runs.
+
+Compiled (``gen.py``); one event per step.
 """
 import numpy as np
+from numba import njit
 
 from allocator.flags import GFP_KERNEL, __GFP_ZERO
 
-from ..events import (EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE,
-                      EVENT_DTYPE)
+from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE
+from .gen import S_BASE, S_DONE, S_GROW, S_ROW, S_USER, OrderedList, chunks, collect, new_buffer, ol_append, \
+    ol_full, ol_len, ol_pop, put, room
+
+M_USED = S_USER
+M_NLIVE = S_USER + 1
+KMALLOC_ORDERS = np.array([0, 0, 0, 1, 2, 3], np.int8)  # rng.choice([0, 0, 0, 1, 2, 3])
+
+
+@njit(cache=True)
+def _fill(rng, st, buf, live_row, live_order, ballooned, nr_pages, events):
+    target = nr_pages // 2
+    idle_every = max(20, events // 20)
+    while room(st, buf, 1):
+        i = st[S_ROW]
+        if i == events:
+            st[S_DONE] = 1
+            break
+        if ol_full(ballooned):
+            st[S_GROW] = 1
+            break
+        if i % idle_every == idle_every - 1:
+            put(st, buf, 1000 + 3_000_000_000, EV_IDLE, 0, 0, 0)
+            continue
+        r = rng.random()
+        nlive = st[M_NLIVE]
+        if r < 0.03 and ol_len(ballooned) < nr_pages // 8:
+            ol_append(ballooned, put(st, buf, 1000, EV_INFLATE, 0, 0, 0))
+        elif r < 0.05 and ol_len(ballooned) > 0:
+            put(st, buf, 1000, EV_DEFLATE, 0, 0, ol_pop(ballooned, rng.integers(0, ol_len(ballooned))))
+        elif nlive > 0 and (st[M_USED] > target or r < 0.45):
+            k = rng.integers(0, nlive)  # swap-remove, as the list version did
+            ref, order = live_row[k], live_order[k]
+            live_row[k], live_order[k] = live_row[nlive - 1], live_order[nlive - 1]
+            st[M_NLIVE] = nlive - 1
+            st[M_USED] -= np.int64(1) << order
+            put(st, buf, 1000, EV_FREE, order, 0, ref)
+        else:
+            kind = rng.random()
+            gfp = 0
+            if kind < 0.45:
+                op, order = EV_FAULT, 0
+            elif kind < 0.50:
+                op, order = EV_FAULT, 9
+            else:
+                op, order = EV_ALLOC, KMALLOC_ORDERS[rng.integers(0, 6)]
+                gfp = GFP_KERNEL | (__GFP_ZERO if rng.random() < 0.5 else 0)
+            live_row[nlive] = put(st, buf, 1000, op, order, gfp, 0)
+            live_order[nlive] = order
+            st[M_NLIVE] = nlive + 1
+            st[M_USED] += np.int64(1) << order
+    return st[S_ROW] - st[S_BASE]
+
+
+def mixed_chunks(nr_pages=1 << 18, events=300_000, seed=0, chunk=1 << 20):
+    """``mixed`` a chunk at a time (refs are stream rows)."""
+    rng = np.random.default_rng(seed)
+    st = np.zeros(S_USER + 2, np.int64)
+    buf = new_buffer(chunk)
+    # Allocations happen only while at most half of memory is in use: the live set is bounded.
+    cap = nr_pages // 2 + 520
+    live_row, live_order = np.zeros(cap, np.int64), np.zeros(cap, np.int64)
+    ballooned = OrderedList(nr_pages // 8 + 1)
+    yield from chunks(lambda: _fill(rng, st, buf, live_row, live_order, ballooned.a,
+                                    nr_pages, events), st, buf, [ballooned])
 
 
 def mixed(nr_pages=1 << 18, events=300_000, seed=0):
-    rng = np.random.default_rng(seed)
-    ev = np.zeros(events, dtype=EVENT_DTYPE)
-    live = []  # (row, pages) of guest allocations
-    ballooned = []
-    used = 0
-    t = 0
-    target = nr_pages // 2
-    idle_every = max(20, events // 20)
-    for i in range(events):
-        t += 1000
-        row = ev[i]
-        if i % idle_every == idle_every - 1:
-            t += 3_000_000_000
-            row["time"], row["op"] = t, EV_IDLE
-            continue
-        r = rng.random()
-        if r < 0.03 and len(ballooned) < nr_pages // 8:
-            row["op"], row["order"] = EV_INFLATE, 0
-            ballooned.append(i)
-        elif r < 0.05 and ballooned:
-            row["op"], row["ref"] = EV_DEFLATE, ballooned.pop(rng.integers(len(ballooned)))
-        elif live and (used > target or r < 0.45):
-            k = int(rng.integers(len(live)))
-            ref, pages = live[k]
-            live[k] = live[-1]
-            live.pop()
-            used -= pages
-            row["op"], row["ref"], row["order"] = EV_FREE, ref, ev[ref]["order"]
-        else:
-            kind = rng.random()
-            if kind < 0.45:
-                row["op"], row["order"] = EV_FAULT, 0
-            elif kind < 0.50:
-                row["op"], row["order"] = EV_FAULT, 9
-            else:
-                row["op"], row["order"] = EV_ALLOC, int(rng.choice([0, 0, 0, 1, 2, 3]))
-                row["gfp"] = GFP_KERNEL | (__GFP_ZERO if rng.random() < 0.5 else 0)
-            live.append((i, 1 << int(row["order"])))
-            used += 1 << int(row["order"])
-        row["time"] = t
-    return ev
+    return collect(mixed_chunks(nr_pages, events, seed))

@@ -1,0 +1,238 @@
+"""The machinery of compiled workload generators: resumable state, a chunk buffer, and lists.
+
+A compiled generator is a ``fill`` function that appends events to a chunk buffer until the
+buffer cannot hold one more step, and returns; all its loop state lives in arrays (``st``
+and the lists below), so the next call goes on where the last one stopped. ``chunks()``
+drives it and yields ``EVENT_DTYPE`` arrays. References (``ref`` of free and deflate) are row
+numbers in the whole stream, not in the chunk: ``zeroing.streaming`` resolves references to
+earlier chunks. Random draws go through a ``numpy.random.Generator`` handed to compiled code
+(numba runs numpy's own algorithms on the same bit generator), so a compiled generator draws
+exactly what the Python loop it replaced drew, and the streams are identical (tested against
+``tests/reference_workloads.py``).
+
+Writing one: see ``mixed.py`` (one event per step) or ``scenarios.py`` (phases). A generator
+that needs no speed can stay in Python: build rows with ``stream.Stream`` and pass its array
+through ``chunked()``.
+"""
+import numpy as np
+from numba import njit
+
+from ..events import EVENT_DTYPE
+
+# st: the scalar state every generator has; a generator's own scalars follow from S_USER.
+S_T = 0  # simulated time of the last event (ns)
+S_ROW = 1  # rows emitted so far: the stream row number of the next event
+S_BASE = 2  # stream row number of the buffer's first row
+S_DONE = 3  # 1 when the workload has ended
+S_GROW = 4  # 1 when a list needs more room before the next step (Python grows it)
+S_PHASE = 5
+S_USER = 6
+
+COLUMNS = ("time", "op", "order", "gfp", "ref")
+
+
+def new_buffer(capacity):
+    """The chunk buffer: one array per emitted column (``cpu`` is always 0 here)."""
+    return (np.zeros(capacity, np.int64), np.zeros(capacity, np.uint8),
+            np.zeros(capacity, np.int8), np.zeros(capacity, np.uint32),
+            np.zeros(capacity, np.int64))
+
+
+@njit(cache=True, inline="always")
+def room(st, buf, need):
+    """True while the buffer can take ``need`` more rows and the workload goes on."""
+    return st[S_DONE] == 0 and st[S_GROW] == 0 and st[S_ROW] - st[S_BASE] + need <= len(buf[0])
+
+
+@njit(cache=True, inline="always")
+def put(st, buf, cost_ns, op, order, gfp, ref):
+    """Append one event ``cost_ns`` after the last; returns its stream row number."""
+    st[S_T] += cost_ns
+    row = st[S_ROW]
+    n = row - st[S_BASE]
+    buf[0][n] = st[S_T]
+    buf[1][n] = op
+    buf[2][n] = order
+    buf[3][n] = gfp
+    buf[4][n] = ref
+    st[S_ROW] = row + 1
+    return row
+
+
+def chunks(fill, st, buf, lists=()):
+    """Call ``fill()`` until the workload ends, yielding each chunk it wrote (a copy). When it
+    stopped because a list is full, the list grows (``lists``: the ``OrderedList``/``Ring``
+    objects ``fill`` reads through their ``.a`` tuples) and ``fill`` goes on."""
+    while True:
+        st[S_BASE] = st[S_ROW]
+        n = fill()
+        if n:
+            out = np.zeros(n, dtype=EVENT_DTYPE)
+            for name, col in zip(COLUMNS, buf):
+                out[name] = col[:n]
+            yield out
+        if st[S_DONE]:
+            return
+        if st[S_GROW]:
+            for lst in lists:
+                lst.grow_if_needed()
+            st[S_GROW] = 0
+        elif n == 0:
+            raise RuntimeError("generator made no progress (chunk smaller than one step?)")
+
+
+def chunked(events, chunk=1 << 20):
+    """A whole ``EVENT_DTYPE`` array (refs are stream rows already) as a sequence of chunks."""
+    for lo in range(0, len(events), chunk):
+        yield events[lo: lo + chunk]
+
+
+def collect(it):
+    """Concatenate a generator's chunks into one array."""
+    parts = list(it)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=EVENT_DTYPE)
+
+
+# ---------------------------------------------------------------------------------------------
+# An ordered list with pop(k) in O(log n): values in append order, a Fenwick tree counting the
+# slots still present. ``a`` = (val, bit, meta); meta = [count, tail, spare]. Appends go to
+# slot ``tail``; when it reaches the end, the present values are compacted to the front.
+
+class OrderedList:
+    def __init__(self, capacity, spare=1):
+        """``spare``: room ``fill`` asks for before a step (the most appends of one step)."""
+        self.spare = spare
+        self._alloc(max(16, 2 * capacity + 2 * spare))
+
+    def _alloc(self, cap, values=()):
+        val = np.full(cap, -1, np.int64)
+        val[: len(values)] = values
+        bit = np.zeros(cap + 1, np.int64)
+        bit[1: len(values) + 1] = 1
+        _fenwick_build(bit)
+        self.a = (val, bit, np.array([len(values), len(values), self.spare], np.int64))
+
+    def grow_if_needed(self):
+        val, _, meta = self.a
+        if 2 * (meta[0] + meta[2]) > len(val):
+            self._alloc(2 * len(val), val[val >= 0][: meta[0]] if meta[0] else ())
+
+
+@njit(cache=True)
+def _fenwick_build(bit):
+    for i in range(1, len(bit)):
+        j = i + (i & -i)
+        if j < len(bit):
+            bit[j] += bit[i]
+
+
+@njit(cache=True, inline="always")
+def _fenwick_add(bit, i, delta):
+    i += 1
+    while i < len(bit):
+        bit[i] += delta
+        i += i & -i
+
+
+@njit(cache=True)
+def ol_full(a):
+    """True when the list is more than half full after the next step's appends (then
+    compaction would run too often: it has to grow)."""
+    return 2 * (a[2][0] + a[2][2]) > len(a[0])
+
+
+@njit(cache=True, inline="always")
+def ol_len(a):
+    return a[2][0]
+
+
+@njit(cache=True)
+def _ol_compact(a):
+    val, bit, meta = a
+    n = 0
+    for i in range(meta[1]):
+        if val[i] >= 0:
+            val[n] = val[i]
+            n += 1
+    val[n:] = -1
+    bit[:] = 0
+    bit[1: n + 1] = 1
+    _fenwick_build(bit)
+    meta[1] = n
+
+
+@njit(cache=True)
+def ol_append(a, x):
+    """Append ``x`` (>= 0)."""
+    val, bit, meta = a
+    if meta[1] == len(val):
+        _ol_compact(a)
+    val[meta[1]] = x
+    _fenwick_add(bit, meta[1], 1)
+    meta[1] += 1
+    meta[0] += 1
+
+
+@njit(cache=True)
+def ol_pop(a, k):
+    """Remove and return the k-th value (0-based), like ``list.pop(k)``."""
+    val, bit, meta = a
+    pos = 0
+    rem = k + 1
+    step = 1
+    while step * 2 < len(bit):
+        step *= 2
+    while step:
+        nxt = pos + step
+        if nxt < len(bit) and bit[nxt] < rem:
+            pos = nxt
+            rem -= bit[nxt]
+        step >>= 1
+    x = val[pos]
+    val[pos] = -1
+    _fenwick_add(bit, pos, -1)
+    meta[0] -= 1
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# A FIFO (append, pop(0)): a ring. ``a`` = (val, meta); meta = [head, count, spare].
+
+class Ring:
+    def __init__(self, capacity, spare=1):
+        self.spare = spare
+        self.a = (np.zeros(max(16, capacity + spare), np.int64), np.array([0, 0, spare], np.int64))
+
+    def grow_if_needed(self):
+        val, meta = self.a
+        if len(val) - meta[1] < meta[2]:
+            order = np.roll(val, -int(meta[0]))[: meta[1]]
+            new = np.zeros(2 * len(val), np.int64)
+            new[: len(order)] = order
+            self.a = (new, np.array([0, meta[1], meta[2]], np.int64))
+
+
+@njit(cache=True)
+def ring_full(a):
+    return len(a[0]) - a[1][1] < a[1][2]
+
+
+@njit(cache=True, inline="always")
+def ring_append(a, x):
+    val, meta = a
+    i = meta[0] + meta[1]
+    if i >= len(val):
+        i -= len(val)
+    val[i] = x
+    meta[1] += 1
+
+
+@njit(cache=True, inline="always")
+def ring_popleft(a):
+    val, meta = a
+    x = val[meta[0]]
+    meta[0] += 1
+    if meta[0] == len(val):
+        meta[0] = 0
+    meta[1] -= 1
+    return x
