@@ -1,12 +1,100 @@
-"""Named scenarios: each documents what it models and which kernel paths it uses."""
+"""Named scenarios: each documents what it models and which kernel paths it uses.
+
+Compiled (``gen.py``): each scenario is a small state machine whose phases are the loops of
+its description; ``S_PHASE`` says which loop runs, ``C_J`` and ``C_ROUND`` where it is.
+"""
 import numpy as np
+from numba import njit
 
 from allocator.flags import GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZERO
 
-from .stream import Stream
+from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE
+from .gen import (S_BASE, S_DONE, S_GROW, S_PHASE, S_ROW, S_USER, OrderedList, Ring, chunks,
+                  collect, new_buffer, ol_append, ol_full, ol_len, ol_pop, put, ring_append,
+                  ring_popleft, room)
 
 GFP_RECLAIMABLE = GFP_KERNEL | GFP_BITS["__GFP_RECLAIMABLE"]
 GFP_PAGECACHE = GFP_HIGHUSER_MOVABLE  # filemap_alloc_folio: mapping gfp, no __GFP_ZERO
+KMALLOC_ORDERS = np.array([0, 0, 0, 1, 2, 3], np.int64)  # rng.choice([0, 0, 0, 1, 2, 3])
+TICK_NS = 1_000_000_000  # Stream.idle(): time passes in 1 s ticks
+
+C_J = S_USER  # position in the current loop
+C_ROUND = S_USER + 1
+C_X = S_USER + 2  # a scenario's own counter
+NR_ST = S_USER + 3
+
+# A reference and the order of the block it allocated, in one list value.
+REF_SHIFT = 4
+
+
+def _ticks(seconds, tick_s=1.0):
+    return max(1, int(seconds / tick_s))
+
+
+def _next_phase(st, phase):
+    st[S_PHASE] = phase
+    st[C_J] = 0
+
+
+_next_phase = njit(cache=True, inline="always")(_next_phase)
+
+
+# ---------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _vm_anon_fill(rng, st, buf, refs, kernel, order, rounds, ticks, noise):
+    n = len(refs)
+    p_alloc = noise * (1 << order)
+    p_free = noise * (1 << order) * 0.9
+    while room(st, buf, 3):
+        phase = st[S_PHASE]
+        j = st[C_J]
+        if ol_full(kernel):
+            st[S_GROW] = 1
+            break
+        if phase == 0 or phase == 3:  # idle: boot-time memory first, then after each round
+            if j < ticks:
+                put(st, buf, TICK_NS, EV_IDLE, 0, 0, 0)
+                st[C_J] = j + 1
+            else:
+                if phase == 3:
+                    st[C_ROUND] += 1
+                if st[C_ROUND] >= rounds:
+                    st[S_DONE] = 1
+                _next_phase(st, 1)
+        elif phase == 1:  # fault in size_mb, with kernel noise
+            if j == n:
+                _next_phase(st, 2)
+                continue
+            refs[j] = put(st, buf, 250 << order, EV_FAULT, order, 0, 0)
+            if rng.random() < p_alloc:
+                gfp = GFP_RECLAIMABLE if rng.random() < 0.5 else GFP_KERNEL
+                o = rng.integers(0, 2)
+                gfp |= __GFP_ZERO if rng.random() < 0.5 else 0
+                ol_append(kernel, (put(st, buf, 250, EV_ALLOC, o, gfp, 0) << REF_SHIFT) | o)
+            if ol_len(kernel) > 0 and rng.random() < p_free:
+                x = ol_pop(kernel, rng.integers(0, ol_len(kernel)))
+                put(st, buf, 250, EV_FREE, x & ((1 << REF_SHIFT) - 1), 0, x >> REF_SHIFT)
+            st[C_J] = j + 1
+        else:  # phase 2: munmap in address order
+            if j == n:
+                _next_phase(st, 3)
+                continue
+            put(st, buf, 50, EV_FREE, order, 0, refs[j])
+            st[C_J] = j + 1
+    return st[S_ROW] - st[S_BASE]
+
+
+def vm_anon_chunks(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12.0,
+                   noise=0.02, chunk=1 << 20):
+    rng = np.random.default_rng(seed)
+    st = np.zeros(NR_ST, np.int64)
+    buf = new_buffer(max(chunk, 8))
+    order = 9 if thp else 0
+    refs = np.zeros(max(0, (size_mb << 8) >> order), np.int64)
+    kernel = OrderedList(64, spare=1)
+    yield from chunks(lambda: _vm_anon_fill(rng, st, buf, refs, kernel.a, order, rounds,
+                                            _ticks(idle_s), float(noise)), st, buf, [kernel])
 
 
 def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12.0,
@@ -20,25 +108,49 @@ def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12
     A guest is never quiet: per fault, with probability ``noise`` (drawn from ``seed``), a
     kernel allocation (slab-like, order 0-1, half with __GFP_ZERO) that lives for a while.
     """
+    return collect(vm_anon_chunks(nr_pages, seed, thp, size_mb, rounds, idle_s, noise))
+
+
+# ---------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _kernel_build_fill(rng, st, buf, cache, job, jobs, files_per_job, cache_limit, need):
+    while room(st, buf, need):
+        if st[C_ROUND] >= jobs:
+            st[S_DONE] = 1
+            break
+        for _ in range(files_per_job):
+            ring_append(cache, put(st, buf, 1000, EV_ALLOC, 0, GFP_PAGECACHE, 0))
+        m = 0
+        for _ in range(rng.integers(20, 60)):
+            order = KMALLOC_ORDERS[rng.integers(0, 6)]
+            gfp = GFP_RECLAIMABLE if rng.random() < 0.5 else GFP_KERNEL
+            gfp |= __GFP_ZERO if rng.random() < 0.5 else 0
+            job[m] = (put(st, buf, 1000, EV_ALLOC, order, gfp, 0) << REF_SHIFT) | order
+            m += 1
+        for _ in range(rng.integers(100, 400)):
+            order = 9 if rng.random() < 0.02 else 0
+            job[m] = (put(st, buf, 1000, EV_FAULT, order, 0, 0) << REF_SHIFT) | order
+            m += 1
+        rng.shuffle(job[:m])
+        for k in range(m):
+            put(st, buf, 1000, EV_FREE, job[k] & ((1 << REF_SHIFT) - 1), 0, job[k] >> REF_SHIFT)
+        while cache[1][1] > cache_limit:
+            put(st, buf, 1000, EV_FREE, 0, 0, ring_popleft(cache))
+        st[C_ROUND] += 1
+    return st[S_ROW] - st[S_BASE]
+
+
+def kernel_build_chunks(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40, chunk=1 << 20):
     rng = np.random.default_rng(seed)
-    s = Stream(step_ns=250)
-    order = 9 if thp else 0
-    n = (size_mb << 8) >> order
-    kernel = []
-    s.idle(idle_s)  # boot-time free memory gets reported before the first round
-    for _ in range(rounds):
-        refs = []
-        for _ in range(n):
-            refs.append(s.fault(order, cost_ns=250 << order))
-            if rng.random() < noise * (1 << order):
-                gfp = (GFP_RECLAIMABLE if rng.random() < 0.5 else GFP_KERNEL)
-                kernel.append(s.alloc(int(rng.integers(0, 2)), gfp | (__GFP_ZERO if rng.random() < 0.5 else 0)))
-            if kernel and rng.random() < noise * (1 << order) * 0.9:
-                s.free(kernel.pop(int(rng.integers(len(kernel)))))
-        for r in refs:
-            s.free(r, cost_ns=50)
-        s.idle(idle_s)
-    return s.events()
+    st = np.zeros(NR_ST, np.int64)
+    cache_limit = nr_pages // 3
+    need = 2 * files_per_job + 59 + 399 + 459 + 1  # one job's events, at most
+    buf = new_buffer(max(chunk, need))
+    cache = Ring(cache_limit + files_per_job + 1)
+    job = np.zeros(60 + 400, np.int64)
+    yield from chunks(lambda: _kernel_build_fill(rng, st, buf, cache.a, job, jobs, files_per_job,
+                                                 cache_limit, need), st, buf)
 
 
 def kernel_build(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40):
@@ -47,60 +159,113 @@ def kernel_build(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40):
     anonymous memory of the compiler (order-0 faults, some THP); the job exits and frees its
     anonymous memory and slab; page cache is trimmed in FIFO order when it grows past a third
     of memory (reclaim)."""
+    return collect(kernel_build_chunks(nr_pages, seed, jobs, files_per_job))
+
+
+# ---------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _page_cache_churn_fill(rng, st, buf, cache, passes, limit):
+    while room(st, buf, 4):
+        if st[C_ROUND] >= passes:
+            st[S_DONE] = 1
+            break
+        ring_append(cache, put(st, buf, 1000, EV_ALLOC, 0, GFP_PAGECACHE, 0))
+        if cache[1][1] > limit * 3 // 4:
+            put(st, buf, 1000, EV_FREE, 0, 0, ring_popleft(cache))  # LRU: oldest first
+        if rng.random() < 0.02:
+            put(st, buf, 1000, EV_FREE, 0, 0,
+                put(st, buf, 1000, EV_ALLOC, 0, GFP_KERNEL | __GFP_ZERO, 0))
+        st[C_J] += 1
+        if st[C_J] == limit:
+            st[C_J] = 0
+            st[C_ROUND] += 1
+    return st[S_ROW] - st[S_BASE]
+
+
+def page_cache_churn_chunks(nr_pages=1 << 18, seed=0, passes=6, file_fraction=0.6,
+                            chunk=1 << 20):
     rng = np.random.default_rng(seed)
-    s = Stream()
-    cache = []
-    cache_limit = nr_pages // 3
-    for _ in range(jobs):
-        job = []
-        for _ in range(files_per_job):
-            cache.append(s.alloc(0, GFP_PAGECACHE))
-        for _ in range(int(rng.integers(20, 60))):
-            order = int(rng.choice([0, 0, 0, 1, 2, 3]))
-            gfp = (GFP_RECLAIMABLE if rng.random() < 0.5 else GFP_KERNEL)
-            job.append(s.alloc(order, gfp | (__GFP_ZERO if rng.random() < 0.5 else 0)))
-        for _ in range(int(rng.integers(100, 400))):
-            job.append(s.fault(9 if rng.random() < 0.02 else 0))
-        rng.shuffle(job)
-        for r in job:
-            s.free(r)
-        while len(cache) > cache_limit:
-            s.free(cache.pop(0))
-    return s.events()
+    st = np.zeros(NR_ST, np.int64)
+    buf = new_buffer(max(chunk, 8))
+    limit = int(nr_pages * file_fraction)
+    if limit <= 0:
+        passes = 0  # the Python loop ran no step either
+    cache = Ring(max(0, limit * 3 // 4) + 2)
+    yield from chunks(lambda: _page_cache_churn_fill(rng, st, buf, cache.a, passes, limit),
+                      st, buf)
 
 
 def page_cache_churn(nr_pages=1 << 18, seed=0, passes=6, file_fraction=0.6):
     """Streaming reads of a file larger than free memory: page-cache pages (movable, not
     zeroed) allocated in order and reclaimed oldest first (LRU), with a trickle of zeroed
     kernel allocations; the only clears are __GFP_ZERO ones, so PG_zeroed has little to win."""
+    return collect(page_cache_churn_chunks(nr_pages, seed, passes, file_fraction))
+
+
+# ---------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _balloon_cycle_fill(rng, st, buf, anon, cycles, n, ticks):
+    while room(st, buf, 1):
+        phase = st[S_PHASE]
+        j = st[C_J]
+        if st[C_ROUND] >= cycles:
+            st[S_DONE] = 1
+            break
+        if phase == 0:  # inflate: the guest gives n pages to the host
+            if j == 0:
+                st[C_X] = st[S_ROW]
+            if j < n:
+                put(st, buf, 1000, EV_INFLATE, 0, 0, 0)
+                st[C_J] = j + 1
+            else:
+                _next_phase(st, 1)
+        elif phase == 1 or phase == 5:  # idle
+            if j < ticks:
+                put(st, buf, TICK_NS, EV_IDLE, 0, 0, 0)
+                st[C_J] = j + 1
+            elif phase == 1:
+                _next_phase(st, 2)
+            else:
+                _next_phase(st, 0)
+                st[C_ROUND] += 1
+        elif phase == 2:  # deflate, in inflate order
+            if j < n:
+                put(st, buf, 1000, EV_DEFLATE, 0, 0, st[C_X] + j)
+                st[C_J] = j + 1
+            else:
+                _next_phase(st, 3)
+        elif phase == 3:  # the guest faults memory in
+            if j < len(anon):
+                order = 9 if rng.random() < 0.1 else 0
+                anon[j] = (put(st, buf, 1000, EV_FAULT, order, 0, 0) << REF_SHIFT) | order
+                st[C_J] = j + 1
+            else:
+                _next_phase(st, 4)
+        else:  # phase 4: and frees it
+            if j < len(anon):
+                put(st, buf, 1000, EV_FREE, anon[j] & ((1 << REF_SHIFT) - 1), 0,
+                    anon[j] >> REF_SHIFT)
+                st[C_J] = j + 1
+            else:
+                _next_phase(st, 5)
+    return st[S_ROW] - st[S_BASE]
+
+
+def balloon_cycle_chunks(nr_pages=1 << 18, seed=0, cycles=5, balloon_fraction=0.25, idle_s=1.0,
+                         chunk=1 << 20):
     rng = np.random.default_rng(seed)
-    s = Stream()
-    cache = []
-    limit = int(nr_pages * file_fraction)
-    for _ in range(passes):
-        for _ in range(limit):
-            cache.append(s.alloc(0, GFP_PAGECACHE))
-            if len(cache) > limit * 3 // 4:
-                s.free(cache.pop(0))
-            if rng.random() < 0.02:
-                s.free(s.alloc(0, GFP_KERNEL | __GFP_ZERO))
-    return s.events()
+    st = np.zeros(NR_ST, np.int64)
+    buf = new_buffer(max(chunk, 8))
+    n = int(nr_pages * balloon_fraction)
+    anon = np.zeros(max(0, n // 2), np.int64)
+    yield from chunks(lambda: _balloon_cycle_fill(rng, st, buf, anon, cycles, max(0, n),
+                                                  _ticks(idle_s)), st, buf)
 
 
 def balloon_cycle(nr_pages=1 << 18, seed=0, cycles=5, balloon_fraction=0.25, idle_s=1.0):
     """Memory overcommit: the host inflates the balloon (the guest gives pages away), later
     deflates it (pages come back host-zeroed), and a guest workload faults memory in between;
     with the balloon policy the deflated pages carry the zeroed hint."""
-    rng = np.random.default_rng(seed)
-    s = Stream()
-    n = int(nr_pages * balloon_fraction)
-    for _ in range(cycles):
-        balloon = [s.inflate() for _ in range(n)]
-        s.idle(idle_s)
-        for r in balloon:
-            s.deflate(r)
-        anon = [s.fault(9 if rng.random() < 0.1 else 0) for _ in range(n // 2)]
-        for r in anon:
-            s.free(r)
-        s.idle(idle_s)
-    return s.events()
+    return collect(balloon_cycle_chunks(nr_pages, seed, cycles, balloon_fraction, idle_s))
