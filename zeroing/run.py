@@ -161,22 +161,27 @@ class Simulation:
     def _columns(events):
         return [np.ascontiguousarray(events[f]) for f in ("time", "op", "order", "cpu", "gfp", "ref")]
 
-    def feed(self, events):
+    def feed(self, events, start=0, ev_pfn=None):
+        """Run ``events[start:]``. Rows before ``start`` are context, not events: allocations
+        of earlier chunks (their blocks in ``ev_pfn[:start]``) that references may name
+        (``zeroing.streaming`` builds them)."""
         z, e, state = self.alloc.z, self.state.e, self.state
         n = len(events)
-        ev_pfn = np.full(n, -1, dtype=np.int64)
+        if ev_pfn is None:
+            ev_pfn = np.full(n, -1, dtype=np.int64)
+        base = self.events - start  # stream number of row 0
         cols = self._columns(events)
         bar = None
         if self.progress:
             from tqdm import tqdm
-            bar = tqdm(total=n, unit="ev", leave=False, disable=not sys.stderr.isatty())
+            bar = tqdm(total=n - start, unit="ev", leave=False, disable=not sys.stderr.isatty())
         t0 = time.perf_counter()
-        i = 0
+        i = start
         while i < n:
-            r, why = run_events(z, e, *cols, ev_pfn, self.events, i, min(n, i + self.chunk))
+            r, why = run_events(z, e, *cols, ev_pfn, base, i, min(n, i + self.chunk))
             if why == EXIT_BAD_EVENT:
                 raise BadEventError(
-                    f"event {self.events + r}: {dict(zip(events.dtype.names, events[r].tolist()))}: "
+                    f"event {base + r}: {dict(zip(events.dtype.names, events[r].tolist()))}: "
                     "bad reference (not an earlier allocation), order or cpu")
             ok = state.flush()
             if why == EXIT_OFFLOAD or state.arrays.rstate[R_NINFLIGHT]:
@@ -185,7 +190,7 @@ class Simulation:
                 bar.update(r - i)
             i = r
         self.wall += time.perf_counter() - t0
-        self.events += n
+        self.events += n - start
         if bar:
             bar.close()
         return ev_pfn

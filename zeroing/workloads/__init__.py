@@ -2,13 +2,19 @@
 
 ``WORKLOADS[name]`` is (function, params): params maps each parameter (a CLI option
 ``--name-with-dashes`` and a config key) to its type. Every generator takes ``nr_pages`` and
-``seed``.
+``seed``. ``iter_workload`` gives the same events a chunk at a time (compiled generators,
+``gen.py``), so a run of 10^8 events holds one chunk; ``zeroing.streaming`` feeds them.
+
+A custom generator: any iterable of EVENT_DTYPE chunks whose free/deflate ``ref`` is a row
+number in the whole stream (``gen.chunked(array)`` cuts one array so); register it in
+``WORKLOADS`` and ``CHUNKED`` to get the CLI options and config keys for free.
 """
 import inspect
 
-from .mixed import mixed
-from .scenarios import balloon_cycle, kernel_build, page_cache_churn, vm_anon
-from .unaware import unaware_user
+from .mixed import mixed, mixed_chunks
+from .scenarios import (balloon_cycle, balloon_cycle_chunks, kernel_build, kernel_build_chunks,
+                        page_cache_churn, page_cache_churn_chunks, vm_anon, vm_anon_chunks)
+from .unaware import unaware_user, unaware_user_chunks
 
 
 def _on_off(value):
@@ -30,6 +36,15 @@ WORKLOADS = {
     "page-cache-churn": (page_cache_churn, {"passes": int, "file_fraction": float}),
     "balloon-cycle": (balloon_cycle, {"cycles": int, "balloon_fraction": float, "idle_s": float}),
 }
+#: The chunked form of each workload: same parameters, plus ``chunk`` (rows per chunk).
+CHUNKED = {
+    "mixed": mixed_chunks,
+    "unaware-user": unaware_user_chunks,
+    "vm-anon": vm_anon_chunks,
+    "kernel-build": kernel_build_chunks,
+    "page-cache-churn": page_cache_churn_chunks,
+    "balloon-cycle": balloon_cycle_chunks,
+}
 ALL_PARAMS = sorted({p for _, params in WORKLOADS.values() for p in params})
 
 
@@ -41,6 +56,18 @@ def default_pages(name):
 
 def make_workload(name, nr_pages=None, events=None, seed=0, **params):
     """Build a workload; unknown names, parameters or values raise ValueError naming them."""
+    fn, kwargs = _workload_call(name, nr_pages, events, params)
+    return fn(seed=seed, **kwargs)
+
+
+def iter_workload(name, nr_pages=None, events=None, seed=0, chunk=1 << 20, **params):
+    """The events of ``make_workload(...)``, ``chunk`` rows at a time (refs are stream rows).
+    Bad names and parameters raise ValueError here, before any event is made."""
+    _, kwargs = _workload_call(name, nr_pages, events, params)
+    return CHUNKED[name](seed=seed, chunk=chunk, **kwargs)
+
+
+def _workload_call(name, nr_pages, events, params):
     if name not in WORKLOADS:
         raise ValueError(f"unknown workload {name!r}: choose from {', '.join(WORKLOADS)}")
     fn, spec = WORKLOADS[name]
@@ -59,4 +86,4 @@ def make_workload(name, nr_pages=None, events=None, seed=0, **params):
             raise ValueError(f"workload {name!r} parameter {key!r}: bad value {value!r} ({e})") from None
     if nr_pages is not None:
         kwargs["nr_pages"] = nr_pages
-    return fn(seed=seed, **kwargs)
+    return fn, kwargs
