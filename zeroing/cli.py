@@ -85,8 +85,9 @@ def main(argv=None):
 
 def cmd_run(args, parser):
     from .policy import make_policy
-    from .run import simulate, summary, write_json
-    from .workloads import ALL_PARAMS, WORKLOADS, default_pages, make_workload
+    from .run import summary, write_json
+    from .streaming import simulate_stream
+    from .workloads import ALL_PARAMS, WORKLOADS, default_pages, iter_workload
     try:
         policy = make_policy(args.policy, hint=args.hint, free_signal=args.free_signal,
                              pfmemalloc=args.pfmemalloc, aliasing_cache=args.aliasing_cache,
@@ -100,15 +101,16 @@ def cmd_run(args, parser):
         if pages < 1024 or (args.events is not None and args.events < 1):
             raise ValueError("--pages must be at least 1024 and --events at least 1")
         params = {k: getattr(args, k) for k in ALL_PARAMS if k != "events"}
-        events = make_workload(args.workload, pages, args.events, args.seed, **params)
+        events = iter_workload(args.workload, pages, args.events, args.seed, **params)
     except ValueError as e:
         parser.error(str(e))
     try:
-        result = simulate(events, policy, pages, mode=args.mode, backend=args.backend,
-                          pcp=not args.no_pcp, progress=True)
+        result = simulate_stream(events, policy, pages, mode=args.mode, backend=args.backend,
+                                 pcp=not args.no_pcp, progress=True)
     except (RuntimeError, MemoryError) as e:  # backend unavailable, pool too large
         parser.error(str(e))
-    result["workload"] = {"name": args.workload, "events": len(events), "seed": args.seed,
+    result["workload"] = {"name": args.workload, "events": result["counters"]["events"],
+                          "seed": args.seed,
                           **{k: v for k, v in params.items() if v is not None}}
     print(summary(result))
     if args.vmstat:

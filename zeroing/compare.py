@@ -21,9 +21,10 @@ except ModuleNotFoundError:  # Python 3.10
 
 from . import counters as C
 from .policy import Policy, make_policy
-from .run import MODES, simulate, write_json, write_text
+from .run import MODES, write_json, write_text
 from .stats import compare_table
-from .workloads import WORKLOADS, default_pages, make_workload
+from .streaming import simulate_stream
+from .workloads import WORKLOADS, default_pages, iter_workload
 
 TOP_KEYS = {"name": str, "seeds": list, "mode": str, "backend": str, "baseline": str,
             "workload": list, "policies": dict, "out": str, "pcp": bool, "throughput": bool}
@@ -152,9 +153,9 @@ def run_cell(cfg, w, label, seed):
     spec = cell_spec(cfg, w, label, seed)
     pol = dict(cfg["policies"][label])
     policy = make_policy(pol.pop("policy"), **pol)
-    events = make_workload(w["name"], w["pages"], seed=seed, **w["params"])
-    result = simulate(events, policy, w["pages"], mode=cfg["mode"], backend=cfg["backend"],
-                      pcp=cfg["pcp"])
+    events = iter_workload(w["name"], w["pages"], seed=seed, **w["params"])
+    result = simulate_stream(events, policy, w["pages"], mode=cfg["mode"], backend=cfg["backend"],
+                             pcp=cfg["pcp"])
     result.update(workload=w, policy_label=label, seed=seed, spec=spec,
                   spec_hash=spec_hash(spec), complete=True)
     return result
