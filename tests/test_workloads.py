@@ -1,0 +1,168 @@
+"""Compiled workload generators: the same events as the Python loops they replaced, chunk by
+chunk; the lists they keep; streamed runs count what one long array counts."""
+import importlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import reference_workloads as ref
+from zeroing.events import EV_ALLOC, EV_FREE, EVENT_DTYPE
+from zeroing.policy import make_policy
+from zeroing.run import BadEventError, simulate
+from zeroing.streaming import StreamFeeder, simulate_stream
+from zeroing.workloads import CHUNKED, iter_workload, make_workload
+from zeroing.workloads.gen import OrderedList, Ring, collect, ol_append, ol_pop, ring_append, \
+    ring_popleft
+from zeroing.run import Simulation
+
+gen = importlib.import_module("zeroing.workloads.gen")
+
+# (workload, parameters, Python oracle): edge cases included (tiny zones, no rounds, lists
+# that have to grow, fractions above 1).
+CASES = [
+    ("mixed", dict(nr_pages=4096, events=20_000), ref.mixed),
+    ("mixed", dict(nr_pages=16, events=3000), ref.mixed),
+    ("unaware-user", dict(nr_pages=512, events=20_000), ref.unaware_user),
+    ("unaware-user", dict(nr_pages=8, events=3000), ref.unaware_user),
+    ("vm-anon", dict(nr_pages=1 << 14, thp=False, size_mb=8, rounds=2, idle_s=3.0), ref.vm_anon),
+    ("vm-anon", dict(nr_pages=1 << 14, thp=True, size_mb=16, rounds=2, idle_s=2.5, noise=0.5),
+     ref.vm_anon),
+    ("vm-anon", dict(nr_pages=1 << 14, thp=False, size_mb=2, rounds=3, noise=0.6), ref.vm_anon),
+    ("vm-anon", dict(nr_pages=1 << 14, thp=False, size_mb=4, rounds=0), ref.vm_anon),
+    ("kernel-build", dict(nr_pages=4096, jobs=20, files_per_job=40), ref.kernel_build),
+    ("kernel-build", dict(nr_pages=2, jobs=5, files_per_job=3), ref.kernel_build),
+    ("page-cache-churn", dict(nr_pages=4096, passes=3, file_fraction=0.6), ref.page_cache_churn),
+    ("page-cache-churn", dict(nr_pages=4096, passes=2, file_fraction=1.5), ref.page_cache_churn),
+    ("balloon-cycle", dict(nr_pages=4096, cycles=3, balloon_fraction=0.25, idle_s=2.0),
+     ref.balloon_cycle),
+    ("balloon-cycle", dict(nr_pages=4096, cycles=2, balloon_fraction=0.0), ref.balloon_cycle),
+]
+
+
+@pytest.mark.parametrize("name,params,oracle", CASES)
+@pytest.mark.parametrize("seed", [0, 7])
+def test_compiled_generator_makes_the_python_loops_events(name, params, oracle, seed):
+    want = oracle(seed=seed, **params)
+    assert want.dtype == EVENT_DTYPE and len(want) > 0
+    for chunk in (13, 1 << 20):
+        got = collect(CHUNKED[name](seed=seed, chunk=chunk, **params))
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_make_workload_is_the_chunks_joined():
+    whole = make_workload("mixed", 4096, 5000, seed=3)
+    parts = list(iter_workload("mixed", 4096, 5000, seed=3, chunk=700))
+    assert max(len(p) for p in parts) <= 700 and len(parts) == 8
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_seeds_differ_and_repeat():
+    a, b = make_workload("kernel-build", 4096, seed=1, jobs=5), make_workload("kernel-build", 4096, seed=2, jobs=5)
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(a, make_workload("kernel-build", 4096, seed=1, jobs=5))
+
+
+def test_a_long_stream_holds_one_chunk():
+    """10^6 events through 1000-row chunks: no chunk is larger, and the generator's own
+    arrays stay the size of the live set (page-cache-churn's cache, not the stream)."""
+    it = iter_workload("page-cache-churn", 4096, seed=0, chunk=1000, passes=400)
+    total = 0
+    for part in it:
+        assert len(part) <= 1000
+        total += len(part)
+    assert total > 1_000_000
+
+
+# ---------------------------------------------------------------------------------------------
+# The lists: against Python lists, growth included.
+
+ops = st.lists(st.tuples(st.booleans(), st.integers(0, 10 ** 6)), max_size=400)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops)
+def test_ordered_list_is_a_list_with_pop_k(steps):
+    ol, model, row = OrderedList(2, spare=1), [], 0
+    for is_pop, k in steps:
+        if gen.ol_full(ol.a):
+            ol.grow_if_needed()
+            assert not gen.ol_full(ol.a)
+        if is_pop and model:
+            assert ol_pop(ol.a, k % len(model)) == model.pop(k % len(model))
+        else:
+            ol_append(ol.a, row)
+            model.append(row)
+            row += 1
+        assert gen.ol_len(ol.a) == len(model)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops)
+def test_ring_is_a_fifo(steps):
+    ring, model, row = Ring(1, spare=1), [], 0
+    for is_pop, _ in steps:
+        if gen.ring_full(ring.a):
+            ring.grow_if_needed()
+        if is_pop and model:
+            assert ring_popleft(ring.a) == model.pop(0)
+        else:
+            ring_append(ring.a, row)
+            model.append(row)
+            row += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming into the engine: chunk boundaries change nothing.
+
+def _same(a, b):
+    drop = ("wall_s", "events_per_s")
+    assert {k: v for k, v in a["counters"].items() if k not in drop} == \
+        {k: v for k, v in b["counters"].items() if k not in drop}
+    assert a["buddyinfo"] == b["buddyinfo"] and a["leaks"] == b["leaks"]
+    assert a["by_order"] == b["by_order"]
+
+
+@pytest.mark.parametrize("name,params", [
+    ("mixed", dict(events=30_000)), ("unaware-user", dict(events=20_000)),
+    ("vm-anon", dict(thp=False, size_mb=4, rounds=2)), ("kernel-build", dict(jobs=20)),
+    ("page-cache-churn", dict(passes=3)), ("balloon-cycle", dict(cycles=3))])
+@pytest.mark.parametrize("policy", ["init_on_free,pg_zeroed,balloon,reporting",
+                                    "pg_zeroed,offload"])
+def test_streamed_run_counts_what_one_array_counts(name, params, policy):
+    pages = 4096
+    whole = simulate(make_workload(name, pages, seed=2, **params), make_policy(policy), pages)
+    streamed = simulate_stream(iter_workload(name, pages, seed=2, chunk=977, **params),
+                               make_policy(policy), pages)
+    assert whole["counters"]["pgfree"] > 0
+    _same(whole, streamed)
+
+
+def _events(rows):
+    ev = np.zeros(len(rows), dtype=EVENT_DTYPE)
+    for i, (op, order, ref) in enumerate(rows):
+        ev[i]["time"], ev[i]["op"], ev[i]["order"], ev[i]["ref"] = i, op, order, ref
+        ev[i]["gfp"] = 0xCC0 if op == EV_ALLOC else 0  # GFP_KERNEL
+    return ev
+
+
+def test_references_across_chunks_freed_failed_and_bad():
+    """A free of an earlier chunk's live block frees it; of a block already freed, a no-op
+    (as in one array); a reference to a later row is a bad event named by its stream number."""
+    ev = _events([(EV_ALLOC, 0, 0), (EV_ALLOC, 1, 0), (EV_FREE, 0, 0), (EV_FREE, 0, 0),
+                  (EV_ALLOC, 0, 0), (EV_FREE, 0, 4)])
+    whole = simulate(ev, make_policy("baseline"), 1024)
+    for cut in range(1, len(ev)):
+        sim = Simulation(make_policy("baseline"), 1024)
+        feeder = StreamFeeder(sim)
+        feeder.feed(ev[:cut])
+        feeder.feed(ev[cut:])
+        _same(whole, sim.finish())
+    assert whole["counters"]["pgfree"] == 2  # row 1 (order 1) stays allocated
+    bad = _events([(EV_ALLOC, 0, 0), (EV_ALLOC, 0, 0), (EV_FREE, 0, 3), (EV_ALLOC, 0, 0)])
+    feeder = StreamFeeder(Simulation(make_policy("baseline"), 1024))
+    feeder.feed(bad[:2])
+    with pytest.raises(BadEventError, match="event 2:"):
+        feeder.feed(bad[2:])
