@@ -15,6 +15,7 @@ from kernels import get_backend
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
+from .compiling import notice_first_compile
 from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
                      MAX_LEAKS, NR_RSTATE, OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD,
                      R_NINFLIGHT, R_NLEAKS, offload_complete, record_leak,
@@ -145,6 +146,7 @@ class Simulation:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
         self.policy, self.nr_pages, self.mode, self.chunk = policy, nr_pages, mode, chunk
+        notice_first_compile()
         self.alloc = BuddyAllocator(nr_pages, pcp=pcp, page_reporting_order=policy.reporting_order)
         self.state = EngineState(nr_pages, policy, mode, backend)
         if fault is not None and self.state.backend is not None:

@@ -1,0 +1,75 @@
+"""The first run compiles the simulator (numba; cached beside the sources afterwards).
+
+``notice_first_compile()`` runs before the engine is first compiled: when the cache does not
+hold it, it says what the wait is for, and starts a helper process that compiles the workload
+generators and the invariant checks meanwhile, so both cores of a small machine compile at
+once (the engine is most of the work and stays in this process). The helper only fills the
+cache: whatever it has not finished, this process compiles itself when it needs it.
+"""
+import atexit
+import os
+import subprocess
+import sys
+
+MESSAGE = "compiling the simulator, first run only (about 20 s; cached afterwards) ..."
+#: Set (to anything) to compile everything in this process.
+NO_HELPER_ENV = "ZEROING_NO_COMPILE_HELPER"
+_noticed = []
+
+
+def _cached(dispatcher):
+    """Whether numba's on-disk cache has an index for this function (it may still miss a
+    signature, but then most of the work is in the cache already)."""
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    path = getattr(cache_file, "_index_path", None)
+    return path is None or os.path.exists(path)
+
+
+def _engine():
+    from .engine import offload_complete, run_events
+    return [run_events, offload_complete]
+
+
+def _generators():
+    from .workloads import mixed, scenarios, unaware  # noqa: F401 (modules, for their fills)
+    mods = [sys.modules[f"zeroing.workloads.{m}"] for m in ("mixed", "scenarios", "unaware")]
+    return [getattr(m, name) for m in mods for name in dir(m)
+            if name.startswith("_") and name.endswith("fill")]
+
+
+def warm_up():
+    """Compile (into the cache) what a run needs besides the engine: every workload
+    generator, and the allocator's checks and views used at the end of a run."""
+    from allocator import BuddyAllocator
+    from .workloads import WORKLOADS, make_workload
+    for name in ("vm-anon", "mixed", "page-cache-churn", "balloon-cycle", "unaware-user",
+                 "kernel-build"):  # make run's first
+        assert name in WORKLOADS
+        small = {"events": 10} if name in ("mixed", "unaware-user") else {}
+        make_workload(name, 1024, seed=0, **small)
+    a = BuddyAllocator(1024)
+    a.check()
+    a.buddyinfo()
+    a.zeroed_info()
+
+
+def notice_first_compile(stream=None):
+    """Say so (once per process) when the engine is not compiled yet; returns True then."""
+    if _noticed:
+        return False
+    _noticed.append(True)
+    if all(_cached(d) for d in _engine()):
+        return False
+    print(MESSAGE, file=stream or sys.stderr, flush=True)
+    if (os.cpu_count() or 1) > 1 and not os.environ.get(NO_HELPER_ENV) and \
+            not all(_cached(d) for d in _generators()):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+        helper = subprocess.Popen([sys.executable, "-m", "zeroing.compiling"], cwd=root, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        atexit.register(helper.wait)  # never leave it behind
+    return True
+
+
+if __name__ == "__main__":
+    warm_up()
