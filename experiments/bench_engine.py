@@ -6,11 +6,17 @@ prefix, for metadata mode; metadata mode on the same events, for content mode. T
 (issue 3): metadata >= 5 M events/s, content (numba) >= 1 M events/s, >= 16K pages per launch
 where the workload allows. Workloads: ``mixed`` (with THP faults) and ``mixed`` with every
 fault order 0 (content mode is bound by memory bandwidth: a THP fault clears and checks 2 MiB).
+
+End to end (issue 12): every workload at about 10M events, generated chunk by chunk while the
+engine runs (``zeroing run``'s path), against engine-only events/s on the same events made
+beforehand, same run, one thread. Target: end-to-end >= 0.5 of engine-only.
 """
 import argparse
+import math
 import os
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -20,7 +26,8 @@ from zeroing.run import write_json  # noqa: E402
 from zeroing.events import EV_FAULT  # noqa: E402
 from zeroing.policy import make_policy  # noqa: E402
 from zeroing.run import simulate  # noqa: E402
-from zeroing.workloads import make_workload  # noqa: E402
+from zeroing.streaming import simulate_stream  # noqa: E402
+from zeroing.workloads import WORKLOADS, default_pages, iter_workload, make_workload  # noqa: E402
 
 POLICY = "init_on_free,pg_zeroed,reporting"
 
@@ -41,17 +48,58 @@ def order0(events):
     return ev
 
 
+#: The parameter that sets each workload's length, and its value for one unit.
+LENGTH = {"mixed": ("events", None), "unaware-user": ("events", None),
+          "vm-anon": ("rounds", 1), "kernel-build": ("jobs", 10),
+          "page-cache-churn": ("passes", 1), "balloon-cycle": ("cycles", 1)}
+VM_ANON_THP = "off"  # order-0 faults: the per-event path (THP on is 512x fewer events)
+
+
+def workload_params(name, target):
+    """Parameters giving about ``target`` events (one unit measured, then scaled)."""
+    key, unit = LENGTH[name]
+    extra = {"thp": VM_ANON_THP} if name == "vm-anon" else {}
+    if unit is None:
+        return {key: target, **extra}
+    n = len(make_workload(name, default_pages(name), seed=1, **{key: unit}, **extra))
+    return {key: max(1, math.ceil(target * unit / n)), **extra}
+
+
+def end_to_end(target, policy):
+    """Per workload: (events, end-to-end events/s, engine-only events/s)."""
+    rows = {}
+    for name in WORKLOADS:
+        pages = default_pages(name)
+        params = workload_params(name, target)
+        ev = make_workload(name, pages, seed=1, **params)
+        engine = simulate(ev, policy, pages)["counters"]
+        del ev
+        t0 = time.perf_counter()
+        streamed = simulate_stream(iter_workload(name, pages, seed=1, **params), policy, pages)
+        wall = time.perf_counter() - t0
+        n = streamed["counters"]["events"]
+        assert n == engine["events"] and streamed["counters"]["pgfree"] == engine["pgfree"]
+        rows[name] = {"events": n, "params": params, "pages": pages,
+                      "end_to_end_events_per_s": n / wall,
+                      "engine_events_per_s": engine["events_per_s"],
+                      "ratio": n / wall / engine["events_per_s"]}
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pages", type=int, default=1 << 20)
     p.add_argument("--events", type=int, default=2_000_000)
     p.add_argument("--content-events", type=int, default=300_000)
     p.add_argument("--prefix", type=int, default=30_000)
+    p.add_argument("--e2e-events", type=int, default=10_000_000,
+                   help="events per workload for the end-to-end rows")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
     p.add_argument("--json")
     args = p.parse_args(argv)
     if args.quick:
         args.pages, args.events, args.content_events, args.prefix = 1 << 12, 20_000, 5_000, 2_000
+        args.e2e_events = 20_000
     policy = make_policy(POLICY)
     out = {}
     ev = make_workload("mixed", args.pages, args.events, seed=1)
@@ -79,6 +127,11 @@ def main(argv=None):
         print(f"content ({name}, numba on {b['device']}): {c / 1e6:.2f} M events/s = "
               f"{c / m:.2f} x metadata ({m / 1e6:.2f} M/s); {b['launches']} launches, "
               f"{b['pages_per_launch']:.0f} pages per launch, backend moved {gbps:.1f} GB/s")
+    out["end_to_end"] = end_to_end(args.e2e_events, policy)
+    for name, r in out["end_to_end"].items():
+        print(f"end to end {name:17s}: {r['end_to_end_events_per_s'] / 1e6:6.2f} M events/s "
+              f"(generation included, {r['events']:,} events) vs engine-only "
+              f"{r['engine_events_per_s'] / 1e6:6.2f} M events/s: {r['ratio']:.2f}")
     if args.json:
         write_json(args.json, out)
     return out
