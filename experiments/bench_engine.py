@@ -75,7 +75,8 @@ def end_to_end(target, policy):
         engine = simulate(ev, policy, pages)["counters"]
         del ev
         t0 = time.perf_counter()
-        streamed = simulate_stream(iter_workload(name, pages, seed=1, **params), policy, pages)
+        streamed = simulate_stream(iter_workload(name, pages, seed=1, reuse=True, **params),
+                                   policy, pages)
         wall = time.perf_counter() - t0
         n = streamed["counters"]["events"]
         assert n == engine["events"] and streamed["counters"]["pgfree"] == engine["pgfree"]

@@ -101,7 +101,8 @@ def cmd_run(args, parser):
         if pages < 1024 or (args.events is not None and args.events < 1):
             raise ValueError("--pages must be at least 1024 and --events at least 1")
         params = {k: getattr(args, k) for k in ALL_PARAMS if k != "events"}
-        events = iter_workload(args.workload, pages, args.events, args.seed, **params)
+        events = iter_workload(args.workload, pages, args.events, args.seed, reuse=True,
+                               **params)
     except ValueError as e:
         parser.error(str(e))
     try:

@@ -153,7 +153,7 @@ def run_cell(cfg, w, label, seed):
     spec = cell_spec(cfg, w, label, seed)
     pol = dict(cfg["policies"][label])
     policy = make_policy(pol.pop("policy"), **pol)
-    events = iter_workload(w["name"], w["pages"], seed=seed, **w["params"])
+    events = iter_workload(w["name"], w["pages"], seed=seed, reuse=True, **w["params"])
     result = simulate_stream(events, policy, w["pages"], mode=cfg["mode"], backend=cfg["backend"],
                              pcp=cfg["pcp"])
     result.update(workload=w, policy_label=label, seed=seed, spec=spec,

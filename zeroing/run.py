@@ -167,12 +167,16 @@ class Simulation:
         """Run ``events[start:]``. Rows before ``start`` are context, not events: allocations
         of earlier chunks (their blocks in ``ev_pfn[:start]``) that references may name
         (``zeroing.streaming`` builds them)."""
-        z, e, state = self.alloc.z, self.state.e, self.state
-        n = len(events)
         if ev_pfn is None:
-            ev_pfn = np.full(n, -1, dtype=np.int64)
+            ev_pfn = np.full(len(events), -1, dtype=np.int64)
+        return self.feed_columns(self._columns(events), ev_pfn, start)
+
+    def feed_columns(self, cols, ev_pfn, start=0):
+        """``feed`` on contiguous columns (``EVENT_DTYPE``'s fields, in its order); ``ev_pfn``
+        of the event rows need not be initialised (the loop sets each before use)."""
+        z, e, state = self.alloc.z, self.state.e, self.state
+        n = len(cols[0])
         base = self.events - start  # stream number of row 0
-        cols = self._columns(events)
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -182,9 +186,10 @@ class Simulation:
         while i < n:
             r, why = run_events(z, e, *cols, ev_pfn, base, i, min(n, i + self.chunk))
             if why == EXIT_BAD_EVENT:
+                row = {name: int(col[r]) for name, col in zip(EVENT_DTYPE.names, cols)}
                 raise BadEventError(
-                    f"event {base + r}: {dict(zip(events.dtype.names, events[r].tolist()))}: "
-                    "bad reference (not an earlier allocation), order or cpu")
+                    f"event {base + r}: {row}: bad reference (not an earlier allocation), "
+                    "order or cpu")
             ok = state.flush()
             if why == EXIT_OFFLOAD or state.arrays.rstate[R_NINFLIGHT]:
                 offload_complete(z, e, ok)

@@ -25,33 +25,47 @@ class StreamFeeder:
         self.orders = np.zeros(0, np.int8)
         self.pfns = np.zeros(0, np.int64)
         self.next_row = 0
+        self._cols = None  # window columns and ev_pfn, reused while they are large enough
+
+    def _window(self, size):
+        if self._cols is None or len(self._cols[0]) < size:
+            cap = max(size, 2 * len(self._cols[0]) if self._cols else 0)
+            self._cols = [np.empty(cap, EVENT_DTYPE[f]) for f in EVENT_DTYPE.names] + \
+                [np.empty(cap, np.int64)]
+        return [c[:size] for c in self._cols]
 
     def feed(self, chunk):
         n, base = len(chunk), self.next_row
         ctx = len(self.rows) + 1  # row 0: the dummy
-        window = np.zeros(ctx + n, dtype=EVENT_DTYPE)
-        window["op"][:ctx] = EV_IDLE
-        window["order"][1:ctx] = self.orders
-        window[ctx:] = chunk
-        ev_pfn = np.full(ctx + n, NONE, dtype=np.int64)
-        ev_pfn[1:ctx] = self.pfns
-        op = chunk["op"]
+        *cols, ev_pfn = self._window(ctx + n)
+        for name, col in zip(EVENT_DTYPE.names, cols):
+            if name == "op":
+                col[:ctx] = EV_IDLE
+            elif name == "order":
+                col[0] = 0
+                col[1:ctx] = self.orders
+            else:
+                col[:ctx] = 0
+            col[ctx:] = chunk[name]
+        op, ref_col = cols[1][ctx:], cols[5][ctx:]
         sel = np.flatnonzero((op == EV_FREE) | (op == EV_DEFLATE))
-        ref = chunk["ref"][sel]
+        ref = ref_col[sel]
         new = np.where(ref >= base, ref - base + ctx, ref)  # this chunk (later rows: bad)
         old = np.flatnonzero((ref >= 0) & (ref < base))
-        k = np.searchsorted(self.rows, ref[old])
-        kc = np.minimum(k, max(0, len(self.rows) - 1))
-        live = (k < len(self.rows)) & (self.rows[kc] == ref[old]) if len(self.rows) else \
-            np.zeros(len(old), bool)
-        new[old] = np.where(live, k + 1, 0)
-        window["ref"][ctx + sel] = new
-        self.sim.feed(window, start=ctx, ev_pfn=ev_pfn)
+        if len(old):
+            k = np.searchsorted(self.rows, ref[old])
+            kc = np.minimum(k, max(0, len(self.rows) - 1))
+            live = (k < len(self.rows)) & (self.rows[kc] == ref[old]) if len(self.rows) else \
+                np.zeros(len(old), bool)
+            new[old] = np.where(live, k + 1, 0)
+        ref_col[sel] = new
+        ev_pfn[0] = NONE
+        ev_pfn[1:ctx] = self.pfns
+        self.sim.feed_columns(cols, ev_pfn, start=ctx)
         keep = np.flatnonzero(ev_pfn[1:] != NONE) + 1
-        stream_rows = np.where(keep < ctx, self.rows[np.minimum(keep, ctx - 1) - 1]
-                               if ctx > 1 else 0, keep - ctx + base)
-        self.rows = stream_rows.astype(np.int64)
-        self.orders = window["order"][keep]
+        split = np.searchsorted(keep, ctx)
+        self.rows = np.concatenate((self.rows[keep[:split] - 1], keep[split:] - ctx + base))
+        self.orders = cols[2][keep]
         self.pfns = ev_pfn[keep]
         self.next_row += n
 

@@ -60,11 +60,13 @@ def make_workload(name, nr_pages=None, events=None, seed=0, **params):
     return fn(seed=seed, **kwargs)
 
 
-def iter_workload(name, nr_pages=None, events=None, seed=0, chunk=1 << 20, **params):
+def iter_workload(name, nr_pages=None, events=None, seed=0, chunk=1 << 20, reuse=False,
+                  **params):
     """The events of ``make_workload(...)``, ``chunk`` rows at a time (refs are stream rows).
+    ``reuse``: each chunk is a view the next one overwrites (no copy; for ``streaming``).
     Bad names and parameters raise ValueError here, before any event is made."""
     _, kwargs = _workload_call(name, nr_pages, events, params)
-    return CHUNKED[name](seed=seed, chunk=chunk, **kwargs)
+    return CHUNKED[name](seed=seed, chunk=chunk, reuse=reuse, **kwargs)
 
 
 def _workload_call(name, nr_pages, events, params):

@@ -28,20 +28,15 @@ S_GROW = 4  # 1 when a list needs more room before the next step (Python grows i
 S_PHASE = 5
 S_USER = 6
 
-COLUMNS = ("time", "op", "order", "gfp", "ref")
-
-
 def new_buffer(capacity):
-    """The chunk buffer: one array per emitted column (``cpu`` is always 0 here)."""
-    return (np.zeros(capacity, np.int64), np.zeros(capacity, np.uint8),
-            np.zeros(capacity, np.int8), np.zeros(capacity, np.uint32),
-            np.zeros(capacity, np.int64))
+    """The chunk buffer: EVENT_DTYPE rows (``cpu`` stays 0 here)."""
+    return np.zeros(capacity, dtype=EVENT_DTYPE)
 
 
 @njit(cache=True, inline="always")
 def room(st, buf, need):
     """True while the buffer can take ``need`` more rows and the workload goes on."""
-    return st[S_DONE] == 0 and st[S_GROW] == 0 and st[S_ROW] - st[S_BASE] + need <= len(buf[0])
+    return st[S_DONE] == 0 and st[S_GROW] == 0 and st[S_ROW] - st[S_BASE] + need <= len(buf)
 
 
 @njit(cache=True, inline="always")
@@ -49,28 +44,27 @@ def put(st, buf, cost_ns, op, order, gfp, ref):
     """Append one event ``cost_ns`` after the last; returns its stream row number."""
     st[S_T] += cost_ns
     row = st[S_ROW]
-    n = row - st[S_BASE]
-    buf[0][n] = st[S_T]
-    buf[1][n] = op
-    buf[2][n] = order
-    buf[3][n] = gfp
-    buf[4][n] = ref
+    r = buf[row - st[S_BASE]]
+    r.time = st[S_T]
+    r.op = op
+    r.order = order
+    r.gfp = gfp
+    r.ref = ref
     st[S_ROW] = row + 1
     return row
 
 
-def chunks(fill, st, buf, lists=()):
-    """Call ``fill()`` until the workload ends, yielding each chunk it wrote (a copy). When it
+def chunks(fill, st, buf, lists=(), reuse=False):
+    """Call ``fill()`` until the workload ends, yielding each chunk it wrote: a copy, or with
+    ``reuse`` a view of the buffer that the next chunk overwrites (for a consumer that is done
+    with a chunk when it asks for the next, like ``zeroing.streaming``). When ``fill``
     stopped because a list is full, the list grows (``lists``: the ``OrderedList``/``Ring``
     objects ``fill`` reads through their ``.a`` tuples) and ``fill`` goes on."""
     while True:
         st[S_BASE] = st[S_ROW]
         n = fill()
         if n:
-            out = np.zeros(n, dtype=EVENT_DTYPE)
-            for name, col in zip(COLUMNS, buf):
-                out[name] = col[:n]
-            yield out
+            yield buf[:n] if reuse else buf[:n].copy()
         if st[S_DONE]:
             return
         if st[S_GROW]:

@@ -66,7 +66,7 @@ def _fill(rng, st, buf, live_row, live_order, ballooned, nr_pages, events):
     return st[S_ROW] - st[S_BASE]
 
 
-def mixed_chunks(nr_pages=1 << 18, events=300_000, seed=0, chunk=1 << 20):
+def mixed_chunks(nr_pages=1 << 18, events=300_000, seed=0, chunk=1 << 20, reuse=False):
     """``mixed`` a chunk at a time (refs are stream rows)."""
     rng = np.random.default_rng(seed)
     st = np.zeros(S_USER + 2, np.int64)
@@ -76,7 +76,7 @@ def mixed_chunks(nr_pages=1 << 18, events=300_000, seed=0, chunk=1 << 20):
     live_row, live_order = np.zeros(cap, np.int64), np.zeros(cap, np.int64)
     ballooned = OrderedList(nr_pages // 8 + 1)
     yield from chunks(lambda: _fill(rng, st, buf, live_row, live_order, ballooned.a,
-                                    nr_pages, events), st, buf, [ballooned])
+                                    nr_pages, events), st, buf, [ballooned], reuse=reuse)
 
 
 def mixed(nr_pages=1 << 18, events=300_000, seed=0):

@@ -86,7 +86,7 @@ def _vm_anon_fill(rng, st, buf, refs, kernel, order, rounds, ticks, noise):
 
 
 def vm_anon_chunks(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12.0,
-                   noise=0.02, chunk=1 << 20):
+                   noise=0.02, chunk=1 << 20, reuse=False):
     rng = np.random.default_rng(seed)
     st = np.zeros(NR_ST, np.int64)
     buf = new_buffer(max(chunk, 8))
@@ -94,7 +94,8 @@ def vm_anon_chunks(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, id
     refs = np.zeros(max(0, (size_mb << 8) >> order), np.int64)
     kernel = OrderedList(64, spare=1)
     yield from chunks(lambda: _vm_anon_fill(rng, st, buf, refs, kernel.a, order, rounds,
-                                            _ticks(idle_s), float(noise)), st, buf, [kernel])
+                                            _ticks(idle_s), float(noise)), st, buf, [kernel],
+                      reuse=reuse)
 
 
 def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12.0,
@@ -141,7 +142,8 @@ def _kernel_build_fill(rng, st, buf, cache, job, jobs, files_per_job, cache_limi
     return st[S_ROW] - st[S_BASE]
 
 
-def kernel_build_chunks(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40, chunk=1 << 20):
+def kernel_build_chunks(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40, chunk=1 << 20,
+                        reuse=False):
     rng = np.random.default_rng(seed)
     st = np.zeros(NR_ST, np.int64)
     cache_limit = nr_pages // 3
@@ -150,7 +152,7 @@ def kernel_build_chunks(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40, ch
     cache = Ring(cache_limit + files_per_job + 1)
     job = np.zeros(60 + 400, np.int64)
     yield from chunks(lambda: _kernel_build_fill(rng, st, buf, cache.a, job, jobs, files_per_job,
-                                                 cache_limit, need), st, buf)
+                                                 cache_limit, need), st, buf, reuse=reuse)
 
 
 def kernel_build(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40):
@@ -184,7 +186,7 @@ def _page_cache_churn_fill(rng, st, buf, cache, passes, limit):
 
 
 def page_cache_churn_chunks(nr_pages=1 << 18, seed=0, passes=6, file_fraction=0.6,
-                            chunk=1 << 20):
+                            chunk=1 << 20, reuse=False):
     rng = np.random.default_rng(seed)
     st = np.zeros(NR_ST, np.int64)
     buf = new_buffer(max(chunk, 8))
@@ -193,7 +195,7 @@ def page_cache_churn_chunks(nr_pages=1 << 18, seed=0, passes=6, file_fraction=0.
         passes = 0  # the Python loop ran no step either
     cache = Ring(max(0, limit * 3 // 4) + 2)
     yield from chunks(lambda: _page_cache_churn_fill(rng, st, buf, cache.a, passes, limit),
-                      st, buf)
+                      st, buf, reuse=reuse)
 
 
 def page_cache_churn(nr_pages=1 << 18, seed=0, passes=6, file_fraction=0.6):
@@ -254,14 +256,14 @@ def _balloon_cycle_fill(rng, st, buf, anon, cycles, n, ticks):
 
 
 def balloon_cycle_chunks(nr_pages=1 << 18, seed=0, cycles=5, balloon_fraction=0.25, idle_s=1.0,
-                         chunk=1 << 20):
+                         chunk=1 << 20, reuse=False):
     rng = np.random.default_rng(seed)
     st = np.zeros(NR_ST, np.int64)
     buf = new_buffer(max(chunk, 8))
     n = int(nr_pages * balloon_fraction)
     anon = np.zeros(max(0, n // 2), np.int64)
     yield from chunks(lambda: _balloon_cycle_fill(rng, st, buf, anon, cycles, max(0, n),
-                                                  _ticks(idle_s)), st, buf)
+                                                  _ticks(idle_s)), st, buf, reuse=reuse)
 
 
 def balloon_cycle(nr_pages=1 << 18, seed=0, cycles=5, balloon_fraction=0.25, idle_s=1.0):

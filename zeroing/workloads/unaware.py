@@ -45,14 +45,15 @@ def _fill(rng, st, buf, live, balloon, nr_pages, events):
     return st[S_ROW] - st[S_BASE]
 
 
-def unaware_user_chunks(nr_pages=1 << 16, events=100_000, seed=0, chunk=1 << 20):
+def unaware_user_chunks(nr_pages=1 << 16, events=100_000, seed=0, chunk=1 << 20,
+                        reuse=False):
     rng = np.random.default_rng(seed)
     st = np.zeros(S_USER, np.int64)
     buf = new_buffer(chunk)
     live = OrderedList(nr_pages // 4 + 2)  # allocations stop above a quarter of memory
     balloon = Ring(1024)  # a random walk: grows when it must
     yield from chunks(lambda: _fill(rng, st, buf, live.a, balloon.a, nr_pages, events),
-                      st, buf, [live, balloon])
+                      st, buf, [live, balloon], reuse=reuse)
 
 
 def unaware_user(nr_pages=1 << 16, events=100_000, seed=0):
