@@ -96,12 +96,12 @@ class OrderedList:
     def __init__(self, capacity, spare=1):
         """``spare``: room ``fill`` asks for before a step (the most appends of one step)."""
         self.spare = spare
-        self._alloc(max(16, 2 * capacity + 2 * spare))
+        self._alloc(1 << max(4, (2 * capacity + 2 * spare - 1).bit_length()))
 
     def _alloc(self, cap, values=()):
         val = np.full(cap, -1, np.int64)
         val[: len(values)] = values
-        bit = np.zeros(cap + 1, np.int64)
+        bit = np.zeros(cap + 1, np.int32)
         bit[1: len(values) + 1] = 1
         _fenwick_build(bit)
         self.a = (val, bit, np.array([len(values), len(values), self.spare], np.int64))
@@ -171,20 +171,22 @@ def ol_append(a, x):
 def ol_pop(a, k):
     """Remove and return the k-th value (0-based), like ``list.pop(k)``."""
     val, bit, meta = a
+    # One descent finds the slot and takes it out: the nodes where the search goes left are
+    # exactly the Fenwick nodes whose range holds the slot. The capacity is a power of two, so
+    # every node the descent visits exists, and the steps need no branch.
     pos = 0
     rem = k + 1
-    step = 1
-    while step * 2 < len(bit):
-        step *= 2
+    step = len(bit) - 1
     while step:
         nxt = pos + step
-        if nxt < len(bit) and bit[nxt] < rem:
-            pos = nxt
-            rem -= bit[nxt]
+        b = bit[nxt]
+        go = b < rem
+        pos = nxt if go else pos
+        rem = rem - b if go else rem
+        bit[nxt] = b if go else b - 1
         step >>= 1
     x = val[pos]
     val[pos] = -1
-    _fenwick_add(bit, pos, -1)
     meta[0] -= 1
     return x
 
