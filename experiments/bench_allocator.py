@@ -4,6 +4,13 @@ Workload: 4M pages, about half allocated in steady state, 80% order-0 and the re
 and 9, pcp on and off. Prints events/s of the compiled path and its speed-up over the same
 code interpreted on a prefix, measured in this run (run it with ``--quick`` for a smoke test).
 Targets (issue 2): >= 10M events/s, >= 50x the interpreted run.
+
+Against C (issue 12): ``c_ref/buddy.c`` implements the same rules; it is built on demand when
+a C compiler is present (skipped with a note otherwise), replays the same stream from the
+same booted zone, and must give the same pfn and hint for every call and the same zone
+arrays at the end. Rounds alternate the two (same thread, same stream, 16 GiB of pages:
+metadata far larger than the caches); the ratio is compiled time over C time per round, the
+median printed with its range. Target: >= 0.7 at 16 GiB, pcp off and on.
 """
 import argparse
 import os
@@ -11,6 +18,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -19,6 +27,10 @@ from zeroing.run import write_json  # noqa: E402
 
 from allocator import BuddyAllocator  # noqa: E402
 from allocator.opgen import random_ops  # noqa: E402
+from allocator.state import ZoneArrays  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, "experiments", "c_ref"))
+import cref  # noqa: E402
 
 INTERPRETED = """
 import sys, time, numpy as np
@@ -37,18 +49,42 @@ def warm_state(pages, pcp, ops, warmup):
     return a
 
 
+def against_c(lib, pages, pcp, ops, rounds):
+    """(ratios of C speed achieved per round, compiled events/s, C events/s, identical)."""
+    ratios, rates, crates, same = [], [], [], True
+    for _ in range(rounds):
+        a = BuddyAllocator(pages, pcp=pcp)
+        cz = ZoneArrays(*(x.copy() for x in a.zone))  # the same booted zone
+        t = time.perf_counter()
+        pfn, hint = a.run(ops)
+        tn = time.perf_counter() - t
+        t = time.perf_counter()
+        done, cpfn, chint = cref.run_ops(lib, cz, ops)
+        tc = time.perf_counter() - t
+        same = same and done == len(ops) and np.array_equal(pfn, cpfn) and \
+            np.array_equal(hint, chint) and all(np.array_equal(x, y) for x, y in zip(a.zone, cz))
+        ratios.append(tc / tn)
+        rates.append(len(ops) / tn)
+        crates.append(len(ops) / tc)
+    return ratios, rates, crates, same
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pages", type=int, default=1 << 22)
     p.add_argument("--events", type=int, default=10_000_000)
     p.add_argument("--prefix", type=int, default=100_000, help="events run interpreted")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds against C")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     if args.quick:
-        args.pages, args.events, args.prefix = 1 << 14, 50_000, 2_000
+        args.pages, args.events, args.prefix, args.rounds = 1 << 14, 50_000, 2_000, 1
     ops = random_ops(args.events, args.pages, seed=1)
     results = {}
+    lib = cref.load()
+    if lib is None:
+        print(f"against C: skipped ({cref.why})")
     for pcp in (True, False):
         a = BuddyAllocator(args.pages, pcp=pcp)
         a.run(ops[:1000])  # compile outside the timing
@@ -83,6 +119,18 @@ def main(argv=None):
               f"interpreted {interp_rate / 1e3:.1f} K events/s on {args.prefix:,}; "
               f"speed-up {rate / interp_rate:.0f}x (same prefix: {prefix_rate / interp_rate:.0f}x); "
               f"{a.bytes_per_page():.2f} bytes/page")
+        if lib is not None:
+            ratios, rates, crates, same = against_c(lib, args.pages, pcp, ops, args.rounds)
+            med = float(np.median(ratios))
+            results[name].update(c_ratio=med, c_ratio_min=min(ratios), c_ratio_max=max(ratios),
+                                 c_events_per_s=float(np.median(crates)),
+                                 c_round_events_per_s=float(np.median(rates)),
+                                 c_identical=bool(same), c_rounds=args.rounds)
+            print(f"{name:8s}: vs C ({cref.compiler()} {' '.join(cref.CFLAGS[:2])}): compiled "
+                  f"{np.median(rates) / 1e6:.2f} M events/s, C {np.median(crates) / 1e6:.2f} M "
+                  f"events/s: {med:.2f} of C (median of {args.rounds} rounds, "
+                  f"{min(ratios):.2f}-{max(ratios):.2f}); results identical call by call and "
+                  f"zone arrays equal: {same}")
     if args.json:
         write_json(args.json, results)
     return results
