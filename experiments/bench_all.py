@@ -69,6 +69,12 @@ def render(results, outputs, quick):
         for name, r in a.items():
             lines.append(f"- {name}: 10 M events/s {verdict(r['events_per_s'] >= 10e6)}, "
                          f"50x {verdict(r['speedup_full'] >= 50)}")
+        for name, r in a.items():
+            if "c_ratio" in r:
+                lines.append(f"- {name} against C (`c_ref/buddy.c`, same stream, alternating rounds): "
+                             f"{r['c_ratio']:.2f} of C (median of {r['c_rounds']}, "
+                             f"{r['c_ratio_min']:.2f}-{r['c_ratio_max']:.2f}); identical results "
+                             f"{r['c_identical']}; >= 0.7 {verdict(r['c_ratio'] >= 0.7)}")
         lines.append("")
     k = results.get("bench_kernels")
     if k:
@@ -109,6 +115,11 @@ def render(results, outputs, quick):
                              f"{r['pages_per_launch']:.0f} pages per launch; backend "
                              f"{r['backend_gb_per_s']:.1f} GB/s; >= 1 M events/s "
                              f"{verdict(r['events_per_s'] >= 1e6)}")
+        for name, r in e.get("end_to_end", {}).items():
+            lines.append(f"- end to end {name} ({r['events']:,} events, generation included): "
+                         f"{r['end_to_end_events_per_s'] / 1e6:.2f} M events/s = {r['ratio']:.2f} x "
+                         f"engine-only ({r['engine_events_per_s'] / 1e6:.2f} M/s); >= 0.5 "
+                         f"{verdict(r['ratio'] >= 0.5)}")
         lines.append("")
     s = results.get("bench_scale")
     if s:
@@ -116,12 +127,21 @@ def render(results, outputs, quick):
                   f"Baseline: the {s[0]['size_gib']:.2f} GiB run, same process.", "",
                   "| machine | pages | M events/s | vs baseline | bytes/page | metadata | peak RSS |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
-        for r in s:
-            lines.append(f"| {r['size_gib']:.2f} GiB | {r['pages']:,} | {r['events_per_s'] / 1e6:.2f} | "
-                         f"{r['events_per_s'] / s[0]['events_per_s']:.2f}x | {r['bytes_per_page']} | "
-                         f"{r['metadata_gib']:.2f} GiB | {r['peak_rss_gib']:.2f} GiB |")
-        ratio = s[-1]["events_per_s"] / s[0]["events_per_s"]
-        lines += [f"- largest at >= half the baseline speed {verdict(ratio >= 0.5)} ({ratio:.2f}x)", ""]
+        for kind in ("filling", "steady"):
+            rows = [r for r in s if r.get("kind", "filling") == kind]
+            for r in rows:
+                lines.append(f"| {r['size_gib']:.2f} GiB{' steady' if kind == 'steady' else ''} | "
+                             f"{r['pages']:,} | {r['events_per_s'] / 1e6:.2f} | "
+                             f"{r['events_per_s'] / rows[0]['events_per_s']:.2f}x | {r['bytes_per_page']} | "
+                             f"{r['metadata_gib']:.2f} GiB | {r['peak_rss_gib']:.2f} GiB |")
+        for kind in ("filling", "steady"):
+            rows = [r for r in s if r.get("kind", "filling") == kind]
+            if rows:
+                ratio = rows[-1]["events_per_s"] / rows[0]["events_per_s"]
+                lines.append(f"- {kind}: largest at >= half the baseline speed "
+                             f"{verdict(ratio >= 0.5)} ({ratio:.2f}x)")
+        lines.append("- steady rows: every size at the same fill, after an untimed warm-up")
+        lines.append("")
     c = results.get("cpu_vs_gpu")
     if c:
         lines += ["## The same run on every backend (`cpu_vs_gpu.py`)", ""]

@@ -166,3 +166,18 @@ def test_references_across_chunks_freed_failed_and_bad():
     feeder.feed(bad[:2])
     with pytest.raises(BadEventError, match="event 2:"):
         feeder.feed(bad[2:])
+
+
+def test_generators_run_interpreted_too(tmp_path):
+    """With NUMBA_DISABLE_JIT=1 (the interpreted baselines of the benchmarks) the same code
+    runs as Python and makes the same events."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "ev.npy"
+    code = ("import numpy as np; from zeroing.workloads import make_workload; "
+            f"np.save({str(out)!r}, make_workload('kernel-build', 4096, seed=3, jobs=2))")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
+                   env=dict(os.environ, NUMBA_DISABLE_JIT="1", PYTHONPATH=root))
+    np.testing.assert_array_equal(np.load(out), ref.kernel_build(4096, seed=3, jobs=2))

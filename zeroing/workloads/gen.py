@@ -45,11 +45,11 @@ def put(st, buf, cost_ns, op, order, gfp, ref):
     st[S_T] += cost_ns
     row = st[S_ROW]
     r = buf[row - st[S_BASE]]
-    r.time = st[S_T]
-    r.op = op
-    r.order = order
-    r.gfp = gfp
-    r.ref = ref
+    r["time"] = st[S_T]
+    r["op"] = op
+    r["order"] = order
+    r["gfp"] = gfp
+    r["ref"] = ref
     st[S_ROW] = row + 1
     return row
 
