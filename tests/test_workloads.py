@@ -10,12 +10,11 @@ from hypothesis import strategies as st
 import reference_workloads as ref
 from zeroing.events import EV_ALLOC, EV_FREE, EVENT_DTYPE
 from zeroing.policy import make_policy
-from zeroing.run import BadEventError, simulate
+from zeroing.run import BadEventError, Simulation, simulate
 from zeroing.streaming import StreamFeeder, simulate_stream
 from zeroing.workloads import CHUNKED, iter_workload, make_workload
-from zeroing.workloads.gen import OrderedList, Ring, collect, ol_append, ol_pop, ring_append, \
-    ring_popleft
-from zeroing.run import Simulation
+from zeroing.workloads.gen import (OrderedList, Ring, collect, ol_append, ol_pop, ring_append,
+                                   ring_popleft)
 
 gen = importlib.import_module("zeroing.workloads.gen")
 
@@ -181,3 +180,18 @@ def test_generators_run_interpreted_too(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
                    env=dict(os.environ, NUMBA_DISABLE_JIT="1", PYTHONPATH=root))
     np.testing.assert_array_equal(np.load(out), ref.kernel_build(4096, seed=3, jobs=2))
+
+
+def test_first_compile_is_announced_once(monkeypatch, capsys):
+    """A cold cache: the message, once per process; a warm one: silence."""
+    from zeroing import compiling
+    monkeypatch.setenv(compiling.NO_HELPER_ENV, "1")
+    monkeypatch.setattr(compiling, "_noticed", [])
+    monkeypatch.setattr(compiling, "_cached", lambda d: False)
+    assert compiling.notice_first_compile() is True
+    assert compiling.notice_first_compile() is False
+    assert capsys.readouterr().err.count("compiling the simulator, first run only") == 1
+    monkeypatch.setattr(compiling, "_noticed", [])
+    monkeypatch.setattr(compiling, "_cached", lambda d: True)
+    assert compiling.notice_first_compile() is False
+    assert capsys.readouterr().err == ""

@@ -10,6 +10,7 @@ took 24 s in one process, of which the engine 14-17 s; the helper takes about 6 
 the main process.
 """
 import atexit
+import importlib
 import os
 import subprocess
 import sys
@@ -34,8 +35,8 @@ def _engine():
 
 
 def _generators():
-    from .workloads import mixed, scenarios, unaware  # noqa: F401 (modules, for their fills)
-    mods = [sys.modules[f"zeroing.workloads.{m}"] for m in ("mixed", "scenarios", "unaware")]
+    mods = [importlib.import_module(f"zeroing.workloads.{m}") for m in ("mixed", "scenarios",
+                                                                          "unaware")]
     return [getattr(m, name) for m in mods for name in dir(m)
             if name.startswith("_") and name.endswith("fill")]
 

@@ -31,12 +31,10 @@ def _ticks(seconds, tick_s=1.0):
     return max(1, int(seconds / tick_s))
 
 
+@njit(cache=True, inline="always")
 def _next_phase(st, phase):
     st[S_PHASE] = phase
     st[C_J] = 0
-
-
-_next_phase = njit(cache=True, inline="always")(_next_phase)
 
 
 # ---------------------------------------------------------------------------------------------
