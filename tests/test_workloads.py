@@ -195,3 +195,10 @@ def test_first_compile_is_announced_once(monkeypatch, capsys):
     monkeypatch.setattr(compiling, "_cached", lambda d: True)
     assert compiling.notice_first_compile() is False
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("name", ["mixed", "unaware-user"])
+def test_negative_length_is_refused_before_any_event(name):
+    with pytest.raises(ValueError, match="events must be at least 0"):
+        iter_workload(name, 4096, events=-1)
+    assert len(make_workload(name, 4096, events=0)) == 0

@@ -68,6 +68,12 @@ def _fill(rng, st, buf, live_row, live_order, ballooned, nr_pages, events):
 
 def mixed_chunks(nr_pages=1 << 18, events=300_000, seed=0, chunk=1 << 20, reuse=False):
     """``mixed`` a chunk at a time (refs are stream rows)."""
+    if events < 0:
+        raise ValueError(f"events must be at least 0, got {events}")
+    return _mixed_chunks(nr_pages, events, seed, chunk, reuse)
+
+
+def _mixed_chunks(nr_pages=1 << 18, events=300_000, seed=0, chunk=1 << 20, reuse=False):
     rng = np.random.default_rng(seed)
     st = np.zeros(S_USER + 2, np.int64)
     buf = new_buffer(chunk)

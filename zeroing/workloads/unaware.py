@@ -47,6 +47,14 @@ def _fill(rng, st, buf, live, balloon, nr_pages, events):
 
 def unaware_user_chunks(nr_pages=1 << 16, events=100_000, seed=0, chunk=1 << 20,
                         reuse=False):
+    """``unaware_user`` a chunk at a time (refs are stream rows)."""
+    if events < 0:
+        raise ValueError(f"events must be at least 0, got {events}")
+    return _unaware_user_chunks(nr_pages, events, seed, chunk, reuse)
+
+
+def _unaware_user_chunks(nr_pages=1 << 16, events=100_000, seed=0, chunk=1 << 20,
+                         reuse=False):
     rng = np.random.default_rng(seed)
     st = np.zeros(S_USER, np.int64)
     buf = new_buffer(chunk)
