@@ -6,8 +6,8 @@ generators and the invariant checks meanwhile, so both cores of a small machine 
 once (the engine is most of the work and stays in this process). The helper only fills the
 cache: whatever it has not finished, this process compiles itself when it needs it.
 Measured (2 cores shared with other work, CPU seconds): ``make run``'s compiling and running
-took 24 s in one process, of which the engine 14-17 s; the helper takes about 6 s of that off
-the main process.
+took 24 s in one process, of which the engine 14-17 s; with the helper, 20 s in the main
+process.
 """
 import atexit
 import importlib
