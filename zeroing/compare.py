@@ -5,6 +5,7 @@ Results go to ``results/<name>/``: ``config.json`` (the resolved config), ``prov
 from the same cell spec), ``results.csv`` (tidy), ``snapshots/*.txt`` (buddyinfo, zeroed
 table, vmstat lines), ``compare.txt`` (mmtests-style table) and PNG plots.
 """
+import contextlib
 import csv
 import hashlib
 import io
@@ -20,17 +21,19 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from . import counters as C
-from .policy import Policy, make_policy
-from .run import MODES, simulate, write_json, write_text
+from .policy import make_policy
+from .run import simulate, write_json, write_text
 from .stats import compare_table
-from .workloads import WORKLOADS, default_pages, make_workload
+from .validate import (UserError, check, check_backend, check_memory, check_policy,
+                       check_workload)
+from .workloads import default_pages, make_workload
 
 TOP_KEYS = {"name": str, "seeds": list, "mode": str, "backend": str, "baseline": str,
             "workload": list, "policies": dict, "out": str, "pcp": bool, "throughput": bool}
-POLICY_OPTIONS = {f.name for f in Policy.__dataclass_fields__.values()}
+WORKLOAD_KEYS = ("name", "label", "pages")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     pass
 
 
@@ -38,52 +41,68 @@ def load_config(path):
     """Read and validate a config; every problem names the file, the key and the reason."""
     if not os.path.exists(path):
         raise ConfigError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise ConfigError(f"{path} is a folder, not a config file")
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: "
+                          f"{e.object[e.start:e.start + 1]!r}); a config is a TOML text file") from None
     return resolve_config(raw, path)
 
 
 def resolve_config(raw, path="<config>"):
+    """Every key checked by zeroing.validate's rules (those of the command line), in the
+    order of the file, before any run starts."""
+    try:
+        return _resolve_config(raw, path)
+    except ConfigError:
+        raise
+    except UserError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _resolve_config(raw, path):
+    def where(key):
+        return f"{path}: {key}"
+
     def bad(key, reason):
-        raise ConfigError(f"{path}: {key}: {reason}")
+        raise ConfigError(f"{where(key)}: {reason}")
 
     for key, value in raw.items():
         if key not in TOP_KEYS:
             bad(key, f"unknown key (known: {', '.join(TOP_KEYS)})")
-        if not isinstance(value, TOP_KEYS[key]):
-            bad(key, f"expected {TOP_KEYS[key].__name__}, got {type(value).__name__}")
+        if TOP_KEYS[key] in (list, dict) and not isinstance(value, TOP_KEYS[key]):
+            bad(key, f"expected {'a list' if TOP_KEYS[key] is list else 'a table'}, "
+                     f"got {type(value).__name__}")
     cfg = {"name": raw.get("name") or os.path.splitext(os.path.basename(path))[0],
            "seeds": raw.get("seeds", [0]), "mode": raw.get("mode", "metadata"),
            "backend": raw.get("backend", "auto"), "pcp": raw.get("pcp", True),
            "out": raw.get("out", "results"), "throughput": raw.get("throughput", True)}
-    if not cfg["seeds"] or not all(isinstance(s, int) for s in cfg["seeds"]):
-        bad("seeds", "must be a non-empty list of integers")
-    if cfg["mode"] not in MODES:
-        bad("mode", f"unknown mode {cfg['mode']!r} (choose from {', '.join(MODES)})")
+    for key in ("name", "mode", "pcp", "out", "throughput"):
+        cfg[key] = check(where(key), key, cfg[key])
+    if not cfg["seeds"]:
+        bad("seeds", "[] is not allowed: a non-empty list of integers")
+    cfg["seeds"] = [check(where(f"seeds[{i}]"), "seed", s) for i, s in enumerate(cfg["seeds"])]
+    if len(set(cfg["seeds"])) != len(cfg["seeds"]):
+        bad("seeds", f"{cfg['seeds']} is not allowed: the seeds must differ "
+                     "(a repeated seed repeats a run and narrows the spread)")
+    check_backend(where("backend"), cfg["backend"], cfg["mode"])
     workloads = []
     for i, w in enumerate(raw.get("workload", [])):
-        where = f"workload[{i}]"
+        at = f"workload[{i}]"
         if not isinstance(w, dict) or "name" not in w:
-            bad(where, "needs a name")
-        params = {k: v for k, v in w.items() if k not in ("name", "label", "pages")}
-        if w["name"] not in WORKLOADS:
-            bad(f"{where}.name", f"unknown workload {w['name']!r} (choose from {', '.join(WORKLOADS)})")
-        _, spec = WORKLOADS[w["name"]]
-        for k, v in params.items():
-            if k not in spec:
-                bad(f"{where}.{k}", f"workload {w['name']!r} has no such parameter "
-                                    f"(it takes: {', '.join(spec)})")
-            try:
-                spec[k](v)
-            except (TypeError, ValueError) as e:
-                bad(f"{where}.{k}", f"bad value {v!r} ({e})")
-        pages = w.get("pages", default_pages(w["name"]))
-        if not isinstance(pages, int) or pages < 1024:
-            bad(f"{where}.pages", "must be an integer >= 1024")
+            bad(at, "needs a name")
+        params = {k: v for k, v in w.items() if k not in WORKLOAD_KEYS}
+        params = check_workload(where(f"{at}.name"), w["name"], params,
+                                lambda k, at=at: where(f"{at}.{k}"))
+        pages = check(where(f"{at}.pages"), "pages", w.get("pages", default_pages(w["name"])))
+        check_memory(where(f"{at}.pages"), pages, cfg["mode"], cfg["backend"])
         label = w.get("label") or " ".join([w["name"]] + [f"{k}={v}" for k, v in params.items()])
+        label = check(where(f"{at}.label"), "label", label)
         workloads.append({"name": w["name"], "label": label, "pages": pages, "params": params})
     if not workloads:
         bad("workload", "at least one [[workload]] table is needed")
@@ -91,19 +110,14 @@ def resolve_config(raw, path="<config>"):
         bad("workload", "labels must be unique")
     policies = {}
     for label, spec in raw.get("policies", {}).items():
-        where = f"policies.{label}"
+        at = f"policies.{label}"
+        check(where(at), "label", label)
         if isinstance(spec, str):
             spec = {"policy": spec}
         if not isinstance(spec, dict) or "policy" not in spec:
-            bad(where, "a policy string, or a table with 'policy' and options")
+            bad(at, "a policy string, or a table with 'policy' and options")
         options = {k: v for k, v in spec.items() if k != "policy"}
-        for k in options:
-            if k not in POLICY_OPTIONS:
-                bad(f"{where}.{k}", "unknown policy option")
-        try:
-            make_policy(spec["policy"], **options)
-        except (ValueError, TypeError) as e:
-            bad(where, str(e))
+        check_policy(where(at), spec["policy"], options, lambda k, at=at: where(f"{at}.{k}"))
         policies[label] = {"policy": spec["policy"], **options}
     if not policies:
         bad("policies", "at least one policy is needed")
@@ -112,7 +126,22 @@ def resolve_config(raw, path="<config>"):
         bad("baseline", f"{cfg['baseline']!r} is not one of the policies")
     cfg["workloads"] = workloads
     cfg["policies"] = policies
+    check_cell_ids(cfg, path)
     return cfg
+
+
+def check_cell_ids(cfg, path="<config>"):
+    """Refuse, up front, two cells that would write one run file (file systems that ignore
+    case included)."""
+    seen = {}
+    for w, label, seed in cells(cfg):
+        key = cell_id(w, label, seed).casefold()
+        if key in seen:
+            (w0, l0, s0) = seen[key]
+            raise ConfigError(f"{path}: workload {w0['label']!r} policy {l0!r} seed {s0} and "
+                              f"workload {w['label']!r} policy {label!r} seed {seed} would write "
+                              "the same run file: rename one of the labels")
+        seen[key] = (w, label, seed)
 
 
 def cells(cfg):
@@ -122,9 +151,18 @@ def cells(cfg):
                 yield w, label, seed
 
 
+def safe_label(s):
+    """A label as part of a file name: other characters become ``_``, and then a short hash
+    of the exact label is appended, so ``pg_zeroed+reporting`` and ``pg_zeroed_reporting``
+    get different files (a label that is already safe keeps its plain name)."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.=") else "_" for c in s)
+    if safe != s:
+        safe += "-" + hashlib.sha256(s.encode()).hexdigest()[:8]
+    return safe
+
+
 def cell_id(w, label, seed):
-    safe = lambda s: "".join(c if c.isalnum() or c in "-_.=" else "_" for c in s)
-    return f"{safe(w['label'])}__{safe(label)}__seed{seed}"
+    return f"{safe_label(w['label'])}__{safe_label(label)}__seed{seed}"
 
 
 def cell_spec(cfg, w, label, seed):
@@ -210,8 +248,11 @@ def prepare(cfg, out=None):
     """Create the output folder; write the resolved config and provenance. Returns
     (out, cells as (workload, policy label, seed, run path, spec hash))."""
     out = out or os.path.join(cfg["out"], cfg["name"])
-    for sub in ("runs", "snapshots"):
-        os.makedirs(os.path.join(out, sub), exist_ok=True)
+    try:
+        for sub in ("runs", "snapshots"):
+            os.makedirs(os.path.join(out, sub), exist_ok=True)
+    except OSError as e:
+        raise UserError(f"output folder {out}: cannot create it ({e.strerror or e})") from None
     write_json(os.path.join(out, "config.json"), cfg)
     write_json(os.path.join(out, "provenance.json"), provenance(cfg))
     todo = [(w, label, seed, os.path.join(out, "runs", cell_id(w, label, seed) + ".json"),
@@ -247,19 +288,82 @@ def collect(cfg, out, todo, log=print):
     return results
 
 
+LOCK_NAME = ".lock"
+
+
+class OutputLock:
+    """One run at a time per output folder: an exclusive ``flock`` on ``OUT/.lock``.
+
+    A second ``compare`` or ``sweep`` on the same folder is refused at once (naming the
+    process that holds it) instead of redoing every cell beside the first. The kernel
+    drops the lock when its holder exits, killed or not, so a stale lock never blocks.
+    """
+
+    def __init__(self, out):
+        self.path = os.path.join(out, LOCK_NAME)
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 100).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(f"output folder {os.path.dirname(self.path)} is in use by {holder}: "
+                            "wait for it to finish, or give another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {platform.node()}\n".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # closing releases the flock
+
+
+def warm_up(progress=True):
+    """Compile the engine (or load it from numba's cache) once, saying so when that is slow,
+    before the cells (and Dask workers, which then load it from the cache) need it."""
+    from .notice import COMPILING, when_slow
+    from .run import Simulation
+    with when_slow(COMPILING) if progress else contextlib.nullcontext():
+        Simulation(make_policy("baseline"), 1024)
+
+
 def compare(cfg, out=None, progress=True, log=print, runner=None):
     """Run (or resume) every cell, then write the report. Returns the output folder.
 
     ``runner(cfg, missing, progress)`` executes the missing cells (serially by default; the
-    Dask sweep passes its own).
+    Dask sweep passes its own). The output folder is locked for the whole run.
     """
-    out, todo = prepare(cfg, out)
-    missing = [c for c in todo if read_complete(c[3], c[4]) is None]
-    if len(missing) < len(todo):
-        log(f"resumed: {len(todo) - len(missing)} of {len(todo)} runs were complete and not redone")
-    (runner or run_serial)(cfg, missing, progress)
-    collect(cfg, out, todo, log)
+    check_cell_ids(cfg)
+    out = out or os.path.join(cfg["out"], cfg["name"])
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"output folder {out}: cannot create it ({e.strerror or e})") from None
+    with OutputLock(out):
+        out, todo = prepare(cfg, out)
+        missing = [c for c in todo if read_complete(c[3], c[4]) is None]
+        if len(missing) < len(todo):
+            log(f"resumed: {len(todo) - len(missing)} of {len(todo)} runs were complete and not redone")
+        if missing:
+            warm_up(progress)
+        (runner or run_serial)(cfg, missing, progress)
+        collect(cfg, out, todo, log)
     return out
+
+
+def failure_warnings(results):
+    """A warning per cell where allocations failed noticeably (see run.FAILURE_SHARE)."""
+    from .run import failure_warning
+    lines = []
+    for r in results:
+        text = failure_warning(r["counters"], "pages")
+        if text:
+            lines.append(f"{r['workload']['label']} / {r['policy_label']} / seed {r['seed']}: {text}")
+    return lines
 
 
 def write_report(cfg, results, out, log=print):
@@ -276,6 +380,11 @@ def write_report(cfg, results, out, log=print):
     table = compare_table(cfg, results, metrics)
     write_text(os.path.join(out, "compare.txt"), table)
     log(table)
+    for line in failure_warnings(results):
+        log(line)
+    if cfg.get("throughput"):
+        log("timing CPU (and GPU) clearing against batch size for the throughput plot "
+            "(about 20 s; throughput = false in the config skips it)")
     from .plots import write_plots
     plots = write_plots(cfg, results, out)
     log("plots: " + ", ".join(os.path.join(out, p) for p in plots))
