@@ -13,11 +13,15 @@ from .validate import UserError
 COMMANDS = ("demo", "run", "compare", "replay", "sweep")
 
 
+class ArgumentError(UserError):
+    """argparse's complaint about the command line."""
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but its errors are UserErrors (one line, no usage block)."""
+    """argparse, but its errors are one line (no usage block): an ArgumentError."""
 
     def error(self, message):
-        raise UserError(f"{message} (see {self.prog} --help)")
+        raise ArgumentError(message)
 
 
 def build_parser():
@@ -81,7 +85,8 @@ def main(argv=None):
         args = build_parser().parse_args(argv)
         return COMMAND_FUNCS[args.cmd](args)
     except UserError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        hint = f" (see {prog} --help)" if isinstance(e, ArgumentError) else ""
+        print(f"{prog}: error: {e}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted" + ("; finished runs are kept and the same command resumes"

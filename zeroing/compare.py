@@ -154,9 +154,9 @@ def cells(cfg):
 def safe_label(s):
     """A label as part of a file name: other characters become ``_``, and then a short hash
     of the exact label is appended, so ``pg_zeroed+reporting`` and ``pg_zeroed_reporting``
-    get different files (a label that is already safe keeps its plain name)."""
+    get different files (a lower-case label of safe characters keeps its plain name)."""
     safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.=") else "_" for c in s)
-    if safe != s:
+    if safe != s or safe != safe.lower():  # upper case too: "A" and "a" on a case-blind disk
         safe += "-" + hashlib.sha256(s.encode()).hexdigest()[:8]
     return safe
 

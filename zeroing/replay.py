@@ -208,9 +208,9 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
     if bar:
         bar.close()
     if not any(conv.counts.get("events", {}).get(name) for name in KMEM_EVENTS):
-        raise TraceError(f"{path}: no kmem page events (mm_page_alloc, mm_page_free, ...) in "
-                         f"{'what could be read of ' if conv.counts.get('truncated') else ''}"
-                         "the trace: nothing to replay")
+        damaged = conv.counts.get("truncated")
+        raise TraceError(f"{path}: no kmem page events (mm_page_alloc, mm_page_free, ...) in the "
+                         "trace: nothing to replay" + (f" ({damaged})" if damaged else ""))
     result = sim.finish()
     result.update(conv.info(path))
     return result

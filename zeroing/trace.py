@@ -72,6 +72,7 @@ class TraceFile:
             stream = bz2.BZ2File(self.raw)
         else:
             stream = self.raw
+        self.stream = stream
         self.text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
 
     @property
@@ -95,8 +96,13 @@ class TraceFile:
         """The one-line description of a read error of the compressed stream."""
         what = ("ends early (truncated file)" if isinstance(exc, EOFError)
                 else f"is damaged ({exc or type(exc).__name__})")
-        return (f"{self.path}: compressed data {what} at byte {self.offset} of {self.size}, "
-                f"after line {lineno}")
+        try:
+            text = f", {self.stream.tell()} bytes of text decoded"
+        except (OSError, ValueError, EOFError):
+            text = ""
+        # The decompressor reads the file in blocks: the error lies in the block before offset.
+        return (f"{self.path}: compressed data {what} at byte {self.offset} of {self.size} "
+                f"(read in blocks of {io.DEFAULT_BUFFER_SIZE}){text}, after line {lineno}")
 
 
 def open_trace(path):
