@@ -101,7 +101,8 @@ def _resolve_config(raw, path):
                                 lambda k, at=at: where(f"{at}.{k}"))
         pages = check(where(f"{at}.pages"), "pages", w.get("pages", default_pages(w["name"])))
         check_memory(where(f"{at}.pages"), pages, cfg["mode"], cfg["backend"])
-        label = w.get("label") or " ".join([w["name"]] + [f"{k}={v}" for k, v in params.items()])
+        label = w["label"] if "label" in w else \
+            " ".join([w["name"]] + [f"{k}={v}" for k, v in params.items()])
         label = check(where(f"{at}.label"), "label", label)
         workloads.append({"name": w["name"], "label": label, "pages": pages, "params": params})
     if not workloads:
@@ -122,7 +123,7 @@ def _resolve_config(raw, path):
     if not policies:
         bad("policies", "at least one policy is needed")
     cfg["baseline"] = raw.get("baseline", next(iter(policies)))
-    if cfg["baseline"] not in policies:
+    if not isinstance(cfg["baseline"], str) or cfg["baseline"] not in policies:
         bad("baseline", f"{cfg['baseline']!r} is not one of the policies")
     cfg["workloads"] = workloads
     cfg["policies"] = policies

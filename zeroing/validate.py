@@ -299,7 +299,7 @@ def check_workload(name_where, name, params, key):
     """Workload name and parameters (``key(k)`` spells a parameter for the message); returns
     the parameters converted, None values dropped."""
     from .workloads import WORKLOADS
-    if name not in WORKLOADS:
+    if not isinstance(name, str) or name not in WORKLOADS:
         raise UserError(f"{name_where}: {name!r} is not allowed: one of {', '.join(WORKLOADS)}")
     _, spec = WORKLOADS[name]
     out = {}
