@@ -363,3 +363,15 @@ def test_any_cut_of_a_compressed_trace(tmp_path, cut, suffix):
         assert "compressed data" in str(e) and "at byte" in str(e)
     else:
         assert strict == rows
+
+
+# ---- the documentation a new user reads ----------------------------------------------
+
+def test_default_toml_documents_every_key():
+    from zeroing.validate import policy_fields
+    from zeroing.workloads import WORKLOADS
+    text = open(os.path.join(ROOT, "experiments", "default.toml")).read()
+    keys = set(compare_mod.TOP_KEYS) | set(compare_mod.WORKLOAD_KEYS) | set(policy_fields())
+    keys |= {p for _, params in WORKLOADS.values() for p in params} | set(WORKLOADS)
+    missing = sorted(k for k in keys if k not in text)
+    assert not missing, f"experiments/default.toml does not mention {missing}"

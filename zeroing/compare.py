@@ -385,7 +385,7 @@ def write_report(cfg, results, out, log=print):
         log(line)
     if cfg.get("throughput"):
         log("timing CPU (and GPU) clearing against batch size for the throughput plot "
-            "(about 20 s; throughput = false in the config skips it)")
+            "(10 to 20 s; throughput = false in the config skips it)")
     from .plots import write_plots
     plots = write_plots(cfg, results, out)
     log("plots: " + ", ".join(os.path.join(out, p) for p in plots))
