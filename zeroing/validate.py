@@ -168,7 +168,11 @@ def check_policy_names(where, names):
     else:
         parts = None
     allowed = "one or more of " + ", ".join(PRESETS) + " joined by commas"
-    if not parts or any(p.strip() not in PRESETS for p in parts):
+    unknown = [p for p in parts or () if p.strip() and p.strip() not in PRESETS]
+    if unknown:
+        raise UserError(f"{where}: {names!r} is not allowed: unknown policy {unknown[0]!r} "
+                        f"({allowed})")
+    if not parts or any(not p.strip() for p in parts):
         raise UserError(f"{where}: {names!r} is not allowed: {allowed}")
     return ",".join(p.strip() for p in parts)
 
