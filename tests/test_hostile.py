@@ -109,10 +109,23 @@ def test_config_bad_values_same_rules_as_cli(capsys, tmp_path, text, fragments):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as e:
         load_config(path)
-    assert str(e.value).startswith(path + ": ")
+    assert str(e.value).startswith(path + ":")
     for f in fragments:
         assert f in str(e.value)
     one_line_error(capsys, main(["compare", path]), *fragments)
+
+
+@pytest.mark.parametrize("text,line", [
+    ('seeds = [0, 0]\n[[workload]]\nname="mixed"\n[policies]\na="baseline"', 1),
+    ('name="x"\n\n[[workload]]\nname="mixed"\n[[workload]]\nname="vm-anon"\nrounds=0\n'
+     '[policies]\na="baseline"', 7),
+    ('[[workload]]\nname="mixed"\n[policies]\na="baseline"\n"b c"={policy="offload", '
+     'offload_watermark=3}', 5),
+])
+def test_config_errors_name_the_line(tmp_path, text, line):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=rf"^{path}:{line}: "):
+        load_config(path)
 
 
 def test_same_message_from_cli_and_config(tmp_path):
@@ -375,3 +388,13 @@ def test_default_toml_documents_every_key():
     keys |= {p for _, params in WORKLOADS.values() for p in params} | set(WORKLOADS)
     missing = sorted(k for k in keys if k not in text)
     assert not missing, f"experiments/default.toml does not mention {missing}"
+
+
+def test_ctrl_c_during_run_is_one_line():
+    p = _zeroing("run", "--workload", "mixed", "--events", "50000000", "--pages", "65536",
+                 stdout=subprocess.DEVNULL)
+    time.sleep(4)  # importing, then generating 50 M events (far longer than this)
+    p.send_signal(signal.SIGINT)
+    err = p.stderr.read()
+    assert p.wait(60) == 130, err
+    assert err.strip().splitlines()[-1] == "zeroing run: interrupted" and "Traceback" not in err, err

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -51,23 +52,63 @@ def load_config(path):
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: "
                           f"{e.object[e.start:e.start + 1]!r}); a config is a TOML text file") from None
-    return resolve_config(raw, path)
+    with open(path, "rb") as f:
+        text = f.read().decode()
+    return resolve_config(raw, path, text)
 
 
-def resolve_config(raw, path="<config>"):
+def key_line(text, key):
+    """The line (1-based) of a key path (``seeds``, ``workload[1].rounds``,
+    ``policies.a.hint``) in a config's TOML text, or None where it cannot be told."""
+    lines = text.splitlines()
+
+    def find(name, start):
+        pat = re.compile(r"""^\s*(?:"{0}"|'{0}'|{0})\s*=""".format(re.escape(name)))
+        for i in range(start, len(lines)):
+            if i > start and lines[i].lstrip().startswith("["):
+                return None
+            if pat.match(lines[i]):
+                return i + 1
+        return None
+
+    def table(header, nth=0):
+        seen = -1
+        for i, line in enumerate(lines):
+            if line.strip().replace(" ", "") == header:
+                seen += 1
+                if seen == nth:
+                    return i
+        return None
+
+    m = re.fullmatch(r"workload\[(\d+)\](?:\.(\w+))?", key)
+    if m:
+        at = table("[[workload]]", int(m.group(1)))
+        if at is None:
+            return None
+        return find(m.group(2), at + 1) if m.group(2) else at + 1
+    if key.startswith("policies."):
+        at = table("[policies]")
+        label = key[len("policies."):].split(".")[0]
+        return None if at is None else find(label, at + 1)
+    return find(key.split("[")[0], 0) if "." not in key else None
+
+
+def resolve_config(raw, path="<config>", text=None):
     """Every key checked by zeroing.validate's rules (those of the command line), in the
-    order of the file, before any run starts."""
+    order of the file, before any run starts. With the file's ``text`` a message names the
+    line too (``FILE:LINE: key: ...``)."""
     try:
-        return _resolve_config(raw, path)
+        return _resolve_config(raw, path, text)
     except ConfigError:
         raise
     except UserError as e:
         raise ConfigError(str(e)) from None
 
 
-def _resolve_config(raw, path):
+def _resolve_config(raw, path, text):
     def where(key):
-        return f"{path}: {key}"
+        line = key_line(text, key) if text is not None else None
+        return f"{path}:{line}: {key}" if line else f"{path}: {key}"
 
     def bad(key, reason):
         raise ConfigError(f"{where(key)}: {reason}")
