@@ -97,6 +97,10 @@ def main(argv=None):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except MemoryError as e:
+        print(f"{prog}: error: out of memory ({e or 'an allocation failed'}): give a smaller "
+              "--pages or workload", file=sys.stderr)
+        return 2
     except OSError as e:  # a file the user named cannot be written (disk full, permissions)
         where = f"{e.filename}: " if e.filename else ""
         print(f"{prog}: error: {where}{e.strerror or e}", file=sys.stderr)
@@ -108,7 +112,7 @@ def cmd_demo(args):
     pages = check("--pages", "pages", args.pages)
     events = check("--events", "events", args.events)
     seed = check("--seed", "seed", args.seed)
-    check_memory("--pages", pages)
+    check_memory("--events", pages, events=events)
     from .demo import demo
     demo(pages, events, seed)
     return 0
@@ -141,7 +145,8 @@ def cmd_run(args):
     policy = check_policy("--policy", args.policy, options, policy_key)
     if args.json:
         check_output_file("--json", args.json)
-    check_memory("--pages", pages, mode, args.backend)
+    check_memory("--events" if params.get("events") else "--pages", pages, mode, args.backend,
+                 events=params.get("events", 0))
     try:
         events = make_workload(args.workload, pages, seed=seed, **params)
         result = simulate(events, policy, pages, mode=mode, backend=args.backend,
@@ -163,14 +168,16 @@ def cmd_replay(args):
     from .replay import REPLAY_MODES, replay
     from .run import summary, write_json
     from .trace import load_format_table
-    from .validate import (Choice, check, check_backend, check_input_file, check_output_file,
-                           check_policy)
+    from .validate import (Choice, check, check_backend, check_input_file, check_memory,
+                           check_output_file, check_policy)
     check_input_file("trace", args.trace)
     replay_mode = check("--replay-mode", "replay_mode", args.replay_mode, Choice(*REPLAY_MODES))
     policy = check_policy("--policy", args.policy, {})
     mode = check("--mode", "mode", args.mode)
     check_backend("--backend", args.backend, mode)
     pages = check("--pages", "pages", args.pages) if args.pages is not None else None
+    if pages is not None:
+        check_memory("--pages", pages, mode, args.backend)
     if args.json:
         check_output_file("--json", args.json)
     table = None

@@ -249,20 +249,25 @@ def available_memory():
         return None
 
 
-def check_memory(where, nr_pages, mode="metadata", backend="auto", available=None):
-    """Refuse, before anything is allocated, a zone whose host arrays would not fit.
+#: Bytes per event of a generated workload (EVENT_DTYPE) and of the engine's per-event output.
+EVENT_BYTES = 24 + 8
+
+
+def check_memory(where, nr_pages, mode="metadata", backend="auto", available=None, events=0):
+    """Refuse, before anything is allocated, a zone (and ``events`` events, where known up
+    front) whose host arrays would not fit.
 
     A GPU backend holds the pool on the device (checked there when the pool is made); the
     CPU backends hold it in host memory, so content mode counts 4 KiB per page here.
     """
-    need = nr_pages * METADATA_BYTES_PER_PAGE
+    need = nr_pages * METADATA_BYTES_PER_PAGE + events * EVENT_BYTES
     on_host = backend in ("numpy", "numba") or (backend == "auto" and not _gpu_present())
     if mode == "content" and on_host:
         need += nr_pages * PAGE_SIZE
     available = available_memory() if available is None else available
     if available is not None and need > available:
         raise UserError(f"{where}: {nr_pages} pages ({nr_pages * PAGE_SIZE / 2**30:.1f} GiB zone, "
-                        f"{mode} mode) need {need / 2**30:.1f} GiB of memory but this machine has "
+                        f"{mode} mode){f' and {events} events' if events else ''} need {need / 2**30:.1f} GiB of memory but this machine has "
                         f"{available / 2**30:.1f} GiB available")
     return nr_pages
 
