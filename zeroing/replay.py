@@ -14,6 +14,7 @@ A trace that starts mid-run is normal: a free of a page never seen allocated was
 before the trace began; exact mode adopts it (content unknown, dirty), requests mode skips it.
 ``mm_page_free_batched`` repeating a recent ``mm_page_free`` of the same pfn is the same free.
 """
+import contextlib
 from collections import Counter, OrderedDict
 
 import numpy as np
@@ -21,6 +22,7 @@ import numpy as np
 from allocator.flags import GFP_BITS, PAGE_ALLOC_COSTLY_ORDER, __GFP_ZERO
 
 from .events import EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE, EVENT_DTYPE
+from .notice import COMPILING, when_slow
 from .run import Simulation
 from .trace import KMEM_EVENTS, TraceError, read_events
 
@@ -197,7 +199,8 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
         nr_pages = max(1024, -(-span // 1024) * 1024)
         check_memory(f"{path} (pfns up to {span:#x}; --pages sets the zone)",
                      nr_pages, sim_mode, backend)
-    sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend, pcp=(mode == "requests"))
+    with when_slow(COMPILING) if progress else contextlib.nullcontext():
+        sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend, pcp=(mode == "requests"))
     conv = TraceConverter(mode)
     bar = _ByteBar(path, "replaying") if progress else None
     for chunk in conv.chunks(read_events(path, lenient, table, conv.counts, bar), chunk_events):

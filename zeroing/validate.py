@@ -2,8 +2,8 @@
 
 Every option of ``zeroing`` and every key of a compare config goes through the same rules
 here, before any work starts, so the two give the same messages: ``NAME: VALUE is not
-allowed: WHAT IS``, where NAME is ``--option`` on the command line and ``FILE: key.path`` in
-a config. Numbers are range-checked; a zone size is checked against the memory the run will
+allowed: WHAT IS``, where NAME is ``--option`` on the command line and ``FILE:LINE: key.path``
+in a config. Numbers are range-checked; a zone size is checked against the memory the run will
 need before anything is allocated. A ``UserError`` is a problem the user can fix; the CLI
 prints it as one line and exits 2.
 """
@@ -261,8 +261,8 @@ def check_memory(where, nr_pages, mode="metadata", backend="auto", available=Non
     CPU backends hold it in host memory, so content mode counts 4 KiB per page here.
     """
     need = nr_pages * METADATA_BYTES_PER_PAGE + events * EVENT_BYTES
-    on_host = backend in ("numpy", "numba") or (backend == "auto" and not _gpu_present())
-    if mode == "content" and on_host:
+    if mode == "content" and (backend in ("numpy", "numba")
+                              or (backend == "auto" and not _gpu_present())):
         need += nr_pages * PAGE_SIZE
     available = available_memory() if available is None else available
     if available is not None and need > available:
