@@ -398,3 +398,29 @@ def test_ctrl_c_during_run_is_one_line():
     err = p.stderr.read()
     assert p.wait(60) == 130, err
     assert err.strip().splitlines()[-1] == "zeroing run: interrupted" and "Traceback" not in err, err
+
+
+# ---- progress ------------------------------------------------------------------------
+
+def test_trace_progress_reports_bytes_read(tmp_path):
+    path = write(tmp_path, _trace_text(), "t.txt", "wb")
+    seen = []
+    list(read_events(path, progress=lambda offset, size: seen.append((offset, size))))
+    size = os.path.getsize(path)
+    assert len(seen) >= 2 and all(s == size for _, s in seen)  # every 8192 lines
+    assert [o for o, _ in seen] == sorted(o for o, _ in seen) and 0 < seen[-1][0] <= size
+
+
+def test_slow_work_is_announced_and_fast_work_is_not():
+    import io
+
+    from zeroing.notice import when_slow
+    out = io.StringIO()
+    with when_slow("compiling", after=0.05, stream=out):
+        time.sleep(0.5)
+    assert out.getvalue() == "compiling\n"
+    out = io.StringIO()
+    with when_slow("compiling", after=5, stream=out):
+        pass
+    time.sleep(0.05)
+    assert out.getvalue() == ""
