@@ -266,9 +266,11 @@ def check_memory(where, nr_pages, mode="metadata", backend="auto", available=Non
         need += nr_pages * PAGE_SIZE
     available = available_memory() if available is None else available
     if available is not None and need > available:
-        raise UserError(f"{where}: {nr_pages} pages ({nr_pages * PAGE_SIZE / 2**30:.1f} GiB zone, "
-                        f"{mode} mode){f' and {events} events' if events else ''} need {need / 2**30:.1f} GiB of memory but this machine has "
-                        f"{available / 2**30:.1f} GiB available")
+        what = f"{nr_pages} pages ({nr_pages * PAGE_SIZE / 2**30:.1f} GiB zone, {mode} mode)"
+        if events:
+            what += f" and {events} events"
+        raise UserError(f"{where}: {what} need {need / 2**30:.1f} GiB of memory but this "
+                        f"machine has {available / 2**30:.1f} GiB available")
     return nr_pages
 
 
