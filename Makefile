@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 .PHONY: run test bench clean
 
 $(STAMP): pyproject.toml
+	@echo "== setting up $(VENV): a virtual environment with zeroing-sim and its dependencies (first time only)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --progress-bar on -e '.[test]'
 	touch $(STAMP)
+	@echo "== $(VENV) is ready"
 
 run: $(STAMP)
 	$(PY) -m zeroing compare experiments/default.toml

@@ -64,13 +64,13 @@ def test_compare_writes_everything_and_resumes(tmp_path):
 
 @pytest.mark.parametrize("text,match", [
     ('bogus = 1\n[[workload]]\nname="mixed"\n[policies]\na="baseline"', r"bogus: unknown key"),
-    ('[[workload]]\nname="nope"\n[policies]\na="baseline"', r"workload\[0\].name: unknown workload 'nope'"),
-    ('[[workload]]\nname="vm-anon"\nthp="maybe"\n[policies]\na="baseline"', r"workload\[0\].thp: bad value"),
+    ('[[workload]]\nname="nope"\n[policies]\na="baseline"', r"workload\[0\].name: 'nope' is not allowed: one of mixed"),
+    ('[[workload]]\nname="vm-anon"\nthp="maybe"\n[policies]\na="baseline"', r"workload\[0\].thp: 'maybe' is not allowed: on or off"),
     ('[[workload]]\nname="vm-anon"\njobs=3\n[policies]\na="baseline"', r"workload\[0\].jobs: workload 'vm-anon' has no such"),
-    ('[[workload]]\nname="mixed"\n[policies]\na="nope"', r"policies.a: unknown policy 'nope'"),
+    ('[[workload]]\nname="mixed"\n[policies]\na="nope"', r"policies.a: 'nope' is not allowed: unknown policy 'nope'"),
     ('[[workload]]\nname="mixed"\n[policies]\na={policy="offload", speed=3}', r"policies.a.speed: unknown policy option"),
-    ('seeds = "x"\n', r"seeds: expected list"),
-    ('mode = "fast"\n[[workload]]\nname="mixed"\n[policies]\na="baseline"', r"mode: unknown mode"),
+    ('seeds = "x"\n', r"seeds: expected a list"),
+    ('mode = "fast"\n[[workload]]\nname="mixed"\n[policies]\na="baseline"', r"mode: 'fast' is not allowed: one of metadata, content"),
     ('baseline = "z"\n[[workload]]\nname="mixed"\n[policies]\na="baseline"', r"baseline: 'z' is not one"),
     ('[[workload]\n', r"not valid TOML"),
 ])

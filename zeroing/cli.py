@@ -1,38 +1,58 @@
-"""``zeroing`` command line."""
+"""``zeroing`` command line.
+
+Every option goes through ``zeroing.validate`` (the rules config files use too) before any
+work; a problem the user can fix ends as one line on stderr and exit status 2. Ctrl-C ends
+with status 130 and closed pipes (``| head -1``) quietly; results already written are kept.
+"""
 import argparse
+import os
 import sys
 
+from .validate import UserError
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="zeroing", description="PG_zeroed page allocator simulator")
-    sub = p.add_subparsers(dest="cmd", required=True)
+COMMANDS = ("demo", "run", "compare", "replay", "sweep")
+
+
+class ArgumentError(UserError):
+    """argparse's complaint about the command line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but its errors are one line (no usage block): an ArgumentError."""
+
+    def error(self, message):
+        raise ArgumentError(message)
+
+
+def build_parser():
+    p = Parser(prog="zeroing", description="PG_zeroed page allocator simulator")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
     d = sub.add_parser("demo", help="buddyinfo and zeroed blocks before and after a small mix")
-    d.add_argument("--pages", type=int, default=1 << 18)
-    d.add_argument("--events", type=int, default=200_000)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--pages", default=str(1 << 18), help="zone size in 4 KiB pages (262144)")
+    d.add_argument("--events", default="200000", help="events (200000)")
+    d.add_argument("--seed", default="0")
     r = sub.add_parser("run", help="run a workload under one (composed) policy")
     r.add_argument("--workload", default="mixed")
     r.add_argument("--policy", default="baseline", help="NAME[,NAME...] composed")
-    r.add_argument("--hint", choices=("pghint", "lru_bit", "folio_flag"))
-    r.add_argument("--free-signal", choices=("fpi", "page_bit"))
-    r.add_argument("--pfmemalloc", choices=("assign", "or"))
+    r.add_argument("--hint", help="pghint|lru_bit|folio_flag")
+    r.add_argument("--free-signal", help="fpi|page_bit")
+    r.add_argument("--pfmemalloc", help="assign|or")
     r.add_argument("--aliasing-cache", action="store_true", default=None)
-    r.add_argument("--mode", default="metadata", choices=("metadata", "content"))
-    r.add_argument("--backend", default="auto",
-                   choices=("auto", "numpy", "numba", "cuda", "cupy"))
-    r.add_argument("--pages", type=int, help="zone size (default: the workload's own)")
-    r.add_argument("--events", type=int, help="events (mixed, unaware-user)")
+    r.add_argument("--mode", default="metadata", help="metadata|content")
+    r.add_argument("--backend", default="auto", help="auto|numpy|numba|cuda|cupy")
+    r.add_argument("--pages", help="zone size (default: the workload's own)")
+    r.add_argument("--events", help="events (mixed, unaware-user)")
     from .workloads import ALL_PARAMS
     for param in ALL_PARAMS:
         if param != "events":
             r.add_argument("--" + param.replace("_", "-"), dest=param, metavar="VALUE",
                            help="workload parameter (see README)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", default="0")
     r.add_argument("--no-pcp", action="store_true")
-    r.add_argument("--offload-batch", type=int, help="pages per offload batch (16384)")
-    r.add_argument("--offload-watermark", type=float,
+    r.add_argument("--offload-batch", help="pages per offload batch (16384)")
+    r.add_argument("--offload-watermark",
                    help="offload runs when dirty free pages exceed this fraction (0.05)")
-    r.add_argument("--offload-period-ms", type=float, help="offload zeroer period (100)")
+    r.add_argument("--offload-period-ms", help="offload zeroer period (100)")
     r.add_argument("--json", help="write the result object here (atomically)")
     r.add_argument("--vmstat", action="store_true", help="also print vmstat-style counter lines")
     c = sub.add_parser("compare", help="a matrix of workloads x policies x seeds, and its report")
@@ -40,113 +60,177 @@ def main(argv=None):
     c.add_argument("--out", help="output folder (default: results/<name>)")
     rp = sub.add_parser("replay", help="replay a kmem trace (tracefs, trace-cmd, perf script)")
     rp.add_argument("trace")
-    rp.add_argument("--replay-mode", default="exact", choices=("exact", "requests"))
+    rp.add_argument("--replay-mode", default="exact", help="exact|requests")
     rp.add_argument("--policy", default="baseline")
-    rp.add_argument("--lenient", action="store_true", help="count and skip unreadable lines")
+    rp.add_argument("--lenient", action="store_true",
+                    help="count and skip unreadable lines; replay a truncated file up to its end")
     rp.add_argument("--format", help="tracefs format file of mm_page_alloc (GFP bit table)")
-    rp.add_argument("--pages", type=int, help="zone size (default: up to the highest pfn)")
-    rp.add_argument("--mode", default="metadata", choices=("metadata", "content"))
-    rp.add_argument("--backend", default="auto")
+    rp.add_argument("--pages", help="zone size (default: up to the highest pfn)")
+    rp.add_argument("--mode", default="metadata", help="metadata|content")
+    rp.add_argument("--backend", default="auto", help="auto|numpy|numba|cuda|cupy")
     rp.add_argument("--json", help="write the result object here (atomically)")
     sw = sub.add_parser("sweep", help="run a comparison's cells on Dask workers")
     sw.add_argument("config")
-    sw.add_argument("--workers", type=int, default=2, help="local worker processes (2)")
+    sw.add_argument("--workers", default="2", help="local worker processes (2)")
     sw.add_argument("--scheduler", help="address of an existing Dask scheduler")
     sw.add_argument("--out", help="output folder (default: results/<name>)")
-    args = p.parse_args(argv)
-    if args.cmd == "sweep":
-        from .compare import ConfigError, load_config
-        from .sweep import sweep
-        try:
-            cfg = load_config(args.config)
-            out = sweep(cfg, args.workers, args.scheduler, args.out)
-        except (ConfigError, ValueError) as e:
-            p.error(str(e))
-        print(f"results, table and plots in {out}/")
-        return 0
-    if args.cmd == "replay":
-        return cmd_replay(args, p)
-    if args.cmd == "compare":
-        from .compare import ConfigError, compare, load_config
-        try:
-            cfg = load_config(args.config)
-        except ConfigError as e:
-            p.error(str(e))
-        out = compare(cfg, args.out)
-        print(f"results, table and plots in {out}/")
-        return 0
-    if args.cmd == "run":
-        return cmd_run(args, p)
-    if args.cmd == "demo":
-        from .demo import demo
-        demo(args.pages, args.events, args.seed)
+    return p
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    cmd = next((a for a in argv if a in COMMANDS), None)
+    prog = f"zeroing {cmd}" if cmd else "zeroing"
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMAND_FUNCS[args.cmd](args)
+    except UserError as e:
+        hint = f" (see {prog} --help)" if isinstance(e, ArgumentError) else ""
+        print(f"{prog}: error: {e}{hint}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted" + ("; finished runs are kept and the same command resumes"
+                                        if cmd in ("compare", "sweep") else ""), file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``| head -1``): stop quietly; nothing more goes to stdout.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except MemoryError as e:
+        print(f"{prog}: error: out of memory ({e or 'an allocation failed'}): give a smaller "
+              "--pages or workload", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file the user named cannot be written (disk full, permissions)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{prog}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+
+
+def cmd_demo(args):
+    from .validate import check, check_memory
+    pages = check("--pages", "pages", args.pages)
+    events = check("--events", "events", args.events)
+    seed = check("--seed", "seed", args.seed)
+    check_memory("--events", pages, events=events)
+    from .demo import demo
+    demo(pages, events, seed)
     return 0
 
 
-def cmd_run(args, parser):
-    from .policy import make_policy
-    from .run import summary, write_json
+def cmd_run(args):
+    from .run import BadEventError, summary, write_json
     from .streaming import simulate_stream
-    from .workloads import ALL_PARAMS, WORKLOADS, default_pages, iter_workload
+    from .validate import (check, check_backend, check_memory, check_output_file, check_policy,
+                           check_workload, option)
+    from .workloads import ALL_PARAMS, default_pages, iter_workload
+    raw = {k: getattr(args, k) for k in ALL_PARAMS if k != "events"}
+    raw["events"] = args.events
+    params = check_workload("--workload", args.workload, raw, option)
+    pages = check("--pages", "pages", args.pages) if args.pages is not None \
+        else default_pages(args.workload)
+    seed = check("--seed", "seed", args.seed)
+    mode = check("--mode", "mode", args.mode)
+    check_backend("--backend", args.backend, mode)
+    options = {"hint": args.hint, "free_signal": args.free_signal, "pfmemalloc": args.pfmemalloc,
+               "aliasing_cache": args.aliasing_cache}
+    policy_key = option
+    if args.offload_batch is not None:
+        options["offload_batch_pages"] = check("--offload-batch", "offload_batch", args.offload_batch)
+    if args.offload_watermark is not None:
+        options["offload_watermark"] = check("--offload-watermark", "offload_watermark",
+                                             args.offload_watermark)
+    if args.offload_period_ms is not None:
+        ms = check("--offload-period-ms", "offload_period_ms", args.offload_period_ms)
+        options["offload_period_ns"] = max(1, int(ms * 1e6))
+    policy = check_policy("--policy", args.policy, options, policy_key)
+    if args.json:
+        check_output_file("--json", args.json)
+    check_memory("--events" if params.get("events") else "--pages", pages, mode, args.backend,
+                 events=params.get("events", 0))
     try:
-        policy = make_policy(args.policy, hint=args.hint, free_signal=args.free_signal,
-                             pfmemalloc=args.pfmemalloc, aliasing_cache=args.aliasing_cache,
-                             offload_batch_pages=args.offload_batch,
-                             offload_watermark=args.offload_watermark,
-                             offload_period_ns=None if args.offload_period_ms is None
-                             else int(args.offload_period_ms * 1e6))
-        if args.workload not in WORKLOADS:
-            raise ValueError(f"unknown workload {args.workload!r}: choose from {', '.join(WORKLOADS)}")
-        pages = args.pages or default_pages(args.workload)
-        if pages < 1024 or (args.events is not None and args.events < 1):
-            raise ValueError("--pages must be at least 1024 and --events at least 1")
-        params = {k: getattr(args, k) for k in ALL_PARAMS if k != "events"}
-        events = iter_workload(args.workload, pages, args.events, args.seed, reuse=True,
-                               **params)
-    except ValueError as e:
-        parser.error(str(e))
-    try:
-        result = simulate_stream(events, policy, pages, mode=args.mode, backend=args.backend,
+        events = iter_workload(args.workload, pages, seed=seed, reuse=True, **params)
+        result = simulate_stream(events, policy, pages, mode=mode, backend=args.backend,
                                  pcp=not args.no_pcp, progress=True)
-    except (RuntimeError, MemoryError) as e:  # backend unavailable, pool too large
-        parser.error(str(e))
+    except (RuntimeError, MemoryError, BadEventError) as e:  # backend unavailable, pool too large
+        raise UserError(str(e)) from None
     result["workload"] = {"name": args.workload, "events": result["counters"]["events"],
-                          "seed": args.seed,
-                          **{k: v for k, v in params.items() if v is not None}}
+                          "seed": seed,
+                          **params}
+    if args.json:  # before printing: a closed stdout must not lose the result
+        write_json(args.json, result)
     print(summary(result))
     if args.vmstat:
         from .counters import vmstat_lines
         print(vmstat_lines(result["counters"]))
-    if args.json:
-        write_json(args.json, result)
     return 0
 
 
-def cmd_replay(args, parser):
-    import os
-
-    from .policy import make_policy
-    from .replay import replay
+def cmd_replay(args):
+    from .replay import REPLAY_MODES, replay
     from .run import summary, write_json
-    from .trace import TraceError, load_format_table
+    from .trace import load_format_table
+    from .validate import (Choice, check, check_backend, check_input_file, check_memory,
+                           check_output_file, check_policy)
+    check_input_file("trace", args.trace)
+    replay_mode = check("--replay-mode", "replay_mode", args.replay_mode, Choice(*REPLAY_MODES))
+    policy = check_policy("--policy", args.policy, {})
+    mode = check("--mode", "mode", args.mode)
+    check_backend("--backend", args.backend, mode)
+    pages = check("--pages", "pages", args.pages) if args.pages is not None else None
+    if pages is not None:
+        check_memory("--pages", pages, mode, args.backend)
+    if args.json:
+        check_output_file("--json", args.json)
+    table = None
+    if args.format:
+        check_input_file("--format", args.format)
+        table = load_format_table(args.format)
     try:
-        if not os.path.exists(args.trace):
-            raise ValueError(f"{args.trace}: no such file")
-        policy = make_policy(args.policy)
-        table = load_format_table(args.format) if args.format else None
-        result = replay(args.trace, policy, args.replay_mode, args.lenient, table, args.pages,
-                        args.mode, args.backend)
-    except (TraceError, ValueError, OSError, RuntimeError, MemoryError) as e:
-        print(f"zeroing replay: error: {e}", file=sys.stderr)
-        return 2
+        result = replay(args.trace, policy, replay_mode, args.lenient, table, pages, mode,
+                        args.backend, progress=True)
+    except (RuntimeError, MemoryError) as e:
+        raise UserError(str(e)) from None
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if args.json:
+        write_json(args.json, result)
     events = ", ".join(f"{k} {v}" for k, v in sorted(result["events"].items()))
-    print(f"trace {args.trace} ({args.replay_mode}): {events}")
+    print(f"trace {args.trace} ({replay_mode}): {events}")
     print(f"malformed lines {result['malformed']}; anomalies {result['anomalies'] or 'none'}; "
           f"nr_free_pages_delta {result['nr_free_pages_delta']:+d}")
+    if result.get("truncated"):
+        print(f"warning: {result['truncated']}; replayed the events read before it")
     print(summary(result))
-    if args.json:
-        write_json(args.json, result)
     return 0
+
+
+def cmd_compare(args):
+    from .compare import compare, load_config
+    from .validate import check_output_folder
+    cfg = load_config(args.config)
+    if args.out:
+        check_output_folder("--out", args.out)
+    out = compare(cfg, args.out)
+    print(f"results, table and plots in {out}/")
+    return 0
+
+
+def cmd_sweep(args):
+    from .compare import load_config
+    from .sweep import sweep
+    from .validate import check, check_output_folder
+    workers = check("--workers", "workers", args.workers)
+    cfg = load_config(args.config)
+    if args.out:
+        check_output_folder("--out", args.out)
+    out = sweep(cfg, workers, args.scheduler, args.out)
+    print(f"results, table and plots in {out}/")
+    return 0
+
+
+COMMAND_FUNCS = {"demo": cmd_demo, "run": cmd_run, "replay": cmd_replay, "compare": cmd_compare,
+                 "sweep": cmd_sweep}
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -20,18 +21,20 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from . import counters as C
-from .policy import Policy, make_policy
-from .run import MODES, write_json, write_text
+from .policy import make_policy
+from .run import write_json, write_text
 from .stats import compare_table
 from .streaming import simulate_stream
-from .workloads import WORKLOADS, default_pages, iter_workload
+from .validate import (UserError, check, check_backend, check_memory, check_policy,
+                       check_workload)
+from .workloads import default_pages, iter_workload
 
 TOP_KEYS = {"name": str, "seeds": list, "mode": str, "backend": str, "baseline": str,
             "workload": list, "policies": dict, "out": str, "pcp": bool, "throughput": bool}
-POLICY_OPTIONS = {f.name for f in Policy.__dataclass_fields__.values()}
+WORKLOAD_KEYS = ("name", "label", "pages")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     pass
 
 
@@ -39,52 +42,109 @@ def load_config(path):
     """Read and validate a config; every problem names the file, the key and the reason."""
     if not os.path.exists(path):
         raise ConfigError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise ConfigError(f"{path} is a folder, not a config file")
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return resolve_config(raw, path)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: "
+                          f"{e.object[e.start:e.start + 1]!r}); a config is a TOML text file") from None
+    with open(path, "rb") as f:
+        text = f.read().decode()
+    return resolve_config(raw, path, text)
 
 
-def resolve_config(raw, path="<config>"):
+def key_line(text, key):
+    """The line (1-based) of a key path (``seeds``, ``workload[1].rounds``,
+    ``policies.a.hint``) in a config's TOML text, or None where it cannot be told."""
+    lines = text.splitlines()
+
+    def find(name, start):
+        pat = re.compile(r"""^\s*(?:"{0}"|'{0}'|{0})\s*=""".format(re.escape(name)))
+        for i in range(start, len(lines)):
+            if i > start and lines[i].lstrip().startswith("["):
+                return None
+            if pat.match(lines[i]):
+                return i + 1
+        return None
+
+    def table(header, nth=0):
+        seen = -1
+        for i, line in enumerate(lines):
+            if line.strip().replace(" ", "") == header:
+                seen += 1
+                if seen == nth:
+                    return i
+        return None
+
+    m = re.fullmatch(r"workload\[(\d+)\](?:\.(\w+))?", key)
+    if m:
+        at = table("[[workload]]", int(m.group(1)))
+        if at is None:
+            return None
+        return find(m.group(2), at + 1) if m.group(2) else at + 1
+    if key.startswith("policies."):
+        at = table("[policies]")
+        label = key[len("policies."):].split(".")[0]
+        return None if at is None else find(label, at + 1)
+    return find(key.split("[")[0], 0) if "." not in key else None
+
+
+def resolve_config(raw, path="<config>", text=None):
+    """Every key checked by zeroing.validate's rules (those of the command line), in the
+    order of the file, before any run starts. With the file's ``text`` a message names the
+    line too (``FILE:LINE: key: ...``)."""
+    try:
+        return _resolve_config(raw, path, text)
+    except ConfigError:
+        raise
+    except UserError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _resolve_config(raw, path, text):
+    def where(key):
+        line = key_line(text, key) if text is not None else None
+        return f"{path}:{line}: {key}" if line else f"{path}: {key}"
+
     def bad(key, reason):
-        raise ConfigError(f"{path}: {key}: {reason}")
+        raise ConfigError(f"{where(key)}: {reason}")
 
     for key, value in raw.items():
         if key not in TOP_KEYS:
             bad(key, f"unknown key (known: {', '.join(TOP_KEYS)})")
-        if not isinstance(value, TOP_KEYS[key]):
-            bad(key, f"expected {TOP_KEYS[key].__name__}, got {type(value).__name__}")
+        if TOP_KEYS[key] in (list, dict) and not isinstance(value, TOP_KEYS[key]):
+            bad(key, f"expected {'a list' if TOP_KEYS[key] is list else 'a table'}, "
+                     f"got {type(value).__name__}")
     cfg = {"name": raw.get("name") or os.path.splitext(os.path.basename(path))[0],
            "seeds": raw.get("seeds", [0]), "mode": raw.get("mode", "metadata"),
            "backend": raw.get("backend", "auto"), "pcp": raw.get("pcp", True),
            "out": raw.get("out", "results"), "throughput": raw.get("throughput", True)}
-    if not cfg["seeds"] or not all(isinstance(s, int) for s in cfg["seeds"]):
-        bad("seeds", "must be a non-empty list of integers")
-    if cfg["mode"] not in MODES:
-        bad("mode", f"unknown mode {cfg['mode']!r} (choose from {', '.join(MODES)})")
+    for key in ("name", "mode", "pcp", "out", "throughput"):
+        cfg[key] = check(where(key), key, cfg[key])
+    if not cfg["seeds"]:
+        bad("seeds", "[] is not allowed: a non-empty list of integers")
+    cfg["seeds"] = [check(where(f"seeds[{i}]"), "seed", s) for i, s in enumerate(cfg["seeds"])]
+    if len(set(cfg["seeds"])) != len(cfg["seeds"]):
+        bad("seeds", f"{cfg['seeds']} is not allowed: the seeds must differ "
+                     "(a repeated seed repeats a run and narrows the spread)")
+    check_backend(where("backend"), cfg["backend"], cfg["mode"])
     workloads = []
     for i, w in enumerate(raw.get("workload", [])):
-        where = f"workload[{i}]"
+        at = f"workload[{i}]"
         if not isinstance(w, dict) or "name" not in w:
-            bad(where, "needs a name")
-        params = {k: v for k, v in w.items() if k not in ("name", "label", "pages")}
-        if w["name"] not in WORKLOADS:
-            bad(f"{where}.name", f"unknown workload {w['name']!r} (choose from {', '.join(WORKLOADS)})")
-        _, spec = WORKLOADS[w["name"]]
-        for k, v in params.items():
-            if k not in spec:
-                bad(f"{where}.{k}", f"workload {w['name']!r} has no such parameter "
-                                    f"(it takes: {', '.join(spec)})")
-            try:
-                spec[k](v)
-            except (TypeError, ValueError) as e:
-                bad(f"{where}.{k}", f"bad value {v!r} ({e})")
-        pages = w.get("pages", default_pages(w["name"]))
-        if not isinstance(pages, int) or pages < 1024:
-            bad(f"{where}.pages", "must be an integer >= 1024")
-        label = w.get("label") or " ".join([w["name"]] + [f"{k}={v}" for k, v in params.items()])
+            bad(at, "needs a name")
+        params = {k: v for k, v in w.items() if k not in WORKLOAD_KEYS}
+        params = check_workload(where(f"{at}.name"), w["name"], params,
+                                lambda k, at=at: where(f"{at}.{k}"))
+        pages = check(where(f"{at}.pages"), "pages", w.get("pages", default_pages(w["name"])))
+        check_memory(where(f"{at}.pages"), pages, cfg["mode"], cfg["backend"])
+        label = w["label"] if "label" in w else \
+            " ".join([w["name"]] + [f"{k}={v}" for k, v in params.items()])
+        label = check(where(f"{at}.label"), "label", label)
         workloads.append({"name": w["name"], "label": label, "pages": pages, "params": params})
     if not workloads:
         bad("workload", "at least one [[workload]] table is needed")
@@ -92,28 +152,38 @@ def resolve_config(raw, path="<config>"):
         bad("workload", "labels must be unique")
     policies = {}
     for label, spec in raw.get("policies", {}).items():
-        where = f"policies.{label}"
+        at = f"policies.{label}"
+        check(where(at), "label", label)
         if isinstance(spec, str):
             spec = {"policy": spec}
         if not isinstance(spec, dict) or "policy" not in spec:
-            bad(where, "a policy string, or a table with 'policy' and options")
+            bad(at, "a policy string, or a table with 'policy' and options")
         options = {k: v for k, v in spec.items() if k != "policy"}
-        for k in options:
-            if k not in POLICY_OPTIONS:
-                bad(f"{where}.{k}", "unknown policy option")
-        try:
-            make_policy(spec["policy"], **options)
-        except (ValueError, TypeError) as e:
-            bad(where, str(e))
+        check_policy(where(at), spec["policy"], options, lambda k, at=at: where(f"{at}.{k}"))
         policies[label] = {"policy": spec["policy"], **options}
     if not policies:
         bad("policies", "at least one policy is needed")
     cfg["baseline"] = raw.get("baseline", next(iter(policies)))
-    if cfg["baseline"] not in policies:
+    if not isinstance(cfg["baseline"], str) or cfg["baseline"] not in policies:
         bad("baseline", f"{cfg['baseline']!r} is not one of the policies")
     cfg["workloads"] = workloads
     cfg["policies"] = policies
+    check_cell_ids(cfg, path)
     return cfg
+
+
+def check_cell_ids(cfg, path="<config>"):
+    """Refuse, up front, two cells that would write one run file (file systems that ignore
+    case included)."""
+    seen = {}
+    for w, label, seed in cells(cfg):
+        key = cell_id(w, label, seed).casefold()
+        if key in seen:
+            (w0, l0, s0) = seen[key]
+            raise ConfigError(f"{path}: workload {w0['label']!r} policy {l0!r} seed {s0} and "
+                              f"workload {w['label']!r} policy {label!r} seed {seed} would write "
+                              "the same run file: rename one of the labels")
+        seen[key] = (w, label, seed)
 
 
 def cells(cfg):
@@ -123,9 +193,18 @@ def cells(cfg):
                 yield w, label, seed
 
 
+def safe_label(s):
+    """A label as part of a file name: other characters become ``_``, and then a short hash
+    of the exact label is appended, so ``pg_zeroed+reporting`` and ``pg_zeroed_reporting``
+    get different files (a lower-case label of safe characters keeps its plain name)."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.=") else "_" for c in s)
+    if safe != s or safe != safe.lower():  # upper case too: "A" and "a" on a case-blind disk
+        safe += "-" + hashlib.sha256(s.encode()).hexdigest()[:8]
+    return safe
+
+
 def cell_id(w, label, seed):
-    safe = lambda s: "".join(c if c.isalnum() or c in "-_.=" else "_" for c in s)
-    return f"{safe(w['label'])}__{safe(label)}__seed{seed}"
+    return f"{safe_label(w['label'])}__{safe_label(label)}__seed{seed}"
 
 
 def cell_spec(cfg, w, label, seed):
@@ -211,8 +290,11 @@ def prepare(cfg, out=None):
     """Create the output folder; write the resolved config and provenance. Returns
     (out, cells as (workload, policy label, seed, run path, spec hash))."""
     out = out or os.path.join(cfg["out"], cfg["name"])
-    for sub in ("runs", "snapshots"):
-        os.makedirs(os.path.join(out, sub), exist_ok=True)
+    try:
+        for sub in ("runs", "snapshots"):
+            os.makedirs(os.path.join(out, sub), exist_ok=True)
+    except OSError as e:
+        raise UserError(f"output folder {out}: cannot create it ({e.strerror or e})") from None
     write_json(os.path.join(out, "config.json"), cfg)
     write_json(os.path.join(out, "provenance.json"), provenance(cfg))
     todo = [(w, label, seed, os.path.join(out, "runs", cell_id(w, label, seed) + ".json"),
@@ -248,19 +330,80 @@ def collect(cfg, out, todo, log=print):
     return results
 
 
+LOCK_NAME = ".lock"
+
+
+class OutputLock:
+    """One run at a time per output folder: an exclusive ``flock`` on ``OUT/.lock``.
+
+    A second ``compare`` or ``sweep`` on the same folder is refused at once (naming the
+    process that holds it) instead of redoing every cell beside the first. The kernel
+    drops the lock when its holder exits, killed or not, so a stale lock never blocks.
+    """
+
+    def __init__(self, out):
+        self.path = os.path.join(out, LOCK_NAME)
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 100).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(f"output folder {os.path.dirname(self.path)} is in use by {holder}: "
+                            "wait for it to finish, or give another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {platform.node()}\n".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # closing releases the flock
+
+
+def warm_up(progress=True):
+    """Compile the engine (or load it from numba's cache) once, saying so when that is slow,
+    before the cells (and Dask workers, which then load it from the cache) need it."""
+    from .run import Simulation
+    Simulation(make_policy("baseline"), 1024)
+
+
 def compare(cfg, out=None, progress=True, log=print, runner=None):
     """Run (or resume) every cell, then write the report. Returns the output folder.
 
     ``runner(cfg, missing, progress)`` executes the missing cells (serially by default; the
-    Dask sweep passes its own).
+    Dask sweep passes its own). The output folder is locked for the whole run.
     """
-    out, todo = prepare(cfg, out)
-    missing = [c for c in todo if read_complete(c[3], c[4]) is None]
-    if len(missing) < len(todo):
-        log(f"resumed: {len(todo) - len(missing)} of {len(todo)} runs were complete and not redone")
-    (runner or run_serial)(cfg, missing, progress)
-    collect(cfg, out, todo, log)
+    check_cell_ids(cfg)
+    out = out or os.path.join(cfg["out"], cfg["name"])
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"output folder {out}: cannot create it ({e.strerror or e})") from None
+    with OutputLock(out):
+        out, todo = prepare(cfg, out)
+        missing = [c for c in todo if read_complete(c[3], c[4]) is None]
+        if len(missing) < len(todo):
+            log(f"resumed: {len(todo) - len(missing)} of {len(todo)} runs were complete and not redone")
+        if missing:
+            warm_up(progress)
+        (runner or run_serial)(cfg, missing, progress)
+        collect(cfg, out, todo, log)
     return out
+
+
+def failure_warnings(results):
+    """A warning per cell where allocations failed noticeably (see run.FAILURE_SHARE)."""
+    from .run import failure_warning
+    lines = []
+    for r in results:
+        text = failure_warning(r["counters"], "pages")
+        if text:
+            lines.append(f"{r['workload']['label']} / {r['policy_label']} / seed {r['seed']}: {text}")
+    return lines
 
 
 def write_report(cfg, results, out, log=print):
@@ -277,6 +420,11 @@ def write_report(cfg, results, out, log=print):
     table = compare_table(cfg, results, metrics)
     write_text(os.path.join(out, "compare.txt"), table)
     log(table)
+    for line in failure_warnings(results):
+        log(line)
+    if cfg.get("throughput"):
+        log("timing CPU (and GPU) clearing against batch size for the throughput plot "
+            "(10 to 20 s; throughput = false in the config skips it)")
     from .plots import write_plots
     plots = write_plots(cfg, results, out)
     log("plots: " + ", ".join(os.path.join(out, p) for p in plots))

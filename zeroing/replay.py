@@ -22,7 +22,7 @@ from allocator.flags import GFP_BITS, PAGE_ALLOC_COSTLY_ORDER, __GFP_ZERO
 
 from .events import EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE, EVENT_DTYPE
 from .run import Simulation
-from .trace import read_events
+from .trace import KMEM_EVENTS, TraceError, read_events
 
 REPLAY_MODES = ("exact", "requests")
 _USER = GFP_BITS["__GFP_MOVABLE"] | GFP_BITS["__GFP_HARDWALL"] | GFP_BITS["__GFP_HIGHMEM"]
@@ -138,7 +138,7 @@ class TraceConverter:
                 "malformed": self.counts.get("malformed", 0),
                 "malformed_examples": self.counts.get("malformed_examples", []),
                 "anomalies": dict(self.anomalies), "nr_free_pages_delta": self.delta,
-                "max_pfn": self.max_pfn}
+                "max_pfn": self.max_pfn, "truncated": self.counts.get("truncated")}
 
 
 def trace_to_events(path, mode="exact", lenient=False, table=None):
@@ -151,31 +151,66 @@ def trace_to_events(path, mode="exact", lenient=False, table=None):
     return events, conv.info(path)
 
 
-def trace_span(path, lenient=False, table=None):
+def trace_span(path, lenient=False, table=None, progress=None):
     """Highest pfn + 1 the trace touches (a first streaming pass, to size the zone)."""
     top = 0
-    for _, _, pfn, order, _ in read_events(path, lenient, table, {}):
+    for _, _, pfn, order, _ in read_events(path, lenient, table, {}, progress):
         top = max(top, pfn + (1 << order))
     return top
 
 
+class _ByteBar:
+    """A bytes-read progress bar over a trace pass (shown on a terminal only)."""
+
+    def __init__(self, path, desc):
+        import os
+        import sys
+
+        from tqdm import tqdm
+        self.bar = tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, desc=desc,
+                        leave=False, disable=not sys.stderr.isatty())
+
+    def __call__(self, offset, size):
+        self.bar.update(offset - self.bar.n)
+
+    def close(self):
+        self.bar.close()
+
+
 def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
-           sim_mode="metadata", backend="auto", chunk_events=1 << 20):
+           sim_mode="metadata", backend="auto", chunk_events=1 << 20, progress=False):
     """Replay a trace under a policy, streaming: the engine's result plus the trace's figures.
 
     Without ``nr_pages`` a first pass over the trace sizes the zone to its highest pfn.
+    A trace without any kmem page event is an error (nothing to replay). With ``lenient``
+    a damaged compressed file is replayed up to the damage; ``truncated`` in the result
+    says where it broke. ``progress`` shows bytes read on a terminal.
     """
+    from .validate import check_memory
     if mode not in REPLAY_MODES:
         raise ValueError(f"unknown replay mode {mode!r}: choose from {', '.join(REPLAY_MODES)}")
     if nr_pages is None:
-        nr_pages = max(1024, -(-trace_span(path, lenient, table) // 1024) * 1024)
+        bar = _ByteBar(path, "sizing the zone") if progress else None
+        span = trace_span(path, lenient, table, bar)
+        if bar:
+            bar.close()
+        nr_pages = max(1024, -(-span // 1024) * 1024)
+        check_memory(f"{path} (pfns up to {span:#x}; --pages sets the zone)",
+                     nr_pages, sim_mode, backend)
     sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend, pcp=(mode == "requests"))
     conv = TraceConverter(mode)
-    for chunk in conv.chunks(read_events(path, lenient, table, conv.counts), chunk_events):
+    bar = _ByteBar(path, "replaying") if progress else None
+    for chunk in conv.chunks(read_events(path, lenient, table, conv.counts, bar), chunk_events):
         if mode == "exact" and conv.max_pfn >= nr_pages:
             raise ValueError(f"--pages {nr_pages} is smaller than the traced pfns "
                              f"(up to {conv.max_pfn:#x})")
         conv.settle(sim.feed(chunk))
+    if bar:
+        bar.close()
+    if not any(conv.counts.get("events", {}).get(name) for name in KMEM_EVENTS):
+        damaged = conv.counts.get("truncated")
+        raise TraceError(f"{path}: no kmem page events (mm_page_alloc, mm_page_free, ...) in the "
+                         "trace: nothing to replay" + (f" ({damaged})" if damaged else ""))
     result = sim.finish()
     result.update(conv.info(path))
     return result

@@ -156,7 +156,8 @@ class Simulation:
         self.progress = progress
         empty = np.zeros(0, dtype=EVENT_DTYPE)
         # Compile (or load from cache) outside the timing: an empty range runs no event.
-        run_events(self.alloc.z, self.state.e, *self._columns(empty), np.zeros(0, np.int64), 0, 0, 0)
+        run_events(self.alloc.z, self.state.e, *self._columns(empty), np.zeros(0, np.int64),
+                   0, 0, 0)
         offload_complete(self.alloc.z, self.state.e, True)  # nothing in flight: compiles only
 
     @staticmethod
@@ -257,6 +258,12 @@ def summary(result):
     blocks = max(1, c["alloc_blocks"])
     lines.append(f"allocations served zeroed: {c['hint_hits']} of {c['alloc_blocks']} "
                  f"({c['hint_hits'] / blocks:.1%})")
+    tried = c["alloc_blocks"] + c["alloc_fail"]
+    lines.append(f"allocation failures: {c['alloc_fail']} of {tried} "
+                 f"({c['alloc_fail'] / max(1, tried):.1%})")
+    warning = failure_warning(c, "--pages")
+    if warning:
+        lines.append("warning: " + warning)
     lines.append(f"leaks: {c['zero_leak']} pages" + "".join(
         f"\n  pfn {l['pfn']:#x} handed out by event {l['handed_out_by']} holds data of "
         + (f"event {l['data_of']}" if l["data_of"] >= 0 else "boot time")
@@ -270,6 +277,21 @@ def summary(result):
     return "\n".join(lines)
 
 
+#: Above this share of failed allocations the summary warns: the zone is too small for the
+#: workload and the counters describe a workload that did not run as written.
+FAILURE_SHARE = 0.01
+
+
+def failure_warning(counters, size_option):
+    """A sentence when allocations failed noticeably (>= FAILURE_SHARE), else None."""
+    tried = counters["alloc_blocks"] + counters["alloc_fail"]
+    if tried == 0 or counters["alloc_fail"] < FAILURE_SHARE * tried:
+        return None
+    return (f"{counters['alloc_fail'] / tried:.1%} of allocations failed (nothing free fitted): "
+            f"the zone is too small for this workload, so its figures describe a different run; "
+            f"give a larger {size_option} or a smaller workload")
+
+
 def describe(policy):
     on = [k for k in ("init_on_free", "init_on_alloc", "track", "balloon", "reporting",
                       "offload", "zeroed_aware") if policy[k]]
@@ -280,9 +302,16 @@ def describe(policy):
 def write_text(path, text):
     """Write atomically: a reader never sees a half-written file."""
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:  # interrupted or failed: leave no half-written temporary behind
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def write_json(path, obj):

@@ -9,6 +9,10 @@ Workers are separate processes started with ``spawn``: CUDA never sees a forked 
 import os
 
 from .compare import compare, execute_cell
+from .validate import UserError
+
+#: How long ``--scheduler ADDRESS`` may take to answer before the sweep gives up.
+CONNECT_TIMEOUT_S = 10
 
 
 #: Test-only fault injection: when set to a path that does not exist yet, the first task to
@@ -39,7 +43,11 @@ def dask_runner(workers=2, scheduler=None, log=print):
         with dask.config.set({"distributed.worker.multiprocessing-method": "spawn",
                               "distributed.scheduler.allowed-failures": 3}):
             if scheduler:
-                client, cluster = Client(scheduler), None
+                try:
+                    client, cluster = Client(scheduler, timeout=CONNECT_TIMEOUT_S), None
+                except (OSError, TimeoutError, ValueError) as e:
+                    raise UserError(f"--scheduler {scheduler}: cannot reach a Dask scheduler "
+                                    f"there within {CONNECT_TIMEOUT_S} s ({e})") from None
             else:
                 cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                        dashboard_address=None)
@@ -62,5 +70,5 @@ def dask_runner(workers=2, scheduler=None, log=print):
 
 def sweep(cfg, workers=2, scheduler=None, out=None, progress=True, log=print):
     if workers < 1:
-        raise ValueError("--workers must be at least 1")
+        raise UserError(f"--workers: {workers!r} is not allowed: an integer from 1 to 256")
     return compare(cfg, out, progress, log, runner=dask_runner(workers, scheduler, log))

@@ -13,10 +13,15 @@ Before ~5.14 the pfn was printed in decimal; a failed allocation prints ``page= 
 """
 import bz2
 import gzip
+import io
 import lzma
+import os
 import re
+import zlib
 
 from allocator.flags import GFP_BITS, GFP_NAMES
+
+from .validate import UserError
 
 KMEM_EVENTS = ("mm_page_alloc", "mm_page_free", "mm_page_free_batched",
                "mm_page_alloc_zone_locked", "mm_page_pcpu_drain", "mm_page_alloc_extfrag")
@@ -40,24 +45,79 @@ _FIELD = re.compile(r"(\w+)=(\S*)")
 _CALLCHAIN = re.compile(r"^\s+(?:=>|[0-9a-f]{6,}\s|\[?<[0-9a-f]+>\]?)")
 
 
-class TraceError(ValueError):
-    """A line that cannot be read: names the file, the line and the reason."""
+class TraceError(UserError):
+    """A line or file that cannot be read: names the file, the line or byte, and the reason."""
+
+
+#: What a damaged compressed stream raises while it is read (truncated: EOFError).
+DECOMPRESS_ERRORS = (EOFError, OSError, lzma.LZMAError, zlib.error)
+
+
+class TraceFile:
+    """The text lines of a trace, plain or compressed (by suffix: .gz, .xz, .bz2).
+
+    ``offset`` is how far into the file (compressed bytes) reading has got, for progress
+    and for naming where a damaged stream broke; ``size`` is the file's size.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.raw = open(path, "rb")
+        self.size = os.fstat(self.raw.fileno()).st_size
+        if path.endswith(".gz"):
+            stream = gzip.GzipFile(fileobj=self.raw, mode="rb")
+        elif path.endswith(".xz"):
+            stream = lzma.LZMAFile(self.raw)
+        elif path.endswith(".bz2"):
+            stream = bz2.BZ2File(self.raw)
+        else:
+            stream = self.raw
+        self.stream = stream
+        self.text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+
+    @property
+    def offset(self):
+        return self.raw.tell()
+
+    def __iter__(self):
+        return iter(self.text)
+
+    def close(self):
+        self.text.close()
+        self.raw.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def damage(self, exc, lineno):
+        """The one-line description of a read error of the compressed stream."""
+        what = ("ends early (truncated file)" if isinstance(exc, EOFError)
+                else f"is damaged ({exc or type(exc).__name__})")
+        try:
+            text = f", {self.stream.tell()} bytes of text decoded"
+        except (OSError, ValueError, EOFError):
+            text = ""
+        # The decompressor reads the file in blocks: the error lies in the block before offset.
+        return (f"{self.path}: compressed data {what} at byte {self.offset} of {self.size} "
+                f"(read in blocks of {io.DEFAULT_BUFFER_SIZE}){text}, after line {lineno}")
 
 
 def open_trace(path):
-    if path.endswith(".gz"):
-        return gzip.open(path, "rt", errors="replace")
-    if path.endswith(".xz"):
-        return lzma.open(path, "rt", errors="replace")
-    if path.endswith(".bz2"):
-        return bz2.open(path, "rt", errors="replace")
-    return open(path, "r", errors="replace")
+    """The trace's text lines (a TraceFile; use it as a context manager)."""
+    return TraceFile(path)
 
 
 def load_format_table(path):
     """The GFP name table of a tracefs ``format`` file (its ``__print_flags`` list)."""
-    with open(path) as f:
-        text = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise TraceError(f"{path}: not a tracefs format file (not text: byte {e.start} "
+                         f"is {e.object[e.start:e.start + 1]!r})") from None
     table = {}
     for expr, name in re.findall(r'\{\s*\(\s*unsigned long\s*\)(.*?),\s*"(\w+)"\s*\}', text):
         expr = re.sub(r"\(\s*(?:gfp_t|unsigned long|unsigned int)\s*\)", "", expr)
@@ -95,18 +155,42 @@ def _int(fields, key, base=10):
     return int(v, 16) if v.startswith("0x") else int(v, base)
 
 
-def read_events(path, lenient=False, table=None, counts=None):
+def _lines(f, path, lenient, counts, progress):
+    """(lineno, line) of an open TraceFile; a damaged compressed stream raises TraceError,
+    or with ``lenient`` ends the lines and is recorded in ``counts["truncated"]``."""
+    it = iter(f)
+    lineno = 0
+    while True:
+        try:
+            line = next(it)
+        except StopIteration:
+            return
+        except DECOMPRESS_ERRORS as e:
+            message = f.damage(e, lineno)
+            if not lenient:
+                raise TraceError(message) from None
+            counts["truncated"] = message
+            return
+        lineno += 1
+        if progress is not None and lineno % 8192 == 0:
+            progress(f.offset, f.size)
+        yield lineno, line
+
+
+def read_events(path, lenient=False, table=None, counts=None, progress=None):
     """Yield (lineno, event, pfn, order, gfp) for kmem page events.
 
-    ``counts`` (a dict) collects ``events`` per name (other events too), ``malformed`` and
-    ``malformed_examples``. A bad line raises TraceError, or with ``lenient`` is counted.
+    ``counts`` (a dict) collects ``events`` per name (other events too), ``malformed``,
+    ``malformed_examples`` and, for a damaged compressed file read with ``lenient``,
+    ``truncated`` (where it broke). A bad line raises TraceError, or with ``lenient`` is
+    counted. ``progress(bytes_read, size)`` is called every few thousand lines.
     """
     counts = counts if counts is not None else {}
     events = counts.setdefault("events", {})
     counts.setdefault("malformed", 0)
     examples = counts.setdefault("malformed_examples", [])
     with open_trace(path) as f:
-        for lineno, line in enumerate(f, 1):
+        for lineno, line in _lines(f, path, lenient, counts, progress):
             if not line.strip() or line.lstrip().startswith("#") or _CALLCHAIN.match(line):
                 continue
             if line.startswith(("cpus=", "version =", "CPU ")):

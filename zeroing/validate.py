@@ -1,0 +1,340 @@
+"""The one validation path for the command line and config files.
+
+Every option of ``zeroing`` and every key of a compare config goes through the same rules
+here, before any work starts, so the two give the same messages: ``NAME: VALUE is not
+allowed: WHAT IS``, where NAME is ``--option`` on the command line and ``FILE:LINE: key.path``
+in a config. Numbers are range-checked; a zone size is checked against the memory the run will
+need before anything is allocated. A ``UserError`` is a problem the user can fix; the CLI
+prints it as one line and exits 2.
+"""
+import math
+import os
+
+from allocator.state import MAX_PFNS
+
+
+class UserError(ValueError):
+    """A problem the user can fix: one line naming the option, or the file (and key)."""
+
+
+class Int:
+    """An integer in lo..hi (text on the command line; a TOML integer, not a float or bool)."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def allowed(self):
+        return f"an integer from {self.lo} to {self.hi}"
+
+    def convert(self, value):
+        if isinstance(value, str):
+            value = int(value.strip())  # ValueError: not an integer
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError
+        return value
+
+
+class Float:
+    """A finite number in lo..hi."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def allowed(self):
+        return f"a number from {self.lo:g} to {self.hi:g}"
+
+    def convert(self, value):
+        if isinstance(value, str):
+            value = float(value.strip())
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TypeError
+        return float(value)
+
+
+class Choice:
+    def __init__(self, *choices):
+        self.choices = choices
+
+    def allowed(self):
+        return "one of " + ", ".join(self.choices)
+
+    def convert(self, value):
+        if value not in self.choices:
+            raise ValueError
+        return value
+
+
+class Bool:
+    """true/false in a config; on/off, true/false, yes/no, 1/0 as text."""
+
+    WORDS = {"on": True, "true": True, "yes": True, "1": True,
+             "off": False, "false": False, "no": False, "0": False}
+
+    def allowed(self):
+        return "on or off (true or false)"
+
+    def convert(self, value):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in self.WORDS:
+            return self.WORDS[value.strip().lower()]
+        raise ValueError
+
+
+class Text:
+    """A non-empty string without control characters."""
+
+    def allowed(self):
+        return "a non-empty text without control characters"
+
+    def convert(self, value):
+        if not isinstance(value, str) or not value.strip() or any(ord(c) < 32 for c in value):
+            raise ValueError
+        return value
+
+
+BIG = 10**9
+MODES = ("metadata", "content")
+BACKENDS = ("auto", "numpy", "numba", "cuda", "cupy")
+
+#: Rules by name (the config key; the option is ``--`` + name with dashes).
+RULES = {
+    # zone, run and engine
+    "pages": Int(1024, MAX_PFNS),
+    "events": Int(1, 2**31 - 1),
+    "seed": Int(0, 2**63 - 1),
+    "mode": Choice(*MODES),
+    "backend": Choice(*BACKENDS),
+    "workers": Int(1, 256),
+    "pcp": Bool(),
+    "throughput": Bool(),
+    "name": Text(),
+    "label": Text(),
+    "out": Text(),
+    # workload parameters (zeroing/workloads); upper bounds keep the event array in memory
+    "thp": Bool(),
+    "size_mb": Int(1, MAX_PFNS // 256),
+    "rounds": Int(1, 10_000),
+    "idle_s": Float(0, 1e6),
+    "noise": Float(0, 1),
+    "jobs": Int(1, 1_000_000),
+    "files_per_job": Int(1, 1_000_000),
+    "passes": Int(1, 10_000),
+    "file_fraction": Float(0, 1),
+    "cycles": Int(1, 10_000),
+    "balloon_fraction": Float(0, 1),
+    # policy options (zeroing.policy.Policy)
+    "init_on_free": Bool(), "init_on_alloc": Bool(), "track": Bool(), "balloon": Bool(),
+    "reporting": Bool(), "aliasing_cache": Bool(), "offload": Bool(), "zeroed_aware": Bool(),
+    "hint": Choice("pghint", "lru_bit", "folio_flag"),
+    "free_signal": Choice("fpi", "page_bit"),
+    "pfmemalloc": Choice("assign", "or"),
+    "reporting_order": Int(0, 10),
+    "reporting_delay_ns": Int(1, 10**15),
+    "offload_batch_pages": Int(1, MAX_PFNS),
+    "offload_watermark": Float(0, 1),
+    "offload_period_ns": Int(1, 10**15),
+    # command-line spellings of the offload options
+    "offload_batch": Int(1, MAX_PFNS),
+    "offload_period_ms": Float(1e-6, 1e9),
+}
+
+
+def option(name):
+    """The command-line spelling of a rule name."""
+    return "--" + name.replace("_", "-")
+
+
+def check(where, name, value, rule=None):
+    """``value`` converted by the rule for ``name``, or UserError naming ``where``."""
+    rule = rule or RULES[name]
+    try:
+        converted = rule.convert(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"{where}: {value!r} is not allowed: {rule.allowed()}") from None
+    lo, hi = getattr(rule, "lo", None), getattr(rule, "hi", None)
+    if lo is not None and not lo <= converted <= hi:
+        raise UserError(f"{where}: {value!r} is not allowed: {rule.allowed()}")
+    return converted
+
+
+def check_policy_names(where, names):
+    """A policy spec: preset names joined by commas (or a list), at least one, all known."""
+    from .policy import PRESETS
+    if isinstance(names, str):
+        parts = names.split(",")
+    elif isinstance(names, list) and all(isinstance(n, str) for n in names):
+        parts = names
+    else:
+        parts = None
+    allowed = "one or more of " + ", ".join(PRESETS) + " joined by commas"
+    unknown = [p for p in parts or () if p.strip() and p.strip() not in PRESETS]
+    if unknown:
+        raise UserError(f"{where}: {names!r} is not allowed: unknown policy {unknown[0]!r} "
+                        f"({allowed})")
+    if not parts or any(not p.strip() for p in parts):
+        raise UserError(f"{where}: {names!r} is not allowed: {allowed}")
+    return ",".join(p.strip() for p in parts)
+
+
+def check_policy(where, names, options, key=lambda k: k):
+    """Check names and every option, then the combination; returns the Policy.
+
+    ``key(k)`` spells an option's name for the message (``--hint`` or ``FILE: policies.x.hint``).
+    """
+    from .policy import make_policy
+    names = check_policy_names(where, names)
+    fields = policy_fields()
+    checked = {}
+    for k, v in options.items():
+        if v is None:
+            continue
+        if k not in fields:
+            raise UserError(f"{key(k)}: unknown policy option (known: {', '.join(fields)})")
+        checked[k] = check(key(k), k, v, RULES.get(k) or _rule_for_default(fields[k]))
+    try:
+        return make_policy(names, **checked)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{where}: {e}") from None
+
+
+def policy_fields():
+    """Policy option names and their defaults (zeroing.policy.Policy's fields)."""
+    import dataclasses
+
+    from .policy import Policy
+    return {f.name: f.default for f in dataclasses.fields(Policy)}
+
+
+def _rule_for_default(default):
+    """A rule for a policy option that has none in RULES: its default's type decides."""
+    if isinstance(default, bool):
+        return Bool()
+    if isinstance(default, int):
+        return Int(0, 2**63 - 1)
+    if isinstance(default, float):
+        return Float(-1e300, 1e300)
+    return Text()
+
+
+def check_backend(where, backend, mode):
+    """In content mode the backend must exist here (a GPU one is probed)."""
+    check(where, "backend", backend)
+    if mode == "content":
+        from kernels import get_backend
+        try:
+            get_backend(backend)
+        except (RuntimeError, ValueError) as e:
+            raise UserError(f"{where}: {e}") from None
+
+
+#: Host bytes per page of the zone: allocator state (10) plus the engine's truth byte,
+#: writer (8) and page-bit byte; content mode adds the 4 KiB page itself.
+METADATA_BYTES_PER_PAGE = 20
+PAGE_SIZE = 4096
+
+
+def available_memory():
+    """MemAvailable (bytes) from /proc/meminfo, else free physical memory, else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+#: Bytes per event of a generated workload (EVENT_DTYPE) and of the engine's per-event output.
+EVENT_BYTES = 24 + 8
+
+
+def check_memory(where, nr_pages, mode="metadata", backend="auto", available=None, events=0):
+    """Refuse, before anything is allocated, a zone (and ``events`` events, where known up
+    front) whose host arrays would not fit.
+
+    A GPU backend holds the pool on the device (checked there when the pool is made); the
+    CPU backends hold it in host memory, so content mode counts 4 KiB per page here.
+    """
+    need = nr_pages * METADATA_BYTES_PER_PAGE + events * EVENT_BYTES
+    if mode == "content" and (backend in ("numpy", "numba")
+                              or (backend == "auto" and not _gpu_present())):
+        need += nr_pages * PAGE_SIZE
+    available = available_memory() if available is None else available
+    if available is not None and need > available:
+        what = f"{nr_pages} pages ({nr_pages * PAGE_SIZE / 2**30:.1f} GiB zone, {mode} mode)"
+        if events:
+            what += f" and {events} events"
+        raise UserError(f"{where}: {what} need {need / 2**30:.1f} GiB of memory but this "
+                        f"machine has {available / 2**30:.1f} GiB available")
+    return nr_pages
+
+
+def _gpu_present():
+    from kernels import get_backend
+    return get_backend("auto").name not in ("numba", "numpy")
+
+
+def check_output_file(where, path):
+    """A file we will write at the end: its folder must exist and be writable, up front."""
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise UserError(f"{where}: {path} is a folder, not a file")
+    if not os.path.isdir(folder):
+        raise UserError(f"{where}: {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"{where}: {path}: folder {folder} is not writable")
+    return path
+
+
+def check_output_folder(where, path):
+    """A folder we will create (or reuse): no file in the way, a writable parent."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise UserError(f"{where}: {path}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK):
+        raise UserError(f"{where}: {path}: {probe} is not writable")
+    return path
+
+
+def check_workload(name_where, name, params, key):
+    """Workload name and parameters (``key(k)`` spells a parameter for the message); returns
+    the parameters converted, None values dropped."""
+    from .workloads import WORKLOADS
+    if not isinstance(name, str) or name not in WORKLOADS:
+        raise UserError(f"{name_where}: {name!r} is not allowed: one of {', '.join(WORKLOADS)}")
+    _, spec = WORKLOADS[name]
+    out = {}
+    for k, v in params.items():
+        if v is None:
+            continue
+        if k not in spec:
+            raise UserError(f"{key(k)}: workload {name!r} has no such parameter "
+                            f"(it takes: {', '.join(spec) or 'none'})")
+        rule = RULES.get(k) or {int: Int(0, BIG), float: Float(0, 1e9)}.get(spec[k], Bool())
+        out[k] = check(key(k), k, v, rule)
+        try:
+            out[k] = spec[k](out[k])
+        except (TypeError, ValueError) as e:
+            raise UserError(f"{key(k)}: {v!r} is not allowed: {e}") from None
+    return out
+
+
+def check_input_file(where, path):
+    """A file we will read: it exists, is a file and is readable."""
+    if not os.path.exists(path):
+        raise UserError(f"{where}: {path}: no such file")
+    if os.path.isdir(path):
+        raise UserError(f"{where}: {path} is a folder, not a file")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{where}: {path}: not readable")
+    return path
