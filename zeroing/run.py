@@ -15,10 +15,11 @@ from kernels import get_backend
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
+from . import struct_page as SP
 from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
-                     MAX_LEAKS, NR_RSTATE, OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD,
-                     R_NINFLIGHT, R_NLEAKS, offload_complete, record_leak,
-                     run_events)
+                     MARKER_CALLER_SHIFT, MARKER_EVENT_MASK, MAX_LEAKS, NR_RSTATE,
+                     OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD, R_NINFLIGHT, R_NLEAKS,
+                     offload_complete, record_leak, run_events)
 from .events import EVENT_DTYPE
 from .policy import as_array
 
@@ -50,7 +51,11 @@ class EngineState:
             # Boot memory is not zero, unless init_on_free cleared it at boot.
             truth=np.full(nr_pages, 1 if policy.init_on_free else 0, dtype=np.uint8),
             writer=np.full(nr_pages, -1, dtype=np.int64),
-            pagebit=np.zeros(nr_pages, dtype=np.uint8),
+            writer_caller=np.zeros(nr_pages, dtype=np.uint8),
+            # struct page words of the hint designs (struct_page.py); free lists at boot.
+            lru_next=np.full(nr_pages, SP.W_LIST, dtype=np.uint8),
+            page_flags=np.zeros(nr_pages, dtype=np.uint8),
+            by_caller=np.zeros((SP.NR_CSTATS, SP.NR_CALLERS), dtype=np.int64),
             cnt=np.zeros(C.NR_COUNTERS, dtype=np.int64),
             leaks=np.full((MAX_LEAKS, 3), -1, dtype=np.int64),
             rstate=rstate,
@@ -127,7 +132,13 @@ class EngineState:
         self.launch_pages += int((np.int64(1) << order).sum())
         for k in np.flatnonzero((op == VERIFY) & (nonzero > 0)):
             a.cnt[C.ZERO_LEAK] += nonzero[k]
-            record_leak(self.e, int(bad_pfn[k]), int(event[k]), int(marker[k]) - 1)
+            m = int(marker[k])
+            caller = 0
+            if m != BOOT_MARKER and m != POISON:
+                caller = m >> MARKER_CALLER_SHIFT
+                m &= MARKER_EVENT_MASK
+            a.by_caller[SP.CS_LEAK, caller if caller < SP.NR_CALLERS else 0] += nonzero[k]
+            record_leak(self.e, int(bad_pfn[k]), int(event[k]), m - 1)
         a.rstate[R_NCMD] = 0
         return ok
 
@@ -159,7 +170,10 @@ class Simulation:
 
     @staticmethod
     def _columns(events):
-        return [np.ascontiguousarray(events[f]) for f in ("time", "op", "order", "cpu", "gfp", "ref")]
+        cols = [np.ascontiguousarray(events[f]) for f in ("time", "op", "order", "cpu", "gfp", "ref")]
+        if "caller" in events.dtype.names:  # EVENT_CALLER_DTYPE: the workload states callers
+            return cols + [np.ascontiguousarray(events["caller"], dtype=np.uint8)]
+        return cols + [np.zeros(len(events), dtype=np.uint8)]
 
     def feed(self, events):
         z, e, state = self.alloc.z, self.state.e, self.state
@@ -214,6 +228,9 @@ class Simulation:
                       for p, ev, w in a.leaks[: min(nleaks, MAX_LEAKS)]],
             "by_order": {"allocs": a.by_order[0, : alloc.max_order + 1].tolist(),
                          "zeroed": a.by_order[1, : alloc.max_order + 1].tolist()},
+            "by_caller": {name: dict(zip(SP.CSTAT_NAMES, a.by_caller[:, k].tolist()))
+                          for k, name in enumerate(SP.CALLER_NAMES)
+                          if a.by_caller[:, k].any()},
             "buddyinfo": alloc.buddyinfo(),
             "zeroedinfo": alloc.zeroed_info(),
         }

@@ -6,6 +6,7 @@
 """
 import inspect
 
+from ..struct_page import parse_caller_mix
 from .mixed import mixed
 from .scenarios import balloon_cycle, kernel_build, page_cache_churn, vm_anon
 from .unaware import unaware_user
@@ -23,7 +24,7 @@ def _on_off(value):
 
 WORKLOADS = {
     "mixed": (mixed, {"events": int}),
-    "unaware-user": (unaware_user, {"events": int}),
+    "unaware-user": (unaware_user, {"events": int, "callers": parse_caller_mix}),
     "vm-anon": (vm_anon, {"thp": _on_off, "size_mb": int, "rounds": int, "idle_s": float,
                           "noise": float}),
     "kernel-build": (kernel_build, {"jobs": int, "files_per_job": int}),
