@@ -162,6 +162,7 @@ class Simulation:
             self.state.backend = fault(self.state.backend)
         self.events = 0
         self.wall = 0.0
+        self.callers_stated = False  # the events carried caller types (EVENT_CALLER_DTYPE)
         self.progress = progress
         empty = np.zeros(0, dtype=EVENT_DTYPE)
         # Compile (or load from cache) outside the timing: an empty range runs no event.
@@ -180,6 +181,7 @@ class Simulation:
         n = len(events)
         ev_pfn = np.full(n, -1, dtype=np.int64)
         cols = self._columns(events)
+        self.callers_stated |= "caller" in events.dtype.names
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -231,6 +233,7 @@ class Simulation:
             "by_caller": {name: dict(zip(SP.CSTAT_NAMES, a.by_caller[:, k].tolist()))
                           for k, name in enumerate(SP.CALLER_NAMES)
                           if a.by_caller[:, k].any()},
+            "callers_stated": self.callers_stated,
             "buddyinfo": alloc.buddyinfo(),
             "zeroedinfo": alloc.zeroed_info(),
         }
@@ -266,6 +269,12 @@ def summary(result):
         f"\n  pfn {l['pfn']:#x} handed out by event {l['handed_out_by']} holds data of "
         + (f"event {l['data_of']}" if l["data_of"] >= 0 else "boot time")
         for l in result["leaks"]))
+    if result.get("callers_stated") and result["policy"]["track"]:
+        from .hint_designs import caller_table
+        lines.append(f"by caller type (pages; hint={result['policy']['hint']}"
+                     + (f"/{result['policy']['pfmemalloc']}" if result["policy"]["hint"] == "lru_bit"
+                        else "") + f", free-signal={result['policy']['free_signal']}):")
+        lines.append(caller_table(result["by_caller"]))
     if "backend" in result:
         b = result["backend"]
         lines.append(f"backend {b['name']} on {b['device']}: {b['launches']} launches, "
