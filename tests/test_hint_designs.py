@@ -183,3 +183,26 @@ def test_experiment_table_plot_and_confirmation(tmp_path):
     assert "content mode confirms every leak metadata mode counts: True" in p.stdout
     for name in ("table.txt", "results.json", "by_caller.png", "r.json"):
         assert (tmp_path / name).exists()
+
+
+JIT_SCRIPT = """
+import json
+from zeroing.policy import make_policy
+from zeroing.run import simulate
+from zeroing.workloads import make_workload
+ev = make_workload("unaware-user", 4096, 2000, seed=7)
+out = [simulate(ev, make_policy("balloon", hint=h, free_signal="page_bit"), 4096)["by_caller"]
+       for h in ("lru_bit", "folio_flag")]
+print(json.dumps(out))
+"""
+
+
+def test_struct_page_words_jit_and_interpreted_agree():
+    out = []
+    for disable in ("0", "1"):
+        env = dict(os.environ, NUMBA_DISABLE_JIT=disable, PYTHONPATH=ROOT)
+        p = subprocess.run([sys.executable, "-c", JIT_SCRIPT], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-2000:]
+        out.append(p.stdout.strip().splitlines()[-1])
+    assert out[0] == out[1]

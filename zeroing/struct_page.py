@@ -70,6 +70,7 @@ W_POISON = 2 << 4  # LIST_POISON1 after list_del
 W_SLAB = 3 << 4  # slab_cache (struct slab)
 W_PP = 4 << 4  # pp_magic with PP_SIGNATURE
 PGF_ZEROED = 1 << 0
+PGF_KEEP = 0xFF ^ PGF_ZEROED  # a positive mask: uint8 & ~flag overflows when interpreted
 
 # Design codes, as in policy.HINTS.
 _PGHINT, _LRU_BIT, _FOLIO_FLAG = 0, 1, 2
@@ -93,7 +94,7 @@ def prep_new_page_words(e, pfn, design, pfmemalloc_or, zeroed):
     (reaches the caller beyond ``post_alloc_hook``)."""
     # __del_page_from_free_list: list_del leaves LIST_POISON1; PG_zeroed goes with the block.
     word = W_POISON
-    flags = e.page_flags[pfn] & ~PGF_ZEROED
+    flags = e.page_flags[pfn] & PGF_KEEP
     survived = zeroed
     if design == _LRU_BIT:
         if pfmemalloc_or:
@@ -118,7 +119,7 @@ def prep_new_page_words(e, pfn, design, pfmemalloc_or, zeroed):
 def caller_takes_page(e, pfn, caller):
     """What the caller does to the words after allocation (before any free)."""
     if caller == CALLER_ANON or caller == CALLER_FILE:
-        e.page_flags[pfn] &= ~PGF_ZEROED  # the folio allocation path reads and clears it
+        e.page_flags[pfn] &= PGF_KEEP  # the folio allocation path reads and clears it
         e.lru_next[pfn] = W_LIST  # folio_add_lru -> lruvec_add_folio: list_add
     elif caller == CALLER_SLAB:
         e.lru_next[pfn] = W_SLAB  # slab->slab_cache = s (pointer: low bits 0)
@@ -154,7 +155,7 @@ def page_says_zeroed(e, pfn, design):
 def free_words(e, pfn):
     """The block is on a free list again: the word is a list pointer, the flag consumed."""
     e.lru_next[pfn] = W_LIST
-    e.page_flags[pfn] &= ~PGF_ZEROED
+    e.page_flags[pfn] &= PGF_KEEP
 
 
 def parse_caller_mix(value):
