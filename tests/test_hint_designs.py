@@ -2,8 +2,8 @@
 
 Each scenario: the balloon hands a page back zeroed (FPI_ZEROED, onto the pcp list head); a
 caller of the type under test allocates it (pcp is LIFO: it gets that page, with the hint),
-writes it and frees it; then a __GFP_ZERO allocation takes the same page back and the sanitizer
-checks it (a caller of another type, so that the tested type's counters are its own). The
+writes it and frees it; then a __GFP_ZERO allocation by a caller of another type (so that the
+tested type's counters are its own) takes the same page back, and the sanitizer checks it. The
 expected outcome is derived below from the design's rules, not measured.
 """
 import os

@@ -74,7 +74,8 @@ MARKER_EVENT_MASK = (1 << MARKER_CALLER_SHIFT) - 1
 
 
 #: The engine's arrays (EngineState builds them; compiled code gets them as one handle).
-ENGINE_FIELDS = ("truth", "writer", "writer_caller", "lru_next", "page_flags", "by_caller", "cnt", "leaks", "rstate", "pol", "cmd_op",
+ENGINE_FIELDS = ("truth", "writer", "writer_caller", "lru_next", "page_flags", "by_caller",
+                 "cnt", "leaks", "rstate", "pol", "cmd_op",
                  "cmd_pfn", "cmd_order", "cmd_arg", "cmd_event", "inflight", "by_order")
 
 

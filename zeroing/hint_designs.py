@@ -17,8 +17,10 @@ from .run import simulate, write_json, write_text
 DESIGNS = (
     ("pghint + FPI_ZEROED", {"hint": "pghint", "free_signal": "fpi"}),
     ("pghint + page bit", {"hint": "pghint", "free_signal": "page_bit"}),
-    ("lru_bit assign + FPI_ZEROED", {"hint": "lru_bit", "pfmemalloc": "assign", "free_signal": "fpi"}),
-    ("lru_bit assign + page bit", {"hint": "lru_bit", "pfmemalloc": "assign", "free_signal": "page_bit"}),
+    ("lru_bit assign + FPI_ZEROED",
+     {"hint": "lru_bit", "pfmemalloc": "assign", "free_signal": "fpi"}),
+    ("lru_bit assign + page bit",
+     {"hint": "lru_bit", "pfmemalloc": "assign", "free_signal": "page_bit"}),
     ("lru_bit or + FPI_ZEROED", {"hint": "lru_bit", "pfmemalloc": "or", "free_signal": "fpi"}),
     ("lru_bit or + page bit", {"hint": "lru_bit", "pfmemalloc": "or", "free_signal": "page_bit"}),
     ("folio_flag + FPI_ZEROED", {"hint": "folio_flag", "free_signal": "fpi"}),
@@ -101,6 +103,10 @@ def plot(meta, path):
     os.replace(tmp, path)
 
 
+def _slim(results):
+    return {k: {"counters": v["counters"], "by_caller": v["by_caller"]} for k, v in results.items()}
+
+
 def write_all(out_dir, meta, content, params):
     """table.txt, results.json and by_caller.png in ``out_dir``, each written atomically."""
     os.makedirs(out_dir, exist_ok=True)
@@ -108,9 +114,8 @@ def write_all(out_dir, meta, content, params):
     write_text(os.path.join(out_dir, "table.txt"), text + "\n")
     write_json(os.path.join(out_dir, "results.json"), {
         "params": params, "policy": BASE_POLICY, "options": BASE_OPTIONS,
-        "metadata": {k: {"counters": v["counters"], "by_caller": v["by_caller"]} for k, v in meta.items()},
-        "content": None if content is None else
-        {k: {"counters": v["counters"], "by_caller": v["by_caller"]} for k, v in content.items()},
+        "metadata": _slim(meta),
+        "content": None if content is None else _slim(content),
     })
     plot(meta, os.path.join(out_dir, "by_caller.png"))
     return text

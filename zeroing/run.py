@@ -269,11 +269,11 @@ def summary(result):
         f"\n  pfn {l['pfn']:#x} handed out by event {l['handed_out_by']} holds data of "
         + (f"event {l['data_of']}" if l["data_of"] >= 0 else "boot time")
         for l in result["leaks"]))
-    if result.get("callers_stated") and result["policy"]["track"]:
+    pol = result["policy"]
+    if result.get("callers_stated") and pol["track"]:
         from .hint_designs import caller_table
-        lines.append(f"by caller type (pages; hint={result['policy']['hint']}"
-                     + (f"/{result['policy']['pfmemalloc']}" if result["policy"]["hint"] == "lru_bit"
-                        else "") + f", free-signal={result['policy']['free_signal']}):")
+        design = pol["hint"] + (f"/{pol['pfmemalloc']}" if pol["hint"] == "lru_bit" else "")
+        lines.append(f"by caller type (pages; hint={design}, free-signal={pol['free_signal']}):")
         lines.append(caller_table(result["by_caller"]))
     if "backend" in result:
         b = result["backend"]

@@ -10,14 +10,17 @@ GFP_ATOMIC | __GFP_NOWARN, ``private_list`` and ``raw`` GFP_KERNEL, half with __
 (``get_zeroed_page``). The default mix weighs every type equally. Simplification: every
 caller also passes __GFP_MOVABLE, so that all of them draw from the pageblocks the balloon's
 zeroed pages return to (with their own migratetypes, unmovable callers would almost never meet a
-zeroed block in this short workload, and the question here is what each does to struct page). With a design that leaves
-the hint in struct page and a ``page_bit`` free signal, a page such a caller dirtied is freed
-as "zeroed" and later handed to a __GFP_ZERO caller without clearing: the leak David
-Hildenbrand warned about; which callers do that depends on the design (README, "Hint designs").
+zeroed block in this short workload, and the question here is what each does to struct page).
+
+With a design that leaves the hint in struct page and a ``page_bit`` free signal, a page such a
+caller dirtied is freed as "zeroed" and later handed to a __GFP_ZERO caller without clearing:
+the leak David Hildenbrand warned about; which callers do that depends on the design (README,
+"Hint designs by caller type").
 """
 import numpy as np
 
-from allocator.flags import GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_MOVABLE, __GFP_ZERO
+from allocator.flags import (GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_MOVABLE,
+                             __GFP_ZERO)
 
 from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_INFLATE, EVENT_CALLER_DTYPE
 from ..struct_page import CALLER_NAMES, MIX_CALLERS, parse_caller_mix
