@@ -1,7 +1,7 @@
 """The workload generators as they were before they were compiled (Python loops, slow):
 the oracle the compiled generators must match event for event (test_workloads.py).
 Copied from zeroing/workloads/{mixed,scenarios,unaware,stream}.py at 178edfc; only the
-imports are merged."""
+imports are merged; unaware_user is issue 14's version with a caller mix."""
 import numpy as np
 
 from allocator.flags import GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZERO
@@ -89,9 +89,18 @@ def mixed(nr_pages=1 << 18, events=300_000, seed=0):
     return ev
 
 
-def unaware_user(nr_pages=1 << 16, events=100_000, seed=0):
+def unaware_user(nr_pages=1 << 16, events=100_000, seed=0, callers=None):
+    """Issue 14's loop (caller mix): zeroing/workloads/unaware.py at issue14 8dde598."""
+    from zeroing.events import EVENT_CALLER_DTYPE
+    from zeroing.struct_page import CALLER_NAMES, parse_caller_mix
+    from zeroing.workloads.unaware import CALLER_GFP, DEFAULT_CALLERS
+    from allocator.flags import __GFP_MOVABLE
+    mix = parse_caller_mix(DEFAULT_CALLERS if callers is None else callers)
+    names = [n for n in mix if mix[n] > 0]
+    weights = np.array([mix[n] for n in names]) / sum(mix[n] for n in names)
+    picks = np.random.default_rng([seed, 1]).choice(len(names), size=events, p=weights)
     rng = np.random.default_rng(seed)
-    ev = np.zeros(events, dtype=EVENT_DTYPE)
+    ev = np.zeros(events, dtype=EVENT_CALLER_DTYPE)
     live = []
     balloon = []
     for i in range(events):
@@ -107,9 +116,10 @@ def unaware_user(nr_pages=1 << 16, events=100_000, seed=0):
             ref = live.pop(int(rng.integers(len(live))))
             row["op"], row["ref"] = EV_FREE, ref
         else:
-            row["op"] = EV_ALLOC
-            # Movable, like the deflated pages: they share pcp lists and pageblocks.
-            row["gfp"] = GFP_HIGHUSER_MOVABLE | (__GFP_ZERO if rng.random() < 0.5 else 0)
+            name = names[picks[i]]
+            op, gfp, p_zero = CALLER_GFP[name]
+            row["op"], row["caller"] = op, CALLER_NAMES.index(name)
+            row["gfp"] = gfp | __GFP_MOVABLE | (__GFP_ZERO if rng.random() < p_zero else 0)
             live.append(i)
     return ev
 

@@ -18,9 +18,13 @@ Kernel paths followed (6.18 + the PG_zeroed series "New design", June 2026):
 - user faults: order 0 uses ``__GFP_ZERO`` (x86) or ``clear_user_highpage`` (aliasing caches);
   order > 0 ``folio_zero_user`` when ``user_alloc_needs_zeroing()`` (aliasing or
   !init_on_alloc; it ignores init_on_free, hence the double clear with THP).
-- hint designs: ``lru_bit`` with pfmemalloc 'assign' loses the hint before the fault site;
-  ``folio_flag`` and ``lru_bit`` leave the bit on pages of non-folio allocations, which a
-  ``page_bit`` free signal then trusts (the stale-bit leak Hildenbrand objected to).
+- hint designs at the level of struct page (``struct_page.py``): each allocation has a caller
+  type; the design writes ``lru.next``/the page flag in ``prep_new_page``, the caller overwrites
+  what its struct page overlay overwrites, and a ``page_bit`` free signal trusts whatever bit
+  is left (the stale-bit leak Hildenbrand objected to). ``lru_bit`` with pfmemalloc 'assign'
+  loses the hint before the fault site. Per caller type: hints set, delivered to a site that
+  skipped a clear, lost before it, stale bits trusted at free, false claims among them, and
+  leaked pages of that caller's data (``by_caller``).
 """
 import numpy as np
 from numba import njit
@@ -32,7 +36,8 @@ from kernels.batch import CLEAR, DIRTY, VERIFY
 from . import counters as C
 from .events import (EV_ADOPT, EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE,
                      EV_INFLATE)
-from .policy import (HINT_FOLIO_FLAG, HINT_LRU_BIT, P_ALIASING, P_BALLOON, P_FREE_SIGNAL,
+from . import struct_page as SP
+from .policy import (HINT_LRU_BIT, P_ALIASING, P_BALLOON, P_FREE_SIGNAL,
                      P_HINT, P_INIT_ON_ALLOC, P_INIT_ON_FREE, P_OFFLOAD, P_OFFLOAD_BATCH,
                      P_OFFLOAD_PERIOD, P_OFFLOAD_WATERMARK, P_PFMEMALLOC, P_REPORTING,
                      P_REPORTING_DELAY, P_REPORTING_ORDER, P_TRACK, P_ZEROED_AWARE)
@@ -63,10 +68,14 @@ MAX_LEAKS = 8
 BOOT_MARKER = 1 << 62
 #: cmd_event of an offload clear (not an event's own work).
 OFFLOAD_EVENT = -2
+#: A dirty command's marker holds the writer's caller type above this bit (content mode).
+MARKER_CALLER_SHIFT = 56
+MARKER_EVENT_MASK = (1 << MARKER_CALLER_SHIFT) - 1
 
 
 #: The engine's arrays (EngineState builds them; compiled code gets them as one handle).
-ENGINE_FIELDS = ("truth", "writer", "pagebit", "cnt", "leaks", "rstate", "pol", "cmd_op",
+ENGINE_FIELDS = ("truth", "writer", "writer_caller", "lru_next", "page_flags", "by_caller",
+                 "cnt", "leaks", "rstate", "pol", "cmd_op",
                  "cmd_pfn", "cmd_order", "cmd_arg", "cmd_event", "inflight", "by_order")
 
 
@@ -111,12 +120,25 @@ def host_zeroes(e, pfn, order):
 
 
 @njit(cache=True)
-def dirty_pages(e, pfn, order, event):
+def dirty_pages(e, pfn, order, event, caller=0):
     for p in range(pfn, pfn + (np.int64(1) << order)):
         e.truth[p] = 0
         e.writer[p] = event
+        e.writer_caller[p] = caller
     if e.rstate[R_CONTENT]:
-        emit(e, DIRTY, pfn, order, event + 1 if event >= 0 else BOOT_MARKER, event)
+        marker = (event + 1) | (np.int64(caller) << MARKER_CALLER_SHIFT) if event >= 0 \
+            else BOOT_MARKER
+        emit(e, DIRTY, pfn, order, marker, event)
+
+
+@njit(cache=True)
+def user_clears(e, pfn, order, event):
+    """The caller itself stores zeros (a page table emptied by zap_pte_range before it is
+    freed): not a zeroing site of the model, so nothing is counted."""
+    for p in range(pfn, pfn + (np.int64(1) << order)):
+        e.truth[p] = 1
+    if e.rstate[R_CONTENT]:
+        emit(e, CLEAR, pfn, order, 0, event)
 
 
 @njit(cache=True)
@@ -139,12 +161,16 @@ def check_zeroed(e, pfn, order, event):
         emit(e, VERIFY, pfn, order, 0, event)
         return
     first = core.NONE
+    bad = 0
     for p in range(pfn, pfn + pages):
         if e.truth[p] == 0:
-            e.cnt[C.ZERO_LEAK] += 1
+            bad += 1
             if first == core.NONE:
                 first = p
     if first != core.NONE:
+        e.cnt[C.ZERO_LEAK] += bad
+        # Content mode sees the first bad page's marker only: attribute the block the same way.
+        e.by_caller[SP.CS_LEAK, e.writer_caller[first]] += bad
         record_leak(e, first, event, e.writer[first])
 
 
@@ -321,10 +347,12 @@ def take_exact(z, e, pfn, order, gfp):
 # The loop
 
 @njit(cache=True)
-def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, base, start, stop):
+def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller, ev_pfn, base,
+               start, stop):
     """Consume events [start, stop) of a chunk whose first event is event number ``base`` of
-    the whole stream (leak reports name events by that number). Returns (index reached, exit
-    reason)."""
+    the whole stream (leak reports name events by that number). ``ev_caller``: the caller
+    type of each allocation (``struct_page.CALLER_*``, 0 for the event's default). Returns
+    (index reached, exit reason)."""
     pol = e.pol
     track = pol[P_TRACK] != 0
     init_on_free = pol[P_INIT_ON_FREE] != 0
@@ -332,7 +360,9 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, b
     aliasing = pol[P_ALIASING] != 0
     aware = pol[P_ZEROED_AWARE] != 0
     hint_design = pol[P_HINT]
-    hint_lost_before_user = hint_design == HINT_LRU_BIT and pol[P_PFMEMALLOC] == 0
+    pfmemalloc_or = pol[P_PFMEMALLOC] != 0
+    hint_lost_before_user = hint_design == HINT_LRU_BIT and not pfmemalloc_or
+    bc = e.by_caller
     for i in range(start, stop):
         now = ev_time[i]
         if e.rstate[R_NCMD] > e.rstate[R_CMD_LIMIT]:
@@ -377,31 +407,38 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, b
             e.cnt[C.PGALLOC] += pages
             e.cnt[C.ALLOC_BLOCKS] += 1
             hint = track and core.page_is_zeroed(z, pfn)
+            caller = SP.caller_of(op == EV_FAULT, op == EV_INFLATE, np.int64(ev_caller[i]))
+            bc[SP.CS_ALLOC, caller] += pages
             e.by_order[0, order] += 1
             if hint:
                 e.cnt[C.HINT_HITS] += 1
                 e.by_order[1, order] += 1
+                bc[SP.CS_HINT, caller] += pages
             # post_alloc_hook
             if not init_on_free and (init_on_alloc or (gfp & __GFP_ZERO) != 0):
                 zero_site(e, pfn, order, C.ZERO_ALLOC, hint, base + i)
+                if hint:
+                    bc[SP.CS_DELIVERED, caller] += pages
+            # prep_new_page: the design's words, then what the caller's overlay writes.
+            SP.prep_new_page_words(e, pfn, hint_design, pfmemalloc_or, hint)
+            SP.caller_takes_page(e, pfn, caller)
             if op == EV_FAULT:
                 # user_alloc_needs_zeroing(): aliasing caches, or init_on_alloc off.
                 if (order > 0 or aliasing) and (aliasing or not init_on_alloc):
                     usable = hint and not hint_lost_before_user
                     if hint and hint_lost_before_user:
                         e.cnt[C.ZERO_HINT_LOST] += pages
+                        bc[SP.CS_LOST, caller] += pages
+                    elif usable:
+                        bc[SP.CS_DELIVERED, caller] += pages
                     zero_site(e, pfn, order, C.ZERO_USER, usable, base + i)
                 check_zeroed(e, pfn, order, base + i)
             elif op == EV_ALLOC:
                 if (gfp & __GFP_ZERO) != 0 or init_on_alloc or init_on_free:
                     check_zeroed(e, pfn, order, base + i)
-                # Non-folio allocation: designs that keep the hint in struct page leave it.
-                if hint and (hint_design == HINT_FOLIO_FLAG or
-                             (hint_design == HINT_LRU_BIT and not hint_lost_before_user)):
-                    e.pagebit[pfn] = 1
             if op == EV_INFLATE:
                 continue  # handed to the host; the guest never writes it
-            dirty_pages(e, pfn, order, base + i)
+            dirty_pages(e, pfn, order, base + i, caller)
         elif op == EV_FREE or op == EV_DEFLATE or op == EV_FREE_PFN:
             if op == EV_FREE_PFN:
                 pfn = ev_ref[i] - 1  # an allocation made in an earlier chunk (trace replay)
@@ -415,6 +452,14 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, b
                 ev_pfn[ref] = core.NONE  # freed: a second free of it is a no-op
                 order = np.int64(ev_order[ref])
                 pages = np.int64(1) << order
+            if op == EV_FREE_PFN:
+                caller = SP.CALLER_RAW  # allocated in an earlier chunk: the EV_ALLOC default
+            else:
+                caller = SP.caller_of(ev_op[ref] == EV_FAULT, ev_op[ref] == EV_INFLATE,
+                                      np.int64(ev_caller[ref]))
+            SP.caller_releases_page(e, pfn, caller)
+            if caller == SP.CALLER_PGTABLE:
+                user_clears(e, pfn, order, base + i)  # freed empty: every entry was zapped
             fpi = 0
             if op == EV_DEFLATE:
                 host_zeroes(e, pfn, order)
@@ -424,10 +469,16 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, b
                 clear_pages(e, pfn, order, C.ZERO_FREE, base + i)
                 if track:
                     fpi |= core.FPI_ZEROED
-            if e.pagebit[pfn]:
-                e.pagebit[pfn] = 0
-                if pol[P_FREE_SIGNAL] == 1:
-                    fpi |= core.FPI_ZEROED  # the buddy trusts a bit nobody cleared
+            if pol[P_FREE_SIGNAL] == 1 and SP.page_says_zeroed(e, pfn, hint_design) \
+                    and not fpi & core.FPI_ZEROED:
+                # The buddy trusts a bit the allocator set and nobody cleared: no freer said so.
+                fpi |= core.FPI_ZEROED
+                bc[SP.CS_STALE, caller] += pages
+                dirty = 0
+                for p in range(pfn, pfn + pages):
+                    dirty += 1 - np.int64(e.truth[p])
+                bc[SP.CS_FALSE, caller] += dirty
+            SP.free_words(e, pfn)
             if core.free_pages(z, pfn, order, fpi, cpu) < 0:
                 return i, EXIT_BAD_EVENT
             e.cnt[C.PGFREE] += pages
@@ -440,6 +491,7 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, b
             if pfn == core.NONE:
                 continue
             ev_pfn[i] = pfn
+            SP.prep_new_page_words(e, pfn, hint_design, pfmemalloc_or, False)
             e.cnt[C.REPLAY_ADOPTED] += pages
             z.stat[core.S_PGALLOC] -= pages  # not an allocation the stream made
             dirty_pages(e, pfn, order, -1)  # content unknown: as dirty as boot memory

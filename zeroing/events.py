@@ -39,6 +39,10 @@ EVENT_DTYPE = np.dtype([
     ("time", np.int64), ("op", np.uint8), ("order", np.int8), ("cpu", np.uint16),
     ("gfp", np.uint32), ("ref", np.int64),
 ])
+#: EVENT_DTYPE plus ``caller``: the caller type of each allocation (``struct_page.CALLER_*``;
+#: 0 = the event's default: faults anon, allocations raw). Workloads that state a caller mix
+#: use it; the engine reads it when present. The text form does not carry it.
+EVENT_CALLER_DTYPE = np.dtype(EVENT_DTYPE.descr + [("caller", np.uint8)])
 
 
 def format_events(events):

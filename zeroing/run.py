@@ -15,11 +15,12 @@ from kernels import get_backend
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
+from . import struct_page as SP
 from .compiling import notice_first_compile
 from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
-                     MAX_LEAKS, NR_RSTATE, OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD,
-                     R_NINFLIGHT, R_NLEAKS, offload_complete, record_leak,
-                     run_events)
+                     MARKER_CALLER_SHIFT, MARKER_EVENT_MASK, MAX_LEAKS, NR_RSTATE,
+                     OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD, R_NINFLIGHT, R_NLEAKS,
+                     offload_complete, record_leak, run_events)
 from .events import EVENT_DTYPE
 from .policy import as_array
 
@@ -51,7 +52,11 @@ class EngineState:
             # Boot memory is not zero, unless init_on_free cleared it at boot.
             truth=np.full(nr_pages, 1 if policy.init_on_free else 0, dtype=np.uint8),
             writer=np.full(nr_pages, -1, dtype=np.int64),
-            pagebit=np.zeros(nr_pages, dtype=np.uint8),
+            writer_caller=np.zeros(nr_pages, dtype=np.uint8),
+            # struct page words of the hint designs (struct_page.py); free lists at boot.
+            lru_next=np.full(nr_pages, SP.W_LIST, dtype=np.uint8),
+            page_flags=np.zeros(nr_pages, dtype=np.uint8),
+            by_caller=np.zeros((SP.NR_CSTATS, SP.NR_CALLERS), dtype=np.int64),
             cnt=np.zeros(C.NR_COUNTERS, dtype=np.int64),
             leaks=np.full((MAX_LEAKS, 3), -1, dtype=np.int64),
             rstate=rstate,
@@ -128,7 +133,13 @@ class EngineState:
         self.launch_pages += int((np.int64(1) << order).sum())
         for k in np.flatnonzero((op == VERIFY) & (nonzero > 0)):
             a.cnt[C.ZERO_LEAK] += nonzero[k]
-            record_leak(self.e, int(bad_pfn[k]), int(event[k]), int(marker[k]) - 1)
+            m = int(marker[k])
+            caller = 0
+            if m != BOOT_MARKER and m != POISON:
+                caller = m >> MARKER_CALLER_SHIFT
+                m &= MARKER_EVENT_MASK
+            a.by_caller[SP.CS_LEAK, caller if caller < SP.NR_CALLERS else 0] += nonzero[k]
+            record_leak(self.e, int(bad_pfn[k]), int(event[k]), m - 1)
         a.rstate[R_NCMD] = 0
         return ok
 
@@ -153,6 +164,7 @@ class Simulation:
             self.state.backend = fault(self.state.backend)
         self.events = 0
         self.wall = 0.0
+        self.callers_stated = False  # the events carried caller types (EVENT_CALLER_DTYPE)
         self.progress = progress
         empty = np.zeros(0, dtype=EVENT_DTYPE)
         # Compile (or load from cache) outside the timing: an empty range runs no event.
@@ -162,7 +174,10 @@ class Simulation:
 
     @staticmethod
     def _columns(events):
-        return [np.ascontiguousarray(events[f]) for f in ("time", "op", "order", "cpu", "gfp", "ref")]
+        cols = [np.ascontiguousarray(events[f]) for f in ("time", "op", "order", "cpu", "gfp", "ref")]
+        if "caller" in events.dtype.names:  # EVENT_CALLER_DTYPE: the workload states callers
+            return cols + [np.ascontiguousarray(events["caller"], dtype=np.uint8)]
+        return cols + [np.zeros(len(events), dtype=np.uint8)]
 
     def feed(self, events, start=0, ev_pfn=None):
         """Run ``events[start:]``. Rows before ``start`` are context, not events: allocations
@@ -170,14 +185,18 @@ class Simulation:
         (``zeroing.streaming`` builds them)."""
         if ev_pfn is None:
             ev_pfn = np.full(len(events), -1, dtype=np.int64)
-        return self.feed_columns(self._columns(events), ev_pfn, start)
+        return self.feed_columns(self._columns(events), ev_pfn, start,
+                                 callers_stated="caller" in events.dtype.names)
 
-    def feed_columns(self, cols, ev_pfn, start=0):
-        """``feed`` on contiguous columns (``EVENT_DTYPE``'s fields, in its order); ``ev_pfn``
-        of the event rows need not be initialised (the loop sets each before use)."""
+    def feed_columns(self, cols, ev_pfn, start=0, callers_stated=False):
+        """``feed`` on contiguous columns (``EVENT_DTYPE``'s fields in its order, then the
+        caller column of ``EVENT_CALLER_DTYPE``, 0 where the workload states none);
+        ``ev_pfn`` of the event rows need not be initialised (the loop sets each before
+        use)."""
         z, e, state = self.alloc.z, self.state.e, self.state
         n = len(cols[0])
         base = self.events - start  # stream number of row 0
+        self.callers_stated |= callers_stated
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -227,6 +246,10 @@ class Simulation:
                       for p, ev, w in a.leaks[: min(nleaks, MAX_LEAKS)]],
             "by_order": {"allocs": a.by_order[0, : alloc.max_order + 1].tolist(),
                          "zeroed": a.by_order[1, : alloc.max_order + 1].tolist()},
+            "by_caller": {name: dict(zip(SP.CSTAT_NAMES, a.by_caller[:, k].tolist()))
+                          for k, name in enumerate(SP.CALLER_NAMES)
+                          if a.by_caller[:, k].any()},
+            "callers_stated": self.callers_stated,
             "buddyinfo": alloc.buddyinfo(),
             "zeroedinfo": alloc.zeroed_info(),
         }
@@ -268,6 +291,12 @@ def summary(result):
         f"\n  pfn {l['pfn']:#x} handed out by event {l['handed_out_by']} holds data of "
         + (f"event {l['data_of']}" if l["data_of"] >= 0 else "boot time")
         for l in result["leaks"]))
+    pol = result["policy"]
+    if result.get("callers_stated") and pol["track"]:
+        from .hint_designs import caller_table
+        design = pol["hint"] + (f"/{pol['pfmemalloc']}" if pol["hint"] == "lru_bit" else "")
+        lines.append(f"by caller type (pages; hint={design}, free-signal={pol['free_signal']}):")
+        lines.append(caller_table(result["by_caller"]))
     if "backend" in result:
         b = result["backend"]
         lines.append(f"backend {b['name']} on {b['device']}: {b['launches']} launches, "

@@ -23,6 +23,8 @@ class StreamFeeder:
         self.sim = sim
         self.rows = np.zeros(0, np.int64)  # stream rows of live allocations, ascending
         self.orders = np.zeros(0, np.int8)
+        self.ops = np.zeros(0, np.uint8)  # what a free looks up of its allocation: op, caller
+        self.callers = np.zeros(0, np.uint8)
         self.pfns = np.zeros(0, np.int64)
         self.next_row = 0
         self._cols = None  # window columns and ev_pfn, reused while they are large enough
@@ -31,7 +33,7 @@ class StreamFeeder:
         if self._cols is None or len(self._cols[0]) < size:
             cap = max(size, 2 * len(self._cols[0]) if self._cols else 0)
             self._cols = [np.empty(cap, EVENT_DTYPE[f]) for f in EVENT_DTYPE.names] + \
-                [np.empty(cap, np.int64)]
+                [np.empty(cap, np.uint8), np.empty(cap, np.int64)]  # caller, ev_pfn
         return [c[:size] for c in self._cols]
 
     def feed(self, chunk):
@@ -40,13 +42,19 @@ class StreamFeeder:
         *cols, ev_pfn = self._window(ctx + n)
         for name, col in zip(EVENT_DTYPE.names, cols):
             if name == "op":
-                col[:ctx] = EV_IDLE
+                col[0] = EV_IDLE
+                col[1:ctx] = self.ops
             elif name == "order":
                 col[0] = 0
                 col[1:ctx] = self.orders
             else:
                 col[:ctx] = 0
             col[ctx:] = chunk[name]
+        stated = "caller" in chunk.dtype.names
+        callers = cols.pop()
+        callers[0] = 0
+        callers[1:ctx] = self.callers
+        callers[ctx:] = chunk["caller"] if stated else 0
         op, ref_col = cols[1][ctx:], cols[5][ctx:]
         sel = np.flatnonzero((op == EV_FREE) | (op == EV_DEFLATE))
         ref = ref_col[sel]
@@ -61,11 +69,13 @@ class StreamFeeder:
         ref_col[sel] = new
         ev_pfn[0] = NONE
         ev_pfn[1:ctx] = self.pfns
-        self.sim.feed_columns(cols, ev_pfn, start=ctx)
+        self.sim.feed_columns(cols + [callers], ev_pfn, start=ctx, callers_stated=stated)
         keep = np.flatnonzero(ev_pfn[1:] != NONE) + 1
         split = np.searchsorted(keep, ctx)
         self.rows = np.concatenate((self.rows[keep[:split] - 1], keep[split:] - ctx + base))
         self.orders = cols[2][keep]
+        self.ops = cols[1][keep]
+        self.callers = callers[keep]
         self.pfns = ev_pfn[keep]
         self.next_row += n
 

@@ -11,6 +11,7 @@ number in the whole stream (``gen.chunked(array)`` cuts one array so); register 
 """
 import inspect
 
+from ..struct_page import parse_caller_mix
 from .mixed import mixed, mixed_chunks
 from .scenarios import (balloon_cycle, balloon_cycle_chunks, kernel_build, kernel_build_chunks,
                         page_cache_churn, page_cache_churn_chunks, vm_anon, vm_anon_chunks)
@@ -29,7 +30,7 @@ def _on_off(value):
 
 WORKLOADS = {
     "mixed": (mixed, {"events": int}),
-    "unaware-user": (unaware_user, {"events": int}),
+    "unaware-user": (unaware_user, {"events": int, "callers": parse_caller_mix}),
     "vm-anon": (vm_anon, {"thp": _on_off, "size_mb": int, "rounds": int, "idle_s": float,
                           "noise": float}),
     "kernel-build": (kernel_build, {"jobs": int, "files_per_job": int}),

@@ -28,9 +28,10 @@ S_GROW = 4  # 1 when a list needs more room before the next step (Python grows i
 S_PHASE = 5
 S_USER = 6
 
-def new_buffer(capacity):
-    """The chunk buffer: EVENT_DTYPE rows (``cpu`` stays 0 here)."""
-    return np.zeros(capacity, dtype=EVENT_DTYPE)
+def new_buffer(capacity, dtype=EVENT_DTYPE):
+    """The chunk buffer: EVENT_DTYPE rows (``cpu`` stays 0 here), or EVENT_CALLER_DTYPE rows
+    for a generator that states callers."""
+    return np.zeros(capacity, dtype=dtype)
 
 
 @njit(cache=True, inline="always")
@@ -81,10 +82,10 @@ def chunked(events, chunk=1 << 20):
         yield events[lo: lo + chunk]
 
 
-def collect(it):
+def collect(it, dtype=EVENT_DTYPE):
     """Concatenate a generator's chunks into one array."""
     parts = list(it)
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=EVENT_DTYPE)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
 # ---------------------------------------------------------------------------------------------

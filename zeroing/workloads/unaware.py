@@ -1,25 +1,56 @@
-"""``unaware-user``: kernel callers off the folio path allocate, write and free pages without
-knowing about any zeroed bit, interleaved with __GFP_ZERO allocations that trust the hint.
+"""``unaware-user``: kernel callers allocate, write and free pages without knowing about any
+zeroed bit, interleaved with balloon deflates (the source of zeroed blocks) and callers that
+trust the hint.
 
-With a design that leaves the hint in struct page (folio_flag, lru_bit) and a ``page_bit``
-free signal, a page such a caller dirtied is freed as "zeroed" and later handed to a
-__GFP_ZERO caller without clearing: the leak David Hildenbrand warned about.
+``callers`` states the caller mix (``struct_page.parse_caller_mix``: ``"raw=3,slab=1"``);
+each allocation gets a caller type, with the GFP flags and event that caller uses: ``anon`` a
+user fault (order 0), ``file`` GFP_HIGHUSER_MOVABLE page cache, ``slab`` GFP_KERNEL (slab strips
+__GFP_ZERO from its page allocations), ``pgtable`` GFP_PGTABLE_USER (__GFP_ZERO), ``page_pool``
+GFP_ATOMIC | __GFP_NOWARN, ``private_list`` and ``raw`` GFP_KERNEL, half with __GFP_ZERO
+(``get_zeroed_page``). The default mix weighs every type equally. Simplification: every
+caller also passes __GFP_MOVABLE, so that all of them draw from the pageblocks the balloon's
+zeroed pages return to (with their own migratetypes, unmovable callers would almost never meet a
+zeroed block in this short workload, and the question here is what each does to struct page).
 
-Compiled (``gen.py``); one event per step.
+With a design that leaves the hint in struct page and a ``page_bit`` free signal, a page such a
+caller dirtied is freed as "zeroed" and later handed to a __GFP_ZERO caller without clearing:
+the leak David Hildenbrand warned about; which callers do that depends on the design (README,
+"Hint designs by caller type").
+
+Compiled (``gen.py``); one event per step. The caller of event ``i`` is drawn as
+``numpy.random.Generator.choice(p=weights)`` draws it (a uniform searched in the normalised
+cumulative weights) from a second generator seeded ``[seed, 1]``, one draw per event, so the
+stream equals the Python loop kept in ``tests/reference_workloads.py`` whatever the chunk size.
 """
 import numpy as np
 from numba import njit
 
-from allocator.flags import GFP_HIGHUSER_MOVABLE, __GFP_ZERO
+from allocator.flags import (GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_MOVABLE,
+                             __GFP_ZERO)
 
-from ..events import EV_ALLOC, EV_DEFLATE, EV_FREE, EV_INFLATE
+from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_INFLATE, EVENT_CALLER_DTYPE
+from ..struct_page import CALLER_NAMES, MIX_CALLERS, parse_caller_mix
 from .gen import (S_BASE, S_DONE, S_GROW, S_ROW, S_T, S_USER, OrderedList, Ring, chunks,
                   collect, new_buffer, ol_append, ol_full, ol_len, ol_pop, put, ring_append,
                   ring_full, ring_popleft, room)
 
+DEFAULT_CALLERS = ",".join(f"{name}=1" for name in MIX_CALLERS)
+GFP_ATOMIC = GFP_BITS["__GFP_HIGH"] | GFP_BITS["__GFP_KSWAPD_RECLAIM"]
+#: caller name -> (event, gfp, probability of __GFP_ZERO)
+CALLER_GFP = {
+    "anon": (EV_FAULT, 0, 0.0),
+    "file": (EV_ALLOC, GFP_HIGHUSER_MOVABLE, 0.0),
+    "slab": (EV_ALLOC, GFP_KERNEL, 0.0),
+    "pgtable": (EV_ALLOC, GFP_KERNEL | GFP_BITS["__GFP_ACCOUNT"] | __GFP_ZERO, 1.0),
+    "page_pool": (EV_ALLOC, GFP_ATOMIC | GFP_BITS["__GFP_NOWARN"], 0.0),
+    "private_list": (EV_ALLOC, GFP_KERNEL, 0.5),
+    "raw": (EV_ALLOC, GFP_KERNEL, 0.5),
+}
+
 
 @njit(cache=True)
-def _fill(rng, st, buf, live, balloon, nr_pages, events):
+def _fill(rng, pick_rng, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live, balloon, nr_pages,
+          events):
     while room(st, buf, 1):
         i = st[S_ROW]
         if i == events:
@@ -28,6 +59,7 @@ def _fill(rng, st, buf, live, balloon, nr_pages, events):
         if ol_full(live) or ring_full(balloon):
             st[S_GROW] = 1
             break
+        k = np.searchsorted(cdf, pick_rng.random(), side="right")  # Generator.choice(p=...)
         st[S_T] = i * 1000 - 1000  # put() adds 1000: event i is at i us
         r = rng.random()
         nballoon = balloon[1][1]
@@ -39,30 +71,41 @@ def _fill(rng, st, buf, live, balloon, nr_pages, events):
         elif ol_len(live) > 0 and (r < 0.55 or ol_len(live) > nr_pages // 4):
             put(st, buf, 1000, EV_FREE, 0, 0, ol_pop(live, rng.integers(0, ol_len(live))))
         else:
-            # Movable, like the deflated pages: they share pcp lists and pageblocks.
-            gfp = GFP_HIGHUSER_MOVABLE | (__GFP_ZERO if rng.random() < 0.5 else 0)
-            ol_append(live, put(st, buf, 1000, EV_ALLOC, 0, gfp, 0))
+            gfp = c_gfp[k] | __GFP_MOVABLE | (__GFP_ZERO if rng.random() < c_pzero[k] else 0)
+            row = put(st, buf, 1000, c_op[k], 0, gfp, 0)
+            buf[row - st[S_BASE]]["caller"] = c_id[k]
+            ol_append(live, row)
     return st[S_ROW] - st[S_BASE]
 
 
-def unaware_user_chunks(nr_pages=1 << 16, events=100_000, seed=0, chunk=1 << 20,
-                        reuse=False):
+def unaware_user_chunks(nr_pages=1 << 16, events=100_000, seed=0, callers=DEFAULT_CALLERS,
+                        chunk=1 << 20, reuse=False):
     """``unaware_user`` a chunk at a time (refs are stream rows)."""
     if events < 0:
         raise ValueError(f"events must be at least 0, got {events}")
-    return _unaware_user_chunks(nr_pages, events, seed, chunk, reuse)
+    mix = parse_caller_mix(callers)
+    names = [n for n in mix if mix[n] > 0]
+    cdf = np.cumsum(np.array([mix[n] for n in names]) / sum(mix[n] for n in names))
+    cdf /= cdf[-1]  # as Generator.choice normalises it
+    table = [CALLER_GFP[n] for n in names]
+    return _unaware_user_chunks(nr_pages, events, seed, chunk, reuse, cdf,
+                                np.array([t[0] for t in table], np.int64),
+                                np.array([t[1] for t in table], np.int64),
+                                np.array([t[2] for t in table], np.float64),
+                                np.array([CALLER_NAMES.index(n) for n in names], np.int64))
 
 
-def _unaware_user_chunks(nr_pages=1 << 16, events=100_000, seed=0, chunk=1 << 20,
-                         reuse=False):
+def _unaware_user_chunks(nr_pages, events, seed, chunk, reuse, cdf, c_op, c_gfp, c_pzero, c_id):
     rng = np.random.default_rng(seed)
+    pick_rng = np.random.default_rng([seed, 1])
     st = np.zeros(S_USER, np.int64)
-    buf = new_buffer(chunk)
+    buf = new_buffer(chunk, EVENT_CALLER_DTYPE)
     live = OrderedList(nr_pages // 4 + 2)  # allocations stop above a quarter of memory
     balloon = Ring(1024)  # a random walk: grows when it must
-    yield from chunks(lambda: _fill(rng, st, buf, live.a, balloon.a, nr_pages, events),
+    yield from chunks(lambda: _fill(rng, pick_rng, cdf, c_op, c_gfp, c_pzero, c_id, st, buf,
+                                    live.a, balloon.a, nr_pages, events),
                       st, buf, [live, balloon], reuse=reuse)
 
 
-def unaware_user(nr_pages=1 << 16, events=100_000, seed=0):
-    return collect(unaware_user_chunks(nr_pages, events, seed))
+def unaware_user(nr_pages=1 << 16, events=100_000, seed=0, callers=DEFAULT_CALLERS):
+    return collect(unaware_user_chunks(nr_pages, events, seed, callers), EVENT_CALLER_DTYPE)
