@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference_workloads as ref
-from zeroing.events import EV_ALLOC, EV_FREE, EVENT_DTYPE
+from zeroing.events import EV_ALLOC, EV_FREE, EVENT_CALLER_DTYPE, EVENT_DTYPE
 from zeroing.policy import make_policy
 from zeroing.run import BadEventError, Simulation, simulate
 from zeroing.streaming import StreamFeeder, simulate_stream
@@ -25,6 +25,8 @@ CASES = [
     ("mixed", dict(nr_pages=16, events=3000), ref.mixed),
     ("unaware-user", dict(nr_pages=512, events=20_000), ref.unaware_user),
     ("unaware-user", dict(nr_pages=8, events=3000), ref.unaware_user),
+    ("unaware-user", dict(nr_pages=512, events=5000, callers="raw=3,slab=1,anon=0.5"),
+     ref.unaware_user),
     ("vm-anon", dict(nr_pages=1 << 14, thp=False, size_mb=8, rounds=2, idle_s=3.0), ref.vm_anon),
     ("vm-anon", dict(nr_pages=1 << 14, thp=True, size_mb=16, rounds=2, idle_s=2.5, noise=0.5),
      ref.vm_anon),
@@ -44,7 +46,7 @@ CASES = [
 @pytest.mark.parametrize("seed", [0, 7])
 def test_compiled_generator_makes_the_python_loops_events(name, params, oracle, seed):
     want = oracle(seed=seed, **params)
-    assert want.dtype == EVENT_DTYPE and len(want) > 0
+    assert want.dtype in (EVENT_DTYPE, EVENT_CALLER_DTYPE) and len(want) > 0
     for chunk in (13, 1 << 20):
         got = collect(CHUNKED[name](seed=seed, chunk=chunk, **params))
         assert got.dtype == want.dtype
@@ -122,6 +124,7 @@ def _same(a, b):
         {k: v for k, v in b["counters"].items() if k not in drop}
     assert a["buddyinfo"] == b["buddyinfo"] and a["leaks"] == b["leaks"]
     assert a["by_order"] == b["by_order"]
+    assert a["by_caller"] == b["by_caller"] and a["callers_stated"] == b["callers_stated"]
 
 
 @pytest.mark.parametrize("name,params", [
@@ -129,12 +132,18 @@ def _same(a, b):
     ("vm-anon", dict(thp=False, size_mb=4, rounds=2)), ("kernel-build", dict(jobs=20)),
     ("page-cache-churn", dict(passes=3)), ("balloon-cycle", dict(cycles=3))])
 @pytest.mark.parametrize("policy", ["init_on_free,pg_zeroed,balloon,reporting",
-                                    "pg_zeroed,offload"])
+                                    "pg_zeroed,offload", "balloon/folio_flag/page_bit",
+                                    "balloon/lru_bit/page_bit"])
 def test_streamed_run_counts_what_one_array_counts(name, params, policy):
+    """Per-caller counts too: a free looks up its allocation's op and caller, also when the
+    allocation was made in an earlier chunk (the feeder carries both)."""
     pages = 4096
-    whole = simulate(make_workload(name, pages, seed=2, **params), make_policy(policy), pages)
+    policy, _, design = policy.partition("/")
+    options = dict(zip(("hint", "free_signal"), design.split("/"))) if design else {}
+    whole = simulate(make_workload(name, pages, seed=2, **params),
+                     make_policy(policy, **options), pages)
     streamed = simulate_stream(iter_workload(name, pages, seed=2, chunk=977, **params),
-                               make_policy(policy), pages)
+                               make_policy(policy, **options), pages)
     assert whole["counters"]["pgfree"] > 0
     _same(whole, streamed)
 

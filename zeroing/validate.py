@@ -309,7 +309,7 @@ def check_output_folder(where, path):
 def check_workload(name_where, name, params, key):
     """Workload name and parameters (``key(k)`` spells a parameter for the message); returns
     the parameters converted, None values dropped."""
-    from .workloads import WORKLOADS
+    from .workloads import WORKLOADS, _on_off
     if not isinstance(name, str) or name not in WORKLOADS:
         raise UserError(f"{name_where}: {name!r} is not allowed: one of {', '.join(WORKLOADS)}")
     _, spec = WORKLOADS[name]
@@ -320,8 +320,9 @@ def check_workload(name_where, name, params, key):
         if k not in spec:
             raise UserError(f"{key(k)}: workload {name!r} has no such parameter "
                             f"(it takes: {', '.join(spec) or 'none'})")
-        rule = RULES.get(k) or {int: Int(0, BIG), float: Float(0, 1e9)}.get(spec[k], Bool())
-        out[k] = check(key(k), k, v, rule)
+        rule = RULES.get(k) or {int: Int(0, BIG), float: Float(0, 1e9),
+                                _on_off: Bool()}.get(spec[k])
+        out[k] = v if rule is None else check(key(k), k, v, rule)  # None: spec[k] parses it
         try:
             out[k] = spec[k](out[k])
         except (TypeError, ValueError) as e:

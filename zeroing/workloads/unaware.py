@@ -63,18 +63,21 @@ def _fill(rng, pick_rng, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live, balloon
         st[S_T] = i * 1000 - 1000  # put() adds 1000: event i is at i us
         r = rng.random()
         nballoon = balloon[1][1]
+        caller = 0
         if r < 0.1 or (r < 0.15 and nballoon == 0):
             # The host gives these back zeroed: the source of hints.
-            ring_append(balloon, put(st, buf, 1000, EV_INFLATE, 0, 0, 0))
+            row = put(st, buf, 1000, EV_INFLATE, 0, 0, 0)
+            ring_append(balloon, row)
         elif r < 0.2 and nballoon > 0:
-            put(st, buf, 1000, EV_DEFLATE, 0, 0, ring_popleft(balloon))
+            row = put(st, buf, 1000, EV_DEFLATE, 0, 0, ring_popleft(balloon))
         elif ol_len(live) > 0 and (r < 0.55 or ol_len(live) > nr_pages // 4):
-            put(st, buf, 1000, EV_FREE, 0, 0, ol_pop(live, rng.integers(0, ol_len(live))))
+            row = put(st, buf, 1000, EV_FREE, 0, 0, ol_pop(live, rng.integers(0, ol_len(live))))
         else:
             gfp = c_gfp[k] | __GFP_MOVABLE | (__GFP_ZERO if rng.random() < c_pzero[k] else 0)
             row = put(st, buf, 1000, c_op[k], 0, gfp, 0)
-            buf[row - st[S_BASE]]["caller"] = c_id[k]
+            caller = c_id[k]
             ol_append(live, row)
+        buf[row - st[S_BASE]]["caller"] = caller  # the buffer is reused: every row sets it
     return st[S_ROW] - st[S_BASE]
 
 
