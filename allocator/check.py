@@ -127,7 +127,9 @@ def check_zone(z):
         return 16, 0
     for cpu in range(z.pcp_state.shape[0]):
         high = z.pcp_state[cpu, PCP_HIGH]
-        if high < z.pcp_state[cpu, PCP_HIGH_MIN] or high > z.pcp_state[cpu, PCP_HIGH_MAX]:
+        high_max = z.pcp_state[cpu, PCP_HIGH_MAX]
+        # clamp(high, high_min, high_max) is high_max when a tiny zone has high_min > high_max
+        if high > high_max or (high < z.pcp_state[cpu, PCP_HIGH_MIN] and high != high_max):
             return 17, cpu
     if alloc_pages != z.stat[core.S_NR_ALLOCATED] or isolated_pages != z.stat[core.S_NR_ISOLATED]:
         return 14, 0

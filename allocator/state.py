@@ -89,7 +89,8 @@ def make_zone(nr_pages, max_order, pageblock_order, pcp, high, batch, mobility_g
     pcp_state = np.zeros((nr_cpus, NR_PCP_STATE), dtype=np.int64)
     pcp_state[:, PCP_HIGH_MIN] = limits.high_min if pcp_auto else high
     pcp_state[:, PCP_HIGH_MAX] = limits.high_max if pcp_auto else high
-    pcp_state[:, PCP_HIGH] = pcp_state[:, PCP_HIGH_MIN]
+    # clamp(high, high_min, high_max), as the first use leaves it
+    pcp_state[:, PCP_HIGH] = np.minimum(pcp_state[:, PCP_HIGH_MIN], pcp_state[:, PCP_HIGH_MAX])
     pcp_state[:, PCP_FLAGS] = PCPF_FREE_HIGH_BATCH if free_high_batch else 0
     zstate = np.zeros(NR_ZSTATE, dtype=np.int64)
     zstate[ZS_WMARK_MIN] = limits.wmark_min
