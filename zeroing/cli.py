@@ -29,6 +29,8 @@ def main(argv=None):
                            help="workload parameter (see README)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--no-pcp", action="store_true")
+    r.add_argument("--pcp-high", default="auto", choices=("auto", "fixed"),
+                   help="per-cpu list high: the kernel's auto-tuning (default) or fixed")
     r.add_argument("--offload-batch", type=int, help="pages per offload batch (16384)")
     r.add_argument("--offload-watermark", type=float,
                    help="offload runs when dirty free pages exceed this fraction (0.05)")
@@ -105,7 +107,7 @@ def cmd_run(args, parser):
         parser.error(str(e))
     try:
         result = simulate(events, policy, pages, mode=args.mode, backend=args.backend,
-                          pcp=not args.no_pcp, progress=True)
+                          pcp=not args.no_pcp, progress=True, pcp_high=args.pcp_high)
     except (RuntimeError, MemoryError) as e:  # backend unavailable, pool too large
         parser.error(str(e))
     result["workload"] = {"name": args.workload, "events": len(events), "seed": args.seed,

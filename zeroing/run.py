@@ -23,6 +23,8 @@ from .events import EVENT_DTYPE
 from .policy import as_array
 
 MODES = ("metadata", "content")
+#: --pcp-high: the kernel's auto-tuning (6.7+), or high fixed at the low watermark / CPUs.
+PCP_HIGH_MODES = ("auto", "fixed")
 CMD_CAPACITY = 1 << 16
 #: Written over offload pages whose batch failed: they are dirty, whatever the device did.
 POISON = np.int64(0x7EAD_BEEF_0000_0000)
@@ -141,11 +143,14 @@ class Simulation:
     """
 
     def __init__(self, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
-                 fault=None, progress=False, chunk=1 << 20):
+                 fault=None, progress=False, chunk=1 << 20, pcp_high="auto", nr_cpus=1):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
+        if pcp_high not in PCP_HIGH_MODES:
+            raise ValueError(f"unknown pcp high {pcp_high!r}: choose from {', '.join(PCP_HIGH_MODES)}")
         self.policy, self.nr_pages, self.mode, self.chunk = policy, nr_pages, mode, chunk
-        self.alloc = BuddyAllocator(nr_pages, pcp=pcp, page_reporting_order=policy.reporting_order)
+        self.alloc = BuddyAllocator(nr_pages, pcp=pcp, page_reporting_order=policy.reporting_order,
+                                    pcp_high=pcp_high, nr_cpus=nr_cpus)
         self.state = EngineState(nr_pages, policy, mode, backend)
         if fault is not None and self.state.backend is not None:
             self.state.backend = fault(self.state.backend)
@@ -226,10 +231,10 @@ class Simulation:
 
 
 def simulate(events, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
-             chunk=1 << 20, progress=False, fault=None):
+             chunk=1 << 20, progress=False, fault=None, pcp_high="auto", nr_cpus=1):
     """Replay ``events`` (EVENT_DTYPE) on a fresh zone; returns ``Simulation.finish()``'s dict."""
     sim = Simulation(policy, nr_pages, mode=mode, backend=backend, pcp=pcp, fault=fault,
-                     progress=progress, chunk=chunk)
+                     progress=progress, chunk=chunk, pcp_high=pcp_high, nr_cpus=nr_cpus)
     sim.feed(events)
     return sim.finish()
 
