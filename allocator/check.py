@@ -127,9 +127,11 @@ def check_zone(z):
         return 16, 0
     for cpu in range(z.pcp_state.shape[0]):
         high = z.pcp_state[cpu, PCP_HIGH]
-        high_max = z.pcp_state[cpu, PCP_HIGH_MAX]
-        # clamp(high, high_min, high_max) is high_max when a tiny zone has high_min > high_max
-        if high > high_max or (high < z.pcp_state[cpu, PCP_HIGH_MIN] and high != high_max):
+        lo = z.pcp_state[cpu, PCP_HIGH_MIN]
+        hi = z.pcp_state[cpu, PCP_HIGH_MAX]
+        # A tiny zone can have high_min > high_max: the kernel's clamp() then gives high_max,
+        # and free_high's max(..., high_min) high_min, until the next clamp.
+        if high < min(lo, hi) or high > max(lo, hi):
             return 17, cpu
     if alloc_pages != z.stat[core.S_NR_ALLOCATED] or isolated_pages != z.stat[core.S_NR_ISOLATED]:
         return 14, 0

@@ -225,7 +225,6 @@ def page_reporting_process(z, e):
     sgl_order = np.empty(PAGE_REPORTING_CAPACITY, dtype=np.int64)
     off = PAGE_REPORTING_CAPACITY
     requested = False
-    e.cnt[C.REPORTING_PASSES] += 1
     for order in range(e.pol[P_REPORTING_ORDER], z.conf[core.C_MAX_ORDER] + 1):
         for mt in range(z.free_head.shape[1]):
             off, req = page_reporting_process_free_list(z, e, order, mt, sgl_pfn, sgl_order, off)
@@ -259,6 +258,7 @@ def run_reporting_pass(z, e):
     """One run of the delayed reporting work; a pass that ran out of budget, or saw new
     notifications, reschedules itself 2 s later."""
     requested = False
+    e.cnt[C.REPORTING_PASSES] += 1
     if page_reporting_zone_ok(z, e):
         requested = page_reporting_process(z, e)
     if requested or z.stat[core.S_REPORT_NOTIFY] != e.rstate[R_NOTIFY_SEEN]:
