@@ -5,7 +5,7 @@ import numpy as np
 
 from . import bulk, core
 from .check import CHECKS, check_zone
-from .flags import FPI, FPI_ALL, MIGRATETYPE_NAMES, PG_ALLOC
+from .flags import FPI, FPI_ALL, GFP_HIGHUSER_MOVABLE, MIGRATETYPE_NAMES, PG_ALLOC
 from .pcp import PCP_HIGH, PCP_HIGH_MAX, PCP_HIGH_MIN, ZS_WMARK_HIGH, ZS_WMARK_LOW, ZS_WMARK_MIN
 from .state import (MAX_PFNS, ZoneArrays, bytes_per_page, make_zone, zone_batchsize, zone_highsize,
                     zone_ref)
@@ -123,6 +123,24 @@ class BuddyAllocator:
         """(min, low, high) in pages, as /proc/zoneinfo prints them."""
         zs = self.zone.zstate
         return int(zs[ZS_WMARK_MIN]), int(zs[ZS_WMARK_LOW]), int(zs[ZS_WMARK_HIGH])
+
+    def fill_pcp(self, cpu, count, high=None, gfp=GFP_HIGHUSER_MOVABLE):
+        """Start a CPU's order-0 pcp list with ``count`` pages taken as ``rmqueue_bulk`` takes
+        them (not counted as refills of the run) and ``pcp->high`` at ``high`` (clamped): a
+        /proc/zoneinfo pageset, since a captured kernel's lists are never empty. ``gfp``
+        picks the list (default: Movable)."""
+        mt = core.gfp_migratetype(self.z, gfp)
+        if mt < 0:
+            raise ValueError(f"gfp {gfp:#x}: {ERRORS[-mt]}")
+        pindex = core.order_to_pindex(self.z, mt, 0)
+        n = core.rmqueue_bulk(self.z, cpu, 0, count, mt, pindex)
+        self.zone.pcp_count[cpu] += n
+        self.zone.stat[core.S_PCP_REFILL] -= n
+        self.zone.stat[core.S_PCP_REFILL_PAGES] -= n
+        if high is not None:
+            ps = self.zone.pcp_state[cpu]
+            ps[PCP_HIGH] = min(max(high, ps[PCP_HIGH_MIN]), ps[PCP_HIGH_MAX])
+        return int(n)
 
     def decay_pcp_high(self, cpu=None):
         """One tick of the vmstat worker's ``decay_pcp_high()`` (all CPUs by default); True

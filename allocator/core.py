@@ -76,11 +76,12 @@ S_ALLOC_ZEROED = 9  # pages handed out with the zeroed hint set
 S_NR_ALLOCATED = 10  # gauge: pages currently allocated
 S_NR_ISOLATED = 11  # gauge: pages currently isolated
 S_ALLOC_PFN_MISS = 12  # alloc_pfn calls whose block was not free
-NR_STATS = 13
+S_PCP_REFILL_PAGES = 13  # pages moved from the buddy to pcp lists by rmqueue_bulk
+NR_STATS = 14
 STAT_NAMES = (
     "pgalloc", "pgfree", "alloc_fail", "bad_page", "zeroed_dropped_merge", "report_notify",
     "pcp_drain", "pcp_refill", "extfrag", "alloc_zeroed", "nr_allocated", "nr_isolated",
-    "alloc_pfn_miss",
+    "alloc_pfn_miss", "pcp_refill_pages",
 )
 
 # Error codes (returned negated by operations).
@@ -658,6 +659,7 @@ def rmqueue_bulk(z, cpu, order, count, mt, pindex):
         list_add(z, PCP_LIST, cpu, pindex, pfn, True)
         i += 1
     z.stat[S_PCP_REFILL] += i
+    z.stat[S_PCP_REFILL_PAGES] += i << order
     return i
 
 
