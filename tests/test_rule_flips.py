@@ -46,8 +46,8 @@ def test_buddy_merge_likely_tail_versus_head():
     blocks = [a.alloc(1) for _ in range(8)]  # 0..15 in order-1 blocks
     a.free(blocks[2], 1)
     a.free(blocks[3], 1)  # 4 and 6 merge into 4 (order 2)
-    a.free(blocks[1], 1)  # 2: parent 0..3, its buddy 4 is a free order-2 block -> tail
     a.free(blocks[5], 1)  # 10: parent 8..11, buddy 12..15 allocated -> head
+    a.free(blocks[1], 1)  # 2: parent 0..3, its buddy 4 is a free order-2 block -> tail
     assert [int(a.zone.free_head[1, 0]), int(a.zone.free_tail[1, 0])] == [10, 2]
     a.check()
 
