@@ -31,6 +31,9 @@ def main(argv=None):
     r.add_argument("--no-pcp", action="store_true")
     r.add_argument("--pcp-high", default="auto", choices=("auto", "fixed"),
                    help="per-cpu list high: the kernel's auto-tuning (default) or fixed")
+    r.add_argument("--initial-state", default="pristine", metavar="pristine|aged|FILE",
+                   help="zone at the start: boot (default), after a seeded ageing workload, "
+                        "or a /proc/buddyinfo snapshot")
     r.add_argument("--offload-batch", type=int, help="pages per offload batch (16384)")
     r.add_argument("--offload-watermark", type=float,
                    help="offload runs when dirty free pages exceed this fraction (0.05)")
@@ -86,6 +89,7 @@ def main(argv=None):
 
 
 def cmd_run(args, parser):
+    from .initial_state import StateError
     from .policy import make_policy
     from .run import simulate, summary, write_json
     from .workloads import ALL_PARAMS, WORKLOADS, default_pages, make_workload
@@ -107,8 +111,9 @@ def cmd_run(args, parser):
         parser.error(str(e))
     try:
         result = simulate(events, policy, pages, mode=args.mode, backend=args.backend,
-                          pcp=not args.no_pcp, progress=True, pcp_high=args.pcp_high)
-    except (RuntimeError, MemoryError) as e:  # backend unavailable, pool too large
+                          pcp=not args.no_pcp, progress=True, pcp_high=args.pcp_high,
+                          initial_state=args.initial_state, state_seed=args.seed)
+    except (RuntimeError, MemoryError, StateError) as e:  # backend, pool size, bad state
         parser.error(str(e))
     result["workload"] = {"name": args.workload, "events": len(events), "seed": args.seed,
                           **{k: v for k, v in params.items() if v is not None}}
