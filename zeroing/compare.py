@@ -21,12 +21,16 @@ except ModuleNotFoundError:  # Python 3.10
 
 from . import counters as C
 from .policy import Policy, make_policy
-from .run import MODES, simulate, write_json, write_text
+from .initial_state import STATES
+from .run import MODES, PCP_HIGH_MODES, simulate, write_json, write_text
 from .stats import compare_table
 from .workloads import WORKLOADS, default_pages, make_workload
 
 TOP_KEYS = {"name": str, "seeds": list, "mode": str, "backend": str, "baseline": str,
-            "workload": list, "policies": dict, "out": str, "pcp": bool, "throughput": bool}
+            "workload": list, "policies": dict, "out": str, "pcp": bool, "throughput": bool,
+            "pcp_high": str, "initial_state": str}
+#: Keys of a [[workload]] table that set up the zone rather than the workload.
+ZONE_KEYS = ("pcp_high", "initial_state")
 POLICY_OPTIONS = {f.name for f in Policy.__dataclass_fields__.values()}
 
 
@@ -58,7 +62,11 @@ def resolve_config(raw, path="<config>"):
     cfg = {"name": raw.get("name") or os.path.splitext(os.path.basename(path))[0],
            "seeds": raw.get("seeds", [0]), "mode": raw.get("mode", "metadata"),
            "backend": raw.get("backend", "auto"), "pcp": raw.get("pcp", True),
-           "out": raw.get("out", "results"), "throughput": raw.get("throughput", True)}
+           "out": raw.get("out", "results"), "throughput": raw.get("throughput", True),
+           "pcp_high": raw.get("pcp_high", "auto"),
+           "initial_state": raw.get("initial_state", "pristine")}
+    if cfg["pcp_high"] not in PCP_HIGH_MODES:
+        bad("pcp_high", f"unknown {cfg['pcp_high']!r} (choose from {', '.join(PCP_HIGH_MODES)})")
     if not cfg["seeds"] or not all(isinstance(s, int) for s in cfg["seeds"]):
         bad("seeds", "must be a non-empty list of integers")
     if cfg["mode"] not in MODES:
@@ -68,7 +76,14 @@ def resolve_config(raw, path="<config>"):
         where = f"workload[{i}]"
         if not isinstance(w, dict) or "name" not in w:
             bad(where, "needs a name")
-        params = {k: v for k, v in w.items() if k not in ("name", "label", "pages")}
+        params = {k: v for k, v in w.items() if k not in ("name", "label", "pages") + ZONE_KEYS}
+        zone = {k: w.get(k, cfg[k]) for k in ZONE_KEYS}
+        if zone["pcp_high"] not in PCP_HIGH_MODES:
+            bad(f"{where}.pcp_high", f"unknown {zone['pcp_high']!r} "
+                                     f"(choose from {', '.join(PCP_HIGH_MODES)})")
+        state = zone["initial_state"]
+        if state not in STATES and not os.path.exists(state):
+            bad(f"{where}.initial_state", f"{state!r}: not pristine, aged or an existing file")
         if w["name"] not in WORKLOADS:
             bad(f"{where}.name", f"unknown workload {w['name']!r} (choose from {', '.join(WORKLOADS)})")
         _, spec = WORKLOADS[w["name"]]
@@ -83,8 +98,11 @@ def resolve_config(raw, path="<config>"):
         pages = w.get("pages", default_pages(w["name"]))
         if not isinstance(pages, int) or pages < 1024:
             bad(f"{where}.pages", "must be an integer >= 1024")
-        label = w.get("label") or " ".join([w["name"]] + [f"{k}={v}" for k, v in params.items()])
-        workloads.append({"name": w["name"], "label": label, "pages": pages, "params": params})
+        label = w.get("label") or " ".join(
+            [w["name"]] + [f"{k}={v}" for k, v in params.items()]
+            + [f"{k}={v}" for k, v in zone.items() if k in w])
+        workloads.append({"name": w["name"], "label": label, "pages": pages, "params": params,
+                          **zone})
     if not workloads:
         bad("workload", "at least one [[workload]] table is needed")
     if len({w["label"] for w in workloads}) != len(workloads):
@@ -154,7 +172,8 @@ def run_cell(cfg, w, label, seed):
     policy = make_policy(pol.pop("policy"), **pol)
     events = make_workload(w["name"], w["pages"], seed=seed, **w["params"])
     result = simulate(events, policy, w["pages"], mode=cfg["mode"], backend=cfg["backend"],
-                      pcp=cfg["pcp"])
+                      pcp=cfg["pcp"], pcp_high=w.get("pcp_high", "auto"),
+                      initial_state=w.get("initial_state", "pristine"), state_seed=seed)
     result.update(workload=w, policy_label=label, seed=seed, spec=spec,
                   spec_hash=spec_hash(spec), complete=True)
     return result
