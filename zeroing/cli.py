@@ -53,6 +53,9 @@ def main(argv=None):
     rp.add_argument("--mode", default="metadata", choices=("metadata", "content"))
     rp.add_argument("--backend", default="auto")
     rp.add_argument("--json", help="write the result object here (atomically)")
+    rp.add_argument("--trace-clock", action="store_true",
+                    help="keep the traced CPUs and timestamps (pcp lists, decay, reporting)")
+    rp.add_argument("--pcp-high", default="auto", choices=("auto", "fixed"))
     sw = sub.add_parser("sweep", help="run a comparison's cells on Dask workers")
     sw.add_argument("config")
     sw.add_argument("--workers", type=int, default=2, help="local worker processes (2)")
@@ -139,7 +142,8 @@ def cmd_replay(args, parser):
         policy = make_policy(args.policy)
         table = load_format_table(args.format) if args.format else None
         result = replay(args.trace, policy, args.replay_mode, args.lenient, table, args.pages,
-                        args.mode, args.backend)
+                        args.mode, args.backend, trace_clock=args.trace_clock,
+                        pcp_high=args.pcp_high)
     except (TraceError, ValueError, OSError, RuntimeError, MemoryError) as e:
         print(f"zeroing replay: error: {e}", file=sys.stderr)
         return 2
@@ -147,6 +151,10 @@ def cmd_replay(args, parser):
     print(f"trace {args.trace} ({args.replay_mode}): {events}")
     print(f"malformed lines {result['malformed']}; anomalies {result['anomalies'] or 'none'}; "
           f"nr_free_pages_delta {result['nr_free_pages_delta']:+d}")
+    if "pcp" in result and args.replay_mode == "requests":
+        p = result["pcp"]
+        print(f"model pcp: refill {p['refill_pages']} pages, drain {p['drain_pages']} pages, "
+              f"NR_FREE_PAGES {p['nr_free_pages_delta']:+d}")
     print(summary(result))
     if args.json:
         write_json(args.json, result)

@@ -219,7 +219,6 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
     result = sim.finish()
     result.update(conv.info(path))
     st = sim.alloc.stats()
-    result["pcp"] = {"refill_pages": st["pcp_refill_pages"], "drain_pages": st["pcp_drain"],
-                     "nr_free_pages_delta": sim.alloc.nr_free_pages() - free_before,
-                     "pagesets": [sim.alloc.pcp_info(c) for c in range(nr_cpus)]}
+    result["pcp"].update(refill_pages=st["pcp_refill_pages"], drain_pages=st["pcp_drain"],
+                         nr_free_pages_delta=sim.alloc.nr_free_pages() - free_before)
     return result
