@@ -41,13 +41,31 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=os.path.join(ROOT, "experiments", "hit_rate.toml"))
     p.add_argument("--out")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny: 256 MiB zone, 16 MiB rounds, rounds 1 and 3, one seed")
+    p.add_argument("--json")
     args = p.parse_args(argv)
     cfg = load_config(args.config)
+    if args.quick:
+        import tempfile
+        raw = {"name": "hit_rate_quick", "seeds": [0], "throughput": False,
+               "policies": {"pg_zeroed+reporting": "pg_zeroed,reporting"}, "workload": [
+                   {k: v for k, v in w.items() if k != "label"}
+                   | {"label": w["label"], "pages": 1 << 16, "size_mb": 16}
+                   for w in ({"name": "vm-anon", "label": f"{t} {p} {s} {n}", "thp": t,
+                              "rounds": n, "pcp_high": p, "initial_state": s}
+                             for t in ("off", "on") for p in ("auto", "fixed")
+                             for s in ("pristine", "aged") for n in (1, 3))]}
+        from zeroing.compare import resolve_config
+        cfg = resolve_config(raw)
+        args.out = args.out or tempfile.mkdtemp(prefix="hit_rate_quick")
     out = compare(cfg, args.out, progress=False, log=lambda *a: None)
     table = shares(load_results(out))
-    lines = ["served zeroed (pg_zeroed+reporting, vm-anon 2 GiB, mean of seeds "
+    mib = cfg["workloads"][0]["pages"] >> 8
+    lines = [f"served zeroed (pg_zeroed+reporting, vm-anon {mib} MiB zone, mean of seeds "
              f"{cfg['seeds']}): order-0 share with THP off, order-9 share with THP on",
-             f"{'THP':4} {'pcp':6} {'state':9} " + " ".join(f"rounds={n:<3}" for n in (1, 3, 6))]
+             f"{'THP':4} {'pcp':6} {'state':9} " + " ".join(
+                 f"rounds={n:<3}" for n in sorted({n for d in table.values() for n in d}))]
     for (thp, pcp, state), by_rounds in table.items():
         col = 0 if thp == "off" else 1
         lines.append(f"{thp:4} {pcp:6} {state:9} " + " ".join(
@@ -55,8 +73,10 @@ def main(argv=None):
     text = "\n".join(lines)
     print(text)
     write_text(os.path.join(out, "hit_rate.txt"), text + "\n")
-    write_json(os.path.join(out, "hit_rate.json"),
-               {" ".join(k): {str(n): v for n, v in d.items()} for k, d in table.items()})
+    summary = {" ".join(k): {str(n): v for n, v in d.items()} for k, d in table.items()}
+    write_json(os.path.join(out, "hit_rate.json"), summary)
+    if args.json:
+        write_json(args.json, summary)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -70,7 +90,7 @@ def main(argv=None):
                     linestyle="-" if pcp == "auto" else "--", label=f"pcp {pcp}, {state}")
         ax.set_title(f"THP {thp}: {'order-0' if thp == 'off' else 'order-9'} faults served zeroed")
         ax.set_xlabel("rounds")
-        ax.set_xticks([1, 3, 6])
+        ax.set_xticks(sorted({n for d in table.values() for n in d}))
         ax.legend(fontsize=8)
     axes[0].set_ylabel("share of faults")
     fig.tight_layout()
