@@ -1,6 +1,5 @@
 """Per-cpu list auto-tuning (6.18): each rule has a scenario whose outcome differs when the
 rule flips. Expected figures are derived in comments from mm/page_alloc.c."""
-import numpy as np
 import pytest
 
 from allocator import BuddyAllocator, GFP_HIGHUSER_MOVABLE

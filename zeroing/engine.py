@@ -304,13 +304,6 @@ def run_background(z, e, now):
             break
 
 
-@njit(cache=True)
-def run_reporting(z, e, now):
-    """Reporting passes due by ``now`` alone (kept for callers that do not tick vmstat)."""
-    while e.rstate[R_REPORT_STATE] == 1 and e.rstate[R_REPORT_DEADLINE] <= now:
-        run_reporting_pass(z, e)
-
-
 # ---------------------------------------------------------------------------------------------
 # The offload zeroer: isolate dirty free blocks, clear them in one batch, put them back zeroed.
 
