@@ -3,8 +3,9 @@
 The loop keeps a ground-truth byte per page (1 = all zero) and the event that last wrote each
 page. Every zeroing site is counted separately (``counters.py``); a clear of a page that was
 already zero is also counted as redundant; a block handed to a caller that relies on zeroed
-memory is checked (the sanitizer). Background work (free page reporting, the offload zeroer)
-runs at simulated deadlines inside the loop.
+memory is checked (the sanitizer). Background work runs at simulated deadlines inside the loop: free page
+reporting (from ``page_reporting_register()`` at the start of the run: first pass 2 s later),
+the vmstat worker's ``decay_pcp_high()`` once a second per CPU, the offload zeroer.
 
 Content mode: the same loop also appends page operations (clear, dirty, verify) to a command
 buffer and returns to Python when the buffer is nearly full, or when an offload batch is ready;
