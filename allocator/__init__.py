@@ -4,9 +4,10 @@ from .bulk import (OP_ALLOC, OP_ALLOC_PFN, OP_DRAIN, OP_DTYPE, OP_FREE, OP_FREE_
                    OP_ISOLATE, OP_PUTBACK)
 from .flags import FPI, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, MigrateType, gfp_migratetype
 from .format import format_buddyinfo, format_zeroedinfo
-from .jitcache import drop_unreadable_indexes
+from .jitcache import drop_stale_indexes, drop_unreadable_indexes
 
 drop_unreadable_indexes(__file__)
+drop_stale_indexes(__file__)
 
 __all__ = [
     "BuddyAllocator", "BadPageError", "InvariantError", "FPI", "MigrateType",

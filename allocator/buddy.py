@@ -1,11 +1,15 @@
 """``BuddyAllocator``: the per-call Python API over the compiled zone model."""
+import dataclasses
+
 import numpy as np
 
 from . import bulk, core
 from .check import CHECKS, check_zone
-from .flags import FPI, FPI_ALL, MIGRATETYPE_NAMES, PG_ALLOC
+from .flags import FPI, FPI_ALL, GFP_HIGHUSER_MOVABLE, MIGRATETYPE_NAMES, PG_ALLOC
+from .pcp import PCP_HIGH, PCP_HIGH_MAX, PCP_HIGH_MIN, ZS_WMARK_HIGH, ZS_WMARK_LOW, ZS_WMARK_MIN
 from .state import (MAX_PFNS, ZoneArrays, bytes_per_page, make_zone, zone_batchsize, zone_highsize,
                     zone_ref)
+from .watermarks import zone_limits
 
 # Kernel names with two leading underscores would be name-mangled inside the class body.
 isolate_free_page = core.__isolate_free_page
@@ -53,7 +57,11 @@ class BuddyAllocator:
 
     def __init__(self, nr_pages, max_order=10, pcp=True, mobility_grouping=True, *,
                  pageblock_order=None, pcp_high=None, pcp_batch=None, nr_cpus=1, thp=True,
-                 page_reporting_order=None, lenient=False):
+                 page_reporting_order=None, lenient=False, free_high_batch=True):
+        """``pcp_high``: "auto" (default, None too: 6.7+ auto-tuning between high_min and
+        high_max), "fixed" (the low watermark without THP's raise split over the CPUs, the
+        model's rule before auto-tuning), or a number of pages (fixed at that).
+        ``free_high_batch``: PCPF_FREE_HIGH_BATCH (the CPU's LLC share exceeds 3 * batch)."""
         if not 0 <= max_order <= 20:
             raise ValueError(f"max_order {max_order} is not in 0..20")
         if not 1 <= nr_pages <= MAX_PFNS:
@@ -65,15 +73,27 @@ class BuddyAllocator:
         if nr_cpus < 1:
             raise ValueError(f"nr_cpus {nr_cpus} must be at least 1")
         batch = zone_batchsize(nr_pages) if pcp_batch is None else pcp_batch
-        high = zone_highsize(nr_pages, batch, nr_cpus) if pcp_high is None else pcp_high
+        pcp_auto = pcp_high is None or pcp_high == "auto"
+        if pcp_auto or pcp_high == "fixed":
+            high = zone_highsize(nr_pages, batch, nr_cpus)
+        elif isinstance(pcp_high, str):
+            raise ValueError(f"pcp_high {pcp_high!r}: choose auto, fixed or a number of pages")
+        else:
+            high = int(pcp_high)
         if batch < 1 or high < 1:
             raise ValueError(f"pcp batch {batch} and high {high} must be positive")
         if page_reporting_order is None:
             page_reporting_order = pageblock_order
         self.lenient = lenient
         #: The zone's arrays (read them freely; change them only through the API).
+        limits = zone_limits(nr_pages, nr_cpus, thp, pageblock_order)
+        if pcp_batch is not None:
+            limits = dataclasses.replace(
+                limits, high_min=max(limits.high_min, batch << 2),
+                high_max=max(limits.high_max, batch << 2))
         self.zone = make_zone(nr_pages, max_order, pageblock_order, pcp, high, batch,
-                              mobility_grouping, nr_cpus, thp, page_reporting_order)
+                              mobility_grouping, nr_cpus, thp, page_reporting_order,
+                              pcp_auto, limits, free_high_batch)
         #: The same arrays as compiled code takes them.
         self.z = zone_ref(self.zone)
         core.boot_free(self.z)
@@ -83,8 +103,53 @@ class BuddyAllocator:
     nr_pages = property(lambda self: int(self.zone.conf[core.C_NR_PAGES]))
     max_order = property(lambda self: int(self.zone.conf[core.C_MAX_ORDER]))
     pageblock_order = property(lambda self: int(self.zone.conf[core.C_PAGEBLOCK_ORDER]))
-    pcp_high = property(lambda self: int(self.zone.conf[core.C_HIGH]))
     pcp_batch = property(lambda self: int(self.zone.conf[core.C_BATCH]))
+    pcp_auto = property(lambda self: bool(self.zone.conf[core.C_PCP_AUTO]))
+
+    @property
+    def pcp_high(self):
+        """CPU 0's ``pcp->high`` now (auto-tuned: it moves between high_min and high_max)."""
+        return int(self.zone.pcp_state[0, PCP_HIGH])
+
+    def pcp_info(self, cpu=0):
+        """One CPU's pageset as /proc/zoneinfo prints it: count, high, batch, high_min,
+        high_max."""
+        ps = self.zone.pcp_state[cpu]
+        return {"count": int(self.zone.pcp_count[cpu]), "high": int(ps[PCP_HIGH]),
+                "batch": self.pcp_batch, "high_min": int(ps[PCP_HIGH_MIN]),
+                "high_max": int(ps[PCP_HIGH_MAX])}
+
+    def watermarks(self):
+        """(min, low, high) in pages, as /proc/zoneinfo prints them."""
+        zs = self.zone.zstate
+        return int(zs[ZS_WMARK_MIN]), int(zs[ZS_WMARK_LOW]), int(zs[ZS_WMARK_HIGH])
+
+    def fill_pcp(self, cpu, count, high=None, gfp=GFP_HIGHUSER_MOVABLE):
+        """Start a CPU's order-0 pcp list with ``count`` pages taken as ``rmqueue_bulk`` takes
+        them (not counted as refills of the run) and ``pcp->high`` at ``high`` (clamped): a
+        /proc/zoneinfo pageset, since a captured kernel's lists are never empty. ``gfp``
+        picks the list (default: Movable)."""
+        mt = core.gfp_migratetype(self.z, gfp)
+        if mt < 0:
+            raise ValueError(f"gfp {gfp:#x}: {ERRORS[-mt]}")
+        pindex = core.order_to_pindex(self.z, mt, 0)
+        n = core.rmqueue_bulk(self.z, cpu, 0, count, mt, pindex)
+        self.zone.pcp_count[cpu] += n
+        self.zone.stat[core.S_PCP_REFILL] -= n
+        self.zone.stat[core.S_PCP_REFILL_PAGES] -= n
+        if high is not None:
+            ps = self.zone.pcp_state[cpu]
+            ps[PCP_HIGH] = min(max(high, ps[PCP_HIGH_MIN]), ps[PCP_HIGH_MAX])
+        return int(n)
+
+    def decay_pcp_high(self, cpu=None):
+        """One tick of the vmstat worker's ``decay_pcp_high()`` (all CPUs by default); True
+        while some CPU has more to do."""
+        cpus = range(self.zone.pcp_count.shape[0]) if cpu is None else [cpu]
+        todo = False
+        for c in cpus:
+            todo = bool(core.decay_pcp_high(self.z, c)) or todo
+        return todo
 
     # -- errors ----------------------------------------------------------------------------
     def _bad(self, res, pfn, what=""):
@@ -131,12 +196,13 @@ class BuddyAllocator:
         return bool(core.page_is_zeroed(self.z, pfn))
 
     def isolate_free_page(self, pfn, order):
-        """``__isolate_free_page``: take a free block off the lists; clears PG_zeroed."""
+        """``__isolate_free_page``: take a free block off the lists; clears PG_zeroed.
+        False when refused (the zone would fall to its min watermark)."""
         res = isolate_free_page(self.z, pfn, order)
         if res < 0:
             self._bad(res, pfn, f"isolate order {order}")
             return False
-        return True
+        return res > 0
 
     def putback_isolated_page(self, pfn, order, fpi=FPI.NONE, reported=False):
         """``__putback_isolated_page``: back to the tail; FPI.ZEROED when it was cleared."""

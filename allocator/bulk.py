@@ -91,6 +91,8 @@ def run_ops(z, ops_op, ops_order, ops_cpu, ops_fpi, ops_gfp, ops_arg, out_pfn, o
             res = core.__isolate_free_page(z, arg, order)
             if res > 0:
                 res = 0
+            elif res == 0:
+                pfn = NONE  # refused: the zone is at its min watermark
         elif op == OP_PUTBACK:
             res = core.__putback_isolated_page(z, arg, order, np.int64(ops_fpi[i]), False)
             if res > 0:

@@ -9,6 +9,7 @@ from numba import njit
 from . import core
 from .core import NONE, page_is_buddy
 from .flags import PG_ALLOC, PG_BUDDY, PG_HINT, PG_ISOLATED, PG_PCP, PG_REPORTED, PG_ZEROED
+from .pcp import PCP_HIGH, PCP_HIGH_MAX, PCP_HIGH_MIN, ZS_NR_FREE_PAGES
 
 CHECKS = {
     1: "free list link broken (prev/next disagree)",
@@ -26,6 +27,8 @@ CHECKS = {
     13: "hint bit on a page that is not an allocated head",
     14: "pages do not add up (free + pcp + allocated + isolated != nr_pages)",
     15: "PageBuddy block that is on no free list",
+    16: "NR_FREE_PAGES disagrees with the pages on the free lists",
+    17: "pcp high outside [high_min, high_max]",
 }
 
 
@@ -120,6 +123,16 @@ def check_zone(z):
         pfn += 1 << order
     if heads_buddy != buddy_blocks:
         return 15, 0
+    if buddy_pages != z.zstate[ZS_NR_FREE_PAGES]:
+        return 16, 0
+    for cpu in range(z.pcp_state.shape[0]):
+        high = z.pcp_state[cpu, PCP_HIGH]
+        lo = z.pcp_state[cpu, PCP_HIGH_MIN]
+        hi = z.pcp_state[cpu, PCP_HIGH_MAX]
+        # A tiny zone can have high_min > high_max: the kernel's clamp() then gives high_max,
+        # and free_high's max(..., high_min) high_min, until the next clamp.
+        if high < min(lo, hi) or high > max(lo, hi):
+            return 17, cpu
     if alloc_pages != z.stat[core.S_NR_ALLOCATED] or isolated_pages != z.stat[core.S_NR_ISOLATED]:
         return 14, 0
     if buddy_pages + pcp_pages + alloc_pages + isolated_pages != nr_pages:

@@ -11,9 +11,12 @@ the Python layer turns a code into a ``BadPageError`` naming the pfn and the rea
 Kernel version followed: 6.18 (``__rmqueue`` with claim/steal modes from the 6.15 rework,
 ``split_large_buddy`` on every buddy free, ``move_to_free_list`` using ``list_move_tail``).
 Simplifications: one zone, no guard pages, no shuffle, no CMA/HighAtomic/Isolate migratetypes,
-no watermarks (an allocation fails only when no block fits), no ALLOC_NOFRAGMENT (it needs a
-lower zone), no compaction capture, fixed pcp ``high`` (no auto-tuning, ``free_high`` or
-``alloc_factor`` scaling).
+watermarks only where a model without reclaim can follow them (``__isolate_free_page``'s min
+watermark, ``ZONE_BELOW_HIGH`` for pcp tuning; an allocation fails only when no block fits), no
+ALLOC_NOFRAGMENT (it needs a lower zone), no compaction capture. Per-cpu lists auto-tune as
+6.7+ does (``pcp.py``) unless the zone is built with a fixed ``high`` (C_PCP_AUTO 0: drain
+``batch`` pages at ``high``, refill ``max(batch >> order, 2)`` blocks, as before 6.7 without
+``free_factor``).
 """
 import numpy as np
 from numba import njit
@@ -30,6 +33,11 @@ from .flags import (
     PG_REPORTED,
     PG_ZEROED,
 )
+from .pcp import (PCP_FREE_COUNT, PCP_HIGH, PCP_HIGH_MIN, ZONE_BELOW_HIGH, ZS_FLAGS,
+                  ZS_NR_FREE_PAGES, ZS_WMARK_HIGH, ZS_WMARK_MIN, nr_pcp_free, nr_pcp_high,
+                  pcp_free_high)
+from .pcp import nr_pcp_alloc as nr_pcp_alloc_auto
+from .watermarks import PCP_BATCH_SCALE_MAX
 
 # FPI bits as plain ints for compiled code (FPI in flags.py is the public spelling).
 FPI_SKIP_REPORT_NOTIFY = 1 << 0
@@ -51,7 +59,8 @@ C_MOBILITY = 6
 C_NR_CPUS = 7
 C_THP = 8
 C_REPORTING_ORDER = 9
-NR_CONF = 10
+C_PCP_AUTO = 10  # 1: pcp high auto-tuned (6.7+); 0: fixed at C_HIGH
+NR_CONF = 11
 
 # Indices into Zone.stat: the allocator's own event counters (simulator-only names).
 S_PGALLOC = 0  # pages allocated
@@ -67,11 +76,12 @@ S_ALLOC_ZEROED = 9  # pages handed out with the zeroed hint set
 S_NR_ALLOCATED = 10  # gauge: pages currently allocated
 S_NR_ISOLATED = 11  # gauge: pages currently isolated
 S_ALLOC_PFN_MISS = 12  # alloc_pfn calls whose block was not free
-NR_STATS = 13
+S_PCP_REFILL_PAGES = 13  # pages moved from the buddy to pcp lists by rmqueue_bulk
+NR_STATS = 14
 STAT_NAMES = (
     "pgalloc", "pgfree", "alloc_fail", "bad_page", "zeroed_dropped_merge", "report_notify",
     "pcp_drain", "pcp_refill", "extfrag", "alloc_zeroed", "nr_allocated", "nr_isolated",
-    "alloc_pfn_miss",
+    "alloc_pfn_miss", "pcp_refill_pages",
 )
 
 # Error codes (returned negated by operations).
@@ -174,6 +184,7 @@ def __add_to_free_list(z, pfn, order, mt, to_tail):
     z.flags[pfn] |= PG_BUDDY
     z.order[pfn] = order
     z.nr_free[order, mt] += 1
+    z.zstate[ZS_NR_FREE_PAGES] += 1 << order
     if z.flags[pfn] & PG_ZEROED:
         z.nr_zeroed[order] += 1
 
@@ -186,6 +197,7 @@ def __del_page_from_free_list(z, pfn, order, mt):
         z.nr_zeroed[order] -= 1
     z.flags[pfn] &= 0xFF ^ (PG_BUDDY | PG_REPORTED)
     z.nr_free[order, mt] -= 1
+    z.zstate[ZS_NR_FREE_PAGES] -= 1 << order
 
 
 @njit(cache=True)
@@ -566,12 +578,71 @@ def drain_pages(z, cpu):
 
 
 @njit(cache=True)
-def nr_pcp_alloc(z, order):
-    """Blocks per refill: batch scaled down by order, at least 2 (no alloc_factor doubling)."""
+def nr_pcp_alloc(z, cpu, order):
+    """Blocks per refill: ``nr_pcp_alloc()`` (pcp.py) when auto-tuned; with a fixed high,
+    batch scaled down by order, at least 2 (no alloc_factor doubling)."""
     batch = z.conf[C_BATCH]
+    if z.conf[C_PCP_AUTO] != 0:
+        return nr_pcp_alloc_auto(z, cpu, batch, order)
     if batch > 1:
         batch = max(batch >> order, 2)
     return batch
+
+
+@njit(cache=True)
+def zone_watermark_ok(z, order, mark):
+    """``__zone_watermark_ok()`` of a zone without lowmem_reserve, CMA or HighAtomic
+    reserves: free pages beyond the request above mark, and for order > 0 a free block of at
+    least that order on a list an allocation may use."""
+    free_pages = z.zstate[ZS_NR_FREE_PAGES] - ((1 << order) - 1)
+    if free_pages <= mark:
+        return False
+    if order == 0:
+        return True
+    for o in range(order, z.conf[C_MAX_ORDER] + 1):
+        for mt in range(MIGRATE_PCPTYPES):
+            if z.free_head[o, mt] != NONE:
+                return True
+    return False
+
+
+@njit(cache=True)
+def free_frozen_page_commit(z, cpu, pfn, order, pindex):
+    """The block is on the list head: drain if the count reached ``nr_pcp_high()``."""
+    batch = z.conf[C_BATCH]
+    if z.conf[C_PCP_AUTO] == 0:
+        if z.pcp_count[cpu] >= z.conf[C_HIGH]:
+            free_pcppages_bulk(z, cpu, batch, pindex)
+        return
+    free_high = pcp_free_high(z, cpu, order, batch)
+    high = nr_pcp_high(z, cpu, batch, free_high)
+    if z.pcp_count[cpu] >= high:
+        free_pcppages_bulk(z, cpu, nr_pcp_free(z, cpu, batch, high, free_high), pindex)
+        zs = z.zstate
+        if zs[ZS_FLAGS] & ZONE_BELOW_HIGH and zone_watermark_ok(z, 0, zs[ZS_WMARK_HIGH]):
+            zs[ZS_FLAGS] &= ~ZONE_BELOW_HIGH
+
+
+@njit(cache=True)
+def decay_pcp_high(z, cpu):
+    """``decay_pcp_high()``, from the vmstat worker once a second: lower ``high`` by an eighth
+    (releasing at most ``batch << PCP_BATCH_SCALE_MAX`` pages a tick, never below high_min)
+    and drain what sits above it. True while there is more to do."""
+    ps = z.pcp_state
+    high_min = ps[cpu, PCP_HIGH_MIN]
+    batch = z.conf[C_BATCH]
+    todo = False
+    if ps[cpu, PCP_HIGH] > high_min:
+        high = ps[cpu, PCP_HIGH]
+        ps[cpu, PCP_HIGH] = max(z.pcp_count[cpu] - (batch << PCP_BATCH_SCALE_MAX),
+                                high - (high >> 3), high_min)
+        if ps[cpu, PCP_HIGH] > high_min:
+            todo = True
+    to_drain = z.pcp_count[cpu] - ps[cpu, PCP_HIGH]
+    if to_drain > 0:
+        free_pcppages_bulk(z, cpu, to_drain, 0)
+        todo = True
+    return todo
 
 
 @njit(cache=True)
@@ -588,14 +659,17 @@ def rmqueue_bulk(z, cpu, order, count, mt, pindex):
         list_add(z, PCP_LIST, cpu, pindex, pfn, True)
         i += 1
     z.stat[S_PCP_REFILL] += i
+    z.stat[S_PCP_REFILL_PAGES] += i << order
     return i
 
 
 @njit(cache=True)
 def rmqueue_pcplist(z, cpu, order, mt, pref=PREF_NONE):
     pindex = order_to_pindex(z, mt, order)
+    if z.conf[C_PCP_AUTO] != 0:
+        z.pcp_state[cpu, PCP_FREE_COUNT] >>= 1  # an allocation ends a run of frees
     if z.pcp_head[cpu, pindex] == NONE:
-        alloced = rmqueue_bulk(z, cpu, order, nr_pcp_alloc(z, order), mt, pindex)
+        alloced = rmqueue_bulk(z, cpu, order, nr_pcp_alloc(z, cpu, order), mt, pindex)
         z.pcp_count[cpu] += alloced << order
         if z.pcp_head[cpu, pindex] == NONE:
             return NONE
@@ -647,6 +721,12 @@ def alloc_pages(z, order, gfp, cpu, pref=PREF_NONE):
     mt = gfp_migratetype(z, gfp)
     if mt < 0:
         return mt
+    zs = z.zstate
+    if z.conf[C_PCP_AUTO] != 0 and not (zs[ZS_FLAGS] & ZONE_BELOW_HIGH):
+        # get_page_from_freelist(): note a zone below its high watermark (pcp tuning reads
+        # it). The model has no reclaim: it does not fail allocations on the watermarks.
+        if not zone_watermark_ok(z, order, zs[ZS_WMARK_HIGH]):
+            zs[ZS_FLAGS] |= ZONE_BELOW_HIGH
     pfn = NONE
     if z.conf[C_PCP] != 0 and pcp_allowed_order(z, order):
         pfn = rmqueue_pcplist(z, cpu, order, mt, pref)
@@ -699,8 +779,7 @@ def free_pages(z, pfn, order, fpi, cpu):
         z.order[pfn] = order
         list_add(z, PCP_LIST, cpu, pindex, pfn, False)
         z.pcp_count[cpu] += 1 << order
-        if z.pcp_count[cpu] >= z.conf[C_HIGH]:
-            free_pcppages_bulk(z, cpu, z.conf[C_BATCH], pindex)
+        free_frozen_page_commit(z, cpu, pfn, order, pindex)
     else:
         split_large_buddy(z, pfn, order, fpi)
     return 0
@@ -780,14 +859,17 @@ def alloc_pfn(z, pfn, order, gfp):
 def __isolate_free_page(z, pfn, order):
     """Take a free buddy block off its list (page reporting, zeroers); clears PG_zeroed.
 
-    Returns 2^order, or -E_* when pfn is not a free block of that order. No watermark check
-    (simplification). Half-pageblock or larger isolations set their pageblocks Movable.
+    Returns 2^order; 0 when the zone would fall to its min watermark (the kernel obeys it
+    "as if the page was being allocated"); -E_* when pfn is not a free block of that order.
+    Half-pageblock or larger isolations set their pageblocks Movable.
     """
     err = check_block(z, pfn, order)
     if err:
         return err
     if not page_is_buddy(z, pfn, order):
         return -E_NOT_FREE
+    if not zone_watermark_ok(z, 0, z.zstate[ZS_WMARK_MIN] + (1 << order)):
+        return 0
     __del_page_from_free_list(z, pfn, order, get_pfnblock_migratetype(z, pfn))
     z.flags[pfn] = PG_ISOLATED
     z.order[pfn] = order

@@ -2,7 +2,9 @@
 
 Per page (10 bytes): ``flags`` (u8, PG_* bits), ``order`` (i8, order of a block head),
 ``next``/``prev`` (i32 free-list or pcp-list links; an allocated head keeps its migratetype
-in ``next``). Per pageblock: ``pageblock_mt``. Everything else is per zone and small.
+in ``next``). Per pageblock: ``pageblock_mt``. Everything else is per zone and small:
+``pcp_state`` holds each CPU's ``struct per_cpu_pages`` numbers and ``zstate`` the zone's
+NR_FREE_PAGES, flags and watermarks (columns in ``pcp.py``).
 """
 import math
 from collections import namedtuple
@@ -12,12 +14,15 @@ import numpy as np
 from . import core
 from .flags import MIGRATE_PCPTYPES, PAGE_SIZE
 from .handle import handle_for
+from .pcp import (NR_PCP_STATE, NR_ZSTATE, PCP_FLAGS, PCP_HIGH, PCP_HIGH_MAX, PCP_HIGH_MIN,
+                  PCPF_FREE_HIGH_BATCH, ZS_WMARK_HIGH, ZS_WMARK_LOW, ZS_WMARK_MIN)
+from .watermarks import zone_limits
 
 ZONE_FIELDS = (
     "flags", "order", "next", "prev", "pageblock_mt",
     "free_head", "free_tail", "nr_free", "nr_zeroed",
-    "pcp_head", "pcp_tail", "pcp_count",
-    "conf", "stat",
+    "pcp_head", "pcp_tail", "pcp_count", "pcp_state",
+    "conf", "stat", "zstate",
 )
 
 #: The arrays as Python sees them (and as the model runs under NUMBA_DISABLE_JIT=1).
@@ -34,7 +39,9 @@ MAX_PFNS = 2**31 - 1  # int32 links
 
 
 def low_wmark_pages(nr_pages):
-    """WMARK_LOW of a zone that is all of lowmem (``__setup_per_zone_wmarks``, scale 10)."""
+    """WMARK_LOW of a zone that is all of lowmem (``__setup_per_zone_wmarks``, scale 10),
+    without THP's raise of min_free_kbytes: the fixed pcp high the model used before
+    auto-tuning (``--pcp-high fixed``). ``watermarks.py`` has the full computation."""
     min_free_kbytes = math.isqrt(nr_pages * (PAGE_SIZE // 1024) * 16)
     min_free_kbytes = min(max(min_free_kbytes, 128), 262144)
     pages_min = min_free_kbytes // (PAGE_SIZE // 1024)
@@ -55,8 +62,16 @@ def zone_highsize(nr_pages, batch, nr_cpus):
 
 
 def make_zone(nr_pages, max_order, pageblock_order, pcp, high, batch, mobility_grouping,
-              nr_cpus, thp, reporting_order):
-    """Allocate the arrays; every pageblock starts Movable (Unmovable without grouping)."""
+              nr_cpus, thp, reporting_order, pcp_auto=False, limits=None,
+              free_high_batch=True):
+    """Allocate the arrays; every pageblock starts Movable (Unmovable without grouping).
+
+    ``limits`` (a ``watermarks.ZoneLimits``; computed from the zone when None) gives the
+    watermarks and, with ``pcp_auto``, each CPU's high_min and high_max; with a fixed high,
+    high_min = high_max = high. ``pcp->high`` starts at high_min.
+    """
+    if limits is None:
+        limits = zone_limits(nr_pages, nr_cpus, thp, pageblock_order)
     nr_orders = max_order + 1
     nr_pageblocks = (nr_pages + (1 << pageblock_order) - 1) >> pageblock_order
     conf = np.zeros(core.NR_CONF, dtype=np.int64)
@@ -70,6 +85,17 @@ def make_zone(nr_pages, max_order, pageblock_order, pcp, high, batch, mobility_g
     conf[core.C_NR_CPUS] = nr_cpus
     conf[core.C_THP] = int(thp)
     conf[core.C_REPORTING_ORDER] = reporting_order
+    conf[core.C_PCP_AUTO] = int(pcp_auto)
+    pcp_state = np.zeros((nr_cpus, NR_PCP_STATE), dtype=np.int64)
+    pcp_state[:, PCP_HIGH_MIN] = limits.high_min if pcp_auto else high
+    pcp_state[:, PCP_HIGH_MAX] = limits.high_max if pcp_auto else high
+    # clamp(high, high_min, high_max), as the first use leaves it
+    pcp_state[:, PCP_HIGH] = np.minimum(pcp_state[:, PCP_HIGH_MIN], pcp_state[:, PCP_HIGH_MAX])
+    pcp_state[:, PCP_FLAGS] = PCPF_FREE_HIGH_BATCH if free_high_batch else 0
+    zstate = np.zeros(NR_ZSTATE, dtype=np.int64)
+    zstate[ZS_WMARK_MIN] = limits.wmark_min
+    zstate[ZS_WMARK_LOW] = limits.wmark_low
+    zstate[ZS_WMARK_HIGH] = limits.wmark_high
     initial_mt = core.MIGRATE_MOVABLE if mobility_grouping else core.MIGRATE_UNMOVABLE
     return ZoneArrays(
         flags=np.zeros(nr_pages, dtype=np.uint8),
@@ -84,8 +110,10 @@ def make_zone(nr_pages, max_order, pageblock_order, pcp, high, batch, mobility_g
         pcp_head=np.full((nr_cpus, core.NR_PCP_LISTS), core.NONE, dtype=np.int64),
         pcp_tail=np.full((nr_cpus, core.NR_PCP_LISTS), core.NONE, dtype=np.int64),
         pcp_count=np.zeros(nr_cpus, dtype=np.int64),
+        pcp_state=pcp_state,
         conf=conf,
         stat=np.zeros(core.NR_STATS, dtype=np.int64),
+        zstate=zstate,
     )
 
 

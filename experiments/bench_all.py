@@ -108,6 +108,12 @@ def render(results, outputs, quick):
                   f"- metadata: {m['events_per_s'] / 1e6:.2f} M events/s; baseline interpreted "
                   f"{m['interpreted_events_per_s'] / 1e3:.1f} K events/s ({m['speedup']:.0f}x); "
                   f">= 5 M events/s {verdict(m['events_per_s'] >= 5e6)}"]
+        if "pcp_high" in e:
+            ph = e["pcp_high"]
+            lines.append(f"- pcp high auto-tuned (issue 9): {ph['auto_events_per_s'] / 1e6:.2f} M "
+                         f"events/s; baseline fixed high (the rule before) "
+                         f"{ph['fixed_events_per_s'] / 1e6:.2f} M events/s; ratio "
+                         f"{ph['ratio']:.2f}; >= 0.8 {verdict(ph['ratio'] >= 0.8)}")
         for name, r in e.items():
             if name.startswith("content"):
                 lines.append(f"- {name} ({r['device']}): {r['events_per_s'] / 1e6:.2f} M events/s = "

@@ -17,11 +17,11 @@ op = st.tuples(
 @given(
     nr_pages=st.integers(64, 5000),
     pcp=st.booleans(), mobility=st.booleans(), nr_cpus=st.integers(1, 3),
-    script=st.lists(op, max_size=200),
+    pcp_high=st.sampled_from([16, "auto"]), script=st.lists(op, max_size=200),
 )
-def test_invariants_and_hint_rules(nr_pages, pcp, mobility, nr_cpus, script):
+def test_invariants_and_hint_rules(nr_pages, pcp, mobility, nr_cpus, pcp_high, script):
     a = BuddyAllocator(nr_pages, pcp=pcp, mobility_grouping=mobility, nr_cpus=nr_cpus,
-                       pcp_high=16, pcp_batch=4)
+                       pcp_high=pcp_high, pcp_batch=4)
     truth = np.zeros(nr_pages, dtype=bool)  # ground truth: page content is zero
     live = {}
     isolated = []
@@ -51,9 +51,12 @@ def test_invariants_and_hint_rules(nr_pages, pcp, mobility, nr_cpus, script):
                 for order in range(a.max_order, -1, -1):
                     pfn = int(a.zone.free_head[order].max())
                     if pfn >= 0:
-                        assert a.isolate_free_page(pfn, order)
-                        assert not a.page_is_zeroed(pfn)
-                        isolated.append((pfn, order))
+                        # __isolate_free_page obeys the min watermark "as if allocating"
+                        allowed = a.nr_free_pages() > a.watermarks()[0] + (1 << order)
+                        assert a.isolate_free_page(pfn, order) == allowed
+                        if allowed:
+                            assert not a.page_is_zeroed(pfn)
+                            isolated.append((pfn, order))
                         break
         elif kind == "alloc_pfn":
             order = x % 3
@@ -64,7 +67,7 @@ def test_invariants_and_hint_rules(nr_pages, pcp, mobility, nr_cpus, script):
                 truth[pfn:pfn + (1 << order)] = False
                 live[pfn] = order
         elif kind == "drain":
-            a.drain_pages(cpu)
+            a.drain_pages(cpu) if flag else a.decay_pcp_high(cpu)
     a.check()
     allocated = sum(1 << o for o in live.values())
     held = sum(1 << o for _, o in isolated)

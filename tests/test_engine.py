@@ -54,9 +54,18 @@ def test_tracking_turns_init_on_free_into_skips(mixed):
     assert tracked["zero_redundant"] < iof["zero_redundant"]
 
 
-def test_reporting_host_zeroes_and_hints(mixed):
-    c = run(mixed, "reporting")
+def test_reporting_host_zeroes_and_hints():
+    # 256 MiB: a 64 MiB zone never has low + (32 << 9) free pages, so reporting skips it.
+    pages = 1 << 16
+    events = make_workload("mixed", pages, 40_000, seed=1)
+    c = simulate(events, make_policy("reporting"), pages)["counters"]
     assert c["reporting_passes"] > 0 and c["zero_host"] > 0 and c["zero_skipped"] > 0
+
+
+def test_reporting_skips_a_zone_below_low_plus_capacity(mixed):
+    # page_reporting_process_zone(): 16384 pages < low (1000) + 32 << 9: never reported.
+    c = run(mixed, "reporting")
+    assert c["reporting_passes"] > 0 and c["reported_pages"] == 0
 
 
 def test_reporting_waits_for_the_delayed_work():
@@ -65,10 +74,11 @@ def test_reporting_waits_for_the_delayed_work():
     ev[0] = (0, EV_ALLOC, 10, 0, GFP_KERNEL, 0)
     ev[1] = (1000, EV_FREE, 10, 0, 0, 0)
     ev[2] = (1_999_000_000, EV_IDLE, 0, 0, 0, 0)
-    early = simulate(ev[:3], make_policy("reporting"), PAGES)["counters"]
+    pages = 1 << 16  # a zone large enough to pass the low + (32 << 9) test
+    early = simulate(ev[:3], make_policy("reporting"), pages)["counters"]
     assert early["reporting_passes"] == 0
     ev[3] = (2_100_000_000, EV_IDLE, 0, 0, 0, 0)
-    late = simulate(ev, make_policy("reporting"), PAGES)["counters"]
+    late = simulate(ev, make_policy("reporting"), pages)["counters"]
     assert late["reporting_passes"] == 1 and late["zero_host"] > 0
 
 
@@ -149,3 +159,16 @@ def test_engine_jit_and_interpreted_agree():
         out.append(json.loads(p.stdout.strip().splitlines()[-1]))
     assert out[0] == out[1]
     assert out[0][0]["reporting_passes"] > 0
+
+
+def test_reporting_starts_at_registration_without_any_free():
+    # page_reporting_register() schedules the initial flush 2 s after registration: boot-time
+    # free memory is reported although nothing was ever freed.
+    pages = 1 << 16
+    ev = np.zeros(2, dtype=EVENT_DTYPE)
+    ev[0] = (0, EV_IDLE, 0, 0, 0, 0)
+    ev[1] = (1_999_999_999, EV_IDLE, 0, 0, 0, 0)
+    assert simulate(ev, make_policy("reporting"), pages)["counters"]["reported_pages"] == 0
+    ev[1] = (2_000_000_000, EV_IDLE, 0, 0, 0, 0)
+    c = simulate(ev, make_policy("reporting"), pages)["counters"]
+    assert c["reporting_passes"] == 1 and c["reported_pages"] > 0

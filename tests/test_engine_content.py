@@ -64,9 +64,12 @@ class FailOnce:
 def test_backend_fault_falls_back_and_marks_nothing_falsely_zeroed():
     ev = make_workload("mixed", PAGES, 6000, seed=4)
     pol = make_policy("offload", offload_batch_pages=256, offload_period_ns=1_000_000)
-    clean = simulate(ev, pol, PAGES, mode="content", backend="numba")
+    # Fixed pcp high: with auto-tuning, the lost batch shifts later pcp sizing and the two
+    # runs' offload totals can differ either way; with a fixed high only the lost clears do.
+    clean = simulate(ev, pol, PAGES, mode="content", backend="numba", pcp_high="fixed")
     with pytest.warns(RuntimeWarning, match="injected device fault"):
-        faulty = simulate(ev, pol, PAGES, mode="content", backend="numba", fault=FailOnce)
+        faulty = simulate(ev, pol, PAGES, mode="content", backend="numba", fault=FailOnce,
+                          pcp_high="fixed")
     assert faulty["backend"]["fallbacks"] == 1
     assert faulty["counters"]["zero_leak"] == 0
     assert faulty["counters"]["zero_offload"] < clean["counters"]["zero_offload"]

@@ -14,6 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("bench_engine.py", "M events/s"),
     ("cpu_vs_gpu.py", "counters match metadata: True"),
     ("bench_scale.py", "bytes/page"),
+    ("hit_rate.py", "THP  pcp"),
 ])
 def test_experiment_script_runs(script, expect, tmp_path):
     out = tmp_path / "out.json"

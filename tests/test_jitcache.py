@@ -3,7 +3,7 @@ import pickle
 
 import numba
 
-from allocator.jitcache import drop_unreadable_indexes
+from allocator.jitcache import drop_stale_indexes, drop_unreadable_indexes
 
 
 def write_index(path, version, data):
@@ -32,3 +32,23 @@ def test_only_unreadable_indexes_of_this_numba_are_dropped(tmp_path):
 def test_no_cache_folder_is_fine(tmp_path):
     (tmp_path / "__init__.py").write_text("")
     assert drop_unreadable_indexes(str(tmp_path / "__init__.py")) == []
+
+
+def test_indexes_older_than_a_callee_source_are_dropped(tmp_path):
+    import os
+    pkg, dep = tmp_path / "pkg", tmp_path / "dep"
+    for d in (pkg, dep):
+        (d / "__pycache__").mkdir(parents=True)
+        (d / "__init__.py").write_text("")
+    old = pkg / "__pycache__" / "core.free_pages-1.py311.nbi"
+    new = pkg / "__pycache__" / "core.alloc_pages-2.py311.nbi"
+    for f in (old, new):
+        f.write_bytes(b"x")
+    os.utime(old, (1000, 1000))
+    os.utime(pkg / "__init__.py", (2000, 2000))
+    os.utime(new, (3000, 3000))
+    os.utime(dep / "__init__.py", (2500, 2500))
+    assert drop_stale_indexes(str(pkg / "__init__.py"), (str(dep / "__init__.py"),)) == [str(old)]
+    assert new.exists()
+    os.utime(dep / "__init__.py", (4000, 4000))  # a callee in another package changed
+    assert drop_stale_indexes(str(pkg / "__init__.py"), (str(dep / "__init__.py"),)) == [str(new)]

@@ -1,4 +1,8 @@
 """Policies, the event engine, workloads, trace replay and the ``zeroing`` command."""
-from allocator.jitcache import drop_unreadable_indexes
+import allocator
+import kernels
+from allocator.jitcache import drop_stale_indexes, drop_unreadable_indexes
 
 drop_unreadable_indexes(__file__)
+# The engine's compiled loop embeds the allocator's and the kernels' compiled functions.
+drop_stale_indexes(__file__, (allocator.__file__, kernels.__file__))

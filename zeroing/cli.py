@@ -49,6 +49,11 @@ def build_parser():
                            help="workload parameter (see README)")
     r.add_argument("--seed", default="0")
     r.add_argument("--no-pcp", action="store_true")
+    r.add_argument("--pcp-high", default="auto",
+                   help="per-cpu list high: auto, the kernel's auto-tuning (default), or fixed")
+    r.add_argument("--initial-state", default="pristine", metavar="pristine|aged|FILE",
+                   help="zone at the start: boot (default), after a seeded ageing workload, "
+                        "or a /proc/buddyinfo snapshot")
     r.add_argument("--offload-batch", help="pages per offload batch (16384)")
     r.add_argument("--offload-watermark",
                    help="offload runs when dirty free pages exceed this fraction (0.05)")
@@ -69,6 +74,9 @@ def build_parser():
     rp.add_argument("--mode", default="metadata", help="metadata|content")
     rp.add_argument("--backend", default="auto", help="auto|numpy|numba|cuda|cupy")
     rp.add_argument("--json", help="write the result object here (atomically)")
+    rp.add_argument("--trace-clock", action="store_true",
+                    help="keep the traced CPUs and timestamps (pcp lists, decay, reporting)")
+    rp.add_argument("--pcp-high", default="auto", help="auto|fixed (per-cpu list high)")
     sw = sub.add_parser("sweep", help="run a comparison's cells on Dask workers")
     sw.add_argument("config")
     sw.add_argument("--workers", default="2", help="local worker processes (2)")
@@ -119,6 +127,7 @@ def cmd_demo(args):
 
 
 def cmd_run(args):
+    from .initial_state import StateError
     from .run import BadEventError, summary, write_json
     from .streaming import simulate_stream
     from .validate import (check, check_backend, check_memory, check_output_file, check_policy,
@@ -148,11 +157,14 @@ def cmd_run(args):
         check_output_file("--json", args.json)
     check_memory("--events" if params.get("events") else "--pages", pages, mode, args.backend,
                  events=params.get("events", 0))
+    zone = {"pcp_high": check("--pcp-high", "pcp_high", args.pcp_high),
+            "initial_state": check("--initial-state", "initial_state", args.initial_state),
+            "state_seed": seed}
     try:
         events = iter_workload(args.workload, pages, seed=seed, reuse=True, **params)
         result = simulate_stream(events, policy, pages, mode=mode, backend=args.backend,
-                                 pcp=not args.no_pcp, progress=True)
-    except (RuntimeError, MemoryError, BadEventError) as e:  # backend unavailable, pool too large
+                                 pcp=not args.no_pcp, progress=True, **zone)
+    except (RuntimeError, MemoryError, BadEventError, StateError) as e:  # backend unavailable, pool too large
         raise UserError(str(e)) from None
     result["workload"] = {"name": args.workload, "events": result["counters"]["events"],
                           "seed": seed,
@@ -188,7 +200,8 @@ def cmd_replay(args):
         table = load_format_table(args.format)
     try:
         result = replay(args.trace, policy, replay_mode, args.lenient, table, pages, mode,
-                        args.backend, progress=True)
+                        args.backend, progress=True, trace_clock=args.trace_clock,
+                        pcp_high=check("--pcp-high", "pcp_high", args.pcp_high))
     except (RuntimeError, MemoryError) as e:
         raise UserError(str(e)) from None
     except ValueError as e:
@@ -201,6 +214,10 @@ def cmd_replay(args):
           f"nr_free_pages_delta {result['nr_free_pages_delta']:+d}")
     if result.get("truncated"):
         print(f"warning: {result['truncated']}; replayed the events read before it")
+    if "pcp" in result and replay_mode == "requests":
+        p = result["pcp"]
+        print(f"model pcp: refill {p['refill_pages']} pages, drain {p['drain_pages']} pages, "
+              f"NR_FREE_PAGES {p['nr_free_pages_delta']:+d}")
     print(summary(result))
     return 0
 

@@ -30,8 +30,11 @@ from .validate import (UserError, check, check_backend, check_memory, check_poli
 from .workloads import default_pages, iter_workload
 
 TOP_KEYS = {"name": str, "seeds": list, "mode": str, "backend": str, "baseline": str,
-            "workload": list, "policies": dict, "out": str, "pcp": bool, "throughput": bool}
-WORKLOAD_KEYS = ("name", "label", "pages")
+            "workload": list, "policies": dict, "out": str, "pcp": bool, "throughput": bool,
+            "pcp_high": str, "initial_state": str}
+#: Keys of a [[workload]] table that set up the zone rather than the workload.
+ZONE_KEYS = ("pcp_high", "initial_state")
+WORKLOAD_KEYS = ("name", "label", "pages") + ZONE_KEYS
 
 
 class ConfigError(UserError):
@@ -122,8 +125,10 @@ def _resolve_config(raw, path, text):
     cfg = {"name": raw.get("name") or os.path.splitext(os.path.basename(path))[0],
            "seeds": raw.get("seeds", [0]), "mode": raw.get("mode", "metadata"),
            "backend": raw.get("backend", "auto"), "pcp": raw.get("pcp", True),
-           "out": raw.get("out", "results"), "throughput": raw.get("throughput", True)}
-    for key in ("name", "mode", "pcp", "out", "throughput"):
+           "out": raw.get("out", "results"), "throughput": raw.get("throughput", True),
+           "pcp_high": raw.get("pcp_high", "auto"),
+           "initial_state": raw.get("initial_state", "pristine")}
+    for key in ("name", "mode", "pcp", "out", "throughput", "pcp_high", "initial_state"):
         cfg[key] = check(where(key), key, cfg[key])
     if not cfg["seeds"]:
         bad("seeds", "[] is not allowed: a non-empty list of integers")
@@ -140,12 +145,15 @@ def _resolve_config(raw, path, text):
         params = {k: v for k, v in w.items() if k not in WORKLOAD_KEYS}
         params = check_workload(where(f"{at}.name"), w["name"], params,
                                 lambda k, at=at: where(f"{at}.{k}"))
+        zone = {k: check(where(f"{at}.{k}"), k, w.get(k, cfg[k])) for k in ZONE_KEYS}
         pages = check(where(f"{at}.pages"), "pages", w.get("pages", default_pages(w["name"])))
         check_memory(where(f"{at}.pages"), pages, cfg["mode"], cfg["backend"])
-        label = w["label"] if "label" in w else \
-            " ".join([w["name"]] + [f"{k}={v}" for k, v in params.items()])
+        label = w["label"] if "label" in w else " ".join(
+            [w["name"]] + [f"{k}={v}" for k, v in params.items()]
+            + [f"{k}={v}" for k, v in zone.items() if k in w])
         label = check(where(f"{at}.label"), "label", label)
-        workloads.append({"name": w["name"], "label": label, "pages": pages, "params": params})
+        workloads.append({"name": w["name"], "label": label, "pages": pages, "params": params,
+                          **zone})
     if not workloads:
         bad("workload", "at least one [[workload]] table is needed")
     if len({w["label"] for w in workloads}) != len(workloads):
@@ -234,7 +242,8 @@ def run_cell(cfg, w, label, seed):
     policy = make_policy(pol.pop("policy"), **pol)
     events = iter_workload(w["name"], w["pages"], seed=seed, reuse=True, **w["params"])
     result = simulate_stream(events, policy, w["pages"], mode=cfg["mode"], backend=cfg["backend"],
-                             pcp=cfg["pcp"])
+                             pcp=cfg["pcp"], pcp_high=w.get("pcp_high", "auto"),
+                             initial_state=w.get("initial_state", "pristine"), state_seed=seed)
     result.update(workload=w, policy_label=label, seed=seed, spec=spec,
                   spec_hash=spec_hash(spec), complete=True)
     return result

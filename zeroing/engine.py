@@ -3,8 +3,9 @@
 The loop keeps a ground-truth byte per page (1 = all zero) and the event that last wrote each
 page. Every zeroing site is counted separately (``counters.py``); a clear of a page that was
 already zero is also counted as redundant; a block handed to a caller that relies on zeroed
-memory is checked (the sanitizer). Background work (free page reporting, the offload zeroer)
-runs at simulated deadlines inside the loop.
+memory is checked (the sanitizer). Background work runs at simulated deadlines inside the loop: free page
+reporting (from ``page_reporting_register()`` at the start of the run: first pass 2 s later),
+the vmstat worker's ``decay_pcp_high()`` once a second per CPU, the offload zeroer.
 
 Content mode: the same loop also appends page operations (clear, dirty, verify) to a command
 buffer and returns to Python when the buffer is nearly full, or when an offload batch is ready;
@@ -31,6 +32,7 @@ from numba import njit
 
 from allocator import core
 from allocator.flags import GFP_HIGHUSER_MOVABLE, GFP_TRANSHUGE, PG_REPORTED, PG_ZEROED, __GFP_ZERO
+from allocator.pcp import ZS_WMARK_LOW
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
@@ -55,7 +57,12 @@ R_CONTENT = 5  # 1 in content mode
 R_CMD_LIMIT = 6  # return to Python before an event when R_NCMD exceeds this
 R_OFFLOAD_DEADLINE = 7
 R_NINFLIGHT = 8  # offload blocks isolated, waiting for their batch
-NR_RSTATE = 9
+R_STARTED = 9  # 1 once the first event was seen (the driver registered, the clock started)
+R_VMSTAT_DEADLINE = 10  # next vmstat_update tick (decay_pcp_high on every CPU)
+NR_RSTATE = 11
+
+#: vmstat_update runs every sysctl_stat_interval (HZ: one second).
+VMSTAT_INTERVAL_NS = 1_000_000_000
 
 # Loop exit reasons.
 EXIT_DONE = 0
@@ -220,7 +227,9 @@ def page_reporting_process_free_list(z, e, order, mt, sgl_pfn, sgl_order, off):
             next_pfn = pfn
             break
         if off > 0:
-            core.__isolate_free_page(z, pfn, order)
+            if core.__isolate_free_page(z, pfn, order) <= 0:
+                next_pfn = pfn  # at the min watermark: leave this list
+                break
             off -= 1
             sgl_pfn[off] = pfn
             sgl_order[off] = order
@@ -243,7 +252,6 @@ def page_reporting_process(z, e):
     sgl_order = np.empty(PAGE_REPORTING_CAPACITY, dtype=np.int64)
     off = PAGE_REPORTING_CAPACITY
     requested = False
-    e.cnt[C.REPORTING_PASSES] += 1
     for order in range(e.pol[P_REPORTING_ORDER], z.conf[core.C_MAX_ORDER] + 1):
         for mt in range(z.free_head.shape[1]):
             off, req = page_reporting_process_free_list(z, e, order, mt, sgl_pfn, sgl_order, off)
@@ -265,16 +273,62 @@ def note_report_notify(z, e, now):
 
 
 @njit(cache=True)
-def run_reporting(z, e, now):
-    """Run the reporting work due by ``now``; a pass that ran out of budget, or saw new
+def page_reporting_zone_ok(z, e):
+    """``page_reporting_process_zone()`` skips a zone whose free pages are not above
+    ``low_wmark + (PAGE_REPORTING_CAPACITY << page_reporting_order)``."""
+    mark = z.zstate[ZS_WMARK_LOW] + (np.int64(PAGE_REPORTING_CAPACITY) << e.pol[P_REPORTING_ORDER])
+    return core.zone_watermark_ok(z, 0, mark)
+
+
+@njit(cache=True)
+def run_reporting_pass(z, e):
+    """One run of the delayed reporting work; a pass that ran out of budget, or saw new
     notifications, reschedules itself 2 s later."""
-    while e.rstate[R_REPORT_STATE] == 1 and e.rstate[R_REPORT_DEADLINE] <= now:
+    requested = False
+    e.cnt[C.REPORTING_PASSES] += 1
+    if page_reporting_zone_ok(z, e):
         requested = page_reporting_process(z, e)
-        if requested or z.stat[core.S_REPORT_NOTIFY] != e.rstate[R_NOTIFY_SEEN]:
-            e.rstate[R_NOTIFY_SEEN] = z.stat[core.S_REPORT_NOTIFY]
-            e.rstate[R_REPORT_DEADLINE] += e.pol[P_REPORTING_DELAY]
+    if requested or z.stat[core.S_REPORT_NOTIFY] != e.rstate[R_NOTIFY_SEEN]:
+        e.rstate[R_NOTIFY_SEEN] = z.stat[core.S_REPORT_NOTIFY]
+        e.rstate[R_REPORT_DEADLINE] += e.pol[P_REPORTING_DELAY]
+    else:
+        e.rstate[R_REPORT_STATE] = 0
+
+
+@njit(cache=True)
+def vmstat_update(z, e):
+    """``vmstat_update`` -> ``refresh_cpu_vm_stats``: ``decay_pcp_high()`` on each CPU."""
+    for cpu in range(z.conf[core.C_NR_CPUS]):
+        core.decay_pcp_high(z, cpu)
+    e.rstate[R_VMSTAT_DEADLINE] += VMSTAT_INTERVAL_NS
+
+
+@njit(cache=True)
+def start_background(z, e, now):
+    """The run starts: ``page_reporting_register()`` schedules its initial flush of all free
+    memory 2 s later, and the vmstat worker ticks once a second from now."""
+    e.rstate[R_STARTED] = 1
+    e.rstate[R_VMSTAT_DEADLINE] = now + VMSTAT_INTERVAL_NS
+    if e.pol[P_REPORTING] != 0:
+        e.rstate[R_REPORT_STATE] = 1
+        e.rstate[R_REPORT_DEADLINE] = now + e.pol[P_REPORTING_DELAY]
+        e.rstate[R_NOTIFY_SEEN] = z.stat[core.S_REPORT_NOTIFY]
+
+
+@njit(cache=True)
+def run_background(z, e, now):
+    """Run the background work due by ``now`` in time order: vmstat ticks (with pcp lists)
+    and reporting passes; at equal times the vmstat tick first."""
+    pcp = z.conf[core.C_PCP] != 0
+    while True:
+        vm_due = pcp and e.rstate[R_VMSTAT_DEADLINE] <= now
+        rep_due = e.rstate[R_REPORT_STATE] == 1 and e.rstate[R_REPORT_DEADLINE] <= now
+        if vm_due and (not rep_due or e.rstate[R_VMSTAT_DEADLINE] <= e.rstate[R_REPORT_DEADLINE]):
+            vmstat_update(z, e)
+        elif rep_due:
+            run_reporting_pass(z, e)
         else:
-            e.rstate[R_REPORT_STATE] = 0
+            break
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,7 +359,9 @@ def offload_isolate(z, e):
             while pfn != core.NONE and budget >= (np.int64(1) << order) and n < e.inflight.shape[0]:
                 nxt = z.next[pfn]
                 if not (z.flags[pfn] & PG_ZEROED):
-                    core.__isolate_free_page(z, pfn, order)
+                    if core.__isolate_free_page(z, pfn, order) <= 0:
+                        budget = -1  # at the min watermark: the batch ends here
+                        break
                     e.inflight[n, 0] = pfn
                     e.inflight[n, 1] = order
                     n += 1
@@ -367,8 +423,10 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
         now = ev_time[i]
         if e.rstate[R_NCMD] > e.rstate[R_CMD_LIMIT]:
             return i, EXIT_FLUSH
-        if e.rstate[R_REPORT_STATE] != 0:
-            run_reporting(z, e, now)
+        if e.rstate[R_STARTED] == 0:
+            start_background(z, e, now)
+        if e.rstate[R_VMSTAT_DEADLINE] <= now or e.rstate[R_REPORT_STATE] != 0:
+            run_background(z, e, now)
         if pol[P_OFFLOAD] != 0 and e.rstate[R_OFFLOAD_DEADLINE] <= now:
             e.rstate[R_OFFLOAD_DEADLINE] = now + pol[P_OFFLOAD_PERIOD]
             if free_dirty_pages(z) > pol[P_OFFLOAD_WATERMARK] and offload_isolate(z, e) > 0:

@@ -49,7 +49,7 @@ class TraceConverter:
     ``EV_FREE_PFN``. Memory: one chunk of events plus the live allocations.
     """
 
-    def __init__(self, mode="exact", step_ns=1000):
+    def __init__(self, mode="exact", step_ns=1000, trace_clock=False):
         if mode not in REPLAY_MODES:
             raise ValueError(f"unknown replay mode {mode!r}: choose from {', '.join(REPLAY_MODES)}")
         self.exact = mode == "exact"
@@ -63,10 +63,27 @@ class TraceConverter:
         self.max_pfn = 0
         self.emitted = 0
         self.rows = []
+        #: With trace_clock, rows carry the traced CPU and time (ns since the first event).
+        self.trace_clock = trace_clock
+        self.cpu = 0
+        self.time = 0
+        self.t0 = None
 
     def _row(self, op, order, gfp, ref):
-        self.rows.append(((self.emitted + len(self.rows)) * self.step_ns, op, order, 0, gfp, ref))
+        if self.trace_clock:
+            when, cpu = self.time, self.cpu
+        else:
+            when, cpu = (self.emitted + len(self.rows)) * self.step_ns, 0
+        self.rows.append((when, op, order, cpu, gfp, ref))
         return len(self.rows) - 1
+
+    def _clock(self, cpu, ts):
+        """The traced CPU and time of the next rows (time never goes back)."""
+        if ts >= 0:
+            if self.t0 is None:
+                self.t0 = ts
+            self.time = max(self.time, ts - self.t0)
+        self.cpu = cpu
 
     def _event(self, name, pfn, order, gfp):
         self.max_pfn = max(self.max_pfn, pfn + (1 << order) - 1)
@@ -113,8 +130,10 @@ class TraceConverter:
 
     def chunks(self, kmem_events, size=1 << 20):
         """Yield EVENT_DTYPE chunks; call ``settle`` with each chunk's ev_pfn before the next."""
-        for _, name, pfn, order, gfp in kmem_events:
-            self._event(name, pfn, order, gfp)
+        for ev in kmem_events:
+            if self.trace_clock:
+                self._clock(ev[5], ev[6])
+            self._event(*ev[1:5])
             if len(self.rows) >= size:
                 yield self._flush()
         if self.rows:
@@ -151,12 +170,16 @@ def trace_to_events(path, mode="exact", lenient=False, table=None):
     return events, conv.info(path)
 
 
-def trace_span(path, lenient=False, table=None, progress=None):
-    """Highest pfn + 1 the trace touches (a first streaming pass, to size the zone)."""
+def trace_span(path, lenient=False, table=None, progress=None, cpus=False):
+    """Highest pfn + 1 the trace touches (a first streaming pass, to size the zone); with
+    ``cpus``, (that, highest CPU + 1)."""
     top = 0
-    for _, _, pfn, order, _ in read_events(path, lenient, table, {}, progress):
-        top = max(top, pfn + (1 << order))
-    return top
+    ncpu = 1
+    for ev in read_events(path, lenient, table, {}, progress, detail=cpus):
+        top = max(top, ev[2] + (1 << ev[3]))
+        if cpus:
+            ncpu = max(ncpu, ev[5] + 1)
+    return (top, ncpu) if cpus else top
 
 
 class _ByteBar:
@@ -178,29 +201,45 @@ class _ByteBar:
 
 
 def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
-           sim_mode="metadata", backend="auto", chunk_events=1 << 20, progress=False):
+           sim_mode="metadata", backend="auto", chunk_events=1 << 20, progress=False,
+           trace_clock=False, pcp_high="auto", pcp_start=None):
     """Replay a trace under a policy, streaming: the engine's result plus the trace's figures.
 
     Without ``nr_pages`` a first pass over the trace sizes the zone to its highest pfn.
     A trace without any kmem page event is an error (nothing to replay). With ``lenient``
     a damaged compressed file is replayed up to the damage; ``truncated`` in the result
     says where it broke. ``progress`` shows bytes read on a terminal.
+    ``trace_clock``: events keep the traced CPU and timestamp (the zone gets as many CPUs as
+    the trace shows), so per-cpu lists, the vmstat worker's decay and reporting see the real
+    timing; otherwise one CPU and 1 us between events. The result's ``pcp`` holds the
+    model's refill and drain pages and its NR_FREE_PAGES change, the figures the trace's
+    ``mm_page_alloc_zone_locked`` / ``mm_page_pcpu_drain`` give for the real kernel.
+    ``pcp_start``: [(count, high)] per CPU, the pagesets of a /proc/zoneinfo taken before the
+    capture (``BuddyAllocator.fill_pcp``).
     """
     from .validate import check_memory
     if mode not in REPLAY_MODES:
         raise ValueError(f"unknown replay mode {mode!r}: choose from {', '.join(REPLAY_MODES)}")
-    if nr_pages is None:
+    nr_cpus = 1
+    if nr_pages is None or trace_clock:
         bar = _ByteBar(path, "sizing the zone") if progress else None
-        span = trace_span(path, lenient, table, bar)
+        span, nr_cpus = trace_span(path, lenient, table, bar, cpus=True)
         if bar:
             bar.close()
-        nr_pages = max(1024, -(-span // 1024) * 1024)
-        check_memory(f"{path} (pfns up to {span:#x}; --pages sets the zone)",
-                     nr_pages, sim_mode, backend)
-    sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend, pcp=(mode == "requests"))
-    conv = TraceConverter(mode)
+        nr_cpus = nr_cpus if trace_clock else 1
+        if nr_pages is None:
+            nr_pages = max(1024, -(-span // 1024) * 1024)
+            check_memory(f"{path} (pfns up to {span:#x}; --pages sets the zone)",
+                         nr_pages, sim_mode, backend)
+    sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend, pcp=(mode == "requests"),
+                     pcp_high=pcp_high, nr_cpus=nr_cpus)
+    for cpu, (count, high) in enumerate(pcp_start or []):
+        sim.alloc.fill_pcp(cpu, count, high)
+    free_before = sim.alloc.nr_free_pages()
+    conv = TraceConverter(mode, trace_clock=trace_clock)
     bar = _ByteBar(path, "replaying") if progress else None
-    for chunk in conv.chunks(read_events(path, lenient, table, conv.counts, bar), chunk_events):
+    events = read_events(path, lenient, table, conv.counts, bar, detail=trace_clock)
+    for chunk in conv.chunks(events, chunk_events):
         if mode == "exact" and conv.max_pfn >= nr_pages:
             raise ValueError(f"--pages {nr_pages} is smaller than the traced pfns "
                              f"(up to {conv.max_pfn:#x})")
@@ -213,4 +252,7 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
                          "trace: nothing to replay" + (f" ({damaged})" if damaged else ""))
     result = sim.finish()
     result.update(conv.info(path))
+    st = sim.alloc.stats()
+    result["pcp"].update(refill_pages=st["pcp_refill_pages"], drain_pages=st["pcp_drain"],
+                         nr_free_pages_delta=sim.alloc.nr_free_pages() - free_before)
     return result

@@ -22,9 +22,12 @@ from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
                      OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD, R_NINFLIGHT, R_NLEAKS,
                      offload_complete, record_leak, run_events)
 from .events import EVENT_DTYPE
+from .initial_state import apply_initial_state
 from .policy import as_array
 
 MODES = ("metadata", "content")
+#: --pcp-high: the kernel's auto-tuning (6.7+), or high fixed at the low watermark / CPUs.
+PCP_HIGH_MODES = ("auto", "fixed")
 CMD_CAPACITY = 1 << 16
 #: Written over offload pages whose batch failed: they are dirty, whatever the device did.
 POISON = np.int64(0x7EAD_BEEF_0000_0000)
@@ -153,12 +156,18 @@ class Simulation:
     """
 
     def __init__(self, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
-                 fault=None, progress=False, chunk=1 << 20):
+                 fault=None, progress=False, chunk=1 << 20, pcp_high="auto", nr_cpus=1,
+                 initial_state=None, state_seed=0):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
+        if pcp_high not in PCP_HIGH_MODES:
+            raise ValueError(f"unknown pcp high {pcp_high!r}: choose from {', '.join(PCP_HIGH_MODES)}")
         self.policy, self.nr_pages, self.mode, self.chunk = policy, nr_pages, mode, chunk
         notice_first_compile()
-        self.alloc = BuddyAllocator(nr_pages, pcp=pcp, page_reporting_order=policy.reporting_order)
+        self.alloc = BuddyAllocator(nr_pages, pcp=pcp, page_reporting_order=policy.reporting_order,
+                                    pcp_high=pcp_high, nr_cpus=nr_cpus)
+        #: What the zone started from (initial_state.py): pristine, aged or a snapshot.
+        self.initial_state = apply_initial_state(self.alloc, initial_state, state_seed)
         self.state = EngineState(nr_pages, policy, mode, backend)
         if fault is not None and self.state.backend is not None:
             self.state.backend = fault(self.state.backend)
@@ -252,6 +261,9 @@ class Simulation:
             "callers_stated": self.callers_stated,
             "buddyinfo": alloc.buddyinfo(),
             "zeroedinfo": alloc.zeroed_info(),
+            "initial_state": self.initial_state,
+            "pcp": {"auto": alloc.pcp_auto, "pagesets": [
+                alloc.pcp_info(c) for c in range(alloc.zone.pcp_count.shape[0])]},
         }
         if state.backend is not None:
             result["backend"] = {"name": state.backend.name, "device": state.backend.describe(),
@@ -262,10 +274,13 @@ class Simulation:
 
 
 def simulate(events, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
-             chunk=1 << 20, progress=False, fault=None):
-    """Replay ``events`` (EVENT_DTYPE) on a fresh zone; returns ``Simulation.finish()``'s dict."""
+             chunk=1 << 20, progress=False, fault=None, pcp_high="auto", nr_cpus=1,
+             initial_state=None, state_seed=0):
+    """Replay ``events`` (EVENT_DTYPE) on a fresh zone; returns ``Simulation.finish()``'s dict.
+    ``initial_state``: pristine (default), aged or a /proc/buddyinfo path (initial_state.py)."""
     sim = Simulation(policy, nr_pages, mode=mode, backend=backend, pcp=pcp, fault=fault,
-                     progress=progress, chunk=chunk)
+                     progress=progress, chunk=chunk, pcp_high=pcp_high, nr_cpus=nr_cpus,
+                     initial_state=initial_state, state_seed=state_seed)
     sim.feed(events)
     return sim.finish()
 

@@ -81,11 +81,12 @@ class StreamFeeder:
 
 
 def simulate_stream(chunks, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
-                    progress=False, fault=None):
+                    progress=False, fault=None, **zone):
     """``run.simulate`` for an iterable of chunks (``workloads.iter_workload``); returns
-    ``Simulation.finish()``'s dict."""
+    ``Simulation.finish()``'s dict. ``zone``: ``Simulation``'s pcp_high, nr_cpus,
+    initial_state and state_seed."""
     sim = Simulation(policy, nr_pages, mode=mode, backend=backend, pcp=pcp, fault=fault,
-                     progress=progress)
+                     progress=progress, **zone)
     feeder = StreamFeeder(sim)
     for chunk in chunks:
         feeder.feed(chunk)

@@ -42,6 +42,8 @@ _EVENT = re.compile(r"(?:^|[\s:])(" + "|".join(sorted(KMEM_EVENTS, key=len, reve
 #: Any tracepoint line: ... <timestamp>: <system:>event: ...
 _OTHER = re.compile(r"\s\d+\.\d+:\s+(?:[\w-]+:)?([\w-]+):")
 _FIELD = re.compile(r"(\w+)=(\S*)")
+#: CPU and timestamp of a tracefs / trace-cmd / perf script line: "[001] ... 5576.588412:".
+_CPU_TS = re.compile(r"\[(\d+)\]\s+(?:\S+\s+)?(\d+)\.(\d+):\s")
 _CALLCHAIN = re.compile(r"^\s+(?:=>|[0-9a-f]{6,}\s|\[?<[0-9a-f]+>\]?)")
 
 
@@ -177,8 +179,10 @@ def _lines(f, path, lenient, counts, progress):
         yield lineno, line
 
 
-def read_events(path, lenient=False, table=None, counts=None, progress=None):
-    """Yield (lineno, event, pfn, order, gfp) for kmem page events.
+def read_events(path, lenient=False, table=None, counts=None, progress=None, detail=False):
+    """Yield (lineno, event, pfn, order, gfp) for kmem page events; with ``detail``
+    (lineno, event, pfn, order, gfp, cpu, time in ns), cpu 0 and time -1 where the line
+    shows none.
 
     ``counts`` (a dict) collects ``events`` per name (other events too), ``malformed``,
     ``malformed_examples`` and, for a damaged compressed file read with ``lenient``,
@@ -214,7 +218,16 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None):
                     raise ValueError(f"order {order} out of range")
                 gfp = parse_gfp(fields.get("gfp_flags", "none"), table) if name == "mm_page_alloc" else 0
                 failed = name == "mm_page_alloc" and (fields.get("page") == "" or "(null)" in line)
-                yield lineno, name, (-1 if failed else pfn), order, gfp
+                if detail:
+                    cpu, ts = 0, -1
+                    where = _CPU_TS.search(line[:m.start() + 1])
+                    if where:
+                        frac = where.group(3)
+                        cpu = int(where.group(1))
+                        ts = int(where.group(2)) * 1_000_000_000 + int(frac) * 10 ** (9 - len(frac))
+                    yield lineno, name, (-1 if failed else pfn), order, gfp, cpu, ts
+                else:
+                    yield lineno, name, (-1 if failed else pfn), order, gfp
             except ValueError as e:
                 if not lenient:
                     raise TraceError(f"{path}:{lineno}: {e}: {line.strip()[:160]}") from None

@@ -93,6 +93,20 @@ class Text:
         return value
 
 
+class InitialState:
+    """pristine, aged, or a /proc/buddyinfo snapshot that exists (initial_state.py reads it
+    later and names its file and line if it is bad)."""
+
+    def allowed(self):
+        return "pristine, aged or an existing /proc/buddyinfo file"
+
+    def convert(self, value):
+        if not isinstance(value, str) or not (value in ("pristine", "aged") or
+                                              os.path.isfile(value)):
+            raise ValueError
+        return value
+
+
 BIG = 10**9
 MODES = ("metadata", "content")
 BACKENDS = ("auto", "numpy", "numba", "cuda", "cupy")
@@ -107,6 +121,8 @@ RULES = {
     "backend": Choice(*BACKENDS),
     "workers": Int(1, 256),
     "pcp": Bool(),
+    "pcp_high": Choice("auto", "fixed"),
+    "initial_state": InitialState(),
     "throughput": Bool(),
     "name": Text(),
     "label": Text(),

@@ -1,0 +1,103 @@
+"""Run experiments/hit_rate.toml (resuming complete cells) and report the order-0 and THP
+served-zeroed shares against pcp rule, starting state and rounds: a table (hit_rate.txt) and a
+plot (hit_rate_shares.png) in the results folder.
+
+Share = allocations handed out with the zeroed hint / allocations, per order (the engine's
+``by_order`` counts, mean over seeds). THP off: order-0 faults; THP on: order-9 faults.
+"""
+import argparse
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from zeroing.compare import compare, load_config  # noqa: E402
+from zeroing.run import write_json, write_text  # noqa: E402
+
+
+def load_results(out):
+    import json
+    runs = os.path.join(out, "runs")
+    return [json.load(open(os.path.join(runs, f))) for f in sorted(os.listdir(runs))]
+
+
+def shares(results):
+    """{(thp, pcp, state): {rounds: (order-0 share, THP share)}}."""
+    cells = {}
+    for r in results:
+        w = r["workload"]
+        key = (w["params"]["thp"], w["pcp_high"], w["initial_state"])
+        o = r["by_order"]
+        cells.setdefault(key, {}).setdefault(w["params"]["rounds"], []).append(
+            (o["zeroed"][0] / max(1, o["allocs"][0]), o["zeroed"][9] / max(1, o["allocs"][9])))
+    return {k: {n: tuple(np.mean(v, axis=0)) for n, v in sorted(d.items())}
+            for k, d in sorted(cells.items())}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default=os.path.join(ROOT, "experiments", "hit_rate.toml"))
+    p.add_argument("--out")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny: 256 MiB zone, 16 MiB rounds, rounds 1 and 3, one seed")
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+    cfg = load_config(args.config)
+    if args.quick:
+        import tempfile
+        raw = {"name": "hit_rate_quick", "seeds": [0], "throughput": False,
+               "policies": {"pg_zeroed+reporting": "pg_zeroed,reporting"}, "workload": [
+                   {k: v for k, v in w.items() if k != "label"}
+                   | {"label": w["label"], "pages": 1 << 16, "size_mb": 16}
+                   for w in ({"name": "vm-anon", "label": f"{t} {p} {s} {n}", "thp": t,
+                              "rounds": n, "pcp_high": p, "initial_state": s}
+                             for t in ("off", "on") for p in ("auto", "fixed")
+                             for s in ("pristine", "aged") for n in (1, 3))]}
+        from zeroing.compare import resolve_config
+        cfg = resolve_config(raw)
+        args.out = args.out or tempfile.mkdtemp(prefix="hit_rate_quick")
+    out = compare(cfg, args.out, progress=False, log=lambda *a: None)
+    table = shares(load_results(out))
+    mib = cfg["workloads"][0]["pages"] >> 8
+    lines = [f"served zeroed (pg_zeroed+reporting, vm-anon {mib} MiB zone, mean of seeds "
+             f"{cfg['seeds']}): order-0 share with THP off, order-9 share with THP on",
+             f"{'THP':4} {'pcp':6} {'state':9} " + " ".join(
+                 f"rounds={n:<3}" for n in sorted({n for d in table.values() for n in d}))]
+    for (thp, pcp, state), by_rounds in table.items():
+        col = 0 if thp == "off" else 1
+        lines.append(f"{thp:4} {pcp:6} {state:9} " + " ".join(
+            f"{by_rounds[n][col]:10.1%}" for n in sorted(by_rounds)))
+    text = "\n".join(lines)
+    print(text)
+    write_text(os.path.join(out, "hit_rate.txt"), text + "\n")
+    summary = {" ".join(k): {str(n): v for n, v in d.items()} for k, d in table.items()}
+    write_json(os.path.join(out, "hit_rate.json"), summary)
+    if args.json:
+        write_json(args.json, summary)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, thp in zip(axes, ("off", "on")):
+        for (t, pcp, state), by_rounds in table.items():
+            if t != thp:
+                continue
+            n = sorted(by_rounds)
+            ax.plot(n, [by_rounds[k][0 if thp == "off" else 1] for k in n], marker="o",
+                    linestyle="-" if pcp == "auto" else "--", label=f"pcp {pcp}, {state}")
+        ax.set_title(f"THP {thp}: {'order-0' if thp == 'off' else 'order-9'} faults served zeroed")
+        ax.set_xlabel("rounds")
+        ax.set_xticks(sorted({n for d in table.values() for n in d}))
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("share of faults")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "hit_rate_shares.png"), dpi=100)
+    print(f"table and plot in {out}/")
+    return table
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Replay a 6.18 pcp capture in requests mode with the traced CPUs and timestamps, and print
+the model's buddy refills, pcp drains and NR_FREE_PAGES change beside the kernel's.
+
+The kernel's figures come from the trace itself: pages taken from the buddy by
+``mm_page_alloc_zone_locked``, pages drained by ``mm_page_pcpu_drain``, and the change of
+"pages free" of the Normal zone between the zoneinfo snapshots. The model runs one zone of the
+Normal zone's managed pages, with pcp high auto-tuned (6.18) and fixed (the rule before
+6.7), each from empty lists and from the "before" pagesets (all their pages put on the order-0
+Movable list, which the zoneinfo cannot break down). Usage:
+``python experiments/pcp_trace_check.py DIR`` where DIR holds trace_kmem_*.txt.gz and
+before_/after_zoneinfo (shared/testdata/trace-6.18-pcp/nothp128 or thp64).
+"""
+import argparse
+import glob
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from zeroing.policy import make_policy  # noqa: E402
+from zeroing.replay import replay  # noqa: E402
+from zeroing.run import write_json  # noqa: E402
+from zeroing.trace import read_events  # noqa: E402
+
+
+def normal_zone(path):
+    """(managed, pages free, [(count, high) per CPU]) of the Normal zone of a zoneinfo."""
+    text = open(path).read().split("zone   Normal")[1].split("Node 0, zone")[0]
+    counts = [int(x) for x in re.findall(r"count:\s+(\d+)", text)]
+    highs = [int(x) for x in re.findall(r"\n\s+high:\s+(\d+)", text)]
+    return (int(re.search(r"managed\s+(\d+)", text).group(1)),
+            int(re.search(r"pages free\s+(\d+)", text).group(1)), list(zip(counts, highs)))
+
+
+def kernel_figures(trace):
+    refill = drain = 0
+    for _, name, _, order, _ in read_events(trace):
+        if name == "mm_page_alloc_zone_locked":
+            refill += 1 << order
+        elif name == "mm_page_pcpu_drain":
+            drain += 1 << order
+    return refill, drain
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("dir")
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+    trace = glob.glob(os.path.join(args.dir, "trace_kmem_*.txt.gz"))[0]
+    managed, free0, start = normal_zone(os.path.join(args.dir, "before_zoneinfo"))
+    _, free1, end = normal_zone(os.path.join(args.dir, "after_zoneinfo"))
+    refill, drain = kernel_figures(trace)
+    out = {"kernel": {"refill_pages": refill, "drain_pages": drain,
+                      "nr_free_pages_delta": free1 - free0, "pagesets_before": start,
+                      "pagesets_after": end}}
+    print(f"{os.path.basename(args.dir)}: kernel refill {refill}, drain {drain}, "
+          f"NR_FREE_PAGES {free1 - free0:+d}; pcp (count, high) before {start}, after {end}")
+    for pcp_high in ("auto", "fixed"):
+        for label, seed in (("empty", None), ("seeded", start)):
+            r = replay(trace, make_policy("baseline"), "requests", nr_pages=managed,
+                       trace_clock=True, pcp_high=pcp_high, pcp_start=seed)
+            m = r["pcp"]
+            sets = [(s["count"], s["high"]) for s in m["pagesets"]]
+            out[f"{pcp_high} {label}"] = m
+            print(f"  model pcp {pcp_high:5} {label:6}: refill {m['refill_pages']}, drain "
+                  f"{m['drain_pages']}, NR_FREE_PAGES {m['nr_free_pages_delta']:+d}; "
+                  f"pcp (count, high) after {sets}")
+    if args.json:
+        write_json(args.json, out)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Starting states: a /proc/buddyinfo snapshot gives exactly its free blocks; aged is seeded."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from allocator import BuddyAllocator
+from zeroing.initial_state import (StateError, allocated_blocks, apply_initial_state,
+                                   plan_free_blocks, read_buddyinfo)
+from zeroing.policy import make_policy
+from zeroing.run import simulate
+from zeroing.workloads import make_workload
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SNAPSHOT = os.path.join(DATA, "node_exporter_buddyinfo")
+
+
+def test_snapshot_gives_exactly_its_free_blocks():
+    counts = read_buddyinfo(SNAPSHOT)  # the Normal zone row
+    assert counts == [4381, 1093, 185, 1530, 567, 102, 4, 0, 0, 0, 0]
+    a = BuddyAllocator(1 << 17)
+    apply_initial_state(a, SNAPSHOT)
+    assert a.buddyinfo() == counts  # nothing merged, nothing split
+    assert a.stats()["pgalloc"] == 0 and a.nr_pcp_pages() == 0
+    a.check()
+
+
+def test_plan_never_puts_free_buddies_side_by_side():
+    free = plan_free_blocks([5, 3, 2, 1, 0, 0, 0, 0, 0, 0, 2], 1 << 13, 10)
+    blocks = set(free)
+    for pfn, order in free:
+        assert order == 10 or (pfn ^ (1 << order), order) not in blocks
+    taken = allocated_blocks(free, 1 << 13, 10)
+    pages = sum(1 << o for _, o in free) + sum(1 << o for _, o in taken)
+    assert pages == 1 << 13
+
+
+def test_snapshot_too_large_for_the_zone_names_the_file():
+    with pytest.raises(StateError, match="do not fit"):
+        apply_initial_state(BuddyAllocator(1 << 14), SNAPSHOT)
+    p = subprocess.run([sys.executable, "-m", "zeroing", "run", "--workload", "vm-anon",
+                        "--initial-state", "/nonexistent/buddyinfo"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert p.returncode != 0 and "/nonexistent/buddyinfo" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_aged_is_fragmented_seeded_and_uncounted():
+    ev = make_workload("vm-anon", 1 << 17, seed=0, rounds=1, size_mb=64)
+    pol = make_policy("pg_zeroed,reporting")
+    a1 = simulate(ev, pol, 1 << 17, initial_state="aged", state_seed=3)
+    a2 = simulate(ev, pol, 1 << 17, initial_state="aged", state_seed=3)
+    fresh = simulate(ev, pol, 1 << 17)
+    assert a1["counters"] == {**a2["counters"], "wall_s": a1["counters"]["wall_s"],
+                              "events_per_s": a1["counters"]["events_per_s"]}
+    assert a1["initial_state"] == "aged (seed 3)"
+    assert a1["counters"]["pgalloc"] == fresh["counters"]["pgalloc"]  # ageing not counted
+    b = BuddyAllocator(1 << 17)
+    apply_initial_state(b, "aged", 3)
+    assert sum(b.buddyinfo()[:9]) > 100  # low-order free blocks: fragmented
+    b.check()
