@@ -50,10 +50,12 @@ def warm_state(pages, pcp, ops, warmup):
 
 
 def against_c(lib, pages, pcp, ops, rounds):
-    """(ratios of C speed achieved per round, compiled events/s, C events/s, identical)."""
+    """(ratios of C speed achieved per round, compiled events/s, C events/s, identical).
+    The C yardstick keeps pcp high fixed (the rules before 6.7's auto-tuning), so the model
+    runs with ``pcp_high="fixed"`` here."""
     ratios, rates, crates, same = [], [], [], True
     for _ in range(rounds):
-        a = BuddyAllocator(pages, pcp=pcp)
+        a = BuddyAllocator(pages, pcp=pcp, pcp_high="fixed")
         cz = ZoneArrays(*(x.copy() for x in a.zone))  # the same booted zone
         t = time.perf_counter()
         pfn, hint = a.run(ops)

@@ -36,8 +36,9 @@ enum { C_NR_PAGES, C_MAX_ORDER, C_PAGEBLOCK_ORDER, C_PCP, C_HIGH, C_BATCH, C_MOB
        C_NR_CPUS, C_THP, C_REPORTING_ORDER };
 enum { S_PGALLOC, S_PGFREE, S_ALLOC_FAIL, S_BAD_PAGE, S_ZEROED_DROPPED_MERGE, S_REPORT_NOTIFY,
        S_PCP_DRAIN, S_PCP_REFILL, S_EXTFRAG, S_ALLOC_ZEROED, S_NR_ALLOCATED, S_NR_ISOLATED,
-       S_ALLOC_PFN_MISS };
+       S_ALLOC_PFN_MISS, S_PCP_REFILL_PAGES };
 enum { RMQUEUE_NORMAL, RMQUEUE_CLAIM, RMQUEUE_STEAL };
+enum { ZS_NR_FREE_PAGES };
 enum { E_RANGE = 1, E_UNALIGNED, E_DOUBLE_FREE, E_NOT_ALLOCATED, E_WRONG_ORDER, E_BAD_ORDER,
        E_BAD_GFP, E_NOT_FREE, E_NOT_ISOLATED, E_BAD_CPU, E_BAD_OP, E_BAD_REF };
 enum { OP_ALLOC = 1, OP_FREE, OP_FREE_REF };
@@ -53,6 +54,7 @@ struct zone {
     int64_t *free_head, *free_tail, *nr_free, *nr_zeroed;  /* [order][MIGRATE_PCPTYPES] */
     int64_t *pcp_head, *pcp_tail, *pcp_count;              /* [cpu][NR_PCP_LISTS] */
     int64_t *conf, *stat;
+    int64_t *zstate;  /* [0]: NR_FREE_PAGES, the only entry kept here (fixed pcp high) */
 };
 
 #define FREE_IDX(o, mt) ((o) * MIGRATE_PCPTYPES + (mt))
@@ -115,6 +117,7 @@ static inline void __add_to_free_list(struct zone *z, int64_t pfn, int64_t order
     z->flags[pfn] |= PG_BUDDY;
     z->order[pfn] = (int8_t)order;
     z->nr_free[FREE_IDX(order, mt)] += 1;
+    z->zstate[ZS_NR_FREE_PAGES] += (int64_t)1 << order;
     if (z->flags[pfn] & PG_ZEROED)
         z->nr_zeroed[order] += 1;
 }
@@ -127,6 +130,7 @@ static inline void __del_page_from_free_list(struct zone *z, int64_t pfn, int64_
         z->nr_zeroed[order] -= 1;
     z->flags[pfn] &= 0xFF ^ (PG_BUDDY | PG_REPORTED);
     z->nr_free[FREE_IDX(order, mt)] -= 1;
+    z->zstate[ZS_NR_FREE_PAGES] -= (int64_t)1 << order;
 }
 
 static inline void move_to_free_list(struct zone *z, int64_t pfn, int64_t order,
@@ -458,6 +462,7 @@ static int64_t rmqueue_bulk(struct zone *z, int64_t cpu, int64_t order, int64_t 
         i += 1;
     }
     z->stat[S_PCP_REFILL] += i;
+    z->stat[S_PCP_REFILL_PAGES] += i << order;
     return i;
 }
 

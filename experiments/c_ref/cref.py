@@ -22,7 +22,7 @@ why = ""
 class Zone(ctypes.Structure):
     _fields_ = [(name, ctypes.c_void_p) for name in (
         "flags", "order", "next", "prev", "pageblock_mt", "free_head", "free_tail", "nr_free",
-        "nr_zeroed", "pcp_head", "pcp_tail", "pcp_count", "conf", "stat")]
+        "nr_zeroed", "pcp_head", "pcp_tail", "pcp_count", "conf", "stat", "zstate")]
 
 
 def compiler():
