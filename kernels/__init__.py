@@ -2,8 +2,12 @@
 
 Each backend module has: ``available()``, ``alloc_pool(nr_pages)``, ``apply(pool, op, pfn,
 order, arg)`` (see ``batch.py``), ``memset(pool)``, ``to_host(pool)``, ``from_host(array)``.
+GPU backends also have ``submit``/``collect`` (``apply`` split in two, so the caller can work
+while the device does) and ``first_use()`` (the reason the kernels cannot compile or run here,
+or None).
 """
 import importlib
+import warnings
 
 BACKENDS = ("numpy", "numba", "cuda", "cupy")
 INSTALL = {
@@ -12,22 +16,48 @@ INSTALL = {
 }
 
 
+class BackendFailed(RuntimeError):
+    """A backend that is installed and sees a device, but failed at first use (kernel compile
+    or driver error): benchmarks skip it, runs fall back to the CPU backend."""
+
+
+_first_use = {}
+
+
 def _module(name):
     return importlib.import_module(f"kernels.{name}_backend")
 
 
+def first_use_failure(mod):
+    """Why ``mod`` cannot run its kernels here (probed once per process), or None."""
+    probe = getattr(mod, "first_use", None)
+    if probe is None:
+        return None
+    if mod.name not in _first_use:
+        _first_use[mod.name] = probe()
+    return _first_use[mod.name]
+
+
 def get_backend(name="auto"):
     """The backend module for a name; ``auto`` picks cupy, then cuda, then numba after probing
-    that a device really exists. An unavailable backend asked for by name is an error."""
+    that a device really exists and the kernels run on it. An unavailable backend asked for
+    by name is a RuntimeError; one that fails at first use a ``BackendFailed``."""
     if name == "auto":
         for candidate in ("cupy", "cuda"):
             mod = _module(candidate)
             if mod.available():
-                return mod
+                why = first_use_failure(mod)
+                if why is None:
+                    return mod
+                warnings.warn(f"backend {candidate!r} failed at first use ({why}); not used",
+                              RuntimeWarning)
         return _module("numba")
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}: choose from auto, {', '.join(BACKENDS)}")
     mod = _module(name)
     if not mod.available():
         raise RuntimeError(f"backend {name!r} is not available here: it needs {INSTALL[name]}")
+    why = first_use_failure(mod)
+    if why is not None:
+        raise BackendFailed(f"backend {name!r} failed at first use: {why}")
     return mod

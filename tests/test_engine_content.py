@@ -81,9 +81,9 @@ def test_offload_and_reporting_leave_only_true_zeroes_flagged():
     captured = {}
     original = runmod.EngineState.flush
 
-    def spy(self):
+    def spy(self, *args, **kwargs):
         captured["state"] = self
-        return original(self)
+        return original(self, *args, **kwargs)
 
     runmod.EngineState.flush = spy
     try:
