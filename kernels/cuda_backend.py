@@ -230,7 +230,7 @@ def memset(pool):
 
 def submit(pool, op, pfn, order, arg):
     """Queue the batch on the device; ``collect`` returns its results."""
-    packed = Packed(op, pfn, order, arg)
+    packed = Packed(op, pfn, order, arg)  # numba-cuda copies from pageable memory
     if packed.n == 0:
         return packed, None
     st = _state(pool)

@@ -141,24 +141,20 @@ def _h2d(dst, src, count, stream):
 
 def submit(pool, op, pfn, order, arg):
     """Queue the batch on the device and return at once; ``collect`` gives its results."""
-    packed = Packed(op, pfn, order, arg)
-    if packed.n == 0:
-        return packed, None, None
+    if len(op) == 0:
+        return Packed(op, pfn, order, arg), None, None
     mod = _kernels()
     st = _state(pool)
     slot = st.slots[st.turn]
     st.turn ^= 1
     if slot.done is not None:
         slot.done.synchronize()  # the batch before last is done with this slot
-    n, total, uo = packed.n, packed.total, np.int32(packed.uorder)
+    n = len(op)
     slot.reserve(n)
     h, d = slot.host, slot.dev
-    h[:n] = packed.cmd
-    nstarts = n + 1 if packed.starts is not None else 0
-    if nstarts:
-        h[n:2 * n + 1] = packed.starts
-    if packed.has_dirty:
-        h[2 * n + 1:3 * n + 1] = packed.arg
+    packed = Packed(op, pfn, order, arg, h)
+    total, uo = packed.total, np.int32(packed.uorder)
+    nstarts = n + 1 if packed.uorder < 0 else 0
     _h2d(d, h, n, st.copy)
     _h2d(d[n:], h[n:], nstarts, st.copy)
     _h2d(d[2 * n + 1:], h[2 * n + 1:], n if packed.has_dirty else 0, st.copy)

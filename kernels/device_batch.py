@@ -23,6 +23,7 @@ Device side, two ways:
   (pages not zero, first such pfn, its first non-zero word), which come back as 3 words a row.
 """
 import numpy as np
+from numba import njit
 
 from .batch import CLEAR, DIRTY, LINE_WORDS, PAGE_WORDS, VERIFY, new_results
 
@@ -35,37 +36,68 @@ LANES = 32
 NO_PFN = np.iinfo(np.int64).max
 
 
+@njit(cache=True)
+def _pack(op, pfn, order, arg, buf):
+    """Rows into ``buf`` (cmd, then starts if orders differ, then arg if any DIRTY), in
+    compiled code: the host's per-batch work must stay below the device's. Returns
+    (uniform order or -1, pages, clear only, has DIRTY, has VERIFY, bad op)."""
+    n = len(op)
+    lo, hi = 64, -1
+    clear_only, has_dirty, has_verify, bad = n > 0, False, False, False
+    for i in range(n):
+        o = np.int64(order[i])
+        lo = min(lo, o)
+        hi = max(hi, o)
+        k = op[i]
+        if k < CLEAR or k > DIRTY:
+            bad = True
+        clear_only &= k == CLEAR
+        has_dirty |= k == DIRTY
+        has_verify |= k == VERIFY
+        buf[i] = (np.int64(pfn[i]) << PFN_SHIFT) | (o << 8) | np.int64(k)
+    uorder = lo if lo == hi else -1
+    total = np.int64(n) << lo if uorder >= 0 else np.int64(0)
+    if uorder < 0 and n:
+        buf[n] = 0
+        for i in range(n):
+            total += np.int64(1) << np.int64(order[i])
+            buf[n + 1 + i] = total
+    if has_dirty:
+        for i in range(n):
+            buf[2 * n + 1 + i] = arg[i]
+    return uorder, total, clear_only, has_dirty, has_verify, bad
+
+
 class Packed:
-    """One batch as the device wants it (host arrays; the backends copy them to pinned
-    memory). ``total`` is the number of page entries."""
+    """One batch as the device wants it, packed into ``buf`` (3 n + 1 int64: a pinned staging
+    buffer, or a new array). ``total`` is the number of page entries."""
 
-    __slots__ = ("n", "cmd", "starts", "arg", "uorder", "total", "clear_only", "has_dirty",
-                 "has_verify")
+    __slots__ = ("n", "buf", "uorder", "total", "clear_only", "has_dirty", "has_verify")
 
-    def __init__(self, op, pfn, order, arg):
-        op = np.asarray(op)
-        order = np.asarray(order, dtype=np.int64)
+    def __init__(self, op, pfn, order, arg, buf=None):
         n = self.n = len(op)
-        if n and (op.min() < CLEAR or op.max() > DIRTY):
+        if buf is None:
+            buf = np.empty(3 * n + 1, dtype=np.int64)
+        self.buf = buf
+        (self.uorder, self.total, self.clear_only, self.has_dirty, self.has_verify,
+         bad) = _pack(np.asarray(op), np.asarray(pfn), np.asarray(order), np.asarray(arg), buf)
+        if bad:
             raise ValueError("unknown operation in batch")
-        self.cmd = ((np.asarray(pfn, dtype=np.int64) << PFN_SHIFT) | (order << 8)
-                    | op.astype(np.int64))
-        lo, hi = (int(order.min()), int(order.max())) if n else (0, 0)
-        self.uorder = lo if lo == hi else -1
-        if self.uorder >= 0:
-            self.starts = None
-            self.total = n << lo
-        else:
-            self.starts = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(np.int64(1) << order, out=self.starts[1:])
-            self.total = int(self.starts[-1])
-        self.clear_only = bool(n) and op.min() == CLEAR and op.max() == CLEAR
-        self.has_dirty = bool((op == DIRTY).any())
-        self.has_verify = bool((op == VERIFY).any())
-        self.arg = np.asarray(arg, dtype=np.int64) if self.has_dirty else None
         if self.total >= 1 << 31:
             raise ValueError(f"a batch of {self.total} pages is too large for one launch "
                              "(entries are int32)")
+
+    @property
+    def cmd(self):
+        return self.buf[:self.n]
+
+    @property
+    def starts(self):
+        return self.buf[self.n:2 * self.n + 1] if self.uorder < 0 else None
+
+    @property
+    def arg(self):
+        return self.buf[2 * self.n + 1:3 * self.n + 1] if self.has_dirty else None
 
 
 def results_from(packed, res):
