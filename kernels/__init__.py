@@ -25,7 +25,13 @@ _first_use = {}
 
 
 def _module(name):
-    return importlib.import_module(f"kernels.{name}_backend")
+    try:
+        return importlib.import_module(f"kernels.{name}_backend")
+    except Exception as exc:  # a GPU library that breaks at import (driver, numpy mismatch)
+        if name in ("numpy", "numba"):
+            raise
+        raise BackendFailed(f"backend {name!r} failed at import: {type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
 
 
 def first_use_failure(mod):
@@ -44,7 +50,11 @@ def get_backend(name="auto"):
     by name is a RuntimeError; one that fails at first use a ``BackendFailed``."""
     if name == "auto":
         for candidate in ("cupy", "cuda"):
-            mod = _module(candidate)
+            try:
+                mod = _module(candidate)
+            except BackendFailed as exc:
+                warnings.warn(f"{exc}; not used", RuntimeWarning)
+                continue
             if mod.available():
                 why = first_use_failure(mod)
                 if why is None:
