@@ -23,18 +23,18 @@ $PY -c "import cupy; print('cupy', cupy.__version__, 'CUDA runtime', cupy.cuda.r
 $PY -c "import kernels; from kernels import cuda_backend as c; print('numba-cuda first use:', c.first_use() if c.available() else 'no device')" || true
 
 step "GPU tests"
-timeout 150 $PY -m pytest -q -x -p no:cacheprovider -m gpu tests/test_kernels.py tests/test_engine_content.py || status=1
+timeout 100 $PY -m pytest -q -x -p no:cacheprovider -m gpu tests/test_kernels.py tests/test_engine_content.py || status=1
 
 step "clearing benchmark"
-timeout 120 $PY experiments/bench_kernels.py --backends numba,cuda,cupy --pool-pages 1048576 \
+timeout 75 $PY experiments/bench_kernels.py --backends numba,cuda,cupy --pool-pages 1048576 \
     --batches 4096,16384,65536,262144 --reps 5 --json "$OUT/bench_kernels.json" || status=1
 
 step "the same runs on every backend"
-timeout 150 $PY experiments/cpu_vs_gpu.py --json "$OUT/cpu_vs_gpu.json" || status=1
+timeout 90 $PY experiments/cpu_vs_gpu.py --json "$OUT/cpu_vs_gpu.json" || status=1
 
 if [ -d "$OLD" ]; then
     step "content mode on mixed before issue 11 ($OLD), same events"
-    (cd "$OLD" && PYTHONPATH=$PWD timeout 120 $PY experiments/cpu_vs_gpu.py --workload mixed \
+    (cd "$OLD" && PYTHONPATH=$PWD timeout 50 $PY experiments/cpu_vs_gpu.py --workload mixed \
         --pages 262144 --events 200000) || status=1
 fi
 

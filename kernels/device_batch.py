@@ -80,7 +80,8 @@ class Packed:
             buf = np.empty(3 * n + 1, dtype=np.int64)
         self.buf = buf
         (self.uorder, self.total, self.clear_only, self.has_dirty, self.has_verify,
-         bad) = _pack(np.asarray(op), np.asarray(pfn), np.asarray(order), np.asarray(arg), buf)
+         bad) = _pack(np.asarray(op, dtype=np.uint8), np.asarray(pfn, dtype=np.int64),
+                      np.asarray(order, dtype=np.int64), np.asarray(arg, dtype=np.int64), buf)
         if bad:
             raise ValueError("unknown operation in batch")
         if self.total >= 1 << 31:
