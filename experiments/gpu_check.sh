@@ -15,6 +15,18 @@ mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 status=0
 step() { echo "== $1 ($(date +%T))"; }
+CONTENT_RATE='
+from zeroing.policy import make_policy
+from zeroing.run import simulate
+from zeroing.workloads import make_workload
+ev = make_workload("mixed", 262144, 200000, seed=0)
+pol = make_policy("init_on_free,pg_zeroed,reporting")
+for b in ("numba", "cupy"):
+    simulate(ev[:1000], pol, 262144, mode="content", backend=b)
+    c = simulate(ev, pol, 262144, mode="content", backend=b)["counters"]
+    print(b, "content mixed: %.3f M events/s, wall %.3f s, zero_leak %d"
+          % (c["events_per_s"] / 1e6, c["wall_s"], c["zero_leak"]))
+'
 
 step device
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
@@ -22,20 +34,28 @@ $PY -c "import numpy, numba; print('numpy', numpy.__version__, 'numba', numba.__
 $PY -c "import cupy; print('cupy', cupy.__version__, 'CUDA runtime', cupy.cuda.runtime.runtimeGetVersion())" || true
 $PY -c "import kernels; from kernels import cuda_backend as c; print('numba-cuda first use:', c.first_use() if c.available() else 'no device')" || true
 
-step "GPU tests"
-timeout 100 $PY -m pytest -q -x -p no:cacheprovider -m gpu tests/test_kernels.py tests/test_engine_content.py || status=1
+for apply in warp block; do  # the two shapes of the CuPy ordered kernel
+    step "GPU tests, ordered kernel $apply"
+    ZEROING_CUPY_APPLY=$apply timeout 100 $PY -m pytest -q -x -p no:cacheprovider -m gpu \
+        tests/test_kernels.py tests/test_engine_content.py || status=1
+done
 
 step "clearing benchmark"
-timeout 75 $PY experiments/bench_kernels.py --backends numba,cuda,cupy --pool-pages 1048576 \
-    --batches 4096,16384,65536,262144 --reps 5 --json "$OUT/bench_kernels.json" || status=1
+timeout 75 $PY experiments/bench_kernels.py --backends ${BENCH_BACKENDS:-numba,cuda,cupy} \
+    --pool-pages ${POOL_PAGES:-4194304} --batches 4096,16384,65536,262144 --reps 5 \
+    --json "$OUT/bench_kernels.json" || status=1
 
 step "the same runs on every backend"
 timeout 90 $PY experiments/cpu_vs_gpu.py --json "$OUT/cpu_vs_gpu.json" || status=1
 
-if [ -d "$OLD" ]; then
-    step "content mode on mixed before issue 11 ($OLD), same events"
-    (cd "$OLD" && PYTHONPATH=$PWD timeout 50 $PY experiments/cpu_vs_gpu.py --workload mixed \
-        --pages 262144 --events 200000) || status=1
+step "ordered kernel block (the numba-cuda shape), mixed"
+ZEROING_CUPY_APPLY=block timeout 40 $PY experiments/cpu_vs_gpu.py --case mixed || status=1
+
+if [ -d "$OLD" ]; then  # the code before issue 11, same events, same machine
+    for dir in "$OLD" .; do
+        step "content mode on mixed, 200000 events, 262144 pages: $dir"
+        (cd "$dir" && PYTHONPATH=$PWD timeout 60 $PY -c "$CONTENT_RATE") || status=1
+    done
 fi
 
 step "rows"

@@ -6,10 +6,12 @@ the kernels run on a compute stream that waits only for that copy; three words a
 back into pinned memory. ``submit`` returns at once, so the engine fills its next buffer
 while the device works on this one (double buffering); ``collect`` waits for the results.
 """
+import os
+
 import numpy as np
 
 from .batch import CLEAR, DIRTY, PAGE_WORDS, VERIFY, check_pool_size, new_results
-from .device_batch import CLEAR_WARPS, CUDA_SOURCE, LANES, NO_PFN, Packed, results_from
+from .device_batch import CLEAR_WARPS, CUDA_SOURCE, LANES, Packed, results_from
 
 name = "cupy"
 try:
@@ -18,6 +20,10 @@ except Exception:  # ImportError, or a CUDA runtime error at import
     cp = None
 
 THREADS = 256
+#: The ordered kernel: ``warp`` (one warp per page entry, APPLY_WARPS a block, warp
+#: reductions) or ``block`` (one 32-thread block per entry, as the numba-cuda kernel).
+APPLY = os.environ.get("ZEROING_CUPY_APPLY", "warp")
+APPLY_WARPS = 8
 _module = None
 
 
@@ -81,11 +87,13 @@ def _blocks(n, threads):
 
 class _Slot:
     """One of the two staging buffers: pinned rows and results, their device copies, and
-    the event that says the device is done with them."""
+    the events that say the copy is done and the device is done with them."""
 
     def __init__(self):
         self.cap = 0
-        self.done = None
+        self.busy = False
+        self.copied = cp.cuda.Event(block=False, disable_timing=True)
+        self.done = cp.cuda.Event(block=False, disable_timing=True)
 
     def reserve(self, n):
         if n > self.cap:
@@ -96,6 +104,7 @@ class _Slot:
             self.res_host = np.frombuffer(cp.cuda.alloc_pinned_memory(3 * self.cap * 8),
                                           np.int64, 3 * self.cap)
             self.res = cp.empty(3 * self.cap, dtype=cp.int64)
+            self.host_ptr, self.dev_ptr = self.host.ctypes.data, self.dev.data.ptr
 
 
 class _State:
@@ -123,6 +132,14 @@ class _State:
 
 
 _states = {}
+_functions = {}
+
+
+def _fn(name):
+    f = _functions.get(name)
+    if f is None:
+        f = _functions[name] = _kernels().get_function(name)
+    return f
 
 
 def _state(pool):
@@ -134,72 +151,63 @@ def _state(pool):
     return st
 
 
-def _h2d(dst, src, count, stream):
-    if count:
-        cp.cuda.runtime.memcpyAsync(dst.data.ptr, src.ctypes.data, count * 8,
-                                    cp.cuda.runtime.memcpyHostToDevice, stream.ptr)
-
-
 def submit(pool, op, pfn, order, arg):
-    """Queue the batch on the device and return at once; ``collect`` gives its results."""
+    """Queue the batch on the device and return at once; ``collect`` gives its results.
+    Per call the host packs the rows (compiled, one pass), makes one to three copies and
+    two to four launches: no per-page work, no device-wide synchronisation."""
     if len(op) == 0:
         return Packed(op, pfn, order, arg), None, None
-    mod = _kernels()
+    rt = cp.cuda.runtime
     st = _state(pool)
     slot = st.slots[st.turn]
     st.turn ^= 1
-    if slot.done is not None:
+    if slot.busy:
         slot.done.synchronize()  # the batch before last is done with this slot
     n = len(op)
     slot.reserve(n)
-    h, d = slot.host, slot.dev
-    packed = Packed(op, pfn, order, arg, h)
-    total, uo = packed.total, np.int32(packed.uorder)
-    nstarts = n + 1 if packed.uorder < 0 else 0
-    _h2d(d, h, n, st.copy)
-    _h2d(d[n:], h[n:], nstarts, st.copy)
-    _h2d(d[2 * n + 1:], h[2 * n + 1:], n if packed.has_dirty else 0, st.copy)
-    copied = cp.cuda.Event(block=False, disable_timing=True)
-    copied.record(st.copy)
-    st.compute.wait_event(copied)
-    cmd, starts, argd = d[:n], d[n:2 * n + 1], d[2 * n + 1:3 * n + 1]
-    nn, tt = np.int64(n), np.int64(total)
+    packed = Packed(op, pfn, order, arg, slot.host)
+    total, uo, nn, tt = packed.total, np.int32(packed.uorder), np.int64(n), np.int64(packed.total)
+    copy, compute = st.copy, st.compute
+    nrows = n + (n + 1 if packed.uorder < 0 else 0)  # cmd and starts are adjacent
+    rt.memcpyAsync(slot.dev_ptr, slot.host_ptr, nrows * 8, rt.memcpyHostToDevice, copy.ptr)
+    if packed.has_dirty:
+        off = (2 * n + 1) * 8
+        rt.memcpyAsync(slot.dev_ptr + off, slot.host_ptr + off, n * 8, rt.memcpyHostToDevice,
+                       copy.ptr)
+    slot.copied.record(copy)
+    compute.wait_event(slot.copied)
+    rows, pending = slot.dev, None
     if packed.clear_only:
-        mod.get_function("clear_pages")(
-            _blocks(total, CLEAR_WARPS), (CLEAR_WARPS * LANES,),
-            (pool, cmd, starts, nn, uo, tt), stream=st.compute)
-        pending = None
+        _fn("clear_pages")(_blocks(total, CLEAR_WARPS), (CLEAR_WARPS * LANES,),
+                           (pool, rows, nn, uo, tt), stream=compute)
     else:
         ent_row, nxt, found = st.entries(total)
-        res = slot.res[:3 * n]
-        with st.compute:
-            res[:n].fill(0)
-            res[n:2 * n].fill(NO_PFN)
-            res[2 * n:].fill(0)
-        mod.get_function("link_pages")(_blocks(total, THREADS), (THREADS,),
-                                       (cmd, starts, nn, uo, tt, st.head, ent_row, nxt),
-                                       stream=st.compute)
-        mod.get_function("apply_pages")((total,), (LANES,),
-                                        (pool, cmd, starts, argd, uo, tt, st.head, ent_row, nxt,
-                                         found, res, nn), stream=st.compute)
-        pending = None
+        res = slot.res
+        _fn("init_results")(_blocks(3 * n, THREADS), (THREADS,), (res, nn), stream=compute)
+        _fn("link_pages")(_blocks(total, THREADS), (THREADS,),
+                          (rows, nn, uo, tt, st.head, ent_row, nxt), stream=compute)
+        args = (pool, rows, nn, uo, tt, st.head, ent_row, nxt, found, res)
+        if APPLY == "warp":
+            _fn("apply_pages_warp")(_blocks(total, APPLY_WARPS), (APPLY_WARPS * LANES,), args,
+                                    stream=compute)
+        else:
+            _fn("apply_pages")((total,), (LANES,), args, stream=compute)
         if packed.has_verify:
-            mod.get_function("verify_markers")(_blocks(total, THREADS), (THREADS,),
-                                               (cmd, starts, uo, ent_row, tt, found, res, nn),
-                                               stream=st.compute)
-            cp.cuda.runtime.memcpyAsync(slot.res_host.ctypes.data, res.data.ptr, 3 * n * 8,
-                                        cp.cuda.runtime.memcpyDeviceToHost, st.compute.ptr)
+            _fn("verify_markers")(_blocks(total, THREADS), (THREADS,),
+                                  (rows, nn, uo, ent_row, tt, found, res), stream=compute)
+            rt.memcpyAsync(slot.res_host.ctypes.data, res.data.ptr, 3 * n * 8,
+                           rt.memcpyDeviceToHost, compute.ptr)
             pending = slot.res_host[:3 * n]
-    slot.done = cp.cuda.Event(block=False, disable_timing=True)
-    slot.done.record(st.compute)
-    return packed, slot.done, pending
+    slot.done.record(compute)
+    slot.busy = True
+    return packed, slot, pending
 
 
 def collect(handle):
     """Wait for a submitted batch; its per-row results (copied out of the pinned slot)."""
-    packed, done, pending = handle
-    if done is not None:
-        done.synchronize()
+    packed, slot, pending = handle
+    if slot is not None:
+        slot.done.synchronize()
     if pending is None:
         return new_results(packed.n)
     return results_from(packed, pending)
