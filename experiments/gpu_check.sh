@@ -45,6 +45,9 @@ timeout 75 $PY experiments/bench_kernels.py --backends ${BENCH_BACKENDS:-numba,c
     --pool-pages ${POOL_PAGES:-4194304} --batches 4096,16384,65536,262144 --reps 5 \
     --json "$OUT/bench_kernels.json" || status=1
 
+step "where a CuPy clear batch's time goes"
+timeout 40 $PY experiments/gpu_breakdown.py || status=1
+
 step "the same runs on every backend"
 timeout 90 $PY experiments/cpu_vs_gpu.py --json "$OUT/cpu_vs_gpu.json" || status=1
 
