@@ -11,8 +11,10 @@ import warnings
 
 BACKENDS = ("numpy", "numba", "cuda", "cupy")
 INSTALL = {
-    "cuda": "a CUDA GPU and numba's CUDA target (pip install 'zeroing-sim[gpu]')",
-    "cupy": "a CUDA GPU and CuPy (pip install 'zeroing-sim[gpu]', or cupy-cudaXXx for your CUDA)",
+    "cuda": "a CUDA GPU and numba's CUDA target (pip install 'zeroing-sim[numba-cuda]': "
+            "numba-cuda needs numpy < 2.5)",
+    "cupy": "a CUDA GPU and CuPy (pip install 'zeroing-sim[gpu]' for CUDA 12, "
+            "'zeroing-sim[gpu-cuda13]' for CUDA 13)",
 }
 
 
