@@ -18,8 +18,11 @@ VERIFY = 2
 DIRTY = 3
 
 PAGE_WORDS = 512  # 4096 bytes as uint64
-#: Word offsets written by DIRTY in each page (first, two in the middle, last).
-MARKER_WORDS = (0, 129, 300, 511)
+LINE_WORDS = 8  # a 64-byte cache line as uint64
+#: Word offsets written by DIRTY in each page: the first word of every cache line, so a
+#: backend that clears only part of a page (any line left out) fails the sanitizer. It also
+#: makes DIRTY's memory traffic honest: a store to every line moves the whole page.
+MARKER_WORDS = tuple(range(0, PAGE_WORDS, LINE_WORDS))
 
 
 class Batch:

@@ -1,13 +1,15 @@
 """GPU backend: numba-cuda kernels over a device pool (tested in CI under NUMBA_ENABLE_CUDASIM=1).
 
-Rows are expanded to pages on the host and sorted by page (stably); one launch per batch, one
-thread block per distinct page applying that page's operations in submission order. Import is guarded: ``available()`` says whether a
-device (or the simulator) is there.
+The scheme of ``device_batch.py``: compact rows to the device (pinned staging, copies on one
+stream), expansion to pages, per-page ordering and clear/dirty/verify there, three words a row
+back. These kernels and ``device_batch.CUDA_SOURCE`` (CuPy) are the same algorithm; keep
+them in step. Import is guarded: ``available()`` says whether a device (or the simulator) is
+there, ``first_use()`` whether the kernels compile and run on it.
 """
 import numpy as np
 
-from .batch import (CLEAR, DIRTY, MARKER_WORDS, PAGE_WORDS, VERIFY, by_page, check_pool_size,
-                    new_results, verify_results)
+from .batch import CLEAR, DIRTY, LINE_WORDS, PAGE_WORDS, check_pool_size, new_results
+from .device_batch import CLEAR_WARPS, LANES, NO_PFN, PFN_SHIFT, Packed, results_from
 
 name = "cuda"
 try:
@@ -17,8 +19,11 @@ except ImportError:  # pragma: no cover - numba always ships a cuda module today
 
 import numba
 
-#: Threads per page (block). The simulator runs every thread in Python: keep it small there.
-THREADS = 32 if numba.config.ENABLE_CUDASIM else 128
+SIM = bool(numba.config.ENABLE_CUDASIM)
+#: Warps per block of the clear kernel (the simulator runs every thread in Python).
+WARPS = 1 if SIM else CLEAR_WARPS
+#: Threads per block of the elementwise kernels.
+THREADS = 32 if SIM else 256
 
 
 def available():
@@ -30,12 +35,11 @@ def available():
 
 def describe():
     try:
-        name = cuda.get_current_device().name
-        name = name.decode() if isinstance(name, bytes) else str(name)
+        dev = cuda.get_current_device().name
+        dev = dev.decode() if isinstance(dev, bytes) else str(dev)
     except Exception:
-        name = "unknown CUDA device"
-    return f"{name} (numba-cuda{', simulator' if cuda.simulator_enabled() else ''})" \
-        if hasattr(cuda, "simulator_enabled") else f"{name} (numba-cuda)"
+        dev = "unknown CUDA device"
+    return f"{dev} (numba-cuda{', simulator' if SIM else ''})"
 
 
 def device_memory():
@@ -47,35 +51,160 @@ def device_memory():
 
 
 if cuda is not None:
+    @cuda.jit(device=True)
+    def _row_of(starts, n, uorder, e):
+        if uorder >= 0:
+            return e >> uorder
+        lo = 0
+        hi = n
+        while hi - lo > 1:  # last row with starts[row] <= e
+            mid = (lo + hi) >> 1
+            if starts[mid] <= e:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    @cuda.jit(device=True)
+    def _page_of(cmd, starts, uorder, row, e):
+        first = (row << uorder) if uorder >= 0 else starts[row]
+        return (cmd[row] >> PFN_SHIFT) + e - first
+
     @cuda.jit
-    def _kernel(pool, page_pfn, page_row, starts, op, arg, markers, found):
-        """One block per distinct page: that page's operations, in submission order."""
-        k = cuda.blockIdx.x
-        if k + 1 >= starts.shape[0]:
+    def _clear_pages(pool, cmd, starts, n, uorder, total):
+        """A batch of CLEAR rows: one warp per page, no ordering needed."""
+        e = cuda.blockIdx.x * (cuda.blockDim.x // LANES) + cuda.threadIdx.x // LANES
+        if e >= total:
             return
-        t = cuda.threadIdx.x
-        first = cuda.shared.array(1, dtype=np.int64)
-        for j in range(starts[k], starts[k + 1]):
-            base = page_pfn[j] * PAGE_WORDS
-            row = page_row[j]
-            o = op[row]
-            if o == CLEAR:
-                for w in range(t, PAGE_WORDS, cuda.blockDim.x):
+        lane = cuda.threadIdx.x % LANES
+        base = _page_of(cmd, starts, uorder, _row_of(starts, n, uorder, e), e) * PAGE_WORDS
+        for w in range(lane, PAGE_WORDS, LANES):
+            pool[base + w] = 0
+
+    @cuda.jit
+    def _link_pages(cmd, starts, n, uorder, total, head, ent_row, nxt):
+        """Entry e onto its page's list (any order: apply sorts by e)."""
+        e = cuda.grid(1)
+        if e >= total:
+            return
+        row = _row_of(starts, n, uorder, e)
+        ent_row[e] = row
+        nxt[e] = cuda.atomic.exch(head, _page_of(cmd, starts, uorder, row, e), np.int32(e))
+
+    @cuda.jit
+    def _apply_pages(pool, cmd, starts, arg, uorder, total, head, ent_row, nxt, found, res, n):
+        """One 32-thread block per entry; the page's head entry applies all its rows in order."""
+        e = cuda.blockIdx.x
+        if e >= total:
+            return
+        lane = cuda.threadIdx.x
+        page = _page_of(cmd, starts, uorder, np.int64(ent_row[e]), e)
+        if head[page] != e:
+            return
+        base = page * PAGE_WORDS
+        first = cuda.shared.array(1, dtype=np.int32)
+        prev = -1
+        while True:
+            cur = total  # the next entry of this page, in submission order
+            j = e
+            while j >= 0:
+                if j > prev and j < cur:
+                    cur = j
+                j = nxt[j]
+            if cur == total:
+                break
+            row = np.int64(ent_row[cur])
+            op = cmd[row] & 0xFF
+            if op == CLEAR:
+                for w in range(lane, PAGE_WORDS, LANES):
                     pool[base + w] = 0
-            elif o == DIRTY:
-                if t < markers.shape[0]:
-                    pool[base + markers[t]] = arg[row]
-            elif o == VERIFY:
-                if t == 0:
+            elif op == DIRTY:  # the first word of every cache line
+                for w in range(lane, PAGE_WORDS, LANES):
+                    if w % LINE_WORDS == 0:
+                        pool[base + w] = arg[row]
+            else:  # VERIFY
+                if lane == 0:
                     first[0] = PAGE_WORDS
                 cuda.syncthreads()
-                for w in range(t, PAGE_WORDS, cuda.blockDim.x):
-                    if pool[base + w] != 0:
-                        cuda.atomic.min(first, 0, w)
+                mine = PAGE_WORDS
+                val = np.uint64(0)
+                for w in range(lane, PAGE_WORDS, LANES):
+                    v = pool[base + w]
+                    if v != 0 and mine == PAGE_WORDS:
+                        mine = w
+                        val = v
+                if mine < PAGE_WORDS:
+                    cuda.atomic.min(first, 0, np.int32(mine))
                 cuda.syncthreads()
-                if t == 0 and first[0] < PAGE_WORDS:
-                    found[j] = pool[base + first[0]]
-            cuda.syncthreads()  # the next operation on this page sees this one
+                if first[0] == PAGE_WORDS:
+                    if lane == 0:
+                        found[cur] = 0
+                elif first[0] == mine:
+                    found[cur] = val
+                    cuda.atomic.add(res, row, 1)
+                    cuda.atomic.min(res, n + row, page)
+                cuda.syncthreads()
+            prev = cur
+        cuda.syncthreads()  # every lane has seen it owns the page before the head is reset
+        if lane == 0:
+            head[page] = -1
+
+    @cuda.jit
+    def _verify_markers(cmd, starts, uorder, ent_row, total, found, res, n):
+        e = cuda.grid(1)
+        if e >= total:
+            return
+        row = np.int64(ent_row[e])
+        if (cmd[row] & 0xFF) != 2 or found[e] == 0:
+            return
+        if res[n + row] == _page_of(cmd, starts, uorder, row, e):
+            res[2 * n + row] = found[e]
+
+    @cuda.jit
+    def _init_results(res, n):
+        i = cuda.grid(1)
+        if i < 3 * n:
+            res[i] = NO_PFN if n <= i < 2 * n else 0
+
+    @cuda.jit
+    def _fill(a, value):
+        i = cuda.grid(1)
+        if i < a.shape[0]:
+            a[i] = value
+
+
+def _blocks(n, threads):
+    return max(1, (n + threads - 1) // threads)
+
+
+class _Scratch:
+    """Per-pool device state: page list heads (all -1 between batches), entry arrays."""
+
+    def __init__(self, nr_pages):
+        self.head = cuda.device_array(nr_pages, dtype=np.int32)
+        _fill[_blocks(nr_pages, THREADS), THREADS](self.head, -1)
+        self.cap = 0
+        self.stream = cuda.stream()
+
+    def entries(self, total):
+        if total > self.cap:
+            self.cap = max(total, 2 * self.cap, 1024)
+            self.ent_row = cuda.device_array(self.cap, dtype=np.int32)
+            self.nxt = cuda.device_array(self.cap, dtype=np.int32)
+            self.found = cuda.device_array(self.cap, dtype=np.uint64)
+        return self.ent_row, self.nxt, self.found
+
+
+_scratch = {}
+
+
+def _state(pool):
+    key = id(pool)
+    st = _scratch.get(key)
+    if st is None or st[0] is not pool:
+        _scratch.clear()  # one pool at a time keeps its state
+        st = _scratch[key] = (pool, _Scratch(pool.shape[0] // PAGE_WORDS))
+    return st[1]
 
 
 def alloc_pool(nr_pages):
@@ -86,6 +215,7 @@ def alloc_pool(nr_pages):
 
 
 def to_host(pool):
+    cuda.synchronize()
     return pool.copy_to_host()
 
 
@@ -95,26 +225,67 @@ def from_host(host):
 
 def memset(pool):
     n = pool.shape[0]
-    _fill_zero[(n + 1023) // 1024, 1024](pool)
+    _fill[_blocks(n, 1024), 1024](pool, np.uint64(0))
 
 
-if cuda is not None:
-    @cuda.jit
-    def _fill_zero(pool):
-        i = cuda.grid(1)
-        if i < pool.shape[0]:
-            pool[i] = 0
+def submit(pool, op, pfn, order, arg):
+    """Queue the batch on the device; ``collect`` returns its results."""
+    packed = Packed(op, pfn, order, arg)  # numba-cuda copies from pageable memory
+    if packed.n == 0:
+        return packed, None
+    st = _state(pool)
+    s = st.stream
+    n, total, uo = packed.n, packed.total, packed.uorder
+    cmd = cuda.to_device(packed.cmd, stream=s)
+    starts = cuda.to_device(packed.starts if packed.starts is not None
+                            else np.zeros(1, np.int64), stream=s)
+    if packed.clear_only:
+        warps = WARPS
+        _clear_pages[_blocks(total, warps), warps * LANES, s](pool, cmd, starts, n, uo, total)
+        return packed, None
+    arg_d = cuda.to_device(packed.arg if packed.arg is not None else np.zeros(1, np.int64),
+                           stream=s)
+    ent_row, nxt, found = st.entries(total)
+    res = cuda.device_array(3 * n, dtype=np.int64, stream=s)
+    _init_results[_blocks(3 * n, THREADS), THREADS, s](res, n)
+    _link_pages[_blocks(total, THREADS), THREADS, s](cmd, starts, n, uo, total, st.head,
+                                                      ent_row, nxt)
+    _apply_pages[total, LANES, s](pool, cmd, starts, arg_d, uo, total, st.head, ent_row, nxt,
+                                  found, res, n)
+    if not packed.has_verify:
+        return packed, None
+    _verify_markers[_blocks(total, THREADS), THREADS, s](cmd, starts, uo, ent_row, total, found,
+                                                          res, n)
+    out = cuda.pinned_array(3 * n, dtype=np.int64) if not SIM else np.empty(3 * n, np.int64)
+    res.copy_to_host(out, stream=s)
+    return packed, (s, out)
+
+
+def collect(handle):
+    packed, pending = handle
+    if pending is None:
+        cuda.synchronize()
+        return new_results(packed.n)
+    s, out = pending
+    s.synchronize()
+    return results_from(packed, out)
 
 
 def apply(pool, op, pfn, order, arg):
-    """The whole batch in one launch."""
-    if not len(op):
-        return new_results(0)
-    page_pfn, page_row, starts = by_page(pfn, order)
-    found = cuda.device_array(len(page_pfn), dtype=np.uint64)
-    _fill_zero[(len(page_pfn) + 1023) // 1024, 1024](found)
-    _kernel[len(starts) - 1, THREADS](
-        pool, cuda.to_device(page_pfn), cuda.to_device(page_row), cuda.to_device(starts),
-        cuda.to_device(op.astype(np.int64)), cuda.to_device(arg.astype(np.uint64)),
-        cuda.to_device(np.array(MARKER_WORDS, dtype=np.int64)), found)
-    return verify_results(len(op), op, page_pfn, page_row, found.copy_to_host())
+    """The whole batch: submitted, then waited for."""
+    return collect(submit(pool, op, pfn, order, arg))
+
+
+def first_use():
+    """None if the kernels compile and run here, else the reason (a compile or driver error,
+    e.g. a numba-cuda that does not work with the installed numpy)."""
+    try:
+        pool = alloc_pool(2)
+        apply(pool, np.array([DIRTY, 2, CLEAR], np.uint8), np.zeros(3, np.int64),
+              np.array([1, 1, 0]), np.array([5, 0, 0]))
+        got = apply(pool, np.array([2], np.uint8), np.zeros(1, np.int64), np.ones(1), np.zeros(1))
+        if list(got[0]) != [1] or int(got[2][0]) != 5:
+            return f"a test batch gave wrong results {got}"
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

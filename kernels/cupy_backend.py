@@ -1,10 +1,17 @@
 """GPU backend: CuPy raw kernels over a device pool. Needs a real GPU (tests skip loudly).
 
-Same scheme as the numba-cuda backend: one launch per batch, one block per distinct page.
+The scheme of ``device_batch.py`` (the numba-cuda backend runs the same kernels): compact rows
+are packed into one of two pinned staging buffers and copied asynchronously on a copy stream;
+the kernels run on a compute stream that waits only for that copy; three words a row come
+back into pinned memory. ``submit`` returns at once, so the engine fills its next buffer
+while the device works on this one (double buffering); ``collect`` waits for the results.
 """
+import os
+
 import numpy as np
 
-from .batch import MARKER_WORDS, PAGE_WORDS, by_page, check_pool_size, new_results, verify_results
+from .batch import CLEAR, DIRTY, PAGE_WORDS, VERIFY, check_pool_size, new_results
+from .device_batch import CLEAR_WARPS, CUDA_SOURCE, LANES, Packed, results_from
 
 name = "cupy"
 try:
@@ -12,36 +19,12 @@ try:
 except Exception:  # ImportError, or a CUDA runtime error at import
     cp = None
 
-_SOURCE = r"""
-extern "C" __global__ void apply_pages(unsigned long long *pool, const long long *page_pfn,
-        const long long *page_row, const long long *starts, long long npages,
-        const long long *op, const unsigned long long *arg, const long long *markers,
-        int nmarkers, unsigned long long *found) {
-    /* One block per distinct page: that page's operations, in submission order. */
-    long long k = blockIdx.x;
-    if (k >= npages) return;
-    __shared__ int first;
-    for (long long j = starts[k]; j < starts[k + 1]; j++) {
-        unsigned long long *page = pool + page_pfn[j] * %(W)d;
-        long long row = page_row[j];
-        if (op[row] == 1) {                                   /* CLEAR */
-            for (int w = threadIdx.x; w < %(W)d; w += blockDim.x) page[w] = 0;
-        } else if (op[row] == 3) {                            /* DIRTY */
-            if (threadIdx.x < nmarkers) page[markers[threadIdx.x]] = arg[row];
-        } else if (op[row] == 2) {                            /* VERIFY */
-            if (threadIdx.x == 0) first = %(W)d;
-            __syncthreads();
-            for (int w = threadIdx.x; w < %(W)d; w += blockDim.x)
-                if (page[w] != 0) atomicMin(&first, w);
-            __syncthreads();
-            if (threadIdx.x == 0 && first < %(W)d) found[j] = page[first];
-        }
-        __syncthreads();  /* the next operation on this page sees this one */
-    }
-}
-""" % {"W": PAGE_WORDS}
-
-_kernel = None
+THREADS = 256
+#: The ordered kernel: ``warp`` (one warp per page entry, APPLY_WARPS a block, warp
+#: reductions) or ``block`` (one 32-thread block per entry, as the numba-cuda kernel).
+APPLY = os.environ.get("ZEROING_CUPY_APPLY", "warp")
+APPLY_WARPS = 8
+_module = None
 
 
 def available():
@@ -61,11 +44,11 @@ def describe():
         return "unknown CUDA device (CuPy)"
 
 
-def _get_kernel():
-    global _kernel
-    if _kernel is None:
-        _kernel = cp.RawKernel(_SOURCE, "apply_pages")
-    return _kernel
+def _kernels():
+    global _module
+    if _module is None:
+        _module = cp.RawModule(code=CUDA_SOURCE)
+    return _module
 
 
 def device_memory():
@@ -77,30 +60,178 @@ def device_memory():
 
 def alloc_pool(nr_pages):
     check_pool_size(nr_pages, device_memory(), "the GPU")
-    return cp.zeros(nr_pages * PAGE_WORDS, dtype=cp.uint64)
+    pool = cp.zeros(nr_pages * PAGE_WORDS, dtype=cp.uint64)
+    sync()  # zeroed on the legacy stream; the kernels run on a non-blocking one
+    return pool
 
 
 def to_host(pool):
+    cp.cuda.Device().synchronize()
     return cp.asnumpy(pool)
 
 
 def from_host(host):
-    return cp.asarray(host)
+    pool = cp.asarray(host)
+    sync()
+    return pool
 
 
 def memset(pool):
-    pool.fill(0)
+    """cudaMemsetAsync on the legacy stream: the device's own memset, the baseline."""
+    cp.cuda.runtime.memsetAsync(pool.data.ptr, 0, pool.nbytes, 0)
+
+
+def _blocks(n, threads):
+    return (max(1, (n + threads - 1) // threads),)
+
+
+class _Slot:
+    """One of the two staging buffers: pinned rows and results, their device copies, and
+    the events that say the copy is done and the device is done with them."""
+
+    def __init__(self):
+        self.cap = 0
+        self.busy = False
+        self.copied = cp.cuda.Event(block=False, disable_timing=True)
+        self.done = cp.cuda.Event(block=False, disable_timing=True)
+
+    def reserve(self, n):
+        if n > self.cap:
+            self.cap = max(n, 2 * self.cap, 1 << 12)
+            rows = 3 * self.cap + 1  # cmd, starts (n + 1), arg
+            self.host = np.frombuffer(cp.cuda.alloc_pinned_memory(rows * 8), np.int64, rows)
+            self.dev = cp.empty(rows, dtype=cp.int64)
+            self.res_host = np.frombuffer(cp.cuda.alloc_pinned_memory(3 * self.cap * 8),
+                                          np.int64, 3 * self.cap)
+            self.res = cp.empty(3 * self.cap, dtype=cp.int64)
+            self.host_ptr, self.dev_ptr = self.host.ctypes.data, self.dev.data.ptr
+
+
+class _State:
+    """Per-pool device state: page list heads (all -1 between batches), entry arrays,
+    streams and the two slots."""
+
+    def __init__(self, nr_pages):
+        self.head = cp.full(nr_pages, -1, dtype=cp.int32)
+        self.cap = 0
+        self.copy = cp.cuda.Stream(non_blocking=True)
+        self.compute = cp.cuda.Stream(non_blocking=True)
+        self.slots = (_Slot(), _Slot())
+        self.turn = 0
+        sync()
+
+    def entries(self, total):
+        if total > self.cap:
+            self.compute.synchronize()  # old arrays may be in use by queued kernels
+            self.cap = max(total, 2 * self.cap, 1 << 16)
+            with self.compute:
+                self.ent_row = cp.empty(self.cap, dtype=cp.int32)
+                self.nxt = cp.empty(self.cap, dtype=cp.int32)
+                self.found = cp.empty(self.cap, dtype=cp.uint64)
+        return self.ent_row, self.nxt, self.found
+
+
+_states = {}
+_functions = {}
+
+
+def _fn(name):
+    f = _functions.get(name)
+    if f is None:
+        f = _functions[name] = _kernels().get_function(name)
+    return f
+
+
+def _state(pool):
+    key = (pool.data.ptr, pool.size)
+    st = _states.get(key)
+    if st is None:
+        _states.clear()  # one pool at a time keeps its state
+        st = _states[key] = _State(pool.size // PAGE_WORDS)
+    return st
+
+
+def submit(pool, op, pfn, order, arg):
+    """Queue the batch on the device and return at once; ``collect`` gives its results.
+    Per call the host packs the rows (compiled, one pass), makes one to three copies and
+    two to four launches: no per-page work, no device-wide synchronisation."""
+    if len(op) == 0:
+        return Packed(op, pfn, order, arg), None, None
+    rt = cp.cuda.runtime
+    st = _state(pool)
+    slot = st.slots[st.turn]
+    st.turn ^= 1
+    if slot.busy:
+        slot.done.synchronize()  # the batch before last is done with this slot
+    n = len(op)
+    slot.reserve(n)
+    packed = Packed(op, pfn, order, arg, slot.host)
+    total, uo, nn, tt = packed.total, np.int32(packed.uorder), np.int64(n), np.int64(packed.total)
+    copy, compute = st.copy, st.compute
+    nrows = n + (n + 1 if packed.uorder < 0 else 0)  # cmd and starts are adjacent
+    rt.memcpyAsync(slot.dev_ptr, slot.host_ptr, nrows * 8, rt.memcpyHostToDevice, copy.ptr)
+    if packed.has_dirty:
+        off = (2 * n + 1) * 8
+        rt.memcpyAsync(slot.dev_ptr + off, slot.host_ptr + off, n * 8, rt.memcpyHostToDevice,
+                       copy.ptr)
+    slot.copied.record(copy)
+    compute.wait_event(slot.copied)
+    rows, pending = slot.dev, None
+    if packed.clear_only:
+        _fn("clear_pages")(_blocks(total, CLEAR_WARPS), (CLEAR_WARPS * LANES,),
+                           (pool, rows, nn, uo, tt), stream=compute)
+    else:
+        ent_row, nxt, found = st.entries(total)
+        res = slot.res
+        _fn("init_results")(_blocks(3 * n, THREADS), (THREADS,), (res, nn), stream=compute)
+        _fn("link_pages")(_blocks(total, THREADS), (THREADS,),
+                          (rows, nn, uo, tt, st.head, ent_row, nxt), stream=compute)
+        args = (pool, rows, nn, uo, tt, st.head, ent_row, nxt, found, res)
+        if APPLY == "warp":
+            _fn("apply_pages_warp")(_blocks(total, APPLY_WARPS), (APPLY_WARPS * LANES,), args,
+                                    stream=compute)
+        else:
+            _fn("apply_pages")((total,), (LANES,), args, stream=compute)
+        if packed.has_verify:
+            _fn("verify_markers")(_blocks(total, THREADS), (THREADS,),
+                                  (rows, nn, uo, ent_row, tt, found, res), stream=compute)
+            rt.memcpyAsync(slot.res_host.ctypes.data, res.data.ptr, 3 * n * 8,
+                           rt.memcpyDeviceToHost, compute.ptr)
+            pending = slot.res_host[:3 * n]
+    slot.done.record(compute)
+    slot.busy = True
+    return packed, slot, pending
+
+
+def collect(handle):
+    """Wait for a submitted batch; its per-row results (copied out of the pinned slot)."""
+    packed, slot, pending = handle
+    if slot is not None:
+        slot.done.synchronize()
+    if pending is None:
+        return new_results(packed.n)
+    return results_from(packed, pending)
 
 
 def apply(pool, op, pfn, order, arg):
-    """The whole batch in one launch."""
-    if not len(op):
-        return new_results(0)
-    page_pfn, page_row, starts = by_page(pfn, order)
-    found = cp.zeros(len(page_pfn), dtype=cp.uint64)
-    npages = len(starts) - 1
-    _get_kernel()((npages,), (128,), (
-        pool, cp.asarray(page_pfn), cp.asarray(page_row), cp.asarray(starts), np.int64(npages),
-        cp.asarray(op.astype(np.int64)), cp.asarray(arg.astype(np.uint64)),
-        cp.asarray(np.array(MARKER_WORDS, dtype=np.int64)), np.int32(len(MARKER_WORDS)), found))
-    return verify_results(len(op), op, page_pfn, page_row, cp.asnumpy(found))
+    """The whole batch: submitted, then waited for."""
+    return collect(submit(pool, op, pfn, order, arg))
+
+
+def sync():
+    cp.cuda.Device().synchronize()
+
+
+def first_use():
+    """None if the kernels compile and run here, else the reason (compile or driver error)."""
+    try:
+        pool = alloc_pool(2)
+        apply(pool, np.array([DIRTY, VERIFY, CLEAR], np.uint8), np.zeros(3, np.int64),
+              np.array([1, 1, 0]), np.array([5, 0, 0]))
+        got = apply(pool, np.array([VERIFY], np.uint8), np.zeros(1, np.int64), np.ones(1),
+                    np.zeros(1))
+        if list(got[0]) != [1] or int(got[2][0]) != 5:
+            return f"a test batch gave wrong results {got}"
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

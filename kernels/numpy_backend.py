@@ -24,8 +24,12 @@ def host_memory():
 
 
 def alloc_pool(nr_pages):
+    """A zeroed pool, pre-faulted: ``np.zeros`` maps pages lazily, and their first-touch
+    faults would otherwise land inside the first timed backend calls."""
     check_pool_size(nr_pages, host_memory(), "this machine")
-    return np.zeros(nr_pages * PAGE_WORDS, dtype=np.uint64)
+    pool = np.empty(nr_pages * PAGE_WORDS, dtype=np.uint64)
+    pool.fill(0)
+    return pool
 
 
 def to_host(pool):

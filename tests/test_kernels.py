@@ -21,6 +21,32 @@ def random_batch(rng, nr_pages, n):
     return op, pfn, order, arg
 
 
+def paired_batch(rng, nr_pages, n):
+    """Allocation-like pairs: VERIFY a block, then DIRTY the same block (the numba backend
+    fuses them), mixed with clears; blocks repeat so the order inside the batch matters."""
+    order = rng.choice([0, 1, 2], size=n).astype(np.int64)
+    pfn = (rng.integers(0, 8, size=n) << 2).astype(np.int64) % nr_pages
+    op = np.where(np.arange(n) % 3 == 0, VERIFY, np.where(np.arange(n) % 3 == 1, DIRTY, CLEAR))
+    pfn[1::3] = pfn[0::3][:len(pfn[1::3])]
+    order[1::3] = order[0::3][:len(order[1::3])]
+    op[rng.random(n) < 0.2] = DIRTY
+    return op.astype(np.uint8), pfn, order, rng.integers(1, 1 << 40, size=n).astype(np.int64)
+
+
+def gpu_batches(rng, nr_pages):
+    """Batches for each path of the device scheme: ordered with mixed orders, ordered with
+    one order, CLEAR only (one order and mixed), fused-style pairs."""
+    batches = [random_batch(rng, nr_pages, n) for n in (1, 12, 30)]
+    op, pfn, _, arg = random_batch(rng, nr_pages, 40)
+    batches.append((op, pfn, np.zeros(40, np.int64), arg))
+    batches.append((np.full(5, CLEAR, np.uint8), np.array([0, 4, 8, 16, 3]),
+                    np.array([2, 2, 3, 4, 0]), np.zeros(5, np.int64)))
+    batches.append((np.full(4, CLEAR, np.uint8), np.array([0, 1, 5, 9]), np.zeros(4, np.int64),
+                    np.zeros(4, np.int64)))
+    batches.append(paired_batch(rng, nr_pages, 24))
+    return batches
+
+
 def run_backend(name, batches, nr_pages):
     b = get_backend(name)
     pool = b.alloc_pool(nr_pages)
@@ -32,6 +58,7 @@ def run_backend(name, batches, nr_pages):
 def test_cpu_backend_matches_reference(name):
     rng = np.random.default_rng(0)
     batches = [random_batch(rng, 256, n) for n in (1, 50, 400)]
+    batches += [paired_batch(rng, 256, n) for n in (3, 60, 600)]
     batches.append((np.array([DIRTY, VERIFY, CLEAR, VERIFY], np.uint8),
                     np.array([8, 8, 8, 8]), np.array([2, 2, 1, 2]), np.array([77, 0, 0, 0])))
     ref, ref_pool = run_backend("numpy", batches, 256)
@@ -77,9 +104,9 @@ def test_pool_larger_than_memory_is_refused():
 SIM = """
 import numpy as np, sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
-from test_kernels import random_batch, run_backend
+from test_kernels import gpu_batches, run_backend
 rng = np.random.default_rng(1)
-batches = [random_batch(rng, 32, n) for n in (1, 12, 30)]
+batches = gpu_batches(rng, 32)
 ref, ref_pool = run_backend("numpy", batches, 32)
 got, pool = run_backend("cuda", batches, 32)
 assert (ref_pool == pool).all()
@@ -109,10 +136,57 @@ def _gpu():
 def test_cupy_backend_matches_reference():
     _gpu()
     rng = np.random.default_rng(2)
-    batches = [random_batch(rng, 4096, n) for n in (1, 100, 5000)]
+    batches = [random_batch(rng, 4096, n) for n in (1, 100, 5000)] + gpu_batches(rng, 4096)
     ref, ref_pool = run_backend("numpy", batches, 4096)
     got, pool = run_backend("cupy", batches, 4096)
     np.testing.assert_array_equal(ref_pool, pool)
     for r, g in zip(ref, got):
         for a, b in zip(r, g):
             np.testing.assert_array_equal(a, b)
+
+
+def test_cupy_kernel_source_compiles():
+    """The CuPy backend's CUDA C (the same scheme as the numba-cuda kernels) builds, where a
+    CUDA compiler is installed; on a GPU machine the cupy tests run it."""
+    import shutil
+    import tempfile
+    from kernels.device_batch import CUDA_SOURCE
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("NO NVCC: the CuPy kernel source is not compiled on this machine")
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "k.cu")
+        with open(src, "w") as f:
+            f.write(CUDA_SOURCE)
+        p = subprocess.run([nvcc, "-arch=sm_80", "-c", src, "-o", os.path.join(d, "k.o")],
+                           capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+
+
+def test_backend_failing_at_first_use_is_reported_skipped_and_falls_back(monkeypatch):
+    """numba-cuda against numpy 2.5 failed at its first compile: the reason is reported,
+    benchmarks go on without it, runs fall back to the CPU backend."""
+    import kernels
+    from kernels import cuda_backend
+    from kernels.throughput import measured_backends
+    from zeroing.policy import make_policy
+    from zeroing.run import simulate
+    from zeroing.workloads import make_workload
+    why = "AttributeError: module 'numpy' has no attribute 'row_stack'"
+    monkeypatch.setattr(cuda_backend, "available", lambda: True)
+    monkeypatch.setattr(cuda_backend, "first_use", lambda: why)
+    monkeypatch.setitem(kernels._first_use, "cuda", why)
+    with pytest.raises(kernels.BackendFailed, match="failed at first use: .*row_stack"):
+        get_backend("cuda")
+    lines = []
+    monkeypatch.setattr("numba.config.ENABLE_CUDASIM", 0)
+    names = [b.name for b in measured_backends(log=lines.append)]
+    assert "cuda" not in names and "numba" in names
+    assert any(line.startswith("cuda") and "row_stack" in line for line in lines)
+    ev = make_workload("mixed", 1024, 800, seed=1)
+    pol = make_policy("init_on_free,pg_zeroed")
+    with pytest.warns(RuntimeWarning, match="row_stack.*falling back"):
+        r = simulate(ev, pol, 1024, mode="content", backend="cuda")
+    assert r["backend"]["name"] == "numba" and r["backend"]["fallbacks"] == 1
+    meta = simulate(ev, pol, 1024)
+    assert r["counters"]["zero_checked"] == meta["counters"]["zero_checked"]

@@ -11,7 +11,7 @@ import numpy as np
 from allocator import BuddyAllocator, format_buddyinfo, format_zeroedinfo
 from allocator import core as acore
 from allocator.handle import handle_for
-from kernels import get_backend
+from kernels import BackendFailed, get_backend
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
@@ -80,8 +80,14 @@ class EngineState:
         self.launch_pages = 0
         self.backend_wall = 0.0
         self.fallbacks = 0
+        self.pending = None  # (handle, rows) of the batch on the device
         if mode == "content":
-            self.backend = get_backend(backend)
+            try:
+                self.backend = get_backend(backend)
+            except BackendFailed as exc:  # e.g. a kernel that does not compile here
+                self.fallbacks += 1
+                warnings.warn(f"{exc}; falling back to the CPU backend (numba)", RuntimeWarning)
+                self.backend = get_backend("numba")
             self.pool = self.backend.alloc_pool(nr_pages)
             if not policy.init_on_free:  # init_on_free clears memory at boot: leave it zero
                 self._dirty_boot_memory(nr_pages)
@@ -101,39 +107,81 @@ class EngineState:
             self.backend.apply(self.pool, np.full(len(rest), DIRTY, np.uint8), rest,
                                np.zeros(len(rest), np.int64), np.full(len(rest), BOOT_MARKER))
 
-    def flush(self):
+    def flush(self, wait=False):
         """Hand the buffer to the backend in one call; count leaks from the verify rows.
 
-        Returns False when the backend failed (the batch was redone on the CPU backend, and
-        offload clears of the batch were not done: those pages stay dirty).
+        A backend with ``submit`` (the GPU ones) gets the batch and returns at once: the engine
+        fills its next buffer while the device works (double buffering), and the batch's
+        results are collected at the next flush, or now with ``wait`` (an offload batch must
+        complete before its blocks go back). Returns False when this batch failed (it was
+        redone on the CPU backend, and offload clears of the batch were not done: those
+        pages stay dirty).
         """
         a = self.arrays
         n = int(a.rstate[R_NCMD])
+        self.drain()
         if n == 0 or self.backend is None:
             a.rstate[R_NCMD] = 0
             return True
-        op = a.cmd_op[:n].copy()
-        pfn, order, arg, event = (a.cmd_pfn[:n], a.cmd_order[:n], a.cmd_arg[:n].copy(),
-                                  a.cmd_event[:n])
-        ok = True
+        # Copies: the engine refills its buffer while this batch is in flight.
+        rows = tuple(x[:n].copy() for x in (a.cmd_op, a.cmd_pfn, a.cmd_order, a.cmd_arg,
+                                            a.cmd_event))
+        a.rstate[R_NCMD] = 0
+        self.launches += 1
+        self.launch_pages += int((np.int64(1) << rows[2]).sum())
+        submit = getattr(self.backend, "submit", None)
         t0 = time.perf_counter()
         try:
-            nonzero, bad_pfn, marker = self.backend.apply(self.pool, op, pfn, order, arg)
+            if submit is None:
+                results = self.backend.apply(self.pool, *rows[:4])
+            else:
+                self.pending = (submit(self.pool, *rows[:4]), rows)
         except Exception as exc:  # a backend fault: CPU fallback, redo the batch there
-            ok = False
-            self.fallbacks += 1
-            warnings.warn(f"backend {self.backend.name} failed ({exc!r}); falling back to the "
-                          "CPU backend (numba) and redoing the batch", RuntimeWarning)
-            host = self.backend.to_host(self.pool)
-            self.backend = get_backend("numba")
-            self.pool = self.backend.from_host(np.ascontiguousarray(host))
-            offload = (op == CLEAR) & (event == OFFLOAD_EVENT)
-            op[offload] = DIRTY
-            arg[offload] = POISON
-            nonzero, bad_pfn, marker = self.backend.apply(self.pool, op, pfn, order, arg)
+            return self._fallback(exc, rows, t0)
         self.backend_wall += time.perf_counter() - t0
-        self.launches += 1
-        self.launch_pages += int((np.int64(1) << order).sum())
+        if submit is None:
+            self._count_leaks(rows, results)
+            return True
+        return self.drain() if wait else True
+
+    def drain(self):
+        """Collect the batch in flight, if any; False if it failed (and was redone)."""
+        if self.pending is None:
+            return True
+        handle, rows = self.pending
+        self.pending = None
+        t0 = time.perf_counter()
+        try:
+            results = self.backend.collect(handle)
+        except Exception as exc:
+            return self._fallback(exc, rows, t0)
+        self.backend_wall += time.perf_counter() - t0
+        self._count_leaks(rows, results)
+        return True
+
+    def _fallback(self, exc, rows, t0):
+        """The backend failed on this batch: move the pool to the CPU backend (numba) and
+        redo the batch there, offload clears turned into poison (not done)."""
+        self.fallbacks += 1
+        warnings.warn(f"backend {self.backend.name} failed ({exc!r}); falling back to the "
+                      "CPU backend (numba) and redoing the batch", RuntimeWarning)
+        op, pfn, order, arg, event = rows
+        op, arg = op.copy(), arg.copy()
+        host = self.backend.to_host(self.pool)
+        self.backend = get_backend("numba")
+        self.pool = self.backend.from_host(np.ascontiguousarray(host))
+        offload = (op == CLEAR) & (event == OFFLOAD_EVENT)
+        op[offload] = DIRTY
+        arg[offload] = POISON
+        results = self.backend.apply(self.pool, op, pfn, order, arg)
+        self.backend_wall += time.perf_counter() - t0
+        self._count_leaks((op, pfn, order, arg, event), results)
+        return False
+
+    def _count_leaks(self, rows, results):
+        a = self.arrays
+        op, _, _, _, event = rows
+        nonzero, bad_pfn, marker = results
         for k in np.flatnonzero((op == VERIFY) & (nonzero > 0)):
             a.cnt[C.ZERO_LEAK] += nonzero[k]
             m = int(marker[k])
@@ -143,8 +191,6 @@ class EngineState:
                 m &= MARKER_EVENT_MASK
             a.by_caller[SP.CS_LEAK, caller if caller < SP.NR_CALLERS else 0] += nonzero[k]
             record_leak(self.e, int(bad_pfn[k]), int(event[k]), m - 1)
-        a.rstate[R_NCMD] = 0
-        return ok
 
 
 class Simulation:
@@ -219,12 +265,14 @@ class Simulation:
                 raise BadEventError(
                     f"event {base + r}: {row}: bad reference (not an earlier allocation), "
                     "order or cpu")
-            ok = state.flush()
-            if why == EXIT_OFFLOAD or state.arrays.rstate[R_NINFLIGHT]:
+            offload = why == EXIT_OFFLOAD or state.arrays.rstate[R_NINFLIGHT]
+            ok = state.flush(wait=offload)
+            if offload:
                 offload_complete(z, e, ok)
             if bar:
                 bar.update(r - i)
             i = r
+        state.drain()  # the last batch's device time belongs to this chunk
         self.wall += time.perf_counter() - t0
         self.events += n - start
         if bar:
@@ -237,7 +285,7 @@ class Simulation:
         out, event whose data it held; -1 for boot-time data), ``by_order``, ``buddyinfo``
         and ``zeroedinfo``, and ``backend`` in content mode."""
         state, alloc = self.state, self.alloc
-        state.flush()
+        state.flush(wait=True)
         alloc.check()
         a = state.arrays
         a.cnt[C.ZEROED_DROPPED_MERGE] = alloc.zone.stat[acore.S_ZEROED_DROPPED_MERGE]

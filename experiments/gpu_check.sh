@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The device check of issue 11, in under 5 minutes on one GPU: the GPU tests, the clearing
+# benchmark (GPU backends against the device memset; numba against its own parallel fill on
+# this host), the same runs on every backend (a GPU backend >= 10x numba), and, when a copy
+# of the code before issue 11 sits in OLD (default .gpu_old), content mode on mixed before
+# and after on this same machine. Figures go to $OUT (default experiments/gpu_out):
+# RESULTS-gpu.md (rows for experiments/RESULTS.md, with the device name) and the JSON.
+#   usage: OUT=/tmp/x experiments/gpu_check.sh
+set -o pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-experiments/gpu_out}
+OLD=${OLD:-.gpu_old}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+status=0
+step() { echo "== $1 ($(date +%T))"; }
+CONTENT_RATE='
+from zeroing.policy import make_policy
+from zeroing.run import simulate
+from zeroing.workloads import make_workload
+ev = make_workload("mixed", 262144, 200000, seed=0)
+pol = make_policy("init_on_free,pg_zeroed,reporting")
+for b in ("numba", "cupy"):
+    simulate(ev[:1000], pol, 262144, mode="content", backend=b)
+    c = simulate(ev, pol, 262144, mode="content", backend=b)["counters"]
+    print(b, "content mixed: %.3f M events/s, wall %.3f s, zero_leak %d"
+          % (c["events_per_s"] / 1e6, c["wall_s"], c["zero_leak"]))
+'
+
+step device
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+$PY -c "import numpy, numba; print('numpy', numpy.__version__, 'numba', numba.__version__)"
+$PY -c "import cupy; print('cupy', cupy.__version__, 'CUDA runtime', cupy.cuda.runtime.runtimeGetVersion())" || true
+$PY -c "import kernels; from kernels import cuda_backend as c; print('numba-cuda first use:', c.first_use() if c.available() else 'no device')" || true
+
+for apply in warp block; do  # the two shapes of the CuPy ordered kernel
+    step "GPU tests, ordered kernel $apply"
+    ZEROING_CUPY_APPLY=$apply timeout 100 $PY -m pytest -q -x -p no:cacheprovider -m gpu \
+        tests/test_kernels.py tests/test_engine_content.py || status=1
+done
+
+step "clearing benchmark"
+timeout 75 $PY experiments/bench_kernels.py --backends ${BENCH_BACKENDS:-numba,cuda,cupy} \
+    --pool-pages ${POOL_PAGES:-4194304} --batches 4096,16384,65536,262144 --reps 5 \
+    --json "$OUT/bench_kernels.json" || status=1
+
+step "where a CuPy clear batch's time goes"
+timeout 40 $PY experiments/gpu_breakdown.py || status=1
+
+step "the same runs on every backend"
+timeout 90 $PY experiments/cpu_vs_gpu.py --json "$OUT/cpu_vs_gpu.json" || status=1
+
+step "ordered kernel block (the numba-cuda shape), mixed"
+ZEROING_CUPY_APPLY=block timeout 40 $PY experiments/cpu_vs_gpu.py --case mixed || status=1
+
+if [ -d "$OLD" ]; then  # the code before issue 11, same events, same machine
+    for dir in "$OLD" .; do
+        step "content mode on mixed, 200000 events, 262144 pages: $dir"
+        (cd "$dir" && PYTHONPATH=$PWD timeout 60 $PY -c "$CONTENT_RATE") || status=1
+    done
+fi
+
+step "rows"
+$PY experiments/bench_all.py --from "$OUT" --out "$OUT/RESULTS-gpu.md" && cat "$OUT/RESULTS-gpu.md"
+step "done, status $status"
+exit $status

@@ -1,0 +1,289 @@
+"""The command scheme the GPU backends share (``cuda`` and ``cupy``): compact rows go to the
+device, everything per page happens there.
+
+Host side (per row, never per page): each row becomes one int64 ``cmd`` word
+(``pfn << 16 | order << 8 | op``), plus ``arg`` only when the batch has a DIRTY row and the
+rows' first-page offsets ``starts`` (exclusive prefix sum of block sizes) only when the rows'
+orders differ (with one order, row ``e >> order`` holds entry ``e``). These go to the device
+from pinned memory by asynchronous copies.
+
+Device side, two ways:
+
+- ``clear``: a batch of CLEAR rows only (the offload zeroer's batches, the benchmark) needs no
+  ordering, since clearing twice is clearing once: one warp per page, 16-byte stores.
+- ``ordered``: anything else. ``link`` expands rows to page entries (entry ``e`` is page
+  ``pfn + e - starts[row]`` of row ``row``) and pushes each entry on its page's list
+  (``head[page]``, ``nxt[e]``: an atomic exchange, so the list comes out in any order).
+  ``apply`` gives each page one 32-thread block, started by the entry that ended up at the
+  head; it walks the list taking entries in increasing ``e`` (the submission order, since
+  entries are numbered row by row) and applies each row's operation to the page; it then
+  resets ``head[page]`` for the next batch. Lane ``l`` owns words ``l, l + 32, ...`` of the
+  page for every operation (clear, markers, verify), so only the verify's "first non-zero
+  word" needs a barrier. ``markers`` turns per-entry findings into the per-row results
+  (pages not zero, first such pfn, its first non-zero word), which come back as 3 words a row.
+"""
+import numpy as np
+from numba import njit
+
+from .batch import CLEAR, DIRTY, LINE_WORDS, PAGE_WORDS, VERIFY, new_results
+
+#: Bits of ``cmd`` below the pfn.
+PFN_SHIFT = 16
+#: Warps per block of the clear kernel on a real device (the simulator runs one).
+CLEAR_WARPS = 8
+LANES = 32
+#: ``bad`` before any page was found (the device takes the minimum pfn).
+NO_PFN = np.iinfo(np.int64).max
+
+
+@njit(cache=True, inline="always")
+def _pack_rows(op, pfn, order, buf, a, b):
+    """cmd words of rows [a, b); (min order, max order, op kinds seen as bits, pages)."""
+    lo, hi, kinds, pages = 64, -1, 0, np.int64(0)
+    for i in range(a, b):
+        o = np.int64(order[i])
+        k = np.int64(op[i])
+        lo = min(lo, o)
+        hi = max(hi, o)
+        kinds |= (1 << k) if CLEAR <= k <= DIRTY else 1
+        pages += np.int64(1) << o
+        buf[i] = (np.int64(pfn[i]) << PFN_SHIFT) | (o << 8) | k
+    return lo, hi, kinds, pages
+
+
+@njit(cache=True)
+def _pack_serial(op, pfn, order, arg, buf):
+    """One thread, vectorised: about 0.3 ns a row (an order-0 row is about 1 ns of device
+    work at 4 TB/s); a parallel version measured slower here."""
+    n = len(op)
+    lo, hi, kind, pages = _pack_rows(op, pfn, order, buf, 0, n)
+    if lo != hi:
+        run = np.int64(0)
+        for i in range(n):
+            buf[n + i] = run
+            run += np.int64(1) << np.int64(order[i])
+        buf[2 * n] = run
+    if kind & (1 << DIRTY):
+        for i in range(n):
+            buf[2 * n + 1 + i] = arg[i]
+    return lo, hi, kind, pages
+
+
+def _pack(op, pfn, order, arg, buf):
+    """Rows into ``buf``: cmd, then starts (n + 1) if orders differ, then arg if any DIRTY.
+    Returns (uniform order or -1, pages, clear only, has DIRTY, has VERIFY, bad op)."""
+    n = len(op)
+    lo, hi, kind, pages = _pack_serial(op, pfn, order, arg, buf)
+    return (int(lo) if lo == hi else -1, int(pages), n > 0 and kind == 1 << CLEAR,
+            bool(kind & (1 << DIRTY)), bool(kind & (1 << VERIFY)), bool(kind & 1))
+
+
+class Packed:
+    """One batch as the device wants it, packed into ``buf`` (3 n + 1 int64: a pinned staging
+    buffer, or a new array). ``total`` is the number of page entries."""
+
+    __slots__ = ("n", "buf", "uorder", "total", "clear_only", "has_dirty", "has_verify")
+
+    def __init__(self, op, pfn, order, arg, buf=None):
+        n = self.n = len(op)
+        if buf is None:
+            buf = np.empty(3 * n + 1, dtype=np.int64)
+        self.buf = buf
+        (self.uorder, self.total, self.clear_only, self.has_dirty, self.has_verify,
+         bad) = _pack(np.asarray(op, dtype=np.uint8), np.asarray(pfn, dtype=np.int64),
+                      np.asarray(order, dtype=np.int64), np.asarray(arg, dtype=np.int64), buf)
+        if bad:
+            raise ValueError("unknown operation in batch")
+        if self.total >= 1 << 31:
+            raise ValueError(f"a batch of {self.total} pages is too large for one launch "
+                             "(entries are int32)")
+
+    @property
+    def cmd(self):
+        return self.buf[:self.n]
+
+    @property
+    def starts(self):
+        return self.buf[self.n:2 * self.n + 1] if self.uorder < 0 else None
+
+    @property
+    def arg(self):
+        return self.buf[2 * self.n + 1:3 * self.n + 1] if self.has_dirty else None
+
+
+def results_from(packed, res):
+    """Per-row results from the device's ``res`` (3 x n int64: nonzero, bad, marker)."""
+    if not packed.has_verify:
+        return new_results(packed.n)
+    n = packed.n
+    nonzero = res[:n].copy()
+    bad = res[n:2 * n].copy()
+    bad[bad == NO_PFN] = -1
+    marker = res[2 * n:3 * n].copy()
+    return nonzero, bad, marker
+
+
+# The CUDA C of the same kernels, for CuPy (the numba-cuda ones are in cuda_backend.py and
+# run in CI under the simulator; keep the two in step).
+CUDA_SOURCE = r"""
+#define W %(W)d
+#define LINE %(LINE)d
+#define LANES 32
+#define PFN_SHIFT %(PFN_SHIFT)d
+typedef long long i64;
+typedef unsigned long long u64;
+
+__device__ __forceinline__ i64 row_of(const i64 *starts, i64 n, int uorder, i64 e) {
+    if (uorder >= 0) return e >> uorder;
+    i64 lo = 0, hi = n;                 /* last row with starts[row] <= e */
+    while (hi - lo > 1) {
+        i64 mid = (lo + hi) >> 1;
+        if (starts[mid] <= e) lo = mid; else hi = mid;
+    }
+    return lo;
+}
+
+__device__ __forceinline__ i64 page_of(const i64 *cmd, const i64 *starts, int uorder, i64 row,
+                                       i64 e) {
+    i64 first = uorder >= 0 ? (row << uorder) : starts[row];
+    return (cmd[row] >> PFN_SHIFT) + e - first;
+}
+
+/* rows: cmd (n), starts (n + 1, when orders differ), arg (n, when a DIRTY row) */
+#define ROWS const i64 *cmd = rows, *starts = rows + n, *arg = rows + 2 * n + 1; (void)arg
+
+extern "C" __global__ void clear_pages(u64 *pool, const i64 *rows, i64 n, int uorder,
+                                       i64 total) {
+    ROWS;
+    i64 e = (i64)blockIdx.x * (blockDim.x / LANES) + threadIdx.x / LANES;
+    if (e >= total) return;
+    int lane = threadIdx.x %% LANES;
+    i64 row = row_of(starts, n, uorder, e);
+    ulonglong2 *p = (ulonglong2 *)(pool + page_of(cmd, starts, uorder, row, e) * W);
+    ulonglong2 z = make_ulonglong2(0ULL, 0ULL);
+#pragma unroll
+    for (int w = lane; w < W / 2; w += LANES) p[w] = z;
+}
+
+extern "C" __global__ void init_results(i64 *res, i64 n) {
+    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < 3 * n) res[i] = (i >= n && i < 2 * n) ? 0x7fffffffffffffffLL : 0LL;
+}
+
+extern "C" __global__ void link_pages(const i64 *rows, i64 n, int uorder, i64 total,
+                                      int *head, int *ent_row, int *nxt) {
+    ROWS;
+    i64 e = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= total) return;
+    i64 row = row_of(starts, n, uorder, e);
+    ent_row[e] = (int)row;
+    nxt[e] = atomicExch(&head[page_of(cmd, starts, uorder, row, e)], (int)e);
+}
+
+/* The next entry of the page after prev, in submission order (total if none). */
+__device__ __forceinline__ i64 next_entry(const int *nxt, i64 e, i64 prev, i64 total) {
+    i64 cur = total;
+    for (i64 j = e; j >= 0; j = nxt[j])
+        if (j > prev && j < cur) cur = j;
+    return cur;
+}
+
+/* One 32-thread block per entry (the numba-cuda kernel's shape); the head entry owns. */
+extern "C" __global__ void apply_pages(u64 *pool, const i64 *rows, i64 n, int uorder,
+                                       i64 total, int *head, const int *ent_row,
+                                       const int *nxt, u64 *found, i64 *res) {
+    ROWS;
+    i64 e = blockIdx.x;
+    if (e >= total) return;
+    int lane = threadIdx.x;
+    i64 page = page_of(cmd, starts, uorder, ent_row[e], e);
+    if (head[page] != (int)e) return;
+    u64 *p = pool + page * W;
+    __shared__ int first;
+    for (i64 cur = next_entry(nxt, e, -1, total); cur < total;
+         cur = next_entry(nxt, e, cur, total)) {
+        i64 row = ent_row[cur];
+        int op = (int)(cmd[row] & 0xff);
+        if (op == 1) {                  /* CLEAR */
+            for (int w = lane; w < W; w += LANES) p[w] = 0;
+        } else if (op == 3) {           /* DIRTY: the first word of every line */
+            u64 a = (u64)arg[row];
+            for (int w = lane; w < W; w += LANES) if (w %% LINE == 0) p[w] = a;
+        } else {                        /* VERIFY */
+            if (lane == 0) first = W;
+            __syncthreads();
+            int mine = W;
+            u64 val = 0;
+            for (int w = lane; w < W; w += LANES) {
+                u64 v = p[w];
+                if (v != 0 && mine == W) { mine = w; val = v; }
+            }
+            if (mine < W) atomicMin(&first, mine);
+            __syncthreads();
+            if (first == W) {
+                if (lane == 0) found[cur] = 0;
+            } else if (first == mine) {
+                found[cur] = val;
+                atomicAdd((u64 *)&res[row], 1ULL);
+                atomicMin(&res[n + row], page);
+            }
+            __syncthreads();
+        }
+    }
+    __syncthreads();                    /* every lane has seen it owns the page */
+    if (lane == 0) head[page] = -1;
+}
+
+/* The same, one warp per entry and several warps a block (full occupancy); the verify's
+   first non-zero word is a warp reduction (sm_80 and later): no shared memory, no barrier. */
+extern "C" __global__ void apply_pages_warp(u64 *pool, const i64 *rows, i64 n, int uorder,
+                                            i64 total, int *head, const int *ent_row,
+                                            const int *nxt, u64 *found, i64 *res) {
+    ROWS;
+    i64 e = (i64)blockIdx.x * (blockDim.x / LANES) + threadIdx.x / LANES;
+    if (e >= total) return;
+    int lane = threadIdx.x %% LANES;
+    i64 page = page_of(cmd, starts, uorder, ent_row[e], e);
+    if (head[page] != (int)e) return;
+    u64 *p = pool + page * W;
+    for (i64 cur = next_entry(nxt, e, -1, total); cur < total;
+         cur = next_entry(nxt, e, cur, total)) {
+        i64 row = ent_row[cur];
+        int op = (int)(cmd[row] & 0xff);
+        if (op == 1) {
+            for (int w = lane; w < W; w += LANES) p[w] = 0;
+        } else if (op == 3) {
+            u64 a = (u64)arg[row];
+            for (int w = lane; w < W; w += LANES) if (w %% LINE == 0) p[w] = a;
+        } else {
+            int mine = W;
+            u64 val = 0;
+            for (int w = lane; w < W; w += LANES) {
+                u64 v = p[w];
+                if (v != 0 && mine == W) { mine = w; val = v; }
+            }
+            int first = (int)__reduce_min_sync(0xffffffffu, (unsigned)mine);
+            if (first == W) {
+                if (lane == 0) found[cur] = 0;
+            } else if (first == mine) {
+                found[cur] = val;
+                atomicAdd((u64 *)&res[row], 1ULL);
+                atomicMin(&res[n + row], page);
+            }
+        }
+    }
+    __syncwarp();                       /* every lane has seen it owns the page */
+    if (lane == 0) head[page] = -1;
+}
+
+extern "C" __global__ void verify_markers(const i64 *rows, i64 n, int uorder,
+                                          const int *ent_row, i64 total, const u64 *found,
+                                          i64 *res) {
+    ROWS;
+    i64 e = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= total) return;
+    i64 row = ent_row[e];
+    if ((cmd[row] & 0xff) != 2 || found[e] == 0) return;
+    if (res[n + row] == page_of(cmd, starts, uorder, row, e)) res[2 * n + row] = (i64)found[e];
+}
+""" % {"W": PAGE_WORDS, "LINE": LINE_WORDS, "PFN_SHIFT": PFN_SHIFT}
