@@ -15,12 +15,13 @@ from kernels import get_backend
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
+from .cost import NR_ACCOUNTS, CostProfile, cost_section, format_cost, load_profile
 from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
-                     MAX_LEAKS, NR_RSTATE, OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD,
-                     R_NINFLIGHT, R_NLEAKS, offload_complete, record_leak,
+                     MAX_LEAKS, NR_RSTATE, OB_OK, OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD,
+                     R_NLEAKS, R_OHEAD, R_OQUEUED, offload_retire, record_leak,
                      run_events)
 from .events import EVENT_DTYPE
-from .policy import as_array
+from .policy import P_OFFLOAD_BATCH, as_array
 
 MODES = ("metadata", "content")
 CMD_CAPACITY = 1 << 16
@@ -37,11 +38,22 @@ class BadEventError(ValueError):
 class EngineState:
     """The engine's arrays, the compiled view of them, and (content mode) pool and backend."""
 
-    def __init__(self, nr_pages, policy, mode, backend):
+    def __init__(self, nr_pages, policy, mode, backend, profile=None):
         pol = as_array(policy, nr_pages)
+        self.profile = profile = as_profile(profile)
+        cost = profile.as_array(policy.offload_device if policy.offload else
+                                next(iter(profile.offload), "cpu"))
+        if policy.offload:
+            device = profile.device(policy.offload_device)
+            pol[P_OFFLOAD_BATCH] = policy.offload_batch_pages or device.batch_pages
+            depth = device.queue_depth
+        else:
+            pol[P_OFFLOAD_BATCH] = max(1, policy.offload_batch_pages)
+            depth = 1
+        batch = int(pol[P_OFFLOAD_BATCH])
         # One event adds at most 4 commands, a reporting pass at most one per free block of
         # reporting order, an offload batch at most one per page of the batch.
-        reserve = 8 + (nr_pages >> policy.reporting_order) + policy.offload_batch_pages
+        reserve = 8 + (nr_pages >> policy.reporting_order) + batch
         capacity = CMD_CAPACITY + reserve
         rstate = np.zeros(NR_RSTATE, dtype=np.int64)
         rstate[R_CONTENT] = mode == "content"
@@ -60,8 +72,12 @@ class EngineState:
             cmd_order=np.zeros(capacity, dtype=np.int64),
             cmd_arg=np.zeros(capacity, dtype=np.int64),
             cmd_event=np.zeros(capacity, dtype=np.int64),
-            inflight=np.zeros((max(1, policy.offload_batch_pages), 2), dtype=np.int64),
+            inflight=np.zeros((batch * depth if policy.offload else 1, 2), dtype=np.int64),
             by_order=np.zeros((2, 21), dtype=np.int64),  # allocations, served zeroed; per order
+            cost=cost,
+            acct=np.zeros(NR_ACCOUNTS, dtype=np.float64),
+            discarded=np.zeros(nr_pages, dtype=np.uint8),  # host discarded: 1 + block order
+            obatch=np.zeros((depth, 4), dtype=np.int64),
         )
         self.e = handle_for("Engine", self.arrays)
         self.mode = mode
@@ -141,12 +157,12 @@ class Simulation:
     """
 
     def __init__(self, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
-                 fault=None, progress=False, chunk=1 << 20):
+                 fault=None, progress=False, chunk=1 << 20, cost_profile=None):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
         self.policy, self.nr_pages, self.mode, self.chunk = policy, nr_pages, mode, chunk
         self.alloc = BuddyAllocator(nr_pages, pcp=pcp, page_reporting_order=policy.reporting_order)
-        self.state = EngineState(nr_pages, policy, mode, backend)
+        self.state = EngineState(nr_pages, policy, mode, backend, cost_profile)
         if fault is not None and self.state.backend is not None:
             self.state.backend = fault(self.state.backend)
         self.events = 0
@@ -155,7 +171,7 @@ class Simulation:
         empty = np.zeros(0, dtype=EVENT_DTYPE)
         # Compile (or load from cache) outside the timing: an empty range runs no event.
         run_events(self.alloc.z, self.state.e, *self._columns(empty), np.zeros(0, np.int64), 0, 0, 0)
-        offload_complete(self.alloc.z, self.state.e, True)  # nothing in flight: compiles only
+        offload_retire(self.alloc.z, self.state.e, 0)  # nothing in flight: compiles only
 
     @staticmethod
     def _columns(events):
@@ -179,8 +195,10 @@ class Simulation:
                     f"event {self.events + r}: {dict(zip(events.dtype.names, events[r].tolist()))}: "
                     "bad reference (not an earlier allocation), order or cpu")
             ok = state.flush()
-            if why == EXIT_OFFLOAD or state.arrays.rstate[R_NINFLIGHT]:
-                offload_complete(z, e, ok)
+            if why == EXIT_OFFLOAD and not ok:  # the batch just queued was not cleared
+                rs = state.arrays.rstate
+                slot = (rs[R_OHEAD] + rs[R_OQUEUED] - 1) % state.arrays.obatch.shape[0]
+                state.arrays.obatch[slot, OB_OK] = 0
             if bar:
                 bar.update(r - i)
             i = r
@@ -197,6 +215,7 @@ class Simulation:
         and ``zeroedinfo``, and ``backend`` in content mode."""
         state, alloc = self.state, self.alloc
         state.flush()
+        offload_retire(alloc.z, state.e, np.iinfo(np.int64).max)  # the device finishes its queue
         alloc.check()
         a = state.arrays
         a.cnt[C.ZEROED_DROPPED_MERGE] = alloc.zone.stat[acore.S_ZEROED_DROPPED_MERGE]
@@ -216,6 +235,8 @@ class Simulation:
                          "zeroed": a.by_order[1, : alloc.max_order + 1].tolist()},
             "buddyinfo": alloc.buddyinfo(),
             "zeroedinfo": alloc.zeroed_info(),
+            "cost": {**cost_section(a.acct, counters), "profile": state.profile.describe(),
+                     "profile_path": state.profile.path},
         }
         if state.backend is not None:
             result["backend"] = {"name": state.backend.name, "device": state.backend.describe(),
@@ -226,10 +247,11 @@ class Simulation:
 
 
 def simulate(events, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
-             chunk=1 << 20, progress=False, fault=None):
-    """Replay ``events`` (EVENT_DTYPE) on a fresh zone; returns ``Simulation.finish()``'s dict."""
+             chunk=1 << 20, progress=False, fault=None, cost_profile=None):
+    """Replay ``events`` (EVENT_DTYPE) on a fresh zone; returns ``Simulation.finish()``'s dict.
+    ``cost_profile``: a CostProfile, a TOML path, or None for the shipped default."""
     sim = Simulation(policy, nr_pages, mode=mode, backend=backend, pcp=pcp, fault=fault,
-                     progress=progress, chunk=chunk)
+                     progress=progress, chunk=chunk, cost_profile=cost_profile)
     sim.feed(events)
     return sim.finish()
 
@@ -253,9 +275,18 @@ def summary(result):
         b = result["backend"]
         lines.append(f"backend {b['name']} on {b['device']}: {b['launches']} launches, "
                      f"{b['pages_per_launch']:.0f} pages per launch, {b['wall_s']:.3f} s")
+    if "cost" in result:
+        lines.append(format_cost(result["cost"]))
     lines.append(format_buddyinfo(result["buddyinfo"]))
     lines.append(format_zeroedinfo(result["zeroedinfo"]))
     return "\n".join(lines)
+
+
+def as_profile(profile):
+    """A CostProfile from a profile, a path, or None (the shipped default)."""
+    if isinstance(profile, CostProfile):
+        return profile
+    return load_profile(profile)
 
 
 def describe(policy):
