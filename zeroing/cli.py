@@ -33,11 +33,16 @@ def main(argv=None):
     r.add_argument("--offload-watermark", type=float,
                    help="offload runs when dirty free pages exceed this fraction (0.05)")
     r.add_argument("--offload-period-ms", type=float, help="offload zeroer period (100)")
+    r.add_argument("--offload-device", choices=("cpu", "gpu", "dma"),
+                   help="which [offload.*] device of the cost profile zeroes (cpu)")
+    r.add_argument("--cost-profile", metavar="FILE",
+                   help="cost profile TOML (default: zeroing/profiles/default.toml)")
     r.add_argument("--json", help="write the result object here (atomically)")
     r.add_argument("--vmstat", action="store_true", help="also print vmstat-style counter lines")
     c = sub.add_parser("compare", help="a matrix of workloads x policies x seeds, and its report")
     c.add_argument("config", help="TOML config (see experiments/default.toml)")
     c.add_argument("--out", help="output folder (default: results/<name>)")
+    c.add_argument("--cost-profile", metavar="FILE", help="cost profile TOML (overrides the config's)")
     rp = sub.add_parser("replay", help="replay a kmem trace (tracefs, trace-cmd, perf script)")
     rp.add_argument("trace")
     rp.add_argument("--replay-mode", default="exact", choices=("exact", "requests"))
@@ -48,17 +53,26 @@ def main(argv=None):
     rp.add_argument("--mode", default="metadata", choices=("metadata", "content"))
     rp.add_argument("--backend", default="auto")
     rp.add_argument("--json", help="write the result object here (atomically)")
+    rp.add_argument("--cost-profile", metavar="FILE", help="cost profile TOML")
+    cal = sub.add_parser("calibrate", help="measure this machine's clearing and fault costs; "
+                                           "write a cost profile")
+    cal.add_argument("--out", required=True, metavar="FILE", help="profile to write (TOML)")
+    cal.add_argument("--pool-mib", type=int, default=1024,
+                     help="cold pool size, much larger than the last-level cache (1024)")
+    cal.add_argument("--reps", type=int, default=3, help="repetitions, best kept (3)")
+    cal.add_argument("--no-gpu", action="store_true", help="skip the GPU even where one exists")
     sw = sub.add_parser("sweep", help="run a comparison's cells on Dask workers")
     sw.add_argument("config")
     sw.add_argument("--workers", type=int, default=2, help="local worker processes (2)")
     sw.add_argument("--scheduler", help="address of an existing Dask scheduler")
     sw.add_argument("--out", help="output folder (default: results/<name>)")
+    sw.add_argument("--cost-profile", metavar="FILE", help="cost profile TOML (overrides the config's)")
     args = p.parse_args(argv)
     if args.cmd == "sweep":
         from .compare import ConfigError, load_config
         from .sweep import sweep
         try:
-            cfg = load_config(args.config)
+            cfg = load_config(args.config, args.cost_profile)
             out = sweep(cfg, args.workers, args.scheduler, args.out)
         except (ConfigError, ValueError) as e:
             p.error(str(e))
@@ -69,7 +83,7 @@ def main(argv=None):
     if args.cmd == "compare":
         from .compare import ConfigError, compare, load_config
         try:
-            cfg = load_config(args.config)
+            cfg = load_config(args.config, args.cost_profile)
         except ConfigError as e:
             p.error(str(e))
         out = compare(cfg, args.out)
@@ -77,6 +91,15 @@ def main(argv=None):
         return 0
     if args.cmd == "run":
         return cmd_run(args, p)
+    if args.cmd == "calibrate":
+        from .calibrate import calibrate
+        try:
+            calibrate(args.out, args.pool_mib, args.reps, gpu=not args.no_gpu)
+        except (ValueError, OSError) as e:
+            print(f"zeroing calibrate: error: {e}", file=sys.stderr)
+            return 2
+        print(f"cost profile written to {args.out} (use it with --cost-profile {args.out})")
+        return 0
     if args.cmd == "demo":
         from .demo import demo
         demo(args.pages, args.events, args.seed)
@@ -93,7 +116,12 @@ def cmd_run(args, parser):
                              offload_batch_pages=args.offload_batch,
                              offload_watermark=args.offload_watermark,
                              offload_period_ns=None if args.offload_period_ms is None
-                             else int(args.offload_period_ms * 1e6))
+                             else int(args.offload_period_ms * 1e6),
+                             offload_device=args.offload_device)
+        from .cost import load_profile
+        profile = load_profile(args.cost_profile)
+        if policy.offload:
+            profile.device(policy.offload_device)
         if args.workload not in WORKLOADS:
             raise ValueError(f"unknown workload {args.workload!r}: choose from {', '.join(WORKLOADS)}")
         pages = args.pages or default_pages(args.workload)
@@ -105,7 +133,7 @@ def cmd_run(args, parser):
         parser.error(str(e))
     try:
         result = simulate(events, policy, pages, mode=args.mode, backend=args.backend,
-                          pcp=not args.no_pcp, progress=True)
+                          pcp=not args.no_pcp, progress=True, cost_profile=profile)
     except (RuntimeError, MemoryError) as e:  # backend unavailable, pool too large
         parser.error(str(e))
     result["workload"] = {"name": args.workload, "events": len(events), "seed": args.seed,
@@ -113,7 +141,9 @@ def cmd_run(args, parser):
     print(summary(result))
     if args.vmstat:
         from .counters import vmstat_lines
+        from .cost import vmstat_cost_lines
         print(vmstat_lines(result["counters"]))
+        print(vmstat_cost_lines(result["cost"]))
     if args.json:
         write_json(args.json, result)
     return 0
@@ -131,8 +161,10 @@ def cmd_replay(args, parser):
             raise ValueError(f"{args.trace}: no such file")
         policy = make_policy(args.policy)
         table = load_format_table(args.format) if args.format else None
+        from .cost import load_profile
+        profile = load_profile(args.cost_profile)
         result = replay(args.trace, policy, args.replay_mode, args.lenient, table, args.pages,
-                        args.mode, args.backend)
+                        args.mode, args.backend, cost_profile=profile)
     except (TraceError, ValueError, OSError, RuntimeError, MemoryError) as e:
         print(f"zeroing replay: error: {e}", file=sys.stderr)
         return 2

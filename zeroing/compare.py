@@ -26,7 +26,8 @@ from .stats import compare_table
 from .workloads import WORKLOADS, default_pages, make_workload
 
 TOP_KEYS = {"name": str, "seeds": list, "mode": str, "backend": str, "baseline": str,
-            "workload": list, "policies": dict, "out": str, "pcp": bool, "throughput": bool}
+            "workload": list, "policies": dict, "out": str, "pcp": bool, "throughput": bool,
+            "cost_profile": str}
 POLICY_OPTIONS = {f.name for f in Policy.__dataclass_fields__.values()}
 
 
@@ -34,8 +35,9 @@ class ConfigError(ValueError):
     pass
 
 
-def load_config(path):
-    """Read and validate a config; every problem names the file, the key and the reason."""
+def load_config(path, cost_profile=None):
+    """Read and validate a config; every problem names the file, the key and the reason.
+    ``cost_profile`` (a path) overrides the config's ``cost_profile`` key."""
     if not os.path.exists(path):
         raise ConfigError(f"{path}: no such file")
     try:
@@ -43,6 +45,13 @@ def load_config(path):
             raw = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    if cost_profile is not None:
+        raw["cost_profile"] = os.path.abspath(cost_profile)
+    elif "cost_profile" in raw and isinstance(raw["cost_profile"], str) \
+            and not os.path.isabs(raw["cost_profile"]):
+        # Relative to the config file, so a config and its profile travel together.
+        raw["cost_profile"] = os.path.join(os.path.dirname(os.path.abspath(path)),
+                                           raw["cost_profile"])
     return resolve_config(raw, path)
 
 
@@ -112,6 +121,20 @@ def resolve_config(raw, path="<config>"):
         bad("baseline", f"{cfg['baseline']!r} is not one of the policies")
     cfg["workloads"] = workloads
     cfg["policies"] = policies
+    from .cost import DEFAULT_PROFILE, ProfileError, load_profile
+    cfg["cost_profile"] = raw.get("cost_profile", DEFAULT_PROFILE)
+    try:
+        profile = load_profile(cfg["cost_profile"])
+    except ProfileError as e:
+        bad("cost_profile", str(e))
+    for label, spec in policies.items():
+        if make_policy(spec["policy"], **{k: v for k, v in spec.items() if k != "policy"}).offload:
+            try:
+                profile.device(spec.get("offload_device", "cpu"))
+            except ProfileError as e:
+                bad(f"policies.{label}.offload_device", str(e))
+    with open(cfg["cost_profile"], "rb") as f:
+        cfg["cost_profile_sha256"] = hashlib.sha256(f.read()).hexdigest()[:16]
     return cfg
 
 
@@ -129,7 +152,8 @@ def cell_id(w, label, seed):
 
 def cell_spec(cfg, w, label, seed):
     return {"workload": w, "policy": cfg["policies"][label], "seed": seed, "mode": cfg["mode"],
-            "backend": cfg["backend"], "pcp": cfg["pcp"]}
+            "backend": cfg["backend"], "pcp": cfg["pcp"],
+            "cost_profile_sha256": cfg.get("cost_profile_sha256")}
 
 
 def spec_hash(spec):
@@ -154,7 +178,7 @@ def run_cell(cfg, w, label, seed):
     policy = make_policy(pol.pop("policy"), **pol)
     events = make_workload(w["name"], w["pages"], seed=seed, **w["params"])
     result = simulate(events, policy, w["pages"], mode=cfg["mode"], backend=cfg["backend"],
-                      pcp=cfg["pcp"])
+                      pcp=cfg["pcp"], cost_profile=cfg.get("cost_profile"))
     result.update(workload=w, policy_label=label, seed=seed, spec=spec,
                   spec_hash=spec_hash(spec), complete=True)
     return result

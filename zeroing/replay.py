@@ -160,7 +160,7 @@ def trace_span(path, lenient=False, table=None):
 
 
 def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
-           sim_mode="metadata", backend="auto", chunk_events=1 << 20):
+           sim_mode="metadata", backend="auto", chunk_events=1 << 20, cost_profile=None):
     """Replay a trace under a policy, streaming: the engine's result plus the trace's figures.
 
     Without ``nr_pages`` a first pass over the trace sizes the zone to its highest pfn.
@@ -169,7 +169,8 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
         raise ValueError(f"unknown replay mode {mode!r}: choose from {', '.join(REPLAY_MODES)}")
     if nr_pages is None:
         nr_pages = max(1024, -(-trace_span(path, lenient, table) // 1024) * 1024)
-    sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend, pcp=(mode == "requests"))
+    sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend, pcp=(mode == "requests"),
+                     cost_profile=cost_profile)
     conv = TraceConverter(mode)
     for chunk in conv.chunks(read_events(path, lenient, table, conv.counts), chunk_events):
         if mode == "exact" and conv.max_pfn >= nr_pages:
