@@ -61,7 +61,8 @@ R_OFILL = 12  # 1 while the offload zeroer keeps submitting (woken, or a batch j
 NR_RSTATE = 13
 
 # Columns of the offload queue (``obatch``, one row per slot).
-OB_BLOCKS, OB_DONE, OB_OK, OB_PAGES = range(4)
+OB_BLOCKS, OB_DONE, OB_OK, OB_PAGES, OB_SUBMIT = range(5)
+NR_OB = 5
 
 # Loop exit reasons.
 EXIT_DONE = 0
@@ -352,12 +353,22 @@ def offload_isolate(z, e, now):
     e.obatch[slot, OB_DONE] = done
     e.obatch[slot, OB_OK] = 1  # Python clears it when the batch's clears failed
     e.obatch[slot, OB_PAGES] = pages
+    e.obatch[slot, OB_SUBMIT] = now
     e.rstate[R_OQUEUED] += 1
     e.rstate[R_NINFLIGHT] += pages
     e.acct[A_OFFLOAD_DEVICE] += t
     e.acct[A_OFFLOAD_BYTES] += pages * PAGE_SIZE + n * e.cost[K_OFF_ROW_BYTES]
     e.acct[A_OFFLOAD_BATCHES] += 1
     return n
+
+
+@njit(cache=True)
+def offload_behind(e, now, pages):
+    """A fault that got no zeroed block while the device still held at least as many pages
+    as it needed, isolated before this instant: the zeroer had not caught up."""
+    if e.rstate[R_OQUEUED] == 0 or e.rstate[R_NINFLIGHT] < pages:
+        return False
+    return e.obatch[e.rstate[R_OHEAD], OB_SUBMIT] < now
 
 
 @njit(cache=True)
@@ -471,8 +482,8 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_pfn, b
             hint = track and core.page_is_zeroed(z, pfn)
             if op == EV_FAULT:
                 e.acct[A_FAULT] += fault_fixed_ns(e.cost, order)
-                if not hint and e.rstate[R_NINFLIGHT] >= pages:
-                    e.acct[A_OFFLOAD_BEHIND] += 1  # zeroed pages were still on the device
+                if not hint and offload_behind(e, now, pages):
+                    e.acct[A_OFFLOAD_BEHIND] += 1
             e.by_order[0, order] += 1
             if hint:
                 e.cnt[C.HINT_HITS] += 1

@@ -17,7 +17,7 @@ from kernels.batch import CLEAR, DIRTY, VERIFY
 from . import counters as C
 from .cost import NR_ACCOUNTS, CostProfile, cost_section, format_cost, load_profile
 from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
-                     MAX_LEAKS, NR_RSTATE, OB_OK, OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD,
+                     MAX_LEAKS, NR_OB, NR_RSTATE, OB_OK, OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD,
                      R_NLEAKS, R_OHEAD, R_OQUEUED, offload_retire, record_leak,
                      run_events)
 from .events import EVENT_DTYPE
@@ -77,7 +77,7 @@ class EngineState:
             cost=cost,
             acct=np.zeros(NR_ACCOUNTS, dtype=np.float64),
             discarded=np.zeros(nr_pages, dtype=np.uint8),  # host discarded: 1 + block order
-            obatch=np.zeros((depth, 4), dtype=np.int64),
+            obatch=np.zeros((depth, NR_OB), dtype=np.int64),
         )
         self.e = handle_for("Engine", self.arrays)
         self.mode = mode
