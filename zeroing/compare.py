@@ -22,7 +22,8 @@ except ModuleNotFoundError:  # Python 3.10
 from . import counters as C
 from .policy import Policy, make_policy
 from .run import MODES, simulate, write_json, write_text
-from .stats import compare_table
+from .report import compare_table
+from .report import metrics as report_metrics
 from .workloads import WORKLOADS, default_pages, make_workload
 
 TOP_KEYS = {"name": str, "seeds": list, "mode": str, "backend": str, "baseline": str,
@@ -180,21 +181,14 @@ def run_cell(cfg, w, label, seed):
     result = simulate(events, policy, w["pages"], mode=cfg["mode"], backend=cfg["backend"],
                       pcp=cfg["pcp"], cost_profile=cfg.get("cost_profile"))
     result.update(workload=w, policy_label=label, seed=seed, spec=spec,
-                  spec_hash=spec_hash(spec), complete=True)
+                  spec_hash=spec_hash(spec), complete=True,
+                  events_sha256=hashlib.sha256(events.tobytes()).hexdigest()[:16])
     return result
 
 
 def metrics(result):
-    """The figures compared across policies; True where higher is better."""
-    c = result["counters"]
-    cleared = c["zero_free"] + c["zero_alloc"] + c["zero_user"]
-    return {
-        "guest_pages_cleared": (cleared, False),
-        "clears_skipped": (c["zero_skipped"], True),
-        "redundant_clears": (c["zero_redundant"], False),
-        "allocs_served_zeroed_pct": (100.0 * c["hint_hits"] / max(1, c["alloc_blocks"]), True),
-        "leaked_pages": (c["zero_leak"], False),
-    }
+    """The figures compared across policies (time first; see ``report.metrics``)."""
+    return report_metrics(result)
 
 
 def provenance(cfg):
@@ -226,8 +220,10 @@ def provenance(cfg):
 
 def snapshot_text(result):
     from allocator import format_buddyinfo, format_zeroedinfo
+    from .cost import vmstat_cost_lines
     return "\n".join([format_buddyinfo(result["buddyinfo"]), format_zeroedinfo(result["zeroedinfo"]),
-                      C.vmstat_lines(result["counters"])]) + "\n"
+                      C.vmstat_lines(result["counters"])]
+                     + ([vmstat_cost_lines(result["cost"])] if "cost" in result else [])) + "\n"
 
 
 def prepare(cfg, out=None):
@@ -294,6 +290,10 @@ def write_report(cfg, results, out, log=print):
         for name, value in sorted(r["counters"].items()):
             if isinstance(value, (int, float)):
                 writer.writerow([r["workload"]["label"], r["policy_label"], r["seed"], name, value])
+        for name, value in sorted(r.get("cost", {}).items()):
+            if isinstance(value, int):
+                writer.writerow([r["workload"]["label"], r["policy_label"], r["seed"],
+                                 "cost_" + name, value])
         for name, (value, _) in metrics(r).items():
             writer.writerow([r["workload"]["label"], r["policy_label"], r["seed"], name, value])
     write_text(os.path.join(out, "results.csv"), buf.getvalue())
