@@ -207,3 +207,21 @@ def test_calibrate_writes_a_profile_runs_pick_up(tmp_path):
     ev = make_workload("mixed", 4096, 2000, seed=0)
     r = simulate(ev, make_policy("baseline"), 4096, cost_profile=str(out))
     assert r["cost"]["profile_path"] == str(out)
+
+
+@pytest.mark.parametrize("policy", ["reporting", "pg_zeroed,reporting"])
+def test_run_prints_and_writes_the_cost_section(tmp_path, policy):
+    out = tmp_path / "r.json"
+    p = subprocess.run([sys.executable, "-m", "zeroing", "run", "--workload", "vm-anon", "--thp",
+                        "on", "--size-mb", "16", "--rounds", "2", "--pages", "16384", "--policy",
+                        policy, "--vmstat", "--json", str(out)], cwd=ROOT, capture_output=True,
+                       text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert p.returncode == 0, p.stderr
+    assert "time: task-clock" in p.stdout and "zsim_cost_task_clock_ns" in p.stdout
+    import json
+    cost = json.load(open(out))["cost"]
+    for key in ("guest_clear_ns", "by_site", "fault_ns", "host_ns", "offload_device_ns",
+                "offload_behind_faults", "task_clock_ns"):
+        assert key in cost
+    assert set(cost["by_site"]) == {"free", "alloc", "user"}
+    assert cost["host_ns"] > 0  # reported memory was touched again
