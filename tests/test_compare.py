@@ -180,3 +180,17 @@ def test_hit_rate_plot_draws_no_line_across_unallocated_orders(tmp_path, monkeyp
     plots.plot_hit_rate(cfg, [r], str(tmp_path / "h.png"))
     (line,) = figs[0].axes[0].get_lines()
     assert list(line.get_xdata()) == [0, 9] and line.get_linestyle() == "None"
+
+
+def test_config_cost_profile_is_checked_and_relative_to_the_config(tmp_path):
+    with pytest.raises(ConfigError, match=r"cost_profile: .*nope.toml: no such cost profile"):
+        load_config(write(tmp_path, 'cost_profile = "nope.toml"\n' + TINY))
+    import shutil
+
+    from zeroing.cost import DEFAULT_PROFILE
+    shutil.copy(DEFAULT_PROFILE, tmp_path / "mine.toml")
+    cfg = load_config(write(tmp_path, 'cost_profile = "mine.toml"\n' + TINY))
+    assert cfg["cost_profile"] == str(tmp_path / "mine.toml") and cfg["cost_profile_sha256"]
+    bad = TINY.replace('tracked = "pg_zeroed,reporting"', 'off = {policy = "offload", offload_device = "dma"}')
+    with pytest.raises(ConfigError, match=r"policies.off.offload_device: .*offload.dma: no such"):
+        load_config(write(tmp_path, bad))
