@@ -29,7 +29,8 @@ def main(argv=None):
                            help="workload parameter (see README)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--no-pcp", action="store_true")
-    r.add_argument("--offload-batch", type=int, help="pages per offload batch (16384)")
+    r.add_argument("--offload-batch", type=int,
+                   help="pages per offload batch (default: the offload device profile's)")
     r.add_argument("--offload-watermark", type=float,
                    help="offload runs when dirty free pages exceed this fraction (0.05)")
     r.add_argument("--offload-period-ms", type=float, help="offload zeroer period (100)")

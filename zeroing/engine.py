@@ -4,7 +4,10 @@ The loop keeps a ground-truth byte per page (1 = all zero) and the event that la
 page. Every zeroing site is counted separately (``counters.py``); a clear of a page that was
 already zero is also counted as redundant; a block handed to a caller that relies on zeroed
 memory is checked (the sanitizer). Background work (free page reporting, the offload zeroer)
-runs at simulated deadlines inside the loop.
+runs at simulated deadlines inside the loop. Time is charged where the work happens, through
+``cost.py``'s pure functions (accounts in ``acct``): guest clears per site, the fault path,
+the host's refault at the first touch of a discarded page (``host_touch``), the reporting
+worker, and the offload device, a queue of batches that complete at simulated times.
 
 Content mode: the same loop also appends page operations (clear, dirty, verify) to a command
 buffer and returns to Python when the buffer is nearly full, or when an offload batch is ready;
