@@ -225,3 +225,40 @@ def test_run_prints_and_writes_the_cost_section(tmp_path, policy):
         assert key in cost
     assert set(cost["by_site"]) == {"free", "alloc", "user"}
     assert cost["host_ns"] > 0  # reported memory was touched again
+
+
+KEYS = ["clear.normal", "clear.nt", "clear.guest_stores", "fault.order0_ns", "fault.huge_ns",
+        "host.ept_fault_ns", "host.page_order", "reporting.sgl_ns", "offload.cpu.bandwidth_gb_s",
+        "offload.gpu.queue_depth", "offload.gpu.batch_pages", "meta.machine"]
+HOSTILE = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**12),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5),
+                    st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=12))
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=st.sampled_from(KEYS), value=HOSTILE)
+def test_hostile_profiles_load_or_fail_with_one_named_error(key, value):
+    raw = copy.deepcopy(raw_default())
+    *path, last = key.split(".")
+    t = raw
+    for p in path:
+        t = t[p]
+    if value is None:
+        del t[last]
+    else:
+        t[last] = value
+    try:
+        prof = profile_from_dict(raw, "<fuzz>")
+    except ProfileError as e:
+        assert str(e).startswith("<fuzz>: ") and "\n" not in str(e)
+        return
+    k = prof.as_array()
+    assert np.all(np.isfinite(k)) and np.all(k >= 0)
+
+
+def test_calibrate_bad_option_is_one_line():
+    p = subprocess.run([sys.executable, "-m", "zeroing", "calibrate", "--out", "/tmp/x.toml",
+                        "--pool-mib", "8"], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": ROOT})
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "--pool-mib must be at least 64" in p.stderr

@@ -195,7 +195,7 @@ def profile_from_dict(raw, path="<profile>"):
     stores = {}
     for key in ("guest_stores", "host_stores"):
         stores[key] = clear.get(key, "normal")
-        if stores[key] not in rates:
+        if not isinstance(stores[key], str) or stores[key] not in rates:
             bad(f"clear.{key}", f"{stores[key]!r} has no rates in [clear] "
                                 f"(has: {', '.join(rates) or 'none'})")
     fault, host, rep = table("fault"), table("host"), table("reporting")
