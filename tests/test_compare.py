@@ -129,3 +129,68 @@ def test_dask_worker_death_loses_only_its_cell(tmp_path, monkeypatch):
     compare(cfg, serial, progress=False, log=lambda *_: None)
     assert open(os.path.join(out, "compare.txt")).read() == \
         open(os.path.join(serial, "compare.txt")).read()
+
+
+def test_report_table_never_prints_inf_and_says_when_runs_are_deterministic(tmp_path):
+    from zeroing.report import gain
+    assert gain(5, 0, True) is None and gain(0, 0, False) == 0.0
+    assert gain(90, 100, False) == pytest.approx(10.0)
+    cfg = load_config(write(tmp_path, TINY))
+    compare(cfg, str(tmp_path / "o"), progress=False, log=lambda *_: None)
+    table = open(os.path.join(str(tmp_path / "o"), "compare.txt")).read()
+    assert "inf" not in table
+    assert "(   new  )" in table  # clears_skipped: the baseline skipped none
+    assert "no significance test" in table and "*" not in table.replace("**", "")
+    first_metric = table.splitlines()[2].split()[1]
+    assert first_metric == "task_clock_ms"  # time leads
+    for name in ("host_ms", "background_ms", "offload_device_ms", "all_work_ms"):
+        assert name in table
+
+
+def test_report_tests_significance_only_when_seeds_change_the_workload(tmp_path):
+    text = """
+name = "sig"
+seeds = [0, 1, 2, 3]
+throughput = false
+[[workload]]
+name = "mixed"
+events = 3000
+pages = 4096
+[policies]
+baseline = "baseline"
+iof = "init_on_free"
+"""
+    cfg = load_config(write(tmp_path, text))
+    compare(cfg, str(tmp_path / "o"), progress=False, log=lambda *_: None)
+    table = open(os.path.join(str(tmp_path / "o"), "compare.txt")).read()
+    assert "the seed changes the workload: * Welch" in table
+    assert "Stddev" in table and "*" in table  # init_on_free clears far more, every seed
+
+
+def test_hit_rate_plot_draws_no_line_across_unallocated_orders(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from zeroing import plots
+    figs = []
+    monkeypatch.setattr(plt, "close", figs.append)
+    cfg = {"workloads": [{"label": "w"}], "policies": {"p": {}}}
+    r = {"workload": {"label": "w"}, "policy_label": "p",
+         "by_order": {"allocs": [10, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0],
+                      "zeroed": [2, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0]}}
+    plots.plot_hit_rate(cfg, [r], str(tmp_path / "h.png"))
+    (line,) = figs[0].axes[0].get_lines()
+    assert list(line.get_xdata()) == [0, 9] and line.get_linestyle() == "None"
+
+
+def test_config_cost_profile_is_checked_and_relative_to_the_config(tmp_path):
+    with pytest.raises(ConfigError, match=r"cost_profile: .*nope.toml: no such cost profile"):
+        load_config(write(tmp_path, 'cost_profile = "nope.toml"\n' + TINY))
+    import shutil
+
+    from zeroing.cost import DEFAULT_PROFILE
+    shutil.copy(DEFAULT_PROFILE, tmp_path / "mine.toml")
+    cfg = load_config(write(tmp_path, 'cost_profile = "mine.toml"\n' + TINY))
+    assert cfg["cost_profile"] == str(tmp_path / "mine.toml") and cfg["cost_profile_sha256"]
+    bad = TINY.replace('tracked = "pg_zeroed,reporting"', 'off = {policy = "offload", offload_device = "dma"}')
+    with pytest.raises(ConfigError, match=r"policies.off.offload_device: .*offload.dma: no such"):
+        load_config(write(tmp_path, bad))

@@ -10,7 +10,7 @@ import sys
 
 from .validate import UserError
 
-COMMANDS = ("demo", "run", "compare", "replay", "sweep")
+COMMANDS = ("demo", "run", "compare", "replay", "sweep", "calibrate")
 
 
 class ArgumentError(UserError):
@@ -54,15 +54,21 @@ def build_parser():
     r.add_argument("--initial-state", default="pristine", metavar="pristine|aged|FILE",
                    help="zone at the start: boot (default), after a seeded ageing workload, "
                         "or a /proc/buddyinfo snapshot")
-    r.add_argument("--offload-batch", help="pages per offload batch (16384)")
+    r.add_argument("--offload-batch",
+                   help="pages per offload batch (default: the offload device profile's)")
     r.add_argument("--offload-watermark",
                    help="offload runs when dirty free pages exceed this fraction (0.05)")
     r.add_argument("--offload-period-ms", help="offload zeroer period (100)")
+    r.add_argument("--offload-device", help="cpu|gpu|dma: which [offload.*] device of the cost "
+                                            "profile zeroes (cpu)")
+    r.add_argument("--cost-profile", metavar="FILE",
+                   help="cost profile TOML (default: zeroing/profiles/default.toml)")
     r.add_argument("--json", help="write the result object here (atomically)")
     r.add_argument("--vmstat", action="store_true", help="also print vmstat-style counter lines")
     c = sub.add_parser("compare", help="a matrix of workloads x policies x seeds, and its report")
     c.add_argument("config", help="TOML config (see experiments/default.toml)")
     c.add_argument("--out", help="output folder (default: results/<name>)")
+    c.add_argument("--cost-profile", metavar="FILE", help="cost profile TOML (overrides the config's)")
     rp = sub.add_parser("replay", help="replay a kmem trace (tracefs, trace-cmd, perf script)")
     rp.add_argument("trace")
     rp.add_argument("--replay-mode", default="exact", help="exact|requests")
@@ -77,11 +83,20 @@ def build_parser():
     rp.add_argument("--trace-clock", action="store_true",
                     help="keep the traced CPUs and timestamps (pcp lists, decay, reporting)")
     rp.add_argument("--pcp-high", default="auto", help="auto|fixed (per-cpu list high)")
+    rp.add_argument("--cost-profile", metavar="FILE", help="cost profile TOML")
+    cal = sub.add_parser("calibrate", help="measure this machine's clearing and fault costs; "
+                                           "write a cost profile")
+    cal.add_argument("--out", required=True, metavar="FILE", help="profile to write (TOML)")
+    cal.add_argument("--pool-mib", default="1024",
+                     help="cold pool size, much larger than the last-level cache (1024)")
+    cal.add_argument("--reps", default="3", help="repetitions, best kept (3)")
+    cal.add_argument("--no-gpu", action="store_true", help="skip the GPU even where one exists")
     sw = sub.add_parser("sweep", help="run a comparison's cells on Dask workers")
     sw.add_argument("config")
     sw.add_argument("--workers", default="2", help="local worker processes (2)")
     sw.add_argument("--scheduler", help="address of an existing Dask scheduler")
     sw.add_argument("--out", help="output folder (default: results/<name>)")
+    sw.add_argument("--cost-profile", metavar="FILE", help="cost profile TOML (overrides the config's)")
     return p
 
 
@@ -152,7 +167,12 @@ def cmd_run(args):
     if args.offload_period_ms is not None:
         ms = check("--offload-period-ms", "offload_period_ms", args.offload_period_ms)
         options["offload_period_ns"] = max(1, int(ms * 1e6))
+    if args.offload_device is not None:
+        options["offload_device"] = check("--offload-device", "offload_device",
+                                          args.offload_device)
     policy = check_policy("--policy", args.policy, options, policy_key)
+    profile = cost_profile("--cost-profile", args.cost_profile,
+                           policy.offload_device if policy.offload else None)
     if args.json:
         check_output_file("--json", args.json)
     check_memory("--events" if params.get("events") else "--pages", pages, mode, args.backend,
@@ -163,7 +183,8 @@ def cmd_run(args):
     try:
         events = iter_workload(args.workload, pages, seed=seed, reuse=True, **params)
         result = simulate_stream(events, policy, pages, mode=mode, backend=args.backend,
-                                 pcp=not args.no_pcp, progress=True, **zone)
+                                 pcp=not args.no_pcp, progress=True, cost_profile=profile,
+                                 **zone)
     except (RuntimeError, MemoryError, BadEventError, StateError) as e:  # backend unavailable, pool too large
         raise UserError(str(e)) from None
     result["workload"] = {"name": args.workload, "events": result["counters"]["events"],
@@ -174,7 +195,9 @@ def cmd_run(args):
     print(summary(result))
     if args.vmstat:
         from .counters import vmstat_lines
+        from .cost import vmstat_cost_lines
         print(vmstat_lines(result["counters"]))
+        print(vmstat_cost_lines(result["cost"]))
     return 0
 
 
@@ -187,6 +210,7 @@ def cmd_replay(args):
     check_input_file("trace", args.trace)
     replay_mode = check("--replay-mode", "replay_mode", args.replay_mode, Choice(*REPLAY_MODES))
     policy = check_policy("--policy", args.policy, {})
+    profile = cost_profile("--cost-profile", args.cost_profile)
     mode = check("--mode", "mode", args.mode)
     check_backend("--backend", args.backend, mode)
     pages = check("--pages", "pages", args.pages) if args.pages is not None else None
@@ -201,7 +225,8 @@ def cmd_replay(args):
     try:
         result = replay(args.trace, policy, replay_mode, args.lenient, table, pages, mode,
                         args.backend, progress=True, trace_clock=args.trace_clock,
-                        pcp_high=check("--pcp-high", "pcp_high", args.pcp_high))
+                        pcp_high=check("--pcp-high", "pcp_high", args.pcp_high),
+                        cost_profile=profile)
     except (RuntimeError, MemoryError) as e:
         raise UserError(str(e)) from None
     except ValueError as e:
@@ -222,10 +247,37 @@ def cmd_replay(args):
     return 0
 
 
+def cost_profile(where, path, offload_device=None):
+    """The cost profile a run uses (the shipped default without ``path``); a bad file is one
+    line naming it. ``offload_device``: the [offload.*] table the run needs must exist."""
+    from .cost import ProfileError, load_profile
+    from .validate import check_input_file
+    if path is not None:
+        check_input_file(where, path)
+    try:
+        profile = load_profile(path)
+        if offload_device is not None:
+            profile.device(offload_device)
+    except ProfileError as e:
+        raise UserError(str(e)) from None
+    return profile
+
+
+def cmd_calibrate(args):
+    from .calibrate import calibrate
+    from .validate import Int, check, check_output_file
+    check_output_file("--out", args.out)
+    pool_mib = check("--pool-mib", "pool_mib", args.pool_mib, Int(64, 1 << 20))
+    reps = check("--reps", "reps", args.reps, Int(1, 1000))
+    calibrate(args.out, pool_mib, reps, gpu=not args.no_gpu)
+    print(f"cost profile written to {args.out} (use it with --cost-profile {args.out})")
+    return 0
+
+
 def cmd_compare(args):
     from .compare import compare, load_config
     from .validate import check_output_folder
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.cost_profile)
     if args.out:
         check_output_folder("--out", args.out)
     out = compare(cfg, args.out)
@@ -238,7 +290,7 @@ def cmd_sweep(args):
     from .sweep import sweep
     from .validate import check, check_output_folder
     workers = check("--workers", "workers", args.workers)
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.cost_profile)
     if args.out:
         check_output_folder("--out", args.out)
     out = sweep(cfg, workers, args.scheduler, args.out)
@@ -247,7 +299,7 @@ def cmd_sweep(args):
 
 
 COMMAND_FUNCS = {"demo": cmd_demo, "run": cmd_run, "replay": cmd_replay, "compare": cmd_compare,
-                 "sweep": cmd_sweep}
+                 "sweep": cmd_sweep, "calibrate": cmd_calibrate}
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ except ModuleNotFoundError:  # Python 3.10
 
 from . import counters as C
 from .policy import make_policy
+from .report import compare_table
+from .report import metrics as report_metrics
 from .run import write_json, write_text
-from .stats import compare_table
 from .streaming import simulate_stream
 from .validate import (UserError, check, check_backend, check_memory, check_policy,
                        check_workload)
@@ -31,7 +32,7 @@ from .workloads import default_pages, iter_workload
 
 TOP_KEYS = {"name": str, "seeds": list, "mode": str, "backend": str, "baseline": str,
             "workload": list, "policies": dict, "out": str, "pcp": bool, "throughput": bool,
-            "pcp_high": str, "initial_state": str}
+            "pcp_high": str, "initial_state": str, "cost_profile": str}
 #: Keys of a [[workload]] table that set up the zone rather than the workload.
 ZONE_KEYS = ("pcp_high", "initial_state")
 WORKLOAD_KEYS = ("name", "label", "pages") + ZONE_KEYS
@@ -41,8 +42,9 @@ class ConfigError(UserError):
     pass
 
 
-def load_config(path):
-    """Read and validate a config; every problem names the file, the key and the reason."""
+def load_config(path, cost_profile=None):
+    """Read and validate a config; every problem names the file, the key and the reason.
+    ``cost_profile`` (a path) overrides the config's ``cost_profile`` key."""
     if not os.path.exists(path):
         raise ConfigError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -55,6 +57,13 @@ def load_config(path):
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: "
                           f"{e.object[e.start:e.start + 1]!r}); a config is a TOML text file") from None
+    if cost_profile is not None:
+        raw["cost_profile"] = os.path.abspath(cost_profile)
+    elif "cost_profile" in raw and isinstance(raw["cost_profile"], str) \
+            and not os.path.isabs(raw["cost_profile"]):
+        # Relative to the config file, so a config and its profile travel together.
+        raw["cost_profile"] = os.path.join(os.path.dirname(os.path.abspath(path)),
+                                           raw["cost_profile"])
     with open(path, "rb") as f:
         text = f.read().decode()
     return resolve_config(raw, path, text)
@@ -177,6 +186,20 @@ def _resolve_config(raw, path, text):
     cfg["workloads"] = workloads
     cfg["policies"] = policies
     check_cell_ids(cfg, path)
+    from .cost import DEFAULT_PROFILE, ProfileError, load_profile
+    cfg["cost_profile"] = raw.get("cost_profile", DEFAULT_PROFILE)
+    try:
+        profile = load_profile(cfg["cost_profile"])
+    except ProfileError as e:
+        bad("cost_profile", str(e))
+    for label, spec in policies.items():
+        if make_policy(spec["policy"], **{k: v for k, v in spec.items() if k != "policy"}).offload:
+            try:
+                profile.device(spec.get("offload_device", "cpu"))
+            except ProfileError as e:
+                bad(f"policies.{label}.offload_device", str(e))
+    with open(cfg["cost_profile"], "rb") as f:
+        cfg["cost_profile_sha256"] = hashlib.sha256(f.read()).hexdigest()[:16]
     return cfg
 
 
@@ -217,7 +240,8 @@ def cell_id(w, label, seed):
 
 def cell_spec(cfg, w, label, seed):
     return {"workload": w, "policy": cfg["policies"][label], "seed": seed, "mode": cfg["mode"],
-            "backend": cfg["backend"], "pcp": cfg["pcp"]}
+            "backend": cfg["backend"], "pcp": cfg["pcp"],
+            "cost_profile_sha256": cfg.get("cost_profile_sha256")}
 
 
 def spec_hash(spec):
@@ -236,30 +260,38 @@ def read_complete(path, digest):
     return None
 
 
+class _hashed:
+    """The chunks of a stream, hashed as they pass (``sha256``: of the whole stream, so a
+    report can tell whether the seeds changed the workload itself)."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+        self.sha256 = hashlib.sha256()
+
+    def __iter__(self):
+        for chunk in self.chunks:
+            self.sha256.update(chunk.tobytes())
+            yield chunk
+
+
 def run_cell(cfg, w, label, seed):
     spec = cell_spec(cfg, w, label, seed)
     pol = dict(cfg["policies"][label])
     policy = make_policy(pol.pop("policy"), **pol)
-    events = iter_workload(w["name"], w["pages"], seed=seed, reuse=True, **w["params"])
+    events = _hashed(iter_workload(w["name"], w["pages"], seed=seed, reuse=True, **w["params"]))
     result = simulate_stream(events, policy, w["pages"], mode=cfg["mode"], backend=cfg["backend"],
                              pcp=cfg["pcp"], pcp_high=w.get("pcp_high", "auto"),
-                             initial_state=w.get("initial_state", "pristine"), state_seed=seed)
+                             initial_state=w.get("initial_state", "pristine"), state_seed=seed,
+                             cost_profile=cfg.get("cost_profile"))
     result.update(workload=w, policy_label=label, seed=seed, spec=spec,
-                  spec_hash=spec_hash(spec), complete=True)
+                  spec_hash=spec_hash(spec), complete=True,
+                  events_sha256=events.sha256.hexdigest()[:16])
     return result
 
 
 def metrics(result):
-    """The figures compared across policies; True where higher is better."""
-    c = result["counters"]
-    cleared = c["zero_free"] + c["zero_alloc"] + c["zero_user"]
-    return {
-        "guest_pages_cleared": (cleared, False),
-        "clears_skipped": (c["zero_skipped"], True),
-        "redundant_clears": (c["zero_redundant"], False),
-        "allocs_served_zeroed_pct": (100.0 * c["hint_hits"] / max(1, c["alloc_blocks"]), True),
-        "leaked_pages": (c["zero_leak"], False),
-    }
+    """The figures compared across policies (time first; see ``report.metrics``)."""
+    return report_metrics(result)
 
 
 def provenance(cfg):
@@ -291,8 +323,10 @@ def provenance(cfg):
 
 def snapshot_text(result):
     from allocator import format_buddyinfo, format_zeroedinfo
+    from .cost import vmstat_cost_lines
     return "\n".join([format_buddyinfo(result["buddyinfo"]), format_zeroedinfo(result["zeroedinfo"]),
-                      C.vmstat_lines(result["counters"])]) + "\n"
+                      C.vmstat_lines(result["counters"])]
+                     + ([vmstat_cost_lines(result["cost"])] if "cost" in result else [])) + "\n"
 
 
 def prepare(cfg, out=None):
@@ -423,6 +457,10 @@ def write_report(cfg, results, out, log=print):
         for name, value in sorted(r["counters"].items()):
             if isinstance(value, (int, float)):
                 writer.writerow([r["workload"]["label"], r["policy_label"], r["seed"], name, value])
+        for name, value in sorted(r.get("cost", {}).items()):
+            if isinstance(value, int):
+                writer.writerow([r["workload"]["label"], r["policy_label"], r["seed"],
+                                 "cost_" + name, value])
         for name, (value, _) in metrics(r).items():
             writer.writerow([r["workload"]["label"], r["policy_label"], r["seed"], name, value])
     write_text(os.path.join(out, "results.csv"), buf.getvalue())

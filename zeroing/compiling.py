@@ -30,8 +30,8 @@ def _cached(dispatcher):
 
 
 def _engine():
-    from .engine import offload_complete, run_events
-    return [run_events, offload_complete]
+    from .engine import offload_retire, run_events
+    return [run_events, offload_retire]
 
 
 def _generators():

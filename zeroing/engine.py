@@ -5,7 +5,11 @@ page. Every zeroing site is counted separately (``counters.py``); a clear of a p
 already zero is also counted as redundant; a block handed to a caller that relies on zeroed
 memory is checked (the sanitizer). Background work runs at simulated deadlines inside the loop: free page
 reporting (from ``page_reporting_register()`` at the start of the run: first pass 2 s later),
-the vmstat worker's ``decay_pcp_high()`` once a second per CPU, the offload zeroer.
+the vmstat worker's ``decay_pcp_high()`` once a second per CPU, the offload zeroer. Time is
+charged where the work happens, through ``cost.py``'s pure functions (accounts in ``acct``):
+guest clears per site, the fault path, the host's refault at the first touch of a discarded
+page (``host_touch``), the reporting worker, and the offload device, a queue of batches that
+complete at simulated times.
 
 Content mode: the same loop also appends page operations (clear, dirty, verify) to a command
 buffer and returns to Python when the buffer is nearly full, or when an offload batch is ready;
@@ -36,6 +40,10 @@ from allocator.pcp import ZS_WMARK_LOW
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
+from .cost import (A_ALLOC, A_BACKGROUND, A_EPT_FAULTS, A_FAULT, A_FREE, A_HOST, A_HOST_IN_TASK,
+                   A_OFFLOAD_BATCHES, A_OFFLOAD_BEHIND, A_OFFLOAD_BYTES, A_OFFLOAD_DEVICE, A_USER,
+                   K_HOST_ORDER, K_OFF_DEPTH, K_OFF_ROW_BYTES, K_REPORT_SGL, PAGE_SIZE,
+                   fault_fixed_ns, host_refault_ns, offload_batch_ns, site_clear_ns)
 from .events import (EV_ADOPT, EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE,
                      EV_INFLATE)
 from . import struct_page as SP
@@ -56,13 +64,21 @@ R_NCMD = 4  # commands in the buffer
 R_CONTENT = 5  # 1 in content mode
 R_CMD_LIMIT = 6  # return to Python before an event when R_NCMD exceeds this
 R_OFFLOAD_DEADLINE = 7
-R_NINFLIGHT = 8  # offload blocks isolated, waiting for their batch
+R_NINFLIGHT = 8  # offload pages isolated, waiting for their batches to complete
 R_STARTED = 9  # 1 once the first event was seen (the driver registered, the clock started)
 R_VMSTAT_DEADLINE = 10  # next vmstat_update tick (decay_pcp_high on every CPU)
-NR_RSTATE = 11
+R_OHEAD = 11  # offload queue: slot of the oldest batch in flight
+R_OQUEUED = 12  # offload queue: batches in flight
+R_ODEV_FREE = 13  # simulated time the offload device finishes its last queued batch
+R_OFILL = 14  # 1 while the offload zeroer keeps submitting (woken, or a batch just completed)
+NR_RSTATE = 15
 
 #: vmstat_update runs every sysctl_stat_interval (HZ: one second).
 VMSTAT_INTERVAL_NS = 1_000_000_000
+
+# Columns of the offload queue (``obatch``, one row per slot).
+OB_BLOCKS, OB_DONE, OB_OK, OB_PAGES, OB_SUBMIT = range(5)
+NR_OB = 5
 
 # Loop exit reasons.
 EXIT_DONE = 0
@@ -83,7 +99,8 @@ MARKER_EVENT_MASK = (1 << MARKER_CALLER_SHIFT) - 1
 #: The engine's arrays (EngineState builds them; compiled code gets them as one handle).
 ENGINE_FIELDS = ("truth", "writer", "writer_caller", "lru_next", "page_flags", "by_caller",
                  "cnt", "leaks", "rstate", "pol", "cmd_op",
-                 "cmd_pfn", "cmd_order", "cmd_arg", "cmd_event", "inflight", "by_order")
+                 "cmd_pfn", "cmd_order", "cmd_arg", "cmd_event", "inflight", "by_order",
+                 "cost", "acct", "discarded", "obatch")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,17 +127,50 @@ def clear_pages(e, pfn, order, site, event, queue=True):
         redundant += np.int64(e.truth[p])
         e.truth[p] = 1
     e.cnt[site] += pages
+    if site == C.ZERO_FREE or site == C.ZERO_ALLOC or site == C.ZERO_USER:
+        account = A_FREE if site == C.ZERO_FREE else (A_ALLOC if site == C.ZERO_ALLOC else A_USER)
+        e.acct[account] += site_clear_ns(e.cost, account, order)
+        host_touch(e, pfn, order, True)
+    else:
+        host_touch(e, pfn, order, False)  # the offload device's stores
     e.cnt[C.ZERO_REDUNDANT] += redundant
     if queue and e.rstate[R_CONTENT]:
         emit(e, CLEAR, pfn, order, 0, event)
 
 
 @njit(cache=True)
+def host_touch(e, pfn, order, in_task):
+    """The guest writes pages of [pfn, pfn + 2^order): each discarded unit among them takes an
+    EPT violation and the host supplies a zeroed page, charged now (not at report time). A
+    unit is the discarded block, at most ``host.page_order`` (the host's backing page)."""
+    host_order = np.int64(e.cost[K_HOST_ORDER])
+    p = pfn
+    end = pfn + (np.int64(1) << order)
+    while p < end:
+        d = np.int64(e.discarded[p])
+        if d == 0:
+            p += 1
+            continue
+        u = min(d - 1, host_order)
+        start = p & ~((np.int64(1) << u) - 1)
+        ns = host_refault_ns(e.cost, u)
+        e.acct[A_HOST] += ns
+        e.acct[A_EPT_FAULTS] += 1
+        if in_task:
+            e.acct[A_HOST_IN_TASK] += ns
+        for q in range(start, start + (np.int64(1) << u)):
+            e.discarded[q] = 0
+        p = start + (np.int64(1) << u)
+
+
+@njit(cache=True)
 def host_zeroes(e, pfn, order):
-    """The hypervisor discarded the block: it reads back as zero, at no cost to the guest."""
+    """The hypervisor discarded the block: it reads back as zero. The guest pays nothing now;
+    its first touch of each discarded unit does (``host_touch``)."""
     pages = np.int64(1) << order
     for p in range(pfn, pfn + pages):
         e.truth[p] = 1
+        e.discarded[p] = order + 1
     e.cnt[C.ZERO_HOST] += pages
     if e.rstate[R_CONTENT]:
         emit(e, CLEAR, pfn, order, 0, -1)
@@ -128,6 +178,7 @@ def host_zeroes(e, pfn, order):
 
 @njit(cache=True)
 def dirty_pages(e, pfn, order, event, caller=0):
+    host_touch(e, pfn, order, True)
     for p in range(pfn, pfn + (np.int64(1) << order)):
         e.truth[p] = 0
         e.writer[p] = event
@@ -198,6 +249,8 @@ def report_and_drain(z, e, sgl_pfn, sgl_order, lo, hi):
     """The host processes the scatterlist, then ``page_reporting_drain`` puts each block back
     at the tail, Reported unless it merged."""
     track = e.pol[P_TRACK] != 0
+    if hi > lo:  # one virtqueue kick; the host discards the ranges (background work)
+        e.acct[A_BACKGROUND] += e.cost[K_REPORT_SGL]
     for k in range(lo, hi):
         host_zeroes(e, sgl_pfn[k], sgl_order[k])
         e.cnt[C.REPORTED_PAGES] += np.int64(1) << sgl_order[k]
@@ -346,46 +399,92 @@ def free_dirty_pages(z):
 
 
 @njit(cache=True)
-def offload_isolate(z, e):
+def offload_isolate(z, e, now):
     """Take dirty free blocks, largest first and from the list heads (zeroed blocks go back to
-    the tails), until the batch is full; queue their clears. Returns the blocks isolated."""
-    budget = e.pol[P_OFFLOAD_BATCH]
+    the tails), until the batch is full; queue their clears on the device. The batch occupies
+    the device from when it is free (or now) for ``offload_batch_ns``; its blocks stay off the
+    free lists until then. Returns the blocks isolated."""
+    depth = np.int64(e.cost[K_OFF_DEPTH])
+    batch = e.pol[P_OFFLOAD_BATCH]
+    slot = (e.rstate[R_OHEAD] + e.rstate[R_OQUEUED]) % depth
+    base = slot * batch
+    budget = batch
     n = 0
     for order in range(z.conf[core.C_MAX_ORDER], -1, -1):
         if (np.int64(1) << order) > budget:
             continue
         for mt in range(z.free_head.shape[1]):
             pfn = z.free_head[order, mt]
-            while pfn != core.NONE and budget >= (np.int64(1) << order) and n < e.inflight.shape[0]:
+            while pfn != core.NONE and budget >= (np.int64(1) << order):
                 nxt = z.next[pfn]
                 if not (z.flags[pfn] & PG_ZEROED):
                     if core.__isolate_free_page(z, pfn, order) <= 0:
                         budget = -1  # at the min watermark: the batch ends here
                         break
-                    e.inflight[n, 0] = pfn
-                    e.inflight[n, 1] = order
+                    e.inflight[base + n, 0] = pfn
+                    e.inflight[base + n, 1] = order
                     n += 1
                     budget -= np.int64(1) << order
                     if e.rstate[R_CONTENT]:
                         emit(e, CLEAR, pfn, order, 0, OFFLOAD_EVENT)
                 pfn = nxt
-    e.rstate[R_NINFLIGHT] = n
+    if n == 0:
+        return 0
+    pages = batch - budget
+    t = offload_batch_ns(e.cost, pages, n)
+    start = max(now, e.rstate[R_ODEV_FREE])
+    done = start + np.int64(np.ceil(t))
+    e.rstate[R_ODEV_FREE] = done
+    e.obatch[slot, OB_BLOCKS] = n
+    e.obatch[slot, OB_DONE] = done
+    e.obatch[slot, OB_OK] = 1  # Python clears it when the batch's clears failed
+    e.obatch[slot, OB_PAGES] = pages
+    e.obatch[slot, OB_SUBMIT] = now
+    e.rstate[R_OQUEUED] += 1
+    e.rstate[R_NINFLIGHT] += pages
+    e.acct[A_OFFLOAD_DEVICE] += t
+    e.acct[A_OFFLOAD_BYTES] += pages * PAGE_SIZE + n * e.cost[K_OFF_ROW_BYTES]
+    e.acct[A_OFFLOAD_BATCHES] += 1
     return n
 
 
 @njit(cache=True)
-def offload_complete(z, e, ok):
-    """The batch is done: back at the tail with FPI_ZEROED, or, if the backend failed, dirty
-    (nothing is marked zeroed that was not cleared)."""
-    for k in range(e.rstate[R_NINFLIGHT]):
-        pfn = e.inflight[k, 0]
-        order = e.inflight[k, 1]
-        if ok:
-            clear_pages(e, pfn, order, C.ZERO_OFFLOAD, OFFLOAD_EVENT, False)
-            core.__putback_isolated_page(z, pfn, order, core.FPI_ZEROED | core.FPI_TO_TAIL, False)
-        else:
-            core.__putback_isolated_page(z, pfn, order, core.FPI_TO_TAIL, False)
-    e.rstate[R_NINFLIGHT] = 0
+def offload_behind(e, now, pages):
+    """A fault that got no zeroed block while the device still held at least as many pages
+    as it needed, isolated before this instant: the zeroer had not caught up."""
+    if e.rstate[R_OQUEUED] == 0 or e.rstate[R_NINFLIGHT] < pages:
+        return False
+    return e.obatch[e.rstate[R_OHEAD], OB_SUBMIT] < now
+
+
+@njit(cache=True)
+def offload_retire(z, e, now):
+    """Complete the batches the device finished by ``now``, oldest first: back at the tail with
+    FPI_ZEROED, or, if the backend failed, dirty (nothing is marked zeroed that was not
+    cleared). A completion wakes the zeroer for its next batch. Returns batches completed."""
+    depth = np.int64(e.cost[K_OFF_DEPTH])
+    batch = e.pol[P_OFFLOAD_BATCH]
+    done = 0
+    while e.rstate[R_OQUEUED] > 0:
+        slot = e.rstate[R_OHEAD]
+        if e.obatch[slot, OB_DONE] > now:
+            break
+        ok = e.obatch[slot, OB_OK] != 0
+        for k in range(slot * batch, slot * batch + e.obatch[slot, OB_BLOCKS]):
+            pfn = e.inflight[k, 0]
+            order = e.inflight[k, 1]
+            if ok:
+                clear_pages(e, pfn, order, C.ZERO_OFFLOAD, OFFLOAD_EVENT, False)
+                core.__putback_isolated_page(z, pfn, order, core.FPI_ZEROED | core.FPI_TO_TAIL,
+                                             False)
+            else:
+                core.__putback_isolated_page(z, pfn, order, core.FPI_TO_TAIL, False)
+        e.rstate[R_NINFLIGHT] -= e.obatch[slot, OB_PAGES]
+        e.rstate[R_OHEAD] = (slot + 1) % depth
+        e.rstate[R_OQUEUED] -= 1
+        e.rstate[R_OFILL] = 1
+        done += 1
+    return done
 
 
 @njit(cache=True)
@@ -427,10 +526,18 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
             start_background(z, e, now)
         if e.rstate[R_VMSTAT_DEADLINE] <= now or e.rstate[R_REPORT_STATE] != 0:
             run_background(z, e, now)
-        if pol[P_OFFLOAD] != 0 and e.rstate[R_OFFLOAD_DEADLINE] <= now:
-            e.rstate[R_OFFLOAD_DEADLINE] = now + pol[P_OFFLOAD_PERIOD]
-            if free_dirty_pages(z) > pol[P_OFFLOAD_WATERMARK] and offload_isolate(z, e) > 0:
-                return i, EXIT_OFFLOAD
+        if pol[P_OFFLOAD] != 0:
+            # The zeroer wakes every period, and keeps submitting while a completion frees a
+            # queue slot and dirty free memory stays above the watermark.
+            if e.rstate[R_OQUEUED] > 0:
+                offload_retire(z, e, now)
+            if e.rstate[R_OFFLOAD_DEADLINE] <= now:
+                e.rstate[R_OFFLOAD_DEADLINE] = now + pol[P_OFFLOAD_PERIOD]
+                e.rstate[R_OFILL] = 1
+            if e.rstate[R_OFILL] != 0 and e.rstate[R_OQUEUED] < np.int64(e.cost[K_OFF_DEPTH]):
+                if free_dirty_pages(z) > pol[P_OFFLOAD_WATERMARK] and offload_isolate(z, e, now) > 0:
+                    return i, EXIT_OFFLOAD
+                e.rstate[R_OFILL] = 0
         op = ev_op[i]
         order = np.int64(ev_order[i])
         cpu = np.int64(ev_cpu[i])
@@ -467,6 +574,10 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
             hint = track and core.page_is_zeroed(z, pfn)
             caller = SP.caller_of(op == EV_FAULT, op == EV_INFLATE, np.int64(ev_caller[i]))
             bc[SP.CS_ALLOC, caller] += pages
+            if op == EV_FAULT:
+                e.acct[A_FAULT] += fault_fixed_ns(e.cost, order)
+                if not hint and offload_behind(e, now, pages):
+                    e.acct[A_OFFLOAD_BEHIND] += 1
             e.by_order[0, order] += 1
             if hint:
                 e.cnt[C.HINT_HITS] += 1

@@ -6,6 +6,8 @@ import dataclasses
 
 import numpy as np
 
+from .cost import OFFLOAD_DEVICES
+
 HINTS = ("pghint", "lru_bit", "folio_flag")
 FREE_SIGNALS = ("fpi", "page_bit")
 PFMEMALLOC = ("assign", "or")
@@ -19,7 +21,8 @@ class Policy:
     init_on_alloc: bool = False  # clear in post_alloc_hook for every allocation
     track: bool = False  # PG_zeroed: remember zeroed free blocks, skip clears on the hint
     balloon: bool = False  # deflated pages come back with FPI_ZEROED (host zeroed them)
-    reporting: bool = False  # free page reporting; the host zeroes reported blocks
+    reporting: bool = False  # free page reporting; the host zeroes reported blocks (the guest
+    # learns of it only with track: ``reporting`` alone is the upstream baseline)
     hint: str = "pghint"  # how the allocator returns the hint
     free_signal: str = "fpi"  # how a freer says "zero": FPI_ZEROED or a bit on the page
     pfmemalloc: str = "or"  # lru_bit only: 'assign' loses the hint in prep_new_page
@@ -28,7 +31,8 @@ class Policy:
     zeroed_aware: bool = False  # beyond the kernel: __GFP_ZERO prefers zeroed blocks, others dirty
     reporting_order: int = 9
     reporting_delay_ns: int = 2_000_000_000
-    offload_batch_pages: int = 16384  # pages per offload batch (one backend launch)
+    offload_batch_pages: int = 0  # pages per offload batch (one launch); 0: the device profile's
+    offload_device: str = "cpu"  # which [offload.*] device of the cost profile does the work
     offload_watermark: float = 0.05  # run when dirty free pages exceed this fraction of the zone
     offload_period_ns: int = 100_000_000
 
@@ -38,7 +42,10 @@ class Policy:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name.replace('_', '-')} {getattr(self, name)!r}: "
                                  f"choose one of {', '.join(allowed)}")
-        if self.offload_batch_pages < 1 or not 0 <= self.offload_watermark <= 1 \
+        if self.offload_device not in OFFLOAD_DEVICES:
+            raise ValueError(f"unknown offload-device {self.offload_device!r}: choose one of "
+                             f"{', '.join(OFFLOAD_DEVICES)}")
+        if self.offload_batch_pages < 0 or not 0 <= self.offload_watermark <= 1 \
                 or self.offload_period_ns < 1 or self.reporting_delay_ns < 1:
             raise ValueError("offload batch and periods must be positive, the watermark in 0..1")
         if self.offload and not self.track:
@@ -54,7 +61,9 @@ PRESETS = {
     "init_on_alloc": {"init_on_alloc": True},
     "pg_zeroed": {"track": True},
     "balloon": {"track": True, "balloon": True},
-    "reporting": {"track": True, "reporting": True},
+    # Reporting alone: the host zeroes what it is given, the guest keeps no PG_zeroed and skips
+    # nothing (upstream before the series). ``pg_zeroed,reporting`` adds the tracking.
+    "reporting": {"reporting": True},
     "offload": {"track": True, "offload": True},
     "zeroed_aware": {"track": True, "zeroed_aware": True},
 }

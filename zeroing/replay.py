@@ -202,7 +202,7 @@ class _ByteBar:
 
 def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
            sim_mode="metadata", backend="auto", chunk_events=1 << 20, progress=False,
-           trace_clock=False, pcp_high="auto", pcp_start=None):
+           trace_clock=False, pcp_high="auto", pcp_start=None, cost_profile=None):
     """Replay a trace under a policy, streaming: the engine's result plus the trace's figures.
 
     Without ``nr_pages`` a first pass over the trace sizes the zone to its highest pfn.
@@ -232,7 +232,7 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
             check_memory(f"{path} (pfns up to {span:#x}; --pages sets the zone)",
                          nr_pages, sim_mode, backend)
     sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend, pcp=(mode == "requests"),
-                     pcp_high=pcp_high, nr_cpus=nr_cpus)
+                     pcp_high=pcp_high, nr_cpus=nr_cpus, cost_profile=cost_profile)
     for cpu, (count, high) in enumerate(pcp_start or []):
         sim.alloc.fill_pcp(cpu, count, high)
     free_before = sim.alloc.nr_free_pages()

@@ -17,13 +17,14 @@ from kernels.batch import CLEAR, DIRTY, VERIFY
 from . import counters as C
 from . import struct_page as SP
 from .compiling import notice_first_compile
+from .cost import NR_ACCOUNTS, CostProfile, cost_section, format_cost, load_profile
 from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
-                     MARKER_CALLER_SHIFT, MARKER_EVENT_MASK, MAX_LEAKS, NR_RSTATE,
-                     OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD, R_NINFLIGHT, R_NLEAKS,
-                     offload_complete, record_leak, run_events)
+                     MARKER_CALLER_SHIFT, MARKER_EVENT_MASK, MAX_LEAKS, NR_OB, NR_RSTATE, OB_OK,
+                     OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD, R_NLEAKS, R_OHEAD, R_OQUEUED,
+                     offload_retire, record_leak, run_events)
 from .events import EVENT_DTYPE
 from .initial_state import apply_initial_state
-from .policy import as_array
+from .policy import P_OFFLOAD_BATCH, as_array
 
 MODES = ("metadata", "content")
 #: --pcp-high: the kernel's auto-tuning (6.7+), or high fixed at the low watermark / CPUs.
@@ -42,11 +43,22 @@ class BadEventError(ValueError):
 class EngineState:
     """The engine's arrays, the compiled view of them, and (content mode) pool and backend."""
 
-    def __init__(self, nr_pages, policy, mode, backend):
+    def __init__(self, nr_pages, policy, mode, backend, profile=None):
         pol = as_array(policy, nr_pages)
+        self.profile = profile = as_profile(profile)
+        cost = profile.as_array(policy.offload_device if policy.offload else
+                                next(iter(profile.offload), "cpu"))
+        if policy.offload:
+            device = profile.device(policy.offload_device)
+            pol[P_OFFLOAD_BATCH] = policy.offload_batch_pages or device.batch_pages
+            depth = device.queue_depth
+        else:
+            pol[P_OFFLOAD_BATCH] = max(1, policy.offload_batch_pages)
+            depth = 1
+        batch = int(pol[P_OFFLOAD_BATCH])
         # One event adds at most 4 commands, a reporting pass at most one per free block of
         # reporting order, an offload batch at most one per page of the batch.
-        reserve = 8 + (nr_pages >> policy.reporting_order) + policy.offload_batch_pages
+        reserve = 8 + (nr_pages >> policy.reporting_order) + batch
         capacity = CMD_CAPACITY + reserve
         rstate = np.zeros(NR_RSTATE, dtype=np.int64)
         rstate[R_CONTENT] = mode == "content"
@@ -69,8 +81,12 @@ class EngineState:
             cmd_order=np.zeros(capacity, dtype=np.int64),
             cmd_arg=np.zeros(capacity, dtype=np.int64),
             cmd_event=np.zeros(capacity, dtype=np.int64),
-            inflight=np.zeros((max(1, policy.offload_batch_pages), 2), dtype=np.int64),
+            inflight=np.zeros((batch * depth if policy.offload else 1, 2), dtype=np.int64),
             by_order=np.zeros((2, 21), dtype=np.int64),  # allocations, served zeroed; per order
+            cost=cost,
+            acct=np.zeros(NR_ACCOUNTS, dtype=np.float64),
+            discarded=np.zeros(nr_pages, dtype=np.uint8),  # host discarded: 1 + block order
+            obatch=np.zeros((depth, NR_OB), dtype=np.int64),
         )
         self.e = handle_for("Engine", self.arrays)
         self.mode = mode
@@ -203,7 +219,7 @@ class Simulation:
 
     def __init__(self, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
                  fault=None, progress=False, chunk=1 << 20, pcp_high="auto", nr_cpus=1,
-                 initial_state=None, state_seed=0):
+                 initial_state=None, state_seed=0, cost_profile=None):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
         if pcp_high not in PCP_HIGH_MODES:
@@ -214,7 +230,7 @@ class Simulation:
                                     pcp_high=pcp_high, nr_cpus=nr_cpus)
         #: What the zone started from (initial_state.py): pristine, aged or a snapshot.
         self.initial_state = apply_initial_state(self.alloc, initial_state, state_seed)
-        self.state = EngineState(nr_pages, policy, mode, backend)
+        self.state = EngineState(nr_pages, policy, mode, backend, cost_profile)
         if fault is not None and self.state.backend is not None:
             self.state.backend = fault(self.state.backend)
         self.events = 0
@@ -225,7 +241,7 @@ class Simulation:
         # Compile (or load from cache) outside the timing: an empty range runs no event.
         run_events(self.alloc.z, self.state.e, *self._columns(empty), np.zeros(0, np.int64),
                    0, 0, 0)
-        offload_complete(self.alloc.z, self.state.e, True)  # nothing in flight: compiles only
+        offload_retire(self.alloc.z, self.state.e, 0)  # nothing in flight: compiles only
 
     @staticmethod
     def _columns(events):
@@ -265,10 +281,12 @@ class Simulation:
                 raise BadEventError(
                     f"event {base + r}: {row}: bad reference (not an earlier allocation), "
                     "order or cpu")
-            offload = why == EXIT_OFFLOAD or state.arrays.rstate[R_NINFLIGHT]
-            ok = state.flush(wait=offload)
-            if offload:
-                offload_complete(z, e, ok)
+            offload = why == EXIT_OFFLOAD
+            ok = state.flush(wait=offload)  # an offload batch's clears must be known done
+            if offload and not ok:  # the batch just queued was not cleared
+                rs = state.arrays.rstate
+                slot = (rs[R_OHEAD] + rs[R_OQUEUED] - 1) % state.arrays.obatch.shape[0]
+                state.arrays.obatch[slot, OB_OK] = 0
             if bar:
                 bar.update(r - i)
             i = r
@@ -286,6 +304,7 @@ class Simulation:
         and ``zeroedinfo``, and ``backend`` in content mode."""
         state, alloc = self.state, self.alloc
         state.flush(wait=True)
+        offload_retire(alloc.z, state.e, np.iinfo(np.int64).max)  # the device finishes its queue
         alloc.check()
         a = state.arrays
         a.cnt[C.ZEROED_DROPPED_MERGE] = alloc.zone.stat[acore.S_ZEROED_DROPPED_MERGE]
@@ -312,6 +331,8 @@ class Simulation:
             "initial_state": self.initial_state,
             "pcp": {"auto": alloc.pcp_auto, "pagesets": [
                 alloc.pcp_info(c) for c in range(alloc.zone.pcp_count.shape[0])]},
+            "cost": {**cost_section(a.acct, counters), "profile": state.profile.describe(),
+                     "profile_path": state.profile.path},
         }
         if state.backend is not None:
             result["backend"] = {"name": state.backend.name, "device": state.backend.describe(),
@@ -323,12 +344,14 @@ class Simulation:
 
 def simulate(events, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
              chunk=1 << 20, progress=False, fault=None, pcp_high="auto", nr_cpus=1,
-             initial_state=None, state_seed=0):
+             initial_state=None, state_seed=0, cost_profile=None):
     """Replay ``events`` (EVENT_DTYPE) on a fresh zone; returns ``Simulation.finish()``'s dict.
-    ``initial_state``: pristine (default), aged or a /proc/buddyinfo path (initial_state.py)."""
+    ``initial_state``: pristine (default), aged or a /proc/buddyinfo path (initial_state.py).
+    ``cost_profile``: a CostProfile, a TOML path, or None for the shipped default."""
     sim = Simulation(policy, nr_pages, mode=mode, backend=backend, pcp=pcp, fault=fault,
                      progress=progress, chunk=chunk, pcp_high=pcp_high, nr_cpus=nr_cpus,
-                     initial_state=initial_state, state_seed=state_seed)
+                     initial_state=initial_state, state_seed=state_seed,
+                     cost_profile=cost_profile)
     sim.feed(events)
     return sim.finish()
 
@@ -364,6 +387,8 @@ def summary(result):
         b = result["backend"]
         lines.append(f"backend {b['name']} on {b['device']}: {b['launches']} launches, "
                      f"{b['pages_per_launch']:.0f} pages per launch, {b['wall_s']:.3f} s")
+    if "cost" in result:
+        lines.append(format_cost(result["cost"]))
     lines.append(format_buddyinfo(result["buddyinfo"]))
     lines.append(format_zeroedinfo(result["zeroedinfo"]))
     return "\n".join(lines)
@@ -382,6 +407,13 @@ def failure_warning(counters, size_option):
     return (f"{counters['alloc_fail'] / tried:.1%} of allocations failed (nothing free fitted): "
             f"the zone is too small for this workload, so its figures describe a different run; "
             f"give a larger {size_option} or a smaller workload")
+
+
+def as_profile(profile):
+    """A CostProfile from a profile, a path, or None (the shipped default)."""
+    if isinstance(profile, CostProfile):
+        return profile
+    return load_profile(profile)
 
 
 def describe(policy):

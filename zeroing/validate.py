@@ -147,7 +147,8 @@ RULES = {
     "pfmemalloc": Choice("assign", "or"),
     "reporting_order": Int(0, 10),
     "reporting_delay_ns": Int(1, 10**15),
-    "offload_batch_pages": Int(1, MAX_PFNS),
+    "offload_batch_pages": Int(0, MAX_PFNS),  # 0: the offload device profile's batch
+    "offload_device": Choice("cpu", "gpu", "dma"),
     "offload_watermark": Float(0, 1),
     "offload_period_ns": Int(1, 10**15),
     # command-line spellings of the offload options

@@ -1,0 +1,264 @@
+"""The cost model: profiles, charges per site, lazy host costs, the offload device queue."""
+import copy
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from allocator import GFP_KERNEL
+from zeroing.cost import (DEFAULT_PROFILE, ProfileError, load_profile, profile_from_dict)
+from zeroing.events import EV_ALLOC, EV_FAULT, EV_FREE, EV_IDLE, EVENT_DTYPE
+from zeroing.policy import make_policy
+from zeroing.run import simulate
+from zeroing.workloads import make_workload
+
+try:
+    import tomllib
+except ModuleNotFoundError:
+    import tomli as tomllib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAGES = 1 << 14
+
+
+def raw_default():
+    with open(DEFAULT_PROFILE, "rb") as f:
+        return tomllib.load(f)
+
+
+def profile(**changes):
+    """The default profile with ``{"table.key": value}`` changes (distinct, made-up rates)."""
+    raw = copy.deepcopy(raw_default())
+    for dotted, value in changes.items():
+        *path, key = dotted.split(".")
+        t = raw
+        for p in path:
+            t = t[p]
+        t[key] = value
+    return profile_from_dict(raw, "<test>")
+
+
+#: Rates that differ per order, so a charge at the wrong order is visible.
+RATES = [float(100 + 10 * k) for k in range(11)]
+HOST_RATES = [float(1000 + 100 * k) for k in range(11)]
+
+
+def test_default_profile_records_provenance():
+    p = load_profile()
+    for key in ("name", "machine", "date", "method"):
+        assert p.meta[key]
+    assert set(p.offload) >= {"cpu", "gpu"}
+    assert "gpu-h200.md" in p.offload["gpu"].source
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"clear.normal": [1.0] * 10}, r"clear.normal: expected 11"),
+    ({"clear.normal": [1.0] * 10 + [-1.0]}, r"clear.normal\[10\]: expected a positive"),
+    ({"clear.guest_stores": "nt2"}, r"clear.guest_stores: 'nt2' has no rates"),
+    ({"host.page_order": 12}, r"host.page_order: must be 0..10"),
+    ({"fault.order0_ns": "fast"}, r"fault.order0_ns: expected a number"),
+    ({"offload.gpu.queue_depth": 0}, r"offload.gpu.queue_depth: must be a finite number >= 1"),
+    ({"meta.date": ""}, r"meta.date: missing"),
+])
+def test_bad_profiles_name_the_key(change, message):
+    with pytest.raises(ProfileError, match=message):
+        profile(**change)
+
+
+def test_bad_profile_on_the_command_line_is_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[meta]\nname = 'x'\n")
+    p = subprocess.run([sys.executable, "-m", "zeroing", "run", "--workload", "mixed", "--events",
+                        "100", "--pages", "4096", "--cost-profile", str(bad)], cwd=ROOT,
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert f"{bad}: meta.machine: missing" in p.stderr
+
+
+def thp_run(policy, prof, **kw):
+    ev = make_workload("vm-anon", 1 << 16, seed=0, thp="on", size_mb=32, rounds=2, idle_s=5)
+    return simulate(ev, make_policy(policy, **kw), 1 << 16, cost_profile=prof)
+
+
+def test_clears_charge_the_rate_of_the_block_order():
+    prof = profile(**{"clear.normal": RATES})
+    r = thp_run("baseline", prof)
+    c, cost = r["counters"], r["cost"]
+    allocs = r["by_order"]["allocs"]
+    # Every THP fault clears at folio_zero_user: 512 pages at the order-9 rate.
+    assert c["zero_user"] == allocs[9] * 512
+    assert cost["by_site"]["user"] == round(c["zero_user"] * RATES[9])
+    assert cost["by_site"]["free"] == 0
+    assert cost["guest_clear_ns"] == sum(cost["by_site"].values())
+    assert cost["fault_ns"] == round(allocs[9] * prof.fault_huge_ns)
+    assert cost["task_clock_ns"] == cost["guest_clear_ns"] + cost["fault_ns"] + cost["host_in_task_ns"]
+
+
+def reported_then(touch_order, prof):
+    """Free an order-10 block, let reporting hand it to the host, then fault one block."""
+    ev = np.zeros(4, dtype=EVENT_DTYPE)
+    ev[0] = (0, EV_ALLOC, 10, 0, GFP_KERNEL, 0)
+    ev[1] = (1000, EV_FREE, 10, 0, 0, 0)
+    ev[2] = (10_000_000_000, EV_IDLE, 0, 0, 0, 0)
+    ev[3] = (10_000_001_000, EV_FAULT, touch_order, 0, 0, 0)
+    return ev
+
+
+@pytest.mark.parametrize("host_order", [0, 9])
+def test_host_pays_at_the_first_touch_not_at_report_time(host_order):
+    prof = profile(**{"clear.normal": HOST_RATES, "host.page_order": host_order,
+                      "host.ept_fault_ns": 7777.0})
+    pages = 4096
+    ev = reported_then(0, prof)
+    before = simulate(ev[:3], make_policy("reporting"), pages, cost_profile=prof, pcp=False)
+    assert before["counters"]["zero_host"] > 0
+    assert before["cost"]["host_ns"] == 0 and before["cost"]["ept_faults"] == 0
+    after = simulate(ev, make_policy("reporting"), pages, cost_profile=prof, pcp=False)
+    cost = after["cost"]
+    # One order-0 fault on host-discarded memory: one EPT violation, the host clears its unit.
+    assert cost["ept_faults"] == 1
+    unit = 1 << host_order
+    assert cost["host_ns"] == round(7777.0 + unit * HOST_RATES[host_order])
+    assert cost["host_in_task_ns"] == cost["host_ns"]
+    assert cost["task_clock_ns"] == cost["guest_clear_ns"] + cost["fault_ns"] + cost["host_ns"]
+
+
+def test_tracking_saves_the_guest_clear_not_the_host_refault():
+    prof = profile(**{"clear.normal": RATES})
+    plain = thp_run("reporting", prof)
+    tracked = thp_run("pg_zeroed,reporting", prof)
+    assert plain["counters"]["zero_host"] == tracked["counters"]["zero_host"] > 0
+    assert tracked["counters"]["zero_skipped"] > 0 == plain["counters"]["zero_skipped"]
+    assert tracked["cost"]["guest_clear_ns"] < plain["cost"]["guest_clear_ns"]
+    assert tracked["cost"]["host_ns"] == plain["cost"]["host_ns"] > 0
+    assert tracked["cost"]["background_ns"] > 0  # the reporting worker's own account
+
+
+def offload_run(bandwidth, depth=1, launch=0.0):
+    prof = profile(**{"offload.cpu.bandwidth_gb_s": bandwidth, "offload.cpu.queue_depth": depth,
+                      "offload.cpu.launch_ns": launch})
+    ev = make_workload("vm-anon", 1 << 16, seed=0, thp="on", size_mb=64, rounds=3, idle_s=1)
+    r = simulate(ev, make_policy("offload", offload_batch_pages=4096,
+                                 offload_period_ns=1_000_000), 1 << 16, cost_profile=prof)
+    assert r["counters"]["zero_leak"] == 0
+    return r
+
+
+def test_a_slow_offload_device_falls_behind():
+    fast, slow = offload_run(1000.0), offload_run(0.05)
+    assert fast["cost"]["offload_behind_faults"] == 0
+    assert slow["cost"]["offload_behind_faults"] > 0
+    assert slow["counters"]["hint_hits"] < fast["counters"]["hint_hits"]
+    # Its device time is charged whether or not anyone used the result.
+    for r in (fast, slow):
+        c = r["cost"]
+        assert c["offload_device_ns"] == round(c["offload_bytes"] / (1000.0 if r is fast else 0.05))
+        assert c["offload_bytes"] == r["counters"]["zero_offload"] * 4096
+
+
+def test_offload_launch_latency_is_charged_per_batch():
+    r = offload_run(1000.0, launch=5000.0)
+    c = r["cost"]
+    assert c["offload_batches"] > 0
+    assert c["offload_device_ns"] == round(c["offload_batches"] * 5000.0 + c["offload_bytes"] / 1000.0)
+
+
+def test_deeper_queue_keeps_up_better():
+    one, four = offload_run(0.5, depth=1), offload_run(0.5, depth=4)
+    assert four["cost"]["offload_batches"] >= one["cost"]["offload_batches"]
+
+
+def test_unknown_offload_device_is_rejected():
+    raw = copy.deepcopy(raw_default())
+    del raw["offload"]["gpu"]
+    prof = profile_from_dict(raw, "<test>")
+    with pytest.raises(ProfileError, match="offload.gpu: no such offload device"):
+        simulate(np.zeros(0, EVENT_DTYPE), make_policy("offload", offload_device="gpu"), 4096,
+                 cost_profile=prof)
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 1000), policy=st.sampled_from(
+    ["baseline", "init_on_free", "reporting", "pg_zeroed,reporting", "offload,reporting",
+     "init_on_alloc,balloon"]))
+def test_cost_identities(seed, policy):
+    ev = make_workload("mixed", 4096, 3000, seed=seed)
+    c = simulate(ev, make_policy(policy), 4096)["cost"]
+    assert all(v >= 0 for v in c.values() if isinstance(v, int))
+    assert c["guest_clear_ns"] == sum(c["by_site"].values())
+    assert c["task_clock_ns"] == c["guest_clear_ns"] + c["fault_ns"] + c["host_in_task_ns"]
+    assert c["host_in_task_ns"] <= c["host_ns"]
+    assert c["all_work_ns"] >= c["task_clock_ns"]
+
+
+def test_calibrate_writes_a_profile_runs_pick_up(tmp_path):
+    out = tmp_path / "here.toml"
+    p = subprocess.run([sys.executable, "-m", "zeroing", "calibrate", "--out", str(out),
+                        "--pool-mib", "64", "--reps", "1", "--no-gpu"], cwd=ROOT,
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert p.returncode == 0, p.stderr
+    prof = load_profile(str(out))
+    assert prof.meta["date"] and "calibrate" in prof.meta["method"]
+    assert all(v > 0 for v in prof.clear["normal"]) and all(v > 0 for v in prof.clear["nt"])
+    ev = make_workload("mixed", 4096, 2000, seed=0)
+    r = simulate(ev, make_policy("baseline"), 4096, cost_profile=str(out))
+    assert r["cost"]["profile_path"] == str(out)
+
+
+@pytest.mark.parametrize("policy", ["reporting", "pg_zeroed,reporting"])
+def test_run_prints_and_writes_the_cost_section(tmp_path, policy):
+    out = tmp_path / "r.json"
+    p = subprocess.run([sys.executable, "-m", "zeroing", "run", "--workload", "vm-anon", "--thp",
+                        "on", "--size-mb", "16", "--rounds", "2", "--pages", "16384", "--policy",
+                        policy, "--vmstat", "--json", str(out)], cwd=ROOT, capture_output=True,
+                       text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert p.returncode == 0, p.stderr
+    assert "time: task-clock" in p.stdout and "zsim_cost_task_clock_ns" in p.stdout
+    import json
+    cost = json.load(open(out))["cost"]
+    for key in ("guest_clear_ns", "by_site", "fault_ns", "host_ns", "offload_device_ns",
+                "offload_behind_faults", "task_clock_ns"):
+        assert key in cost
+    assert set(cost["by_site"]) == {"free", "alloc", "user"}
+    assert cost["host_ns"] > 0  # reported memory was touched again
+
+
+KEYS = ["clear.normal", "clear.nt", "clear.guest_stores", "fault.order0_ns", "fault.huge_ns",
+        "host.ept_fault_ns", "host.page_order", "reporting.sgl_ns", "offload.cpu.bandwidth_gb_s",
+        "offload.gpu.queue_depth", "offload.gpu.batch_pages", "meta.machine"]
+HOSTILE = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**12),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5),
+                    st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=12))
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=st.sampled_from(KEYS), value=HOSTILE)
+def test_hostile_profiles_load_or_fail_with_one_named_error(key, value):
+    raw = copy.deepcopy(raw_default())
+    *path, last = key.split(".")
+    t = raw
+    for p in path:
+        t = t[p]
+    if value is None:
+        del t[last]
+    else:
+        t[last] = value
+    try:
+        prof = profile_from_dict(raw, "<fuzz>")
+    except ProfileError as e:
+        assert str(e).startswith("<fuzz>: ") and "\n" not in str(e)
+        return
+    k = prof.as_array()
+    assert np.all(np.isfinite(k)) and np.all(k >= 0)
+
+
+def test_calibrate_bad_option_is_one_line():
+    p = subprocess.run([sys.executable, "-m", "zeroing", "calibrate", "--out", "/tmp/x.toml",
+                        "--pool-mib", "8"], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": ROOT})
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "--pool-mib must be at least 64" in p.stderr
