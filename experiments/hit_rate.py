@@ -29,7 +29,8 @@ def shares(results):
     cells = {}
     for r in results:
         w = r["workload"]
-        key = (w["params"]["thp"], w["pcp_high"], w["initial_state"])
+        thp = w["params"]["thp"]  # validated configs hold it as a bool
+        key = ({True: "on", False: "off"}.get(thp, thp), w["pcp_high"], w["initial_state"])
         o = r["by_order"]
         cells.setdefault(key, {}).setdefault(w["params"]["rounds"], []).append(
             (o["zeroed"][0] / max(1, o["allocs"][0]), o["zeroed"][9] / max(1, o["allocs"][9])))
