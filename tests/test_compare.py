@@ -18,7 +18,7 @@ thp = "off"
 size_mb = 8
 rounds = 2
 idle_s = 6.0
-pages = 16384
+pages = 65536  # 256 MiB: above the reporting watermark (low + 32 << 9)
 [policies]
 baseline = "baseline"
 tracked = "pg_zeroed,reporting"
