@@ -1,48 +1,14 @@
 """The workload generators as they were before they were compiled (Python loops, slow):
 the oracle the compiled generators must match event for event (test_workloads.py).
-Copied from zeroing/workloads/{mixed,scenarios,unaware,stream}.py at 178edfc; only the
-imports are merged; unaware_user is issue 14's version with a caller mix."""
+Copied from zeroing/workloads/{mixed,scenarios,unaware}.py at 178edfc (the ``Stream`` builder
+they use is imported, not copied); only the imports are merged; unaware_user is issue 14's
+version with a caller mix."""
 import numpy as np
 
 from allocator.flags import GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZERO
 from zeroing.events import (EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE,
                             EVENT_DTYPE)
-
-
-class Stream:
-    def __init__(self, step_ns=1000):
-        self.rows = []
-        self.t = 0
-        self.step_ns = step_ns
-
-    def _add(self, op, order=0, gfp=0, ref=0, cost_ns=None):
-        self.t += self.step_ns if cost_ns is None else cost_ns
-        self.rows.append((self.t, op, order, 0, gfp, ref))
-        return len(self.rows) - 1
-
-    def fault(self, order=0, cost_ns=None):
-        return self._add(EV_FAULT, order, cost_ns=cost_ns)
-
-    def alloc(self, order, gfp, cost_ns=None):
-        return self._add(EV_ALLOC, order, gfp, cost_ns=cost_ns)
-
-    def free(self, ref, cost_ns=None):
-        return self._add(EV_FREE, self.rows[ref][2], ref=ref, cost_ns=cost_ns)
-
-    def inflate(self):
-        return self._add(EV_INFLATE)
-
-    def deflate(self, ref):
-        return self._add(EV_DEFLATE, ref=ref)
-
-    def idle(self, seconds, tick_s=1.0):
-        """Time passes in ticks, so background work runs at its own deadlines."""
-        ticks = max(1, int(seconds / tick_s))
-        for _ in range(ticks):
-            self._add(EV_IDLE, cost_ns=int(tick_s * 1e9))
-
-    def events(self):
-        return np.array(self.rows, dtype=EVENT_DTYPE)
+from zeroing.workloads.stream import Stream
 
 
 def mixed(nr_pages=1 << 18, events=300_000, seed=0):

@@ -5,7 +5,8 @@ import os
 import pytest
 
 from zeroing.compare import ConfigError, compare, load_config
-from zeroing.stats import gain, welch
+from zeroing.report import gain
+from zeroing.stats import welch
 
 TINY = """
 name = "tiny"

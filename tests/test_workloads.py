@@ -150,8 +150,8 @@ def test_streamed_run_counts_what_one_array_counts(name, params, policy):
 
 def _events(rows):
     ev = np.zeros(len(rows), dtype=EVENT_DTYPE)
-    for i, (op, order, ref) in enumerate(rows):
-        ev[i]["time"], ev[i]["op"], ev[i]["order"], ev[i]["ref"] = i, op, order, ref
+    for i, (op, order, target) in enumerate(rows):
+        ev[i]["time"], ev[i]["op"], ev[i]["order"], ev[i]["ref"] = i, op, order, target
         ev[i]["gfp"] = 0xCC0 if op == EV_ALLOC else 0  # GFP_KERNEL
     return ev
 

@@ -11,11 +11,7 @@ always better), with three rules the page-count table broke:
   (vm-anon), policy differences are deterministic functions of the stream: the table says so
   and prints one row per metric. Elsewhere Welch's t-test (SciPy) marks p < 0.05 with ``*``.
 """
-import math
-
-import numpy as np
-
-from .stats import summarize
+from .stats import summarize, welch
 
 #: Workloads whose seed draws only background noise (see each generator's docstring):
 #: vm-anon's faults and frees are fixed; the seed picks the few kernel allocations around them.
@@ -69,17 +65,6 @@ def cell(value, pct, significant=False):
     return text + (f" *{p}*" if significant else f" ({p})")
 
 
-def welch_p(a, b):
-    """Two-sided p of Welch's t-test (SciPy); None when it cannot say (n < 2, no spread)."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    if np.var(a) == 0 and np.var(b) == 0:
-        return None
-    from scipy.stats import ttest_ind
-    p = float(ttest_ind(a, b, equal_var=False).pvalue)
-    return None if math.isnan(p) else p
-
-
 def seed_kind(w, runs):
     """'one seed', 'identical' (every seed gave the same events), 'noise' (the seed draws
     only background noise) or 'workload' (the seed changes the workload itself)."""
@@ -130,7 +115,7 @@ def compare_table(cfg, results, metrics_fn=metrics):
                     elif p == base:
                         out += cell(v, 0.0)
                     else:
-                        pval = welch_p(values[p], values[base]) \
+                        pval = welch(values[p], values[base]) \
                             if row == "amean" and kind == "workload" else None
                         out += cell(v, gain(v, stats[base][row], higher),
                                     pval is not None and pval < 0.05)
