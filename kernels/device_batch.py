@@ -4,8 +4,10 @@ device, everything per page happens there.
 Host side (per row, never per page): each row becomes one int64 ``cmd`` word
 (``pfn << 16 | order << 8 | op``), plus ``arg`` only when the batch has a DIRTY row and the
 rows' first-page offsets ``starts`` (exclusive prefix sum of block sizes) only when the rows'
-orders differ (with one order, row ``e >> order`` holds entry ``e``). These go to the device
-from pinned memory by asynchronous copies.
+orders differ (with one order, row ``e >> order`` holds entry ``e``), written in one pass
+straight into the pinned staging buffer (on all host threads for large batches, when that
+measures faster). These go to the device by asynchronous copies. Per-row results come back
+only for batches with VERIFY rows; others are collected with no per-row work.
 
 Device side, two ways:
 
@@ -22,6 +24,8 @@ Device side, two ways:
   word" needs a barrier. ``markers`` turns per-entry findings into the per-row results
   (pages not zero, first such pfn, its first non-zero word), which come back as 3 words a row.
 """
+import time
+
 import numpy as np
 from numba import get_num_threads, njit, prange
 
@@ -34,8 +38,8 @@ CLEAR_WARPS = 8
 LANES = 32
 #: ``bad`` before any page was found (the device takes the minimum pfn).
 NO_PFN = np.iinfo(np.int64).max
-#: Rows from which the host packs a batch on all its threads: below, starting a parallel
-#: region costs about what it saves (16K rows are ~10 us on one server core).
+#: Rows from which the host may pack a batch on all its threads (``PackChoice``): below,
+#: starting a parallel region costs about what it saves (16K rows are ~10 us on one core).
 PARALLEL_ROWS = 1 << 14
 
 
@@ -115,15 +119,49 @@ def _pack_parallel(op, pfn, order, arg, buf, nchunks):
     return lo, hi, kind, pages
 
 
+class PackChoice:
+    """Serial or parallel packing, by measurement: a parallel region's start costs from a few
+    microseconds (OpenMP, idle cores) to milliseconds (cores shared with other processes),
+    so for each size class (the rows' bit length) the first ``2 * TRIALS`` batches alternate
+    the two ways and later ones take the faster (best time of each)."""
+
+    TRIALS = 3
+
+    def __init__(self, clock=time.perf_counter):
+        self.clock = clock
+        self.best = {}  # bit length -> [serial s, parallel s, trials]
+
+    def parallel(self, n):
+        """Whether to pack n rows in parallel, and whether to time it (a trial)."""
+        if n < PARALLEL_ROWS or get_num_threads() < 2:
+            return False, False
+        b = self.best.get(n.bit_length())
+        if b is None or b[2] < 2 * self.TRIALS:
+            return bool(b is not None and b[2] & 1), True
+        return b[1] < b[0], False
+
+    def record(self, n, parallel, seconds):
+        b = self.best.setdefault(n.bit_length(), [np.inf, np.inf, 0])
+        b[int(parallel)] = min(b[int(parallel)], seconds)
+        b[2] += 1
+
+
+CHOICE = PackChoice()
+
+
 def _pack(op, pfn, order, arg, buf):
     """Rows into ``buf``: cmd, then starts (n + 1) if orders differ, then arg if any DIRTY.
     Returns (uniform order or -1, pages, clear only, has DIRTY, has VERIFY, bad op)."""
     n = len(op)
-    if n >= PARALLEL_ROWS and get_num_threads() > 1:
+    par, trial = CHOICE.parallel(n)
+    t = CHOICE.clock() if trial else 0.0
+    if par:
         lo, hi, kind, pages = _pack_parallel(op, pfn, order, arg, buf,
                                              4 * get_num_threads())
     else:
         lo, hi, kind, pages = _pack_serial(op, pfn, order, arg, buf)
+    if trial:
+        CHOICE.record(n, par, CHOICE.clock() - t)
     return (int(lo) if lo == hi else -1, int(pages), n > 0 and kind == 1 << CLEAR,
             bool(kind & (1 << DIRTY)), bool(kind & (1 << VERIFY)), bool(kind & 1))
 

@@ -76,3 +76,37 @@ def test_results_without_verify_are_shared_read_only_views():
     assert all(np.shares_memory(x, y) for x, y in zip(first, again))
     small = db.no_results(3)
     assert [list(x) for x in small] == [[0, 0, 0], [-1, -1, -1], [0, 0, 0]]
+
+
+@pytest.mark.parametrize("serial_s, parallel_s", [(5.0, 2.0), (2.0, 5.0)])
+def test_pack_choice_takes_the_faster_way_after_its_trials(monkeypatch, serial_s,
+                                                           parallel_s):
+    """Each size class alternates serial and parallel for 2 * TRIALS batches, then keeps the
+    way with the best time; small batches are always serial."""
+    monkeypatch.setattr(db, "get_num_threads", lambda: 4)
+    choice = db.PackChoice()
+    n = db.PARALLEL_ROWS * 3
+    seen = []
+    for _ in range(2 * choice.TRIALS):
+        par, trial = choice.parallel(n)
+        assert trial
+        seen.append(par)
+        choice.record(n, par, parallel_s if par else serial_s)
+    assert seen.count(True) == seen.count(False) == choice.TRIALS
+    assert choice.parallel(n) == (parallel_s < serial_s, False)
+    assert choice.parallel(db.PARALLEL_ROWS - 1) == (False, False)
+    assert choice.parallel(4 * n)[1]  # another size class starts its own trials
+    monkeypatch.setattr(db, "get_num_threads", lambda: 1)
+    assert choice.parallel(n) == (False, False)
+
+
+def test_packing_by_either_way_gives_the_same_batch(monkeypatch):
+    """Packed through the chooser, trials and all: every batch the same words."""
+    monkeypatch.setattr(db, "CHOICE", db.PackChoice())
+    n = db.PARALLEL_ROWS + 5
+    op, pfn, order, arg = rows([0, 1], [CLEAR, DIRTY, VERIFY], n, np.random.default_rng(4))
+    want = np.full(3 * n + 1, -1, np.int64)
+    db._pack_serial(op, pfn, order, arg, want)
+    for _ in range(2 * db.PackChoice.TRIALS + 2):
+        p = db.Packed(op, pfn, order, arg, np.full(3 * n + 1, -1, np.int64))
+        np.testing.assert_array_equal(p.buf, want)
