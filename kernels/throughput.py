@@ -191,6 +191,11 @@ def measure(backend, pool_pages, batches, reps=5, seed=0, log=None):
                 log(f"{row['backend']:6s} {layout:18s} {n:6d} pages x {ncalls:4d} calls: "
                     f"{row['gb_per_s']:8.2f} GB/s = {row['ratio']:5.2f} x memset "
                     f"({row['memset_gb_per_s']:.2f} GB/s)" + (f"  [{note}]" if note else ""))
+    if log and _gpu(backend):
+        from .device_batch import CHOICE
+        log(f"{backend.name:6s} host packing, best of its trials per size class: " + ", ".join(
+            f"<{1 << b} rows serial {s * 1e6:.1f} us parallel {p * 1e6:.1f} us"
+            for b, (s, p, _) in sorted(CHOICE.best.items())))
     return rows
 
 
