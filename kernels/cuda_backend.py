@@ -8,8 +8,8 @@ there, ``first_use()`` whether the kernels compile and run on it.
 """
 import numpy as np
 
-from .batch import CLEAR, DIRTY, LINE_WORDS, PAGE_WORDS, check_pool_size, new_results
-from .device_batch import CLEAR_WARPS, LANES, NO_PFN, PFN_SHIFT, Packed, results_from
+from .batch import CLEAR, DIRTY, LINE_WORDS, PAGE_WORDS, check_pool_size
+from .device_batch import CLEAR_WARPS, LANES, NO_PFN, PFN_SHIFT, Packed, no_results, results_from
 
 name = "cuda"
 try:
@@ -242,7 +242,7 @@ def submit(pool, op, pfn, order, arg):
     if packed.clear_only:
         warps = WARPS
         _clear_pages[_blocks(total, warps), warps * LANES, s](pool, cmd, starts, n, uo, total)
-        return packed, None
+        return packed, (s, None)
     arg_d = cuda.to_device(packed.arg if packed.arg is not None else np.zeros(1, np.int64),
                            stream=s)
     ent_row, nxt, found = st.entries(total)
@@ -253,7 +253,7 @@ def submit(pool, op, pfn, order, arg):
     _apply_pages[total, LANES, s](pool, cmd, starts, arg_d, uo, total, st.head, ent_row, nxt,
                                   found, res, n)
     if not packed.has_verify:
-        return packed, None
+        return packed, (s, None)
     _verify_markers[_blocks(total, THREADS), THREADS, s](cmd, starts, uo, ent_row, total, found,
                                                           res, n)
     out = cuda.pinned_array(3 * n, dtype=np.int64) if not SIM else np.empty(3 * n, np.int64)
@@ -262,12 +262,15 @@ def submit(pool, op, pfn, order, arg):
 
 
 def collect(handle):
+    """Wait for the batch's stream; per-row results only when it verified (else shared
+    read-only "nothing found" arrays)."""
     packed, pending = handle
-    if pending is None:
-        cuda.synchronize()
-        return new_results(packed.n)
+    if pending is None:  # an empty batch
+        return no_results(packed.n)
     s, out = pending
     s.synchronize()
+    if out is None:
+        return no_results(packed.n)
     return results_from(packed, out)
 
 

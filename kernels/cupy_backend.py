@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from .batch import CLEAR, DIRTY, PAGE_WORDS, VERIFY, check_pool_size, new_results
-from .device_batch import CLEAR_WARPS, CUDA_SOURCE, LANES, Packed, results_from
+from .batch import CLEAR, DIRTY, PAGE_WORDS, VERIFY, check_pool_size
+from .device_batch import CLEAR_WARPS, CUDA_SOURCE, LANES, Packed, no_results, results_from
 
 name = "cupy"
 try:
@@ -204,12 +204,13 @@ def submit(pool, op, pfn, order, arg):
 
 
 def collect(handle):
-    """Wait for a submitted batch; its per-row results (copied out of the pinned slot)."""
+    """Wait for a submitted batch; its per-row results (copied out of the pinned slot when
+    the batch verified, else shared read-only "nothing found" arrays: no per-row work)."""
     packed, slot, pending = handle
     if slot is not None:
         slot.done.synchronize()
     if pending is None:
-        return new_results(packed.n)
+        return no_results(packed.n)
     return results_from(packed, pending)
 
 

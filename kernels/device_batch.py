@@ -4,8 +4,10 @@ device, everything per page happens there.
 Host side (per row, never per page): each row becomes one int64 ``cmd`` word
 (``pfn << 16 | order << 8 | op``), plus ``arg`` only when the batch has a DIRTY row and the
 rows' first-page offsets ``starts`` (exclusive prefix sum of block sizes) only when the rows'
-orders differ (with one order, row ``e >> order`` holds entry ``e``). These go to the device
-from pinned memory by asynchronous copies.
+orders differ (with one order, row ``e >> order`` holds entry ``e``), written in one pass
+straight into the pinned staging buffer (on all host threads for large batches, when that
+measures faster). These go to the device by asynchronous copies. Per-row results come back
+only for batches with VERIFY rows; others are collected with no per-row work.
 
 Device side, two ways:
 
@@ -22,8 +24,10 @@ Device side, two ways:
   word" needs a barrier. ``markers`` turns per-entry findings into the per-row results
   (pages not zero, first such pfn, its first non-zero word), which come back as 3 words a row.
 """
+import time
+
 import numpy as np
-from numba import njit
+from numba import get_num_threads, njit, prange
 
 from .batch import CLEAR, DIRTY, LINE_WORDS, PAGE_WORDS, VERIFY, new_results
 
@@ -34,13 +38,17 @@ CLEAR_WARPS = 8
 LANES = 32
 #: ``bad`` before any page was found (the device takes the minimum pfn).
 NO_PFN = np.iinfo(np.int64).max
+#: Rows from which the host may pack a batch on all its threads (``PackChoice``): below,
+#: starting a parallel region costs about what it saves (16K rows are ~10 us on one core).
+PARALLEL_ROWS = 1 << 14
 
 
 @njit(cache=True, inline="always")
-def _pack_rows(op, pfn, order, buf, a, b):
-    """cmd words of rows [a, b); (min order, max order, op kinds seen as bits, pages)."""
+def _pack_rows(op, pfn, order, buf):
+    """cmd words of the rows given (slices: a loop from 0 is one LLVM vectorises, one from a
+    variable start is 5x slower); (min order, max order, op kinds seen as bits, pages)."""
     lo, hi, kinds, pages = 64, -1, 0, np.int64(0)
-    for i in range(a, b):
+    for i in range(len(op)):
         o = np.int64(order[i])
         k = np.int64(op[i])
         lo = min(lo, o)
@@ -53,10 +61,10 @@ def _pack_rows(op, pfn, order, buf, a, b):
 
 @njit(cache=True)
 def _pack_serial(op, pfn, order, arg, buf):
-    """One thread, vectorised: about 0.3 ns a row (an order-0 row is about 1 ns of device
-    work at 4 TB/s); a parallel version measured slower here."""
+    """One thread: about 0.6-1 ns a row on a server core (it streams cmd, pfn and order
+    through memory), as long as the device takes for an order-0 row at 4 TB/s."""
     n = len(op)
-    lo, hi, kind, pages = _pack_rows(op, pfn, order, buf, 0, n)
+    lo, hi, kind, pages = _pack_rows(op, pfn, order, buf[:n])
     if lo != hi:
         run = np.int64(0)
         for i in range(n):
@@ -69,11 +77,91 @@ def _pack_serial(op, pfn, order, arg, buf):
     return lo, hi, kind, pages
 
 
+@njit(cache=True, parallel=True)
+def _pack_parallel(op, pfn, order, arg, buf, nchunks):
+    """``_pack_serial`` on all the host's threads: row ranges packed in parallel, then their
+    page counts scanned (per range) for ``starts``. Same words, same summary."""
+    n = len(op)
+    step = (n + nchunks - 1) // nchunks
+    stats = np.empty((nchunks, 4), dtype=np.int64)
+    for c in prange(nchunks):
+        a = min(n, np.int64(c) * step)
+        b = min(n, a + step)
+        clo, chi, ckind, cpages = _pack_rows(op[a:b], pfn[a:b], order[a:b], buf[a:b])
+        stats[c, 0] = clo
+        stats[c, 1] = chi
+        stats[c, 2] = ckind
+        stats[c, 3] = cpages
+    lo, hi, kind, pages = np.int64(64), np.int64(-1), np.int64(0), np.int64(0)
+    for c in range(nchunks):
+        lo = min(lo, stats[c, 0])
+        hi = max(hi, stats[c, 1])
+        kind |= stats[c, 2]
+        pages += stats[c, 3]
+    if lo != hi:
+        first = np.empty(nchunks, dtype=np.int64)  # exclusive scan of the ranges' pages
+        run = np.int64(0)
+        for c in range(nchunks):
+            first[c] = run
+            run += stats[c, 3]
+        for c in prange(nchunks):
+            sa = min(n, np.int64(c) * step)
+            sb = min(n, sa + step)
+            r = first[c]
+            src, dst = order[sa:sb], buf[n + sa:n + sb]
+            for i in range(len(src)):
+                dst[i] = r
+                r += np.int64(1) << np.int64(src[i])
+        buf[2 * n] = pages
+    if kind & (1 << DIRTY):
+        for i in prange(n):
+            buf[2 * n + 1 + i] = arg[i]
+    return lo, hi, kind, pages
+
+
+class PackChoice:
+    """Serial or parallel packing, by measurement: a parallel region's start costs from a few
+    microseconds (OpenMP, idle cores) to milliseconds (cores shared with other processes),
+    so for each size class (the rows' bit length) the first ``2 * TRIALS`` batches alternate
+    the two ways and later ones take the faster (best time of each)."""
+
+    TRIALS = 3
+
+    def __init__(self, clock=time.perf_counter):
+        self.clock = clock
+        self.best = {}  # bit length -> [serial s, parallel s, trials]
+
+    def parallel(self, n):
+        """Whether to pack n rows in parallel, and whether to time it (a trial)."""
+        if n < PARALLEL_ROWS or get_num_threads() < 2:
+            return False, False
+        b = self.best.get(n.bit_length())
+        if b is None or b[2] < 2 * self.TRIALS:
+            return bool(b is not None and b[2] & 1), True
+        return b[1] < b[0], False
+
+    def record(self, n, parallel, seconds):
+        b = self.best.setdefault(n.bit_length(), [np.inf, np.inf, 0])
+        b[int(parallel)] = min(b[int(parallel)], seconds)
+        b[2] += 1
+
+
+CHOICE = PackChoice()
+
+
 def _pack(op, pfn, order, arg, buf):
     """Rows into ``buf``: cmd, then starts (n + 1) if orders differ, then arg if any DIRTY.
     Returns (uniform order or -1, pages, clear only, has DIRTY, has VERIFY, bad op)."""
     n = len(op)
-    lo, hi, kind, pages = _pack_serial(op, pfn, order, arg, buf)
+    par, trial = CHOICE.parallel(n)
+    t = CHOICE.clock() if trial else 0.0
+    if par:
+        lo, hi, kind, pages = _pack_parallel(op, pfn, order, arg, buf,
+                                             4 * get_num_threads())
+    else:
+        lo, hi, kind, pages = _pack_serial(op, pfn, order, arg, buf)
+    if trial:
+        CHOICE.record(n, par, CHOICE.clock() - t)
     return (int(lo) if lo == hi else -1, int(pages), n > 0 and kind == 1 << CLEAR,
             bool(kind & (1 << DIRTY)), bool(kind & (1 << VERIFY)), bool(kind & 1))
 
@@ -111,10 +199,26 @@ class Packed:
         return self.buf[2 * self.n + 1:3 * self.n + 1] if self.has_dirty else None
 
 
+_NO_RESULTS = [new_results(0)]
+
+
+def no_results(n):
+    """The results of n rows none of which verified (all zero, bad -1): read-only views of
+    arrays kept from one batch to the next, so a batch without VERIFY rows costs nothing
+    per row when collected (callers only read results)."""
+    cached = _NO_RESULTS[0]
+    if len(cached[0]) < n:
+        cached = new_results(max(n, 2 * len(cached[0]), 1 << 12))
+        for a in cached:
+            a.flags.writeable = False
+        _NO_RESULTS[0] = cached
+    return tuple(a[:n] for a in cached)
+
+
 def results_from(packed, res):
     """Per-row results from the device's ``res`` (3 x n int64: nonzero, bad, marker)."""
     if not packed.has_verify:
-        return new_results(packed.n)
+        return no_results(packed.n)
     n = packed.n
     nonzero = res[:n].copy()
     bad = res[n:2 * n].copy()

@@ -10,7 +10,11 @@ same way with the same threads, measured in the same run, over memory, not cache
   first, in both the backend and the baseline). The machine's DRAM write bandwidth is the
   baseline memset over the whole pool, printed beside.
 - GPU backends are timed as the engine drives them: ``submit`` while the batch before is on
-  the device, so the wall time includes the host's packing and copies.
+  the device, so the wall time includes the host's packing and copies. A GPU timing clears
+  at least TIMING_PAGES["gpu"] pages (8 GiB, about 2 ms at 4 TB/s), so that filling and
+  draining the two-batch pipeline (one batch's host work before the device starts, one
+  wait at the end: once per run in the engine) is a small share, as in the engine's
+  stream of batches; with 256 MiB (4 calls of 16K pages) it was most of the timing.
 A ratio above 1.0 is flagged: either within the run-to-run spread of the two measurements
 (slowest over best repetition; said so), or a bug (the row says UNEXPLAINED).
 """
@@ -22,7 +26,7 @@ import numpy as np
 from .batch import CLEAR, PAGE_WORDS
 
 #: Pages cleared per timing, at least (small batches are repeated on fresh pages).
-TIMING_PAGES = {"cpu": 1 << 14, "gpu": 1 << 16}
+TIMING_PAGES = {"cpu": 1 << 14, "gpu": 1 << 21}
 MAX_CALLS = 4096
 
 
@@ -187,6 +191,11 @@ def measure(backend, pool_pages, batches, reps=5, seed=0, log=None):
                 log(f"{row['backend']:6s} {layout:18s} {n:6d} pages x {ncalls:4d} calls: "
                     f"{row['gb_per_s']:8.2f} GB/s = {row['ratio']:5.2f} x memset "
                     f"({row['memset_gb_per_s']:.2f} GB/s)" + (f"  [{note}]" if note else ""))
+    if log and _gpu(backend):
+        from .device_batch import CHOICE
+        log(f"{backend.name:6s} host packing, best of its trials per size class: " + ", ".join(
+            f"<{1 << b} rows serial {s * 1e6:.1f} us parallel {p * 1e6:.1f} us"
+            for b, (s, p, _) in sorted(CHOICE.best.items())))
     return rows
 
 

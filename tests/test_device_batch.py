@@ -1,0 +1,112 @@
+"""The GPU backends' host side (device_batch.py): the parallel packer writes the words the
+serial one does, and batches without VERIFY rows are collected without per-row work."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from kernels import device_batch as db
+from kernels.batch import CLEAR, DIRTY, VERIFY, new_results
+
+
+def rows(draw_orders, ops, n, rng):
+    order = rng.choice(draw_orders, size=n).astype(np.int64)
+    pfn = (rng.integers(0, 1 << 30, size=n) << order).astype(np.int64)
+    op = rng.choice(ops, size=n).astype(np.uint8)
+    arg = rng.integers(1, 1 << 40, size=n).astype(np.int64)
+    return op, pfn, order, arg
+
+
+def packed_words(summary, buf, n):
+    """The part of buf the device reads: cmd, starts if orders differ, arg if DIRTY."""
+    lo, hi, kind, _ = summary
+    out = [buf[:n]]
+    if lo != hi:
+        out.append(buf[n:2 * n + 1])
+    if kind & (1 << DIRTY):
+        out.append(buf[2 * n + 1:3 * n + 1])
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 300), nchunks=st.integers(1, 40), seed=st.integers(0, 2**32 - 1),
+       orders=st.sampled_from([[0], [9], [0, 1, 3], [0, 9]]),
+       ops=st.sampled_from([[CLEAR], [CLEAR, DIRTY], [CLEAR, VERIFY, DIRTY], [CLEAR, 7]]))
+def test_parallel_pack_matches_serial(n, nchunks, seed, orders, ops):
+    """Same words, same (min order, max order, kinds, pages), any number of row ranges
+    (more ranges than rows included)."""
+    op, pfn, order, arg = rows(orders, ops, n, np.random.default_rng(seed))
+    a = np.full(3 * n + 1, -7, np.int64)
+    b = np.full(3 * n + 1, -7, np.int64)
+    want = db._pack_serial(op, pfn, order, arg, a)
+    got = db._pack_parallel(op, pfn, order, arg, b, nchunks)
+    assert tuple(int(x) for x in got) == tuple(int(x) for x in want)
+    for x, y in zip(packed_words(want, a, n), packed_words(got, b, n)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_large_batch_packs_in_parallel_with_the_right_starts():
+    """A batch past PARALLEL_ROWS (the parallel path) gives cmd words, starts and args by
+    their definitions: starts is the exclusive prefix sum of block sizes."""
+    n = db.PARALLEL_ROWS + 12345
+    op, pfn, order, arg = rows([0, 2, 9], [CLEAR, DIRTY], n, np.random.default_rng(3))
+    p = db.Packed(op, pfn, order, arg)
+    sizes = np.int64(1) << order
+    np.testing.assert_array_equal(p.cmd, (pfn << db.PFN_SHIFT) | (order << 8) | op)
+    np.testing.assert_array_equal(p.starts, np.concatenate(([0], np.cumsum(sizes))))
+    np.testing.assert_array_equal(p.arg, arg)
+    assert p.total == sizes.sum() and p.uorder == -1 and p.has_dirty and not p.clear_only
+    one = db.Packed(np.full(n, CLEAR, np.uint8), pfn, np.zeros(n, np.int64), arg)
+    assert one.clear_only and one.uorder == 0 and one.total == n and one.arg is None
+    with pytest.raises(ValueError, match="unknown operation"):
+        db.Packed(np.full(n, 9, np.uint8), pfn, order, arg)
+
+
+def test_results_without_verify_are_shared_read_only_views():
+    """A batch without VERIFY rows: results equal new_results(n), taken from arrays kept
+    between batches (no per-row allocation), which no caller can change."""
+    op = np.full(5000, CLEAR, np.uint8)
+    p = db.Packed(op, np.arange(5000), np.zeros(5000, np.int64), np.zeros(5000, np.int64))
+    first = db.results_from(p, None)
+    for got, want in zip(first, new_results(5000)):
+        np.testing.assert_array_equal(got, want)
+        assert not got.flags.writeable
+        with pytest.raises(ValueError):
+            got[0] = 1
+    again = db.results_from(p, None)
+    assert all(np.shares_memory(x, y) for x, y in zip(first, again))
+    small = db.no_results(3)
+    assert [list(x) for x in small] == [[0, 0, 0], [-1, -1, -1], [0, 0, 0]]
+
+
+@pytest.mark.parametrize("serial_s, parallel_s", [(5.0, 2.0), (2.0, 5.0)])
+def test_pack_choice_takes_the_faster_way_after_its_trials(monkeypatch, serial_s,
+                                                           parallel_s):
+    """Each size class alternates serial and parallel for 2 * TRIALS batches, then keeps the
+    way with the best time; small batches are always serial."""
+    monkeypatch.setattr(db, "get_num_threads", lambda: 4)
+    choice = db.PackChoice()
+    n = db.PARALLEL_ROWS * 3
+    seen = []
+    for _ in range(2 * choice.TRIALS):
+        par, trial = choice.parallel(n)
+        assert trial
+        seen.append(par)
+        choice.record(n, par, parallel_s if par else serial_s)
+    assert seen.count(True) == seen.count(False) == choice.TRIALS
+    assert choice.parallel(n) == (parallel_s < serial_s, False)
+    assert choice.parallel(db.PARALLEL_ROWS - 1) == (False, False)
+    assert choice.parallel(4 * n)[1]  # another size class starts its own trials
+    monkeypatch.setattr(db, "get_num_threads", lambda: 1)
+    assert choice.parallel(n) == (False, False)
+
+
+def test_packing_by_either_way_gives_the_same_batch(monkeypatch):
+    """Packed through the chooser, trials and all: every batch the same words."""
+    monkeypatch.setattr(db, "CHOICE", db.PackChoice())
+    n = db.PARALLEL_ROWS + 5
+    op, pfn, order, arg = rows([0, 1], [CLEAR, DIRTY, VERIFY], n, np.random.default_rng(4))
+    want = np.full(3 * n + 1, -1, np.int64)
+    db._pack_serial(op, pfn, order, arg, want)
+    for _ in range(2 * db.PackChoice.TRIALS + 2):
+        p = db.Packed(op, pfn, order, arg, np.full(3 * n + 1, -1, np.int64))
+        np.testing.assert_array_equal(p.buf, want)
