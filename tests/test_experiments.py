@@ -15,6 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("cpu_vs_gpu.py", "counters match metadata: True"),
     ("bench_scale.py", "bytes/page"),
     ("hit_rate.py", "THP  pcp"),
+    ("upstream.py", "| single run | on | pg_zeroed+reporting |"),
 ])
 def test_experiment_script_runs(script, expect, tmp_path):
     out = tmp_path / "out.json"
