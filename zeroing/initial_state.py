@@ -330,7 +330,10 @@ def apply_snapshot(alloc, path, zone=None):
         free_by_mt = {default: np.sum(list(free_by_mt.values()), axis=0).tolist()}
         blocks = None
     max_order, pb_order = alloc.max_order, alloc.pageblock_order
-    free, region_mt = plan_typed(free_by_mt, alloc.nr_pages, max_order)
+    try:
+        free, region_mt = plan_typed(free_by_mt, alloc.nr_pages, max_order)
+    except StateError as e:
+        raise StateError(f"{path}: {e}") from None
     target = pageblock_types(region_mt, blocks, len(zone_arrays.pageblock_mt), pb_order,
                              max_order, default)
     # The pristine zone holds each region as one free max-order block: put it on its type's
