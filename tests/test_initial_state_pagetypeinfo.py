@@ -158,3 +158,15 @@ def test_any_snapshot_that_fits_is_reproduced_exactly(tmp_path_factory, free):
     assert a.pagetypeinfo() == {"Unmovable": unmovable, "Movable": free[1],
                                 "Reclaimable": free[2]}
     a.check()  # no free buddies left unmerged, every block on its pageblock's list
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(open(JC).read().splitlines()) | st.text(max_size=40),
+                max_size=30), st.binary(max_size=8))
+def test_hostile_snapshots_fail_with_one_line_naming_the_file(tmp_path_factory, lines, junk):
+    path = tmp_path_factory.mktemp("hostile") / "snap"
+    path.write_bytes("\n".join(lines).encode("utf-8", "surrogatepass") + junk)
+    try:
+        apply_initial_state(BuddyAllocator(1 << 15), str(path))
+    except StateError as e:
+        assert str(e).startswith(str(path)) and "\n" not in str(e)

@@ -87,8 +87,8 @@ def read_buddyinfo(path, zone=None):
                         raise StateError(f"{path}:{lineno}: not a /proc/buddyinfo line")
                     continue
                 rows[int(m.group(1)), m.group(2)] = [int(x) for x in m.group(3).split()]
-    except OSError as e:
-        raise StateError(f"{path}: {e.strerror}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise StateError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
     if not rows:
         raise StateError(f"{path}: no zone rows (expected /proc/buddyinfo)")
     return pick_zone(path, rows, zone)
