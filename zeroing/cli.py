@@ -51,9 +51,9 @@ def build_parser():
     r.add_argument("--no-pcp", action="store_true")
     r.add_argument("--pcp-high", default="auto",
                    help="per-cpu list high: auto, the kernel's auto-tuning (default), or fixed")
-    r.add_argument("--initial-state", default="pristine", metavar="pristine|aged|FILE",
+    r.add_argument("--initial-state", default="pristine", metavar="pristine|aged|FILE[,zone=NAME]",
                    help="zone at the start: boot (default), after a seeded ageing workload, "
-                        "or a /proc/buddyinfo snapshot")
+                        "or a /proc/buddyinfo or /proc/pagetypeinfo snapshot")
     r.add_argument("--offload-batch",
                    help="pages per offload batch (default: the offload device profile's)")
     r.add_argument("--offload-watermark",

@@ -1,5 +1,5 @@
 """Starting states of the zone: ``pristine`` (boot: max-order blocks), ``aged`` (after a seeded
-ageing workload) or a ``/proc/buddyinfo`` snapshot FILE.
+ageing workload) or a ``/proc/buddyinfo`` or ``/proc/pagetypeinfo`` snapshot FILE.
 
 Upstream's "only ~21% of order-0 allocations come from reported pages" describes a guest that
 has run for a while: its free memory is partly low-order blocks that are never reported
@@ -11,12 +11,24 @@ state is counted (the allocator's counters are reset; the engine starts after).
 ``aged`` (seeded): order-0 to 3 and THP-sized allocations (order 0 75%, 1 10%, 2 5%, 3 5%,
 9 5%; 70% Movable, 20% Unmovable, 10% Reclaimable) fill the zone to 75%, then as many
 alloc/free steps as the zone has pages churn at that level, then half of what is live is
-freed and the per-cpu lists are drained. FILE: the zone starts with exactly the free blocks per
-order of the snapshot's Normal zone (or its only zone, or ``zone=NAME``), placed so that no
-two of them are buddies: every other page is allocated. A snapshot with more free memory than
-the modelled zone can hold in that shape is an error naming the file. Migratetypes of a
-``/proc/pagetypeinfo`` snapshot are not applied (the free blocks keep their pageblocks'
-Movable type): a simplification.
+freed and the per-cpu lists are drained.
+
+FILE (``FILE`` or ``FILE,zone=NAME``; the format is told by its first line): the zone starts
+with exactly the free blocks per order of one zone of the snapshot: ``zone=NAME``, else Normal,
+else the file's only zone (the lowest node that has it). They are placed so that no two of
+them are buddies: every other page is allocated. A /proc/buddyinfo snapshot's free blocks are
+all Movable (the boot type of every pageblock). A /proc/pagetypeinfo snapshot also gives each
+free block's migratetype: the blocks of one type are carved out of max-order regions whose
+pageblocks get that type, so they sit on that type's free lists (6.18 keeps a free block on
+its pageblock's list, ``__add_to_free_list``); the pageblocks left wholly allocated get types
+so that the zone's pageblocks per type follow the snapshot's "Number of blocks type" table,
+scaled to the modelled zone.
+Allocated pages take their pageblock's migratetype. The model has no HighAtomic, CMA or Isolate
+lists (simplification): HighAtomic free blocks and pageblocks count as Unmovable (the reserve
+serves high-order atomic, mostly unmovable, allocations), CMA and Isolate ones as Movable (CMA
+serves only movable allocations; isolation is of movable ranges). A snapshot with more free
+memory than the modelled zone can hold in that shape is an error naming the file; a bad line
+is an error naming the file and line.
 """
 import os
 import re
@@ -26,14 +38,41 @@ import numpy as np
 from allocator import (GFP_HIGHUSER_MOVABLE, GFP_KERNEL, OP_ALLOC, OP_ALLOC_PFN, OP_DRAIN,
                        OP_DTYPE, OP_FREE_REF)
 from allocator import core as acore
-from allocator.flags import GFP_BITS
+from allocator.flags import GFP_BITS, MIGRATETYPE_NAMES, MigrateType
 
 STATES = ("pristine", "aged")
 GFP_RECLAIMABLE = GFP_KERNEL | GFP_BITS["__GFP_RECLAIMABLE"]
+UNMOVABLE, MOVABLE, RECLAIMABLE = (int(m) for m in MigrateType)
+#: /proc/pagetypeinfo's migratetype names (mm/page_alloc.c ``migratetype_names``) -> the model's
+#: free lists (HighAtomic, CMA and Isolate have none: see the module docstring).
+PAGETYPE_NAMES = {"Unmovable": UNMOVABLE, "Movable": MOVABLE, "Reclaimable": RECLAIMABLE,
+                  "HighAtomic": UNMOVABLE, "CMA": MOVABLE, "Isolate": MOVABLE}
+#: The allocation that stands for an allocated page of a pageblock of each type.
+MT_GFP = {UNMOVABLE: GFP_KERNEL, MOVABLE: GFP_HIGHUSER_MOVABLE, RECLAIMABLE: GFP_RECLAIMABLE}
 
 
 class StateError(ValueError):
     """An initial state that cannot be built: names the file or option and the reason."""
+
+
+def parse_spec(value):
+    """``FILE`` or ``FILE,zone=NAME`` -> (path, zone or None). A path that exists as given wins
+    (it may hold a comma)."""
+    if os.path.exists(value):
+        return value, None
+    m = re.fullmatch(r"(.+),zone=(\w+)", value)
+    return (m.group(1), m.group(2)) if m else (value, None)
+
+
+def pick_zone(path, rows, zone):
+    """rows {(node, zone name): value}: the named zone, else Normal, else the only zone; of the
+    lowest node that has it."""
+    names = list(dict.fromkeys(name for _, name in rows))
+    name = zone or ("Normal" if "Normal" in names else names[0] if len(names) == 1 else None)
+    nodes = sorted(node for node, n in rows if n == name)
+    if not nodes:
+        raise StateError(f"{path}: zone {zone or 'Normal'} not found (zones: {', '.join(names)})")
+    return rows[nodes[0], name]
 
 
 def read_buddyinfo(path, zone=None):
@@ -47,30 +86,105 @@ def read_buddyinfo(path, zone=None):
                     if line.strip():
                         raise StateError(f"{path}:{lineno}: not a /proc/buddyinfo line")
                     continue
-                rows[m.group(2)] = [int(x) for x in m.group(3).split()]
-    except OSError as e:
-        raise StateError(f"{path}: {e.strerror}") from None
+                rows[int(m.group(1)), m.group(2)] = [int(x) for x in m.group(3).split()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise StateError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
     if not rows:
         raise StateError(f"{path}: no zone rows (expected /proc/buddyinfo)")
-    name = zone or ("Normal" if "Normal" in rows else next(iter(rows)) if len(rows) == 1 else None)
-    if name is None or name not in rows:
-        raise StateError(f"{path}: zone {zone or 'Normal'} not found (zones: {', '.join(rows)})")
-    return rows[name]
+    return pick_zone(path, rows, zone)
 
 
-def plan_free_blocks(counts, nr_pages, max_order):
+def read_pagetypeinfo(path, zone=None):
+    """One zone of a /proc/pagetypeinfo file (mm/vmstat.c ``pagetypeinfo_show``):
+    (free, blocks): free[mt] = free blocks per order on the model's list mt (names folded by
+    PAGETYPE_NAMES), blocks[mt] = pageblocks of type mt, or None without that table."""
+    free, blocks = {}, {}
+    orders = block_names = None
+    section = None
+    try:
+        with open(path) as f:
+            lines = list(enumerate(f, 1))
+    except (OSError, UnicodeDecodeError) as e:
+        raise StateError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
+    for lineno, line in lines:
+        text = line.strip()
+        where = f"{path}:{lineno}"
+        if not text or re.fullmatch(r"(Page block order|Pages per block):\s+\d+", text):
+            continue
+        m = re.fullmatch(r"Free pages count per migrate type at order\s+([\d\s]+)", text)
+        if m:
+            orders, section = len(m.group(1).split()), "free"
+            continue
+        m = re.fullmatch(r"Number of (blocks|mixed blocks) type\s+([\w\s]+)", text)
+        if m:
+            block_names, section = m.group(2).split(), m.group(1)
+            for name in block_names:
+                if name not in PAGETYPE_NAMES:
+                    raise StateError(f"{where}: unknown migratetype {name}")
+            continue
+        m = re.fullmatch(r"Node\s+(\d+),\s+zone\s+(\S+),\s+type\s+(\S+)\s+(.*)", text)
+        if m and section == "free":
+            if m.group(3) not in PAGETYPE_NAMES:
+                raise StateError(f"{where}: unknown migratetype {m.group(3)}")
+            values = m.group(4).split()
+            if any(v.startswith(">") for v in values):
+                raise StateError(f"{where}: a count the kernel capped (>100000) is not exact")
+            if len(values) != orders or not all(v.isdigit() for v in values):
+                raise StateError(f"{where}: expected {orders} free-block counts")
+            row = free.setdefault((int(m.group(1)), m.group(2)), [[0] * orders for _ in range(3)])
+            mt = PAGETYPE_NAMES[m.group(3)]
+            row[mt] = [a + int(v) for a, v in zip(row[mt], values)]
+            continue
+        m = re.fullmatch(r"Node\s+(\d+),\s+zone\s+(\S+)\s+([\d\s]+)", text)
+        if m and section in ("blocks", "mixed blocks"):
+            values = m.group(3).split()
+            if len(values) != len(block_names):
+                raise StateError(f"{where}: expected {len(block_names)} pageblock counts")
+            if section == "blocks":  # page_owner's mixed-blocks table is not needed
+                row = [0, 0, 0]
+                for name, v in zip(block_names, values):
+                    row[PAGETYPE_NAMES[name]] += int(v)
+                blocks[int(m.group(1)), m.group(2)] = row
+            continue
+        raise StateError(f"{where}: not a /proc/pagetypeinfo line")
+    if not free:
+        raise StateError(f"{path}: no free-block rows (expected /proc/pagetypeinfo)")
+    key = next(k for k, v in free.items() if v is pick_zone(path, free, zone))
+    return free[key], blocks.get(key)
+
+
+def read_snapshot(path, zone=None):
+    """(free, blocks) of a buddyinfo or pagetypeinfo file (told by its first line): free is
+    {migratetype: counts per order} (buddyinfo: all Movable), blocks as read_pagetypeinfo."""
+    try:
+        with open(path) as f:
+            first = next((line for line in f if line.strip()), "")
+    except (OSError, UnicodeDecodeError) as e:
+        raise StateError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
+    if first.startswith(("Page block order", "Free pages count per migrate type")):
+        free, blocks = read_pagetypeinfo(path, zone)
+        return dict(enumerate(free)), blocks
+    return {MOVABLE: read_buddyinfo(path, zone)}, None
+
+
+def plan_free_blocks(counts, nr_pages, max_order, regions=None, used=None):
     """Place counts[k] free blocks of order k in a zone of nr_pages so that none has a free
     buddy of its order: [(pfn, order)], or StateError. A block's buddy half gets an
-    allocated page at its start, which leaves one slot of every lower order beside it."""
+    allocated page at its start, which leaves one slot of every lower order beside it.
+    ``regions``: the free max-order regions to take (shared between calls); the ones taken are
+    appended to ``used``."""
     counts = list(counts) + [0] * (max_order + 1 - len(counts))
     if len(counts) > max_order + 1 and any(counts[max_order + 1:]):
         raise StateError(f"free blocks above max order {max_order}")
-    regions = list(range(0, nr_pages - (1 << max_order) + 1, 1 << max_order))
+    if regions is None:
+        regions = list(range(0, nr_pages - (1 << max_order) + 1, 1 << max_order))
+    used = [] if used is None else used
     free = []
     for _ in range(counts[max_order]):
         if not regions:
             raise StateError(f"{counts[max_order]} max-order blocks do not fit in {nr_pages} pages")
-        free.append((regions.pop(0), max_order))
+        used.append(regions.pop(0))
+        free.append((used[-1], max_order))
     slots = [[] for _ in range(max_order)]  # pfns where a free block of that order is safe
 
     def split(pfn, order):
@@ -85,12 +199,56 @@ def plan_free_blocks(counts, nr_pages, max_order):
                 if bigger is not None:
                     split(slots[bigger].pop(), bigger)
                 elif regions:
-                    split(regions.pop(), max_order)
+                    used.append(regions.pop())
+                    split(used[-1], max_order)
                 else:
                     raise StateError(f"the snapshot's free blocks do not fit in {nr_pages} pages "
                                      f"without merging (ran out at order {k})")
             free.append((slots[k].pop(), k))
     return free
+
+
+def plan_typed(free_by_mt, nr_pages, max_order):
+    """plan_free_blocks per migratetype, each type in max-order regions of its own:
+    ([(pfn, order, mt)], {region pfn: mt})."""
+    regions = list(range(0, nr_pages - (1 << max_order) + 1, 1 << max_order))
+    out, region_mt = [], {}
+    for mt, counts in sorted(free_by_mt.items()):
+        used = []
+        try:
+            free = plan_free_blocks(counts, nr_pages, max_order, regions, used)
+        except StateError as e:
+            raise StateError(f"{MIGRATETYPE_NAMES[mt]}: {e}") from None
+        out += [(pfn, order, mt) for pfn, order in free]
+        region_mt.update(dict.fromkeys(used, mt))
+    return out, region_mt
+
+
+def pageblock_types(region_mt, blocks, nr_pageblocks, pageblock_order, max_order, default):
+    """Target migratetype of every pageblock: a region's type for the regions holding free
+    blocks; the wholly allocated ones (lowest first) made Unmovable and Reclaimable until the
+    zone's share of each matches ``blocks`` (largest remainder), the rest ``default``."""
+    per_region = 1 << (max_order - pageblock_order)
+    target = np.full(nr_pageblocks, default, dtype=np.int8)
+    for pfn, mt in region_mt.items():
+        start = pfn >> pageblock_order
+        target[start:start + per_region] = mt
+    if not blocks or not sum(blocks):
+        return target
+    share = np.array(blocks, dtype=float) * nr_pageblocks / sum(blocks)
+    want = np.floor(share).astype(int)
+    for mt in np.argsort(-(share - want), kind="stable")[:nr_pageblocks - want.sum()]:
+        want[mt] += 1
+    forced = np.zeros(nr_pageblocks, dtype=bool)
+    for pfn in region_mt:
+        forced[(pfn >> pageblock_order):(pfn >> pageblock_order) + per_region] = True
+    spare = iter(np.flatnonzero(~forced))
+    for mt in (UNMOVABLE, RECLAIMABLE):
+        for _ in range(max(0, want[mt] - int(np.count_nonzero(target == mt)))):
+            pb = next(spare, None)
+            if pb is not None:
+                target[pb] = mt
+    return target
 
 
 def allocated_blocks(free, nr_pages, max_order):
@@ -163,25 +321,55 @@ def forget_setup(alloc):
     stat[acore.S_NR_ALLOCATED], stat[acore.S_NR_ISOLATED] = held
 
 
+def apply_snapshot(alloc, path, zone=None):
+    """Bring a fresh (pristine) allocator to a snapshot's free blocks (module docstring)."""
+    free_by_mt, blocks = read_snapshot(path, zone)
+    z, zone_arrays = alloc.z, alloc.zone
+    default = int(zone_arrays.pageblock_mt[0])  # the boot type: Movable, or Unmovable without
+    if not zone_arrays.conf[acore.C_MOBILITY]:  # mobility grouping (one list for everything)
+        free_by_mt = {default: np.sum(list(free_by_mt.values()), axis=0).tolist()}
+        blocks = None
+    max_order, pb_order = alloc.max_order, alloc.pageblock_order
+    try:
+        free, region_mt = plan_typed(free_by_mt, alloc.nr_pages, max_order)
+    except StateError as e:
+        raise StateError(f"{path}: {e}") from None
+    target = pageblock_types(region_mt, blocks, len(zone_arrays.pageblock_mt), pb_order,
+                             max_order, default)
+    # The pristine zone holds each region as one free max-order block: put it on its type's
+    # list, so that the splits below leave the free blocks on that list too.
+    for pfn, mt in region_mt.items():
+        if mt != default:
+            acore.move_to_free_list(z, pfn, max_order, default, mt)
+            acore.change_pageblock_range(z, pfn, max_order, mt)
+    blocks_taken = allocated_blocks([(p, o) for p, o, _ in free], alloc.nr_pages, max_order)
+    ops = np.zeros(len(blocks_taken), dtype=OP_DTYPE)
+    ops["op"] = OP_ALLOC_PFN
+    ops["order"] = [o for _, o in blocks_taken]
+    ops["arg"] = [p for p, _ in blocks_taken]
+    ops["gfp"] = [MT_GFP[int(target[p >> pb_order])] for p, _ in blocks_taken]
+    alloc.run(ops)
+    for pb in np.flatnonzero(target != zone_arrays.pageblock_mt):  # wholly allocated ones
+        acore.set_pageblock_migratetype(z, int(pb) << pb_order, int(target[pb]))
+    forget_setup(alloc)
+    pages = sum(n << k for counts in free_by_mt.values() for k, n in enumerate(counts))
+    if len(free_by_mt) == 1:
+        return f"{os.path.basename(path)} ({pages} free pages)"
+    per_type = "/".join(str(int(np.count_nonzero(target == mt))) for mt in range(3))
+    return (f"{os.path.basename(path)} ({pages} free pages; Unmovable/Movable/Reclaimable "
+            f"pageblocks {per_type})")
+
+
 def apply_initial_state(alloc, state, seed=0):
-    """Bring a fresh ``BuddyAllocator`` into ``state``: 'pristine', 'aged' or a buddyinfo
-    path. Returns a short description."""
+    """Bring a fresh ``BuddyAllocator`` into ``state``: 'pristine', 'aged' or a snapshot
+    ``FILE[,zone=NAME]``. Returns a short description."""
     if state in (None, "pristine"):
         return "pristine"
     if state == "aged":
         alloc.run(aged_ops(alloc.nr_pages, seed), lenient=True)
         forget_setup(alloc)
         return f"aged (seed {seed})"
-    if not os.path.exists(state):
+    path, zone = parse_spec(state)
+    if not os.path.isfile(path):
         raise StateError(f"--initial-state {state}: no such file (or pristine, aged)")
-    counts = read_buddyinfo(state)
-    free = plan_free_blocks(counts, alloc.nr_pages, alloc.max_order)
-    blocks = allocated_blocks(free, alloc.nr_pages, alloc.max_order)
-    ops = np.zeros(len(blocks), dtype=OP_DTYPE)
-    ops["op"] = OP_ALLOC_PFN
-    ops["gfp"] = GFP_KERNEL
-    ops["order"] = [o for _, o in blocks]
-    ops["arg"] = [p for p, _ in blocks]
-    alloc.run(ops)
-    forget_setup(alloc)
-    return f"{os.path.basename(state)} ({sum(n << k for k, n in enumerate(counts))} free pages)"
+    return apply_snapshot(alloc, path, zone)

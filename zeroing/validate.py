@@ -94,15 +94,18 @@ class Text:
 
 
 class InitialState:
-    """pristine, aged, or a /proc/buddyinfo snapshot that exists (initial_state.py reads it
-    later and names its file and line if it is bad)."""
+    """pristine, aged, or ``FILE[,zone=NAME]``: a /proc/buddyinfo or /proc/pagetypeinfo
+    snapshot that exists (initial_state.py reads it later and names its file and line if it is
+    bad)."""
 
     def allowed(self):
-        return "pristine, aged or an existing /proc/buddyinfo file"
+        return ("pristine, aged or an existing /proc/buddyinfo or /proc/pagetypeinfo file "
+                "(FILE,zone=NAME for a zone other than Normal)")
 
     def convert(self, value):
+        from .initial_state import parse_spec
         if not isinstance(value, str) or not (value in ("pristine", "aged") or
-                                              os.path.isfile(value)):
+                                              os.path.isfile(parse_spec(value)[0])):
             raise ValueError
         return value
 

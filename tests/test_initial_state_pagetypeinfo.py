@@ -1,0 +1,172 @@
+"""A /proc/pagetypeinfo snapshot as the initial state: its free blocks land on their
+migratetype's free lists, pageblocks follow its blocks table, bad lines name file and line."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from allocator import GFP_KERNEL, BuddyAllocator
+from zeroing.initial_state import (StateError, apply_initial_state, read_buddyinfo,
+                                   read_pagetypeinfo)
+from zeroing.validate import UserError, check
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JC = os.path.join(DATA, "jc_pagetypeinfo")
+PTI_618 = os.path.join(DATA, "before_pagetypeinfo-6.18")
+BUDDY_618 = os.path.join(DATA, "before_buddyinfo-6.18")
+ZERO = [0] * 11
+# jc_pagetypeinfo's Normal zone, as printed there.
+JC_NORMAL = {"Unmovable": [0, 22, 7, 9, 0, 0, 0, 0, 0, 0, 0],
+             "Movable": [0, 0, 1, 1, 1, 1, 2, 11, 13, 0, 0], "Reclaimable": ZERO}
+JC_BLOCKS = (120, 345, 47)  # Unmovable, Movable, Reclaimable pageblocks of 512
+
+
+def jc_zone(pcp=True):
+    a = BuddyAllocator(1 << 17, pcp=pcp)
+    apply_initial_state(a, JC)
+    return a
+
+
+def test_free_blocks_sit_on_their_migratetypes_lists():
+    a = jc_zone()
+    assert a.pagetypeinfo() == JC_NORMAL
+    assert a.stats()["pgalloc"] == 0 and a.nr_pcp_pages() == 0
+    a.check()  # among others: every free block is on its pageblock's migratetype's list
+    for mt in range(3):
+        pfn = a.zone.free_head[1, mt]
+        while pfn >= 0:
+            assert a.zone.pageblock_mt[pfn >> 9] == mt
+            pfn = a.zone.next[pfn]
+
+
+def test_unmovable_allocation_is_served_from_the_snapshots_unmovable_blocks():
+    a = jc_zone(pcp=False)
+    pfn = a.alloc(1, GFP_KERNEL)
+    assert a.zone.pageblock_mt[pfn >> 9] == 0  # no fallback to a Movable block
+    assert a.pagetypeinfo()["Unmovable"][1] == 21
+    assert a.pagetypeinfo()["Movable"] == JC_NORMAL["Movable"]
+    assert a.stats()["extfrag"] == 0
+    a.check()
+
+
+def test_pageblocks_follow_the_blocks_table_scaled_to_the_zone():
+    a = jc_zone()
+    n = len(a.zone.pageblock_mt)
+    per_type = np.bincount(a.zone.pageblock_mt, minlength=3)
+    for mt, blocks in enumerate(JC_BLOCKS):
+        assert abs(per_type[mt] - blocks * n / sum(JC_BLOCKS)) < 1
+    # Allocated pages take their pageblock's migratetype.
+    heads = np.flatnonzero(a.zone.flags & (1 << 4))
+    assert (a.zone.next[heads] == a.zone.pageblock_mt[heads >> 9]).all()
+
+
+def test_all_three_types_of_a_618_snapshot_and_buddyinfo_agree():
+    free, blocks = read_pagetypeinfo(PTI_618)
+    assert blocks == [44, 827, 25]
+    assert [sum(c) for c in zip(*free)] == read_buddyinfo(BUDDY_618)  # same moment, both files
+    a = BuddyAllocator(1 << 20)
+    desc = apply_initial_state(a, PTI_618)
+    assert "356718 free pages" in desc
+    assert a.pagetypeinfo() == dict(zip(("Unmovable", "Movable", "Reclaimable"), free))
+    b = BuddyAllocator(1 << 20)
+    apply_initial_state(b, BUDDY_618)
+    assert b.buddyinfo() == a.buddyinfo()
+    assert b.pagetypeinfo()["Movable"] == b.buddyinfo()  # buddyinfo: all Movable
+    a.check()
+
+
+def test_zone_is_named_or_normal():
+    a = BuddyAllocator(1 << 20)
+    apply_initial_state(a, JC + ",zone=DMA32")
+    assert a.pagetypeinfo() == {"Unmovable": [1, 2, 1, 3, 5, 2, 1, 0, 0, 1, 0],
+                                "Movable": [20, 52, 78, 47, 32, 23, 11, 9, 2, 2, 629],
+                                "Reclaimable": [2, 1, 3, 0, 1, 0, 1, 0, 1, 1, 0]}
+    a.check()
+    with pytest.raises(StateError, match="jc_pagetypeinfo: zone Movable not found"):
+        apply_initial_state(BuddyAllocator(1 << 17), JC + ",zone=Movable")
+    with pytest.raises(StateError, match="jc_pagetypeinfo: Movable: 629 max-order blocks do not"):
+        apply_initial_state(BuddyAllocator(1 << 17), JC + ",zone=DMA32")  # 2.5 GiB free
+    assert check("--initial-state", "initial_state", JC + ",zone=DMA") == JC + ",zone=DMA"
+    with pytest.raises(UserError, match="--initial-state"):
+        check("--initial-state", "initial_state", "/nonexistent,zone=DMA")
+
+
+def test_without_mobility_grouping_everything_is_unmovable():
+    a = BuddyAllocator(1 << 17, mobility_grouping=False)
+    apply_initial_state(a, JC)
+    total = [u + m for u, m in zip(JC_NORMAL["Unmovable"], JC_NORMAL["Movable"])]
+    assert a.pagetypeinfo() == {"Unmovable": total, "Movable": ZERO, "Reclaimable": ZERO}
+    a.check()
+
+
+def altered(tmp_path, lineno, text):
+    lines = open(JC).read().splitlines()
+    lines[lineno - 1] = text
+    p = tmp_path / "pagetypeinfo"
+    p.write_text("\n".join(lines) + "\n")
+    return str(p)
+
+
+@pytest.mark.parametrize("lineno, text, reason", [
+    (16, "Node    0, zone   Normal, type    Unmovable      0 >100000 7 9 0 0 0 0 0 0 0",
+     "capped"),
+    (16, "Node    0, zone   Normal, type      Weird      0 22 7 9 0 0 0 0 0 0 0",
+     "unknown migratetype Weird"),
+    (16, "Node    0, zone   Normal, type    Unmovable      0 22 7", "expected 11 free-block"),
+    (24, "Node 0, zone   Normal          120          345", "expected 5 pageblock counts"),
+    (9, "garbage", "not a /proc/pagetypeinfo line"),
+])
+def test_bad_lines_name_file_and_line(tmp_path, lineno, text, reason):
+    path = altered(tmp_path, lineno, text)
+    with pytest.raises(StateError, match=f"^{path}:{lineno}: .*{reason}"):
+        apply_initial_state(BuddyAllocator(1 << 17), path)
+
+
+def test_cli_reports_a_bad_snapshot_in_one_line(tmp_path):
+    path = altered(tmp_path, 16, "Node 0, zone Normal, type Unmovable 1 2")
+    p = subprocess.run([sys.executable, "-m", "zeroing", "run", "--workload", "vm-anon",
+                        "--pages", "65536", "--size-mb", "16", "--rounds", "1",
+                        "--initial-state", path], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert f"{path}:16: expected 11 free-block counts" in p.stderr
+
+
+def pagetypeinfo_text(free):
+    """The kernel's format (mm/vmstat.c pagetypeinfo_showfree_print) for one Normal zone."""
+    head = "%-43s " % "Free pages count per migrate type at order"
+    rows = ["Page block order: 9", "Pages per block:  512", "",
+            head + "".join("%6d " % o for o in range(11))]
+    for name, counts in zip(("Unmovable", "Movable", "Reclaimable", "HighAtomic"), free):
+        rows.append("Node %4d, zone %8s, type %12s " % (0, "Normal", name) +
+                    "".join("%6d " % c for c in counts))
+    return "\n".join(rows) + "\n"
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 3), min_size=11, max_size=11), min_size=4, max_size=4))
+def test_any_snapshot_that_fits_is_reproduced_exactly(tmp_path_factory, free):
+    path = tmp_path_factory.mktemp("pti") / "pagetypeinfo"
+    path.write_text(pagetypeinfo_text(free))
+    a = BuddyAllocator(1 << 15)
+    apply_initial_state(a, str(path))
+    unmovable = [u + h for u, h in zip(free[0], free[3])]  # HighAtomic counts as Unmovable
+    assert a.pagetypeinfo() == {"Unmovable": unmovable, "Movable": free[1],
+                                "Reclaimable": free[2]}
+    a.check()  # no free buddies left unmerged, every block on its pageblock's list
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(open(JC).read().splitlines()) | st.text(max_size=40),
+                max_size=30), st.binary(max_size=8))
+def test_hostile_snapshots_fail_with_one_line_naming_the_file(tmp_path_factory, lines, junk):
+    path = tmp_path_factory.mktemp("hostile") / "snap"
+    path.write_bytes("\n".join(lines).encode("utf-8", "surrogatepass") + junk)
+    try:
+        apply_initial_state(BuddyAllocator(1 << 15), str(path))
+    except StateError as e:
+        assert str(e).startswith(str(path)) and "\n" not in str(e)
