@@ -187,7 +187,8 @@ def _resolve_config(raw, path, text):
     cfg["policies"] = policies
     check_cell_ids(cfg, path)
     from .cost import DEFAULT_PROFILE, ProfileError, load_profile
-    cfg["cost_profile"] = raw.get("cost_profile", DEFAULT_PROFILE)
+    cfg["cost_profile"] = check(where("cost_profile"), "cost_profile",
+                                raw.get("cost_profile", DEFAULT_PROFILE))
     try:
         profile = load_profile(cfg["cost_profile"])
     except ProfileError as e:

@@ -130,6 +130,7 @@ RULES = {
     "name": Text(),
     "label": Text(),
     "out": Text(),
+    "cost_profile": Text(),
     # workload parameters (zeroing/workloads); upper bounds keep the event array in memory
     "thp": Bool(),
     "size_mb": Int(1, MAX_PFNS // 256),
