@@ -31,8 +31,8 @@ from allocator.flags import (GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_M
 from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_INFLATE, EVENT_CALLER_DTYPE
 from ..struct_page import CALLER_NAMES, MIX_CALLERS, parse_caller_mix
 from .gen import (S_BASE, S_DONE, S_GROW, S_ROW, S_T, S_USER, OrderedList, Ring, chunks,
-                  collect, new_buffer, ol_append, ol_full, ol_len, ol_pop, put, ring_append,
-                  ring_full, ring_popleft, room)
+                  collect, new_buffer, ol_append, ol_full, ol_len, ol_pop, put, rand_below,
+                  ring_append, ring_full, ring_popleft, room)
 
 DEFAULT_CALLERS = ",".join(f"{name}=1" for name in MIX_CALLERS)
 GFP_ATOMIC = GFP_BITS["__GFP_HIGH"] | GFP_BITS["__GFP_KSWAPD_RECLAIM"]
@@ -71,7 +71,7 @@ def _fill(rng, pick_rng, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live, balloon
         elif r < 0.2 and nballoon > 0:
             row = put(st, buf, 1000, EV_DEFLATE, 0, 0, ring_popleft(balloon))
         elif ol_len(live) > 0 and (r < 0.55 or ol_len(live) > nr_pages // 4):
-            row = put(st, buf, 1000, EV_FREE, 0, 0, ol_pop(live, rng.integers(0, ol_len(live))))
+            row = put(st, buf, 1000, EV_FREE, 0, 0, ol_pop(live, rand_below(rng, ol_len(live))))
         else:
             gfp = c_gfp[k] | __GFP_MOVABLE | (__GFP_ZERO if rng.random() < c_pzero[k] else 0)
             row = put(st, buf, 1000, c_op[k], 0, gfp, 0)
