@@ -48,6 +48,16 @@ CALLER_GFP = {
 }
 
 
+@njit(cache=True, inline="always")
+def _search_right(cdf, u):
+    """``np.searchsorted(cdf, u, side="right")`` for a short ascending ``cdf``: the count of
+    entries <= u, without branches (a random caller mispredicts every branch of a search)."""
+    k = 0
+    for c in cdf:
+        k += c <= u
+    return k
+
+
 @njit(cache=True)
 def _fill(rng, pick_rng, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live, balloon, nr_pages,
           events):
@@ -59,7 +69,7 @@ def _fill(rng, pick_rng, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live, balloon
         if ol_full(live) or ring_full(balloon):
             st[S_GROW] = 1
             break
-        k = np.searchsorted(cdf, pick_rng.random(), side="right")  # Generator.choice(p=...)
+        k = _search_right(cdf, pick_rng.random())  # Generator.choice(p=...)
         st[S_T] = i * 1000 - 1000  # put() adds 1000: event i is at i us
         r = rng.random()
         nballoon = balloon[1][1]
