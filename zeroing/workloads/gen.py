@@ -244,16 +244,17 @@ def ol_pop(a, k):
         rem = rem - b if go else rem
         bit[nxt] = b if go else b - 1
         step >>= 1
-    # The rem-th present slot of word pos: halve the window while counting.
+    # The rem-th present slot of word pos: halve the window while counting, without
+    # branches (each would be a coin toss for the predictor).
     w = mask[pos]
     off = 0
     width = WORD // 2
     while width:
         c = popcount(w & ((1 << width) - 1))
-        if rem > c:
-            rem -= c
-            w >>= width
-            off += width
+        sh = width * (rem > c)
+        rem -= c * (rem > c)
+        w >>= sh
+        off += sh
         width >>= 1
     mask[pos] &= ~(1 << off)
     i = pos * WORD + off
