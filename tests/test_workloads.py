@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 import reference_workloads as ref
 from zeroing.events import EV_ALLOC, EV_FREE, EVENT_CALLER_DTYPE, EVENT_DTYPE
@@ -98,6 +99,37 @@ def test_ordered_list_is_a_list_with_pop_k(steps):
             model.append(row)
             row += 1
         assert gen.ol_len(ol.a) == len(model)
+
+
+def test_ordered_list_pops_across_many_words():
+    """A list of thousands (many mask words, a deep tree, compactions) against a list."""
+    ol, model = OrderedList(3000, spare=1), []
+    rng = np.random.default_rng(5)
+    for row in range(40_000):
+        if model and (rng.random() < 0.5 or len(model) >= 3000):
+            k = int(rng.integers(len(model)))
+            assert ol_pop(ol.a, k) == model.pop(k)
+        else:
+            ol_append(ol.a, row)
+            model.append(row)
+    assert gen.ol_len(ol.a) == len(model)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 1000, 16385, 2 ** 31 + 5, 2 ** 32, 2 ** 32 + 1, 2 ** 40])
+def test_rand_below_draws_what_integers_draws(n):
+    """Compiled ``rand_below(rng, n)`` is ``rng.integers(0, n)``, draw for draw (interleaved
+    with other draws: the 32-bit halves numpy buffers are shared)."""
+    @njit
+    def draws(rng, n, fast):
+        out = np.empty(200, np.int64)
+        for j in range(0, 200, 2):
+            out[j] = gen.rand_below(rng, n) if fast else rng.integers(0, n)
+            out[j + 1] = np.int64(rng.random() * 1e9)
+        return out
+
+    a = draws(np.random.default_rng(9), n, True)
+    np.testing.assert_array_equal(a, draws(np.random.default_rng(9), n, False))
+    assert np.all((a[::2] >= 0) & (a[::2] < n))
 
 
 @settings(max_examples=60, deadline=None)

@@ -31,8 +31,8 @@ from allocator.flags import (GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_M
 from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_INFLATE, EVENT_CALLER_DTYPE
 from ..struct_page import CALLER_NAMES, MIX_CALLERS, parse_caller_mix
 from .gen import (S_BASE, S_DONE, S_GROW, S_ROW, S_T, S_USER, OrderedList, Ring, chunks,
-                  collect, new_buffer, ol_append, ol_full, ol_len, ol_pop, put, ring_append,
-                  ring_full, ring_popleft, room)
+                  collect, new_buffer, ol_append, ol_full, ol_len, ol_pop, put, rand_below,
+                  ring_append, ring_full, ring_popleft, room)
 
 DEFAULT_CALLERS = ",".join(f"{name}=1" for name in MIX_CALLERS)
 GFP_ATOMIC = GFP_BITS["__GFP_HIGH"] | GFP_BITS["__GFP_KSWAPD_RECLAIM"]
@@ -48,9 +48,20 @@ CALLER_GFP = {
 }
 
 
+@njit(cache=True, inline="always")
+def _search_right(cdf, u):
+    """``np.searchsorted(cdf, u, side="right")`` for a short ascending ``cdf``: the count of
+    entries <= u, without branches (a random caller mispredicts every branch of a search)."""
+    k = 0
+    for c in cdf:
+        k += c <= u
+    return k
+
+
 @njit(cache=True)
-def _fill(rng, pick_rng, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live, balloon, nr_pages,
+def _fill(rng, picks, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live, balloon, nr_pages,
           events):
+    """``picks[j]``: the caller uniform of the event in buffer row ``j``."""
     while room(st, buf, 1):
         i = st[S_ROW]
         if i == events:
@@ -59,7 +70,6 @@ def _fill(rng, pick_rng, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live, balloon
         if ol_full(live) or ring_full(balloon):
             st[S_GROW] = 1
             break
-        k = np.searchsorted(cdf, pick_rng.random(), side="right")  # Generator.choice(p=...)
         st[S_T] = i * 1000 - 1000  # put() adds 1000: event i is at i us
         r = rng.random()
         nballoon = balloon[1][1]
@@ -71,8 +81,9 @@ def _fill(rng, pick_rng, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live, balloon
         elif r < 0.2 and nballoon > 0:
             row = put(st, buf, 1000, EV_DEFLATE, 0, 0, ring_popleft(balloon))
         elif ol_len(live) > 0 and (r < 0.55 or ol_len(live) > nr_pages // 4):
-            row = put(st, buf, 1000, EV_FREE, 0, 0, ol_pop(live, rng.integers(0, ol_len(live))))
+            row = put(st, buf, 1000, EV_FREE, 0, 0, ol_pop(live, rand_below(rng, ol_len(live))))
         else:
+            k = _search_right(cdf, picks[i - st[S_BASE]])  # Generator.choice(p=...)
             gfp = c_gfp[k] | __GFP_MOVABLE | (__GFP_ZERO if rng.random() < c_pzero[k] else 0)
             row = put(st, buf, 1000, c_op[k], 0, gfp, 0)
             caller = c_id[k]
@@ -105,9 +116,22 @@ def _unaware_user_chunks(nr_pages, events, seed, chunk, reuse, cdf, c_op, c_gfp,
     buf = new_buffer(chunk, EVENT_CALLER_DTYPE)
     live = OrderedList(nr_pages // 4 + 2)  # allocations stop above a quarter of memory
     balloon = Ring(1024)  # a random walk: grows when it must
-    yield from chunks(lambda: _fill(rng, pick_rng, cdf, c_op, c_gfp, c_pzero, c_id, st, buf,
-                                    live.a, balloon.a, nr_pages, events),
-                      st, buf, [live, balloon], reuse=reuse)
+    picks = np.empty(len(buf))  # the caller uniforms of the events in the buffer's rows
+    left = [0]  # uniforms the last fill drew but did not use (at the end of picks)
+
+    def fill():
+        # Drawn a buffer at a time (Generator.random(out=) draws what as many calls of
+        # random() draw, at a third of their cost in compiled code); the ones the last call
+        # left unused go first.
+        m = left[0]
+        picks[:m] = picks[len(picks) - m:]
+        pick_rng.random(out=picks[m:])
+        n = _fill(rng, picks, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live.a, balloon.a,
+                  nr_pages, events)
+        left[0] = len(picks) - n
+        return n
+
+    yield from chunks(fill, st, buf, [live, balloon], reuse=reuse)
 
 
 def unaware_user(nr_pages=1 << 16, events=100_000, seed=0, callers=DEFAULT_CALLERS):
