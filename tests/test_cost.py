@@ -265,3 +265,16 @@ def test_calibrate_bad_option_is_one_line():
                        env={**os.environ, "PYTHONPATH": ROOT})
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "--pool-mib: '8' is not allowed: an integer from 64" in p.stderr
+
+
+def test_offload_batch_stopped_by_the_min_watermark_charges_the_pages_it_took():
+    """A batch larger than the free memory above the min watermark: ``__isolate_free_page``
+    refuses part way, and the batch is charged for the pages it isolated, no more."""
+    pages = 4096  # the device batch (16384 pages) is larger than the whole zone
+    prof = load_profile()
+    events = make_workload("mixed", pages, 3000, seed=1)
+    r = simulate(events, make_policy("offload"), pages, cost_profile=prof)
+    c, cost = r["counters"], r["cost"]
+    assert cost["offload_batches"] > 0 and c["zero_offload"] > 0
+    assert prof.device("cpu").row_bytes == 0  # a kthread: no command rows, only page bytes
+    assert cost["offload_bytes"] == c["zero_offload"] * 4096  # every batch completed here

@@ -408,29 +408,26 @@ def offload_isolate(z, e, now):
     batch = e.pol[P_OFFLOAD_BATCH]
     slot = (e.rstate[R_OHEAD] + e.rstate[R_OQUEUED]) % depth
     base = slot * batch
-    budget = batch
+    pages = 0
     n = 0
     for order in range(z.conf[core.C_MAX_ORDER], -1, -1):
-        if (np.int64(1) << order) > budget:
-            continue
         for mt in range(z.free_head.shape[1]):
             pfn = z.free_head[order, mt]
-            while pfn != core.NONE and budget >= (np.int64(1) << order):
+            while pfn != core.NONE and pages + (np.int64(1) << order) <= batch:
                 nxt = z.next[pfn]
                 if not (z.flags[pfn] & PG_ZEROED):
                     if core.__isolate_free_page(z, pfn, order) <= 0:
-                        budget = -1  # at the min watermark: the batch ends here
+                        batch = pages  # at the min watermark: the batch ends here
                         break
                     e.inflight[base + n, 0] = pfn
                     e.inflight[base + n, 1] = order
                     n += 1
-                    budget -= np.int64(1) << order
+                    pages += np.int64(1) << order
                     if e.rstate[R_CONTENT]:
                         emit(e, CLEAR, pfn, order, 0, OFFLOAD_EVENT)
                 pfn = nxt
     if n == 0:
         return 0
-    pages = batch - budget
     t = offload_batch_ns(e.cost, pages, n)
     start = max(now, e.rstate[R_ODEV_FREE])
     done = start + np.int64(np.ceil(t))
