@@ -20,7 +20,7 @@ from zeroing.run import write_json  # noqa: E402
 from kernels.throughput import measured_backends  # noqa: E402
 from zeroing.policy import make_policy  # noqa: E402
 from zeroing.run import simulate  # noqa: E402
-from zeroing.workloads import default_pages, make_workload  # noqa: E402
+from zeroing.workloads import WORKLOADS, default_pages, make_workload  # noqa: E402
 
 VOLATILE = ("wall_s", "events_per_s", "backend", "mode")
 
@@ -37,9 +37,11 @@ def parse_case(spec):
 
 def run_case(spec, args, log=print):
     name, params = parse_case(spec)
-    # vm-anon is the upstream benchmark: its own guest size and length, unless --quick.
-    events = args.events if name != "vm-anon" or args.quick else None
-    pages = args.pages if name != "vm-anon" or args.quick else default_pages(name)
+    # Workloads without an event count (vm-anon, the upstream benchmark) keep their own length
+    # and, unless --quick, their own guest size.
+    takes_events = "events" in WORKLOADS[name][1]
+    events = args.events if takes_events else None
+    pages = args.pages if takes_events or args.quick else default_pages(name)
     ev = make_workload(name, pages, events, seed=0, **params)
     policy = make_policy(args.policy)
     meta = simulate(ev, policy, pages)

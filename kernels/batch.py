@@ -8,8 +8,8 @@ marker to write: the writer's event index + 1, so a marker is never zero). Resul
 page: whose data it still holds).
 
 Rows touching the same page apply in submission order: the numba backend runs the batch in
-waves of rows that touch disjoint pages; the GPU backends give each distinct page one thread
-block that applies its rows in order (``by_page``), one launch per batch.
+waves of rows that touch disjoint pages; the GPU backends expand rows to pages on the device
+and apply each page's rows in order there (``device_batch.py``), one launch per batch.
 """
 import numpy as np
 
@@ -51,39 +51,6 @@ class Batch:
 def new_results(n):
     return (np.zeros(n, dtype=np.int64), np.full(n, -1, dtype=np.int64),
             np.zeros(n, dtype=np.int64))
-
-
-def by_page(pfn, order):
-    """The batch as per-page work for one GPU launch: entries (page pfn, row) sorted by page,
-    stably, so each page's rows keep submission order; ``starts`` delimits each page's run
-    (one thread block per page). Returns (page_pfn, page_row, starts)."""
-    sizes = np.int64(1) << order.astype(np.int64)
-    page_row = np.repeat(np.arange(len(pfn), dtype=np.int64), sizes)
-    offsets = np.arange(len(page_row), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    page_pfn = np.repeat(pfn.astype(np.int64), sizes) + offsets
-    idx = np.argsort(page_pfn, kind="stable")
-    page_pfn, page_row = page_pfn[idx], page_row[idx]
-    change = np.flatnonzero(np.diff(page_pfn)) + 1
-    starts = np.concatenate(([0], change, [len(page_pfn)])).astype(np.int64)
-    return page_pfn, page_row, starts
-
-
-def verify_results(n, op, page_pfn, page_row, found):
-    """Per-row verify results from per-entry findings (the first non-zero word of that page at
-    the time of that row, 0 if none): pages not zero, the first such pfn, its word."""
-    nonzero, bad_pfn, marker = new_results(n)
-    found = found.view(np.int64)
-    dirty = np.flatnonzero((found != 0) & (op[page_row] == VERIFY))
-    if len(dirty):
-        rows = page_row[dirty]
-        np.add.at(nonzero, rows, 1)
-        order = np.lexsort((page_pfn[dirty], rows))  # by row, then pfn
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = rows[order][1:] != rows[order][:-1]
-        pick = dirty[order[first]]
-        bad_pfn[page_row[pick]] = page_pfn[pick]
-        marker[page_row[pick]] = found[pick]
-    return nonzero, bad_pfn, marker
 
 
 def check_pool_size(nr_pages, available_bytes, where):

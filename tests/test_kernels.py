@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kernels import get_backend
-from kernels.batch import CLEAR, DIRTY, VERIFY, by_page
+from kernels.batch import CLEAR, DIRTY, VERIFY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,14 +78,6 @@ def test_order_is_kept_inside_a_batch():
     nz, bad, marker = b.apply(pool, op, np.array([0, 0, 0, 1, 0]), np.array([1, 1, 1, 0, 1]),
                               np.array([5, 0, 0, 9, 0]))
     assert list(nz) == [0, 0, 0, 0, 1] and bad[4] == 1 and marker[4] == 9
-
-
-def test_by_page_keeps_each_pages_rows_in_order():
-    # rows: 0 covers pages 0-3, 1 is page 2, 2 is page 2 again, 3 is page 8
-    page_pfn, page_row, starts = by_page(np.array([0, 2, 2, 8]), np.array([2, 0, 0, 0]))
-    assert list(page_pfn) == [0, 1, 2, 2, 2, 3, 8]
-    assert list(page_row) == [0, 0, 0, 1, 2, 0, 3]
-    assert list(starts) == [0, 1, 2, 5, 6, 7]
 
 
 def test_unknown_and_unavailable_backends():
