@@ -7,9 +7,8 @@ from . import bulk, core
 from .check import CHECKS, check_zone
 from .flags import FPI, FPI_ALL, GFP_HIGHUSER_MOVABLE, MIGRATETYPE_NAMES, PG_ALLOC
 from .pcp import PCP_HIGH, PCP_HIGH_MAX, PCP_HIGH_MIN, ZS_WMARK_HIGH, ZS_WMARK_LOW, ZS_WMARK_MIN
-from .state import (MAX_PFNS, ZoneArrays, bytes_per_page, make_zone, zone_batchsize, zone_highsize,
-                    zone_ref)
-from .watermarks import zone_limits
+from .state import MAX_PFNS, ZoneArrays, bytes_per_page, make_zone, zone_ref
+from .watermarks import zone_batchsize, zone_highsize, zone_limits
 
 # Kernel names with two leading underscores would be name-mangled inside the class body.
 isolate_free_page = core.__isolate_free_page
@@ -75,7 +74,9 @@ class BuddyAllocator:
         batch = zone_batchsize(nr_pages) if pcp_batch is None else pcp_batch
         pcp_auto = pcp_high is None or pcp_high == "auto"
         if pcp_auto or pcp_high == "fixed":
-            high = zone_highsize(nr_pages, batch, nr_cpus)
+            # The fixed rule: the low watermark without THP's raise, split over the CPUs.
+            low = zone_limits(nr_pages, nr_cpus, False, pageblock_order).wmark_low
+            high = zone_highsize(nr_pages, low, batch, nr_cpus)
         elif isinstance(pcp_high, str):
             raise ValueError(f"pcp_high {pcp_high!r}: choose auto, fixed or a number of pages")
         else:

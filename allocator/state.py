@@ -6,13 +6,12 @@ in ``next``). Per pageblock: ``pageblock_mt``. Everything else is per zone and s
 ``pcp_state`` holds each CPU's ``struct per_cpu_pages`` numbers and ``zstate`` the zone's
 NR_FREE_PAGES, flags and watermarks (columns in ``pcp.py``).
 """
-import math
 from collections import namedtuple
 
 import numpy as np
 
 from . import core
-from .flags import MIGRATE_PCPTYPES, PAGE_SIZE
+from .flags import MIGRATE_PCPTYPES
 from .handle import handle_for
 from .pcp import (NR_PCP_STATE, NR_ZSTATE, PCP_FLAGS, PCP_HIGH, PCP_HIGH_MAX, PCP_HIGH_MIN,
                   PCPF_FREE_HIGH_BATCH, ZS_WMARK_HIGH, ZS_WMARK_LOW, ZS_WMARK_MIN)
@@ -36,29 +35,6 @@ def zone_ref(arrays):
 
 PER_PAGE_ARRAYS = ("flags", "order", "next", "prev")
 MAX_PFNS = 2**31 - 1  # int32 links
-
-
-def low_wmark_pages(nr_pages):
-    """WMARK_LOW of a zone that is all of lowmem (``__setup_per_zone_wmarks``, scale 10),
-    without THP's raise of min_free_kbytes: the fixed pcp high the model used before
-    auto-tuning (``--pcp-high fixed``). ``watermarks.py`` has the full computation."""
-    min_free_kbytes = math.isqrt(nr_pages * (PAGE_SIZE // 1024) * 16)
-    min_free_kbytes = min(max(min_free_kbytes, 128), 262144)
-    pages_min = min_free_kbytes // (PAGE_SIZE // 1024)
-    return pages_min + max(pages_min // 4, nr_pages * 10 // 10000)
-
-
-def zone_batchsize(nr_pages):
-    """``zone_batchsize()``: 63 for zones of 1 GiB or more."""
-    batch = min(nr_pages >> 10, (1 << 20) // PAGE_SIZE) // 4
-    batch = max(batch, 1)
-    batch = 1 << ((batch + batch // 2).bit_length() - 1)  # rounddown_pow_of_two
-    return max(batch - 1, 1)
-
-
-def zone_highsize(nr_pages, batch, nr_cpus):
-    """``zone_highsize()`` with percpu_pagelist_high_fraction=0: low watermark / cpus."""
-    return max(low_wmark_pages(nr_pages) // nr_cpus, batch * 4)
 
 
 def make_zone(nr_pages, max_order, pageblock_order, pcp, high, batch, mobility_grouping,
