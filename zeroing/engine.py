@@ -71,10 +71,12 @@ R_OHEAD = 11  # offload queue: slot of the oldest batch in flight
 R_OQUEUED = 12  # offload queue: batches in flight
 R_ODEV_FREE = 13  # simulated time the offload device finishes its last queued batch
 R_OFILL = 14  # 1 while the offload zeroer keeps submitting (woken, or a batch just completed)
-NR_RSTATE = 15
+R_DISCARDS = 15  # 1 once the host discarded any page (until then no write can refault)
+NR_RSTATE = 16
 
 #: vmstat_update runs every sysctl_stat_interval (HZ: one second).
 VMSTAT_INTERVAL_NS = 1_000_000_000
+NEVER = (1 << 63) - 1  # a deadline that never comes
 
 # Columns of the offload queue (``obatch``, one row per slot).
 OB_BLOCKS, OB_DONE, OB_OK, OB_PAGES, OB_SUBMIT = range(5)
@@ -143,6 +145,8 @@ def host_touch(e, pfn, order, in_task):
     """The guest writes pages of [pfn, pfn + 2^order): each discarded unit among them takes an
     EPT violation and the host supplies a zeroed page, charged now (not at report time). A
     unit is the discarded block, at most ``host.page_order`` (the host's backing page)."""
+    if e.rstate[R_DISCARDS] == 0:
+        return  # nothing was ever discarded: skip the walk over the pages
     host_order = np.int64(e.cost[K_HOST_ORDER])
     p = pfn
     end = pfn + (np.int64(1) << order)
@@ -168,6 +172,7 @@ def host_zeroes(e, pfn, order):
     """The hypervisor discarded the block: it reads back as zero. The guest pays nothing now;
     its first touch of each discarded unit does (``host_touch``)."""
     pages = np.int64(1) << order
+    e.rstate[R_DISCARDS] = 1
     for p in range(pfn, pfn + pages):
         e.truth[p] = 1
         e.discarded[p] = order + 1
@@ -361,7 +366,8 @@ def start_background(z, e, now):
     """The run starts: ``page_reporting_register()`` schedules its initial flush of all free
     memory 2 s later, and the vmstat worker ticks once a second from now."""
     e.rstate[R_STARTED] = 1
-    e.rstate[R_VMSTAT_DEADLINE] = now + VMSTAT_INTERVAL_NS
+    # Without pcp lists there is nothing to decay: the tick never comes due.
+    e.rstate[R_VMSTAT_DEADLINE] = now + VMSTAT_INTERVAL_NS if z.conf[core.C_PCP] != 0 else NEVER
     if e.pol[P_REPORTING] != 0:
         e.rstate[R_REPORT_STATE] = 1
         e.rstate[R_REPORT_DEADLINE] = now + e.pol[P_REPORTING_DELAY]
