@@ -151,7 +151,7 @@ def render(results, outputs, quick, failed=True):
             for r in rows:
                 lines.append(f"| {r['size_gib']:.2f} GiB{' steady' if kind == 'steady' else ''} | "
                              f"{r['pages']:,} | {r['events_per_s'] / 1e6:.2f} | "
-                             f"{r['events_per_s'] / rows[0]['events_per_s']:.2f}x | {r['bytes_per_page']} | "
+                             f"{r['events_per_s'] / rows[0]['events_per_s']:.2f}x | {r['bytes_per_page']:.1f} | "
                              f"{r['metadata_gib']:.2f} GiB | {r['peak_rss_gib']:.2f} GiB |")
         for kind in ("filling", "steady"):
             rows = [r for r in s if r.get("kind", "filling") == kind]

@@ -55,8 +55,7 @@ def run_size(size_bytes, events, policy, reps):
     del ops
     runs = [simulate(ev, policy, pages)["counters"] for _ in range(reps)]
     c = max(runs, key=lambda c: c["events_per_s"])
-    # Allocator: 10 bytes per page; engine: truth, pagebit (1 each) and last writer (8).
-    per_page = 10 + 1 + 1 + 8
+    per_page = Simulation(policy, 1024).bytes_per_page()
     return {"kind": "filling", "size_gib": size_bytes / GIB, "pages": pages, "events": events,
             "events_per_s": c["events_per_s"], "bytes_per_page": per_page,
             "metadata_gib": per_page * pages / GIB, "allocated_pages": c["pgalloc"] - c["pgfree"]}
@@ -133,8 +132,8 @@ def steady_size(size_bytes, events, policy, fill, chunk=1 << 22):
     res = sim.finish()["counters"]
     allocated = res["pgalloc"] - res["pgfree"]
     return {"kind": "steady", "size_gib": size_bytes / GIB, "pages": pages, "events": events,
-            "warmup_events": warm, "events_per_s": rate, "bytes_per_page": 10 + 1 + 1 + 8,
-            "metadata_gib": 20 * pages / GIB, "allocated_pages": allocated}
+            "warmup_events": warm, "events_per_s": rate, "bytes_per_page": sim.bytes_per_page(),
+            "metadata_gib": sim.bytes_per_page() * pages / GIB, "allocated_pages": allocated}
 
 
 def main(argv=None):
@@ -160,7 +159,7 @@ def main(argv=None):
         base = rows[0]["events_per_s"]
         print(f"{row['size_gib']:8.2f} GiB ({row['pages']:,} pages): {row['events_per_s'] / 1e6:6.2f} "
               f"M events/s = {row['events_per_s'] / base:.2f} x the {rows[0]['size_gib']:.2f} GiB run; "
-              f"{row['bytes_per_page']} bytes/page ({row['metadata_gib']:.2f} GiB), "
+              f"{row['bytes_per_page']:.1f} bytes/page ({row['metadata_gib']:.2f} GiB), "
               f"{row['allocated_pages'] / row['pages']:.0%} allocated at the end, "
               f"peak RSS {row['peak_rss_gib']:.2f} GiB, {row['total_s']:.0f} s in all", flush=True)
     steady = []
@@ -175,7 +174,7 @@ def main(argv=None):
               f"{row['events_per_s'] / base:.2f} x the {steady[0]['size_gib']:.2f} GiB run, both at "
               f"{args.fill:.0%} allocated after an untimed warm-up of {row['warmup_events']:,} events "
               f"({row['allocated_pages'] / row['pages']:.0%} at the end); "
-              f"{row['bytes_per_page']} bytes/page, peak RSS {row['peak_rss_gib']:.2f} GiB", flush=True)
+              f"{row['bytes_per_page']:.1f} bytes/page, peak RSS {row['peak_rss_gib']:.2f} GiB", flush=True)
     rows += steady
     if args.json:
         write_json(args.json, rows)

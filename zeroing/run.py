@@ -243,6 +243,12 @@ class Simulation:
                    0, 0, 0)
         offload_retire(self.alloc.z, self.state.e, 0)  # nothing in flight: compiles only
 
+    def bytes_per_page(self):
+        """Metadata per page of the modelled machine: the zone's arrays and the engine's."""
+        per_page = [a for a in self.state.arrays
+                    if isinstance(a, np.ndarray) and a.shape == (self.nr_pages,)]
+        return self.alloc.bytes_per_page() + sum(a.itemsize for a in per_page)
+
     @staticmethod
     def _columns(events):
         cols = [np.ascontiguousarray(events[f]) for f in ("time", "op", "order", "cpu", "gfp", "ref")]
