@@ -47,7 +47,7 @@ from .cost import (A_ALLOC, A_BACKGROUND, A_EPT_FAULTS, A_FAULT, A_FREE, A_HOST,
 from .events import (EV_ADOPT, EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE,
                      EV_INFLATE)
 from . import struct_page as SP
-from .policy import (HINT_LRU_BIT, P_ALIASING, P_BALLOON, P_FREE_SIGNAL,
+from .policy import (P_ALIASING, P_BALLOON, P_FREE_SIGNAL,
                      P_HINT, P_INIT_ON_ALLOC, P_INIT_ON_FREE, P_OFFLOAD, P_OFFLOAD_BATCH,
                      P_OFFLOAD_PERIOD, P_OFFLOAD_WATERMARK, P_PFMEMALLOC, P_REPORTING,
                      P_REPORTING_DELAY, P_REPORTING_ORDER, P_TRACK, P_ZEROED_AWARE)
@@ -131,7 +131,7 @@ def clear_pages(e, pfn, order, site, event, queue=True):
     e.cnt[site] += pages
     if site == C.ZERO_FREE or site == C.ZERO_ALLOC or site == C.ZERO_USER:
         account = A_FREE if site == C.ZERO_FREE else (A_ALLOC if site == C.ZERO_ALLOC else A_USER)
-        e.acct[account] += site_clear_ns(e.cost, account, order)
+        e.acct[account] += site_clear_ns(e.cost, order)
         host_touch(e, pfn, order, True)
     else:
         host_touch(e, pfn, order, False)  # the offload device's stores
@@ -238,10 +238,12 @@ def check_zeroed(e, pfn, order, event):
 
 
 @njit(cache=True)
-def zero_site(e, pfn, order, site, hint_usable, event):
-    """Clear at a site unless the hint (delivered to this site) says the block is zero."""
+def zero_site(e, pfn, order, site, hint_usable, event, caller):
+    """Clear at a site unless the hint (delivered to this site) says the block is zero; a
+    skipped clear is a hint delivered to ``caller``."""
     if hint_usable:
         e.cnt[C.ZERO_SKIPPED] += np.int64(1) << order
+        e.by_caller[SP.CS_DELIVERED, caller] += np.int64(1) << order
     else:
         clear_pages(e, pfn, order, site, event)
 
@@ -519,7 +521,6 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
     aware = pol[P_ZEROED_AWARE] != 0
     hint_design = pol[P_HINT]
     pfmemalloc_or = pol[P_PFMEMALLOC] != 0
-    hint_lost_before_user = hint_design == HINT_LRU_BIT and not pfmemalloc_or
     bc = e.by_caller
     for i in range(start, stop):
         now = ev_time[i]
@@ -588,22 +589,17 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                 bc[SP.CS_HINT, caller] += pages
             # post_alloc_hook
             if not init_on_free and (init_on_alloc or (gfp & __GFP_ZERO) != 0):
-                zero_site(e, pfn, order, C.ZERO_ALLOC, hint, base + i)
-                if hint:
-                    bc[SP.CS_DELIVERED, caller] += pages
+                zero_site(e, pfn, order, C.ZERO_ALLOC, hint, base + i, caller)
             # prep_new_page: the design's words, then what the caller's overlay writes.
-            SP.prep_new_page_words(e, pfn, hint_design, pfmemalloc_or, hint)
+            survived = SP.prep_new_page_words(e, pfn, hint_design, pfmemalloc_or, hint)
             SP.caller_takes_page(e, pfn, caller)
             if op == EV_FAULT:
                 # user_alloc_needs_zeroing(): aliasing caches, or init_on_alloc off.
                 if (order > 0 or aliasing) and (aliasing or not init_on_alloc):
-                    usable = hint and not hint_lost_before_user
-                    if hint and hint_lost_before_user:
+                    if hint and not survived:
                         e.cnt[C.ZERO_HINT_LOST] += pages
                         bc[SP.CS_LOST, caller] += pages
-                    elif usable:
-                        bc[SP.CS_DELIVERED, caller] += pages
-                    zero_site(e, pfn, order, C.ZERO_USER, usable, base + i)
+                    zero_site(e, pfn, order, C.ZERO_USER, survived, base + i, caller)
                 check_zeroed(e, pfn, order, base + i)
             elif op == EV_ALLOC:
                 if (gfp & __GFP_ZERO) != 0 or init_on_alloc or init_on_free:

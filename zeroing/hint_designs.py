@@ -30,16 +30,15 @@ DESIGNS = (
 #: (aliasing caches, and where step 5 of the New design moves the clear for everyone).
 BASE_POLICY = "balloon"
 BASE_OPTIONS = {"aliasing_cache": True}
-SHOWN = ("hint_set", "hint_delivered", "hint_lost", "stale_trusted", "false_zeroed", "leaked")
 
 
 def caller_table(by_caller, callers=None):
     """Rows of ``by_caller`` (a result's per caller dict) as aligned text, one caller a row."""
     callers = callers or [c for c in SP.CALLER_NAMES if c in by_caller]
-    lines = [f"{'caller':<13}" + "".join(f"{name:>15}" for name in ("allocated",) + SHOWN)]
+    lines = [f"{'caller':<13}" + "".join(f"{name:>15}" for name in SP.CSTAT_NAMES)]
     for c in callers:
         row = by_caller.get(c, {})
-        lines.append(f"{c:<13}" + "".join(f"{row.get(k, 0):>15}" for k in ("allocated",) + SHOWN))
+        lines.append(f"{c:<13}" + "".join(f"{row.get(k, 0):>15}" for k in SP.CSTAT_NAMES))
     return "\n".join(lines)
 
 

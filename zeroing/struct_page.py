@@ -37,6 +37,8 @@ that there is a bit to clear".
 """
 from numba import njit
 
+from .policy import HINT_FOLIO_FLAG, HINT_LRU_BIT
+
 # Caller types: what each does to the words between allocation and free.
 CALLER_DEFAULT = 0  # not stated: fault -> anon, alloc -> raw, inflate -> private list
 CALLER_ANON = 1  # anonymous folio: fault path reads the hint, folio_add_lru puts it on the LRU
@@ -72,8 +74,6 @@ W_PP = 4 << 4  # pp_magic with PP_SIGNATURE
 PGF_ZEROED = 1 << 0
 PGF_KEEP = 0xFF ^ PGF_ZEROED  # a positive mask: uint8 & ~flag overflows when interpreted
 
-# Design codes, as in policy.HINTS.
-_PGHINT, _LRU_BIT, _FOLIO_FLAG = 0, 1, 2
 
 
 @njit(cache=True)
@@ -96,7 +96,7 @@ def prep_new_page_words(e, pfn, design, pfmemalloc_or, zeroed):
     word = W_POISON
     flags = e.page_flags[pfn] & PGF_KEEP
     survived = zeroed
-    if design == _LRU_BIT:
+    if design == HINT_LRU_BIT:
         if pfmemalloc_or:
             word = W_NULL | (LRU_ZEROED if zeroed else 0)  # NULL first, then OR both flags
         else:
@@ -104,7 +104,7 @@ def prep_new_page_words(e, pfn, design, pfmemalloc_or, zeroed):
             # clear_page_pfmemalloc() assigns NULL to the whole word: bit 2 goes with it.
             word = W_NULL
             survived = False
-    elif design == _FOLIO_FLAG:
+    elif design == HINT_FOLIO_FLAG:
         word = W_NULL  # clear_page_pfmemalloc()
         if zeroed:
             flags |= PGF_ZEROED  # left for the folio allocation path to read and clear
@@ -144,9 +144,9 @@ def caller_releases_page(e, pfn, caller):
 @njit(cache=True)
 def page_says_zeroed(e, pfn, design):
     """The ``page_bit`` free signal: the design's bit as the free path reads it."""
-    if design == _LRU_BIT:
+    if design == HINT_LRU_BIT:
         return (e.lru_next[pfn] & LRU_ZEROED) != 0
-    if design == _FOLIO_FLAG:
+    if design == HINT_FOLIO_FLAG:
         return (e.page_flags[pfn] & PGF_ZEROED) != 0
     return False  # pghint: struct page carries no hint a caller could leave behind
 
