@@ -69,9 +69,6 @@ A_FREE, A_ALLOC, A_USER, A_FAULT, A_HOST, A_HOST_IN_TASK, A_BACKGROUND, A_OFFLOA
     A_OFFLOAD_BYTES, A_OFFLOAD_BEHIND, A_EPT_FAULTS, A_OFFLOAD_BATCHES = range(12)
 NR_ACCOUNTS = 12
 
-# Guest clearing sites (the engine maps its counters to these).
-SITE_FREE, SITE_ALLOC, SITE_USER = A_FREE, A_ALLOC, A_USER
-
 
 class ProfileError(ValueError):
     """A cost profile that cannot be used; the message names the file, key and reason."""
@@ -237,8 +234,8 @@ def profile_from_dict(raw, path="<profile>"):
 # Pure functions over the array form (compiled; the engine calls them at each site).
 
 @njit(cache=True)
-def site_clear_ns(k, site, order):
-    """ns a guest clear of a block of ``order`` costs at ``site`` (every site walks the block
+def site_clear_ns(k, order):
+    """ns a guest clear of a block of ``order`` costs at any site (every site walks the block
     page by page; the rate depends on the block's order, see the module docstring)."""
     return (np.int64(1) << order) * k[K_CLEAR_GUEST + order]
 
