@@ -25,10 +25,8 @@ from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
 from .events import EVENT_DTYPE
 from .initial_state import apply_initial_state
 from .policy import P_OFFLOAD_BATCH, as_array
+from .validate import MODES, PCP_HIGH_MODES
 
-MODES = ("metadata", "content")
-#: --pcp-high: the kernel's auto-tuning (6.7+), or high fixed at the low watermark / CPUs.
-PCP_HIGH_MODES = ("auto", "fixed")
 CMD_CAPACITY = 1 << 16
 #: Written over offload pages whose batch failed: they are dirty, whatever the device did.
 POISON = np.int64(0x7EAD_BEEF_0000_0000)

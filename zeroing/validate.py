@@ -11,6 +11,10 @@ import math
 import os
 
 from allocator.state import MAX_PFNS
+from kernels import BACKENDS as KERNEL_BACKENDS
+
+from .cost import OFFLOAD_DEVICES
+from .policy import FREE_SIGNALS, HINTS, PFMEMALLOC
 
 
 class UserError(ValueError):
@@ -112,7 +116,9 @@ class InitialState:
 
 BIG = 10**9
 MODES = ("metadata", "content")
-BACKENDS = ("auto", "numpy", "numba", "cuda", "cupy")
+BACKENDS = ("auto",) + KERNEL_BACKENDS
+#: --pcp-high: the kernel's auto-tuning (6.7+), or high fixed at the low watermark / CPUs.
+PCP_HIGH_MODES = ("auto", "fixed")
 
 #: Rules by name (the config key; the option is ``--`` + name with dashes).
 RULES = {
@@ -124,7 +130,7 @@ RULES = {
     "backend": Choice(*BACKENDS),
     "workers": Int(1, 256),
     "pcp": Bool(),
-    "pcp_high": Choice("auto", "fixed"),
+    "pcp_high": Choice(*PCP_HIGH_MODES),
     "initial_state": InitialState(),
     "throughput": Bool(),
     "name": Text(),
@@ -146,13 +152,13 @@ RULES = {
     # policy options (zeroing.policy.Policy)
     "init_on_free": Bool(), "init_on_alloc": Bool(), "track": Bool(), "balloon": Bool(),
     "reporting": Bool(), "aliasing_cache": Bool(), "offload": Bool(), "zeroed_aware": Bool(),
-    "hint": Choice("pghint", "lru_bit", "folio_flag"),
-    "free_signal": Choice("fpi", "page_bit"),
-    "pfmemalloc": Choice("assign", "or"),
+    "hint": Choice(*HINTS),
+    "free_signal": Choice(*FREE_SIGNALS),
+    "pfmemalloc": Choice(*PFMEMALLOC),
     "reporting_order": Int(0, 10),
     "reporting_delay_ns": Int(1, 10**15),
     "offload_batch_pages": Int(0, MAX_PFNS),  # 0: the offload device profile's batch
-    "offload_device": Choice("cpu", "gpu", "dma"),
+    "offload_device": Choice(*OFFLOAD_DEVICES),
     "offload_watermark": Float(0, 1),
     "offload_period_ns": Int(1, 10**15),
     # command-line spellings of the offload options
