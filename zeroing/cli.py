@@ -158,7 +158,6 @@ def cmd_run(args):
     check_backend("--backend", args.backend, mode)
     options = {"hint": args.hint, "free_signal": args.free_signal, "pfmemalloc": args.pfmemalloc,
                "aliasing_cache": args.aliasing_cache}
-    policy_key = option
     if args.offload_batch is not None:
         options["offload_batch_pages"] = check("--offload-batch", "offload_batch", args.offload_batch)
     if args.offload_watermark is not None:
@@ -170,7 +169,7 @@ def cmd_run(args):
     if args.offload_device is not None:
         options["offload_device"] = check("--offload-device", "offload_device",
                                           args.offload_device)
-    policy = check_policy("--policy", args.policy, options, policy_key)
+    policy = check_policy("--policy", args.policy, options, option)
     profile = cost_profile("--cost-profile", args.cost_profile,
                            policy.offload_device if policy.offload else None)
     if args.json:
@@ -227,9 +226,7 @@ def cmd_replay(args):
                         args.backend, progress=True, trace_clock=args.trace_clock,
                         pcp_high=check("--pcp-high", "pcp_high", args.pcp_high),
                         cost_profile=profile)
-    except (RuntimeError, MemoryError) as e:
-        raise UserError(str(e)) from None
-    except ValueError as e:
+    except (RuntimeError, MemoryError, ValueError) as e:  # TraceError is a ValueError
         raise UserError(str(e)) from None
     if args.json:
         write_json(args.json, result)

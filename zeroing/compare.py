@@ -22,8 +22,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from . import counters as C
 from .policy import make_policy
-from .report import compare_table
-from .report import metrics as report_metrics
+from .report import compare_table, metrics
 from .run import write_json, write_text
 from .streaming import simulate_stream
 from .validate import (UserError, check, check_backend, check_memory, check_policy,
@@ -288,11 +287,6 @@ def run_cell(cfg, w, label, seed):
                   spec_hash=spec_hash(spec), complete=True,
                   events_sha256=events.sha256.hexdigest()[:16])
     return result
-
-
-def metrics(result):
-    """The figures compared across policies (time first; see ``report.metrics``)."""
-    return report_metrics(result)
 
 
 def provenance(cfg):
