@@ -24,6 +24,7 @@ from numba import njit
 
 from . import core
 from .core import NONE
+from .prefetch import prefetch
 
 OP_ALLOC = 1
 OP_FREE = 2
@@ -40,10 +41,19 @@ OP_DTYPE = np.dtype([
 
 MAX_ERRORS = 16
 
+#: How far ahead run_ops fetches the row a FREE_REF refers to.
+PREFETCH_ROWS = 16
+
 
 def columns(ops):
-    """The OP_DTYPE columns in run_ops' argument order."""
-    return tuple(ops[name] for name in OP_DTYPE.names)
+    """The OP_DTYPE columns in run_ops' argument order; ``op`` as a contiguous copy.
+
+    A FREE_REF row reads the ``op`` of a random earlier row: from a strided view of the
+    24-byte rows that is a cache and TLB miss in an array 24 times the size of the column
+    (measured: most of run_ops' time at 10M rows). The other columns are read in order.
+    """
+    return tuple(np.ascontiguousarray(ops[name]) if name == "op" else ops[name]
+                 for name in OP_DTYPE.names)
 
 
 @njit(cache=True)
@@ -56,6 +66,25 @@ def run_ops(z, ops_op, ops_order, ops_cpu, ops_fpi, ops_gfp, ops_arg, out_pfn, o
     nerr = 0
     n = len(ops_op)
     for i in range(n):
+        ahead = i + PREFETCH_ROWS
+        if ahead < n and ops_op[ahead] == OP_FREE_REF:
+            back = ops_arg[ahead]
+            prefetch(out_pfn, back)
+            prefetch(ops_op, back)
+        near = i + PREFETCH_ROWS // 2
+        if near < n and ops_op[near] == OP_FREE_REF:
+            back = ops_arg[near]
+            if 0 <= back < near:
+                pfn = out_pfn[back]
+                if pfn >= 0:
+                    prefetch(z.flags, pfn)
+                    prefetch(z.next, pfn)
+                    prefetch(z.prev, pfn)
+                    order = ops_order[near]
+                    if 0 <= order < 32:
+                        buddy = pfn ^ (1 << order)
+                        prefetch(z.next, buddy)
+                        prefetch(z.prev, buddy)
         op = ops_op[i]
         order = np.int64(ops_order[i])
         cpu = np.int64(ops_cpu[i])

@@ -74,8 +74,8 @@ def make_zone(nr_pages, max_order, pageblock_order, pcp, high, batch, mobility_g
     zstate[ZS_WMARK_HIGH] = limits.wmark_high
     initial_mt = core.MIGRATE_MOVABLE if mobility_grouping else core.MIGRATE_UNMOVABLE
     return ZoneArrays(
-        flags=np.zeros(nr_pages, dtype=np.uint8),
-        order=np.zeros(nr_pages, dtype=np.int8),
+        flags=np.full(nr_pages, 0, dtype=np.uint8),
+        order=np.full(nr_pages, 0, dtype=np.int8),
         next=np.full(nr_pages, core.NONE, dtype=np.int32),
         prev=np.full(nr_pages, core.NONE, dtype=np.int32),
         pageblock_mt=np.full(nr_pageblocks, initial_mt, dtype=np.int8),

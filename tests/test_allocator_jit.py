@@ -65,3 +65,22 @@ def test_bulk_strict_error_names_row(tmp_path):
         a.run(ops)
     out, _ = a.run(ops, lenient=True)
     assert a.stats()["bad_page"] == 1
+
+
+def test_free_ref_rows_naming_anything_are_rejected_not_prefetched_into_a_crash():
+    """run_ops prefetches the rows FREE_REF rows name, ahead of time: hostile references
+    (negative, far beyond the array, later rows) and orders must still only be reported."""
+    from allocator import OP_DTYPE, OP_FREE_REF
+    rng = np.random.default_rng(5)
+    ops = random_ops(4000, 1 << 12, seed=5)
+    bad = rng.random(len(ops)) < 0.2
+    ops["op"][bad] = OP_FREE_REF
+    ops["arg"][bad] = rng.choice([-(1 << 62), -1, 1 << 40, 10 ** 9, 3999], size=bad.sum())
+    ops["order"][bad] = rng.integers(-128, 128, size=bad.sum())
+    assert ops.dtype == OP_DTYPE
+    a = BuddyAllocator(1 << 12, lenient=True)
+    pfn, _ = a.run(ops)
+    a.check()
+    later = np.flatnonzero(bad & (ops["arg"] >= np.arange(len(ops))))
+    assert len(later) and (pfn[later] == -1).all()
+    assert a.stats()["bad_page"] >= len(later)
