@@ -1,10 +1,21 @@
 """CPU backend: numba. Rows run in waves: rows of a wave touch disjoint pages and run in
-parallel; each page sees its operations in submission order."""
+parallel; each page sees its operations in submission order.
+
+CLEAR and DIRTY rows write whole lines with non-temporal stores (``stores.py``) when they
+clear this pool faster than ordinary stores: ``alloc_pool`` times both on the pool (up to
+PROBE_BYTES of it) and keeps the faster, or takes ``ZEROING_CPU_STORES`` (``nt``, ``plain``;
+``auto`` probes). ``memset``, the clearing benchmark's baseline, stores the same way.
+"""
+import os
+import time
+import weakref
+
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from . import numpy_backend
 from .batch import CLEAR, DIRTY, MARKER_WORDS, PAGE_WORDS, VERIFY, new_results
+from .stores import aligned, page_aligned_empty, store_fence, stream_lines
 
 name = "numba"
 available = numpy_backend.available
@@ -23,30 +34,89 @@ def _fill_zero(pool):
         pool[p * PAGE_WORDS:(p + 1) * PAGE_WORDS] = 0
 
 
+@njit(cache=True, inline="always")
+def _clear(pool, lo, hi, nt):
+    if nt:
+        stream_lines(pool, lo, hi, 0)  # the caller fences
+    else:
+        pool[lo:hi] = 0
+
+
 @njit(cache=True, parallel=True)
-def _fill_blocks(pool):
+def _fill_blocks(pool, nt):
     """Zero with every thread in 2 MiB chunks (the tail page by page): how ``apply`` clears
     an order-9 block."""
     step = PAGE_WORDS << 9
     nblocks = len(pool) // step
     for b in prange(nblocks):
-        pool[b * step:(b + 1) * step] = 0
+        _clear(pool, b * step, (b + 1) * step, nt)
+        store_fence()
     for p in prange(nblocks * 512, len(pool) // PAGE_WORDS):
-        pool[p * PAGE_WORDS:(p + 1) * PAGE_WORDS] = 0
+        _clear(pool, p * PAGE_WORDS, (p + 1) * PAGE_WORDS, nt)
+        store_fence()
+
+
+STORES_ENV = "ZEROING_CPU_STORES"
+STORES = ("auto", "nt", "plain")
+PROBE_BYTES = 256 << 20
+_pools = {}  # data address of each pool alloc_pool made -> (end address, non-temporal)
+
+
+def _register(pool, nt):
+    start = pool.ctypes.data
+    _pools[start] = (start + pool.nbytes, nt)
+    weakref.finalize(pool.base if pool.base is not None else pool, _pools.pop, start, None)
+
+
+def non_temporal(pool):
+    """Whether CLEAR and DIRTY rows on this pool (or a slice of it) use non-temporal stores."""
+    addr = pool.ctypes.data
+    if not aligned(pool):
+        return False
+    for start, (end, nt) in _pools.items():
+        if start <= addr < end:
+            return nt
+    return False
+
+
+def stores(pool):
+    return "non-temporal" if non_temporal(pool) else "ordinary"
+
+
+def _faster_non_temporal(pool):
+    """Time both kinds of clear on up to PROBE_BYTES of the pool, best of two each."""
+    part = pool[:max(PAGE_WORDS, min(len(pool), PROBE_BYTES // 8) // PAGE_WORDS * PAGE_WORDS)]
+    best = {False: float("inf"), True: float("inf")}
+    for _ in range(2):
+        for nt in (False, True):
+            t = time.perf_counter()
+            _fill_blocks(part, nt)
+            best[nt] = min(best[nt], time.perf_counter() - t)
+    return best[True] < best[False]
+
+
+def choose_stores():
+    """``ZEROING_CPU_STORES``, checked: auto (probe), nt or plain."""
+    kind = os.environ.get(STORES_ENV, "auto")
+    if kind not in STORES:
+        raise ValueError(f"{STORES_ENV}={kind!r}: expected one of {', '.join(STORES)}")
+    return kind
 
 
 def memset(pool):
     """Zero a page-aligned slice with the threads ``apply`` uses and the stores of its
     largest clears (one contiguous fill per 2 MiB): the clearing benchmark's baseline."""
-    _fill_blocks(pool)
+    _fill_blocks(pool, non_temporal(pool))
 
 
 def alloc_pool(nr_pages):
-    """A zeroed pool, pre-faulted by all threads outside any timed region (``np.zeros``
-    maps lazily: first-touch faults used to be 70% of content mode's time)."""
+    """A zeroed, page-aligned pool, pre-faulted by all threads outside any timed region
+    (``np.zeros`` maps lazily: first-touch faults used to be 70% of content mode's time)."""
+    kind = choose_stores()
     numpy_backend.check_pool_size(nr_pages, numpy_backend.host_memory(), "this machine")
-    pool = np.empty(nr_pages * PAGE_WORDS, dtype=np.uint64)
+    pool = page_aligned_empty(nr_pages * PAGE_WORDS)
     _fill_zero(pool)
+    _register(pool, kind == "nt" or (kind == "auto" and _faster_non_temporal(pool)))
     return pool
 
 
@@ -54,35 +124,39 @@ _MARKERS = np.array(MARKER_WORDS, dtype=np.int64)
 
 
 @njit(cache=True, inline="always")
-def _row(pool, op, pfn, order, arg, markers, nonzero, bad_pfn, marker, fused, i):
+def _row(pool, op, pfn, order, arg, markers, nonzero, bad_pfn, marker, fused, nt, i):
     lo = pfn[i] * PAGE_WORDS
     hi = (pfn[i] + (np.int64(1) << order[i])) * PAGE_WORDS
     if op[i] == CLEAR:
-        pool[lo:hi] = 0  # one contiguous fill per block
+        _clear(pool, lo, hi, nt)  # one contiguous fill per block
     elif op[i] == DIRTY:
-        for w in range(lo, hi, PAGE_WORDS):
-            for m in markers:
-                pool[w + m] = arg[i]
+        if nt:  # whole lines: the marker, then zeros (markers are every line's first word)
+            stream_lines(pool, lo, hi, arg[i])
+        else:
+            for w in range(lo, hi, PAGE_WORDS):
+                for m in markers:
+                    pool[w + m] = arg[i]
     elif op[i] == VERIFY:
         # A DIRTY of the same block right behind this row (an allocation checked, then
         # written) is fused: each page is dirtied while the check has it in cache.
         then_dirty = i + 1 < len(fused) and fused[i + 1]
         count = 0
         for w in range(lo, hi, PAGE_WORDS):
+            page = pool[w:w + PAGE_WORDS]  # a view: its loop vectorises (2x indexing pool)
             acc = np.uint64(0)
             for k in range(PAGE_WORDS):  # OR-reduce: vectorises, no early exit
-                acc |= pool[w + k]
+                acc |= page[k]
             if acc != 0:
                 if count == 0:
                     bad_pfn[i] = w // PAGE_WORDS
                     for k in range(PAGE_WORDS):
-                        if pool[w + k] != 0:
-                            marker[i] = pool[w + k]
+                        if page[k] != 0:
+                            marker[i] = page[k]
                             break
                 count += 1
             if then_dirty:
                 for m in markers:
-                    pool[w + m] = arg[i + 1]
+                    page[m] = arg[i + 1]
         nonzero[i] = count
 
 
@@ -122,7 +196,8 @@ def _waves(pfn, order, last, fused):
 
 
 @njit(cache=True, parallel=True)
-def _apply_waves(pool, op, pfn, order, arg, markers, nonzero, bad_pfn, marker, last):
+def _apply_waves(pool, op, pfn, order, arg, markers, nonzero, bad_pfn, marker, last, nt,
+                 nshares):
     fused = _fuse(op, pfn, order)
     wave = _waves(pfn, order, last, fused)
     rows = np.argsort(wave, kind="mergesort")
@@ -132,10 +207,14 @@ def _apply_waves(pool, op, pfn, order, arg, markers, nonzero, bad_pfn, marker, l
         end = start
         while end < n and wave[rows[end]] == wave[rows[start]]:
             end += 1
-        for k in prange(start, end):
-            if not fused[rows[k]]:
-                _row(pool, op, pfn, order, arg, markers, nonzero, bad_pfn, marker, fused,
-                     rows[k])
+        # One share of the wave per thread, fenced once at its end (non-temporal stores).
+        for t in prange(nshares):
+            for k in range(start + t, end, nshares):
+                if not fused[rows[k]]:
+                    _row(pool, op, pfn, order, arg, markers, nonzero, bad_pfn, marker, fused,
+                         nt, rows[k])
+            if nt:
+                store_fence()
         start = end
 
 
@@ -151,5 +230,6 @@ def apply(pool, op, pfn, order, arg):
     if last is None:
         last = _scratch[npages] = np.zeros(npages, dtype=np.int64)
     _apply_waves(pool, op, pfn.astype(np.int64), order.astype(np.int64), arg.astype(np.uint64),
-                 _MARKERS, nonzero, bad_pfn, marker.view(np.uint64), last)
+                 _MARKERS, nonzero, bad_pfn, marker.view(np.uint64), last, non_temporal(pool),
+                 get_num_threads())
     return nonzero, bad_pfn, marker

@@ -107,7 +107,7 @@ def _memsets(backend, pool, offsets, n):
 
 def measure(backend, pool_pages, batches, reps=5, seed=0, log=None):
     """Rows of {backend, device, pages, layout, gb_per_s, memset_gb_per_s, ratio, threads,
-    pool_mib, cache_mib, dram_write_gb_per_s, note}: scattered order-0 pages and order-9
+    stores, pool_mib, cache_mib, dram_write_gb_per_s, note}: scattered order-0 pages and order-9
     blocks against the same-store, same-thread memset of as many contiguous pages."""
     rng = np.random.default_rng(seed)
     cache = cache_bytes(backend)
@@ -124,9 +124,11 @@ def measure(backend, pool_pages, batches, reps=5, seed=0, log=None):
     dram()
     dram_gbps = pool_pages * 4096 / min(dram() for _ in range(max(2, reps // 2))) / 1e9
     nthreads = threads(backend)
+    stores = backend.stores(pool) if hasattr(backend, "stores") else "the backend's own"
     if log:
         log(f"{backend.name:6s} on {backend.describe()}: pool {pool_pages * 4 >> 10} MiB "
-            f"(cache {cache >> 20} MiB), threads {nthreads or 'device'}, DRAM write "
+            f"(cache {cache >> 20} MiB), threads {nthreads or 'device'}, {stores} stores "
+            f"(backend and memset), DRAM write "
             f"bandwidth (memset of the pool) {dram_gbps:.1f} GB/s")
     rows = []
     for n in batches:
@@ -184,7 +186,7 @@ def measure(backend, pool_pages, batches, reps=5, seed=0, log=None):
             row = {"backend": backend.name, "device": backend.describe(), "pages": n,
                    "layout": layout, "calls": ncalls, "gb_per_s": nbytes / min(best) / 1e9,
                    "memset_gb_per_s": nbytes / min(base) / 1e9, "ratio": ratio,
-                   "threads": nthreads, "pool_mib": pool_pages * 4 >> 10,
+                   "threads": nthreads, "stores": stores, "pool_mib": pool_pages * 4 >> 10,
                    "cache_mib": cache >> 20, "dram_write_gb_per_s": dram_gbps, "note": note}
             rows.append(row)
             if log:

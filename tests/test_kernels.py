@@ -54,8 +54,14 @@ def run_backend(name, batches, nr_pages):
     return out, b.to_host(pool)
 
 
+@pytest.mark.parametrize("stores", ["nt", "plain"])
 @pytest.mark.parametrize("name", ["numba"])
-def test_cpu_backend_matches_reference(name):
+def test_cpu_backend_matches_reference(name, stores, monkeypatch):
+    """Both store kinds, forced: ``auto`` picks one by timing, and CI's small pools sit in the
+    cache, where non-temporal stores would rarely be picked."""
+    monkeypatch.setenv("ZEROING_CPU_STORES", stores)
+    assert get_backend(name).stores(get_backend(name).alloc_pool(8)) == \
+        {"nt": "non-temporal", "plain": "ordinary"}[stores]
     rng = np.random.default_rng(0)
     batches = [random_batch(rng, 256, n) for n in (1, 50, 400)]
     batches += [paired_batch(rng, 256, n) for n in (3, 60, 600)]
@@ -69,6 +75,18 @@ def test_cpu_backend_matches_reference(name):
             np.testing.assert_array_equal(a, b)
     # The last batch: dirty 8-11, verify sees 4 dirty pages of data 77, clear 8-9, then 2 left.
     assert list(ref[-1][0]) == [0, 4, 0, 2] and ref[-1][1][1] == 8 and ref[-1][2][1] == 77
+
+
+def test_non_temporal_stores_only_on_aligned_memory_of_a_chosen_pool(monkeypatch):
+    from kernels import numba_backend
+    monkeypatch.setenv("ZEROING_CPU_STORES", "nt")
+    pool = numba_backend.alloc_pool(4)
+    assert numba_backend.non_temporal(pool[512:1024])  # a page of it: still 64-byte aligned
+    assert not numba_backend.non_temporal(pool[1:])  # misaligned: the vector stores would fault
+    assert not numba_backend.non_temporal(np.zeros(2048, np.uint64))  # not from alloc_pool
+    monkeypatch.setenv("ZEROING_CPU_STORES", "fast")
+    with pytest.raises(ValueError, match="ZEROING_CPU_STORES='fast': expected one of auto, nt"):
+        numba_backend.alloc_pool(4)
 
 
 def test_order_is_kept_inside_a_batch():

@@ -250,9 +250,14 @@ def check_backend(where, backend, mode):
     if mode == "content":
         from kernels import get_backend
         try:
-            get_backend(backend)
+            chosen = get_backend(backend)
         except (RuntimeError, ValueError) as e:
             raise UserError(f"{where}: {e}") from None
+        if hasattr(chosen, "choose_stores"):  # the CPU backend's store kind, from the environment
+            try:
+                chosen.choose_stores()
+            except ValueError as e:
+                raise UserError(str(e)) from None
 
 
 #: Host bytes per page of the zone: allocator state (10) plus the engine's truth byte,
