@@ -575,11 +575,44 @@ static int64_t free_pages(struct zone *z, int64_t pfn, int64_t order, int64_t fp
  * bulk.py's run_ops for OP_ALLOC, OP_FREE and OP_FREE_REF, strict: returns the number of rows
  * done (n when all went well); out_pfn and out_hint as run_ops writes them.
  */
+/*
+ * With prefetch set, the loop fetches ahead what allocator/bulk.py's run_ops fetches ahead
+ * (the row a FREE_REF names, PREFETCH_ROWS on; the block it frees and its buddy's links, half
+ * as far): the yardstick for the model's code generation alone, beside the plain loop.
+ */
+#define PREFETCH_ROWS 16
+
+static inline void prefetch_ahead(const struct zone *z, int64_t i, int64_t n, const uint8_t *op,
+                                  const int8_t *order, const int64_t *arg,
+                                  const int64_t *out_pfn)
+{
+    int64_t ahead = i + PREFETCH_ROWS, near = i + PREFETCH_ROWS / 2;
+    if (ahead < n && op[ahead] == OP_FREE_REF) {
+        __builtin_prefetch(&out_pfn[arg[ahead]]);
+        __builtin_prefetch(&op[arg[ahead]]);
+    }
+    if (near < n && op[near] == OP_FREE_REF && arg[near] >= 0 && arg[near] < near) {
+        int64_t pfn = out_pfn[arg[near]];
+        if (pfn >= 0) {
+            __builtin_prefetch(&z->flags[pfn]);
+            __builtin_prefetch(&z->next[pfn]);
+            __builtin_prefetch(&z->prev[pfn]);
+            if (order[near] >= 0 && order[near] < 32) {
+                int64_t buddy = pfn ^ ((int64_t)1 << order[near]);
+                __builtin_prefetch(&z->next[buddy]);
+                __builtin_prefetch(&z->prev[buddy]);
+            }
+        }
+    }
+}
+
 int64_t c_run_ops(struct zone *z, int64_t n, const uint8_t *op, const int8_t *order,
                   const uint16_t *cpu, const uint32_t *fpi, const uint32_t *gfp,
-                  const int64_t *arg, int64_t *out_pfn, uint8_t *out_hint)
+                  const int64_t *arg, int64_t *out_pfn, uint8_t *out_hint, int64_t prefetch)
 {
     for (int64_t i = 0; i < n; i++) {
+        if (prefetch)
+            prefetch_ahead(z, i, n, op, order, arg, out_pfn);
         int64_t res = 0, pfn = arg[i];
         out_hint[i] = 0;
         if (op[i] == OP_ALLOC) {

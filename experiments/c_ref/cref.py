@@ -49,7 +49,8 @@ def load():
         os.replace(tmp, LIB)
     lib = ctypes.CDLL(LIB)
     lib.c_run_ops.restype = ctypes.c_int64
-    lib.c_run_ops.argtypes = [ctypes.POINTER(Zone), ctypes.c_int64] + [ctypes.c_void_p] * 8
+    lib.c_run_ops.argtypes = [ctypes.POINTER(Zone), ctypes.c_int64] + [ctypes.c_void_p] * 8 + \
+        [ctypes.c_int64]
     return lib
 
 
@@ -60,12 +61,13 @@ def _zone(arrays):
     return Zone(*(getattr(arrays, name).ctypes.data for name, _ in Zone._fields_))
 
 
-def run_ops(lib, arrays, ops):
-    """Replay ops on the zone arrays in C; returns (rows done, out_pfn, out_hint)."""
+def run_ops(lib, arrays, ops, prefetch=False):
+    """Replay ops on the zone arrays in C; returns (rows done, out_pfn, out_hint). With
+    ``prefetch``, the loop fetches ahead as the model's ``bulk.run_ops`` does."""
     cols = [np.ascontiguousarray(ops[f]) for f in ("op", "order", "cpu", "fpi", "gfp", "arg")]
     out_pfn = np.full(len(ops), -1, np.int64)
     out_hint = np.zeros(len(ops), np.uint8)
     z = _zone(arrays)
     done = lib.c_run_ops(ctypes.byref(z), len(ops), *(c.ctypes.data for c in cols),
-                         out_pfn.ctypes.data, out_hint.ctypes.data)
+                         out_pfn.ctypes.data, out_hint.ctypes.data, int(prefetch))
     return done, out_pfn, out_hint
