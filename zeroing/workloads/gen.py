@@ -187,7 +187,7 @@ def _ol_fill_front(bit, mask, n):
     _fenwick_build(bit)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ol_full(a):
     """True when the list is more than half full after the next step's appends (then
     compaction would run too often: it has to grow)."""
@@ -281,7 +281,7 @@ class Ring:
             self.a = (new, np.array([0, meta[1], meta[2]], np.int64))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ring_full(a):
     return len(a[0]) - a[1][1] < a[1][2]
 
