@@ -65,25 +65,29 @@ def workload_params(name, target):
     return {key: max(1, math.ceil(target * unit / n)), **extra}
 
 
-def end_to_end(target, policy):
-    """Per workload: (events, end-to-end events/s, engine-only events/s)."""
+def end_to_end(target, policy, reps=2):
+    """Per workload: (events, end-to-end events/s, engine-only events/s), each the best of
+    ``reps`` runs, the two kinds alternating (a single run of either swung by 1.5x on a shared
+    2-core VM)."""
     rows = {}
     for name in WORKLOADS:
         pages = default_pages(name)
         params = workload_params(name, target)
-        ev = make_workload(name, pages, seed=1, **params)
-        engine = simulate(ev, policy, pages)["counters"]
-        del ev
-        t0 = time.perf_counter()
-        streamed = simulate_stream(iter_workload(name, pages, seed=1, reuse=True, **params),
-                                   policy, pages)
-        wall = time.perf_counter() - t0
-        n = streamed["counters"]["events"]
-        assert n == engine["events"] and streamed["counters"]["pgfree"] == engine["pgfree"]
+        engine_rate, wall = 0.0, float("inf")
+        for _ in range(reps):
+            ev = make_workload(name, pages, seed=1, **params)
+            engine = simulate(ev, policy, pages)["counters"]
+            engine_rate = max(engine_rate, engine["events_per_s"])
+            del ev
+            t0 = time.perf_counter()
+            streamed = simulate_stream(iter_workload(name, pages, seed=1, reuse=True, **params),
+                                       policy, pages)
+            wall = min(wall, time.perf_counter() - t0)
+            n = streamed["counters"]["events"]
+            assert n == engine["events"] and streamed["counters"]["pgfree"] == engine["pgfree"]
         rows[name] = {"events": n, "params": params, "pages": pages,
-                      "end_to_end_events_per_s": n / wall,
-                      "engine_events_per_s": engine["events_per_s"],
-                      "ratio": n / wall / engine["events_per_s"]}
+                      "end_to_end_events_per_s": n / wall, "engine_events_per_s": engine_rate,
+                      "ratio": n / wall / engine_rate, "reps": reps}
     return rows
 
 
@@ -142,7 +146,11 @@ def main(argv=None):
     for name, r in out["end_to_end"].items():
         print(f"end to end {name:17s}: {r['end_to_end_events_per_s'] / 1e6:6.2f} M events/s "
               f"(generation included, {r['events']:,} events) vs engine-only "
-              f"{r['engine_events_per_s'] / 1e6:6.2f} M events/s: {r['ratio']:.2f}")
+              f"{r['engine_events_per_s'] / 1e6:6.2f} M events/s: {r['ratio']:.2f} (best of "
+              f"{r['reps']} each; target >= 0.5)" + (
+                  "  [above 1.0 cannot be (the stream does the engine's work and generates): "
+                  "noise larger than best-of-two removes; rerun]"
+                  if r["ratio"] > 1 else ""))
     if args.json:
         write_json(args.json, out)
     return out
