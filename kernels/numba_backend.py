@@ -14,7 +14,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from . import numpy_backend
-from .batch import CLEAR, DIRTY, MARKER_WORDS, PAGE_WORDS, VERIFY, new_results
+from .batch import CLEAR, DIRTY, LINE_WORDS, MARKER_WORDS, PAGE_WORDS, VERIFY, new_results
 from .stores import aligned, page_aligned_empty, store_fence, stream_lines
 
 name = "numba"
@@ -121,6 +121,9 @@ def alloc_pool(nr_pages):
 
 
 _MARKERS = np.array(MARKER_WORDS, dtype=np.int64)
+if MARKER_WORDS != tuple(range(0, PAGE_WORDS, LINE_WORDS)):
+    raise ImportError("the non-temporal DIRTY writes a marker at the first word of every "
+                      "line: batch.MARKER_WORDS must stay those words")
 
 
 @njit(cache=True, inline="always")
