@@ -465,7 +465,7 @@ def try_to_claim_block(z, pfn, current_order, order, start_type, block_type):
     if free_pages + alike_pages >= (1 << (z.conf[C_PAGEBLOCK_ORDER] - 1)) or z.conf[C_MOBILITY] == 0:
         __move_freepages_block(z, start, block_type, start_type)
         set_pageblock_migratetype(z, start, start_type)
-        return __rmqueue_smallest(z, order, start_type)
+        return __rmqueue_smallest(z, order, start_type, PREF_NONE)
     return NONE
 
 
@@ -651,7 +651,7 @@ def rmqueue_bulk(z, cpu, order, count, mt, pindex):
     mode = RMQUEUE_NORMAL
     i = 0
     while i < count:
-        pfn, mode = __rmqueue(z, order, mt, mode)
+        pfn, mode = __rmqueue(z, order, mt, mode, PREF_NONE)
         if pfn == NONE:
             break
         z.flags[pfn] = PG_PCP | (z.flags[pfn] & PG_ZEROED)
