@@ -6,14 +6,85 @@ live (row, order and block; the engine's ``ev_pfn`` says which: it resets a row 
 is freed), and a dummy row standing for every earlier row that holds no live block (a free of
 it is a no-op, as in one long array). References into earlier chunks are rewritten to window
 rows. Memory is one chunk plus the live allocations, however long the stream; the counters are
-those of one long array (tested).
+those of one long array (tested). Building the window and keeping the live rows are compiled
+(each was a dozen numpy passes a chunk: 26 ns an event, a third of the engine's own time on
+``unaware-user``).
 """
 import numpy as np
+from numba import njit
 
 from .events import EV_DEFLATE, EV_FREE, EV_IDLE, EVENT_DTYPE
 from .run import Simulation
 
 NONE = -1
+
+
+@njit(cache=True)
+def _fill_window(c_time, c_op, c_order, c_cpu, c_gfp, c_ref, c_caller, base, live_rows,
+                 live_orders, live_ops, live_callers, live_pfns, w_time, w_op, w_order, w_cpu,
+                 w_gfp, w_ref, w_caller, ev_pfn):
+    """Row 0 the dummy, rows 1..ctx-1 the live allocations, then the chunk with its references
+    rewritten: this chunk's rows to window rows, earlier rows to their live row or the dummy
+    (a later row stays as it is: the engine reports it as a bad reference)."""
+    nl = len(live_rows)
+    ctx = nl + 1
+    for i in range(ctx):
+        w_time[i] = 0
+        w_cpu[i] = 0
+        w_gfp[i] = 0
+        w_ref[i] = 0
+        if i == 0:
+            w_op[i] = EV_IDLE
+            w_order[i] = 0
+            w_caller[i] = 0
+            ev_pfn[i] = NONE
+        else:
+            w_op[i] = live_ops[i - 1]
+            w_order[i] = live_orders[i - 1]
+            w_caller[i] = live_callers[i - 1]
+            ev_pfn[i] = live_pfns[i - 1]
+    for k in range(len(c_op)):
+        i = ctx + k
+        op = c_op[k]
+        ref = c_ref[k]
+        if op == EV_FREE or op == EV_DEFLATE:
+            if ref >= base:
+                ref = ref - base + ctx
+            elif ref >= 0:
+                pos = np.searchsorted(live_rows, ref)
+                ref = pos + 1 if pos < nl and live_rows[pos] == ref else 0
+        w_time[i] = c_time[k]
+        w_op[i] = op
+        w_order[i] = c_order[k]
+        w_cpu[i] = c_cpu[k]
+        w_gfp[i] = c_gfp[k]
+        w_ref[i] = ref
+        w_caller[i] = c_caller[k] if len(c_caller) else 0
+
+
+@njit(cache=True)
+def _keep_live(ev_pfn, w_order, w_op, w_caller, ctx, base, live_rows):
+    """The window rows that still hold a block after the engine ran: stream row, order, op,
+    caller and pfn of each, in stream order."""
+    m = 0
+    for i in range(1, len(ev_pfn)):
+        if ev_pfn[i] != NONE:
+            m += 1
+    rows = np.empty(m, np.int64)
+    orders = np.empty(m, w_order.dtype)
+    ops = np.empty(m, w_op.dtype)
+    callers = np.empty(m, w_caller.dtype)
+    pfns = np.empty(m, np.int64)
+    j = 0
+    for i in range(1, len(ev_pfn)):
+        if ev_pfn[i] != NONE:
+            rows[j] = live_rows[i - 1] if i < ctx else i - ctx + base
+            orders[j] = w_order[i]
+            ops[j] = w_op[i]
+            callers[j] = w_caller[i]
+            pfns[j] = ev_pfn[i]
+            j += 1
+    return rows, orders, ops, callers, pfns
 
 
 class StreamFeeder:
@@ -40,43 +111,13 @@ class StreamFeeder:
         n, base = len(chunk), self.next_row
         ctx = len(self.rows) + 1  # row 0: the dummy
         *cols, ev_pfn = self._window(ctx + n)
-        for name, col in zip(EVENT_DTYPE.names, cols):
-            if name == "op":
-                col[0] = EV_IDLE
-                col[1:ctx] = self.ops
-            elif name == "order":
-                col[0] = 0
-                col[1:ctx] = self.orders
-            else:
-                col[:ctx] = 0
-            col[ctx:] = chunk[name]
         stated = "caller" in chunk.dtype.names
-        callers = cols.pop()
-        callers[0] = 0
-        callers[1:ctx] = self.callers
-        callers[ctx:] = chunk["caller"] if stated else 0
-        op, ref_col = cols[1][ctx:], cols[5][ctx:]
-        sel = np.flatnonzero((op == EV_FREE) | (op == EV_DEFLATE))
-        ref = ref_col[sel]
-        new = np.where(ref >= base, ref - base + ctx, ref)  # this chunk (later rows: bad)
-        old = np.flatnonzero((ref >= 0) & (ref < base))
-        if len(old):
-            k = np.searchsorted(self.rows, ref[old])
-            kc = np.minimum(k, max(0, len(self.rows) - 1))
-            live = (k < len(self.rows)) & (self.rows[kc] == ref[old]) if len(self.rows) else \
-                np.zeros(len(old), bool)
-            new[old] = np.where(live, k + 1, 0)
-        ref_col[sel] = new
-        ev_pfn[0] = NONE
-        ev_pfn[1:ctx] = self.pfns
-        self.sim.feed_columns(cols + [callers], ev_pfn, start=ctx, callers_stated=stated)
-        keep = np.flatnonzero(ev_pfn[1:] != NONE) + 1
-        split = np.searchsorted(keep, ctx)
-        self.rows = np.concatenate((self.rows[keep[:split] - 1], keep[split:] - ctx + base))
-        self.orders = cols[2][keep]
-        self.ops = cols[1][keep]
-        self.callers = callers[keep]
-        self.pfns = ev_pfn[keep]
+        given = chunk["caller"] if stated else np.zeros(0, np.uint8)
+        _fill_window(*(chunk[name] for name in EVENT_DTYPE.names), given, base, self.rows,
+                     self.orders, self.ops, self.callers, self.pfns, *cols, ev_pfn)
+        self.sim.feed_columns(cols, ev_pfn, start=ctx, callers_stated=stated)
+        self.rows, self.orders, self.ops, self.callers, self.pfns = _keep_live(
+            ev_pfn, cols[2], cols[1], cols[6], ctx, base, self.rows)
         self.next_row += n
 
 
