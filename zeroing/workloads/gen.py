@@ -14,10 +14,14 @@ Writing one: see ``mixed.py`` (one event per step) or ``scenarios.py`` (phases).
 that needs no speed can stay in Python: build rows with ``stream.Stream`` and pass its array
 through ``chunked()``.
 """
+from collections import namedtuple
+
 import numpy as np
 from numba import njit, types
 from numba.core.extending import intrinsic, overload
 from numba.np.random.random_methods import buffered_bounded_lemire_uint32
+
+from allocator.handle import handle_for
 
 from ..events import EVENT_DTYPE
 
@@ -97,7 +101,7 @@ def rand_below(rng, n):
     return rng.integers(0, n)
 
 
-@overload(rand_below, jit_options={"cache": True}, inline="always")
+@overload(rand_below, jit_options={"cache": True})
 def _rand_below_compiled(rng, n):
     def impl(rng, n):
         if n <= 1 or n - 1 >= 0xFFFFFFFF:
@@ -113,10 +117,15 @@ def _rand_below_compiled(rng, n):
 # present slots per word. Two levels rather than a Fenwick tree over slots: the tree and the
 # masks of a list of 64K slots take 24 KiB and stay in the L1 cache, where a tree over slots
 # (256 KiB) made every pop a chain of 16 cache misses (issue 12: the ``unaware-user``
-# generator). ``a`` = (val, bit, meta, mask); meta = [count, tail, spare]. Appends go to slot
+# generator). ``a``: val, bit, meta, mask; meta = [count, tail, spare]. Appends go to slot
 # ``tail``; when it reaches the end, the present values are compacted to the front.
 
 WORD = 32  # slots per mask word (the low 32 bits of an int64: no sign bit to mind)
+
+#: A list's arrays. Compiled code gets them as a borrowed handle (``allocator/handle.py``),
+#: which has no reference count: a tuple of arrays took one per array, an atomic each, every
+#: time a step unpacked it.
+OrderedListArrays = namedtuple("OrderedListArrays", "val bit meta mask")
 
 
 class OrderedList:
@@ -132,10 +141,10 @@ class OrderedList:
         mask = np.zeros(cap // WORD, np.int64)
         meta = np.array([len(values), len(values), self.spare], np.int64)
         _ol_fill_front(bit, mask, len(values))
-        self.a = (val, bit, meta, mask)
+        self.a = handle_for("OrderedList", OrderedListArrays(val, bit, meta, mask))
 
     def grow_if_needed(self):
-        val, _, meta, _ = self.a
+        val, meta = self.a.val, self.a.meta
         if 2 * (meta[0] + meta[2]) > len(val):
             self._alloc(2 * len(val), val[val >= 0][: meta[0]] if meta[0] else ())
 
@@ -191,17 +200,17 @@ def _ol_fill_front(bit, mask, n):
 def ol_full(a):
     """True when the list is more than half full after the next step's appends (then
     compaction would run too often: it has to grow)."""
-    return 2 * (a[2][0] + a[2][2]) > len(a[0])
+    return 2 * (a.meta[0] + a.meta[2]) > len(a.val)
 
 
 @njit(cache=True, inline="always")
 def ol_len(a):
-    return a[2][0]
+    return a.meta[0]
 
 
 @njit(cache=True)
 def _ol_compact(a):
-    val, bit, meta, mask = a
+    val, bit, meta, mask = a.val, a.bit, a.meta, a.mask
     n = 0
     for i in range(meta[1]):
         if val[i] >= 0:
@@ -215,7 +224,7 @@ def _ol_compact(a):
 @njit(cache=True, inline="always")
 def ol_append(a, x):
     """Append ``x`` (>= 0)."""
-    val, bit, meta, mask = a
+    val, bit, meta, mask = a.val, a.bit, a.meta, a.mask
     if meta[1] == len(val):
         _ol_compact(a)
     i = meta[1]
@@ -229,7 +238,7 @@ def ol_append(a, x):
 @njit(cache=True, inline="always")
 def ol_pop(a, k):
     """Remove and return the k-th value (0-based), like ``list.pop(k)``."""
-    val, bit, meta, mask = a
+    val, bit, meta, mask = a.val, a.bit, a.meta, a.mask
     # One descent finds the word and takes the slot out of its count: the nodes where the
     # search goes left are exactly the Fenwick nodes whose range holds the word. The number
     # of words is a power of two, so every node the descent visits exists.
@@ -265,30 +274,38 @@ def ol_pop(a, k):
 
 
 # ---------------------------------------------------------------------------------------------
-# A FIFO (append, pop(0)): a ring. ``a`` = (val, meta); meta = [head, count, spare].
+# A FIFO (append, pop(0)): a ring. ``a``: val, meta; meta = [head, count, spare].
+
+RingArrays = namedtuple("RingArrays", "val meta")
 
 class Ring:
     def __init__(self, capacity, spare=1):
         self.spare = spare
-        self.a = (np.zeros(max(16, capacity + spare), np.int64), np.array([0, 0, spare], np.int64))
+        self.a = handle_for("Ring", RingArrays(np.zeros(max(16, capacity + spare), np.int64),
+                                               np.array([0, 0, spare], np.int64)))
 
     def grow_if_needed(self):
-        val, meta = self.a
+        val, meta = self.a.val, self.a.meta
         if len(val) - meta[1] < meta[2]:
             order = np.roll(val, -int(meta[0]))[: meta[1]]
             new = np.zeros(2 * len(val), np.int64)
             new[: len(order)] = order
-            self.a = (new, np.array([0, meta[1], meta[2]], np.int64))
+            self.a = handle_for("Ring", RingArrays(new, np.array([0, meta[1], meta[2]], np.int64)))
+
+
+@njit(cache=True, inline="always")
+def ring_len(a):
+    return a.meta[1]
 
 
 @njit(cache=True, inline="always")
 def ring_full(a):
-    return len(a[0]) - a[1][1] < a[1][2]
+    return len(a.val) - a.meta[1] < a.meta[2]
 
 
 @njit(cache=True, inline="always")
 def ring_append(a, x):
-    val, meta = a
+    val, meta = a.val, a.meta
     i = meta[0] + meta[1]
     if i >= len(val):
         i -= len(val)
@@ -298,7 +315,7 @@ def ring_append(a, x):
 
 @njit(cache=True, inline="always")
 def ring_popleft(a):
-    val, meta = a
+    val, meta = a.val, a.meta
     x = val[meta[0]]
     meta[0] += 1
     if meta[0] == len(val):

@@ -11,7 +11,7 @@ from allocator.flags import GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZE
 from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE
 from .gen import (S_BASE, S_DONE, S_GROW, S_PHASE, S_ROW, S_USER, OrderedList, Ring, chunks,
                   collect, new_buffer, ol_append, ol_full, ol_len, ol_pop, put, ring_append,
-                  ring_popleft, room)
+                  ring_len, ring_popleft, room)
 
 GFP_RECLAIMABLE = GFP_KERNEL | GFP_BITS["__GFP_RECLAIMABLE"]
 GFP_PAGECACHE = GFP_HIGHUSER_MOVABLE  # filemap_alloc_folio: mapping gfp, no __GFP_ZERO
@@ -134,7 +134,7 @@ def _kernel_build_fill(rng, st, buf, cache, job, jobs, files_per_job, cache_limi
         rng.shuffle(job[:m])
         for k in range(m):
             put(st, buf, 1000, EV_FREE, job[k] & ((1 << REF_SHIFT) - 1), 0, job[k] >> REF_SHIFT)
-        while cache[1][1] > cache_limit:
+        while ring_len(cache) > cache_limit:
             put(st, buf, 1000, EV_FREE, 0, 0, ring_popleft(cache))
         st[C_ROUND] += 1
     return st[S_ROW] - st[S_BASE]
@@ -171,7 +171,7 @@ def _page_cache_churn_fill(rng, st, buf, cache, passes, limit):
             st[S_DONE] = 1
             break
         ring_append(cache, put(st, buf, 1000, EV_ALLOC, 0, GFP_PAGECACHE, 0))
-        if cache[1][1] > limit * 3 // 4:
+        if ring_len(cache) > limit * 3 // 4:
             put(st, buf, 1000, EV_FREE, 0, 0, ring_popleft(cache))  # LRU: oldest first
         if rng.random() < 0.02:
             put(st, buf, 1000, EV_FREE, 0, 0,

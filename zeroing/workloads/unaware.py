@@ -32,7 +32,7 @@ from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_INFLATE, EVENT_
 from ..struct_page import CALLER_NAMES, MIX_CALLERS, parse_caller_mix
 from .gen import (S_BASE, S_DONE, S_GROW, S_ROW, S_T, S_USER, OrderedList, Ring, chunks,
                   collect, new_buffer, ol_append, ol_full, ol_len, ol_pop, put, rand_below,
-                  ring_append, ring_full, ring_popleft, room)
+                  ring_append, ring_full, ring_len, ring_popleft, room)
 
 DEFAULT_CALLERS = ",".join(f"{name}=1" for name in MIX_CALLERS)
 GFP_ATOMIC = GFP_BITS["__GFP_HIGH"] | GFP_BITS["__GFP_KSWAPD_RECLAIM"]
@@ -72,7 +72,7 @@ def _fill(rng, picks, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live, balloon, n
             break
         st[S_T] = i * 1000 - 1000  # put() adds 1000: event i is at i us
         r = rng.random()
-        nballoon = balloon[1][1]
+        nballoon = ring_len(balloon)
         caller = 0
         if r < 0.1 or (r < 0.15 and nballoon == 0):
             # The host gives these back zeroed: the source of hints.
