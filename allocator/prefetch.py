@@ -20,10 +20,10 @@ def _prefetch(typingctx, arr, idx):
         ary = context.make_array(aryty)(context, builder, args[0])
         ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
         i32 = ir.IntType(32)
-        voidptr = ir.PointerType()
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [voidptr, i32, i32, i32]),
-            "llvm.prefetch.p0")
+        voidptr = ir.IntType(8).as_pointer()
+        # declare_intrinsic mangles the name as this llvmlite's pointers require (p0i8, p0)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", [voidptr], ir.FunctionType(ir.VoidType(), [voidptr, i32, i32, i32]))
         # read, high temporal locality, data cache
         builder.call(fn, [builder.bitcast(ptr, voidptr), i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
