@@ -414,3 +414,12 @@ def test_trace_progress_reports_bytes_read(tmp_path):
     assert [o for o, _ in seen] == sorted(o for o, _ in seen) and 0 < seen[-1][0] <= size
 
 
+
+
+def test_cost_profile_not_utf8_or_a_folder_is_one_line(capsys, tmp_path):
+    path = write(tmp_path, b'[meta]\nname = "\xff"\n', mode="wb")
+    one_line_error(capsys, main(["run", "--workload", "vm-anon", "--cost-profile", path]),
+                   path, "not UTF-8", "a cost profile is a TOML text file")
+    from zeroing.cost import ProfileError, load_profile
+    with pytest.raises(ProfileError, match="is a folder, not a cost profile file"):
+        load_profile(str(tmp_path))

@@ -336,10 +336,7 @@ def calibrate(out, pool_mib=1024, reps=3, gpu=True, log=print):
 
 
 def _write(out, text, p):
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
+    from .tomlfile import tomllib
     profile_from_dict(tomllib.loads(text), out)  # what is written must load
     write_text(out, text)
     return p

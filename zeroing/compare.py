@@ -15,16 +15,12 @@ import re
 import subprocess
 import sys
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 from . import counters as C
 from .policy import make_policy
 from .report import compare_table, metrics
 from .run import write_json, write_text
 from .streaming import simulate_stream
+from .tomlfile import read_toml
 from .validate import (UserError, check, check_backend, check_memory, check_policy,
                        check_workload)
 from .workloads import default_pages, iter_workload
@@ -44,18 +40,7 @@ class ConfigError(UserError):
 def load_config(path, cost_profile=None):
     """Read and validate a config; every problem names the file, the key and the reason.
     ``cost_profile`` (a path) overrides the config's ``cost_profile`` key."""
-    if not os.path.exists(path):
-        raise ConfigError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise ConfigError(f"{path} is a folder, not a config file")
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: "
-                          f"{e.object[e.start:e.start + 1]!r}); a config is a TOML text file") from None
+    raw = read_toml(path, ConfigError, "config", missing="no such file")
     if cost_profile is not None:
         raw["cost_profile"] = os.path.abspath(cost_profile)
     elif "cost_profile" in raw and isinstance(raw["cost_profile"], str) \

@@ -37,10 +37,7 @@ import os
 import numpy as np
 from numba import njit
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from .tomlfile import read_toml
 
 NR_ORDERS = 11  # extent orders 0..MAX_PAGE_ORDER
 PAGE_SIZE = 4096
@@ -138,15 +135,7 @@ def load_profile(path=None):
     """Read and validate a cost profile; every problem is one ProfileError naming the file,
     the key and the reason."""
     path = path or DEFAULT_PROFILE
-    if not os.path.exists(path):
-        raise ProfileError(f"{path}: no such cost profile")
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise ProfileError(f"{path}: not valid TOML: {e}") from None
-    except OSError as e:
-        raise ProfileError(f"{path}: cannot read ({e.strerror})") from None
+    raw = read_toml(path, ProfileError, "cost profile")
     return profile_from_dict(raw, path)
 
 
