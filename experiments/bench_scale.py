@@ -136,6 +136,15 @@ def steady_size(size_bytes, events, policy, fill, chunk=1 << 22):
             "metadata_gib": sim.bytes_per_page() * pages / GIB, "allocated_pages": allocated}
 
 
+def measured(fn, *args):
+    """``fn(*args)``'s row with the seconds it took in all and the process's peak RSS so far."""
+    t = time.perf_counter()
+    row = fn(*args)
+    row["total_s"] = time.perf_counter() - t
+    row["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
+    return row
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes-gib", default="16,1024", help="machine sizes, comma separated")
@@ -151,10 +160,7 @@ def main(argv=None):
     policy = make_policy("init_on_free,pg_zeroed")
     rows = []
     for size in sizes:
-        t = time.perf_counter()
-        row = run_size(int(size), args.events, policy, args.reps)
-        row["total_s"] = time.perf_counter() - t
-        row["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
+        row = measured(run_size, int(size), args.events, policy, args.reps)
         rows.append(row)
         base = rows[0]["events_per_s"]
         print(f"{row['size_gib']:8.2f} GiB ({row['pages']:,} pages): {row['events_per_s'] / 1e6:6.2f} "
@@ -164,10 +170,7 @@ def main(argv=None):
               f"peak RSS {row['peak_rss_gib']:.2f} GiB, {row['total_s']:.0f} s in all", flush=True)
     steady = []
     for size in sizes:
-        t = time.perf_counter()
-        row = steady_size(int(size), args.events, policy, args.fill)
-        row["total_s"] = time.perf_counter() - t
-        row["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
+        row = measured(steady_size, int(size), args.events, policy, args.fill)
         steady.append(row)
         base = steady[0]["events_per_s"]
         print(f"steady {row['size_gib']:8.2f} GiB: {row['events_per_s'] / 1e6:6.2f} M events/s = "
