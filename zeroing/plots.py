@@ -22,6 +22,21 @@ def _runs(results, workload, policy):
     return [r for r in results if r["workload"]["label"] == workload and r["policy_label"] == policy]
 
 
+def _label_policies(ax, workload, ylabel):
+    """A per-workload panel with a bar per policy: its title, y label and slanted names."""
+    ax.set_title(workload, fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.tick_params(axis="x", rotation=30, labelsize=8)
+
+
+def _save(fig, axes, path, legend_size):
+    """The legend on the first panel, then the figure written and closed."""
+    axes[0][0].legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_sites(cfg, results, path):
     """Pages cleared per site, stacked per policy; one panel per workload."""
     workloads = [w["label"] for w in cfg["workloads"]]
@@ -36,13 +51,8 @@ def plot_sites(cfg, results, path):
             bottom += vals
         skipped = np.array([_mean(_runs(results, wl, p), "zero_skipped") for p in policies])
         ax.scatter(policies, skipped, marker="x", color="black", zorder=3, label="clears skipped")
-        ax.set_title(wl, fontsize=10)
-        ax.set_ylabel("pages (mean over seeds)")
-        ax.tick_params(axis="x", rotation=30, labelsize=8)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        _label_policies(ax, wl, "pages (mean over seeds)")
+    _save(fig, axes, path, legend_size=7)
 
 
 #: Where time went, stacked per policy: (label, cost key, by_site key or None, hatch).
@@ -73,13 +83,8 @@ def plot_time(cfg, results, path):
                 for p in policies]
         ax.scatter(policies, task, marker="_", s=400, color="black", zorder=3,
                    label="task-clock")
-        ax.set_title(wl, fontsize=10)
-        ax.set_ylabel("simulated ms (mean over seeds)")
-        ax.tick_params(axis="x", rotation=30, labelsize=8)
-    axes[0][0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        _label_policies(ax, wl, "simulated ms (mean over seeds)")
+    _save(fig, axes, path, legend_size=6)
 
 
 def plot_hit_rate(cfg, results, path):
@@ -103,10 +108,7 @@ def plot_hit_rate(cfg, results, path):
         ax.set_xlim(-0.5, 10.5)
         ax.set_ylabel("allocations served zeroed (%)")
         ax.set_ylim(-2, 102)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, axes, path, legend_size=7)
 
 
 def plot_throughput(rows, path):
