@@ -43,6 +43,31 @@ class HandleType(types.Type):
 register_model(HandleType)(models.OpaqueModel)
 
 
+class BorrowedArray(types.Array):
+    """The type of an array read from a handle: the handle owns it, so compiled code takes no
+    reference to it. Its model has no meminfo, so numba emits no incref/decref call for it:
+    with plain array types every read from a handle still called ``NRT_incref`` and
+    ``NRT_decref`` on the NULL meminfo (out-of-line calls that do nothing, and after which LLVM
+    must reload what it had read from memory). A view or slice of one is an ordinary array
+    (``copy()`` gives ``types.Array``) holding the NULL meminfo, as before."""
+
+    def __init__(self, dtype, ndim, layout):
+        super().__init__(dtype, ndim, layout,
+                         name=f"borrowed array({dtype}, {ndim}d, {layout})")
+
+
+@register_model(BorrowedArray)
+class BorrowedArrayModel(models.ArrayModel):
+    def traverse(self, builder):
+        return []
+
+    def has_nrt_meminfo(self):
+        return False
+
+    def contains_nrt_meminfo(self):
+        return False
+
+
 def _block_type(context, array_types):
     return ir.LiteralStructType([context.get_value_type(t) for t in array_types])
 
@@ -116,7 +141,7 @@ class Handle:
 def typeof_array(name, a):
     if not isinstance(a, np.ndarray) or not a.flags.c_contiguous or not a.flags.writeable:
         raise TypeError(f"handle field {name!r} must be a writeable C-contiguous numpy array")
-    return types.Array(numpy_support.from_dtype(a.dtype), a.ndim, "C")
+    return BorrowedArray(numpy_support.from_dtype(a.dtype), a.ndim, "C")
 
 
 @typeof_impl.register(Handle)

@@ -52,3 +52,27 @@ def test_indexes_older_than_a_callee_source_are_dropped(tmp_path):
     assert new.exists()
     os.utime(dep / "__init__.py", (4000, 4000))  # a callee in another package changed
     assert drop_stale_indexes(str(pkg / "__init__.py"), (str(dep / "__init__.py"),)) == [str(new)]
+
+
+def test_workload_caches_are_checked_against_their_helpers():
+    """A compiled generator embeds gen.py's and pcg64.py's helpers: an index older than them
+    is dropped when zeroing is imported (numba checks only the generator's own file)."""
+    import importlib
+    import os
+    import pickle
+
+    import numba
+
+    import zeroing
+    cache = os.path.join(os.path.dirname(zeroing.WORKLOADS), "__pycache__")
+    os.makedirs(cache, exist_ok=True)
+    stale = os.path.join(cache, "test_jitcache.stale-1.py311.nbi")
+    with open(stale, "wb") as f:
+        f.write(pickle.dumps(numba.__version__) + pickle.dumps(((), {})))  # a readable index
+    try:
+        os.utime(stale, (1000, 1000))  # older than every source
+        importlib.reload(zeroing)
+        assert not os.path.exists(stale)
+    finally:
+        if os.path.exists(stale):
+            os.remove(stale)

@@ -1,6 +1,7 @@
 """Compiled workload generators: the same events as the Python loops they replaced, chunk by
 chunk; the lists they keep; streamed runs count what one long array counts."""
 import importlib
+import os
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from zeroing.workloads.gen import (OrderedList, Ring, collect, ol_append, ol_pop
                                    ring_popleft)
 
 gen = importlib.import_module("zeroing.workloads.gen")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (workload, parameters, Python oracle): edge cases included (tiny zones, no rounds, lists
 # that have to grow, fractions above 1).
@@ -132,6 +134,49 @@ def test_rand_below_draws_what_integers_draws(n):
     assert np.all((a[::2] >= 0) & (a[::2] < n))
 
 
+@njit
+def _mixed_draws(rng, n, fast):
+    """200 draws alternating integers(0, n) and random(), through ``gen.draws(rng)`` when
+    ``fast``; then one more of each from ``rng`` itself (the state it was left in)."""
+    out = np.empty(202)
+    bits = gen.draws(rng)
+    for j in range(0, 200, 2):
+        out[j] = gen.rand_below(bits, n) if fast else rng.integers(0, n)
+        out[j + 1] = gen.uniform(bits) if fast else rng.random()
+    out[200] = rng.integers(0, n)
+    out[201] = rng.random()
+    return out
+
+
+@pytest.mark.parametrize("bitgen", [np.random.PCG64, np.random.MT19937, np.random.Philox])
+@pytest.mark.parametrize("n", [1, 6, 16385, 2 ** 32, 2 ** 40])
+def test_inline_pcg64_draws_what_numpy_draws(bitgen, n):
+    """``uniform``/``rand_below`` over ``draws(rng)`` (PCG64 stepped inline; other bit
+    generators through numpy's functions) give numpy's draws and leave numpy's state."""
+    fast = _mixed_draws(np.random.Generator(bitgen(4)), n, True)
+    np.testing.assert_array_equal(fast, _mixed_draws(np.random.Generator(bitgen(4)), n, False))
+
+
+def test_inline_pcg64_is_used_by_code_loaded_from_the_cache(tmp_path):
+    """The inline step checks the bit generator against this process's PCG64: code a previous
+    process compiled and cached must check against the loading process's, not its own."""
+    import subprocess
+    import sys
+    code = ("import numpy as np; from zeroing.workloads import pcg64; "
+            "print(pcg64.steps_inline(np.random.default_rng(1)), "
+            "pcg64.steps_inline(np.random.Generator(np.random.MT19937(1))))")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=ROOT)
+    for _ in range(2):  # compiles and caches, then loads the cache
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout.split()
+        assert out == ["True", "False"]
+
+
+def test_rand_below_refuses_an_empty_range():
+    with pytest.raises(ValueError):
+        _mixed_draws(np.random.default_rng(1), 0, True)
+
+
 @settings(max_examples=60, deadline=None)
 @given(ops)
 def test_ring_is_a_fifo(steps):
@@ -243,3 +288,21 @@ def test_negative_length_is_refused_before_any_event(name):
     with pytest.raises(ValueError, match="events must be at least 0"):
         iter_workload(name, 4096, events=-1)
     assert len(make_workload(name, 4096, events=0)) == 0
+
+
+@njit
+def _pop_first(a):
+    return ol_pop(a, 0)
+
+
+def test_ordered_list_descent_is_branch_free():
+    """``ol_pop``'s descent selects with ``!unpredictable`` (LLVM's x86 back end otherwise
+    turns the selects back into branches that mispredict half the time) and keeps both
+    candidate loads ahead of the compare (an opaque value, so they are not folded into one
+    load from a selected address)."""
+    ol = OrderedList(64)
+    ol_append(ol.a, 7)
+    assert _pop_first(ol.a) == 7
+    ir = _pop_first.inspect_llvm(_pop_first.signatures[0])
+    assert "!unpredictable" in ir
+    assert 'asm "", "=r,0"' in ir

@@ -17,13 +17,14 @@ through ``chunked()``.
 from collections import namedtuple
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
 from numba.core.extending import intrinsic, overload
-from numba.np.random.random_methods import buffered_bounded_lemire_uint32
 
 from allocator.handle import handle_for
 
 from ..events import EVENT_DTYPE
+from .pcg64 import bounded, next_double
 
 # st: the scalar state every generator has; a generator's own scalars follow from S_USER.
 S_T = 0  # simulated time of the last event (ns)
@@ -94,21 +95,43 @@ def collect(it, dtype=EVENT_DTYPE):
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
-def rand_below(rng, n):
-    """``rng.integers(0, n)``: the same draws from the same bit generator, without the
-    one-element array numba's ``integers`` allocates per call (a third of a step's time in
-    ``unaware-user``)."""
-    return rng.integers(0, n)
+def draws(rng):
+    """What ``uniform`` and ``rand_below`` draw from, taken once before a generator's loop:
+    ``rng`` itself, or in compiled code its bit generator (a draw through the Generator took
+    and dropped a reference to it, two calls per draw)."""
+    return rng
 
 
-@overload(rand_below, jit_options={"cache": True})
-def _rand_below_compiled(rng, n):
-    def impl(rng, n):
-        if n <= 1 or n - 1 >= 0xFFFFFFFF:
-            return rng.integers(0, n)  # no draw for n == 1, errors, wide ranges: numba's path
-        # What numba's integers(0, n) runs for 1 < n <= 2**32 (numpy's algorithm).
-        return np.int64(buffered_bounded_lemire_uint32(rng.bit_generator, n - 1))
-    return impl
+@overload(draws, jit_options={"cache": True})
+def _draws_compiled(rng):
+    return lambda rng: rng.bit_generator
+
+
+def uniform(bits):
+    """``rng.random()`` for ``bits = draws(rng)`` (or ``rng``): the same draw; compiled,
+    PCG64 is stepped inline (``pcg64.py``)."""
+    return bits.random()
+
+
+@overload(uniform, jit_options={"cache": True}, inline="always")
+def _uniform_compiled(bits):
+    if isinstance(bits, types.NumPyRandomGeneratorType):
+        return lambda bits: next_double(bits.bit_generator)
+    return lambda bits: next_double(bits)
+
+
+def rand_below(bits, n):
+    """``rng.integers(0, n)`` for ``bits = draws(rng)`` (or ``rng``): the same draws from the
+    same bit generator, without the one-element array numba's ``integers`` allocates per call
+    (a third of a step's time in ``unaware-user``), PCG64 stepped inline."""
+    return bits.integers(0, n)
+
+
+@overload(rand_below, jit_options={"cache": True}, inline="always")
+def _rand_below_compiled(bits, n):
+    if isinstance(bits, types.NumPyRandomGeneratorType):
+        return lambda bits, n: bounded(bits.bit_generator, n)
+    return lambda bits, n: bounded(bits, n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,6 +187,53 @@ def _ctpop(typingctx, x):
 @overload(popcount, jit_options={"cache": True})
 def _popcount_compiled(x):
     return lambda x: _ctpop(np.int64(x))
+
+
+def unpredictable_select(cond, a, b):
+    """``a if cond else b``, which compiled code computes with a conditional move: LLVM's
+    x86 back end otherwise turns a select in a loop back into a branch, and in the
+    ``ol_pop`` descent each is a coin toss the predictor misses half the time (measured: a
+    pop-heavy loop 47 -> 38 ns a step)."""
+    return a if cond else b
+
+
+@intrinsic
+def _select_unpredictable(typingctx, cond, a, b):
+    def codegen(context, builder, signature, args):
+        out = builder.select(context.cast(builder, args[0], signature.args[0], types.boolean),
+                             args[1], args[2])
+        out.set_metadata("unpredictable", builder.module.add_metadata([]))
+        return out
+    if a != b or not isinstance(a, types.Integer):
+        return None
+    return a(cond, a, b), codegen
+
+
+@overload(unpredictable_select, jit_options={"cache": True}, inline="always")
+def _unpredictable_select_compiled(cond, a, b):
+    if isinstance(a, types.Integer) and a.signed is False:
+        return lambda cond, a, b: _select_unpredictable(cond, np.uint64(a), np.uint64(b))
+    return lambda cond, a, b: _select_unpredictable(cond, np.int64(a), np.int64(b))
+
+
+def loaded(x):
+    """``x``, which compiled code takes as an opaque value (an empty inline asm): LLVM may no
+    longer fold a select between two loads into a load from a selected address, which puts
+    the load back on the chain that loading both ahead took it off."""
+    return x
+
+
+@intrinsic
+def _opaque(typingctx, x):
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(args[0].type, [args[0].type])
+        return builder.asm(fnty, "", "=r,0", [args[0]], side_effect=False)
+    return x(x), codegen
+
+
+@overload(loaded, jit_options={"cache": True}, inline="always")
+def _loaded_compiled(x):
+    return lambda x: _opaque(np.int64(x))
 
 
 @njit(cache=True)
@@ -242,17 +312,28 @@ def ol_pop(a, k):
     # One descent finds the word and takes the slot out of its count: the nodes where the
     # search goes left are exactly the Fenwick nodes whose range holds the word. The number
     # of words is a power of two, so every node the descent visits exists.
-    pos = 0
+    # Unsigned positions: numba adds no negative-index wraparound to the chain of loads. Both
+    # nodes the next step may visit are loaded before this step's comparison decides between
+    # them, so the chain from one step to the next is a compare and a select, not a load.
+    # The root (node W, every word) holds the k-th slot: the descent starts below it, where
+    # every node it may load lies within the tree.
+    top = np.uint64(len(bit) - 1)
+    bit[top] -= 1
+    pos = np.uint64(0)
     rem = k + 1
-    step = len(bit) - 1
+    step = top >> np.uint64(1)
+    b = np.int64(bit[step])
     while step:
+        half = step >> np.uint64(1)
         nxt = pos + step
-        b = bit[nxt]
+        b_right = loaded(bit[nxt + half])  # half == 0: a load whose value goes unused
+        b_left = loaded(bit[pos + half])
         go = b < rem
-        pos = nxt if go else pos
-        rem = rem - b if go else rem
-        bit[nxt] = b if go else b - 1
-        step >>= 1
+        bit[nxt] = unpredictable_select(go, b, b - 1)
+        pos = unpredictable_select(go, nxt, pos)
+        rem = unpredictable_select(go, rem - b, rem)
+        b = unpredictable_select(go, b_right, b_left)
+        step = half
     # The rem-th present slot of word pos: halve the window while counting, without
     # branches (each would be a coin toss for the predictor).
     w = mask[pos]
@@ -266,7 +347,7 @@ def ol_pop(a, k):
         off += sh
         width >>= 1
     mask[pos] &= ~(1 << off)
-    i = pos * WORD + off
+    i = np.int64(pos) * WORD + off
     x = val[i]
     val[i] = -1
     meta[0] -= 1

@@ -31,8 +31,8 @@ from allocator.flags import (GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_M
 from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_INFLATE, EVENT_CALLER_DTYPE
 from ..struct_page import CALLER_NAMES, MIX_CALLERS, parse_caller_mix
 from .gen import (S_BASE, S_DONE, S_GROW, S_ROW, S_T, S_USER, OrderedList, Ring, chunks,
-                  collect, new_buffer, ol_append, ol_full, ol_len, ol_pop, put, rand_below,
-                  ring_append, ring_full, ring_len, ring_popleft, room)
+                  collect, draws, new_buffer, ol_append, ol_full, ol_len, ol_pop, put, rand_below,
+                  ring_append, ring_full, ring_len, ring_popleft, room, uniform)
 
 DEFAULT_CALLERS = ",".join(f"{name}=1" for name in MIX_CALLERS)
 GFP_ATOMIC = GFP_BITS["__GFP_HIGH"] | GFP_BITS["__GFP_KSWAPD_RECLAIM"]
@@ -62,6 +62,7 @@ def _search_right(cdf, u):
 def _fill(rng, picks, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live, balloon, nr_pages,
           events):
     """``picks[j]``: the caller uniform of the event in buffer row ``j``."""
+    bits = draws(rng)
     while room(st, buf, 1):
         i = st[S_ROW]
         if i == events:
@@ -71,7 +72,7 @@ def _fill(rng, picks, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live, balloon, n
             st[S_GROW] = 1
             break
         st[S_T] = i * 1000 - 1000  # put() adds 1000: event i is at i us
-        r = rng.random()
+        r = uniform(bits)
         nballoon = ring_len(balloon)
         caller = 0
         if r < 0.1 or (r < 0.15 and nballoon == 0):
@@ -81,10 +82,10 @@ def _fill(rng, picks, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live, balloon, n
         elif r < 0.2 and nballoon > 0:
             row = put(st, buf, 1000, EV_DEFLATE, 0, 0, ring_popleft(balloon))
         elif ol_len(live) > 0 and (r < 0.55 or ol_len(live) > nr_pages // 4):
-            row = put(st, buf, 1000, EV_FREE, 0, 0, ol_pop(live, rand_below(rng, ol_len(live))))
+            row = put(st, buf, 1000, EV_FREE, 0, 0, ol_pop(live, rand_below(bits, ol_len(live))))
         else:
             k = _search_right(cdf, picks[i - st[S_BASE]])  # Generator.choice(p=...)
-            gfp = c_gfp[k] | __GFP_MOVABLE | (__GFP_ZERO if rng.random() < c_pzero[k] else 0)
+            gfp = c_gfp[k] | __GFP_MOVABLE | (__GFP_ZERO if uniform(bits) < c_pzero[k] else 0)
             row = put(st, buf, 1000, c_op[k], 0, gfp, 0)
             caller = c_id[k]
             ol_append(live, row)
@@ -120,9 +121,8 @@ def _unaware_user_chunks(nr_pages, events, seed, chunk, reuse, cdf, c_op, c_gfp,
     left = [0]  # uniforms the last fill drew but did not use (at the end of picks)
 
     def fill():
-        # Drawn a buffer at a time (Generator.random(out=) draws what as many calls of
-        # random() draw, at a third of their cost in compiled code); the ones the last call
-        # left unused go first.
+        # Drawn a buffer at a time (what Generator.random(out=) draws, and as many calls of
+        # random() would); the ones the last call left unused go first.
         m = left[0]
         picks[:m] = picks[len(picks) - m:]
         pick_rng.random(out=picks[m:])

@@ -1,0 +1,186 @@
+"""numpy's PCG64 stepped inline in compiled generators.
+
+numba runs ``Generator.random()`` and ``integers()`` as an indirect call into numpy's C bit
+generator per draw (``next_double``, ``next_uint32``); in the compiled generators that call
+was the largest single cost of a step after the lists (about 6 ns a draw, a draw or two an
+event). ``next_double``/``next_uint32`` here run the same algorithm on the same state in
+place (PCG64 XSL-RR: a 128-bit LCG step, then the xor-shift-rotate output; the 32-bit draw
+keeps numpy's buffer of the upper half), so the draws, and the state the Generator is left
+in, are numpy's bit for bit (tested).
+
+Used only when it is safe: the bit generator's ``next_double`` must be PCG64's (a compiled
+check of the function pointer, per draw, always predicted), and at import the layout of
+numpy's state struct is checked against ``PCG64.state``; where either fails (another bit
+generator; a numpy built without native 128-bit integers, whose struct differs), numpy's own
+function is called as before.
+"""
+import ctypes
+
+import llvmlite.binding as llvm
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.core.extending import intrinsic, overload, register_jitable
+from numba.np.random.generator_core import next_double as numpy_next_double
+from numba.np.random.generator_core import next_uint32 as numpy_next_uint32
+from numba.np.random.random_methods import bounded_lemire_uint64
+
+MULTIPLIER = (2549297995355413924 << 64) + 4865540595714422341  # PCG_DEFAULT_MULTIPLIER_128
+_U64 = ctypes.c_uint64
+
+
+def _next_double_address(bitgen):
+    return ctypes.cast(bitgen.ctypes.next_double, ctypes.c_void_p).value
+
+
+def _layout_matches():
+    """True when numpy's ``pcg64_state`` is ``{pcg64_random_t *, int has_uint32, uint32_t
+    uinteger}`` over a native ``{__uint128_t state, inc}``, as this module reads it."""
+    bitgen = np.random.PCG64(12345)
+    bitgen.random_raw()
+    bitgen.advance(0)
+    st = bitgen.state
+    ptr = ctypes.cast(bitgen.ctypes.state_address, ctypes.POINTER(ctypes.c_void_p))[0]
+    words = (_U64 * 4).from_address(ptr)
+    state = words[0] | (words[1] << 64)
+    inc = words[2] | (words[3] << 64)
+    return state == st["state"]["state"] and inc == st["state"]["inc"]
+
+
+#: PCG64's next_double in this process, or 0 where the inline step must not be used. Compiled
+#: code reads it through a symbol the JIT linker resolves at load time: a constant would be
+#: the address in the process that compiled it, wrong in the next one that loads the cache.
+PCG64_NEXT_DOUBLE = ctypes.c_uint64(
+    _next_double_address(np.random.PCG64(0)) if _layout_matches() else 0)
+_SYMBOL = "zeroing_pcg64_next_double"
+llvm.add_symbol(_SYMBOL, ctypes.addressof(PCG64_NEXT_DOUBLE))
+
+
+@intrinsic
+def _is_pcg64(typingctx, bitgen):
+    """The bit generator's ``next_double`` is PCG64's (and the layout was checked)."""
+    def codegen(context, builder, sig, args):
+        proxy = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
+        fn = proxy.fnptr_next_double
+        module = builder.module
+        try:
+            expected = module.get_global(_SYMBOL)
+        except KeyError:
+            expected = ir.GlobalVariable(module, fn.type, _SYMBOL)  # a declaration
+        return builder.icmp_unsigned("==", fn, builder.load(expected))
+    return types.boolean(bitgen), codegen
+
+
+@njit(cache=True)
+def steps_inline(rng):
+    """True when compiled draws from ``rng`` step PCG64 inline (for the tests)."""
+    return _is_pcg64(rng.bit_generator)
+
+
+def _state_pointers(builder, state):
+    """(pointer to the {state, inc} i128 pair, pointer to has_uint32, pointer to uinteger)."""
+    i8p = ir.IntType(8).as_pointer()
+    base = builder.inttoptr(state, i8p.as_pointer())
+    pair = builder.bitcast(builder.load(base), ir.IntType(128).as_pointer())
+    raw = builder.inttoptr(state, i8p)
+    has = builder.bitcast(builder.gep(raw, [ir.Constant(ir.IntType(64), 8)]),
+                          ir.IntType(32).as_pointer())
+    word = builder.bitcast(builder.gep(raw, [ir.Constant(ir.IntType(64), 12)]),
+                           ir.IntType(32).as_pointer())
+    return pair, has, word
+
+
+def _step(builder, pair):
+    """pcg64_random_r: state = state * MULTIPLIER + inc; the XSL-RR output of the new state."""
+    i128, i64 = ir.IntType(128), ir.IntType(64)
+    state = builder.load(pair, align=16)
+    inc = builder.load(builder.gep(pair, [ir.Constant(i64, 1)]), align=16)
+    state = builder.add(builder.mul(state, ir.Constant(i128, MULTIPLIER)), inc)
+    builder.store(state, pair, align=16)
+    hi = builder.trunc(builder.lshr(state, ir.Constant(i128, 64)), i64)
+    lo = builder.trunc(state, i64)
+    rot = builder.lshr(hi, ir.Constant(i64, 58))
+    x = builder.xor(hi, lo)
+    left = builder.and_(builder.sub(ir.Constant(i64, 0), rot), ir.Constant(i64, 63))
+    return builder.or_(builder.lshr(x, rot), builder.shl(x, left))  # a rotate right
+
+
+@intrinsic
+def _pcg64_next64(typingctx, bitgen):
+    def codegen(context, builder, sig, args):
+        proxy = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
+        pair, _, _ = _state_pointers(builder, proxy.state)
+        return _step(builder, pair)
+    return types.uint64(bitgen), codegen
+
+
+@intrinsic
+def _pcg64_next32(typingctx, bitgen):
+    """pcg64_next32: the buffered upper half if there is one, else a step's lower half."""
+    def codegen(context, builder, sig, args):
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        proxy = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
+        pair, has, word = _state_pointers(builder, proxy.state)
+        buffered = builder.icmp_unsigned("!=", builder.load(has), ir.Constant(i32, 0))
+        with builder.if_else(buffered) as (then, otherwise):
+            with then:
+                builder.store(ir.Constant(i32, 0), has)
+                got = builder.load(word)
+                from_buffer = builder.block
+            with otherwise:
+                nxt = _step(builder, pair)
+                builder.store(ir.Constant(i32, 1), has)
+                builder.store(builder.trunc(builder.lshr(nxt, ir.Constant(i64, 32)), i32), word)
+                stepped = builder.trunc(nxt, i32)
+                from_step = builder.block
+        out = builder.phi(i32)
+        out.add_incoming(got, from_buffer)
+        out.add_incoming(stepped, from_step)
+        return out
+    return types.uint32(bitgen), codegen
+
+
+@register_jitable(inline="always")
+def next_double(bitgen):
+    """numpy's ``next_double``: ``(next64 >> 11) / 2**53``."""
+    if _is_pcg64(bitgen):
+        return np.float64(_pcg64_next64(bitgen) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return numpy_next_double(bitgen)
+
+
+@register_jitable(inline="always")
+def next_uint32(bitgen):
+    if _is_pcg64(bitgen):
+        return _pcg64_next32(bitgen)
+    return numpy_next_uint32(bitgen)
+
+
+@register_jitable(inline="always")
+def bounded_lemire_uint32(bitgen, rng):
+    """numpy's ``buffered_bounded_lemire_uint32`` (a draw in [0, rng]) over ``next_uint32``."""
+    rng_excl = np.uint64(rng) + np.uint64(1)
+    m = np.uint64(next_uint32(bitgen)) * rng_excl
+    leftover = m & np.uint64(0xFFFFFFFF)
+    if leftover < rng_excl:
+        threshold = (np.uint64(0xFFFFFFFF) - np.uint64(rng)) % rng_excl
+        while leftover < threshold:
+            m = np.uint64(next_uint32(bitgen)) * rng_excl
+            leftover = m & np.uint64(0xFFFFFFFF)
+    return m >> np.uint64(32)
+
+
+@register_jitable(inline="always")
+def bounded(bitgen, n):
+    """``Generator.integers(0, n)`` (int64) over ``bitgen``: numpy's choice of algorithm by
+    range (``random_bounded_uint64_fill``), no draw for ``n == 1``."""
+    if n <= 0:
+        raise ValueError("high <= 0")
+    rng = np.uint64(n - 1)
+    if rng == 0:
+        return np.int64(0)
+    if rng < np.uint64(0xFFFFFFFF):
+        return np.int64(bounded_lemire_uint32(bitgen, rng))
+    if rng == np.uint64(0xFFFFFFFF):
+        return np.int64(next_uint32(bitgen))
+    return np.int64(bounded_lemire_uint64(bitgen, rng))  # numba's (numpy's) 64-bit path
