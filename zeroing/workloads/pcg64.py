@@ -21,7 +21,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.core.extending import intrinsic, overload, register_jitable
+from numba.core.extending import intrinsic, register_jitable
 from numba.np.random.generator_core import next_double as numpy_next_double
 from numba.np.random.generator_core import next_uint32 as numpy_next_uint32
 from numba.np.random.random_methods import bounded_lemire_uint64
