@@ -10,9 +10,12 @@ earlier chunks. Random draws go through a ``numpy.random.Generator`` handed to c
 exactly what the Python loop it replaced drew, and the streams are identical (tested against
 ``tests/reference_workloads.py``).
 
-Writing one: see ``mixed.py`` (one event per step) or ``scenarios.py`` (phases). A generator
-that needs no speed can stay in Python: build rows with ``stream.Stream`` and pass its array
-through ``chunked()``.
+Writing one: see ``mixed.py`` (one event per step) or ``scenarios.py`` (phases). Draw through
+``bits = draws(rng)``, taken once at the top of ``fill``, with ``uniform(bits)`` and
+``rand_below(bits, n)``: numpy's draws, with PCG64 stepped inline (``pcg64.py``); ``rng``'s own
+methods (``shuffle``...) may be mixed in, they step the same state. A generator that needs no
+speed can stay in Python: build rows with ``stream.Stream`` and pass its array through
+``chunked()``.
 """
 from collections import namedtuple
 

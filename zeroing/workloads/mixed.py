@@ -13,8 +13,8 @@ from numba import njit
 from allocator.flags import GFP_KERNEL, __GFP_ZERO
 
 from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE
-from .gen import S_BASE, S_DONE, S_GROW, S_ROW, S_USER, OrderedList, chunks, collect, new_buffer, ol_append, \
-    ol_full, ol_len, ol_pop, put, room
+from .gen import (S_BASE, S_DONE, S_GROW, S_ROW, S_USER, OrderedList, chunks, collect, draws,
+                  new_buffer, ol_append, ol_full, ol_len, ol_pop, put, rand_below, room, uniform)
 
 M_USED = S_USER
 M_NLIVE = S_USER + 1
@@ -23,6 +23,7 @@ KMALLOC_ORDERS = np.array([0, 0, 0, 1, 2, 3], np.int8)  # rng.choice([0, 0, 0, 1
 
 @njit(cache=True)
 def _fill(rng, st, buf, live_row, live_order, ballooned, nr_pages, events):
+    bits = draws(rng)
     target = nr_pages // 2
     idle_every = max(20, events // 20)
     while room(st, buf, 1):
@@ -36,29 +37,29 @@ def _fill(rng, st, buf, live_row, live_order, ballooned, nr_pages, events):
         if i % idle_every == idle_every - 1:
             put(st, buf, 1000 + 3_000_000_000, EV_IDLE, 0, 0, 0)
             continue
-        r = rng.random()
+        r = uniform(bits)
         nlive = st[M_NLIVE]
         if r < 0.03 and ol_len(ballooned) < nr_pages // 8:
             ol_append(ballooned, put(st, buf, 1000, EV_INFLATE, 0, 0, 0))
         elif r < 0.05 and ol_len(ballooned) > 0:
-            put(st, buf, 1000, EV_DEFLATE, 0, 0, ol_pop(ballooned, rng.integers(0, ol_len(ballooned))))
+            put(st, buf, 1000, EV_DEFLATE, 0, 0, ol_pop(ballooned, rand_below(bits, ol_len(ballooned))))
         elif nlive > 0 and (st[M_USED] > target or r < 0.45):
-            k = rng.integers(0, nlive)  # swap-remove, as the list version did
+            k = rand_below(bits, nlive)  # swap-remove, as the list version did
             ref, order = live_row[k], live_order[k]
             live_row[k], live_order[k] = live_row[nlive - 1], live_order[nlive - 1]
             st[M_NLIVE] = nlive - 1
             st[M_USED] -= np.int64(1) << order
             put(st, buf, 1000, EV_FREE, order, 0, ref)
         else:
-            kind = rng.random()
+            kind = uniform(bits)
             gfp = 0
             if kind < 0.45:
                 op, order = EV_FAULT, 0
             elif kind < 0.50:
                 op, order = EV_FAULT, 9
             else:
-                op, order = EV_ALLOC, KMALLOC_ORDERS[rng.integers(0, 6)]
-                gfp = GFP_KERNEL | (__GFP_ZERO if rng.random() < 0.5 else 0)
+                op, order = EV_ALLOC, KMALLOC_ORDERS[rand_below(bits, 6)]
+                gfp = GFP_KERNEL | (__GFP_ZERO if uniform(bits) < 0.5 else 0)
             live_row[nlive] = put(st, buf, 1000, op, order, gfp, 0)
             live_order[nlive] = order
             st[M_NLIVE] = nlive + 1

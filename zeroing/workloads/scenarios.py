@@ -10,8 +10,8 @@ from allocator.flags import GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZE
 
 from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE
 from .gen import (S_BASE, S_DONE, S_GROW, S_PHASE, S_ROW, S_USER, OrderedList, Ring, chunks,
-                  collect, new_buffer, ol_append, ol_full, ol_len, ol_pop, put, ring_append,
-                  ring_len, ring_popleft, room)
+                  collect, draws, new_buffer, ol_append, ol_full, ol_len, ol_pop, put, rand_below,
+                  ring_append, ring_len, ring_popleft, room, uniform)
 
 GFP_RECLAIMABLE = GFP_KERNEL | GFP_BITS["__GFP_RECLAIMABLE"]
 GFP_PAGECACHE = GFP_HIGHUSER_MOVABLE  # filemap_alloc_folio: mapping gfp, no __GFP_ZERO
@@ -41,6 +41,7 @@ def _next_phase(st, phase):
 
 @njit(cache=True)
 def _vm_anon_fill(rng, st, buf, refs, kernel, order, rounds, ticks, noise):
+    bits = draws(rng)
     n = len(refs)
     p_alloc = noise * (1 << order)
     p_free = noise * (1 << order) * 0.9
@@ -65,13 +66,13 @@ def _vm_anon_fill(rng, st, buf, refs, kernel, order, rounds, ticks, noise):
                 _next_phase(st, 2)
                 continue
             refs[j] = put(st, buf, 250 << order, EV_FAULT, order, 0, 0)
-            if rng.random() < p_alloc:
-                gfp = GFP_RECLAIMABLE if rng.random() < 0.5 else GFP_KERNEL
-                o = rng.integers(0, 2)
-                gfp |= __GFP_ZERO if rng.random() < 0.5 else 0
+            if uniform(bits) < p_alloc:
+                gfp = GFP_RECLAIMABLE if uniform(bits) < 0.5 else GFP_KERNEL
+                o = rand_below(bits, 2)
+                gfp |= __GFP_ZERO if uniform(bits) < 0.5 else 0
                 ol_append(kernel, (put(st, buf, 250, EV_ALLOC, o, gfp, 0) << REF_SHIFT) | o)
-            if ol_len(kernel) > 0 and rng.random() < p_free:
-                x = ol_pop(kernel, rng.integers(0, ol_len(kernel)))
+            if ol_len(kernel) > 0 and uniform(bits) < p_free:
+                x = ol_pop(kernel, rand_below(bits, ol_len(kernel)))
                 put(st, buf, 250, EV_FREE, x & ((1 << REF_SHIFT) - 1), 0, x >> REF_SHIFT)
             st[C_J] = j + 1
         else:  # phase 2: munmap in address order
@@ -114,6 +115,7 @@ def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12
 
 @njit(cache=True)
 def _kernel_build_fill(rng, st, buf, cache, job, jobs, files_per_job, cache_limit, need):
+    bits = draws(rng)
     while room(st, buf, need):
         if st[C_ROUND] >= jobs:
             st[S_DONE] = 1
@@ -121,14 +123,14 @@ def _kernel_build_fill(rng, st, buf, cache, job, jobs, files_per_job, cache_limi
         for _ in range(files_per_job):
             ring_append(cache, put(st, buf, 1000, EV_ALLOC, 0, GFP_PAGECACHE, 0))
         m = 0
-        for _ in range(rng.integers(20, 60)):
-            order = KMALLOC_ORDERS[rng.integers(0, 6)]
-            gfp = GFP_RECLAIMABLE if rng.random() < 0.5 else GFP_KERNEL
-            gfp |= __GFP_ZERO if rng.random() < 0.5 else 0
+        for _ in range(20 + rand_below(bits, 40)):
+            order = KMALLOC_ORDERS[rand_below(bits, 6)]
+            gfp = GFP_RECLAIMABLE if uniform(bits) < 0.5 else GFP_KERNEL
+            gfp |= __GFP_ZERO if uniform(bits) < 0.5 else 0
             job[m] = (put(st, buf, 1000, EV_ALLOC, order, gfp, 0) << REF_SHIFT) | order
             m += 1
-        for _ in range(rng.integers(100, 400)):
-            order = 9 if rng.random() < 0.02 else 0
+        for _ in range(100 + rand_below(bits, 300)):
+            order = 9 if uniform(bits) < 0.02 else 0
             job[m] = (put(st, buf, 1000, EV_FAULT, order, 0, 0) << REF_SHIFT) | order
             m += 1
         rng.shuffle(job[:m])
@@ -166,6 +168,7 @@ def kernel_build(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40):
 
 @njit(cache=True)
 def _page_cache_churn_fill(rng, st, buf, cache, passes, limit):
+    bits = draws(rng)
     while room(st, buf, 4):
         if st[C_ROUND] >= passes:
             st[S_DONE] = 1
@@ -173,7 +176,7 @@ def _page_cache_churn_fill(rng, st, buf, cache, passes, limit):
         ring_append(cache, put(st, buf, 1000, EV_ALLOC, 0, GFP_PAGECACHE, 0))
         if ring_len(cache) > limit * 3 // 4:
             put(st, buf, 1000, EV_FREE, 0, 0, ring_popleft(cache))  # LRU: oldest first
-        if rng.random() < 0.02:
+        if uniform(bits) < 0.02:
             put(st, buf, 1000, EV_FREE, 0, 0,
                 put(st, buf, 1000, EV_ALLOC, 0, GFP_KERNEL | __GFP_ZERO, 0))
         st[C_J] += 1
@@ -207,6 +210,7 @@ def page_cache_churn(nr_pages=1 << 18, seed=0, passes=6, file_fraction=0.6):
 
 @njit(cache=True)
 def _balloon_cycle_fill(rng, st, buf, anon, cycles, n, ticks):
+    bits = draws(rng)
     while room(st, buf, 1):
         phase = st[S_PHASE]
         j = st[C_J]
@@ -238,7 +242,7 @@ def _balloon_cycle_fill(rng, st, buf, anon, cycles, n, ticks):
                 _next_phase(st, 3)
         elif phase == 3:  # the guest faults memory in
             if j < len(anon):
-                order = 9 if rng.random() < 0.1 else 0
+                order = 9 if uniform(bits) < 0.1 else 0
                 anon[j] = (put(st, buf, 1000, EV_FAULT, order, 0, 0) << REF_SHIFT) | order
                 st[C_J] = j + 1
             else:
