@@ -166,8 +166,8 @@ class OrderedList:
         bit = np.zeros(cap // WORD + 1, np.int32)
         mask = np.zeros(cap // WORD, np.int64)
         meta = np.array([len(values), len(values), self.spare], np.int64)
-        _ol_fill_front(bit, mask, len(values))
         self.a = handle_for("OrderedList", OrderedListArrays(val, bit, meta, mask))
+        _ol_fill_front(self.a, len(values))  # through the handle, as _ol_compact: one compile
 
     def grow_if_needed(self):
         val, meta = self.a.val, self.a.meta
@@ -256,8 +256,9 @@ def _fenwick_add(bit, i, delta):
 
 
 @njit(cache=True)
-def _ol_fill_front(bit, mask, n):
+def _ol_fill_front(a, n):
     """Slots 0..n-1 present, the rest empty."""
+    bit, mask = a.bit, a.mask
     full = n // WORD
     mask[:] = 0
     mask[:full] = (1 << WORD) - 1
@@ -283,14 +284,14 @@ def ol_len(a):
 
 @njit(cache=True)
 def _ol_compact(a):
-    val, bit, meta, mask = a.val, a.bit, a.meta, a.mask
+    val, meta = a.val, a.meta
     n = 0
     for i in range(meta[1]):
         if val[i] >= 0:
             val[n] = val[i]
             n += 1
     val[n:] = -1
-    _ol_fill_front(bit, mask, n)
+    _ol_fill_front(a, n)
     meta[1] = n
 
 
