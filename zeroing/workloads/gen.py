@@ -19,6 +19,7 @@ speed can stay in Python: build rows with ``stream.Stream`` and pass its array t
 """
 from collections import namedtuple
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -27,7 +28,7 @@ from numba.core.extending import intrinsic, overload
 from allocator.handle import handle_for
 
 from ..events import EVENT_DTYPE
-from .pcg64 import bounded, next_double
+from .pcg64 import bit_generator, bounded, next_double
 
 # st: the scalar state every generator has; a generator's own scalars follow from S_USER.
 S_T = 0  # simulated time of the last event (ns)
@@ -98,43 +99,30 @@ def collect(it, dtype=EVENT_DTYPE):
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
-def draws(rng):
-    """What ``uniform`` and ``rand_below`` draw from, taken once before a generator's loop:
-    ``rng`` itself, or in compiled code its bit generator (a draw through the Generator took
-    and dropped a reference to it, two calls per draw)."""
+def _draws(rng):
     return rng
 
 
-@overload(draws, jit_options={"cache": True})
-def _draws_compiled(rng):
-    return lambda rng: rng.bit_generator
-
-
-def uniform(bits):
-    """``rng.random()`` for ``bits = draws(rng)`` (or ``rng``): the same draw; compiled,
-    PCG64 is stepped inline (``pcg64.py``)."""
+def _uniform(bits):
     return bits.random()
 
 
-@overload(uniform, jit_options={"cache": True}, inline="always")
-def _uniform_compiled(bits):
-    if isinstance(bits, types.NumPyRandomGeneratorType):
-        return lambda bits: next_double(bits.bit_generator)
-    return lambda bits: next_double(bits)
-
-
-def rand_below(bits, n):
-    """``rng.integers(0, n)`` for ``bits = draws(rng)`` (or ``rng``): the same draws from the
-    same bit generator, without the one-element array numba's ``integers`` allocates per call
-    (a third of a step's time in ``unaware-user``), PCG64 stepped inline."""
+def _rand_below(bits, n):
     return bits.integers(0, n)
 
 
-@overload(rand_below, jit_options={"cache": True}, inline="always")
-def _rand_below_compiled(bits, n):
-    if isinstance(bits, types.NumPyRandomGeneratorType):
-        return lambda bits, n: bounded(bits.bit_generator, n)
-    return lambda bits, n: bounded(bits, n)
+# Compiled, each is an intrinsic (pcg64.py), lowered where it is called: numba's inlining of
+# small helpers (``inline="always"``) had made the first compile of the generators twice as
+# long, and a helper compiled on its own is a call (not inlined) once it comes from the cache.
+#: ``draws(rng)``: what ``uniform`` and ``rand_below`` draw from, taken once before a
+#: generator's loop: ``rng`` itself, or compiled its bit generator (a draw through the
+#: Generator took and dropped a reference to it, two calls per draw).
+draws = _draws if numba.config.DISABLE_JIT else bit_generator
+#: ``uniform(bits)``: ``rng.random()`` for ``bits = draws(rng)`` (or ``rng``), the same draw.
+uniform = _uniform if numba.config.DISABLE_JIT else next_double
+#: ``rand_below(bits, n)``: ``rng.integers(0, n)``, the same draws, without the one-element
+#: array numba's ``integers`` allocates per call.
+rand_below = _rand_below if numba.config.DISABLE_JIT else bounded
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,51 +180,50 @@ def _popcount_compiled(x):
     return lambda x: _ctpop(np.int64(x))
 
 
-def unpredictable_select(cond, a, b):
-    """``a if cond else b``, which compiled code computes with a conditional move: LLVM's
-    x86 back end otherwise turns a select in a loop back into a branch, and in the
-    ``ol_pop`` descent each is a coin toss the predictor misses half the time (measured: a
-    pop-heavy loop 47 -> 38 ns a step)."""
+def _select(cond, a, b):
     return a if cond else b
 
 
 @intrinsic
 def _select_unpredictable(typingctx, cond, a, b):
-    def codegen(context, builder, signature, args):
-        out = builder.select(context.cast(builder, args[0], signature.args[0], types.boolean),
-                             args[1], args[2])
-        out.set_metadata("unpredictable", builder.module.add_metadata([]))
-        return out
-    if a != b or not isinstance(a, types.Integer):
+    if not (isinstance(a, types.Integer) and isinstance(b, types.Integer)):
         return None
-    return a(cond, a, b), codegen
+    out = types.uint64 if not (a.signed or b.signed) else types.int64
+
+    def codegen(context, builder, signature, args):
+        res = builder.select(context.cast(builder, args[0], signature.args[0], types.boolean),
+                             context.cast(builder, args[1], signature.args[1], out),
+                             context.cast(builder, args[2], signature.args[2], out))
+        res.set_metadata("unpredictable", builder.module.add_metadata([]))
+        return res
+    return out(cond, a, b), codegen
 
 
-@overload(unpredictable_select, jit_options={"cache": True}, inline="always")
-def _unpredictable_select_compiled(cond, a, b):
-    if isinstance(a, types.Integer) and a.signed is False:
-        return lambda cond, a, b: _select_unpredictable(cond, np.uint64(a), np.uint64(b))
-    return lambda cond, a, b: _select_unpredictable(cond, np.int64(a), np.int64(b))
-
-
-def loaded(x):
-    """``x``, which compiled code takes as an opaque value (an empty inline asm): LLVM may no
-    longer fold a select between two loads into a load from a selected address, which puts
-    the load back on the chain that loading both ahead took it off."""
+def _same(x):
     return x
 
 
 @intrinsic
 def _opaque(typingctx, x):
+    if not isinstance(x, types.Integer):
+        return None
+
     def codegen(context, builder, signature, args):
-        fnty = ir.FunctionType(args[0].type, [args[0].type])
-        return builder.asm(fnty, "", "=r,0", [args[0]], side_effect=False)
-    return x(x), codegen
+        value = context.cast(builder, args[0], signature.args[0], types.int64)
+        fnty = ir.FunctionType(value.type, [value.type])
+        return builder.asm(fnty, "", "=r,0", [value], side_effect=False)
+    return types.int64(x), codegen
 
 
-@overload(loaded, jit_options={"cache": True}, inline="always")
-def _loaded_compiled(x):
-    return lambda x: _opaque(np.int64(x))
+#: ``unpredictable_select(cond, a, b)``: ``a if cond else b`` (64-bit), which compiled code
+#: computes with a conditional move: LLVM's x86 back end otherwise turns a select in a loop
+#: back into a branch, and in the ``ol_pop`` descent each is a coin toss the predictor misses
+#: half the time (measured: a pop-heavy loop 47 -> 38 ns a step).
+unpredictable_select = _select if numba.config.DISABLE_JIT else _select_unpredictable
+#: ``loaded(x)``: ``x`` as int64, which compiled code takes as an opaque value (an empty inline
+#: asm): LLVM may no longer fold a select between two loads into a load from a selected
+#: address, which puts the load back on the chain that loading both ahead took it off.
+loaded = _same if numba.config.DISABLE_JIT else _opaque
 
 
 @njit(cache=True)

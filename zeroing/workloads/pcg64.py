@@ -22,8 +22,6 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic, register_jitable
-from numba.np.random.generator_core import next_double as numpy_next_double
-from numba.np.random.generator_core import next_uint32 as numpy_next_uint32
 from numba.np.random.random_methods import bounded_lemire_uint64
 
 MULTIPLIER = (2549297995355413924 << 64) + 4865540595714422341  # PCG_DEFAULT_MULTIPLIER_128
@@ -58,25 +56,44 @@ _SYMBOL = "zeroing_pcg64_next_double"
 llvm.add_symbol(_SYMBOL, ctypes.addressof(PCG64_NEXT_DOUBLE))
 
 
-@intrinsic
-def _is_pcg64(typingctx, bitgen):
-    """The bit generator's ``next_double`` is PCG64's (and the layout was checked)."""
-    def codegen(context, builder, sig, args):
-        proxy = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
-        fn = proxy.fnptr_next_double
-        module = builder.module
-        try:
-            expected = module.get_global(_SYMBOL)
-        except KeyError:
-            expected = ir.GlobalVariable(module, fn.type, _SYMBOL)  # a declaration
-        return builder.icmp_unsigned("==", fn, builder.load(expected))
-    return types.boolean(bitgen), codegen
+def _bitgen(context, builder, typ, value):
+    """The bit generator struct of a Generator or BitGenerator value, and its numba type."""
+    if isinstance(typ, types.NumPyRandomGeneratorType):
+        generator = cgutils.create_struct_proxy(typ)(context, builder, value=value)
+        typ, value = _BITGEN, generator.bit_generator
+    return cgutils.create_struct_proxy(typ)(context, builder, value=value)
 
 
-@njit(cache=True)
-def steps_inline(rng):
-    """True when compiled draws from ``rng`` step PCG64 inline (for the tests)."""
-    return _is_pcg64(rng.bit_generator)
+_BITGEN = types.NumPyRandomBitGeneratorType("bit_generator")
+
+
+def _is_pcg64(builder, proxy):
+    """The bit generator's ``next_double`` is PCG64's in this process (and the layout was
+    checked)."""
+    fn = proxy.fnptr_next_double
+    module = builder.module
+    try:
+        expected = module.get_global(_SYMBOL)
+    except KeyError:
+        expected = ir.GlobalVariable(module, fn.type, _SYMBOL)  # a declaration
+    return builder.icmp_unsigned("==", fn, builder.load(expected))
+
+
+def _inline_or_call(builder, proxy, fnptr, ret_type, inline):
+    """``inline(state)`` where the bit generator is PCG64, else a call of numpy's function
+    (what numba calls for every draw)."""
+    with builder.if_else(_is_pcg64(builder, proxy), likely=True) as (then, otherwise):
+        with then:
+            fast = inline(proxy.state)
+            fast_block = builder.block
+        with otherwise:
+            fnty = ir.FunctionType(ret_type, [proxy.state.type])
+            slow = builder.call(builder.inttoptr(fnptr, fnty.as_pointer()), [proxy.state])
+            slow_block = builder.block
+    out = builder.phi(ret_type)
+    out.add_incoming(fast, fast_block)
+    out.add_incoming(slow, slow_block)
+    return out
 
 
 def _state_pointers(builder, state):
@@ -107,81 +124,119 @@ def _step(builder, pair):
     return builder.or_(builder.lshr(x, rot), builder.shl(x, left))  # a rotate right
 
 
-@intrinsic
-def _pcg64_next64(typingctx, bitgen):
-    def codegen(context, builder, sig, args):
-        proxy = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
-        pair, _, _ = _state_pointers(builder, proxy.state)
-        return _step(builder, pair)
-    return types.uint64(bitgen), codegen
+def _double(builder, state):
+    """pcg64_next_double: ``(next64 >> 11) / 2**53``."""
+    pair, _, _ = _state_pointers(builder, state)
+    bits = builder.lshr(_step(builder, pair), ir.Constant(ir.IntType(64), 11))
+    return builder.fmul(builder.uitofp(bits, ir.DoubleType()),
+                        ir.Constant(ir.DoubleType(), 1.0 / 9007199254740992.0))
 
 
-@intrinsic
-def _pcg64_next32(typingctx, bitgen):
+def _uint32(builder, state):
     """pcg64_next32: the buffered upper half if there is one, else a step's lower half."""
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    pair, has, word = _state_pointers(builder, state)
+    buffered = builder.icmp_unsigned("!=", builder.load(has), ir.Constant(i32, 0))
+    with builder.if_else(buffered) as (then, otherwise):
+        with then:
+            builder.store(ir.Constant(i32, 0), has)
+            got = builder.load(word)
+            from_buffer = builder.block
+        with otherwise:
+            nxt = _step(builder, pair)
+            builder.store(ir.Constant(i32, 1), has)
+            builder.store(builder.trunc(builder.lshr(nxt, ir.Constant(i64, 32)), i32), word)
+            stepped = builder.trunc(nxt, i32)
+            from_step = builder.block
+    out = builder.phi(i32)
+    out.add_incoming(got, from_buffer)
+    out.add_incoming(stepped, from_step)
+    return out
+
+
+def _is_rng(typ):
+    return isinstance(typ, (types.NumPyRandomGeneratorType, types.NumPyRandomBitGeneratorType))
+
+
+@intrinsic
+def next_double(typingctx, bits):
+    """numpy's ``next_double`` of a Generator or its bit generator, PCG64 stepped in place.
+    An intrinsic: lowered where it is called (a compiled helper loaded from the cache is not
+    inlined, and numba's own inlining made the first compile twice as long)."""
+    if not _is_rng(bits):
+        return None
+
     def codegen(context, builder, sig, args):
-        i32, i64 = ir.IntType(32), ir.IntType(64)
-        proxy = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
-        pair, has, word = _state_pointers(builder, proxy.state)
-        buffered = builder.icmp_unsigned("!=", builder.load(has), ir.Constant(i32, 0))
-        with builder.if_else(buffered) as (then, otherwise):
-            with then:
-                builder.store(ir.Constant(i32, 0), has)
-                got = builder.load(word)
-                from_buffer = builder.block
-            with otherwise:
-                nxt = _step(builder, pair)
-                builder.store(ir.Constant(i32, 1), has)
-                builder.store(builder.trunc(builder.lshr(nxt, ir.Constant(i64, 32)), i32), word)
-                stepped = builder.trunc(nxt, i32)
-                from_step = builder.block
-        out = builder.phi(i32)
-        out.add_incoming(got, from_buffer)
-        out.add_incoming(stepped, from_step)
-        return out
-    return types.uint32(bitgen), codegen
+        proxy = _bitgen(context, builder, sig.args[0], args[0])
+        return _inline_or_call(builder, proxy, proxy.fnptr_next_double, ir.DoubleType(),
+                               lambda state: _double(builder, state))
+    return types.float64(bits), codegen
 
 
-@register_jitable(inline="always")
-def next_double(bitgen):
-    """numpy's ``next_double``: ``(next64 >> 11) / 2**53``."""
-    if _is_pcg64(bitgen):
-        return np.float64(_pcg64_next64(bitgen) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-    return numpy_next_double(bitgen)
+@intrinsic
+def next_uint32(typingctx, bits):
+    """numpy's ``next_uint32`` (PCG64's keeps the upper half of a draw for the next call)."""
+    if not _is_rng(bits):
+        return None
+
+    def codegen(context, builder, sig, args):
+        proxy = _bitgen(context, builder, sig.args[0], args[0])
+        return _inline_or_call(builder, proxy, proxy.fnptr_next_uint32, ir.IntType(32),
+                               lambda state: _uint32(builder, state))
+    return types.uint32(bits), codegen
 
 
-@register_jitable(inline="always")
-def next_uint32(bitgen):
-    if _is_pcg64(bitgen):
-        return _pcg64_next32(bitgen)
-    return numpy_next_uint32(bitgen)
+@intrinsic
+def _uses_inline_step(typingctx, bits):
+    if not _is_rng(bits):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _is_pcg64(builder, _bitgen(context, builder, sig.args[0], args[0]))
+    return types.boolean(bits), codegen
 
 
-@register_jitable(inline="always")
-def bounded_lemire_uint32(bitgen, rng):
-    """numpy's ``buffered_bounded_lemire_uint32`` (a draw in [0, rng]) over ``next_uint32``."""
-    rng_excl = np.uint64(rng) + np.uint64(1)
-    m = np.uint64(next_uint32(bitgen)) * rng_excl
-    leftover = m & np.uint64(0xFFFFFFFF)
-    if leftover < rng_excl:
-        threshold = (np.uint64(0xFFFFFFFF) - np.uint64(rng)) % rng_excl
-        while leftover < threshold:
-            m = np.uint64(next_uint32(bitgen)) * rng_excl
-            leftover = m & np.uint64(0xFFFFFFFF)
-    return m >> np.uint64(32)
+@njit(cache=True)
+def steps_inline(rng):
+    """True when compiled draws from ``rng`` step PCG64 inline (for the tests)."""
+    return _uses_inline_step(rng)
 
 
-@register_jitable(inline="always")
-def bounded(bitgen, n):
-    """``Generator.integers(0, n)`` (int64) over ``bitgen``: numpy's choice of algorithm by
-    range (``random_bounded_uint64_fill``), no draw for ``n == 1``."""
+@register_jitable
+def bounded(bits, n):
+    """``Generator.integers(0, n)`` (int64) over a Generator or its bit generator: numpy's
+    choice of algorithm by range (``random_bounded_uint64_fill``), no draw for ``n == 1``."""
     if n <= 0:
         raise ValueError("high <= 0")
     rng = np.uint64(n - 1)
     if rng == 0:
         return np.int64(0)
-    if rng < np.uint64(0xFFFFFFFF):
-        return np.int64(bounded_lemire_uint32(bitgen, rng))
     if rng == np.uint64(0xFFFFFFFF):
-        return np.int64(next_uint32(bitgen))
-    return np.int64(bounded_lemire_uint64(bitgen, rng))  # numba's (numpy's) 64-bit path
+        return np.int64(next_uint32(bits))
+    if rng > np.uint64(0xFFFFFFFF):
+        return np.int64(bounded_lemire_uint64(bit_generator(bits), rng))  # numba's 64-bit path
+    # buffered_bounded_lemire_uint32: a draw in [0, rng]
+    rng_excl = rng + np.uint64(1)
+    m = np.uint64(next_uint32(bits)) * rng_excl
+    leftover = m & np.uint64(0xFFFFFFFF)
+    if leftover < rng_excl:
+        threshold = (np.uint64(0xFFFFFFFF) - rng) % rng_excl
+        while leftover < threshold:
+            m = np.uint64(next_uint32(bits)) * rng_excl
+            leftover = m & np.uint64(0xFFFFFFFF)
+    return np.int64(m >> np.uint64(32))
+
+
+@intrinsic
+def bit_generator(typingctx, bits):
+    """The bit generator of a Generator (a bit generator stays itself)."""
+    if isinstance(bits, types.NumPyRandomGeneratorType):
+        def codegen(context, builder, sig, args):
+            generator = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
+            return generator.bit_generator
+        return _BITGEN(bits), codegen
+    if isinstance(bits, types.NumPyRandomBitGeneratorType):
+        return bits(bits), lambda context, builder, sig, args: args[0]
+    return None
+
+
