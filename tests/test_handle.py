@@ -2,6 +2,7 @@
 import gc
 from collections import namedtuple
 
+import numba
 import numpy as np
 import pytest
 from numba import njit
@@ -81,6 +82,7 @@ def _churn(a, n):
     return s
 
 
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="inspects compiled code")
 def test_reading_a_handle_takes_no_references():
     """Arrays read from a handle are borrowed (``BorrowedArray``): numba emits no
     ``NRT_incref``/``NRT_decref`` call for them. With plain array types the generators' list

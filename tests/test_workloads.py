@@ -3,6 +3,7 @@ chunk; the lists they keep; streamed runs count what one long array counts."""
 import importlib
 import os
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -295,6 +296,7 @@ def _pop_first(a):
     return ol_pop(a, 0)
 
 
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="inspects compiled code")
 def test_ordered_list_descent_is_branch_free():
     """``ol_pop``'s descent selects with ``!unpredictable`` (LLVM's x86 back end otherwise
     turns the selects back into branches that mispredict half the time) and keeps both
