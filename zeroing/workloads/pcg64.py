@@ -158,32 +158,30 @@ def _is_rng(typ):
     return isinstance(typ, (types.NumPyRandomGeneratorType, types.NumPyRandomBitGeneratorType))
 
 
+def _draw(bits, name, numba_type, ll_type, inline):
+    """An intrinsic's (signature, codegen) for numpy's ``next_<name>`` of ``bits``."""
+    if not _is_rng(bits):
+        return None
+
+    def codegen(context, builder, sig, args):
+        proxy = _bitgen(context, builder, sig.args[0], args[0])
+        return _inline_or_call(builder, proxy, getattr(proxy, f"fnptr_next_{name}"), ll_type,
+                               lambda state: inline(builder, state))
+    return numba_type(bits), codegen
+
+
 @intrinsic
 def next_double(typingctx, bits):
     """numpy's ``next_double`` of a Generator or its bit generator, PCG64 stepped in place.
     An intrinsic: lowered where it is called (a compiled helper loaded from the cache is not
     inlined, and numba's own inlining made the first compile twice as long)."""
-    if not _is_rng(bits):
-        return None
-
-    def codegen(context, builder, sig, args):
-        proxy = _bitgen(context, builder, sig.args[0], args[0])
-        return _inline_or_call(builder, proxy, proxy.fnptr_next_double, ir.DoubleType(),
-                               lambda state: _double(builder, state))
-    return types.float64(bits), codegen
+    return _draw(bits, "double", types.float64, ir.DoubleType(), _double)
 
 
 @intrinsic
 def next_uint32(typingctx, bits):
     """numpy's ``next_uint32`` (PCG64's keeps the upper half of a draw for the next call)."""
-    if not _is_rng(bits):
-        return None
-
-    def codegen(context, builder, sig, args):
-        proxy = _bitgen(context, builder, sig.args[0], args[0])
-        return _inline_or_call(builder, proxy, proxy.fnptr_next_uint32, ir.IntType(32),
-                               lambda state: _uint32(builder, state))
-    return types.uint32(bits), codegen
+    return _draw(bits, "uint32", types.uint32, ir.IntType(32), _uint32)
 
 
 @intrinsic
