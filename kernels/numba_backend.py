@@ -50,10 +50,12 @@ def _fill_blocks(pool, nt):
     nblocks = len(pool) // step
     for b in prange(nblocks):
         _clear(pool, b * step, (b + 1) * step, nt)
-        store_fence()
+        if nt:
+            store_fence()
     for p in prange(nblocks * 512, len(pool) // PAGE_WORDS):
         _clear(pool, p * PAGE_WORDS, (p + 1) * PAGE_WORDS, nt)
-        store_fence()
+        if nt:
+            store_fence()
 
 
 STORES_ENV = "ZEROING_CPU_STORES"
