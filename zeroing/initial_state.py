@@ -64,34 +64,39 @@ def parse_spec(value):
     return (m.group(1), m.group(2)) if m else (value, None)
 
 
+def _read_lines(path):
+    """[(line number, line)] of a snapshot file, or a StateError naming it and the reason."""
+    try:
+        with open(path) as f:
+            return list(enumerate(f, 1))
+    except (OSError, UnicodeDecodeError) as e:
+        raise StateError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
+
+
 def pick_zone(path, rows, zone):
-    """rows {(node, zone name): value}: the named zone, else Normal, else the only zone; of the
-    lowest node that has it."""
+    """rows {(node, zone name): value}: the key of the named zone, else Normal, else the only
+    zone; of the lowest node that has it."""
     names = list(dict.fromkeys(name for _, name in rows))
     name = zone or ("Normal" if "Normal" in names else names[0] if len(names) == 1 else None)
     nodes = sorted(node for node, n in rows if n == name)
     if not nodes:
         raise StateError(f"{path}: zone {zone or 'Normal'} not found (zones: {', '.join(names)})")
-    return rows[nodes[0], name]
+    return nodes[0], name
 
 
 def read_buddyinfo(path, zone=None):
     """Free blocks per order of one zone of a /proc/buddyinfo file."""
     rows = {}
-    try:
-        with open(path) as f:
-            for lineno, line in enumerate(f, 1):
-                m = re.match(r"Node\s+(\d+),\s+zone\s+(\S+)\s+([\d\s]+)$", line.strip())
-                if not m:
-                    if line.strip():
-                        raise StateError(f"{path}:{lineno}: not a /proc/buddyinfo line")
-                    continue
-                rows[int(m.group(1)), m.group(2)] = [int(x) for x in m.group(3).split()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise StateError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
+    for lineno, line in _read_lines(path):
+        m = re.match(r"Node\s+(\d+),\s+zone\s+(\S+)\s+([\d\s]+)$", line.strip())
+        if not m:
+            if line.strip():
+                raise StateError(f"{path}:{lineno}: not a /proc/buddyinfo line")
+            continue
+        rows[int(m.group(1)), m.group(2)] = [int(x) for x in m.group(3).split()]
     if not rows:
         raise StateError(f"{path}: no zone rows (expected /proc/buddyinfo)")
-    return pick_zone(path, rows, zone)
+    return rows[pick_zone(path, rows, zone)]
 
 
 def read_pagetypeinfo(path, zone=None):
@@ -101,12 +106,7 @@ def read_pagetypeinfo(path, zone=None):
     free, blocks = {}, {}
     orders = block_names = None
     section = None
-    try:
-        with open(path) as f:
-            lines = list(enumerate(f, 1))
-    except (OSError, UnicodeDecodeError) as e:
-        raise StateError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
-    for lineno, line in lines:
+    for lineno, line in _read_lines(path):
         text = line.strip()
         where = f"{path}:{lineno}"
         if not text or re.fullmatch(r"(Page block order|Pages per block):\s+\d+", text):
@@ -149,18 +149,14 @@ def read_pagetypeinfo(path, zone=None):
         raise StateError(f"{where}: not a /proc/pagetypeinfo line")
     if not free:
         raise StateError(f"{path}: no free-block rows (expected /proc/pagetypeinfo)")
-    key = next(k for k, v in free.items() if v is pick_zone(path, free, zone))
+    key = pick_zone(path, free, zone)
     return free[key], blocks.get(key)
 
 
 def read_snapshot(path, zone=None):
     """(free, blocks) of a buddyinfo or pagetypeinfo file (told by its first line): free is
     {migratetype: counts per order} (buddyinfo: all Movable), blocks as read_pagetypeinfo."""
-    try:
-        with open(path) as f:
-            first = next((line for line in f if line.strip()), "")
-    except (OSError, UnicodeDecodeError) as e:
-        raise StateError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
+    first = next((line for _, line in _read_lines(path) if line.strip()), "")
     if first.startswith(("Page block order", "Free pages count per migrate type")):
         free, blocks = read_pagetypeinfo(path, zone)
         return dict(enumerate(free)), blocks
