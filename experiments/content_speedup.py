@@ -21,6 +21,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from zeroing.calibrate import thp_state  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
 BEFORE = "178edfc"  # the code issue 11 was filed against
@@ -48,14 +49,6 @@ def rate(tree, events, pages, out):
     subprocess.run(cmd, cwd=tree, env=env, check=True, capture_output=True)
     with open(out) as f:
         return json.load(f)["counters"]["events_per_s"]
-
-
-def thp():
-    try:
-        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
-            return f.read().strip()
-    except OSError:
-        return "unknown"
 
 
 def main(argv=None):
@@ -90,10 +83,10 @@ def main(argv=None):
             med = float(np.median(ratios))
             result = {"before": sha, "events": args.events, "pages": args.pages,
                       "rounds": args.rounds, "before_events_per_s": rates["before"],
-                      "now_events_per_s": rates["now"], "ratio": med, "thp": thp()}
+                      "now_events_per_s": rates["now"], "ratio": med, "thp": thp_state()}
             print(f"{what}: before ({sha}) {np.median(rates['before']) / 1e6:.3f} M events/s, "
                   f"now {np.median(rates['now']) / 1e6:.3f} M events/s: {med:.2f}x (median of "
-                  f"{args.rounds} rounds, {ratios.min():.2f}-{ratios.max():.2f}; THP {thp()}); "
+                  f"{args.rounds} rounds, {ratios.min():.2f}-{ratios.max():.2f}; THP {thp_state()}); "
                   f"target (issue 11) >= 2x: {'met' if med >= 2 else 'not met'}")
     if args.json:
         write_json(args.json, result)

@@ -124,7 +124,8 @@ def measure_clears(pool_mib, reps, log=print, budget_mib=256):
     return out
 
 
-def _thp_state():
+def thp_state():
+    """The THP mode in use (``[...]`` in transparent_hugepage/enabled), or "unknown"."""
     try:
         with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
             text = f.read()
@@ -160,7 +161,7 @@ def measure_faults(mib, reps, log=print):
         m.close()
         kind = "huge" if huge else "order0"
         if huge and len(times) < reps + 1:
-            log(f"THP fault: not measured (THP {_thp_state()}, no huge pages mapped)")
+            log(f"THP fault: not measured (THP {thp_state()}, no huge pages mapped)")
             res[kind] = res["first_" + kind] = None
             continue
         res["first_" + kind] = times[0] * 1e9 / (size // step)
@@ -294,7 +295,7 @@ def calibrate(out, pool_mib=1024, reps=3, gpu=True, log=print):
                  "date": date,
                  "method": f"zeroing calibrate: one thread, best of {reps}, cold extents picked at "
                            f"random in a {pool_mib} MiB pool; faults of 256 MiB re-touched after MADV_DONTNEED; "
-                           f"THP {_thp_state()}",
+                           f"THP {thp_state()}",
                  "vmexit_assumed_ns": VMEXIT_NS_ASSUMED,
                  "first_touch_order0_ns": round(faults["first_order0"], 1),
                  "first_touch_huge_ns": round(faults["first_huge"] or 0.0, 1),
