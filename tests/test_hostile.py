@@ -326,6 +326,19 @@ def test_any_values_in_a_config(top, wparams, popts):
         assert all(1024 <= w["pages"] <= 2**31 - 1 for w in cfg["workloads"])
 
 
+@pytest.mark.parametrize("policy", ["baseline", "offload"])
+def test_a_policy_option_given_as_text_is_used_converted(policy):
+    """A config's ``reporting_delay_ns = "1"`` passes its rule (integers may be written as
+    text, as on the command line) and is kept as the integer: the offload check that follows
+    made the policy again from the raw text, a traceback (found by the test above)."""
+    raw = {"workload": [{"name": "mixed"}],
+           "policies": {"p": {"policy": policy, "reporting_delay_ns": "1"}}}
+    assert resolve_config(raw, "h.toml")["policies"]["p"]["reporting_delay_ns"] == 1
+    raw["policies"]["p"]["reporting_delay_ns"] = "soon"
+    with pytest.raises(ConfigError, match=r"^h\.toml: policies\.p\.reporting_delay_ns: "):
+        resolve_config(raw, "h.toml")
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.sampled_from(sorted(RULES)), st.one_of(VALUES, st.text(max_size=20)))
 def test_every_rule_converts_or_names_the_option(name, value):

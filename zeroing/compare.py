@@ -22,7 +22,7 @@ from .run import write_json, write_text
 from .streaming import simulate_stream
 from .tomlfile import read_toml
 from .validate import (UserError, check, check_backend, check_memory, check_policy,
-                       check_workload)
+                       check_policy_options, check_workload)
 from .workloads import default_pages, iter_workload
 
 TOP_KEYS = {"name": str, "seeds": list, "mode": str, "backend": str, "baseline": str,
@@ -151,7 +151,7 @@ def _resolve_config(raw, path, text):
         bad("workload", "at least one [[workload]] table is needed")
     if len({w["label"] for w in workloads}) != len(workloads):
         bad("workload", "labels must be unique")
-    policies = {}
+    policies, offload = {}, {}
     for label, spec in raw.get("policies", {}).items():
         at = f"policies.{label}"
         check(where(at), "label", label)
@@ -159,8 +159,11 @@ def _resolve_config(raw, path, text):
             spec = {"policy": spec}
         if not isinstance(spec, dict) or "policy" not in spec:
             bad(at, "a policy string, or a table with 'policy' and options")
-        options = {k: v for k, v in spec.items() if k != "policy"}
-        check_policy(where(at), spec["policy"], options, lambda k, at=at: where(f"{at}.{k}"))
+        def key(k, at=at):
+            return where(f"{at}.{k}")
+        # Kept converted (a TOML string "1" for an integer option is 1 from here on).
+        options = check_policy_options({k: v for k, v in spec.items() if k != "policy"}, key)
+        offload[label] = check_policy(where(at), spec["policy"], options, key).offload
         policies[label] = {"policy": spec["policy"], **options}
     if not policies:
         bad("policies", "at least one policy is needed")
@@ -178,7 +181,7 @@ def _resolve_config(raw, path, text):
     except ProfileError as e:
         bad("cost_profile", str(e))
     for label, spec in policies.items():
-        if make_policy(spec["policy"], **{k: v for k, v in spec.items() if k != "policy"}).offload:
+        if offload[label]:
             try:
                 profile.device(spec.get("offload_device", "cpu"))
             except ProfileError as e:

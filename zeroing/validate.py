@@ -204,13 +204,10 @@ def check_policy_names(where, names):
     return ",".join(p.strip() for p in parts)
 
 
-def check_policy(where, names, options, key=lambda k: k):
-    """Check names and every option, then the combination; returns the Policy.
-
-    ``key(k)`` spells an option's name for the message (``--hint`` or ``FILE: policies.x.hint``).
-    """
-    from .policy import make_policy
-    names = check_policy_names(where, names)
+def check_policy_options(options, key=lambda k: k):
+    """Every policy option known and converted by its rule (``"1"`` -> 1; None dropped);
+    ``key(k)`` spells an option's name for the message (``--hint`` or
+    ``FILE: policies.x.hint``)."""
     fields = policy_fields()
     checked = {}
     for k, v in options.items():
@@ -219,6 +216,15 @@ def check_policy(where, names, options, key=lambda k: k):
         if k not in fields:
             raise UserError(f"{key(k)}: unknown policy option (known: {', '.join(fields)})")
         checked[k] = check(key(k), k, v, RULES.get(k) or _rule_for_default(fields[k]))
+    return checked
+
+
+def check_policy(where, names, options, key=lambda k: k):
+    """Check names and every option (``check_policy_options``), then the combination;
+    returns the Policy."""
+    from .policy import make_policy
+    names = check_policy_names(where, names)
+    checked = check_policy_options(options, key)
     try:
         return make_policy(names, **checked)
     except (ValueError, TypeError) as e:
