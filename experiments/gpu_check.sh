@@ -32,6 +32,7 @@ step device
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 $PY -c "import numpy, numba; print('numpy', numpy.__version__, 'numba', numba.__version__)"
 $PY -c "import cupy; print('cupy', cupy.__version__, 'CUDA runtime', cupy.cuda.runtime.runtimeGetVersion())" || true
+$PY -m pip show numba-cuda 2>/dev/null | head -2 || true
 $PY -c "import kernels; from kernels import cuda_backend as c; print('numba-cuda first use:', c.first_use() if c.available() else 'no device')" || true
 
 for apply in warp block; do  # the two shapes of the CuPy ordered kernel
@@ -47,6 +48,9 @@ timeout 75 $PY experiments/bench_kernels.py --backends ${BENCH_BACKENDS:-numba,c
 
 step "where a CuPy clear batch's time goes"
 timeout 40 $PY experiments/gpu_breakdown.py || status=1
+
+step "clear kernel shapes and the host side of submit"
+timeout 60 $PY experiments/gpu_clear_variants.py || status=1
 
 step "the same runs on every backend"
 timeout 90 $PY experiments/cpu_vs_gpu.py --json "$OUT/cpu_vs_gpu.json" || status=1

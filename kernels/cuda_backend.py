@@ -9,9 +9,17 @@ there, ``first_use()`` whether the kernels compile and run on it.
 import numpy as np
 
 from .batch import CLEAR, DIRTY, LINE_WORDS, PAGE_WORDS, check_pool_size
-from .device_batch import CLEAR_WARPS, LANES, NO_PFN, PFN_SHIFT, Packed, no_results, results_from
+from .device_batch import (CLEAR_WARPS, LANES, NO_PFN, PFN_SHIFT, Packed, Slots, device_collect,
+                           device_first_use)
 
 name = "cuda"
+if not hasattr(np, "row_stack"):
+    # numba-cuda (0.30.4 and before) registers an overload of np.row_stack when it first
+    # compiles, and numpy 2.5 removed that alias of vstack: without it every kernel fails
+    # to compile. A function of its own, so vstack's overloads are not registered twice.
+    def _row_stack(tup, **kwargs):
+        return np.vstack(tup, **kwargs)
+    np.row_stack = _row_stack
 try:
     from numba import cuda
 except ImportError:  # pragma: no cover - numba always ships a cuda module today
@@ -177,17 +185,46 @@ def _blocks(n, threads):
     return max(1, (n + threads - 1) // threads)
 
 
+def _event():
+    return cuda.event() if SIM else cuda.event(timing=False)  # the simulator's takes no args
+
+
+class _Slot:
+    """One of the two staging buffers (as CuPy's): pinned rows and results, their device
+    copies, and the events that say the copy is done and the device is done with them."""
+
+    def __init__(self):
+        self.cap = 0
+        self.busy = False
+        self.copied = _event()
+        self.done = _event()
+
+    def reserve(self, n):
+        if n > self.cap:
+            self.cap = max(n, 2 * self.cap, 1 << 12)
+            rows = 3 * self.cap + 1  # cmd, starts (n + 1), arg
+            self.host = cuda.pinned_array(rows, dtype=np.int64)
+            self.dev = cuda.device_array(rows, dtype=np.int64)
+            self.res_host = cuda.pinned_array(3 * self.cap, dtype=np.int64)
+            self.res = cuda.device_array(3 * self.cap, dtype=np.int64)
+
+
 class _Scratch:
-    """Per-pool device state: page list heads (all -1 between batches), entry arrays."""
+    """Per-pool device state: page list heads (all -1 between batches), entry arrays,
+    streams and the two slots."""
 
     def __init__(self, nr_pages):
         self.head = cuda.device_array(nr_pages, dtype=np.int32)
         _fill[_blocks(nr_pages, THREADS), THREADS](self.head, -1)
         self.cap = 0
-        self.stream = cuda.stream()
+        self.copy = cuda.stream()
+        self.compute = cuda.stream()
+        self.slots = Slots(_Slot)
+        cuda.synchronize()
 
     def entries(self, total):
         if total > self.cap:
+            self.compute.synchronize()  # old arrays may be in use by queued kernels
             self.cap = max(total, 2 * self.cap, 1024)
             self.ent_row = cuda.device_array(self.cap, dtype=np.int32)
             self.nxt = cuda.device_array(self.cap, dtype=np.int32)
@@ -229,49 +266,45 @@ def memset(pool):
 
 
 def submit(pool, op, pfn, order, arg):
-    """Queue the batch on the device; ``collect`` returns its results."""
-    packed = Packed(op, pfn, order, arg)  # numba-cuda copies from pageable memory
-    if packed.n == 0:
-        return packed, None
+    """Queue the batch on the device and return at once; ``collect`` gives its results.
+    The rows are packed into a pinned slot and copied on the copy stream; the kernels run on
+    the compute stream once that copy is done."""
+    if len(op) == 0:
+        return Packed(op, pfn, order, arg), None, None
     st = _state(pool)
-    s = st.stream
+    slot = st.slots.next(len(op))
+    packed = Packed(op, pfn, order, arg, slot.host)
     n, total, uo = packed.n, packed.total, packed.uorder
-    cmd = cuda.to_device(packed.cmd, stream=s)
-    starts = cuda.to_device(packed.starts if packed.starts is not None
-                            else np.zeros(1, np.int64), stream=s)
+    copy, s = st.copy, st.compute
+    nrows = n + (n + 1 if uo < 0 else 0)  # cmd and starts are adjacent
+    slot.dev[:nrows].copy_to_device(slot.host[:nrows], stream=copy)
+    if packed.has_dirty:
+        slot.dev[2 * n + 1:3 * n + 1].copy_to_device(slot.host[2 * n + 1:3 * n + 1], stream=copy)
+    slot.copied.record(copy)
+    slot.copied.wait(s)
+    cmd, starts, arg_d = slot.dev[:n], slot.dev[n:2 * n + 1], slot.dev[2 * n + 1:3 * n + 1]
+    pending = None
     if packed.clear_only:
-        warps = WARPS
-        _clear_pages[_blocks(total, warps), warps * LANES, s](pool, cmd, starts, n, uo, total)
-        return packed, (s, None)
-    arg_d = cuda.to_device(packed.arg if packed.arg is not None else np.zeros(1, np.int64),
-                           stream=s)
-    ent_row, nxt, found = st.entries(total)
-    res = cuda.device_array(3 * n, dtype=np.int64, stream=s)
-    _init_results[_blocks(3 * n, THREADS), THREADS, s](res, n)
-    _link_pages[_blocks(total, THREADS), THREADS, s](cmd, starts, n, uo, total, st.head,
-                                                      ent_row, nxt)
-    _apply_pages[total, LANES, s](pool, cmd, starts, arg_d, uo, total, st.head, ent_row, nxt,
-                                  found, res, n)
-    if not packed.has_verify:
-        return packed, (s, None)
-    _verify_markers[_blocks(total, THREADS), THREADS, s](cmd, starts, uo, ent_row, total, found,
-                                                          res, n)
-    out = cuda.pinned_array(3 * n, dtype=np.int64) if not SIM else np.empty(3 * n, np.int64)
-    res.copy_to_host(out, stream=s)
-    return packed, (s, out)
+        _clear_pages[_blocks(total, WARPS), WARPS * LANES, s](pool, cmd, starts, n, uo, total)
+    else:
+        ent_row, nxt, found = st.entries(total)
+        res = slot.res[:3 * n]
+        _init_results[_blocks(3 * n, THREADS), THREADS, s](res, n)
+        _link_pages[_blocks(total, THREADS), THREADS, s](cmd, starts, n, uo, total, st.head,
+                                                          ent_row, nxt)
+        _apply_pages[total, LANES, s](pool, cmd, starts, arg_d, uo, total, st.head, ent_row,
+                                      nxt, found, res, n)
+        if packed.has_verify:
+            _verify_markers[_blocks(total, THREADS), THREADS, s](cmd, starts, uo, ent_row, total,
+                                                                  found, res, n)
+            pending = slot.res_host[:3 * n]
+            res.copy_to_host(pending, stream=s)
+    slot.done.record(s)
+    slot.busy = True
+    return packed, slot, pending
 
 
-def collect(handle):
-    """Wait for the batch's stream; per-row results only when it verified (else shared
-    read-only "nothing found" arrays)."""
-    packed, pending = handle
-    if pending is None:  # an empty batch
-        return no_results(packed.n)
-    s, out = pending
-    s.synchronize()
-    if out is None:
-        return no_results(packed.n)
-    return results_from(packed, out)
+collect = device_collect
 
 
 def apply(pool, op, pfn, order, arg):
@@ -282,13 +315,4 @@ def apply(pool, op, pfn, order, arg):
 def first_use():
     """None if the kernels compile and run here, else the reason (a compile or driver error,
     e.g. a numba-cuda that does not work with the installed numpy)."""
-    try:
-        pool = alloc_pool(2)
-        apply(pool, np.array([DIRTY, 2, CLEAR], np.uint8), np.zeros(3, np.int64),
-              np.array([1, 1, 0]), np.array([5, 0, 0]))
-        got = apply(pool, np.array([2], np.uint8), np.zeros(1, np.int64), np.ones(1), np.zeros(1))
-        if list(got[0]) != [1] or int(got[2][0]) != 5:
-            return f"a test batch gave wrong results {got}"
-        return None
-    except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return device_first_use(alloc_pool, apply)

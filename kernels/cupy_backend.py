@@ -10,8 +10,9 @@ import os
 
 import numpy as np
 
-from .batch import CLEAR, DIRTY, PAGE_WORDS, VERIFY, check_pool_size
-from .device_batch import CLEAR_WARPS, CUDA_SOURCE, LANES, Packed, no_results, results_from
+from .batch import PAGE_WORDS, check_pool_size
+from .device_batch import (CLEAR_WARPS, CUDA_SOURCE, LANES, Packed, Slots, device_collect,
+                           device_first_use)
 
 name = "cupy"
 try:
@@ -116,8 +117,7 @@ class _State:
         self.cap = 0
         self.copy = cp.cuda.Stream(non_blocking=True)
         self.compute = cp.cuda.Stream(non_blocking=True)
-        self.slots = (_Slot(), _Slot())
-        self.turn = 0
+        self.slots = Slots(_Slot)
         sync()
 
     def entries(self, total):
@@ -159,12 +159,8 @@ def submit(pool, op, pfn, order, arg):
         return Packed(op, pfn, order, arg), None, None
     rt = cp.cuda.runtime
     st = _state(pool)
-    slot = st.slots[st.turn]
-    st.turn ^= 1
-    if slot.busy:
-        slot.done.synchronize()  # the batch before last is done with this slot
     n = len(op)
-    slot.reserve(n)
+    slot = st.slots.next(n)
     packed = Packed(op, pfn, order, arg, slot.host)
     total, uo, nn, tt = packed.total, np.int32(packed.uorder), np.int64(n), np.int64(packed.total)
     copy, compute = st.copy, st.compute
@@ -203,15 +199,7 @@ def submit(pool, op, pfn, order, arg):
     return packed, slot, pending
 
 
-def collect(handle):
-    """Wait for a submitted batch; its per-row results (copied out of the pinned slot when
-    the batch verified, else shared read-only "nothing found" arrays: no per-row work)."""
-    packed, slot, pending = handle
-    if slot is not None:
-        slot.done.synchronize()
-    if pending is None:
-        return no_results(packed.n)
-    return results_from(packed, pending)
+collect = device_collect
 
 
 def apply(pool, op, pfn, order, arg):
@@ -225,14 +213,4 @@ def sync():
 
 def first_use():
     """None if the kernels compile and run here, else the reason (compile or driver error)."""
-    try:
-        pool = alloc_pool(2)
-        apply(pool, np.array([DIRTY, VERIFY, CLEAR], np.uint8), np.zeros(3, np.int64),
-              np.array([1, 1, 0]), np.array([5, 0, 0]))
-        got = apply(pool, np.array([VERIFY], np.uint8), np.zeros(1, np.int64), np.ones(1),
-                    np.zeros(1))
-        if list(got[0]) != [1] or int(got[2][0]) != 5:
-            return f"a test batch gave wrong results {got}"
-        return None
-    except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return device_first_use(alloc_pool, apply)

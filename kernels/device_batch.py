@@ -230,6 +230,50 @@ def results_from(packed, res):
     return nonzero, bad, marker
 
 
+class Slots:
+    """The two staging slots of a GPU backend, used in turn (double buffering): a slot is
+    taken again only once the batch before last, which used it, is done."""
+
+    def __init__(self, make):
+        self.slots = (make(), make())
+        self.turn = 0
+
+    def next(self, n):
+        slot = self.slots[self.turn]
+        self.turn ^= 1
+        if slot.busy:
+            slot.done.synchronize()
+        slot.reserve(n)
+        return slot
+
+
+def device_collect(handle):
+    """Wait for a submitted batch (``packed, slot, pending``); its per-row results, copied out
+    of the pinned slot when it verified, else shared read-only "nothing found" arrays."""
+    packed, slot, pending = handle
+    if slot is not None:
+        slot.done.synchronize()
+    if pending is None:
+        return no_results(packed.n)
+    return results_from(packed, pending)
+
+
+def device_first_use(alloc_pool, apply):
+    """None if a GPU backend's kernels compile and give the right answer here, else the
+    reason (a compile or driver error): two batches on a two-page pool."""
+    try:
+        pool = alloc_pool(2)
+        apply(pool, np.array([DIRTY, VERIFY, CLEAR], np.uint8), np.zeros(3, np.int64),
+              np.array([1, 1, 0]), np.array([5, 0, 0]))
+        got = apply(pool, np.array([VERIFY], np.uint8), np.zeros(1, np.int64), np.ones(1),
+                    np.zeros(1))
+        if list(got[0]) != [1] or int(got[2][0]) != 5:
+            return f"a test batch gave wrong results {got}"
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
 # The CUDA C of the same kernels, for CuPy (the numba-cuda ones are in cuda_backend.py and
 # run in CI under the simulator; keep the two in step).
 CUDA_SOURCE = r"""
