@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from kernels import get_backend  # noqa: E402
 from kernels.batch import CLEAR, PAGE_WORDS  # noqa: E402
-from kernels.device_batch import CLEAR_WARPS, LANES, Packed  # noqa: E402
+from kernels.device_batch import CLEAR_THREADS, Packed  # noqa: E402
 
 
 def best(fn, reps=10):
@@ -66,7 +66,7 @@ def main():
             nn, uo, tt = np.int64(rows), np.int32(order), np.int64(n)
 
             def kernel():
-                fn(b._blocks(n, CLEAR_WARPS), (CLEAR_WARPS * LANES,), (pool, rows_dev, nn, uo, tt))
+                fn((n,), (CLEAR_THREADS,), (pool, rows_dev, nn, uo, tt))
             k = device_us(kernel)
             m = device_us(lambda: cp.cuda.runtime.memsetAsync(pool.data.ptr, 0,
                                                                n * PAGE_WORDS * 8, 0))

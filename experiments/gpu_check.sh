@@ -46,6 +46,10 @@ timeout 75 $PY experiments/bench_kernels.py --backends ${BENCH_BACKENDS:-numba,c
     --pool-pages ${POOL_PAGES:-4194304} --batches 4096,16384,65536,262144 --reps 5 \
     --json "$OUT/bench_kernels.json" || status=1
 
+step "clearing benchmark, CuPy with its own kernel call (the launch before cuLaunchKernel slots)"
+ZEROING_CUPY_DIRECT=0 timeout 40 $PY experiments/bench_kernels.py --backends cupy \
+    --pool-pages ${POOL_PAGES:-4194304} --batches 16384,65536,262144 --reps 5 || status=1
+
 step "where a CuPy clear batch's time goes"
 timeout 40 $PY experiments/gpu_breakdown.py || status=1
 

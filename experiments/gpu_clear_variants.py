@@ -16,7 +16,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from kernels.batch import CLEAR  # noqa: E402
-from kernels.device_batch import CLEAR_WARPS, LANES, PFN_SHIFT, Packed  # noqa: E402
+from kernels.device_batch import CLEAR_THREADS, LANES, PFN_SHIFT, Packed  # noqa: E402
 
 POOL_PAGES = int(os.environ.get("POOL_PAGES", 1 << 19))  # 2 GiB, 40x the L2
 REPS = 3
@@ -141,7 +141,6 @@ def main():
         st = b._state(pool)
         pfn = (rng.permutation(POOL_PAGES)[:n]).astype(np.int64)
         args = (np.full(n, CLEAR, np.uint8), pfn, np.zeros(n, np.int64), np.zeros(n, np.int64))
-        f = b._fn("clear_pages")
         t = {k: [] for k in ("pack", "memcpyAsync", "record", "wait_event", "launch",
                              "record done", "synchronize", "submit+collect")}
         for _ in range(200):
@@ -156,9 +155,8 @@ def main():
             c3 = time.perf_counter()
             st.compute.wait_event(slot.copied)
             c4 = time.perf_counter()
-            f(((packed.total + CLEAR_WARPS - 1) // CLEAR_WARPS,), (CLEAR_WARPS * LANES,),
-              (pool, slot.dev, np.int64(n), np.int32(0), np.int64(packed.total)),
-              stream=st.compute)
+            b._launch("clear_pages", packed.total, CLEAR_THREADS, st.compute, (pool, slot.dev, np.int64(n), np.int32(0),
+                                   np.int64(packed.total)))
             c5 = time.perf_counter()
             slot.done.record(st.compute)
             c6 = time.perf_counter()
@@ -172,7 +170,7 @@ def main():
             c8 = time.perf_counter()
             b.collect(b.submit(pool, *args))
             t["submit+collect"].append(time.perf_counter() - c8)
-        print(f"host side of a {n}-row clear batch (median of 200, us): " + ", ".join(
+        print(f"host side of a {n}-row clear batch, {'direct' if b.DIRECT else 'CuPy'} launches (median of 200, us): " + ", ".join(
             f"{k} {np.median(v) * 1e6:.1f}" for k, v in t.items()))
     return 0
 

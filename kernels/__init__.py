@@ -11,8 +11,7 @@ import warnings
 
 BACKENDS = ("numpy", "numba", "cuda", "cupy")
 INSTALL = {
-    "cuda": "a CUDA GPU and numba's CUDA target (pip install 'zeroing-sim[numba-cuda]': "
-            "numba-cuda needs numpy < 2.5)",
+    "cuda": "a CUDA GPU and numba's CUDA target (pip install 'zeroing-sim[numba-cuda]')",
     "cupy": "a CUDA GPU and CuPy (pip install 'zeroing-sim[gpu]' for CUDA 12, "
             "'zeroing-sim[gpu-cuda13]' for CUDA 13)",
 }

@@ -9,7 +9,7 @@ there, ``first_use()`` whether the kernels compile and run on it.
 import numpy as np
 
 from .batch import CLEAR, DIRTY, LINE_WORDS, PAGE_WORDS, check_pool_size
-from .device_batch import (CLEAR_WARPS, LANES, NO_PFN, PFN_SHIFT, Packed, Slots, device_collect,
+from .device_batch import (CLEAR_THREADS, LANES, NO_PFN, PFN_SHIFT, Packed, Slots, device_collect,
                            device_first_use)
 
 name = "cuda"
@@ -28,8 +28,9 @@ except ImportError:  # pragma: no cover - numba always ships a cuda module today
 import numba
 
 SIM = bool(numba.config.ENABLE_CUDASIM)
-#: Warps per block of the clear kernel (the simulator runs every thread in Python).
-WARPS = 1 if SIM else CLEAR_WARPS
+#: Threads of the clear kernel's block, one block a page (the simulator runs every thread in
+#: Python, so it gets a warp).
+CLEAR_BLOCK = LANES if SIM else CLEAR_THREADS
 #: Threads per block of the elementwise kernels.
 THREADS = 32 if SIM else 256
 
@@ -60,53 +61,52 @@ def device_memory():
 
 if cuda is not None:
     @cuda.jit(device=True)
-    def _row_of(starts, n, uorder, e):
+    def _row_of(rows, n, uorder, e):
         if uorder >= 0:
             return e >> uorder
         lo = 0
         hi = n
-        while hi - lo > 1:  # last row with starts[row] <= e
+        while hi - lo > 1:  # last row with starts[row] <= e (starts = rows[n:2n+1])
             mid = (lo + hi) >> 1
-            if starts[mid] <= e:
+            if rows[n + mid] <= e:
                 lo = mid
             else:
                 hi = mid
         return lo
 
     @cuda.jit(device=True)
-    def _page_of(cmd, starts, uorder, row, e):
-        first = (row << uorder) if uorder >= 0 else starts[row]
-        return (cmd[row] >> PFN_SHIFT) + e - first
+    def _page_of(rows, n, uorder, row, e):
+        first = (row << uorder) if uorder >= 0 else rows[n + row]
+        return (rows[row] >> PFN_SHIFT) + e - first
 
     @cuda.jit
-    def _clear_pages(pool, cmd, starts, n, uorder, total):
-        """A batch of CLEAR rows: one warp per page, no ordering needed."""
-        e = cuda.blockIdx.x * (cuda.blockDim.x // LANES) + cuda.threadIdx.x // LANES
+    def _clear_pages(pool, rows, n, uorder, total):
+        """A batch of CLEAR rows: one block per page, no ordering needed."""
+        e = cuda.blockIdx.x
         if e >= total:
             return
-        lane = cuda.threadIdx.x % LANES
-        base = _page_of(cmd, starts, uorder, _row_of(starts, n, uorder, e), e) * PAGE_WORDS
-        for w in range(lane, PAGE_WORDS, LANES):
+        base = _page_of(rows, n, uorder, _row_of(rows, n, uorder, e), e) * PAGE_WORDS
+        for w in range(cuda.threadIdx.x, PAGE_WORDS, cuda.blockDim.x):
             pool[base + w] = 0
 
     @cuda.jit
-    def _link_pages(cmd, starts, n, uorder, total, head, ent_row, nxt):
+    def _link_pages(rows, n, uorder, total, head, ent_row, nxt):
         """Entry e onto its page's list (any order: apply sorts by e)."""
         e = cuda.grid(1)
         if e >= total:
             return
-        row = _row_of(starts, n, uorder, e)
+        row = _row_of(rows, n, uorder, e)
         ent_row[e] = row
-        nxt[e] = cuda.atomic.exch(head, _page_of(cmd, starts, uorder, row, e), np.int32(e))
+        nxt[e] = cuda.atomic.exch(head, _page_of(rows, n, uorder, row, e), np.int32(e))
 
     @cuda.jit
-    def _apply_pages(pool, cmd, starts, arg, uorder, total, head, ent_row, nxt, found, res, n):
+    def _apply_pages(pool, rows, n, uorder, total, head, ent_row, nxt, found, res):
         """One 32-thread block per entry; the page's head entry applies all its rows in order."""
         e = cuda.blockIdx.x
         if e >= total:
             return
         lane = cuda.threadIdx.x
-        page = _page_of(cmd, starts, uorder, np.int64(ent_row[e]), e)
+        page = _page_of(rows, n, uorder, np.int64(ent_row[e]), e)
         if head[page] != e:
             return
         base = page * PAGE_WORDS
@@ -122,14 +122,14 @@ if cuda is not None:
             if cur == total:
                 break
             row = np.int64(ent_row[cur])
-            op = cmd[row] & 0xFF
+            op = rows[row] & 0xFF
             if op == CLEAR:
                 for w in range(lane, PAGE_WORDS, LANES):
                     pool[base + w] = 0
             elif op == DIRTY:  # the first word of every cache line
                 for w in range(lane, PAGE_WORDS, LANES):
                     if w % LINE_WORDS == 0:
-                        pool[base + w] = arg[row]
+                        pool[base + w] = rows[2 * n + 1 + row]  # its arg
             else:  # VERIFY
                 if lane == 0:
                     first[0] = PAGE_WORDS
@@ -158,14 +158,14 @@ if cuda is not None:
             head[page] = -1
 
     @cuda.jit
-    def _verify_markers(cmd, starts, uorder, ent_row, total, found, res, n):
+    def _verify_markers(rows, n, uorder, ent_row, total, found, res):
         e = cuda.grid(1)
         if e >= total:
             return
         row = np.int64(ent_row[e])
-        if (cmd[row] & 0xFF) != 2 or found[e] == 0:
+        if (rows[row] & 0xFF) != 2 or found[e] == 0:
             return
-        if res[n + row] == _page_of(cmd, starts, uorder, row, e):
+        if res[n + row] == _page_of(rows, n, uorder, row, e):
             res[2 * n + row] = found[e]
 
     @cuda.jit
@@ -261,8 +261,13 @@ def from_host(host):
 
 
 def memset(pool):
-    n = pool.shape[0]
-    _fill[_blocks(n, 1024), 1024](pool, np.uint64(0))
+    """The device's own memset (cuMemsetD8Async on the default stream), the baseline; a fill
+    kernel under the simulator, which has no driver."""
+    if SIM:
+        _fill[_blocks(pool.shape[0], 1024), 1024](pool, np.uint64(0))
+    else:
+        from numba.cuda.cudadrv import driver
+        driver.device_memset(pool, 0, pool.nbytes, stream=cuda.default_stream())
 
 
 def submit(pool, op, pfn, order, arg):
@@ -282,23 +287,22 @@ def submit(pool, op, pfn, order, arg):
         slot.dev[2 * n + 1:3 * n + 1].copy_to_device(slot.host[2 * n + 1:3 * n + 1], stream=copy)
     slot.copied.record(copy)
     slot.copied.wait(s)
-    cmd, starts, arg_d = slot.dev[:n], slot.dev[n:2 * n + 1], slot.dev[2 * n + 1:3 * n + 1]
-    pending = None
+    rows, pending = slot.dev, None  # whole arrays: a slice is a new device array each time
     if packed.clear_only:
-        _clear_pages[_blocks(total, WARPS), WARPS * LANES, s](pool, cmd, starts, n, uo, total)
+        _clear_pages[total, CLEAR_BLOCK, s](pool, rows, n, uo, total)
     else:
         ent_row, nxt, found = st.entries(total)
-        res = slot.res[:3 * n]
+        res = slot.res
         _init_results[_blocks(3 * n, THREADS), THREADS, s](res, n)
-        _link_pages[_blocks(total, THREADS), THREADS, s](cmd, starts, n, uo, total, st.head,
-                                                          ent_row, nxt)
-        _apply_pages[total, LANES, s](pool, cmd, starts, arg_d, uo, total, st.head, ent_row,
-                                      nxt, found, res, n)
+        _link_pages[_blocks(total, THREADS), THREADS, s](rows, n, uo, total, st.head, ent_row,
+                                                          nxt)
+        _apply_pages[total, LANES, s](pool, rows, n, uo, total, st.head, ent_row, nxt, found,
+                                      res)
         if packed.has_verify:
-            _verify_markers[_blocks(total, THREADS), THREADS, s](cmd, starts, uo, ent_row, total,
-                                                                  found, res, n)
+            _verify_markers[_blocks(total, THREADS), THREADS, s](rows, n, uo, ent_row, total,
+                                                                  found, res)
             pending = slot.res_host[:3 * n]
-            res.copy_to_host(pending, stream=s)
+            res[:3 * n].copy_to_host(pending, stream=s)
     slot.done.record(s)
     slot.busy = True
     return packed, slot, pending

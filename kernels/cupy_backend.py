@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from .batch import PAGE_WORDS, check_pool_size
-from .device_batch import (CLEAR_WARPS, CUDA_SOURCE, LANES, Packed, Slots, device_collect,
+from .device_batch import (CLEAR_THREADS, CUDA_SOURCE, LANES, Packed, Slots, device_collect,
                            device_first_use)
 
 name = "cupy"
@@ -25,6 +25,15 @@ THREADS = 256
 #: reductions) or ``block`` (one 32-thread block per entry, as the numba-cuda kernel).
 APPLY = os.environ.get("ZEROING_CUPY_APPLY", "warp")
 APPLY_WARPS = 8
+#: Launch through cuLaunchKernel with argument slots kept from call to call: CuPy's own call
+#: converts every argument each time, ~13 us a launch on the H100 machine's host
+#: (2026-11-26), half of what a 16K-page clear takes on the device. ``first_use`` turns it
+#: off where it fails (a CuPy without ``driver.launchKernel``), as does
+#: ZEROING_CUPY_DIRECT=0.
+DIRECT = os.environ.get("ZEROING_CUPY_DIRECT", "1") != "0"
+_MAX_ARGS = 16
+_values = np.zeros(_MAX_ARGS, np.int64)  # one 8-byte slot an argument (an int: low 4 bytes)
+_argv = (_values.ctypes.data + 8 * np.arange(_MAX_ARGS)).astype(np.uint64)  # void *args[]
 _module = None
 
 
@@ -83,7 +92,18 @@ def memset(pool):
 
 
 def _blocks(n, threads):
-    return (max(1, (n + threads - 1) // threads),)
+    return max(1, (n + threads - 1) // threads)
+
+
+def _launch(name, grid, block, stream, args):
+    """Kernel ``name`` on ``grid`` blocks of ``block`` threads, queued on ``stream``."""
+    if DIRECT:
+        for i, a in enumerate(args):
+            _values[i] = a.data.ptr if isinstance(a, cp.ndarray) else a
+        cp.cuda.driver.launchKernel(_fn_ptr(name), grid, 1, 1, block, 1, 1, 0, stream.ptr,
+                                    _argv.ctypes.data, 0)
+    else:
+        _fn(name)((grid,), (block,), args, stream=stream)
 
 
 class _Slot:
@@ -133,6 +153,7 @@ class _State:
 
 _states = {}
 _functions = {}
+_pointers = {}
 
 
 def _fn(name):
@@ -140,6 +161,15 @@ def _fn(name):
     if f is None:
         f = _functions[name] = _kernels().get_function(name)
     return f
+
+
+def _fn_ptr(name):
+    """The CUfunction of kernel ``name`` (RawModule gives RawKernels; theirs is ``.kernel``)."""
+    p = _pointers.get(name)
+    if p is None:
+        f = _fn(name)
+        p = _pointers[name] = int(getattr(f, "kernel", f).ptr)
+    return p
 
 
 def _state(pool):
@@ -174,23 +204,22 @@ def submit(pool, op, pfn, order, arg):
     compute.wait_event(slot.copied)
     rows, pending = slot.dev, None
     if packed.clear_only:
-        _fn("clear_pages")(_blocks(total, CLEAR_WARPS), (CLEAR_WARPS * LANES,),
-                           (pool, rows, nn, uo, tt), stream=compute)
+        _launch("clear_pages", total, CLEAR_THREADS, compute, (pool, rows, nn, uo, tt))
     else:
         ent_row, nxt, found = st.entries(total)
         res = slot.res
-        _fn("init_results")(_blocks(3 * n, THREADS), (THREADS,), (res, nn), stream=compute)
-        _fn("link_pages")(_blocks(total, THREADS), (THREADS,),
-                          (rows, nn, uo, tt, st.head, ent_row, nxt), stream=compute)
+        _launch("init_results", _blocks(3 * n, THREADS), THREADS, compute, (res, nn))
+        _launch("link_pages", _blocks(total, THREADS), THREADS, compute,
+                (rows, nn, uo, tt, st.head, ent_row, nxt))
         args = (pool, rows, nn, uo, tt, st.head, ent_row, nxt, found, res)
         if APPLY == "warp":
-            _fn("apply_pages_warp")(_blocks(total, APPLY_WARPS), (APPLY_WARPS * LANES,), args,
-                                    stream=compute)
+            _launch("apply_pages_warp", _blocks(total, APPLY_WARPS), APPLY_WARPS * LANES,
+                    compute, args)
         else:
-            _fn("apply_pages")((total,), (LANES,), args, stream=compute)
+            _launch("apply_pages", total, LANES, compute, args)
         if packed.has_verify:
-            _fn("verify_markers")(_blocks(total, THREADS), (THREADS,),
-                                  (rows, nn, uo, ent_row, tt, found, res), stream=compute)
+            _launch("verify_markers", _blocks(total, THREADS), THREADS, compute,
+                    (rows, nn, uo, ent_row, tt, found, res))
             rt.memcpyAsync(slot.res_host.ctypes.data, res.data.ptr, 3 * n * 8,
                            rt.memcpyDeviceToHost, compute.ptr)
             pending = slot.res_host[:3 * n]
@@ -212,5 +241,13 @@ def sync():
 
 
 def first_use():
-    """None if the kernels compile and run here, else the reason (compile or driver error)."""
-    return device_first_use(alloc_pool, apply)
+    """None if the kernels compile and run here, else the reason (compile or driver error).
+    A failure with direct launches is tried again with CuPy's own (and those kept)."""
+    global DIRECT
+    why = device_first_use(alloc_pool, apply)
+    if why is not None and DIRECT:
+        DIRECT = False
+        if device_first_use(alloc_pool, apply) is None:
+            return None
+        DIRECT = True
+    return why

@@ -12,7 +12,8 @@ only for batches with VERIFY rows; others are collected with no per-row work.
 Device side, two ways:
 
 - ``clear``: a batch of CLEAR rows only (the offload zeroer's batches, the benchmark) needs no
-  ordering, since clearing twice is clearing once: one warp per page, 16-byte stores.
+  ordering, since clearing twice is clearing once: one block of 256 threads per page, a
+  16-byte store each.
 - ``ordered``: anything else. ``link`` expands rows to page entries (entry ``e`` is page
   ``pfn + e - starts[row]`` of row ``row``) and pushes each entry on its page's list
   (``head[page]``, ``nxt[e]``: an atomic exchange, so the list comes out in any order).
@@ -33,8 +34,10 @@ from .batch import CLEAR, DIRTY, LINE_WORDS, PAGE_WORDS, VERIFY, new_results
 
 #: Bits of ``cmd`` below the pfn.
 PFN_SHIFT = 16
-#: Warps per block of the clear kernel on a real device (the simulator runs one).
-CLEAR_WARPS = 8
+#: Threads of the clear kernel's block, one block a page (256: one 16-byte store a thread).
+#: Of the shapes `experiments/gpu_clear_variants.py` tried on an H100 (2026-11-26) it came
+#: nearest the device memset: 0.91-0.92 against 0.87-0.88 for a warp a page.
+CLEAR_THREADS = 256
 LANES = 32
 #: ``bad`` before any page was found (the device takes the minimum pfn).
 NO_PFN = np.iinfo(np.int64).max
@@ -306,14 +309,12 @@ __device__ __forceinline__ i64 page_of(const i64 *cmd, const i64 *starts, int uo
 extern "C" __global__ void clear_pages(u64 *pool, const i64 *rows, i64 n, int uorder,
                                        i64 total) {
     ROWS;
-    i64 e = (i64)blockIdx.x * (blockDim.x / LANES) + threadIdx.x / LANES;
+    i64 e = blockIdx.x;                 /* one block a page entry */
     if (e >= total) return;
-    int lane = threadIdx.x %% LANES;
     i64 row = row_of(starts, n, uorder, e);
     ulonglong2 *p = (ulonglong2 *)(pool + page_of(cmd, starts, uorder, row, e) * W);
     ulonglong2 z = make_ulonglong2(0ULL, 0ULL);
-#pragma unroll
-    for (int w = lane; w < W / 2; w += LANES) p[w] = z;
+    for (int w = threadIdx.x; w < W / 2; w += blockDim.x) p[w] = z;
 }
 
 extern "C" __global__ void init_results(i64 *res, i64 n) {

@@ -142,17 +142,39 @@ def _gpu():
         pytest.skip(f"NO GPU: CuPy backend not tested on this machine ({e})")
 
 
-@pytest.mark.gpu
-def test_cupy_backend_matches_reference():
-    _gpu()
+def _matches_reference(name):
     rng = np.random.default_rng(2)
     batches = [random_batch(rng, 4096, n) for n in (1, 100, 5000)] + gpu_batches(rng, 4096)
     ref, ref_pool = run_backend("numpy", batches, 4096)
-    got, pool = run_backend("cupy", batches, 4096)
+    got, pool = run_backend(name, batches, 4096)
     np.testing.assert_array_equal(ref_pool, pool)
     for r, g in zip(ref, got):
         for a, b in zip(r, g):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("direct", [True, False], ids=["cuLaunchKernel", "cupy-call"])
+def test_cupy_backend_matches_reference(direct, monkeypatch):
+    """Both ways of launching: argument slots through cuLaunchKernel, and CuPy's own call.
+    The first must not have been turned off by first use (it would hide a broken path)."""
+    b = _gpu()
+    assert b.DIRECT or os.environ.get("ZEROING_CUPY_DIRECT") == "0", \
+        "direct launches failed at first use on this GPU"
+    monkeypatch.setattr(b, "DIRECT", direct)
+    _matches_reference("cupy")
+
+
+@pytest.mark.gpu
+def test_cuda_backend_on_device_matches_reference():
+    """numba-cuda on a real device (the simulator test covers CI)."""
+    try:
+        b = get_backend("cuda")
+    except RuntimeError as e:
+        pytest.skip(f"NO GPU: numba-cuda backend not tested on this machine ({e})")
+    if b.SIM:
+        pytest.skip("NO GPU: NUMBA_ENABLE_CUDASIM is set; the simulator test covers this")
+    _matches_reference("cuda")
 
 
 def test_cupy_kernel_source_compiles():
