@@ -135,6 +135,22 @@ def test_cuda_backend_under_simulator():
     assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stderr[-3000:]
 
 
+def test_cuda_backend_gives_numba_cuda_the_row_stack_numpy_2_5_removed():
+    """numba-cuda 0.30.4 registers an overload of np.row_stack at its first compile: on numpy
+    2.5, which removed it, every kernel failed to compile until the backend put it back."""
+    code = ("import numpy as np\n"
+            "if hasattr(np, 'row_stack'):\n    del np.row_stack\n"
+            "import kernels.cuda_backend\n"
+            "a = np.row_stack(([1, 2], [3, 4]))\n"
+            "assert (a == np.vstack(([1, 2], [3, 4]))).all()\n"
+            "assert np.row_stack is not np.vstack\n"
+            "print('ok')\n")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=ROOT)
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-3000:]
+
+
 def _gpu():
     try:
         return get_backend("cupy")
