@@ -72,7 +72,9 @@ R_OQUEUED = 12  # offload queue: batches in flight
 R_ODEV_FREE = 13  # simulated time the offload device finishes its last queued batch
 R_OFILL = 14  # 1 while the offload zeroer keeps submitting (woken, or a batch just completed)
 R_DISCARDS = 15  # 1 once the host discarded any page (until then no write can refault)
-NR_RSTATE = 16
+R_CMD_PAGES = 16  # pages the commands in the buffer cover
+R_CMD_PAGE_LIMIT = 17  # return to Python before an event when R_CMD_PAGES exceeds this
+NR_RSTATE = 18
 
 #: vmstat_update runs every sysctl_stat_interval (HZ: one second).
 VMSTAT_INTERVAL_NS = 1_000_000_000
@@ -117,6 +119,7 @@ def emit(e, op, pfn, order, arg, event):
     e.cmd_arg[n] = arg
     e.cmd_event[n] = event
     e.rstate[R_NCMD] = n + 1
+    e.rstate[R_CMD_PAGES] += np.int64(1) << order
 
 
 @njit(cache=True)
@@ -524,7 +527,8 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
     bc = e.by_caller
     for i in range(start, stop):
         now = ev_time[i]
-        if e.rstate[R_NCMD] > e.rstate[R_CMD_LIMIT]:
+        if (e.rstate[R_NCMD] > e.rstate[R_CMD_LIMIT]
+                or e.rstate[R_CMD_PAGES] > e.rstate[R_CMD_PAGE_LIMIT]):
             return i, EXIT_FLUSH
         if e.rstate[R_STARTED] == 0:
             start_background(z, e, now)

@@ -19,15 +19,20 @@ from . import struct_page as SP
 from .compiling import notice_first_compile
 from .cost import NR_ACCOUNTS, CostProfile, cost_section, format_cost, load_profile
 from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
-                     MARKER_CALLER_SHIFT, MARKER_EVENT_MASK, MAX_LEAKS, NR_OB, NR_RSTATE, OB_OK,
-                     OFFLOAD_EVENT, R_CMD_LIMIT, R_CONTENT, R_NCMD, R_NLEAKS, R_OHEAD, R_OQUEUED,
-                     offload_retire, record_leak, run_events)
+                     MARKER_CALLER_SHIFT, MARKER_EVENT_MASK, MAX_LEAKS, NEVER, NR_OB, NR_RSTATE,
+                     OB_OK, OFFLOAD_EVENT, R_CMD_LIMIT, R_CMD_PAGE_LIMIT, R_CMD_PAGES, R_CONTENT,
+                     R_NCMD, R_NLEAKS, R_OHEAD, R_OQUEUED, offload_retire, record_leak, run_events)
 from .events import EVENT_DTYPE
 from .initial_state import apply_initial_state
 from .policy import P_OFFLOAD_BATCH, as_array
 from .validate import MODES, PCP_HIGH_MODES
 
 CMD_CAPACITY = 1 << 16
+#: A backend that works while the engine goes on (``submit``: the GPU ones) gets a batch once
+#: its commands cover this many pages (1 GiB: about 0.3 ms of an H100's clearing), so the
+#: device clears while the host simulates; one batch at the end of a run would leave the
+#: device idle until then and the host idle after (vm-anon with THP: one batch of 2M pages).
+ASYNC_BATCH_PAGES = 1 << 18
 #: Written over offload pages whose batch failed: they are dirty, whatever the device did.
 POISON = np.int64(0x7EAD_BEEF_0000_0000)
 
@@ -106,6 +111,17 @@ class EngineState:
             if not policy.init_on_free:  # init_on_free clears memory at boot: leave it zero
                 self._dirty_boot_memory(nr_pages)
 
+    @property
+    def backend(self):
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend):
+        """A backend with ``submit`` gets batches by pages too (``ASYNC_BATCH_PAGES``)."""
+        self._backend = backend
+        self.arrays.rstate[R_CMD_PAGE_LIMIT] = (ASYNC_BATCH_PAGES if hasattr(backend, "submit")
+                                                else NEVER)
+
     def _dirty_boot_memory(self, nr_pages):
         """Boot memory holds old data: write a "boot" marker into every page (leak reports
         then say the data is from boot time, as metadata mode does with writer -1)."""
@@ -135,12 +151,12 @@ class EngineState:
         n = int(a.rstate[R_NCMD])
         self.drain()
         if n == 0 or self.backend is None:
-            a.rstate[R_NCMD] = 0
+            a.rstate[R_NCMD] = a.rstate[R_CMD_PAGES] = 0
             return True
         # Copies: the engine refills its buffer while this batch is in flight.
         rows = tuple(x[:n].copy() for x in (a.cmd_op, a.cmd_pfn, a.cmd_order, a.cmd_arg,
                                             a.cmd_event))
-        a.rstate[R_NCMD] = 0
+        a.rstate[R_NCMD] = a.rstate[R_CMD_PAGES] = 0
         self.launches += 1
         self.launch_pages += int((np.int64(1) << rows[2]).sum())
         submit = getattr(self.backend, "submit", None)
