@@ -226,6 +226,23 @@ def test_streamed_run_counts_what_one_array_counts(name, params, policy):
     _same(whole, streamed)
 
 
+@pytest.mark.parametrize("name,params", [
+    ("mixed", dict(events=30_000)), ("unaware-user", dict(events=20_000)),
+    ("vm-anon", dict(thp=False, size_mb=4, rounds=2)), ("kernel-build", dict(jobs=20)),
+    ("page-cache-churn", dict(passes=3)), ("balloon-cycle", dict(cycles=3))])
+def test_generator_writing_the_window_counts_what_copied_chunks_count(name, params):
+    """The two ways a compiled generator reaches the engine: writing straight into the
+    feeder's window (``StreamFeeder.run``) and as EVENT_DTYPE chunks copied into it
+    (``feed``); leaks and per-caller counts too."""
+    pages, policy = 4096, make_policy("balloon", hint="folio_flag", free_signal="page_bit")
+    direct = simulate_stream(iter_workload(name, pages, seed=5, chunk=613, **params), policy,
+                             pages)
+    copied = simulate_stream(iter(iter_workload(name, pages, seed=5, chunk=613, **params)),
+                             policy, pages)
+    _same(direct, copied)
+    assert direct["leaks"] == copied["leaks"]
+
+
 def _events(rows):
     ev = np.zeros(len(rows), dtype=EVENT_DTYPE)
     for i, (op, order, target) in enumerate(rows):

@@ -2,8 +2,9 @@
 
 A compiled generator is a ``fill`` function that appends events to a chunk buffer until the
 buffer cannot hold one more step, and returns; all its loop state lives in arrays (``st``
-and the lists below), so the next call goes on where the last one stopped. ``chunks()``
-drives it and yields ``EVENT_DTYPE`` arrays. References (``ref`` of free and deflate) are row
+and the lists below), so the next call goes on where the last one stopped. ``Chunks``
+drives it: iterated, it yields ``EVENT_DTYPE`` arrays; ``zeroing.streaming`` has it write
+straight into the engine's columns. References (``ref`` of free and deflate) are row
 numbers in the whole stream, not in the chunk: ``zeroing.streaming`` resolves references to
 earlier chunks. Random draws go through a ``numpy.random.Generator`` handed to compiled code
 (numba runs numpy's own algorithms on the same bit generator), so a compiled generator draws
@@ -39,16 +40,28 @@ S_GROW = 4  # 1 when a list needs more room before the next step (Python grows i
 S_PHASE = 5
 S_USER = 6
 
-def new_buffer(capacity, dtype=EVENT_DTYPE):
-    """The chunk buffer: EVENT_DTYPE rows (``cpu`` stays 0 here), or EVENT_CALLER_DTYPE rows
-    for a generator that states callers."""
-    return np.zeros(capacity, dtype=dtype)
+#: A chunk buffer: one array per column, EVENT_DTYPE's fields then ``caller`` (the columns
+#: the engine reads). Compiled code gets it as a borrowed handle (``allocator/handle.py``).
+EventColumns = namedtuple("EventColumns", EVENT_DTYPE.names + ("caller",))
+
+
+def new_buffer(capacity):
+    """Zeroed columns for ``capacity`` rows. ``put`` writes time, op, order, gfp and ref;
+    ``cpu`` stays 0, and ``caller`` too unless the generator writes it (every row)."""
+    return columns_handle([np.zeros(capacity, EVENT_DTYPE[f]) for f in EVENT_DTYPE.names]
+                          + [np.zeros(capacity, np.uint8)])
+
+
+def columns_handle(arrays):
+    """What a compiled ``fill`` takes for the column arrays (views of a larger window too)."""
+    return handle_for("EventColumns", EventColumns(*arrays))
 
 
 @njit(cache=True, inline="always")
 def room(st, buf, need):
     """True while the buffer can take ``need`` more rows and the workload goes on."""
-    return st[S_DONE] == 0 and st[S_GROW] == 0 and st[S_ROW] - st[S_BASE] + need <= len(buf)
+    return (st[S_DONE] == 0 and st[S_GROW] == 0
+            and st[S_ROW] - st[S_BASE] + need <= len(buf.time))
 
 
 @njit(cache=True, inline="always")
@@ -56,35 +69,61 @@ def put(st, buf, cost_ns, op, order, gfp, ref):
     """Append one event ``cost_ns`` after the last; returns its stream row number."""
     st[S_T] += cost_ns
     row = st[S_ROW]
-    r = buf[row - st[S_BASE]]
-    r["time"] = st[S_T]
-    r["op"] = op
-    r["order"] = order
-    r["gfp"] = gfp
-    r["ref"] = ref
+    j = row - st[S_BASE]
+    buf.time[j] = st[S_T]
+    buf.op[j] = op
+    buf.order[j] = order
+    buf.gfp[j] = gfp
+    buf.ref[j] = ref
     st[S_ROW] = row + 1
     return row
 
 
-def chunks(fill, st, buf, lists=(), reuse=False):
-    """Call ``fill()`` until the workload ends, yielding each chunk it wrote: a copy, or with
-    ``reuse`` a view of the buffer that the next chunk overwrites (for a consumer that is done
-    with a chunk when it asks for the next, like ``zeroing.streaming``). When ``fill``
-    stopped because a list is full, the list grows (``lists``: the ``OrderedList``/``Ring``
-    objects ``fill`` reads through their ``.a`` tuples) and ``fill`` goes on."""
-    while True:
-        st[S_BASE] = st[S_ROW]
-        n = fill()
-        if n:
-            yield buf[:n] if reuse else buf[:n].copy()
-        if st[S_DONE]:
-            return
-        if st[S_GROW]:
-            for lst in lists:
-                lst.grow_if_needed()
-            st[S_GROW] = 0
-        elif n == 0:
-            raise RuntimeError("generator made no progress (chunk smaller than one step?)")
+class Chunks:
+    """A compiled generator's events, a chunk at a time. ``fill(buf)`` appends events to the
+    columns ``buf`` until it cannot hold one more step and returns the rows written; its loop
+    state lives in ``st`` and the lists, so the next call goes on where the last stopped.
+
+    Iterating gives EVENT_DTYPE (``dtype``) arrays: copies, or with ``reuse`` one array that
+    the next chunk overwrites (for a consumer done with a chunk when it asks for the next).
+    ``fill_into(buf)`` writes the next chunk into columns the caller gives (of ``capacity``
+    rows): ``zeroing.streaming`` hands it the engine's own window, behind the rows of live
+    allocations, so the events are not copied at all. When ``fill`` stopped because a list
+    is full, the list grows (``lists``: the ``OrderedList``/``Ring`` objects ``fill`` reads
+    through their ``.a`` handles) and ``fill`` goes on."""
+
+    def __init__(self, fill, st, capacity, lists=(), dtype=EVENT_DTYPE, reuse=False):
+        self.fill, self.st, self.capacity, self.lists = fill, st, capacity, lists
+        self.dtype, self.reuse = dtype, reuse
+        self.stated = "caller" in dtype.names  # the generator writes callers
+
+    def fill_into(self, buf):
+        """Rows of the next chunk written into ``buf`` from row 0; 0 once the workload ended."""
+        st = self.st
+        while not st[S_DONE]:
+            st[S_BASE] = st[S_ROW]
+            n = self.fill(buf)
+            if st[S_GROW]:
+                for lst in self.lists:
+                    lst.grow_if_needed()
+                st[S_GROW] = 0
+            elif n == 0 and not st[S_DONE]:
+                raise RuntimeError("generator made no progress (chunk smaller than one step?)")
+            if n:
+                return n
+        return 0
+
+    def __iter__(self):
+        buf = new_buffer(self.capacity)
+        out = np.zeros(self.capacity, self.dtype) if self.reuse else None
+        while True:
+            n = self.fill_into(buf)
+            if n == 0:
+                return
+            rows = out[:n] if self.reuse else np.empty(n, self.dtype)
+            for name in self.dtype.names:
+                rows[name] = getattr(buf, name)[:n]
+            yield rows
 
 
 def chunked(events, chunk=1 << 20):

@@ -13,8 +13,8 @@ from numba import njit
 from allocator.flags import GFP_KERNEL, __GFP_ZERO
 
 from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE
-from .gen import (S_BASE, S_DONE, S_GROW, S_ROW, S_USER, OrderedList, chunks, collect, draws,
-                  new_buffer, ol_append, ol_full, ol_len, ol_pop, put, rand_below, room, uniform)
+from .gen import (S_BASE, S_DONE, S_GROW, S_ROW, S_USER, Chunks, OrderedList, collect, draws,
+                  ol_append, ol_full, ol_len, ol_pop, put, rand_below, room, uniform)
 
 M_USED = S_USER
 M_NLIVE = S_USER + 1
@@ -77,13 +77,12 @@ def mixed_chunks(nr_pages=1 << 18, events=300_000, seed=0, chunk=1 << 20, reuse=
 def _mixed_chunks(nr_pages=1 << 18, events=300_000, seed=0, chunk=1 << 20, reuse=False):
     rng = np.random.default_rng(seed)
     st = np.zeros(S_USER + 2, np.int64)
-    buf = new_buffer(chunk)
     # Allocations happen only while at most half of memory is in use: the live set is bounded.
     cap = nr_pages // 2 + 520
     live_row, live_order = np.zeros(cap, np.int64), np.zeros(cap, np.int64)
     ballooned = OrderedList(nr_pages // 8 + 1)
-    yield from chunks(lambda: _fill(rng, st, buf, live_row, live_order, ballooned.a,
-                                    nr_pages, events), st, buf, [ballooned], reuse=reuse)
+    return Chunks(lambda buf: _fill(rng, st, buf, live_row, live_order, ballooned.a,
+                                    nr_pages, events), st, chunk, [ballooned], reuse=reuse)
 
 
 def mixed(nr_pages=1 << 18, events=300_000, seed=0):

@@ -9,8 +9,8 @@ from numba import njit
 from allocator.flags import GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZERO
 
 from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE
-from .gen import (S_BASE, S_DONE, S_GROW, S_PHASE, S_ROW, S_USER, OrderedList, Ring, chunks,
-                  collect, draws, new_buffer, ol_append, ol_full, ol_len, ol_pop, put, rand_below,
+from .gen import (S_BASE, S_DONE, S_GROW, S_PHASE, S_ROW, S_USER, Chunks, OrderedList, Ring,
+                  collect, draws, ol_append, ol_full, ol_len, ol_pop, put, rand_below,
                   ring_append, ring_len, ring_popleft, room, uniform)
 
 GFP_RECLAIMABLE = GFP_KERNEL | GFP_BITS["__GFP_RECLAIMABLE"]
@@ -88,13 +88,13 @@ def vm_anon_chunks(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, id
                    noise=0.02, chunk=1 << 20, reuse=False):
     rng = np.random.default_rng(seed)
     st = np.zeros(NR_ST, np.int64)
-    buf = new_buffer(max(chunk, 8))
+    cap = max(chunk, 8)
     order = 9 if thp else 0
     refs = np.zeros(max(0, (size_mb << 8) >> order), np.int64)
     kernel = OrderedList(64, spare=1)
-    yield from chunks(lambda: _vm_anon_fill(rng, st, buf, refs, kernel.a, order, rounds,
-                                            _ticks(idle_s), float(noise)), st, buf, [kernel],
-                      reuse=reuse)
+    return Chunks(lambda buf: _vm_anon_fill(rng, st, buf, refs, kernel.a, order, rounds,
+                                            _ticks(idle_s), float(noise)), st, cap, [kernel],
+                  reuse=reuse)
 
 
 def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12.0,
@@ -148,11 +148,11 @@ def kernel_build_chunks(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40, ch
     st = np.zeros(NR_ST, np.int64)
     cache_limit = nr_pages // 3
     need = 2 * files_per_job + 59 + 399 + 459 + 1  # one job's events, at most
-    buf = new_buffer(max(chunk, need))
+    cap = max(chunk, need)
     cache = Ring(cache_limit + files_per_job + 1)
     job = np.zeros(60 + 400, np.int64)
-    yield from chunks(lambda: _kernel_build_fill(rng, st, buf, cache.a, job, jobs, files_per_job,
-                                                 cache_limit, need), st, buf, reuse=reuse)
+    return Chunks(lambda buf: _kernel_build_fill(rng, st, buf, cache.a, job, jobs, files_per_job,
+                                                 cache_limit, need), st, cap, reuse=reuse)
 
 
 def kernel_build(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40):
@@ -190,13 +190,13 @@ def page_cache_churn_chunks(nr_pages=1 << 18, seed=0, passes=6, file_fraction=0.
                             chunk=1 << 20, reuse=False):
     rng = np.random.default_rng(seed)
     st = np.zeros(NR_ST, np.int64)
-    buf = new_buffer(max(chunk, 8))
+    cap = max(chunk, 8)
     limit = int(nr_pages * file_fraction)
     if limit <= 0:
         passes = 0  # the Python loop ran no step either
     cache = Ring(max(0, limit * 3 // 4) + 2)
-    yield from chunks(lambda: _page_cache_churn_fill(rng, st, buf, cache.a, passes, limit),
-                      st, buf, reuse=reuse)
+    return Chunks(lambda buf: _page_cache_churn_fill(rng, st, buf, cache.a, passes, limit),
+                  st, cap, reuse=reuse)
 
 
 def page_cache_churn(nr_pages=1 << 18, seed=0, passes=6, file_fraction=0.6):
@@ -261,11 +261,11 @@ def balloon_cycle_chunks(nr_pages=1 << 18, seed=0, cycles=5, balloon_fraction=0.
                          chunk=1 << 20, reuse=False):
     rng = np.random.default_rng(seed)
     st = np.zeros(NR_ST, np.int64)
-    buf = new_buffer(max(chunk, 8))
+    cap = max(chunk, 8)
     n = int(nr_pages * balloon_fraction)
     anon = np.zeros(max(0, n // 2), np.int64)
-    yield from chunks(lambda: _balloon_cycle_fill(rng, st, buf, anon, cycles, max(0, n),
-                                                  _ticks(idle_s)), st, buf, reuse=reuse)
+    return Chunks(lambda buf: _balloon_cycle_fill(rng, st, buf, anon, cycles, max(0, n),
+                                                  _ticks(idle_s)), st, cap, reuse=reuse)
 
 
 def balloon_cycle(nr_pages=1 << 18, seed=0, cycles=5, balloon_fraction=0.25, idle_s=1.0):

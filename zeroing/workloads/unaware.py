@@ -30,8 +30,8 @@ from allocator.flags import (GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_M
 
 from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_INFLATE, EVENT_CALLER_DTYPE
 from ..struct_page import CALLER_NAMES, MIX_CALLERS, parse_caller_mix
-from .gen import (S_BASE, S_DONE, S_GROW, S_ROW, S_T, S_USER, OrderedList, Ring, chunks,
-                  collect, draws, new_buffer, ol_append, ol_full, ol_len, ol_pop, put, rand_below,
+from .gen import (S_BASE, S_DONE, S_GROW, S_ROW, S_T, S_USER, Chunks, OrderedList, Ring,
+                  collect, draws, ol_append, ol_full, ol_len, ol_pop, put, rand_below,
                   ring_append, ring_full, ring_len, ring_popleft, room, uniform)
 
 DEFAULT_CALLERS = ",".join(f"{name}=1" for name in MIX_CALLERS)
@@ -89,7 +89,7 @@ def _fill(rng, picks, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live, balloon, n
             row = put(st, buf, 1000, c_op[k], 0, gfp, 0)
             caller = c_id[k]
             ol_append(live, row)
-        buf[row - st[S_BASE]]["caller"] = caller  # the buffer is reused: every row sets it
+        buf.caller[row - st[S_BASE]] = caller  # buffers are reused: every row sets it
     return st[S_ROW] - st[S_BASE]
 
 
@@ -114,13 +114,12 @@ def _unaware_user_chunks(nr_pages, events, seed, chunk, reuse, cdf, c_op, c_gfp,
     rng = np.random.default_rng(seed)
     pick_rng = np.random.default_rng([seed, 1])
     st = np.zeros(S_USER, np.int64)
-    buf = new_buffer(chunk, EVENT_CALLER_DTYPE)
     live = OrderedList(nr_pages // 4 + 2)  # allocations stop above a quarter of memory
     balloon = Ring(1024)  # a random walk: grows when it must
-    picks = np.empty(len(buf))  # the caller uniforms of the events in the buffer's rows
+    picks = np.empty(chunk)  # the caller uniforms of the events in the buffer's rows
     left = [0]  # uniforms the last fill drew but did not use (at the end of picks)
 
-    def fill():
+    def fill(buf):
         # Drawn a buffer at a time (what Generator.random(out=) draws, and as many calls of
         # random() would); the ones the last call left unused go first.
         m = left[0]
@@ -131,7 +130,7 @@ def _unaware_user_chunks(nr_pages, events, seed, chunk, reuse, cdf, c_op, c_gfp,
         left[0] = len(picks) - n
         return n
 
-    yield from chunks(fill, st, buf, [live, balloon], reuse=reuse)
+    return Chunks(fill, st, chunk, [live, balloon], EVENT_CALLER_DTYPE, reuse)
 
 
 def unaware_user(nr_pages=1 << 16, events=100_000, seed=0, callers=DEFAULT_CALLERS):
