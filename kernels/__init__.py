@@ -2,9 +2,10 @@
 
 Each backend module has: ``available()``, ``alloc_pool(nr_pages)``, ``apply(pool, op, pfn,
 order, arg)`` (see ``batch.py``), ``memset(pool)``, ``to_host(pool)``, ``from_host(array)``.
-GPU backends also have ``submit``/``collect`` (``apply`` split in two, so the caller can work
-while the device does) and ``first_use()`` (the reason the kernels cannot compile or run here,
-or None).
+CPU backends have ``threads()``. GPU backends have ``DEVICE = "gpu"``, ``submit``/``collect``
+(``apply`` split in two, so the caller can work while the device does), ``first_use()`` (the
+reason the kernels cannot compile or run here, or None), ``sync()`` and ``cache_bytes()`` (the
+device's L2); the benchmarks ask these, not the backend's name.
 """
 import importlib
 import warnings

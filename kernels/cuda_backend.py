@@ -8,11 +8,12 @@ there, ``first_use()`` whether the kernels compile and run on it.
 """
 import numpy as np
 
-from .batch import CLEAR, DIRTY, LINE_WORDS, PAGE_WORDS, check_pool_size
+from .batch import CLEAR, DIRTY, LINE_WORDS, PAGE_WORDS, VERIFY, check_pool_size
 from .device_batch import (CLEAR_THREADS, LANES, NO_PFN, PFN_SHIFT, Packed, Slots, device_collect,
                            device_first_use)
 
 name = "cuda"
+DEVICE = "gpu"
 if not hasattr(np, "row_stack"):
     # numba-cuda (0.30.4 and before) registers an overload of np.row_stack when it first
     # compiles, and numpy 2.5 removed that alias of vstack: without it every kernel fails
@@ -49,6 +50,18 @@ def describe():
     except Exception:
         dev = "unknown CUDA device"
     return f"{dev} (numba-cuda{', simulator' if SIM else ''})"
+
+
+def cache_bytes():
+    """The device's L2."""
+    try:
+        return int(cuda.get_current_device().L2_CACHE_SIZE)
+    except Exception:
+        return 64 << 20
+
+
+def sync():
+    cuda.synchronize()
 
 
 def device_memory():
@@ -163,7 +176,7 @@ if cuda is not None:
         if e >= total:
             return
         row = np.int64(ent_row[e])
-        if (rows[row] & 0xFF) != 2 or found[e] == 0:
+        if (rows[row] & 0xFF) != VERIFY or found[e] == 0:
             return
         if res[n + row] == _page_of(rows, n, uorder, row, e):
             res[2 * n + row] = found[e]

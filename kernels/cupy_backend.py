@@ -15,15 +15,14 @@ from .device_batch import (CLEAR_THREADS, CUDA_SOURCE, LANES, Packed, Slots, dev
                            device_first_use)
 
 name = "cupy"
+DEVICE = "gpu"
 try:
     import cupy as cp
 except Exception:  # ImportError, or a CUDA runtime error at import
     cp = None
 
 THREADS = 256
-#: The ordered kernel: ``warp`` (one warp per page entry, APPLY_WARPS a block, warp
-#: reductions) or ``block`` (one 32-thread block per entry, as the numba-cuda kernel).
-APPLY = os.environ.get("ZEROING_CUPY_APPLY", "warp")
+#: Warps a block of the ordered kernel (one warp a page entry).
 APPLY_WARPS = 8
 #: Launch through cuLaunchKernel with argument slots kept from call to call: CuPy's own call
 #: converts every argument each time, ~13 us a launch on the H100 machine's host
@@ -60,6 +59,14 @@ def _kernels():
     if _module is None:
         _module = cp.RawModule(code=CUDA_SOURCE)
     return _module
+
+
+def cache_bytes():
+    """The device's L2."""
+    try:
+        return int(cp.cuda.Device().attributes["L2CacheSize"])
+    except Exception:
+        return 64 << 20
 
 
 def device_memory():
@@ -212,11 +219,8 @@ def submit(pool, op, pfn, order, arg):
         _launch("link_pages", _blocks(total, THREADS), THREADS, compute,
                 (rows, nn, uo, tt, st.head, ent_row, nxt))
         args = (pool, rows, nn, uo, tt, st.head, ent_row, nxt, found, res)
-        if APPLY == "warp":
-            _launch("apply_pages_warp", _blocks(total, APPLY_WARPS), APPLY_WARPS * LANES,
-                    compute, args)
-        else:
-            _launch("apply_pages", total, LANES, compute, args)
+        _launch("apply_pages_warp", _blocks(total, APPLY_WARPS), APPLY_WARPS * LANES, compute,
+                args)
         if packed.has_verify:
             _launch("verify_markers", _blocks(total, THREADS), THREADS, compute,
                     (rows, nn, uo, ent_row, tt, found, res))

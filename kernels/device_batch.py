@@ -284,6 +284,9 @@ CUDA_SOURCE = r"""
 #define LINE %(LINE)d
 #define LANES 32
 #define PFN_SHIFT %(PFN_SHIFT)d
+#define CLEAR %(CLEAR)d
+#define VERIFY %(VERIFY)d
+#define DIRTY %(DIRTY)d
 typedef long long i64;
 typedef unsigned long long u64;
 
@@ -340,54 +343,10 @@ __device__ __forceinline__ i64 next_entry(const int *nxt, i64 e, i64 prev, i64 t
     return cur;
 }
 
-/* One 32-thread block per entry (the numba-cuda kernel's shape); the head entry owns. */
-extern "C" __global__ void apply_pages(u64 *pool, const i64 *rows, i64 n, int uorder,
-                                       i64 total, int *head, const int *ent_row,
-                                       const int *nxt, u64 *found, i64 *res) {
-    ROWS;
-    i64 e = blockIdx.x;
-    if (e >= total) return;
-    int lane = threadIdx.x;
-    i64 page = page_of(cmd, starts, uorder, ent_row[e], e);
-    if (head[page] != (int)e) return;
-    u64 *p = pool + page * W;
-    __shared__ int first;
-    for (i64 cur = next_entry(nxt, e, -1, total); cur < total;
-         cur = next_entry(nxt, e, cur, total)) {
-        i64 row = ent_row[cur];
-        int op = (int)(cmd[row] & 0xff);
-        if (op == 1) {                  /* CLEAR */
-            for (int w = lane; w < W; w += LANES) p[w] = 0;
-        } else if (op == 3) {           /* DIRTY: the first word of every line */
-            u64 a = (u64)arg[row];
-            for (int w = lane; w < W; w += LANES) if (w %% LINE == 0) p[w] = a;
-        } else {                        /* VERIFY */
-            if (lane == 0) first = W;
-            __syncthreads();
-            int mine = W;
-            u64 val = 0;
-            for (int w = lane; w < W; w += LANES) {
-                u64 v = p[w];
-                if (v != 0 && mine == W) { mine = w; val = v; }
-            }
-            if (mine < W) atomicMin(&first, mine);
-            __syncthreads();
-            if (first == W) {
-                if (lane == 0) found[cur] = 0;
-            } else if (first == mine) {
-                found[cur] = val;
-                atomicAdd((u64 *)&res[row], 1ULL);
-                atomicMin(&res[n + row], page);
-            }
-            __syncthreads();
-        }
-    }
-    __syncthreads();                    /* every lane has seen it owns the page */
-    if (lane == 0) head[page] = -1;
-}
-
-/* The same, one warp per entry and several warps a block (full occupancy); the verify's
-   first non-zero word is a warp reduction (sm_80 and later): no shared memory, no barrier. */
+/* One warp per entry, several warps a block (full occupancy); the page's head entry owns
+   it and applies its rows in order (the numba-cuda kernel does the same with a 32-thread
+   block an entry). The verify's first non-zero word is a warp reduction (sm_80 and later):
+   no shared memory, no barrier. */
 extern "C" __global__ void apply_pages_warp(u64 *pool, const i64 *rows, i64 n, int uorder,
                                             i64 total, int *head, const int *ent_row,
                                             const int *nxt, u64 *found, i64 *res) {
@@ -402,9 +361,9 @@ extern "C" __global__ void apply_pages_warp(u64 *pool, const i64 *rows, i64 n, i
          cur = next_entry(nxt, e, cur, total)) {
         i64 row = ent_row[cur];
         int op = (int)(cmd[row] & 0xff);
-        if (op == 1) {
+        if (op == CLEAR) {
             for (int w = lane; w < W; w += LANES) p[w] = 0;
-        } else if (op == 3) {
+        } else if (op == DIRTY) {
             u64 a = (u64)arg[row];
             for (int w = lane; w < W; w += LANES) if (w %% LINE == 0) p[w] = a;
         } else {
@@ -435,7 +394,8 @@ extern "C" __global__ void verify_markers(const i64 *rows, i64 n, int uorder,
     i64 e = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (e >= total) return;
     i64 row = ent_row[e];
-    if ((cmd[row] & 0xff) != 2 || found[e] == 0) return;
+    if ((cmd[row] & 0xff) != VERIFY || found[e] == 0) return;
     if (res[n + row] == page_of(cmd, starts, uorder, row, e)) res[2 * n + row] = (i64)found[e];
 }
-""" % {"W": PAGE_WORDS, "LINE": LINE_WORDS, "PFN_SHIFT": PFN_SHIFT}
+""" % {"W": PAGE_WORDS, "LINE": LINE_WORDS, "PFN_SHIFT": PFN_SHIFT, "CLEAR": CLEAR,
+       "VERIFY": VERIFY, "DIRTY": DIRTY}

@@ -27,6 +27,10 @@ def describe():
     return "host CPU (numba, parallel)"
 
 
+def threads():
+    return get_num_threads()
+
+
 @njit(cache=True, parallel=True)
 def _fill_zero(pool):
     """Zero (and so pre-fault) the pool with every thread, in page-sized chunks."""

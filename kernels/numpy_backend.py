@@ -12,6 +12,10 @@ def describe():
     return "host CPU (numpy)"
 
 
+def threads():
+    return 1
+
+
 def available():
     return True
 

@@ -31,7 +31,7 @@ MAX_CALLS = 4096
 
 
 def _gpu(backend):
-    return backend.name in ("cupy", "cuda")
+    return getattr(backend, "DEVICE", "cpu") == "gpu"
 
 
 def llc_bytes():
@@ -55,32 +55,21 @@ def llc_bytes():
 
 
 def cache_bytes(backend):
-    """The last-level cache the backend's pool goes through."""
-    if backend.name == "cupy":
-        try:
-            return int(backend.cp.cuda.Device().attributes["L2CacheSize"])
-        except Exception:
-            return 64 << 20
-    if backend.name == "cuda":
-        try:
-            return int(backend.cuda.get_current_device().L2_CACHE_SIZE)
-        except Exception:
-            return 64 << 20
-    return llc_bytes()
+    """The last-level cache the backend's pool goes through (a GPU backend says its L2)."""
+    own = getattr(backend, "cache_bytes", None)
+    return own() if own is not None else llc_bytes()
 
 
 def threads(backend):
-    if backend.name == "numba":
-        import numba
-        return numba.get_num_threads()
-    return 1 if backend.name == "numpy" else None
+    """Host threads the backend clears with; None on a device."""
+    own = getattr(backend, "threads", None)
+    return own() if own is not None else None
 
 
 def _sync(backend):
-    if backend.name == "cupy":
-        backend.cp.cuda.Device().synchronize()
-    elif backend.name == "cuda":
-        backend.cuda.synchronize()
+    own = getattr(backend, "sync", None)
+    if own is not None:
+        own()
 
 
 def _run_calls(backend, pool, calls):
