@@ -22,6 +22,12 @@ except Exception:  # ImportError, or a CUDA runtime error at import
     cp = None
 
 THREADS = 256
+#: The engine hands this backend a batch once its commands cover this many pages (1 GiB,
+#: about 0.3 ms of an H100's clearing), so the device clears while the host simulates: in
+#: one batch at the end, vm-anon with THP on ran at 9.06x the numba backend, in batches of
+#: 1 GiB at 10.76x (H100, 2026-11-26). numba-cuda names none: its batches cost 0.1-0.2 ms of
+#: host time each, and with 1 GiB ones it lost (mixed 7.66x -> 5.67x).
+BATCH_PAGES = 1 << 18
 #: Warps a block of the ordered kernel (one warp a page entry).
 APPLY_WARPS = 8
 #: Launch through cuLaunchKernel with argument slots kept from call to call: CuPy's own call

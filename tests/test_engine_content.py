@@ -77,7 +77,10 @@ def test_backend_fault_falls_back_and_marks_nothing_falsely_zeroed():
 
 
 class Async:
-    """Wraps a backend in the GPU backends' ``submit``/``collect`` (the work done at submit)."""
+    """Wraps a backend in the GPU backends' ``submit``/``collect`` (the work done at submit),
+    asking for batches of BATCH_PAGES pages as the CuPy backend does."""
+
+    BATCH_PAGES = 256
 
     def __init__(self, inner):
         self.inner = inner
@@ -93,11 +96,10 @@ class Async:
         return handle
 
 
-def test_async_backend_gets_batches_by_pages_with_the_same_counters(monkeypatch):
-    """A backend that works while the engine goes on gets a batch once its commands cover
-    ASYNC_BATCH_PAGES pages, not only when the buffer is full: more, smaller batches, and the
-    same counters and leaks as metadata mode."""
-    monkeypatch.setattr("zeroing.run.ASYNC_BATCH_PAGES", 256)
+def test_backend_asking_for_batches_by_pages_gets_them_with_the_same_counters():
+    """A backend that names BATCH_PAGES gets a batch once its commands cover that many
+    pages, not only when the buffer is full: more, smaller batches, and the same counters
+    and leaks as metadata mode."""
     ev = make_workload("mixed", PAGES, 6000, seed=4)
     pol = make_policy("init_on_free,pg_zeroed,reporting")
     meta = simulate(ev, pol, PAGES)

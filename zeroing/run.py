@@ -28,11 +28,6 @@ from .policy import P_OFFLOAD_BATCH, as_array
 from .validate import MODES, PCP_HIGH_MODES
 
 CMD_CAPACITY = 1 << 16
-#: A backend that works while the engine goes on (``submit``: the GPU ones) gets a batch once
-#: its commands cover this many pages (1 GiB: about 0.3 ms of an H100's clearing), so the
-#: device clears while the host simulates; one batch at the end of a run would leave the
-#: device idle until then and the host idle after (vm-anon with THP: one batch of 2M pages).
-ASYNC_BATCH_PAGES = 1 << 18
 #: Written over offload pages whose batch failed: they are dirty, whatever the device did.
 POISON = np.int64(0x7EAD_BEEF_0000_0000)
 
@@ -117,10 +112,11 @@ class EngineState:
 
     @backend.setter
     def backend(self, backend):
-        """A backend with ``submit`` gets batches by pages too (``ASYNC_BATCH_PAGES``)."""
+        """A backend that names ``BATCH_PAGES`` gets a batch once the commands cover that many
+        pages, not only when the buffer is full (see ``cupy_backend.BATCH_PAGES``)."""
         self._backend = backend
-        self.arrays.rstate[R_CMD_PAGE_LIMIT] = (ASYNC_BATCH_PAGES if hasattr(backend, "submit")
-                                                else NEVER)
+        pages = getattr(backend, "BATCH_PAGES", None)
+        self.arrays.rstate[R_CMD_PAGE_LIMIT] = pages if pages else NEVER
 
     def _dirty_boot_memory(self, nr_pages):
         """Boot memory holds old data: write a "boot" marker into every page (leak reports
