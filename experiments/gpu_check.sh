@@ -33,6 +33,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 $PY -c "import numpy, numba; print('numpy', numpy.__version__, 'numba', numba.__version__)"
 $PY -c "import cupy; print('cupy', cupy.__version__, 'CUDA runtime', cupy.cuda.runtime.runtimeGetVersion())" || true
 $PY -m pip show numba-cuda 2>/dev/null | head -2 || true
+$PY -c "from kernels import get_backend; b = get_backend('cupy'); print('cupy: compiled clear submitter', b.FAST is not None, ', cuLaunchKernel slots', b.DIRECT)" || true
 $PY -c "import kernels; from kernels import cuda_backend as c; print('numba-cuda first use:', c.first_use() if c.available() else 'no device')" || true
 
 step "GPU tests"
@@ -44,8 +45,8 @@ timeout 75 $PY experiments/bench_kernels.py --backends ${BENCH_BACKENDS:-numba,c
     --pool-pages ${POOL_PAGES:-4194304} --batches 4096,16384,65536,262144 --reps 5 \
     --json "$OUT/bench_kernels.json" || status=1
 
-step "clearing benchmark, CuPy with its own kernel call (the launch before cuLaunchKernel slots)"
-ZEROING_CUPY_DIRECT=0 timeout 40 $PY experiments/bench_kernels.py --backends cupy \
+step "clearing benchmark, CuPy submitting clears from Python (before the compiled submitter)"
+ZEROING_CUPY_FAST=0 timeout 40 $PY experiments/bench_kernels.py --backends cupy \
     --pool-pages ${POOL_PAGES:-4194304} --batches 16384,65536,262144 --reps 5 || status=1
 
 step "where a CuPy clear batch's time goes"

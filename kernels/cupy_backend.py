@@ -6,13 +6,16 @@ the kernels run on a compute stream that waits only for that copy; three words a
 back into pinned memory. ``submit`` returns at once, so the engine fills its next buffer
 while the device works on this one (double buffering); ``collect`` waits for the results.
 """
+import ctypes
 import os
 
 import numpy as np
+from numba import get_num_threads
 
 from .batch import PAGE_WORDS, check_pool_size
-from .device_batch import (CLEAR_THREADS, CUDA_SOURCE, LANES, Packed, Slots, device_collect,
-                           device_first_use)
+from .batch import CLEAR, DIRTY, VERIFY
+from .device_batch import (CHOICE, CLEAR_THREADS, CUDA_SOURCE, LANES, Packed, Slots,
+                           device_collect, device_first_use, make_clear_submitter, rows_of)
 
 name = "cupy"
 DEVICE = "gpu"
@@ -42,6 +45,10 @@ _values = np.zeros(_MAX_ARGS, np.int64)  # one 8-byte slot an argument (an int: 
 _argv = (_values.ctypes.data + 8 * np.arange(_MAX_ARGS)).astype(np.uint64)  # void *args[]
 _ARGV = _argv.ctypes.data  # (each .ctypes access builds an object: a microsecond)
 _module = None
+#: A batch of CLEAR rows is packed (serial or parallel as PackChoice says), copied and
+#: launched by one compiled call over libcuda (``device_batch.make_clear_submitter``); None
+#: where libcuda or the call fails (``first_use`` checks it), or with ZEROING_CUPY_FAST=0.
+FAST = None
 
 
 def available():
@@ -108,6 +115,24 @@ def memset(pool):
 
 def _blocks(n, threads):
     return max(1, (n + threads - 1) // threads)
+
+
+def _clear_submitter():
+    """The compiled clear-batch submitter over this process's libcuda, or None."""
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None
+    u64, u32 = ctypes.c_uint64, ctypes.c_uint
+
+    def fn(name, *argtypes):
+        f = getattr(lib, name)
+        f.argtypes, f.restype = argtypes, ctypes.c_int
+        return f
+    return make_clear_submitter(
+        fn("cuMemcpyHtoDAsync_v2", u64, u64, u64, u64), fn("cuEventRecord", u64, u64),
+        fn("cuStreamWaitEvent", u64, u64, u32),
+        fn("cuLaunchKernel", u64, u32, u32, u32, u32, u32, u32, u32, u64, u64, u64))
 
 
 def _launch(name, grid, block, stream, args):
@@ -205,7 +230,21 @@ def submit(pool, op, pfn, order, arg):
     st = _state(pool)
     n = len(op)
     slot = st.slots.next(n)
-    packed = Packed(op, pfn, order, arg, slot.host)
+    par, trial = CHOICE.parallel(n)
+    if FAST is not None and not trial:  # (a trial times the packing alone, in Packed)
+        rows = rows_of(op, pfn, order, arg)
+        *summary, status = FAST(*rows, slot.host, 4 * get_num_threads() if par else 0,
+                                slot.dev_ptr, st.copy.ptr, st.compute.ptr,
+                                slot.copied.ptr, slot.done.ptr, _fn_ptr("clear_pages"),
+                                pool.data.ptr, _values, _ARGV)
+        if status < 0:
+            raise RuntimeError(f"CUDA driver error {-status} submitting a clear batch")
+        packed = Packed(*rows, slot.host, summary=summary)
+        if status == 1:
+            slot.busy = True
+            return packed, slot, None
+    else:
+        packed = Packed(op, pfn, order, arg, slot.host)
     total, uo, nn, tt = packed.total, np.int32(packed.uorder), np.int64(n), np.int64(packed.total)
     copy, compute = st.copy, st.compute
     nrows = n + (n + 1 if packed.uorder < 0 else 0)  # cmd and starts are adjacent
@@ -253,12 +292,38 @@ def sync():
 
 def first_use():
     """None if the kernels compile and run here, else the reason (compile or driver error).
-    A failure with direct launches is tried again with CuPy's own (and those kept)."""
-    global DIRECT
+    A failure with direct launches is tried again with CuPy's own (and those kept). Then the
+    compiled clear submitter is taken into use if it clears right here (``FAST``)."""
+    global DIRECT, FAST
     why = device_first_use(alloc_pool, apply)
     if why is not None and DIRECT:
         DIRECT = False
-        if device_first_use(alloc_pool, apply) is None:
-            return None
-        DIRECT = True
+        if device_first_use(alloc_pool, apply) is not None:
+            DIRECT = True
+            return why
+        why = None
+    if why is None and os.environ.get("ZEROING_CUPY_FAST", "1") != "0":
+        FAST = _clears_right(_clear_submitter())
     return why
+
+
+def _clears_right(fast):
+    """``fast`` if batches of clears through it (one order and mixed orders) clear exactly
+    their pages of a dirtied pool, else None."""
+    global FAST
+    if fast is None:
+        return None
+    try:
+        FAST = fast
+        pool = alloc_pool(8)
+        pages = np.arange(8, dtype=np.int64)
+        none = np.zeros(8, np.int64)
+        apply(pool, np.full(8, DIRTY, np.uint8), pages, none, np.full(8, 7, np.int64))
+        apply(pool, np.full(2, CLEAR, np.uint8), np.array([1, 4]), np.array([0, 1]), none[:2])
+        apply(pool, np.full(1, CLEAR, np.uint8), np.array([6]), none[:1], none[:1])
+        got = apply(pool, np.full(8, VERIFY, np.uint8), pages, none, none)
+        return fast if list(got[0]) == [1, 0, 1, 1, 0, 0, 0, 1] else None
+    except Exception:
+        return None
+    finally:
+        FAST = None

@@ -110,3 +110,68 @@ def test_packing_by_either_way_gives_the_same_batch(monkeypatch):
     for _ in range(2 * db.PackChoice.TRIALS + 2):
         p = db.Packed(op, pfn, order, arg, np.full(3 * n + 1, -1, np.int64))
         np.testing.assert_array_equal(p.buf, want)
+
+
+class FakeDriver:
+    """The four CUDA driver functions the compiled clear submitter calls, as ctypes
+    callbacks that record their arguments (what the submitter asked of the driver, in
+    order); ``fail`` names one that returns that error code."""
+
+    def __init__(self, fail=None, code=700):
+        import ctypes
+        u64, u32, i32 = ctypes.c_uint64, ctypes.c_uint, ctypes.c_int
+        self.calls = []
+
+        def recorder(name, *argtypes):
+            def call(*args):
+                self.calls.append((name,) + args)
+                return code if name == fail else 0
+            return ctypes.CFUNCTYPE(i32, *argtypes)(call)
+        self.memcpy = recorder("memcpy", u64, u64, u64, u64)
+        self.record = recorder("record", u64, u64)
+        self.wait = recorder("wait", u64, u64, u32)
+        self.launch = recorder("launch", u64, u32, u32, u32, u32, u32, u32, u32, u64, u64, u64)
+
+    def submitter(self):
+        return db.make_clear_submitter(self.memcpy, self.record, self.wait, self.launch)
+
+
+def test_compiled_clear_submitter_packs_copies_waits_launches_and_records():
+    """For a batch of clears: the words Packed would write, then a copy of cmd (and starts
+    when orders differ) on the copy stream, the compute stream waiting on ``copied``, the
+    clear kernel over every page (one block of CLEAR_THREADS each) with its arguments in the
+    slots, ``done`` recorded (packed on one thread or several); any other batch packed and
+    nothing asked of the driver; a driver error returned and nothing asked after it."""
+    drv = FakeDriver()
+    submit = drv.submitter()
+    values = np.zeros(16, np.int64)
+    DEV, COPY, COMPUTE, COPIED, DONE, FN, POOL, ARGV = 1 << 40, 11, 12, 13, 14, 15, 1 << 41, 99
+    for orders, nchunks in (([0], 0), ([0, 1, 3], 0), ([0, 1, 3], 7)):
+        op, pfn, order, arg = rows(orders, [CLEAR], 300, np.random.default_rng(len(orders)))
+        buf = np.full(3 * 300 + 1, -7, np.int64)
+        drv.calls.clear()
+        *summary, status = submit(op, pfn, order, arg, buf, nchunks, DEV, COPY, COMPUTE, COPIED,
+                                  DONE, FN, POOL, values, ARGV)
+        want = db.Packed(op, pfn, order, arg)
+        got = db.Packed(op, pfn, order, arg, buf, summary=summary)
+        assert status == 1 and got.total == want.total and got.uorder == want.uorder
+        nrows = 300 if want.uorder >= 0 else 601
+        np.testing.assert_array_equal(buf[:nrows], want.buf[:nrows])
+        assert drv.calls == [("memcpy", DEV, buf.ctypes.data, nrows * 8, COPY),
+                             ("record", COPIED, COPY), ("wait", COMPUTE, COPIED, 0),
+                             ("launch", FN, want.total, 1, 1, db.CLEAR_THREADS, 1, 1, 0, COMPUTE,
+                              ARGV, 0),
+                             ("record", DONE, COMPUTE)]
+        assert list(values[:5]) == [POOL, DEV, 300, want.uorder, want.total]
+    op, pfn, order, arg = rows([0, 2], [CLEAR, DIRTY, VERIFY], 200, np.random.default_rng(9))
+    drv.calls.clear()
+    buf = np.empty(601, np.int64)
+    *summary, status = submit(op, pfn, order, arg, buf, 0, DEV, COPY, COMPUTE, COPIED, DONE, FN,
+                              POOL, values, ARGV)
+    assert status == 0 and drv.calls == []
+    assert db.Packed(op, pfn, order, arg, buf, summary=summary).has_verify
+    bad = FakeDriver(fail="wait")
+    op, pfn, order, arg = rows([0], [CLEAR], 10, np.random.default_rng(1))
+    *_, status = bad.submitter()(op, pfn, order, arg, np.empty(31, np.int64), 0, DEV, COPY,
+                                 COMPUTE, COPIED, DONE, FN, POOL, values, ARGV)
+    assert status == -700 and [c[0] for c in bad.calls] == ["memcpy", "record", "wait"]

@@ -158,9 +158,10 @@ def _gpu():
         pytest.skip(f"NO GPU: CuPy backend not tested on this machine ({e})")
 
 
-def _matches_reference(name):
+def _matches_reference(name, extra=()):
     rng = np.random.default_rng(2)
-    batches = [random_batch(rng, 4096, n) for n in (1, 100, 5000)] + gpu_batches(rng, 4096)
+    batches = ([random_batch(rng, 4096, n) for n in (1, 100, 5000)] + gpu_batches(rng, 4096)
+               + list(extra))
     ref, ref_pool = run_backend("numpy", batches, 4096)
     got, pool = run_backend(name, batches, 4096)
     np.testing.assert_array_equal(ref_pool, pool)
@@ -170,15 +171,33 @@ def _matches_reference(name):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("fast", [True, False], ids=["compiled-clear", "python-clear"])
 @pytest.mark.parametrize("direct", [True, False], ids=["cuLaunchKernel", "cupy-call"])
-def test_cupy_backend_matches_reference(direct, monkeypatch):
-    """Both ways of launching: argument slots through cuLaunchKernel, and CuPy's own call.
-    The first must not have been turned off by first use (it would hide a broken path)."""
+def test_cupy_backend_matches_reference(direct, fast, monkeypatch):
+    """Both ways of launching (argument slots through cuLaunchKernel, CuPy's own call) and
+    both ways of submitting a batch of clears (one compiled call over libcuda, or Python),
+    with large clear batches of one order and of mixed orders. Neither fast path may have
+    been turned off by first use (that would hide a broken path)."""
     b = _gpu()
     assert b.DIRECT or os.environ.get("ZEROING_CUPY_DIRECT") == "0", \
         "direct launches failed at first use on this GPU"
+    assert b.FAST is not None or os.environ.get("ZEROING_CUPY_FAST") == "0", \
+        "the compiled clear submitter failed at first use on this GPU"
     monkeypatch.setattr(b, "DIRECT", direct)
-    _matches_reference("cupy")
+    if not fast:
+        monkeypatch.setattr(b, "FAST", None)
+    rng = np.random.default_rng(5)
+    pfn = rng.permutation(4096)[:3000].astype(np.int64)
+    order = rng.choice([0, 1, 2], size=500).astype(np.int64)
+    blocks = (rng.permutation(1024)[:500] * 4).astype(np.int64)
+    clears = [(np.full(3000, CLEAR, np.uint8), pfn, np.zeros(3000, np.int64),
+               np.zeros(3000, np.int64)),
+              (np.full(500, CLEAR, np.uint8), blocks, order, np.zeros(500, np.int64))]
+    dirty = (np.full(4096, DIRTY, np.uint8), np.arange(4096), np.zeros(4096, np.int64),
+             np.full(4096, 3, np.int64))
+    verify = (np.full(4096, VERIFY, np.uint8), np.arange(4096), np.zeros(4096, np.int64),
+              np.zeros(4096, np.int64))
+    _matches_reference("cupy", [dirty] + clears + [verify])
 
 
 @pytest.mark.gpu
