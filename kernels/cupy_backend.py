@@ -5,6 +5,8 @@ are packed into one of two pinned staging buffers and copied asynchronously on a
 the kernels run on a compute stream that waits only for that copy; three words a row come
 back into pinned memory. ``submit`` returns at once, so the engine fills its next buffer
 while the device works on this one (double buffering); ``collect`` waits for the results.
+Kernels are launched through ``cuLaunchKernel`` with kept argument slots (``DIRECT``), and a
+batch of clears is submitted by one compiled call (``FAST``).
 """
 import ctypes
 import os
@@ -12,8 +14,7 @@ import os
 import numpy as np
 from numba import get_num_threads
 
-from .batch import PAGE_WORDS, check_pool_size
-from .batch import CLEAR, DIRTY, VERIFY
+from .batch import CLEAR, DIRTY, PAGE_WORDS, VERIFY, check_pool_size
 from .device_batch import (CHOICE, CLEAR_THREADS, CUDA_SOURCE, LANES, Packed, Slots,
                            device_collect, device_first_use, make_clear_submitter, rows_of)
 
@@ -48,6 +49,8 @@ _module = None
 #: A batch of CLEAR rows is packed (serial or parallel as PackChoice says), copied and
 #: launched by one compiled call over libcuda (``device_batch.make_clear_submitter``); None
 #: where libcuda or the call fails (``first_use`` checks it), or with ZEROING_CUPY_FAST=0.
+#: On the H100 machine (2026-11-26, same run) 16K scattered pages a batch went 0.64 -> 0.68
+#: of the device memset with it: the host still sets the pace at that size.
 FAST = None
 
 
