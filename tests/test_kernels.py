@@ -47,6 +47,23 @@ def gpu_batches(rng, nr_pages):
     return batches
 
 
+def clear_batches(rng, nr_pages):
+    """Every page dirtied, then batches of clears only (one order; mixed orders, one block
+    inside another), then every page verified: what the clear-only paths clear, exactly."""
+    pfn = rng.permutation(nr_pages)[:nr_pages * 3 // 4].astype(np.int64)
+    blocks = (rng.permutation(nr_pages // 4)[:nr_pages // 8] * 4).astype(np.int64)
+    order = rng.choice([0, 1, 2], size=len(blocks)).astype(np.int64)
+    blocks[0], order[0] = 0, 2
+    blocks[1], order[1] = 1, 0  # inside the block before: cleared twice
+    every = np.arange(nr_pages, dtype=np.int64)
+    none = np.zeros(nr_pages, np.int64)
+    return [(np.full(nr_pages, DIRTY, np.uint8), every, none, np.full(nr_pages, 3, np.int64)),
+            (np.full(len(pfn), CLEAR, np.uint8), pfn, none[:len(pfn)], none[:len(pfn)]),
+            (np.full(nr_pages, DIRTY, np.uint8), every, none, np.full(nr_pages, 5, np.int64)),
+            (np.full(len(blocks), CLEAR, np.uint8), blocks, order, none[:len(blocks)]),
+            (np.full(nr_pages, VERIFY, np.uint8), every, none, none)]
+
+
 def run_backend(name, batches, nr_pages):
     b = get_backend(name)
     pool = b.alloc_pool(nr_pages)
@@ -65,6 +82,7 @@ def test_cpu_backend_matches_reference(name, stores, monkeypatch):
     rng = np.random.default_rng(0)
     batches = [random_batch(rng, 256, n) for n in (1, 50, 400)]
     batches += [paired_batch(rng, 256, n) for n in (3, 60, 600)]
+    batches += clear_batches(rng, 256)
     batches.append((np.array([DIRTY, VERIFY, CLEAR, VERIFY], np.uint8),
                     np.array([8, 8, 8, 8]), np.array([2, 2, 1, 2]), np.array([77, 0, 0, 0])))
     ref, ref_pool = run_backend("numpy", batches, 256)
@@ -114,9 +132,9 @@ def test_pool_larger_than_memory_is_refused():
 SIM = """
 import numpy as np, sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
-from test_kernels import gpu_batches, run_backend
+from test_kernels import clear_batches, gpu_batches, run_backend
 rng = np.random.default_rng(1)
-batches = gpu_batches(rng, 32)
+batches = gpu_batches(rng, 32) + clear_batches(rng, 32)
 ref, ref_pool = run_backend("numpy", batches, 32)
 got, pool = run_backend("cuda", batches, 32)
 assert (ref_pool == pool).all()
@@ -186,18 +204,7 @@ def test_cupy_backend_matches_reference(direct, fast, monkeypatch):
     monkeypatch.setattr(b, "DIRECT", direct)
     if not fast:
         monkeypatch.setattr(b, "FAST", None)
-    rng = np.random.default_rng(5)
-    pfn = rng.permutation(4096)[:3000].astype(np.int64)
-    order = rng.choice([0, 1, 2], size=500).astype(np.int64)
-    blocks = (rng.permutation(1024)[:500] * 4).astype(np.int64)
-    clears = [(np.full(3000, CLEAR, np.uint8), pfn, np.zeros(3000, np.int64),
-               np.zeros(3000, np.int64)),
-              (np.full(500, CLEAR, np.uint8), blocks, order, np.zeros(500, np.int64))]
-    dirty = (np.full(4096, DIRTY, np.uint8), np.arange(4096), np.zeros(4096, np.int64),
-             np.full(4096, 3, np.int64))
-    verify = (np.full(4096, VERIFY, np.uint8), np.arange(4096), np.zeros(4096, np.int64),
-              np.zeros(4096, np.int64))
-    _matches_reference("cupy", [dirty] + clears + [verify])
+    _matches_reference("cupy", clear_batches(np.random.default_rng(5), 4096))
 
 
 @pytest.mark.gpu
