@@ -9,8 +9,8 @@ there, ``first_use()`` whether the kernels compile and run on it.
 import numpy as np
 
 from .batch import CLEAR, DIRTY, LINE_WORDS, PAGE_WORDS, VERIFY, check_pool_size
-from .device_batch import (CLEAR_THREADS, LANES, NO_PFN, PFN_SHIFT, Packed, Slots, device_collect,
-                           device_first_use)
+from .device_batch import (CLEAR_THREADS, LANES, NO_PFN, PFN_SHIFT, Packed, Slots, blocks,
+                           device_collect, device_first_use)
 
 name = "cuda"
 DEVICE = "gpu"
@@ -194,9 +194,6 @@ if cuda is not None:
             a[i] = value
 
 
-def _blocks(n, threads):
-    return max(1, (n + threads - 1) // threads)
-
 
 def _event():
     return cuda.event() if SIM else cuda.event(timing=False)  # the simulator's takes no args
@@ -228,7 +225,7 @@ class _Scratch:
 
     def __init__(self, nr_pages):
         self.head = cuda.device_array(nr_pages, dtype=np.int32)
-        _fill[_blocks(nr_pages, THREADS), THREADS](self.head, -1)
+        _fill[blocks(nr_pages, THREADS), THREADS](self.head, -1)
         self.cap = 0
         self.copy = cuda.stream()
         self.compute = cuda.stream()
@@ -277,7 +274,7 @@ def memset(pool):
     """The device's own memset (cuMemsetD8Async on the default stream), the baseline; a fill
     kernel under the simulator, which has no driver."""
     if SIM:
-        _fill[_blocks(pool.shape[0], 1024), 1024](pool, np.uint64(0))
+        _fill[blocks(pool.shape[0], 1024), 1024](pool, np.uint64(0))
     else:
         from numba.cuda.cudadrv import driver
         driver.device_memset(pool, 0, pool.nbytes, stream=cuda.default_stream())
@@ -306,13 +303,13 @@ def submit(pool, op, pfn, order, arg):
     else:
         ent_row, nxt, found = st.entries(total)
         res = slot.res
-        _init_results[_blocks(3 * n, THREADS), THREADS, s](res, n)
-        _link_pages[_blocks(total, THREADS), THREADS, s](rows, n, uo, total, st.head, ent_row,
+        _init_results[blocks(3 * n, THREADS), THREADS, s](res, n)
+        _link_pages[blocks(total, THREADS), THREADS, s](rows, n, uo, total, st.head, ent_row,
                                                           nxt)
         _apply_pages[total, LANES, s](pool, rows, n, uo, total, st.head, ent_row, nxt, found,
                                       res)
         if packed.has_verify:
-            _verify_markers[_blocks(total, THREADS), THREADS, s](rows, n, uo, ent_row, total,
+            _verify_markers[blocks(total, THREADS), THREADS, s](rows, n, uo, ent_row, total,
                                                                   found, res)
             pending = slot.res_host[:3 * n]
             res[:3 * n].copy_to_host(pending, stream=s)

@@ -15,7 +15,7 @@ import numpy as np
 from numba import get_num_threads
 
 from .batch import CLEAR, DIRTY, PAGE_WORDS, VERIFY, check_pool_size
-from .device_batch import (CHOICE, CLEAR_THREADS, CUDA_SOURCE, LANES, Packed, Slots,
+from .device_batch import (CHOICE, CLEAR_THREADS, CUDA_SOURCE, LANES, Packed, Slots, blocks,
                            device_collect, device_first_use, make_clear_submitter, rows_of)
 
 name = "cupy"
@@ -115,9 +115,6 @@ def memset(pool):
     """cudaMemsetAsync on the legacy stream: the device's own memset, the baseline."""
     cp.cuda.runtime.memsetAsync(pool.data.ptr, 0, pool.nbytes, 0)
 
-
-def _blocks(n, threads):
-    return max(1, (n + threads - 1) // threads)
 
 
 def _clear_submitter():
@@ -264,14 +261,14 @@ def submit(pool, op, pfn, order, arg):
     else:
         ent_row, nxt, found = st.entries(total)
         res = slot.res
-        _launch("init_results", _blocks(3 * n, THREADS), THREADS, compute, (res, nn))
-        _launch("link_pages", _blocks(total, THREADS), THREADS, compute,
+        _launch("init_results", blocks(3 * n, THREADS), THREADS, compute, (res, nn))
+        _launch("link_pages", blocks(total, THREADS), THREADS, compute,
                 (rows, nn, uo, tt, st.head, ent_row, nxt))
         args = (pool, rows, nn, uo, tt, st.head, ent_row, nxt, found, res)
-        _launch("apply_pages_warp", _blocks(total, APPLY_WARPS), APPLY_WARPS * LANES, compute,
+        _launch("apply_pages_warp", blocks(total, APPLY_WARPS), APPLY_WARPS * LANES, compute,
                 args)
         if packed.has_verify:
-            _launch("verify_markers", _blocks(total, THREADS), THREADS, compute,
+            _launch("verify_markers", blocks(total, THREADS), THREADS, compute,
                     (rows, nn, uo, ent_row, tt, found, res))
             rt.memcpyAsync(slot.res_host.ctypes.data, res.data.ptr, 3 * n * 8,
                            rt.memcpyDeviceToHost, compute.ptr)

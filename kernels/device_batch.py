@@ -288,6 +288,11 @@ def results_from(packed, res):
     return nonzero, bad, marker
 
 
+def blocks(n, threads):
+    """Blocks of ``threads`` that cover n items (at least one: a launch of none fails)."""
+    return max(1, (n + threads - 1) // threads)
+
+
 class Slots:
     """The two staging slots of a GPU backend, used in turn (double buffering): a slot is
     taken again only once the batch before last, which used it, is done."""
