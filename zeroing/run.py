@@ -152,9 +152,9 @@ class EngineState:
         # Copies: the engine refills its buffer while this batch is in flight.
         rows = tuple(x[:n].copy() for x in (a.cmd_op, a.cmd_pfn, a.cmd_order, a.cmd_arg,
                                             a.cmd_event))
-        a.rstate[R_NCMD] = a.rstate[R_CMD_PAGES] = 0
         self.launches += 1
-        self.launch_pages += int((np.int64(1) << rows[2]).sum())
+        self.launch_pages += int(a.rstate[R_CMD_PAGES])  # the engine counted them as it emitted
+        a.rstate[R_NCMD] = a.rstate[R_CMD_PAGES] = 0
         submit = getattr(self.backend, "submit", None)
         t0 = time.perf_counter()
         try:
