@@ -104,6 +104,24 @@ def test_stale_page_bit_leaks_and_fpi_does_not():
     assert safe["counters"]["zero_leak"] == 0
 
 
+def test_a_leak_names_the_first_dirty_page_of_the_block():
+    """check_zeroed counts every dirty page of a block and records the first of them, with
+    its writer: content mode's VERIFY reports that page's marker, so both modes must agree."""
+    from zeroing import counters as C
+    from zeroing import engine
+    from zeroing import struct_page as SP
+    from zeroing.run import EngineState
+    st = EngineState(64, make_policy("baseline"), "metadata", None)
+    a = st.arrays
+    a.truth[8:16] = [1, 1, 1, 0, 1, 0, 1, 1]
+    a.writer[11], a.writer[13] = 7, 9
+    a.writer_caller[11] = SP.CALLER_SLAB
+    engine.check_zeroed(st.e, 8, 3, 99)
+    assert a.cnt[C.ZERO_LEAK] == 2 and a.cnt[C.ZERO_CHECKED] == 8
+    assert list(a.leaks[0]) == [11, 99, 7] and a.rstate[engine.R_NLEAKS] == 1
+    assert a.by_caller[SP.CS_LEAK, SP.CALLER_SLAB] == 2
+
+
 def test_pfmemalloc_assign_loses_the_hint(mixed):
     lost = run(mixed, "init_on_free,pg_zeroed", hint="lru_bit", pfmemalloc="assign")
     kept = run(mixed, "init_on_free,pg_zeroed", hint="lru_bit", pfmemalloc="or")

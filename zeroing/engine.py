@@ -123,14 +123,21 @@ def emit(e, op, pfn, order, arg, event):
 
 
 @njit(cache=True)
+def zero_pages_in(truth, pfn, pages):
+    """How many of the pages [pfn, pfn + pages) are all zero (a branch-free sum, vectorised)."""
+    n = np.int64(0)
+    for p in range(pfn, pfn + pages):
+        n += np.int64(truth[p])
+    return n
+
+
+@njit(cache=True)
 def clear_pages(e, pfn, order, site, event, queue=True):
     """A clear at a site: count it, and the pages that were already zero (redundant).
     ``queue=False``: the clear's command already ran (an offload batch)."""
     pages = np.int64(1) << order
-    redundant = 0
-    for p in range(pfn, pfn + pages):
-        redundant += np.int64(e.truth[p])
-        e.truth[p] = 1
+    redundant = zero_pages_in(e.truth, pfn, pages)
+    e.truth[pfn:pfn + pages] = 1
     e.cnt[site] += pages
     if site == C.ZERO_FREE or site == C.ZERO_ALLOC or site == C.ZERO_USER:
         account = A_FREE if site == C.ZERO_FREE else (A_ALLOC if site == C.ZERO_ALLOC else A_USER)
@@ -176,9 +183,8 @@ def host_zeroes(e, pfn, order):
     its first touch of each discarded unit does (``host_touch``)."""
     pages = np.int64(1) << order
     e.rstate[R_DISCARDS] = 1
-    for p in range(pfn, pfn + pages):
-        e.truth[p] = 1
-        e.discarded[p] = order + 1
+    e.truth[pfn:pfn + pages] = 1
+    e.discarded[pfn:pfn + pages] = order + 1
     e.cnt[C.ZERO_HOST] += pages
     if e.rstate[R_CONTENT]:
         emit(e, CLEAR, pfn, order, 0, -1)
@@ -187,10 +193,11 @@ def host_zeroes(e, pfn, order):
 @njit(cache=True)
 def dirty_pages(e, pfn, order, event, caller=0):
     host_touch(e, pfn, order, True)
-    for p in range(pfn, pfn + (np.int64(1) << order)):
-        e.truth[p] = 0
-        e.writer[p] = event
-        e.writer_caller[p] = caller
+    # One store per loop: each becomes a memset or a vector fill.
+    end = pfn + (np.int64(1) << order)
+    e.truth[pfn:end] = 0
+    e.writer[pfn:end] = event
+    e.writer_caller[pfn:end] = caller
     if e.rstate[R_CONTENT]:
         marker = (event + 1) | (np.int64(caller) << MARKER_CALLER_SHIFT) if event >= 0 \
             else BOOT_MARKER
@@ -201,8 +208,7 @@ def dirty_pages(e, pfn, order, event, caller=0):
 def user_clears(e, pfn, order, event):
     """The caller itself stores zeros (a page table emptied by zap_pte_range before it is
     freed): not a zeroing site of the model, so nothing is counted."""
-    for p in range(pfn, pfn + (np.int64(1) << order)):
-        e.truth[p] = 1
+    e.truth[pfn:pfn + (np.int64(1) << order)] = 1
     if e.rstate[R_CONTENT]:
         emit(e, CLEAR, pfn, order, 0, event)
 
@@ -226,14 +232,11 @@ def check_zeroed(e, pfn, order, event):
     if e.rstate[R_CONTENT]:
         emit(e, VERIFY, pfn, order, 0, event)
         return
-    first = core.NONE
-    bad = 0
-    for p in range(pfn, pfn + pages):
-        if e.truth[p] == 0:
-            bad += 1
-            if first == core.NONE:
-                first = p
-    if first != core.NONE:
+    bad = pages - zero_pages_in(e.truth, pfn, pages)
+    if bad:
+        first = pfn
+        while e.truth[first] != 0:
+            first += 1
         e.cnt[C.ZERO_LEAK] += bad
         # Content mode sees the first bad page's marker only: attribute the block the same way.
         e.by_caller[SP.CS_LEAK, e.writer_caller[first]] += bad
@@ -646,10 +649,7 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                 # The buddy trusts a bit the allocator set and nobody cleared: no freer said so.
                 fpi |= core.FPI_ZEROED
                 bc[SP.CS_STALE, caller] += pages
-                dirty = 0
-                for p in range(pfn, pfn + pages):
-                    dirty += 1 - np.int64(e.truth[p])
-                bc[SP.CS_FALSE, caller] += dirty
+                bc[SP.CS_FALSE, caller] += pages - zero_pages_in(e.truth, pfn, pages)
             SP.free_words(e, pfn)
             if core.free_pages(z, pfn, order, fpi, cpu) < 0:
                 return i, EXIT_BAD_EVENT
