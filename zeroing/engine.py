@@ -157,9 +157,14 @@ def host_touch(e, pfn, order, in_task):
     unit is the discarded block, at most ``host.page_order`` (the host's backing page)."""
     if e.rstate[R_DISCARDS] == 0:
         return  # nothing was ever discarded: skip the walk over the pages
+    end = pfn + (np.int64(1) << order)
+    seen = np.uint8(0)
+    for p in range(pfn, end):  # branch-free first: most blocks have no discarded page
+        seen |= e.discarded[p]
+    if seen == 0:
+        return
     host_order = np.int64(e.cost[K_HOST_ORDER])
     p = pfn
-    end = pfn + (np.int64(1) << order)
     while p < end:
         d = np.int64(e.discarded[p])
         if d == 0:
