@@ -347,25 +347,19 @@ def check_output_folder(where, path):
 def check_workload(name_where, name, params, key):
     """Workload name and parameters (``key(k)`` spells a parameter for the message); returns
     the parameters converted, None values dropped."""
-    from .workloads import WORKLOADS, _on_off
+    from .workloads import WORKLOADS, _on_off, convert_params
     if not isinstance(name, str) or name not in WORKLOADS:
         raise UserError(f"{name_where}: {name!r} is not allowed: one of {', '.join(WORKLOADS)}")
-    _, spec = WORKLOADS[name]
-    out = {}
+    spec = WORKLOADS[name][1]
+    ranged = {}
     for k, v in params.items():
-        if v is None:
-            continue
-        if k not in spec:
-            raise UserError(f"{key(k)}: workload {name!r} has no such parameter "
-                            f"(it takes: {', '.join(spec) or 'none'})")
-        rule = RULES.get(k) or {int: Int(0, BIG), float: Float(0, 1e9),
-                                _on_off: Bool()}.get(spec[k])
-        out[k] = v if rule is None else check(key(k), k, v, rule)  # None: spec[k] parses it
-        try:
-            out[k] = spec[k](out[k])
-        except (TypeError, ValueError) as e:
-            raise UserError(f"{key(k)}: {v!r} is not allowed: {e}") from None
-    return out
+        rule = None if v is None or k not in spec else (
+            RULES.get(k) or {int: Int(0, BIG), float: Float(0, 1e9), _on_off: Bool()}.get(spec[k]))
+        ranged[k] = v if rule is None else check(key(k), k, v, rule)
+    try:
+        return convert_params(name, ranged, key)  # a rule-less value: its parser checks it
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def check_input_file(where, path):

@@ -73,20 +73,28 @@ def iter_workload(name, nr_pages=None, events=None, seed=0, chunk=1 << 20, reuse
 def _workload_call(name, nr_pages, events, params):
     if name not in WORKLOADS:
         raise ValueError(f"unknown workload {name!r}: choose from {', '.join(WORKLOADS)}")
-    fn, spec = WORKLOADS[name]
     if events is not None:
         params["events"] = events
+    kwargs = convert_params(name, params)
+    if nr_pages is not None:
+        kwargs["nr_pages"] = nr_pages
+    return WORKLOADS[name][0], kwargs
+
+
+def convert_params(name, params, spell=None):
+    """``params`` converted by the workload's own parsers, None values dropped. A ValueError
+    names the parameter as ``spell(key)`` (by default the workload and the key)."""
+    spec = WORKLOADS[name][1]
+    spell = spell or (lambda k: f"workload {name!r} parameter {k!r}")
     kwargs = {}
     for key, value in params.items():
         if value is None:
             continue
         if key not in spec:
-            raise ValueError(f"workload {name!r} has no parameter {key!r} "
+            raise ValueError(f"{spell(key)}: workload {name!r} has no such parameter "
                              f"(it takes: {', '.join(spec) or 'none'})")
         try:
             kwargs[key] = spec[key](value)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"workload {name!r} parameter {key!r}: bad value {value!r} ({e})") from None
-    if nr_pages is not None:
-        kwargs["nr_pages"] = nr_pages
-    return fn, kwargs
+            raise ValueError(f"{spell(key)}: {value!r} is not allowed: {e}") from None
+    return kwargs
