@@ -188,8 +188,9 @@ def host_zeroes(e, pfn, order):
     its first touch of each discarded unit does (``host_touch``)."""
     pages = np.int64(1) << order
     e.rstate[R_DISCARDS] = 1
-    e.truth[pfn:pfn + pages] = 1
-    e.discarded[pfn:pfn + pages] = order + 1
+    for p in range(pfn, pfn + pages):
+        e.truth[p] = 1
+        e.discarded[p] = order + 1
     e.cnt[C.ZERO_HOST] += pages
     if e.rstate[R_CONTENT]:
         emit(e, CLEAR, pfn, order, 0, -1)
@@ -213,7 +214,8 @@ def dirty_pages(e, pfn, order, event, caller=0):
 def user_clears(e, pfn, order, event):
     """The caller itself stores zeros (a page table emptied by zap_pte_range before it is
     freed): not a zeroing site of the model, so nothing is counted."""
-    e.truth[pfn:pfn + (np.int64(1) << order)] = 1
+    for p in range(pfn, pfn + (np.int64(1) << order)):
+        e.truth[p] = 1
     if e.rstate[R_CONTENT]:
         emit(e, CLEAR, pfn, order, 0, event)
 
