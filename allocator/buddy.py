@@ -44,6 +44,13 @@ class InvariantError(AssertionError):
     """``check()`` found the model in a state the kernel could never be in."""
 
 
+#: MAX_PAGE_ORDER of x86-64 (include/linux/mmzone.h, no ARCH_FORCE_MAX_ORDER): the zone's
+#: default largest block, and the largest order a trace may name.
+MAX_PAGE_ORDER = 10
+#: The largest NR_CPUS a kernel can be built with (x86 MAXSMP): a traced CPU must be below it.
+MAX_CPUS = 8192
+
+
 class BuddyAllocator:
     """One zone of the Linux page allocator, with the PG_zeroed hint.
 
@@ -54,7 +61,7 @@ class BuddyAllocator:
     False
     """
 
-    def __init__(self, nr_pages, max_order=10, pcp=True, mobility_grouping=True, *,
+    def __init__(self, nr_pages, max_order=MAX_PAGE_ORDER, pcp=True, mobility_grouping=True, *,
                  pageblock_order=None, pcp_high=None, pcp_batch=None, nr_cpus=1, thp=True,
                  page_reporting_order=None, lenient=False, free_high_batch=True):
         """``pcp_high``: "auto" (default, None too: 6.7+ auto-tuning between high_min and
@@ -69,8 +76,8 @@ class BuddyAllocator:
             pageblock_order = min(9, max_order)
         if not 0 <= pageblock_order <= max_order:
             raise ValueError(f"pageblock_order {pageblock_order} is not in 0..max_order")
-        if nr_cpus < 1:
-            raise ValueError(f"nr_cpus {nr_cpus} must be at least 1")
+        if not 1 <= nr_cpus <= MAX_CPUS:
+            raise ValueError(f"nr_cpus {nr_cpus} is not in 1..{MAX_CPUS}")
         batch = zone_batchsize(nr_pages) if pcp_batch is None else pcp_batch
         pcp_auto = pcp_high is None or pcp_high == "auto"
         if pcp_auto or pcp_high == "fixed":

@@ -242,6 +242,57 @@ def test_empty_trace_and_binary_format_file(capsys, tmp_path):
     one_line_error(capsys, main(["replay", TRACE_GZ, "--format", binary]), binary, "not text")
 
 
+LINE = ("bash-5697    [000] .....   343.635514: mm_page_alloc: page=00000000d1121e70 "
+        "pfn=0x14183c order=0 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO\n")
+
+
+@pytest.mark.parametrize("old,new,fragments", [
+    ("order=0", "order=11", ["order 11 out of range", "MAX_PAGE_ORDER"]),
+    ("pfn=0x14183c", "pfn=-5", ["pfn -5 is negative"]),
+    ("GFP_HIGHUSER_MOVABLE|__GFP_ZERO", "0xfffffffffffffffffff", ["does not fit gfp_t"]),
+    ("[000]", "[99999999]", ["cpu 99999999 out of range"]),
+])
+def test_bad_trace_values_name_the_line(capsys, tmp_path, old, new, fragments):
+    path = write(tmp_path, LINE + LINE.replace(old, new), "t.txt")
+    one_line_error(capsys, main(["replay", path, "--trace-clock", "--pages", "4194304"]),
+                   f"{path}:2:", *fragments)
+    assert main(["replay", path, "--lenient", "--trace-clock", "--pages", "4194304"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped {path}:2: " in err and fragments[0] in err
+
+
+def test_time_going_back_is_an_anomaly(capsys, tmp_path):
+    line = LINE.replace("0x14183c", "0x100")
+    path = write(tmp_path, line + line.replace("343.", "100."), "t.txt")
+    assert main(["replay", path, "--trace-clock", "--pages", "4096"]) == 0
+    assert "'time_went_back': 1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("expr", ["((1) << 3", "1 << 4000", "~5", "1 >>> 2"])
+def test_bad_format_flag_expressions(capsys, tmp_path, expr):
+    fmt = write(tmp_path, 'print fmt: "%s", __print_flags(REC->gfp_flags, "|", '
+                          f'{{(unsigned long)({expr}), "GFP_X"}})', "format")
+    one_line_error(capsys, main(["replay", TRACE_GZ, "--format", fmt]), fmt, "GFP_X")
+
+
+def test_devices_and_pipes_are_neither_read_nor_replaced(capsys, tmp_path):
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    one_line_error(capsys, main(["run", "--pages", "4096", "--events", "100", "--json", fifo]),
+                   "--json", "not a regular file")
+    assert not os.path.isfile(fifo)
+    one_line_error(capsys, main(["replay", fifo]), fifo, "not a regular file")
+    one_line_error(capsys, main(["replay", TRACE_GZ, "--format", fifo]), fifo, "not a regular file")
+    one_line_error(capsys, main(["run", "--cost-profile", fifo]), fifo, "not a regular file")
+    one_line_error(capsys, main(["compare", fifo]), fifo, "not a regular file")
+    one_line_error(capsys, main(["run", "--json", ""]), "--json", "empty path")
+    config = write(tmp_path, TINY + 'a="baseline"\n')
+    one_line_error(capsys, main(["compare", config, "--out", ""]), "--out", "empty path")
+    one_line_error(capsys, main(["sweep", config, "--scheduler", ""]), "--scheduler", "empty")
+    afile = write(tmp_path, "x", "afile")
+    one_line_error(capsys, main(["run", "--json", afile + "/x.json"]), afile, "is a file")
+
+
 # ---- results and summary -------------------------------------------------------------
 
 def test_summary_shows_allocation_failures(capsys, monkeypatch):

@@ -172,7 +172,7 @@ def cmd_run(args):
     policy = check_policy("--policy", args.policy, options, option)
     profile = cost_profile("--cost-profile", args.cost_profile,
                            policy.offload_device if policy.offload else None)
-    if args.json:
+    if args.json is not None:
         check_output_file("--json", args.json)
     check_memory("--events" if params.get("events") else "--pages", pages, mode, args.backend,
                  events=params.get("events", 0))
@@ -189,7 +189,7 @@ def cmd_run(args):
     result["workload"] = {"name": args.workload, "events": result["counters"]["events"],
                           "seed": seed,
                           **params}
-    if args.json:  # before printing: a closed stdout must not lose the result
+    if args.json is not None:  # before printing: a closed stdout must not lose the result
         write_json(args.json, result)
     print(summary(result))
     if args.vmstat:
@@ -215,10 +215,10 @@ def cmd_replay(args):
     pages = check("--pages", "pages", args.pages) if args.pages is not None else None
     if pages is not None:
         check_memory("--pages", pages, mode, args.backend)
-    if args.json:
+    if args.json is not None:
         check_output_file("--json", args.json)
     table = None
-    if args.format:
+    if args.format is not None:
         check_input_file("--format", args.format)
         table = load_format_table(args.format)
     try:
@@ -228,12 +228,17 @@ def cmd_replay(args):
                         cost_profile=profile)
     except (RuntimeError, MemoryError, ValueError) as e:  # TraceError is a ValueError
         raise UserError(str(e)) from None
-    if args.json:
+    if args.json is not None:
         write_json(args.json, result)
     events = ", ".join(f"{k} {v}" for k, v in sorted(result["events"].items()))
     print(f"trace {args.trace} ({replay_mode}): {events}")
     print(f"malformed lines {result['malformed']}; anomalies {result['anomalies'] or 'none'}; "
           f"nr_free_pages_delta {result['nr_free_pages_delta']:+d}")
+    for example in result["malformed_examples"]:  # --lenient: what was skipped, and where
+        print(f"skipped {example}", file=sys.stderr)
+    if result["malformed"] > len(result["malformed_examples"]):
+        print(f"skipped {result['malformed'] - len(result['malformed_examples'])} more "
+              "malformed lines (the first ones are shown)", file=sys.stderr)
     if result.get("truncated"):
         print(f"warning: {result['truncated']}; replayed the events read before it")
     if "pcp" in result and replay_mode == "requests":
@@ -275,7 +280,7 @@ def cmd_compare(args):
     from .compare import compare, load_config
     from .validate import check_output_folder
     cfg = load_config(args.config, args.cost_profile)
-    if args.out:
+    if args.out is not None:
         check_output_folder("--out", args.out)
     out = compare(cfg, args.out)
     print(f"results, table and plots in {out}/")
@@ -287,8 +292,10 @@ def cmd_sweep(args):
     from .sweep import sweep
     from .validate import check, check_output_folder
     workers = check("--workers", "workers", args.workers)
+    if args.scheduler is not None and not args.scheduler.strip():
+        raise UserError("--scheduler: an empty address: name a Dask scheduler (host:port)")
     cfg = load_config(args.config, args.cost_profile)
-    if args.out:
+    if args.out is not None:
         check_output_folder("--out", args.out)
     out = sweep(cfg, workers, args.scheduler, args.out)
     print(f"results, table and plots in {out}/")

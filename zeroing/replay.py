@@ -78,10 +78,13 @@ class TraceConverter:
         return len(self.rows) - 1
 
     def _clock(self, cpu, ts):
-        """The traced CPU and time of the next rows (time never goes back)."""
+        """The traced CPU and time of the next rows (time never goes back: a line stamped
+        earlier than the one before keeps that one's time, counted as ``time_went_back``)."""
         if ts >= 0:
             if self.t0 is None:
                 self.t0 = ts
+            if ts - self.t0 < self.time:
+                self.anomalies["time_went_back"] += 1
             self.time = max(self.time, ts - self.t0)
         self.cpu = cpu
 

@@ -440,7 +440,10 @@ def describe(policy):
 
 
 def write_text(path, text):
-    """Write atomically: a reader never sees a half-written file."""
+    """Write atomically: a reader never sees a half-written file. A device or pipe at
+    ``path`` is never replaced."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ValueError(f"{path} is not a regular file: not replaced by the results")
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
         with open(tmp, "w") as f:

@@ -16,6 +16,9 @@ def read_toml(path, error, what, missing=None):
         raise error(f"{path}: {missing or f'no such {what}'}")
     if os.path.isdir(path):
         raise error(f"{path} is a folder, not a {what} file")
+    if not os.path.isfile(path):
+        raise error(f"{path} is not a regular file (a device, pipe or socket): "
+                    f"save the {what} to a file")
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)

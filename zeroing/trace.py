@@ -19,6 +19,7 @@ import os
 import re
 import zlib
 
+from allocator.buddy import MAX_CPUS, MAX_PAGE_ORDER
 from allocator.flags import GFP_BITS, GFP_NAMES
 
 from .validate import UserError
@@ -124,12 +125,23 @@ def load_format_table(path):
     for expr, name in re.findall(r'\{\s*\(\s*unsigned long\s*\)(.*?),\s*"(\w+)"\s*\}', text):
         expr = re.sub(r"\(\s*(?:gfp_t|unsigned long|unsigned int)\s*\)", "", expr)
         expr = re.sub(r"(\d+)U?L{0,2}\b", r"\1", expr)
-        if not re.fullmatch(r"[\d\s()<>|&~]+", expr):
+        if not re.fullmatch(r"[\d\s()<>|&~]+", expr) or re.search(r"<<\s*\d{3,}", expr):
             raise TraceError(f"{path}: cannot read the flag expression for {name}")
-        table[name] = eval(expr, {"__builtins__": {}}, {})  # digits and bit operators only
+        try:
+            value = eval(expr, {"__builtins__": {}}, {})  # digits and bit operators only
+        except (SyntaxError, ValueError, TypeError):
+            value = None
+        if not isinstance(value, int) or not 0 <= value < GFP_LIMIT:
+            raise TraceError(f"{path}: the flag expression for {name} ({expr.strip()}) is not "
+                             "a gfp_t value (32 bits)")
+        table[name] = value
     if not table:
         raise TraceError(f"{path}: no __print_flags table found")
     return table
+
+
+#: gfp_t is an unsigned int.
+GFP_LIMIT = 1 << 32
 
 
 def parse_gfp(value, table=None):
@@ -137,7 +149,10 @@ def parse_gfp(value, table=None):
     if value in ("none", "0", ""):
         return 0
     if value.startswith("0x"):
-        return int(value, 16)
+        bits = int(value, 16)
+        if bits >= GFP_LIMIT:
+            raise ValueError(f"gfp_flags {value} does not fit gfp_t (32 bits)")
+        return bits
     bits = 0
     names = table or GFP_NAMES
     for name in value.split("|"):
@@ -214,8 +229,11 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
                     continue
                 pfn = _int(fields, "pfn")
                 order = _int(fields, "order")
-                if not 0 <= order <= 20:
-                    raise ValueError(f"order {order} out of range")
+                if not 0 <= order <= MAX_PAGE_ORDER:
+                    raise ValueError(f"order {order} out of range (0-{MAX_PAGE_ORDER}, the "
+                                     "model's MAX_PAGE_ORDER)")
+                if pfn < 0:
+                    raise ValueError(f"pfn {pfn} is negative")
                 gfp = parse_gfp(fields.get("gfp_flags", "none"), table) if name == "mm_page_alloc" else 0
                 failed = name == "mm_page_alloc" and (fields.get("page") == "" or "(null)" in line)
                 if detail:
@@ -224,6 +242,9 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
                     if where:
                         frac = where.group(3)
                         cpu = int(where.group(1))
+                        if cpu >= MAX_CPUS:
+                            raise ValueError(f"cpu {cpu} out of range (0-{MAX_CPUS - 1}, the "
+                                             "largest NR_CPUS)")
                         ts = int(where.group(2)) * 1_000_000_000 + int(frac) * 10 ** (9 - len(frac))
                     yield lineno, name, (-1 if failed else pfn), order, gfp, cpu, ts
                 else:

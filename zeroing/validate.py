@@ -9,6 +9,7 @@ prints it as one line and exits 2.
 """
 import math
 import os
+import tempfile
 
 from allocator.state import MAX_PFNS
 from kernels import BACKENDS as KERNEL_BACKENDS
@@ -318,19 +319,42 @@ def _gpu_present():
 
 
 def check_output_file(where, path):
-    """A file we will write at the end: its folder must exist and be writable, up front."""
+    """A file we will write at the end (atomically: a temporary beside it, then a rename):
+    a regular file or none yet, in an existing folder where we can create one, up front."""
+    if not path:
+        raise UserError(f"{where}: an empty path: name a file")
     folder = os.path.dirname(os.path.abspath(path)) or "."
     if os.path.isdir(path):
         raise UserError(f"{where}: {path} is a folder, not a file")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise UserError(f"{where}: {path} is not a regular file (a device, pipe or socket): "
+                        "results are written by replacing the file")
     if not os.path.isdir(folder):
-        raise UserError(f"{where}: {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"{where}: {path}: folder {folder} is not writable")
+        raise UserError(f"{where}: {path}: {_missing_folder(folder)}")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
+    except OSError as e:
+        raise UserError(f"{where}: {path}: cannot create a file in {folder} "
+                        f"({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
     return path
+
+
+def _missing_folder(folder):
+    """Why ``folder`` is no folder: the first part of it that is missing or is a file."""
+    probe = folder
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    if os.path.exists(probe) and not os.path.isdir(probe):
+        return f"{probe} is a file, not a folder"
+    return f"folder {folder} does not exist"
 
 
 def check_output_folder(where, path):
     """A folder we will create (or reuse): no file in the way, a writable parent."""
+    if not path:
+        raise UserError(f"{where}: an empty path: name a folder")
     probe = os.path.abspath(path)
     while not os.path.exists(probe):
         parent = os.path.dirname(probe)
@@ -363,11 +387,17 @@ def check_workload(name_where, name, params, key):
 
 
 def check_input_file(where, path):
-    """A file we will read: it exists, is a file and is readable."""
+    """A file we will read: it exists, is a regular file (a pipe or device could block, end
+    early, or never end; a trace is read twice) and is readable."""
+    if not path:
+        raise UserError(f"{where}: an empty path: name a file")
     if not os.path.exists(path):
         raise UserError(f"{where}: {path}: no such file")
     if os.path.isdir(path):
         raise UserError(f"{where}: {path} is a folder, not a file")
+    if not os.path.isfile(path):
+        raise UserError(f"{where}: {path} is not a regular file (a device, pipe or socket): "
+                        "save it to a file first")
     if not os.access(path, os.R_OK):
         raise UserError(f"{where}: {path}: not readable")
     return path
