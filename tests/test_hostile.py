@@ -107,6 +107,11 @@ def write(tmp_path, text, name="c.toml", mode="w"):
      ["policies.a.offload_watermark", "0 to 1"]),
     ('[[workload]]\nname="mixed"\n[policies]\na=""', ["policies.a", "one or more of"]),
     ('[[workload]]\nname="mixed"\nlabel=""\n[policies]\na="baseline"', ["workload[0].label"]),
+    ('name="../../escape"\n[[workload]]\nname="mixed"\n[policies]\na="baseline"',
+     ["name", "'../../escape'", "without control characters, '/'"]),
+    ('name="/tmp/abs"\n[[workload]]\nname="mixed"\n[policies]\na="baseline"', ["name", "'/tmp/abs'"]),
+    ('name=".."\n[[workload]]\nname="mixed"\n[policies]\na="baseline"', ["name", "'..'"]),
+    ('name=""\n[[workload]]\nname="mixed"\n[policies]\na="baseline"', ["name", "''"]),
 ])
 def test_config_bad_values_same_rules_as_cli(capsys, tmp_path, text, fragments):
     path = write(tmp_path, text)

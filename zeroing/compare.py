@@ -115,7 +115,7 @@ def _resolve_config(raw, path, text):
         if TOP_KEYS[key] in (list, dict) and not isinstance(value, TOP_KEYS[key]):
             bad(key, f"expected {'a list' if TOP_KEYS[key] is list else 'a table'}, "
                      f"got {type(value).__name__}")
-    cfg = {"name": raw.get("name") or os.path.splitext(os.path.basename(path))[0],
+    cfg = {"name": raw["name"] if "name" in raw else os.path.splitext(os.path.basename(path))[0],
            "seeds": raw.get("seeds", [0]), "mode": raw.get("mode", "metadata"),
            "backend": raw.get("backend", "auto"), "pcp": raw.get("pcp", True),
            "out": raw.get("out", "results"), "throughput": raw.get("throughput", True),

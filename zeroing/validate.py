@@ -98,6 +98,19 @@ class Text:
         return value
 
 
+class FileName(Text):
+    """A Text that names one file or folder: no path separators, not . or .."""
+
+    def allowed(self):
+        return "a non-empty name without control characters, '/' or '\\', not . or .."
+
+    def convert(self, value):
+        value = super().convert(value)
+        if "/" in value or "\\" in value or value.strip() in (".", ".."):
+            raise ValueError
+        return value
+
+
 class InitialState:
     """pristine, aged, or ``FILE[,zone=NAME]``: a /proc/buddyinfo or /proc/pagetypeinfo
     snapshot that exists (initial_state.py reads it later and names its file and line if it is
@@ -134,7 +147,7 @@ RULES = {
     "pcp_high": Choice(*PCP_HIGH_MODES),
     "initial_state": InitialState(),
     "throughput": Bool(),
-    "name": Text(),
+    "name": FileName(),  # the results folder's name
     "label": Text(),
     "out": Text(),
     "cost_profile": Text(),
