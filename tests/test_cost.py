@@ -59,9 +59,15 @@ def test_default_profile_records_provenance():
     ({"clear.normal": [1.0] * 10}, r"clear.normal: expected 11"),
     ({"clear.normal": [1.0] * 10 + [-1.0]}, r"clear.normal\[10\]: expected a positive"),
     ({"clear.guest_stores": "nt2"}, r"clear.guest_stores: 'nt2' has no rates"),
-    ({"host.page_order": 12}, r"host.page_order: must be 0..10"),
+    ({"host.page_order": 12}, r"host.page_order: must be a number from 0 to 10, got 12"),
     ({"fault.order0_ns": "fast"}, r"fault.order0_ns: expected a number"),
-    ({"offload.gpu.queue_depth": 0}, r"offload.gpu.queue_depth: must be a finite number >= 1"),
+    ({"fault.order0_ns": 1e308}, r"fault.order0_ns: must be a number from 0 to 1e\+12"),
+    ({"clear.normal": [1.0] * 10 + [1e300]}, r"clear.normal\[10\]: expected a positive number"),
+    ({"fault.ordr0_ns": 5.0}, r"fault.ordr0_ns: unknown key \(known: huge_ns, order0_ns\)"),
+    ({"host.sub": {"x": 1}}, r"host.sub: unknown key"),
+    ({"offload.gpu.queue_depth": 0}, r"offload.gpu.queue_depth: must be a number from 1 to 64"),
+    ({"offload.gpu.batch_pages": 10**11}, r"offload.gpu.batch_pages: must be a number from 1 to"),
+    ({"offload.gpu.bandwidth_gb_s": 1e-300}, r"offload.gpu.bandwidth_gb_s: must be a number from 0.001"),
     ({"meta.date": ""}, r"meta.date: missing"),
 ])
 def test_bad_profiles_name_the_key(change, message):

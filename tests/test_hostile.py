@@ -168,6 +168,22 @@ def test_output_paths_refused_up_front(capsys, tmp_path):
     assert not os.path.exists(tmp_path / "results")
 
 
+def test_files_a_config_names_are_beside_it_and_overrides_are_named(capsys, tmp_path,
+                                                                    monkeypatch):
+    import shutil
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    shutil.copy(os.path.join(ROOT, "tests", "data", "before_buddyinfo-6.18"), folder / "bi")
+    path = write(folder, TINY.replace("[[workload]]", 'initial_state = "bi"\n[[workload]]')
+                 + 'a="baseline"\n')
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    cfg = load_config(path)
+    assert cfg["initial_state"] == str(folder / "bi")
+    bad = write(tmp_path, "[meta]\nname = 'x'\n", "bad.toml")
+    one_line_error(capsys, main(["compare", path, "--cost-profile", bad]),
+                   f"--cost-profile: {bad}: meta.machine: missing")
+
+
 def test_unreachable_scheduler_is_one_line(capsys, tmp_path, monkeypatch):
     import zeroing.sweep as sw
     monkeypatch.setattr(sw, "CONNECT_TIMEOUT_S", 1)

@@ -40,17 +40,35 @@ class ConfigError(UserError):
 def load_config(path, cost_profile=None):
     """Read and validate a config; every problem names the file, the key and the reason.
     ``cost_profile`` (a path) overrides the config's ``cost_profile`` key."""
+    from .cost import ProfileError, load_profile
+    from .validate import check_input_file
     raw = read_toml(path, ConfigError, "config", missing="no such file")
     if cost_profile is not None:
+        try:
+            load_profile(check_input_file("--cost-profile", cost_profile))
+        except ProfileError as e:
+            raise ConfigError(f"--cost-profile: {e}") from None
         raw["cost_profile"] = os.path.abspath(cost_profile)
-    elif "cost_profile" in raw and isinstance(raw["cost_profile"], str) \
-            and not os.path.isabs(raw["cost_profile"]):
-        # Relative to the config file, so a config and its profile travel together.
-        raw["cost_profile"] = os.path.join(os.path.dirname(os.path.abspath(path)),
-                                           raw["cost_profile"])
+    # Files the config names are relative to it, so a config and its files travel together.
+    folder = os.path.dirname(os.path.abspath(path))
+    if isinstance(raw.get("cost_profile"), str) and not os.path.isabs(raw["cost_profile"]):
+        raw["cost_profile"] = os.path.join(folder, raw["cost_profile"])
+    workloads = raw.get("workload")
+    for table in [raw] + (workloads if isinstance(workloads, list) else []):
+        if isinstance(table, dict) and "initial_state" in table:
+            table["initial_state"] = _beside(folder, table["initial_state"])
     with open(path, "rb") as f:
         text = f.read().decode()
     return resolve_config(raw, path, text)
+
+
+def _beside(folder, spec):
+    """An initial_state naming a snapshot file, relative to ``folder`` (the config's) unless
+    absolute; a state name (pristine, aged) or anything not a text is left as it is."""
+    from .initial_state import STATES
+    if not isinstance(spec, str) or spec in STATES or os.path.isabs(spec):
+        return spec
+    return os.path.join(folder, spec)
 
 
 def key_line(text, key):

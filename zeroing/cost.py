@@ -131,6 +131,13 @@ class CostProfile:
         return f"{m.get('name', '?')} ({m.get('machine', '?')}, {m.get('date', '?')})"
 
 
+#: Bounds of a profile's figures: no step of the model takes 1000 s, no device moves more than
+#: a PB/s (nor less than a MB/s), no offload batch isolates more than 4 GiB (its queue is sized by it).
+MAX_NS = 1e12
+MIN_GB_S, MAX_GB_S = 1e-3, 1e6
+MAX_OFFLOAD_BATCH = 1 << 20
+
+
 def load_profile(path=None):
     """Read and validate a cost profile; every problem is one ProfileError naming the file,
     the key and the reason."""
@@ -149,15 +156,20 @@ def profile_from_dict(raw, path="<profile>"):
             bad(name, "missing table")
         return t
 
-    def num(t, prefix, key, lo=0.0, integer=False):
+    def num(t, prefix, key, lo=0.0, integer=False, hi=MAX_NS):
         if key not in t:
             bad(f"{prefix}.{key}", "missing")
         v = t[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
             bad(f"{prefix}.{key}", f"expected a {'whole ' if integer else ''}number, got {v!r}")
-        if not np.isfinite(v) or v < lo:
-            bad(f"{prefix}.{key}", f"must be a finite number >= {lo}, got {v!r}")
+        if not np.isfinite(v) or not lo <= v <= hi:
+            bad(f"{prefix}.{key}", f"must be a number from {lo:g} to {hi:g}, got {v!r}")
         return v
+
+    def keys(t, prefix, allowed):
+        for key in t:
+            if key not in allowed:
+                bad(f"{prefix}.{key}", f"unknown key (known: {', '.join(sorted(allowed))})")
 
     known = {"meta", "clear", "fault", "host", "reporting", "offload"}
     for key in raw:
@@ -175,8 +187,10 @@ def profile_from_dict(raw, path="<profile>"):
             if not isinstance(v, list) or len(v) != NR_ORDERS:
                 bad(f"clear.{method}", f"expected {NR_ORDERS} ns-per-page values (orders 0..10)")
             for i, x in enumerate(v):
-                if isinstance(x, bool) or not isinstance(x, (int, float)) or not np.isfinite(x) or x <= 0:
-                    bad(f"clear.{method}[{i}]", f"expected a positive number of ns, got {x!r}")
+                if isinstance(x, bool) or not isinstance(x, (int, float)) or not np.isfinite(x) \
+                        or not 0 < x <= MAX_NS:
+                    bad(f"clear.{method}[{i}]", f"expected a positive number of ns up to "
+                                                f"{MAX_NS:g}, got {x!r}")
             rates[method] = np.array(v, dtype=np.float64)
     stores = {}
     for key in ("guest_stores", "host_stores"):
@@ -184,10 +198,12 @@ def profile_from_dict(raw, path="<profile>"):
         if not isinstance(stores[key], str) or stores[key] not in rates:
             bad(f"clear.{key}", f"{stores[key]!r} has no rates in [clear] "
                                 f"(has: {', '.join(rates) or 'none'})")
+    keys(clear, "clear", set(STORES) | {"guest_stores", "host_stores"})
     fault, host, rep = table("fault"), table("host"), table("reporting")
-    host_order = num(host, "host", "page_order", integer=True)
-    if host_order > NR_ORDERS - 1:
-        bad("host.page_order", "must be 0..10")
+    keys(fault, "fault", {"order0_ns", "huge_ns"})
+    keys(host, "host", {"ept_fault_ns", "page_order"})
+    keys(rep, "reporting", {"sgl_ns"})
+    host_order = num(host, "host", "page_order", integer=True, hi=NR_ORDERS - 1)
     devices = {}
     off = raw.get("offload", {})
     if not isinstance(off, dict):
@@ -198,16 +214,19 @@ def profile_from_dict(raw, path="<profile>"):
             bad(where, f"unknown device kind (known: {', '.join(OFFLOAD_DEVICES)})")
         if not isinstance(d, dict):
             bad(where, "expected a table")
-        bw = num(d, where, "bandwidth_gb_s")
-        if bw <= 0:
-            bad(f"{where}.bandwidth_gb_s", "must be positive")
-        batch = num(d, where, "batch_pages", 1, integer=True)
-        depth = num(d, where, "queue_depth", 1, integer=True)
-        if depth > 64:
-            bad(f"{where}.queue_depth", "at most 64")
+        keys(d, where, {"bandwidth_gb_s", "launch_ns", "transfer_gb_s", "row_bytes",
+                        "batch_pages", "queue_depth", "source"})
+        bw = num(d, where, "bandwidth_gb_s", MIN_GB_S, hi=MAX_GB_S)
+        xfer = num(d, where, "transfer_gb_s", hi=MAX_GB_S)
+        if 0 < xfer < MIN_GB_S:
+            bad(f"{where}.transfer_gb_s", f"must be 0 (rows cost nothing) or from {MIN_GB_S:g}, "
+                                          f"got {xfer!r}")
+        batch = num(d, where, "batch_pages", 1, integer=True, hi=MAX_OFFLOAD_BATCH)
+        depth = num(d, where, "queue_depth", 1, integer=True, hi=64)
         devices[kind] = OffloadDevice(kind, float(bw), float(num(d, where, "launch_ns")),
-                                      float(num(d, where, "transfer_gb_s")),
-                                      int(num(d, where, "row_bytes", integer=True)), batch, depth,
+                                      float(xfer),
+                                      int(num(d, where, "row_bytes", integer=True, hi=4096)),
+                                      batch, depth,
                                       str(d.get("source", "")))
     return CostProfile(meta=dict(meta), clear=rates, guest_stores=stores["guest_stores"],
                        host_stores=stores["host_stores"],

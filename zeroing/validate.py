@@ -14,7 +14,7 @@ import tempfile
 from allocator.state import MAX_PFNS
 from kernels import BACKENDS as KERNEL_BACKENDS
 
-from .cost import OFFLOAD_DEVICES
+from .cost import MAX_OFFLOAD_BATCH, OFFLOAD_DEVICES
 from .policy import FREE_SIGNALS, HINTS, PFMEMALLOC
 
 
@@ -171,12 +171,12 @@ RULES = {
     "pfmemalloc": Choice(*PFMEMALLOC),
     "reporting_order": Int(0, 10),
     "reporting_delay_ns": Int(1, 10**15),
-    "offload_batch_pages": Int(0, MAX_PFNS),  # 0: the offload device profile's batch
+    "offload_batch_pages": Int(0, MAX_OFFLOAD_BATCH),  # 0: the offload device profile's batch
     "offload_device": Choice(*OFFLOAD_DEVICES),
     "offload_watermark": Float(0, 1),
     "offload_period_ns": Int(1, 10**15),
     # command-line spellings of the offload options
-    "offload_batch": Int(1, MAX_PFNS),
+    "offload_batch": Int(1, MAX_OFFLOAD_BATCH),
     "offload_period_ms": Float(1e-6, 1e9),
 }
 
