@@ -1,8 +1,9 @@
-"""Run every benchmark and write experiments/RESULTS.md (atomically).
+"""Run every benchmark and write their figures into experiments/RESULTS.md (atomically).
 
 Each figure is written with the baseline it was measured against in the same run, the machine,
-and, for GPU figures, the device. ``--quick`` runs tiny sizes (for the tests) and writes to
-``--out`` instead of RESULTS.md.
+and, for GPU figures, the device. The figures go between the file's ``BEGIN``/``END`` marker
+lines (appended at its end the first time): the rest of the file, written by hand, is kept.
+``--quick`` runs tiny sizes (for the tests); give it an ``--out`` of its own.
 """
 import argparse
 import datetime
@@ -18,6 +19,10 @@ HERE = os.path.join(ROOT, "experiments")
 sys.path.insert(0, ROOT)
 
 from zeroing.run import write_json, write_text  # noqa: E402
+from zeroing.validate import (UserError, check_output_file, script_main)  # noqa: E402
+
+BEGIN = "<!-- bench_all.py writes from here to END; edit above or below -->"
+END = "<!-- END of bench_all.py's figures -->"
 BENCHES = ("bench_allocator", "bench_kernels", "bench_engine", "bench_scale", "cpu_vs_gpu")
 
 
@@ -52,10 +57,10 @@ def verdict(ok):
 
 
 def render(results, outputs, quick, failed=True):
-    lines = ["# Measured figures", "",
-             f"Written by `experiments/bench_all.py` on {datetime.date.today()}"
-             + (" (--quick: tiny sizes, not for quoting)" if quick else "") + ".",
-             f"Machine: {machine()}.", ""]
+    lines = ["## The last `experiments/bench_all.py` run", "",
+             f"Written on {datetime.date.today()}"
+             + (" (--quick: tiny sizes, not for quoting)" if quick else "")
+             + f". Machine: {machine()}.", ""]
     a = results.get("bench_allocator")
     if a:
         lines += ["## Allocator replay (issue 2): 10M events, 16 GiB zone, half full, 80% order-0",
@@ -185,6 +190,22 @@ def render(results, outputs, quick, failed=True):
     return "\n".join(lines)
 
 
+def write_block(path, block):
+    """``path`` with its bench_all block (between BEGIN and END) replaced by ``block``; a file
+    without one gets it at its end. Nothing outside the block changes."""
+    text = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+    block = f"{BEGIN}\n{block.rstrip()}\n{END}\n"
+    if BEGIN in text and END in text.split(BEGIN, 1)[1]:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1].lstrip("\n")
+    else:
+        text = text + ("\n" if text and not text.endswith("\n") else "") + block
+    write_text(path, text)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
@@ -193,16 +214,27 @@ def main(argv=None):
     p.add_argument("--from", dest="source", metavar="DIR",
                    help="render from NAME.json files already in DIR (those present), run nothing")
     args = p.parse_args(argv)
+    check_output_file("--out", args.out)
+    if args.json is not None:
+        check_output_file("--json", args.json)
     results, outputs = {}, {}
-    if args.source:
+    if args.source is not None:
+        if not os.path.isdir(args.source):
+            raise UserError(f"--from: {args.source}: no such folder")
         for name in BENCHES:
             path = os.path.join(args.source, name + ".json")
             if os.path.exists(path):
-                with open(path) as f:
-                    results[name] = json.load(f)
-        write_text(args.out, render(results, {}, False, failed=False))
-        print(f"wrote {args.out} from {', '.join(results) or 'nothing'}")
-        return 0 if results else 1
+                try:
+                    with open(path) as f:
+                        results[name] = json.load(f)
+                except (OSError, ValueError) as e:
+                    raise UserError(f"--from: {path}: not a benchmark's JSON ({e})") from None
+        if not results:
+            raise UserError(f"--from: {args.source} holds none of "
+                            f"{', '.join(n + '.json' for n in BENCHES)}: nothing written")
+        write_block(args.out, render(results, {}, False, failed=False))
+        print(f"wrote {args.out} from {', '.join(results)}")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         for name in BENCHES:
             print(f"== {name}", flush=True)
@@ -211,8 +243,7 @@ def main(argv=None):
             print(out, end="", flush=True)
             if data is not None:
                 results[name] = data
-    text = render(results, outputs, args.quick)
-    write_text(args.out, text)
+    write_block(args.out, render(results, outputs, args.quick))
     if args.json:
         write_json(args.json, results)
     print(f"wrote {args.out}")
@@ -220,4 +251,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(main))

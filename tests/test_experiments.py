@@ -43,6 +43,27 @@ def test_bench_all_writes_results(tmp_path):
     assert "FAILED" not in text
 
 
+def test_bench_all_keeps_what_is_written_by_hand(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import bench_all
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Figures\n\nBy hand.\n")
+    bench_all.write_block(str(out), "## run 1\n")
+    bench_all.write_block(str(out), "## run 2\n")
+    out.write_text(out.read_text() + "\nAfter, by hand.\n")
+    bench_all.write_block(str(out), "## run 3\n")
+    text = out.read_text()
+    assert text.startswith("# Figures\n\nBy hand.\n") and text.endswith("After, by hand.\n")
+    assert "## run 3" in text and "run 1" not in text and "run 2" not in text
+    before = out.read_text()
+    for source in (tmp_path / "nonexistent", tmp_path):  # a folder with no benchmark's JSON
+        p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "bench_all.py"),
+                            "--from", str(source), "--out", str(out)],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--from" in p.stderr, p.stderr
+    assert out.read_text() == before
+
+
 def test_make_run_config_runs(tmp_path):
     """What `make run` runs: the default experiment, end to end, into a scratch folder."""
     p = subprocess.run([sys.executable, "-m", "zeroing", "compare",

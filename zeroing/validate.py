@@ -9,6 +9,7 @@ prints it as one line and exits 2.
 """
 import math
 import os
+import sys
 import tempfile
 
 from allocator.state import MAX_PFNS
@@ -197,6 +198,31 @@ def check(where, name, value, rule=None):
     if lo is not None and not lo <= converted <= hi:
         raise UserError(f"{where}: {value!r} is not allowed: {rule.allowed()}")
     return converted
+
+
+def arg(rule):
+    """An argparse ``type=`` that converts by ``rule`` (e.g. ``arg(Int(1, 100))``): argparse
+    then prints one line naming the option, and exits 2."""
+    import argparse
+
+    def convert(text):
+        try:
+            return check("", "", text, rule)
+        except UserError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed: {rule.allowed()}") \
+                from None
+    convert.__name__ = "value"  # argparse names the type in some messages
+    return convert
+
+
+def script_main(main):
+    """Run an experiment script's ``main()``: a UserError is one line on stderr, exit 2."""
+    prog = os.path.basename(sys.argv[0])
+    try:
+        return main()
+    except UserError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
 
 
 def check_policy_names(where, names):
