@@ -5,7 +5,6 @@ and, for GPU figures, the device. The figures go between the file's ``BEGIN``/``
 lines (appended at its end the first time): the rest of the file, written by hand, is kept.
 ``--quick`` runs tiny sizes (for the tests); give it an ``--out`` of its own.
 """
-import argparse
 import datetime
 import json
 import os
@@ -19,7 +18,7 @@ HERE = os.path.join(ROOT, "experiments")
 sys.path.insert(0, ROOT)
 
 from zeroing.run import write_json, write_text  # noqa: E402
-from zeroing.validate import (UserError, check_output_file, script_main)  # noqa: E402
+from zeroing.validate import (OneLineParser, UserError, check_output_file, script_main)  # noqa: E402
 
 BEGIN = "<!-- bench_all.py writes from here to END; edit above or below -->"
 END = "<!-- END of bench_all.py's figures -->"
@@ -207,7 +206,7 @@ def write_block(path, block):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     p.add_argument("--json", help="also write every benchmark's figures here")

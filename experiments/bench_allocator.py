@@ -15,7 +15,6 @@ off and on. The model's bulk loop prefetches the rows a FREE_REF names
 (``bulk.PREFETCH_ROWS`` ahead); the target's yardstick, buddy.c's plain loop, does not. The
 same C fetching ahead the same way is timed too (a third run each round) and printed beside: the model's code generation against C's alone.
 """
-import argparse
 import os
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from zeroing.validate import OneLineParser, MAX_PFNS, Int, arg, script_main  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
 from allocator import BuddyAllocator, bulk  # noqa: E402
@@ -81,11 +81,11 @@ def against_c(lib, pages, pcp, ops, rounds):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pages", type=int, default=1 << 22)
-    p.add_argument("--events", type=int, default=10_000_000)
-    p.add_argument("--prefix", type=int, default=100_000, help="events run interpreted")
-    p.add_argument("--rounds", type=int, default=5, help="alternating rounds against C")
+    p = OneLineParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pages", type=arg(Int(1024, MAX_PFNS)), default=1 << 22)
+    p.add_argument("--events", type=arg(Int(1, 10**10)), default=10_000_000)
+    p.add_argument("--prefix", type=arg(Int(1, 10**9)), default=100_000, help="events run interpreted")
+    p.add_argument("--rounds", type=arg(Int(1, 1000)), default=5, help="alternating rounds against C")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
@@ -158,4 +158,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(main))

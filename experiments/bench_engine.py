@@ -11,7 +11,6 @@ End to end (issue 12): every workload at about 10M events, generated chunk by ch
 engine runs (``zeroing run``'s path), against engine-only events/s on the same events made
 beforehand, same run, one thread. Target: end-to-end >= 0.5 of engine-only.
 """
-import argparse
 import math
 import os
 import subprocess
@@ -21,6 +20,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from zeroing.validate import OneLineParser, MAX_PFNS, Int, arg, script_main  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
 from zeroing.events import EV_FAULT  # noqa: E402
@@ -92,12 +92,12 @@ def end_to_end(target, policy, reps=2):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pages", type=int, default=1 << 20)
-    p.add_argument("--events", type=int, default=2_000_000)
-    p.add_argument("--content-events", type=int, default=300_000)
-    p.add_argument("--prefix", type=int, default=30_000)
-    p.add_argument("--e2e-events", type=int, default=10_000_000,
+    p = OneLineParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pages", type=arg(Int(1024, MAX_PFNS)), default=1 << 20)
+    p.add_argument("--events", type=arg(Int(1, 10**10)), default=2_000_000)
+    p.add_argument("--content-events", type=arg(Int(1, 10**10)), default=300_000)
+    p.add_argument("--prefix", type=arg(Int(1, 10**9)), default=30_000)
+    p.add_argument("--e2e-events", type=arg(Int(1, 10**10)), default=10_000_000,
                    help="events per workload for the end-to-end rows")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
     p.add_argument("--json")
@@ -157,4 +157,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(main))

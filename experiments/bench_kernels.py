@@ -7,34 +7,36 @@ in the same run with the same threads and stores (see ``kernels/throughput.py``)
 Targets: CPU scattered order-0 >= 0.5 of memset, order-9 blocks >= 0.85 (issue 3); GPU
 scattered order-0 >= 0.8 and order-9 >= 0.9 for batches of 16K pages or more (issue 11).
 """
-import argparse
 import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from zeroing.validate import OneLineParser, MAX_PFNS, Int, Many, Names, arg, script_main  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
+from kernels import BACKENDS  # noqa: E402
 from kernels.throughput import measure, measured_backends  # noqa: E402
 
 BATCHES = (1, 16, 256, 4096, 16384, 65536)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pool-pages", type=int, default=1 << 17)
-    p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--backends", help="comma-separated names to time (default: all available)")
-    p.add_argument("--batches", help="comma-separated pages per call (default: %s)"
+    p = OneLineParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pool-pages", type=arg(Int(16, MAX_PFNS)), default=1 << 17)
+    p.add_argument("--reps", type=arg(Int(1, 1000)), default=5)
+    p.add_argument("--backends", type=arg(Names(*BACKENDS)),
+                   help="comma-separated names to time (default: all available)")
+    p.add_argument("--batches", type=arg(Many(Int(1, MAX_PFNS))), help="comma-separated pages per call (default: %s)"
                    % ",".join(map(str, BATCHES)))
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
     p.add_argument("--json", help="write the rows here (atomically)")
     args = p.parse_args(argv)
-    batches = tuple(int(b) for b in args.batches.split(",")) if args.batches else BATCHES
+    batches = tuple(args.batches) if args.batches else BATCHES
     if args.quick:
         args.pool_pages, args.reps, batches = 2048, 1, (1, 512, 1024)
-    wanted = set(args.backends.split(",")) if args.backends else None
+    wanted = set(args.backends) if args.backends else None
     rows = []
     for backend in measured_backends(log=print, only=wanted):
         rows += measure(backend, args.pool_pages, batches, args.reps, log=print)
@@ -44,4 +46,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(main))

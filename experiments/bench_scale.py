@@ -11,7 +11,6 @@ steady-state rows (issue 12) compare like with like: the same op mix streamed ch
 (memory: one chunk plus the live allocations), an untimed warm-up until ``--fill`` of the zone
 is allocated, then ``--events`` timed events at that fill, every size alike.
 """
-import argparse
 import os
 import resource
 import sys
@@ -23,6 +22,7 @@ from numba import njit
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from zeroing.validate import OneLineParser, Float, Int, Many, arg, script_main  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
 from allocator.bulk import OP_ALLOC  # noqa: E402
@@ -146,15 +146,15 @@ def measured(fn, *args):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes-gib", default="16,1024", help="machine sizes, comma separated")
-    p.add_argument("--events", type=int, default=12_000_000)
-    p.add_argument("--reps", type=int, default=3, help="replays per size; the best counts")
-    p.add_argument("--fill", type=float, default=0.5, help="steady state: allocated fraction")
+    p = OneLineParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes-gib", type=arg(Many(Float(0.001, 8192))), default=[16, 1024], help="machine sizes, comma separated")
+    p.add_argument("--events", type=arg(Int(1, 10**10)), default=12_000_000)
+    p.add_argument("--reps", type=arg(Int(1, 1000)), default=3, help="replays per size; the best counts")
+    p.add_argument("--fill", type=arg(Float(0, 0.95)), default=0.5, help="steady state: allocated fraction")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
     p.add_argument("--json")
     args = p.parse_args(argv)
-    sizes = [float(s) * GIB for s in args.sizes_gib.split(",")]
+    sizes = [s * GIB for s in args.sizes_gib]
     if args.quick:
         sizes, args.events, args.reps = [16 << 20, 1 << 30], 200_000, 1
     policy = make_policy("init_on_free,pg_zeroed")
@@ -185,4 +185,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(main))

@@ -9,7 +9,6 @@ changed between the two (pcp auto-tuning, reporting), so their counters are not 
 metadata and content mode agree on each tree (tested). Needs git and the commit; without
 them it says so and exits 0.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -21,6 +20,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from zeroing.validate import OneLineParser, MAX_PFNS, Int, UserError, arg, script_main  # noqa: E402
 from zeroing.calibrate import thp_state  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
@@ -52,14 +52,16 @@ def rate(tree, events, pages, out):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--before", default=BEFORE, help=f"the earlier commit ({BEFORE})")
-    p.add_argument("--events", type=int, default=200_000)
-    p.add_argument("--pages", type=int, default=262_144)
-    p.add_argument("--rounds", type=int, default=3)
+    p = OneLineParser(description=__doc__.splitlines()[0])
+    p.add_argument("--before", help=f"the earlier commit (default {BEFORE}; a clone without "
+                                    "it skips the comparison)")
+    p.add_argument("--events", type=arg(Int(1, 10**9)), default=200_000)
+    p.add_argument("--pages", type=arg(Int(1024, MAX_PFNS)), default=262_144)
+    p.add_argument("--rounds", type=arg(Int(1, 100)), default=3)
     p.add_argument("--quick", action="store_true", help="tiny sizes against HEAD, for the tests")
     p.add_argument("--json", help="write the figures here (atomically)")
     args = p.parse_args(argv)
+    asked, args.before = args.before, args.before or BEFORE
     if args.quick:
         args.before, args.events, args.pages, args.rounds = "HEAD", 3000, 4096, 1
     what = f"content mixed (numba, {args.events:,} events, {args.pages:,} pages, {POLICY})"
@@ -67,7 +69,9 @@ def main(argv=None):
         old = os.path.join(tmp, "before")
         os.makedirs(old)
         sha, why = export(args.before, old)
-        if sha is None:
+        if sha is None and asked:
+            raise UserError(f"--before {asked}: {why}")
+        if sha is None:  # a shallow clone: the default commit is not in it
             print(f"{what}: skipped: {why}")
             result = {"skipped": why}
         else:
@@ -94,4 +98,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(main))

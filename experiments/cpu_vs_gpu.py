@@ -8,13 +8,14 @@ to the numba (CPU) backend measured in the same run. ``--case`` repeats (``mixed
 >= 10x numba on each with identical counters. "GB/s touched" counts 4 KiB per page per
 operation (CLEAR writes the page, VERIFY reads it, DIRTY stores to each of its cache lines).
 """
-import argparse
 import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from zeroing.validate import (OneLineParser, MAX_PFNS, Int, UserError, arg, check_policy_names,  # noqa: E402
+                              check_workload, script_main)  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
 from kernels.throughput import measured_backends  # noqa: E402
@@ -30,8 +31,12 @@ TARGET = 10.0
 
 
 def parse_case(spec):
+    """``workload[:param=value,...]`` -> (name, params converted); UserError naming --case."""
     name, _, rest = spec.partition(":")
-    params = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
+    pairs = [kv.split("=", 1) for kv in rest.split(",") if kv]
+    if any(len(kv) != 2 for kv in pairs):
+        raise UserError(f"--case {spec}: parameters are param=value, joined by commas")
+    params = check_workload(f"--case {spec}", name, dict(pairs), lambda k: f"--case {spec}: {k}")
     return name, params
 
 
@@ -89,16 +94,19 @@ def run_case(spec, args, log=print):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--case", action="append", help="workload[:param=value,...] (repeat)")
     p.add_argument("--workload", help="one workload (the same as --case NAME)")
     p.add_argument("--policy", default="init_on_free,pg_zeroed,reporting")
-    p.add_argument("--pages", type=int, default=1 << 18)
-    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--pages", type=arg(Int(1024, MAX_PFNS)), default=1 << 18)
+    p.add_argument("--events", type=arg(Int(1, 10**9)), default=200_000)
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
     p.add_argument("--json")
     args = p.parse_args(argv)
     cases = args.case or ([args.workload] if args.workload else list(CASES))
+    check_policy_names("--policy", args.policy)
+    for spec in cases:
+        parse_case(spec)
     if args.quick:
         args.pages, args.events = 4096, 3000
         cases = args.case or [args.workload or "mixed"]
@@ -112,4 +120,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(main))

@@ -12,6 +12,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from kernels import get_backend  # noqa: E402
+from zeroing.validate import OneLineParser  # noqa: E402
 from kernels.batch import CLEAR, PAGE_WORDS  # noqa: E402
 from kernels.device_batch import CLEAR_THREADS, Packed  # noqa: E402
 
@@ -77,4 +78,5 @@ def main():
 
 
 if __name__ == "__main__":
+    OneLineParser(description=__doc__.splitlines()[0]).parse_args()  # --help; no options
     sys.exit(main())

@@ -16,6 +16,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from kernels.batch import CLEAR  # noqa: E402
+from zeroing.validate import OneLineParser  # noqa: E402
 from kernels.device_batch import CLEAR_THREADS, LANES, PFN_SHIFT, Packed  # noqa: E402
 
 POOL_PAGES = int(os.environ.get("POOL_PAGES", 1 << 19))  # 2 GiB, 40x the L2
@@ -176,4 +177,5 @@ def main():
 
 
 if __name__ == "__main__":
+    OneLineParser(description=__doc__.splitlines()[0]).parse_args()  # --help; no options
     sys.exit(main())

@@ -7,13 +7,13 @@ table (per design, one row per caller type), and whether content mode found exac
 metadata mode counted, per caller type; writes table.txt, results.json and by_caller.png to
 ``--out`` (default results/hint_designs/). Exit status 1 when the two modes disagree.
 """
-import argparse
 import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from zeroing.validate import OneLineParser, MAX_PFNS, RULES, Int, arg, script_main  # noqa: E402
 from zeroing.hint_designs import leaks_by_caller, run_designs, write_all  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 from zeroing.workloads import make_workload  # noqa: E402
@@ -21,10 +21,10 @@ from zeroing.workloads.unaware import DEFAULT_CALLERS  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pages", type=int, default=1 << 16)
-    p.add_argument("--events", type=int, default=200_000)
-    p.add_argument("--seed", type=int, default=0)
+    p = OneLineParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pages", type=arg(Int(1024, MAX_PFNS)), default=1 << 16)
+    p.add_argument("--events", type=arg(Int(1, 10**9)), default=200_000)
+    p.add_argument("--seed", type=arg(RULES["seed"]), default=0)
     p.add_argument("--callers", default=DEFAULT_CALLERS, help="caller mix, NAME=WEIGHT,...")
     p.add_argument("--backend", default="numba", choices=("numpy", "numba"),
                    help="content mode backend (CPU)")
@@ -59,4 +59,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(main))

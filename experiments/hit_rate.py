@@ -5,7 +5,6 @@ plot (hit_rate_shares.png) in the results folder.
 Share = allocations handed out with the zeroed hint / allocations, per order (the engine's
 ``by_order`` counts, mean over seeds). THP off: order-0 faults; THP on: order-9 faults.
 """
-import argparse
 import os
 import sys
 
@@ -14,6 +13,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
+from zeroing.validate import OneLineParser, script_main  # noqa: E402
 from zeroing.compare import compare, load_config  # noqa: E402
 from zeroing.run import write_json, write_text  # noqa: E402
 
@@ -39,7 +39,7 @@ def shares(results):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=os.path.join(ROOT, "experiments", "hit_rate.toml"))
     p.add_argument("--out")
     p.add_argument("--quick", action="store_true",
@@ -101,4 +101,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(main))

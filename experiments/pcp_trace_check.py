@@ -10,7 +10,6 @@ Movable list, which the zoneinfo cannot break down). Usage:
 ``python experiments/pcp_trace_check.py DIR`` where DIR holds trace_kmem_*.txt.gz and
 before_/after_zoneinfo (shared/testdata/trace-6.18-pcp/nothp128 or thp64).
 """
-import argparse
 import glob
 import os
 import re
@@ -19,6 +18,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from zeroing.validate import OneLineParser, UserError, script_main  # noqa: E402
 from zeroing.policy import make_policy  # noqa: E402
 from zeroing.replay import replay  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
@@ -45,11 +45,16 @@ def kernel_figures(trace):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("dir")
     p.add_argument("--json")
     args = p.parse_args(argv)
-    trace = glob.glob(os.path.join(args.dir, "trace_kmem_*.txt.gz"))[0]
+    traces = glob.glob(os.path.join(args.dir, "trace_kmem_*.txt.gz"))
+    needed = [os.path.join(args.dir, f) for f in ("before_zoneinfo", "after_zoneinfo")]
+    if not os.path.isdir(args.dir) or not traces or not all(map(os.path.isfile, needed)):
+        raise UserError(f"{args.dir}: not a capture folder (it needs trace_kmem_*.txt.gz, "
+                        "before_zoneinfo and after_zoneinfo)")
+    trace = traces[0]
     managed, free0, start = normal_zone(os.path.join(args.dir, "before_zoneinfo"))
     _, free1, end = normal_zone(os.path.join(args.dir, "after_zoneinfo"))
     refill, drain = kernel_figures(trace)
@@ -74,4 +79,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_main(main))

@@ -9,7 +9,6 @@ and ``repeated`` (rounds 2-4 of runs 12 s apart: ``(T(4 rounds) - T(1 round)) / 
 the figures the postings published (experiments/UPSTREAM.md cites them), and where the time
 goes. Nothing is fitted: the cost profile is the default one.
 """
-import argparse
 import os
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from zeroing.validate import OneLineParser, script_main  # noqa: E402
 from zeroing.compare import collect, compare, load_config, prepare  # noqa: E402
 from zeroing.run import write_json, write_text  # noqa: E402
 
@@ -116,7 +116,7 @@ def quick_config(cfg):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", help="results folder (default: results/upstream)")
     p.add_argument("--cost-profile", help="cost profile TOML (default: the shipped one)")
     p.add_argument("--quick", action="store_true",
@@ -143,4 +143,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(main))

@@ -43,6 +43,25 @@ def test_bench_all_writes_results(tmp_path):
     assert "FAILED" not in text
 
 
+@pytest.mark.parametrize("argv,fragment", [
+    (["cpu_vs_gpu.py", "--case", "mixed:bogus=1"], "--case mixed:bogus=1: bogus"),
+    (["cpu_vs_gpu.py", "--policy", "nope"], "--policy"),
+    (["bench_scale.py", "--fill", "2"], "--fill"),
+    (["bench_kernels.py", "--backends", "nope"], "--backends"),
+    (["bench_allocator.py", "--events", "0"], "--events"),
+    (["hint_designs.py", "--seed", "-1"], "--seed"),
+    (["hit_rate.py", "--config", "/nonexistent.toml"], "/nonexistent.toml: no such file"),
+    (["upstream.py", "--cost-profile", "/nonexistent.toml"], "--cost-profile"),
+    (["pcp_trace_check.py", "/nonexistent"], "not a capture folder"),
+    (["gpu_breakdown.py", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_experiment_scripts_refuse_bad_options_in_one_line(argv, fragment):
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", argv[0]), *argv[1:]],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith(argv[0] + ": error: ") and fragment in p.stderr, p.stderr
+
+
 def test_bench_all_keeps_what_is_written_by_hand(tmp_path):
     sys.path.insert(0, os.path.join(ROOT, "experiments"))
     import bench_all
@@ -74,12 +93,18 @@ def test_make_run_config_runs(tmp_path):
     assert (tmp_path / "cleared_by_site.png").exists()
 
 
-def test_content_speedup_says_why_it_cannot_compare(tmp_path):
+def test_content_speedup_says_why_it_cannot_compare(tmp_path, monkeypatch):
     """The comparison itself (a copy of the old commit compiles from scratch, ~30 s even tiny)
-    runs in the benchmarks, not here; here: a commit that is not there is one line, exit 0."""
+    runs in the benchmarks, not here; here: the default commit missing (a shallow clone) is
+    a skip, exit 0; a commit asked for that is not there is one error line, exit 2."""
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import content_speedup
+    monkeypatch.setattr(content_speedup, "BEFORE", "no-such-commit")
     out = tmp_path / "out.json"
+    result = content_speedup.main(["--json", str(out)])
+    assert "cannot check out no-such-commit" in result["skipped"] and out.exists()
     p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "content_speedup.py"),
                         "--before", "no-such-commit", "--json", str(out)],
                        capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert "skipped: cannot check out no-such-commit" in p.stdout and out.exists()
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert p.stderr.startswith("content_speedup.py: error: --before no-such-commit: cannot check")

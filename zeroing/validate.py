@@ -7,6 +7,7 @@ in a config. Numbers are range-checked; a zone size is checked against the memor
 need before anything is allocated. A ``UserError`` is a problem the user can fix; the CLI
 prints it as one line and exits 2.
 """
+import argparse
 import math
 import os
 import sys
@@ -68,6 +69,32 @@ class Choice:
         if value not in self.choices:
             raise ValueError
         return value
+
+
+class Many:
+    """Values joined by commas, each by ``rule``: a list."""
+
+    def __init__(self, rule):
+        self.rule = rule
+
+    def allowed(self):
+        return f"{self.rule.allowed()}, or several joined by commas"
+
+    def convert(self, value):
+        parts = value.split(",") if isinstance(value, str) else None
+        if not parts:
+            raise ValueError
+        try:
+            return [check("", "", part, self.rule) for part in parts]
+        except UserError:
+            raise ValueError from None
+
+
+class Names(Many):
+    """Names from a fixed set, joined by commas."""
+
+    def __init__(self, *choices):
+        super().__init__(Choice(*choices))
 
 
 class Bool:
@@ -203,8 +230,6 @@ def check(where, name, value, rule=None):
 def arg(rule):
     """An argparse ``type=`` that converts by ``rule`` (e.g. ``arg(Int(1, 100))``): argparse
     then prints one line naming the option, and exits 2."""
-    import argparse
-
     def convert(text):
         try:
             return check("", "", text, rule)
@@ -215,11 +240,20 @@ def arg(rule):
     return convert
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse for the experiment scripts: a bad option is one line (no usage block), exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def script_main(main):
-    """Run an experiment script's ``main()``: a UserError is one line on stderr, exit 2."""
+    """Run an experiment script's ``main()``: its status (0 unless it returns an int), or for
+    a UserError one line on stderr and 2."""
     prog = os.path.basename(sys.argv[0])
     try:
-        return main()
+        rc = main()
+        return rc if isinstance(rc, int) else 0
     except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
