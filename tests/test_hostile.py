@@ -398,7 +398,26 @@ def test_any_values_in_a_config(top, wparams, popts):
         assert all(1024 <= w["pages"] <= 2**31 - 1 for w in cfg["workloads"])
 
 
-@pytest.mark.parametrize("policy", ["baseline", "offload"])
+@pytest.mark.parametrize("argv,fragment", [
+    (["--offload-batch", "100"], "--offload-batch: has no effect without the offload policy"),
+    (["--offload-period-ms", "5"], "--offload-period-ms: has no effect without the offload"),
+    (["--hint", "lru_bit"], "--hint: has no effect without the pg_zeroed policy"),
+    (["--policy", "pg_zeroed", "--pfmemalloc", "assign"], "--pfmemalloc: has no effect without"),
+    (["--backend", "numba"], "--backend numba: has no effect in metadata mode"),
+    (["--no-pcp", "--pcp-high", "fixed"], "--pcp-high fixed: has no effect with --no-pcp"),
+])
+def test_an_option_without_effect_is_refused(capsys, argv, fragment):
+    one_line_error(capsys, main(["run", "--pages", "4096", "--events", "100", *argv]), fragment)
+
+
+def test_an_option_without_effect_in_a_config_is_refused(tmp_path):
+    path = write(tmp_path, TINY + 'a={policy="pg_zeroed", reporting_order=3}\n')
+    with pytest.raises(ConfigError, match=r"policies\.a\.reporting_order: has no effect without "
+                                          r"the reporting policy"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("policy", ["reporting", "offload,reporting"])
 def test_a_policy_option_given_as_text_is_used_converted(policy):
     """A config's ``reporting_delay_ns = "1"`` passes its rule (integers may be written as
     text, as on the command line) and is kept as the integer: the offload check that follows

@@ -169,7 +169,13 @@ def cmd_run(args):
     if args.offload_device is not None:
         options["offload_device"] = check("--offload-device", "offload_device",
                                           args.offload_device)
-    policy = check_policy("--policy", args.policy, options, option)
+    spelled = {"offload_batch_pages": "--offload-batch", "offload_period_ns": "--offload-period-ms"}
+    policy = check_policy("--policy", args.policy, options, lambda k: spelled.get(k) or option(k))
+    if mode == "metadata" and args.backend != "auto":
+        raise UserError(f"--backend {args.backend}: has no effect in metadata mode "
+                        "(add --mode content)")
+    if args.no_pcp and args.pcp_high != "auto":
+        raise UserError(f"--pcp-high {args.pcp_high}: has no effect with --no-pcp")
     profile = cost_profile("--cost-profile", args.cost_profile,
                            policy.offload_device if policy.offload else None)
     if args.json is not None:

@@ -300,9 +300,28 @@ def check_policy(where, names, options, key=lambda k: k):
     names = check_policy_names(where, names)
     checked = check_policy_options(options, key)
     try:
-        return make_policy(names, **checked)
+        policy = make_policy(names, **checked)
     except (ValueError, TypeError) as e:
         raise UserError(f"{where}: {e}") from None
+    for k in checked:
+        switch, preset = OPTION_NEEDS.get(k, (None, None))
+        if switch and not getattr(policy, switch):
+            raise UserError(f"{key(k)}: has no effect without the {preset} policy "
+                            f"({where} is {names})")
+    if checked.get("pfmemalloc") is not None and policy.hint != "lru_bit":
+        raise UserError(f"{key('pfmemalloc')}: has no effect without hint lru_bit")
+    return policy
+
+
+#: Policy options that only matter with a switch on: (the switch, a preset that turns it on).
+OPTION_NEEDS = {"offload_batch_pages": ("offload", "offload"),
+                "offload_device": ("offload", "offload"),
+                "offload_watermark": ("offload", "offload"),
+                "offload_period_ns": ("offload", "offload"),
+                "hint": ("track", "pg_zeroed"), "free_signal": ("track", "pg_zeroed"),
+                "pfmemalloc": ("track", "pg_zeroed"),
+                "reporting_order": ("reporting", "reporting"),
+                "reporting_delay_ns": ("reporting", "reporting")}
 
 
 def policy_fields():
