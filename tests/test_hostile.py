@@ -56,6 +56,9 @@ def one_line_error(capsys, rc, *fragments):
     (["run", "--workload", "vm-anon", "--size-mb", "-5"], ["--size-mb", "'-5'"]),
     (["run", "--workload", "vm-anon", "--rounds", "2.5"], ["--rounds", "'2.5'", "an integer"]),
     (["run", "--workload", "mixed", "--rounds", "2"], ["--rounds", "no such parameter"]),
+    (["run", "--workload", "vm-anon", "--size-mb", "3"], ["--workload vm-anon: size_mb 3 with thp on"]),
+    (["run", "--workload", "unaware-user", "--callers", "raw=1,raw=2"], ["--callers", "given twice"]),
+    (["run", "--workload", "unaware-user", "--callers", "raw=1e308,anon=1"], ["--callers", "1e+12"]),
     (["run", "--policy", ""], ["--policy", "''", "one or more of"]),
     (["run", "--policy", "pg_zeroed,,nope"], ["--policy", "one or more of"]),
     (["run", "--offload-batch", "x", "--policy", "offload"], ["--offload-batch", "'x'"]),
@@ -323,6 +326,9 @@ def test_summary_shows_allocation_failures(capsys, monkeypatch):
     assert main(["run", "--workload", "mixed", "--pages", "8192", "--events", "5000"]) == 0
     out = capsys.readouterr().out
     assert "allocation failures: 0 of" in out and "warning" not in out
+    assert main(["run", "--workload", "page-cache-churn", "--file-fraction", "0", "--passes", "1",
+                 "--pages", "4096"]) == 0
+    assert "warning: no allocation at all" in capsys.readouterr().out
 
 
 # ---- interruptions and closed pipes (a real process) ---------------------------------

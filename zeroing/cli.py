@@ -180,7 +180,7 @@ def cmd_run(args):
                            policy.offload_device if policy.offload else None)
     if args.json is not None:
         check_output_file("--json", args.json)
-    check_memory("--events" if params.get("events") else "--pages", pages, mode, args.backend,
+    check_memory(("--pages", "--events"), pages, mode, args.backend,
                  events=params.get("events", 0))
     zone = {"pcp_high": check("--pcp-high", "pcp_high", args.pcp_high),
             "initial_state": check("--initial-state", "initial_state", args.initial_state),
@@ -192,6 +192,7 @@ def cmd_run(args):
                                  **zone)
     except (RuntimeError, MemoryError, BadEventError, StateError) as e:  # backend unavailable, pool too large
         raise UserError(str(e)) from None
+
     result["workload"] = {"name": args.workload, "events": result["counters"]["events"],
                           "seed": seed,
                           **params}

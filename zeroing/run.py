@@ -389,6 +389,9 @@ def summary(result):
     warning = failure_warning(c, "--pages")
     if warning:
         lines.append("warning: " + warning)
+    if not tried:
+        lines.append("warning: no allocation at all: the workload's parameters leave it nothing "
+                     "to do")
     lines.append(f"leaks: {c['zero_leak']} pages" + "".join(
         f"\n  pfn {l['pfn']:#x} handed out by event {l['handed_out_by']} holds data of "
         + (f"event {l['data_of']}" if l["data_of"] >= 0 else "boot time")

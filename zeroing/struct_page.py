@@ -158,6 +158,10 @@ def free_words(e, pfn):
     e.page_flags[pfn] &= PGF_KEEP
 
 
+#: Weights are relative; this bound keeps their sum finite.
+MAX_WEIGHT = 1e12
+
+
 def parse_caller_mix(value):
     """``"anon=2,slab=1"`` (weights, any scale) or a dict -> {caller name: weight}; a bad
     entry raises ValueError naming it."""
@@ -181,8 +185,11 @@ def parse_caller_mix(value):
             w = float(weight)
         except (TypeError, ValueError):
             raise ValueError(f"caller {name!r}: weight {weight!r} is not a number") from None
-        if not w >= 0 or w == float("inf"):
-            raise ValueError(f"caller {name!r}: weight must be finite and >= 0, got {weight!r}")
+        if not 0 <= w <= MAX_WEIGHT:
+            raise ValueError(f"caller {name!r}: weight must be from 0 to {MAX_WEIGHT:g}, "
+                             f"got {weight!r}")
+        if name in mix:
+            raise ValueError(f"caller {name!r} is given twice")
         mix[name] = w
     if not mix or sum(mix.values()) <= 0:
         raise ValueError("caller mix: at least one caller type needs a positive weight")

@@ -390,12 +390,17 @@ def check_memory(where, nr_pages, mode="metadata", backend="auto", available=Non
 
     A GPU backend holds the pool on the device (checked there when the pool is made); the
     CPU backends hold it in host memory, so content mode counts 4 KiB per page here.
+    ``where``: the option to name, or (the pages' option, the events' option): the message
+    names the events' only if the zone alone would fit.
     """
-    need = nr_pages * METADATA_BYTES_PER_PAGE + events * EVENT_BYTES
+    zone = nr_pages * METADATA_BYTES_PER_PAGE
     if mode == "content" and (backend in ("numpy", "numba")
                               or (backend == "auto" and not _gpu_present())):
-        need += nr_pages * PAGE_SIZE
+        zone += nr_pages * PAGE_SIZE
+    need = zone + events * EVENT_BYTES
     available = available_memory() if available is None else available
+    if isinstance(where, tuple):
+        where = where[1] if available is not None and zone <= available else where[0]
     if available is not None and need > available:
         what = f"{nr_pages} pages ({nr_pages * PAGE_SIZE / 2**30:.1f} GiB zone, {mode} mode)"
         if events:
@@ -463,7 +468,7 @@ def check_output_folder(where, path):
 def check_workload(name_where, name, params, key):
     """Workload name and parameters (``key(k)`` spells a parameter for the message); returns
     the parameters converted, None values dropped."""
-    from .workloads import WORKLOADS, _on_off, convert_params
+    from .workloads import WORKLOADS, _on_off, check_together, convert_params
     if not isinstance(name, str) or name not in WORKLOADS:
         raise UserError(f"{name_where}: {name!r} is not allowed: one of {', '.join(WORKLOADS)}")
     spec = WORKLOADS[name][1]
@@ -473,9 +478,14 @@ def check_workload(name_where, name, params, key):
             RULES.get(k) or {int: Int(0, BIG), float: Float(0, 1e9), _on_off: Bool()}.get(spec[k]))
         ranged[k] = v if rule is None else check(key(k), k, v, rule)
     try:
-        return convert_params(name, ranged, key)  # a rule-less value: its parser checks it
+        converted = convert_params(name, ranged, key)  # a rule-less value: its parser checks it
     except ValueError as e:
         raise UserError(str(e)) from None
+    try:
+        check_together(name, converted)
+    except ValueError as e:
+        raise UserError(f"{name_where} {name}: {e}") from None
+    return converted
 
 
 def check_input_file(where, path):
