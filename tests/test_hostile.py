@@ -275,6 +275,7 @@ LINE = ("bash-5697    [000] .....   343.635514: mm_page_alloc: page=00000000d112
     ("pfn=0x14183c", "pfn=-5", ["pfn -5 is negative"]),
     ("GFP_HIGHUSER_MOVABLE|__GFP_ZERO", "0xfffffffffffffffffff", ["does not fit gfp_t"]),
     ("[000]", "[99999999]", ["cpu 99999999 out of range"]),
+    ("[000]", "[abc]", ["no [cpu] and timestamp"]),
 ])
 def test_bad_trace_values_name_the_line(capsys, tmp_path, old, new, fragments):
     path = write(tmp_path, LINE + LINE.replace(old, new), "t.txt")

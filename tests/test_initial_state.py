@@ -62,3 +62,28 @@ def test_aged_is_fragmented_seeded_and_uncounted():
     apply_initial_state(b, "aged", 3)
     assert sum(b.buddyinfo()[:9]) > 100  # low-order free blocks: fragmented
     b.check()
+
+
+def _mutated(tmp_path, name, edit):
+    with open(os.path.join(DATA, name)) as f:
+        lines = f.read().splitlines(keepends=True)
+    path = tmp_path / name
+    path.write_text("".join(edit(lines)))
+    return str(path)
+
+
+@pytest.mark.parametrize("name,edit,message", [
+    ("before_buddyinfo-6.18", lambda ls: ls[:2] + [ls[2][:60] + "\n"], r":3: 5 counts where"),
+    ("before_buddyinfo-6.18", lambda ls: ls + [ls[2]], r":4: node 0 zone Normal appears twice"),
+    ("before_pagetypeinfo-6.18", lambda ls: [ls[0].replace("9", "7")] + ls[1:],
+     r":1: Page block order: 7: the model's pageblocks are order 9"),
+    ("before_pagetypeinfo-6.18", lambda ls: ls[:4] + [ls[4].replace(" 1 ", "-1 ", 1)] + ls[5:],
+     r":5: '-1' is not a count"),
+    ("before_pagetypeinfo-6.18", lambda ls: ls[:5] + [ls[4]] + ls[5:],
+     r":6: node 0 zone DMA type Unmovable appears twice"),
+])
+def test_a_damaged_snapshot_names_its_line(tmp_path, name, edit, message):
+    from zeroing.initial_state import read_snapshot
+    path = _mutated(tmp_path, name, edit)
+    with pytest.raises(StateError, match=message):
+        read_snapshot(path)

@@ -121,8 +121,9 @@ def main(argv=None):
         os.dup2(devnull, sys.stdout.fileno())
         return 141
     except MemoryError as e:
+        smaller = "--pool-mib" if cmd == "calibrate" else "--pages or workload"
         print(f"{prog}: error: out of memory ({e or 'an allocation failed'}): give a smaller "
-              "--pages or workload", file=sys.stderr)
+              f"{smaller}", file=sys.stderr)
         return 2
     except OSError as e:  # a file the user named cannot be written (disk full, permissions)
         where = f"{e.filename}: " if e.filename else ""

@@ -177,8 +177,10 @@ def profile_from_dict(raw, path="<profile>"):
             bad(key, f"unknown table (known: {', '.join(sorted(known))})")
     meta = table("meta")
     for key in ("name", "machine", "date", "method"):
-        if not isinstance(meta.get(key), str) or not meta[key]:
+        if key not in meta or meta[key] == "":
             bad(f"meta.{key}", "missing (a profile records machine, method and date)")
+        if not isinstance(meta[key], str):
+            bad(f"meta.{key}", f"expected a text, got {meta[key]!r}")
     clear = table("clear")
     rates = {}
     for method in STORES:

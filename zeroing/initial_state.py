@@ -64,6 +64,10 @@ def parse_spec(value):
     return (m.group(1), m.group(2)) if m else (value, None)
 
 
+#: pageblock_order of x86-64 (HPAGE_PMD_ORDER), the order the model's zones use.
+PAGEBLOCK_ORDER = 9
+
+
 def _read_lines(path):
     """[(line number, line)] of a snapshot file, or a StateError naming it and the reason."""
     try:
@@ -93,7 +97,14 @@ def read_buddyinfo(path, zone=None):
             if line.strip():
                 raise StateError(f"{path}:{lineno}: not a /proc/buddyinfo line")
             continue
-        rows[int(m.group(1)), m.group(2)] = [int(x) for x in m.group(3).split()]
+        key, counts = (int(m.group(1)), m.group(2)), [int(x) for x in m.group(3).split()]
+        if key in rows:
+            raise StateError(f"{path}:{lineno}: node {key[0]} zone {key[1]} appears twice")
+        width = len(next(iter(rows.values()), counts))
+        if len(counts) != width:
+            raise StateError(f"{path}:{lineno}: {len(counts)} counts where the line before has "
+                             f"{width} (one per order): a line cut short?")
+        rows[key] = counts
     if not rows:
         raise StateError(f"{path}: no zone rows (expected /proc/buddyinfo)")
     return rows[pick_zone(path, rows, zone)]
@@ -103,13 +114,20 @@ def read_pagetypeinfo(path, zone=None):
     """One zone of a /proc/pagetypeinfo file (mm/vmstat.c ``pagetypeinfo_show``):
     (free, blocks): free[mt] = free blocks per order on the model's list mt (names folded by
     PAGETYPE_NAMES), blocks[mt] = pageblocks of type mt, or None without that table."""
-    free, blocks = {}, {}
+    free, blocks, seen = {}, {}, set()
     orders = block_names = None
     section = None
     for lineno, line in _read_lines(path):
         text = line.strip()
         where = f"{path}:{lineno}"
-        if not text or re.fullmatch(r"(Page block order|Pages per block):\s+\d+", text):
+        if not text:
+            continue
+        m = re.fullmatch(r"(Page block order|Pages per block):\s+(\d+)", text)
+        if m:
+            order = int(m.group(2)) if m.group(1) == "Page block order" else None
+            if order is not None and order != PAGEBLOCK_ORDER:
+                raise StateError(f"{where}: {text}: the model's pageblocks are order "
+                                 f"{PAGEBLOCK_ORDER} (x86-64), so its block counts do not apply")
             continue
         m = re.fullmatch(r"Free pages count per migrate type at order\s+([\d\s]+)", text)
         if m:
@@ -129,8 +147,16 @@ def read_pagetypeinfo(path, zone=None):
             values = m.group(4).split()
             if any(v.startswith(">") for v in values):
                 raise StateError(f"{where}: a count the kernel capped (>100000) is not exact")
-            if len(values) != orders or not all(v.isdigit() for v in values):
-                raise StateError(f"{where}: expected {orders} free-block counts")
+            bad = next((v for v in values if not v.isdigit()), None)
+            if bad is not None:
+                raise StateError(f"{where}: {bad!r} is not a count of free blocks")
+            if len(values) != orders:
+                raise StateError(f"{where}: expected {orders} free-block counts (one per order "
+                                 f"of the header), got {len(values)}")
+            if (int(m.group(1)), m.group(2), m.group(3)) in seen:
+                raise StateError(f"{where}: node {m.group(1)} zone {m.group(2)} type "
+                                 f"{m.group(3)} appears twice")
+            seen.add((int(m.group(1)), m.group(2), m.group(3)))
             row = free.setdefault((int(m.group(1)), m.group(2)), [[0] * orders for _ in range(3)])
             mt = PAGETYPE_NAMES[m.group(3)]
             row[mt] = [a + int(v) for a, v in zip(row[mt], values)]

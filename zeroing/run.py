@@ -386,7 +386,9 @@ def summary(result):
     tried = c["alloc_blocks"] + c["alloc_fail"]
     lines.append(f"allocation failures: {c['alloc_fail']} of {tried} "
                  f"({c['alloc_fail'] / max(1, tried):.1%})")
-    warning = failure_warning(c, "--pages")
+    state = result.get("initial_state", "pristine")
+    warning = failure_warning(c, "--pages" if state == "pristine" or state.startswith("aged")
+                              else None)
     if warning:
         lines.append("warning: " + warning)
     if not tried:
@@ -419,13 +421,17 @@ FAILURE_SHARE = 0.01
 
 
 def failure_warning(counters, size_option):
-    """A sentence when allocations failed noticeably (>= FAILURE_SHARE), else None."""
+    """A sentence when allocations failed noticeably (>= FAILURE_SHARE), else None.
+    ``size_option``: what makes the zone larger; None where a snapshot fixed its free memory."""
     tried = counters["alloc_blocks"] + counters["alloc_fail"]
     if tried == 0 or counters["alloc_fail"] < FAILURE_SHARE * tried:
         return None
+    advice = (f"give a larger {size_option} or a smaller workload" if size_option else
+              "the starting snapshot sets the free memory (a larger zone keeps the rest "
+              "allocated): give a smaller workload")
     return (f"{counters['alloc_fail'] / tried:.1%} of allocations failed (nothing free fitted): "
             f"the zone is too small for this workload, so its figures describe a different run; "
-            f"give a larger {size_option} or a smaller workload")
+            + advice)
 
 
 def as_profile(profile):

@@ -97,6 +97,10 @@ class TraceFile:
 
     def damage(self, exc, lineno):
         """The one-line description of a read error of the compressed stream."""
+        if self.stream is self.raw:  # not compressed: the file itself cannot be read
+            return (f"{self.path}: cannot be read at byte {self.offset} "
+                    f"({getattr(exc, 'strerror', None) or exc or type(exc).__name__}), "
+                    f"after line {lineno}")
         what = ("ends early (truncated file)" if isinstance(exc, EOFError)
                 else f"is damaged ({exc or type(exc).__name__})")
         try:
@@ -196,8 +200,8 @@ def _lines(f, path, lenient, counts, progress):
 
 def read_events(path, lenient=False, table=None, counts=None, progress=None, detail=False):
     """Yield (lineno, event, pfn, order, gfp) for kmem page events; with ``detail``
-    (lineno, event, pfn, order, gfp, cpu, time in ns), cpu 0 and time -1 where the line
-    shows none.
+    (lineno, event, pfn, order, gfp, cpu, time in ns), a line that shows no CPU and time
+    being a bad line.
 
     ``counts`` (a dict) collects ``events`` per name (other events too), ``malformed``,
     ``malformed_examples`` and, for a damaged compressed file read with ``lenient``,
@@ -237,15 +241,16 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
                 gfp = parse_gfp(fields.get("gfp_flags", "none"), table) if name == "mm_page_alloc" else 0
                 failed = name == "mm_page_alloc" and (fields.get("page") == "" or "(null)" in line)
                 if detail:
-                    cpu, ts = 0, -1
                     where = _CPU_TS.search(line[:m.start() + 1])
-                    if where:
-                        frac = where.group(3)
-                        cpu = int(where.group(1))
-                        if cpu >= MAX_CPUS:
-                            raise ValueError(f"cpu {cpu} out of range (0-{MAX_CPUS - 1}, the "
-                                             "largest NR_CPUS)")
-                        ts = int(where.group(2)) * 1_000_000_000 + int(frac) * 10 ** (9 - len(frac))
+                    if not where:
+                        raise ValueError("no [cpu] and timestamp before the event name (the "
+                                         "trace's clock was asked for)")
+                    frac = where.group(3)
+                    cpu = int(where.group(1))
+                    if cpu >= MAX_CPUS:
+                        raise ValueError(f"cpu {cpu} out of range (0-{MAX_CPUS - 1}, the "
+                                         "largest NR_CPUS)")
+                    ts = int(where.group(2)) * 1_000_000_000 + int(frac) * 10 ** (9 - len(frac))
                     yield lineno, name, (-1 if failed else pfn), order, gfp, cpu, ts
                 else:
                     yield lineno, name, (-1 if failed else pfn), order, gfp
