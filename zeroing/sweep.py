@@ -6,6 +6,7 @@ and a worker that dies loses only its cell (Dask reschedules it). The report is 
 the files exactly as ``compare`` builds it, so the table is the same as a serial run's.
 Workers are separate processes started with ``spawn``: CUDA never sees a forked process.
 """
+import logging
 import os
 
 from .compare import compare, execute_cell
@@ -61,6 +62,10 @@ def dask_runner(workers=2, scheduler=None, log=print):
                     fut.result()
                     bar.update(1)
                 bar.close()
+            except KeyboardInterrupt:
+                # The nannies log each worker they kill; the one-line message says it all.
+                logging.getLogger("distributed").setLevel(logging.CRITICAL)
+                raise
             finally:
                 client.close()
                 if cluster is not None:
