@@ -87,3 +87,46 @@ def test_a_damaged_snapshot_names_its_line(tmp_path, name, edit, message):
     path = _mutated(tmp_path, name, edit)
     with pytest.raises(StateError, match=message):
         read_snapshot(path)
+
+
+def _aged_ops_reference(nr_pages, seed):
+    """The ageing loop as first written, in Python with Generator.choice: the compiled one
+    must make the same rows from a seed (figures measured with it stay reproducible)."""
+    import numpy as np
+    from allocator import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, OP_ALLOC, OP_DRAIN, OP_DTYPE, OP_FREE_REF
+    from zeroing.initial_state import GFP_RECLAIMABLE
+    rng = np.random.default_rng(seed)
+    orders, p_order = np.array([0, 1, 2, 3, 9]), np.array([0.75, 0.10, 0.05, 0.05, 0.05])
+    gfps = np.array([GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_RECLAIMABLE])
+    rows, live, used, target = [], [], 0, int(nr_pages * 0.75)
+
+    def alloc():
+        nonlocal used
+        o = int(rng.choice(orders, p=p_order))
+        rows.append((OP_ALLOC, o, 0, 0, int(rng.choice(gfps, p=[0.7, 0.2, 0.1])), 0))
+        live.append(len(rows) - 1)
+        used += 1 << o
+
+    def free():
+        nonlocal used
+        k = int(rng.integers(len(live)))
+        live[k], live[-1] = live[-1], live[k]
+        row = live.pop()
+        used -= 1 << rows[row][1]
+        rows.append((OP_FREE_REF, rows[row][1], 0, 0, 0, row))
+
+    while used < target:
+        alloc()
+    for _ in range(nr_pages):
+        alloc() if used < target else free()
+    for _ in range(len(live) // 2):
+        free()
+    rows.append((OP_DRAIN, 0, 0, 0, 0, 0))
+    return np.array(rows, dtype=OP_DTYPE)
+
+
+@pytest.mark.parametrize("nr_pages,seed", [(1024, 0), (4096, 3), (20000, 11)])
+def test_compiled_ageing_draws_as_numpy_does(nr_pages, seed):
+    import numpy as np
+    from zeroing.initial_state import aged_ops
+    assert np.array_equal(aged_ops(nr_pages, seed), _aged_ops_reference(nr_pages, seed))

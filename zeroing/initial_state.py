@@ -34,6 +34,7 @@ import os
 import re
 
 import numpy as np
+from numba import njit
 
 from allocator import (GFP_HIGHUSER_MOVABLE, GFP_KERNEL, OP_ALLOC, OP_ALLOC_PFN, OP_DRAIN,
                        OP_DTYPE, OP_FREE_REF)
@@ -301,37 +302,61 @@ def allocated_blocks(free, nr_pages, max_order):
 
 
 def aged_ops(nr_pages, seed):
-    """The ageing workload's operations (see the module docstring)."""
+    """The ageing workload's operations (see the module docstring). Compiled: the draws are
+    numpy's own (``choice`` with p is one ``random()`` and a search of the cdf), so a seed
+    gives the same state as the Python loop this replaced."""
     rng = np.random.default_rng(seed)
-    orders = np.array([0, 1, 2, 3, 9])
-    p_order = np.array([0.75, 0.10, 0.05, 0.05, 0.05])
-    gfps = np.array([GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_RECLAIMABLE])
-    rows, live, used = [], [], 0
+    cdf = lambda p: np.cumsum(p) / np.sum(p)  # noqa: E731 (as Generator.choice builds it)
+    cap = 3 * nr_pages + 16  # fill (<= 0.75 n) + n churn steps + half the live blocks + drain
+    cols = [np.zeros(cap, np.int64) for _ in range(4)]
+    n = _aged_rows(rng, nr_pages, np.array([0, 1, 2, 3, 9]),
+                   cdf([0.75, 0.10, 0.05, 0.05, 0.05]),
+                   np.array([GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_RECLAIMABLE], np.int64),
+                   cdf([0.7, 0.2, 0.1]), *cols)
+    ops = np.zeros(n, dtype=OP_DTYPE)
+    for name, col in zip(("op", "order", "gfp", "arg"), cols):
+        ops[name] = col[:n]
+    return ops
+
+
+@njit(cache=True)
+def _aged_rows(rng, nr_pages, orders, order_cdf, gfps, gfp_cdf, op, order, gfp, arg):
+    live = np.empty(len(op), np.int64)
+    nlive = used = n = 0
     target = int(nr_pages * 0.75)
-
-    def alloc():
-        nonlocal used
-        o = int(rng.choice(orders, p=p_order))
-        rows.append((OP_ALLOC, o, 0, 0, int(rng.choice(gfps, p=[0.7, 0.2, 0.1])), 0))
-        live.append(len(rows) - 1)
-        used += 1 << o
-
-    def free():
-        nonlocal used
-        k = int(rng.integers(len(live)))
-        live[k], live[-1] = live[-1], live[k]
-        row = live.pop()
-        used -= 1 << rows[row][1]
-        rows.append((OP_FREE_REF, rows[row][1], 0, 0, 0, row))
-
     while used < target:
-        alloc()
+        n, nlive, used = _alloc_one(rng, orders, order_cdf, gfps, gfp_cdf, live, nlive, used,
+                                    op, order, gfp, n)
     for _ in range(nr_pages):
-        alloc() if used < target else free()
-    for _ in range(len(live) // 2):
-        free()
-    rows.append((OP_DRAIN, 0, 0, 0, 0, 0))
-    return np.array(rows, dtype=OP_DTYPE)
+        if used < target:
+            n, nlive, used = _alloc_one(rng, orders, order_cdf, gfps, gfp_cdf, live, nlive,
+                                        used, op, order, gfp, n)
+        else:
+            n, nlive, used = _free_one(rng, live, nlive, used, op, order, arg, n)
+    for _ in range(nlive // 2):
+        n, nlive, used = _free_one(rng, live, nlive, used, op, order, arg, n)
+    op[n] = OP_DRAIN
+    return n + 1
+
+
+@njit(cache=True)
+def _alloc_one(rng, orders, order_cdf, gfps, gfp_cdf, live, nlive, used, op, order, gfp, n):
+    """Allocate a block of a random order and migratetype (``Generator.choice``'s draws)."""
+    o = orders[np.searchsorted(order_cdf, rng.random(), side="right")]
+    op[n], order[n] = OP_ALLOC, o
+    gfp[n] = gfps[np.searchsorted(gfp_cdf, rng.random(), side="right")]
+    live[nlive] = n
+    return n + 1, nlive + 1, used + (1 << o)
+
+
+@njit(cache=True)
+def _free_one(rng, live, nlive, used, op, order, arg, n):
+    """Free a live block picked at random: (rows, live blocks, pages used) after it."""
+    k = rng.integers(0, nlive)
+    row = live[k]
+    live[k] = live[nlive - 1]
+    op[n], order[n], arg[n] = OP_FREE_REF, order[row], row
+    return n + 1, nlive - 1, used - (1 << order[row])
 
 
 def forget_setup(alloc):
