@@ -1,5 +1,4 @@
 """``BuddyAllocator``: the per-call Python API over the compiled zone model."""
-import dataclasses
 
 import numpy as np
 
@@ -94,11 +93,7 @@ class BuddyAllocator:
             page_reporting_order = pageblock_order
         self.lenient = lenient
         #: The zone's arrays (read them freely; change them only through the API).
-        limits = zone_limits(nr_pages, nr_cpus, thp, pageblock_order)
-        if pcp_batch is not None:
-            limits = dataclasses.replace(
-                limits, high_min=max(limits.high_min, batch << 2),
-                high_max=max(limits.high_max, batch << 2))
+        limits = zone_limits(nr_pages, nr_cpus, thp, pageblock_order, batch=batch)
         self.zone = make_zone(nr_pages, max_order, pageblock_order, pcp, high, batch,
                               mobility_grouping, nr_cpus, thp, page_reporting_order,
                               pcp_auto, limits, free_high_batch)

@@ -101,8 +101,11 @@ class ZoneLimits:
 
 
 def zone_limits(managed_pages, nr_cpus=1, thp=True, pageblock_order=9,
-                watermark_scale_factor=WATERMARK_SCALE_FACTOR, percpu_pagelist_high_fraction=0):
-    """Watermarks, batch and pcp high limits of a node with this one zone.
+                watermark_scale_factor=WATERMARK_SCALE_FACTOR, percpu_pagelist_high_fraction=0,
+                batch=None):
+    """Watermarks, batch and pcp high limits of a node with this one zone. ``batch``: a
+    pcp batch other than ``zone_batchsize()``'s (the high limits follow it, as
+    zone_highsize() keeps them at least 4 batches).
 
     ``zone_set_pageset_high_and_batch()``: with percpu_pagelist_high_fraction set, high_min =
     high_max = the fraction's size (auto-tuning off); else high_min from the low watermark and
@@ -110,7 +113,7 @@ def zone_limits(managed_pages, nr_cpus=1, thp=True, pageblock_order=9,
     """
     (wmin, wlow, whigh), = node_watermarks([managed_pages], thp, pageblock_order,
                                            watermark_scale_factor)
-    batch = zone_batchsize(managed_pages)
+    batch = zone_batchsize(managed_pages) if batch is None else batch
     if percpu_pagelist_high_fraction:
         high_min = zone_highsize(managed_pages, wlow, batch, nr_cpus,
                                  percpu_pagelist_high_fraction)

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from allocator import BuddyAllocator
+from allocator.pcp import PCP_HIGH_MIN
 from allocator.watermarks import node_watermarks, zone_batchsize, zone_highsize, zone_limits
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -101,3 +102,16 @@ def test_matches_real_zoneinfo(name):
     # Without the THP raise the Normal zone's min would be far lower: the raise is visible.
     plain = node_watermarks([zones[z]["managed"] for z in lowmem], thp=False)
     assert plain[-1][0] < zones["Normal"]["min"]
+
+
+def test_high_limits_follow_the_batch_in_use():
+    """zone_highsize() keeps high at least 4 batches of the batch the pageset uses: a small
+    batch leaves the low watermark's share, a large one raises both limits to 4 batches."""
+    default = zone_limits(1 << 18, 64)
+    assert default.batch == 63 and default.high_min == 63 << 2  # 4 batches > 7040 // 64
+    small = zone_limits(1 << 18, 64, batch=2)
+    assert small.high_min == 7040 // 64 and small.high_max == default.high_max
+    big = zone_limits(1 << 18, 64, batch=4096)
+    assert big.high_min == big.high_max == 4096 << 2
+    a = BuddyAllocator(1 << 18, nr_cpus=64, pcp_batch=2)
+    assert a.zone.pcp_state[0, PCP_HIGH_MIN] == 7040 // 64
