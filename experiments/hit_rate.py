@@ -78,8 +78,7 @@ def main(argv=None):
     write_json(os.path.join(out, "hit_rate.json"), summary)
     if args.json:
         write_json(args.json, summary)
-    import matplotlib
-    matplotlib.use("Agg")
+    from zeroing.plots import save_figure  # first: it sets the Agg backend
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, thp in zip(axes, ("off", "on")):
@@ -95,7 +94,7 @@ def main(argv=None):
         ax.legend(fontsize=8)
     axes[0].set_ylabel("share of faults")
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "hit_rate_shares.png"), dpi=100)
+    save_figure(fig, os.path.join(out, "hit_rate_shares.png"), dpi=100)
     print(f"table and plot in {out}/")
     return table
 

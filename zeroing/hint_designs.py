@@ -73,8 +73,7 @@ def report(meta, content=None):
 def plot(meta, path):
     """Per design, stacked per caller: false "zeroed" claims and leaked pages; hints delivered
     and lost beside them."""
-    import matplotlib
-    matplotlib.use("Agg")
+    from .plots import save_figure  # first: it sets the Agg backend
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -96,10 +95,7 @@ def plot(meta, path):
     axes[-1].legend(title="caller type", fontsize=8, loc="lower right")
     fig.suptitle("Hint designs by caller type (unaware-user)")
     fig.tight_layout()
-    tmp = f"{path}.tmp.{os.getpid()}.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def _slim(results):

@@ -30,11 +30,23 @@ def _label_policies(ax, workload, ylabel):
 
 
 def _save(fig, axes, path, legend_size):
-    """The legend on the first panel, then the figure written and closed."""
+    """The legend on the first panel, then the figure laid out, written and closed."""
     axes[0][0].legend(fontsize=legend_size)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path, dpi=110):
+    """Write the figure atomically (a temporary beside it, then a rename) and close it."""
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp.{os.getpid()}{ext}"  # the suffix tells savefig the format
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def plot_sites(cfg, results, path):
@@ -125,10 +137,7 @@ def plot_throughput(rows, path):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("pages per batch")
     ax.set_ylabel("GB/s")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, [[ax]], path, legend_size=7)
 
 
 def write_plots(cfg, results, out):
