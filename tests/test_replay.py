@@ -132,3 +132,12 @@ def test_streamed_replay_in_small_chunks_matches_one_chunk():
         assert small["counters"] == whole["counters"]
         assert small["buddyinfo"] == whole["buddyinfo"]
         assert small["nr_free_pages_delta"] == whole["nr_free_pages_delta"] == -1260
+
+
+def test_a_trace_without_cpu_or_timestamp_sizes_its_zone_without_trace_clock():
+    """Only --trace-clock needs each line's CPU and timestamp: sizing the zone must not."""
+    path = os.path.join(DATA, "stable2025_rostedt_gfp_enum_libtraceevent_output.txt")
+    r = replay(path, make_policy("baseline"))
+    assert r["counters"]["pgalloc"] == 2
+    with pytest.raises(TraceError, match=r"output.txt:\d+: .*(cpu|timestamp)"):
+        replay(path, make_policy("baseline"), trace_clock=True)

@@ -173,14 +173,16 @@ def trace_to_events(path, mode="exact", lenient=False, table=None):
     return events, conv.info(path)
 
 
-def trace_span(path, lenient=False, table=None, progress=None, cpus=False):
+def trace_span(path, lenient=False, table=None, progress=None, cpus=False, detail=None):
     """Highest pfn + 1 the trace touches (a first streaming pass, to size the zone); with
-    ``cpus``, (that, highest CPU + 1)."""
+    ``cpus``, (that, highest CPU + 1). ``detail`` (default: ``cpus``) reads each line's CPU
+    and timestamp; without it the CPU count is 1."""
     top = 0
     ncpu = 1
-    for ev in read_events(path, lenient, table, {}, progress, detail=cpus):
+    detail = cpus if detail is None else detail
+    for ev in read_events(path, lenient, table, {}, progress, detail=detail):
         top = max(top, ev[2] + (1 << ev[3]))
-        if cpus:
+        if detail:
             ncpu = max(ncpu, ev[5] + 1)
     return (top, ncpu) if cpus else top
 
@@ -226,7 +228,9 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
     nr_cpus = 1
     if nr_pages is None or trace_clock:
         bar = _ByteBar(path, "sizing the zone") if progress else None
-        span, nr_cpus = trace_span(path, lenient, table, bar, cpus=True)
+        # Only --trace-clock needs the CPU and timestamp of each line; without it a trace
+        # that lacks them must size and replay alike.
+        span, nr_cpus = trace_span(path, lenient, table, bar, cpus=True, detail=trace_clock)
         if bar:
             bar.close()
         nr_cpus = nr_cpus if trace_clock else 1
