@@ -171,6 +171,22 @@ def test_output_paths_refused_up_front(capsys, tmp_path):
     assert not os.path.exists(tmp_path / "results")
 
 
+def test_a_result_never_overwrites_a_file_the_command_reads(capsys, tmp_path):
+    import shutil
+    trace = str(tmp_path / "t.txt")
+    shutil.copy(os.path.join(ROOT, "tests", "data",
+                             "stable2025_rostedt_gfp_enum_libtraceevent_output.txt"), trace)
+    before = open(trace, "rb").read()
+    one_line_error(capsys, main(["replay", trace, "--json", trace]),
+                   "--json", "the trace file this command reads")
+    snap = str(tmp_path / "bi")
+    shutil.copy(os.path.join(ROOT, "tests", "data", "before_buddyinfo-6.18"), snap)
+    one_line_error(capsys, main(["run", "--workload", "mixed", "--events", "100",
+                                 "--initial-state", snap + ",zone=Normal", "--json", snap]),
+                   "--json", "the --initial-state file")
+    assert open(trace, "rb").read() == before
+
+
 def test_files_a_config_names_are_beside_it_and_overrides_are_named(capsys, tmp_path,
                                                                     monkeypatch):
     import shutil

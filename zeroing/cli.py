@@ -143,7 +143,7 @@ def cmd_demo(args):
 
 
 def cmd_run(args):
-    from .initial_state import StateError
+    from .initial_state import StateError, parse_spec
     from .run import BadEventError, summary, write_json
     from .streaming import simulate_stream
     from .validate import (check, check_backend, check_memory, check_output_file, check_policy,
@@ -179,13 +179,16 @@ def cmd_run(args):
         raise UserError(f"--pcp-high {args.pcp_high}: has no effect with --no-pcp")
     profile = cost_profile("--cost-profile", args.cost_profile,
                            policy.offload_device if policy.offload else None)
-    if args.json is not None:
-        check_output_file("--json", args.json)
-    check_memory(("--pages", "--events"), pages, mode, args.backend,
-                 events=params.get("events", 0))
     zone = {"pcp_high": check("--pcp-high", "pcp_high", args.pcp_high),
             "initial_state": check("--initial-state", "initial_state", args.initial_state),
             "state_seed": seed}
+    if args.json is not None:
+        snapshot = None if zone["initial_state"] in ("pristine", "aged") \
+            else parse_spec(zone["initial_state"])[0]
+        check_output_file("--json", args.json, {"--cost-profile": args.cost_profile,
+                                                "--initial-state": snapshot})
+    check_memory(("--pages", "--events"), pages, mode, args.backend,
+                 events=params.get("events", 0))
     try:
         events = iter_workload(args.workload, pages, seed=seed, reuse=True, **params)
         result = simulate_stream(events, policy, pages, mode=mode, backend=args.backend,
@@ -224,7 +227,8 @@ def cmd_replay(args):
     if pages is not None:
         check_memory("--pages", pages, mode, args.backend)
     if args.json is not None:
-        check_output_file("--json", args.json)
+        check_output_file("--json", args.json, {"trace": args.trace, "--format": args.format,
+                                                "--cost-profile": args.cost_profile})
     table = None
     if args.format is not None:
         check_input_file("--format", args.format)

@@ -415,11 +415,17 @@ def _gpu_present():
     return get_backend("auto").name not in ("numba", "numpy")
 
 
-def check_output_file(where, path):
+def check_output_file(where, path, inputs=None):
     """A file we will write at the end (atomically: a temporary beside it, then a rename):
-    a regular file or none yet, in an existing folder where we can create one, up front."""
+    a regular file or none yet, in an existing folder where we can create one, up front.
+    ``inputs``: {option: path} of the files the command reads; writing over one is refused."""
     if not path:
         raise UserError(f"{where}: an empty path: name a file")
+    for source, given in (inputs or {}).items():
+        if given and os.path.exists(path) and os.path.exists(given) \
+                and os.path.samefile(path, given):
+            raise UserError(f"{where}: {path} is the {source} file this command reads: "
+                            "name another file for the result")
     folder = os.path.dirname(os.path.abspath(path)) or "."
     if os.path.isdir(path):
         raise UserError(f"{where}: {path} is a folder, not a file")
