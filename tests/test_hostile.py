@@ -187,6 +187,28 @@ def test_a_result_never_overwrites_a_file_the_command_reads(capsys, tmp_path):
     assert open(trace, "rb").read() == before
 
 
+def test_a_snapshot_state_is_checked_up_front_and_its_bytes_key_the_runs(tmp_path):
+    """A snapshot that lacks the zone or does not fit is refused before any run (naming the
+    workload's key); an edited snapshot changes the cells' spec, so resume reruns them."""
+    import shutil
+    from zeroing.compare import cell_spec, spec_hash
+    shutil.copy(os.path.join(ROOT, "tests", "data", "before_buddyinfo-6.18"), tmp_path / "bi")
+    text = TINY.replace('pages = 4096', 'pages = 2048\ninitial_state = "bi,zone=DMA"') \
+        + 'a="baseline"\n'
+    with pytest.raises(ConfigError, match=r"c.toml:\d+: workload\[0\].initial_state: .*bi: "
+                                          r"Movable: 3 max-order blocks do not fit in 2048"):
+        load_config(write(tmp_path, text))
+    with pytest.raises(ConfigError, match=r"initial_state: .*zone Normal2 not found"):
+        load_config(write(tmp_path, text.replace("zone=DMA", "zone=Normal2")))
+    path = write(tmp_path, text.replace("2048", "8192"))
+    cfg = load_config(path)
+    w = cfg["workloads"][0]
+    before = spec_hash(cell_spec(cfg, w, "a", 0))
+    (tmp_path / "bi").write_text((tmp_path / "bi").read_text().replace(" 3 ", " 2 ", 1))
+    cfg = load_config(path)
+    assert spec_hash(cell_spec(cfg, cfg["workloads"][0], "a", 0)) != before
+
+
 def test_files_a_config_names_are_beside_it_and_overrides_are_named(capsys, tmp_path,
                                                                     monkeypatch):
     import shutil

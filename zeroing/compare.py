@@ -120,6 +120,8 @@ def resolve_config(raw, path="<config>", text=None):
 
 
 def _resolve_config(raw, path, text):
+    from .initial_state import StateError, check_initial_state
+
     def where(key):
         line = key_line(text, key) if text is not None else None
         return f"{path}:{line}: {key}" if line else f"{path}: {key}"
@@ -159,6 +161,12 @@ def _resolve_config(raw, path, text):
         zone = {k: check(where(f"{at}.{k}"), k, w.get(k, cfg[k])) for k in ZONE_KEYS}
         pages = check(where(f"{at}.pages"), "pages", w.get("pages", default_pages(w["name"])))
         check_memory(where(f"{at}.pages"), pages, cfg["mode"], cfg["backend"])
+        try:
+            zone["initial_state_sha256"] = check_initial_state(zone["initial_state"], pages)
+        except StateError as e:
+            bad(f"{at}.initial_state" if "initial_state" in w else "initial_state", str(e))
+        if zone["initial_state_sha256"] is None:
+            del zone["initial_state_sha256"]
         label = w["label"] if "label" in w else " ".join(
             [w["name"]] + [f"{k}={v}" for k, v in params.items()]
             + [f"{k}={v}" for k, v in zone.items() if k in w])

@@ -30,6 +30,7 @@ serves only movable allocations; isolation is of movable ranges). A snapshot wit
 memory than the modelled zone can hold in that shape is an error naming the file; a bad line
 is an error naming the file and line.
 """
+import hashlib
 import os
 import re
 
@@ -39,6 +40,7 @@ from numba import njit
 from allocator import (GFP_HIGHUSER_MOVABLE, GFP_KERNEL, OP_ALLOC, OP_ALLOC_PFN, OP_DRAIN,
                        OP_DTYPE, OP_FREE_REF)
 from allocator import core as acore
+from allocator.buddy import MAX_PAGE_ORDER
 from allocator.flags import GFP_BITS, MIGRATETYPE_NAMES, MigrateType
 
 STATES = ("pristine", "aged")
@@ -405,6 +407,25 @@ def apply_snapshot(alloc, path, zone=None):
     per_type = "/".join(str(int(np.count_nonzero(target == mt))) for mt in range(3))
     return (f"{os.path.basename(path)} ({pages} free pages; Unmovable/Movable/Reclaimable "
             f"pageblocks {per_type})")
+
+
+def check_initial_state(state, nr_pages, max_order=MAX_PAGE_ORDER):
+    """The StateError that ``apply_initial_state`` would raise for a zone of ``nr_pages``,
+    found without building the zone (a file that is bad, lacks the zone or does not fit):
+    so that compare and sweep refuse a config before any run starts. Returns a hash of a
+    snapshot file's bytes (a resumed run must not reuse results of an edited snapshot)."""
+    if state in (None, "pristine", "aged"):
+        return None
+    path, zone = parse_spec(state)
+    if not os.path.isfile(path):
+        raise StateError(f"{state}: no such file (or pristine, aged)")
+    free_by_mt, _ = read_snapshot(path, zone)
+    try:
+        plan_typed(free_by_mt, nr_pages, max_order)
+    except StateError as e:
+        raise StateError(f"{path}: {e}") from None
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
 def apply_initial_state(alloc, state, seed=0):
