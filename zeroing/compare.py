@@ -269,9 +269,10 @@ def read_complete(path, digest):
             data = json.load(f)
     except (OSError, ValueError):
         return None
-    if data.get("complete") is True and data.get("spec_hash") == digest:
+    if isinstance(data, dict) and data.get("complete") is True \
+            and data.get("spec_hash") == digest and isinstance(data.get("counters"), dict):
         return data
-    return None
+    return None  # damaged, foreign or stale: the cell runs again and replaces it
 
 
 class _hashed:
@@ -342,11 +343,15 @@ def prepare(cfg, out=None):
     """Create the output folder; write the resolved config and provenance. Returns
     (out, cells as (workload, policy label, seed, run path, spec hash))."""
     out = out or os.path.join(cfg["out"], cfg["name"])
-    try:
-        for sub in ("runs", "snapshots"):
+    for sub in ("runs", "snapshots"):
+        if os.path.exists(os.path.join(out, sub)) and not os.path.isdir(os.path.join(out, sub)):
+            raise UserError(f"output folder {out}: {sub} in it is a file, not a folder: "
+                            "move it away")
+        try:
             os.makedirs(os.path.join(out, sub), exist_ok=True)
-    except OSError as e:
-        raise UserError(f"output folder {out}: cannot create it ({e.strerror or e})") from None
+        except OSError as e:
+            raise UserError(f"output folder {os.path.join(out, sub)}: cannot create it "
+                            f"({e.strerror or e})") from None
     write_json(os.path.join(out, "config.json"), cfg)
     write_json(os.path.join(out, "provenance.json"), provenance(cfg))
     todo = [(w, label, seed, os.path.join(out, "runs", cell_id(w, label, seed) + ".json"),

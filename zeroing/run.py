@@ -25,7 +25,7 @@ from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
 from .events import EVENT_DTYPE
 from .initial_state import apply_initial_state
 from .policy import P_OFFLOAD_BATCH, as_array
-from .validate import MODES, PCP_HIGH_MODES
+from .validate import MODES, PCP_HIGH_MODES, UserError
 
 CMD_CAPACITY = 1 << 16
 #: Written over offload pages whose batch failed: they are dirty, whatever the device did.
@@ -452,7 +452,8 @@ def write_text(path, text):
     """Write atomically: a reader never sees a half-written file. A device or pipe at
     ``path`` is never replaced."""
     if os.path.exists(path) and not os.path.isfile(path):
-        raise ValueError(f"{path} is not a regular file: not replaced by the results")
+        raise UserError(f"{path} is not a regular file (a folder, device or pipe): "
+                        "not replaced by the results; move it away")
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
         with open(tmp, "w") as f:
