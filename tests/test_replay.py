@@ -141,3 +141,13 @@ def test_a_trace_without_cpu_or_timestamp_sizes_its_zone_without_trace_clock():
     assert r["counters"]["pgalloc"] == 2
     with pytest.raises(TraceError, match=r"output.txt:\d+: .*(cpu|timestamp)"):
         replay(path, make_policy("baseline"), trace_clock=True)
+
+
+def test_timestamps_are_nanoseconds_within_bounds(tmp_path):
+    line = "  a-1 [000] ....  {}: mm_page_free: page=0 pfn=0x10 order=0\n"
+    path = tmp_path / "t.txt"
+    path.write_text(line.format("5.1234567891234") + line.format("6.5"))
+    assert [r[6] for r in read_events(str(path), detail=True)] == [5_123_456_789, 6_500_000_000]
+    path.write_text(line.format("99999999999999999999.5"))
+    with pytest.raises(TraceError, match=r"t.txt:1: timestamp 9+\.5 out of range"):
+        list(read_events(str(path), detail=True))

@@ -43,6 +43,8 @@ _EVENT = re.compile(r"(?:^|[\s:])(" + "|".join(sorted(KMEM_EVENTS, key=len, reve
 #: Any tracepoint line: ... <timestamp>: <system:>event: ...
 _OTHER = re.compile(r"\s\d+\.\d+:\s+(?:[\w-]+:)?([\w-]+):")
 _FIELD = re.compile(r"(\w+)=(\S*)")
+#: Timestamps are seconds since boot: this bound keeps nanoseconds within int64.
+MAX_SECONDS = 10**9
 #: CPU and timestamp of a tracefs / trace-cmd / perf script line: "[001] ... 5576.588412:".
 _CPU_TS = re.compile(r"\[(\d+)\]\s+(?:\S+\s+)?(\d+)\.(\d+):\s")
 _CALLCHAIN = re.compile(r"^\s+(?:=>|[0-9a-f]{6,}\s|\[?<[0-9a-f]+>\]?)")
@@ -250,7 +252,12 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
                     if cpu >= MAX_CPUS:
                         raise ValueError(f"cpu {cpu} out of range (0-{MAX_CPUS - 1}, the "
                                          "largest NR_CPUS)")
-                    ts = int(where.group(2)) * 1_000_000_000 + int(frac) * 10 ** (9 - len(frac))
+                    seconds = int(where.group(2)) if len(where.group(2)) <= 12 else MAX_SECONDS
+                    if seconds >= MAX_SECONDS:
+                        raise ValueError(f"timestamp {where.group(2)}.{frac[:9]} out of range "
+                                         f"(under {MAX_SECONDS} s, about 30 years of uptime)")
+                    # ns: a clock finer than 1 ns is cut to ns, never turned into a float.
+                    ts = seconds * 1_000_000_000 + int((frac + "000000000")[:9])
                     yield lineno, name, (-1 if failed else pfn), order, gfp, cpu, ts
                 else:
                     yield lineno, name, (-1 if failed else pfn), order, gfp
