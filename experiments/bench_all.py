@@ -18,7 +18,7 @@ HERE = os.path.join(ROOT, "experiments")
 sys.path.insert(0, ROOT)
 
 from zeroing.run import write_json, write_text  # noqa: E402
-from zeroing.validate import (OneLineParser, UserError, check_output_file, script_main)  # noqa: E402
+from zeroing.validate import OneLineParser, UserError, output_file, script_main  # noqa: E402
 
 BEGIN = "<!-- bench_all.py writes from here to END; edit above or below -->"
 END = "<!-- END of bench_all.py's figures -->"
@@ -208,14 +208,11 @@ def write_block(path, block):
 def main(argv=None):
     p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
-    p.add_argument("--json", help="also write every benchmark's figures here")
+    p.add_argument("--out", type=output_file, default=os.path.join(HERE, "RESULTS.md"))
+    p.add_argument("--json", type=output_file, help="also write every benchmark's figures here")
     p.add_argument("--from", dest="source", metavar="DIR",
                    help="render from NAME.json files already in DIR (those present), run nothing")
     args = p.parse_args(argv)
-    check_output_file("--out", args.out)
-    if args.json is not None:
-        check_output_file("--json", args.json)
     results, outputs = {}, {}
     if args.source is not None:
         if not os.path.isdir(args.source):

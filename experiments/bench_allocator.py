@@ -25,7 +25,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zeroing.validate import OneLineParser, MAX_PFNS, Int, arg, script_main  # noqa: E402
+from zeroing.validate import (Int, MAX_PFNS, OneLineParser, arg, output_file,
+                              script_main)  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
 from allocator import BuddyAllocator, bulk  # noqa: E402
@@ -87,7 +88,7 @@ def main(argv=None):
     p.add_argument("--prefix", type=arg(Int(1, 10**9)), default=100_000, help="events run interpreted")
     p.add_argument("--rounds", type=arg(Int(1, 1000)), default=5, help="alternating rounds against C")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
-    p.add_argument("--json", help="write the figures here")
+    p.add_argument("--json", type=output_file, help="write the figures here")
     args = p.parse_args(argv)
     if args.quick:
         args.pages, args.events, args.prefix, args.rounds = 1 << 14, 50_000, 2_000, 1

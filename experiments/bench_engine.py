@@ -20,7 +20,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zeroing.validate import OneLineParser, MAX_PFNS, Int, arg, script_main  # noqa: E402
+from zeroing.validate import (Int, MAX_PFNS, OneLineParser, arg, output_file,
+                              script_main)  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
 from zeroing.events import EV_FAULT  # noqa: E402
@@ -100,7 +101,7 @@ def main(argv=None):
     p.add_argument("--e2e-events", type=arg(Int(1, 10**10)), default=10_000_000,
                    help="events per workload for the end-to-end rows")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
-    p.add_argument("--json")
+    p.add_argument("--json", type=output_file)
     args = p.parse_args(argv)
     if args.quick:
         args.pages, args.events, args.content_events, args.prefix = 1 << 12, 20_000, 5_000, 2_000

@@ -13,7 +13,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zeroing.validate import OneLineParser, MAX_PFNS, Int, Many, Names, arg, script_main  # noqa: E402
+from zeroing.validate import (Int, MAX_PFNS, Many, Names, OneLineParser, arg,
+                              output_file, script_main)  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
 from kernels import BACKENDS  # noqa: E402
@@ -31,7 +32,7 @@ def main(argv=None):
     p.add_argument("--batches", type=arg(Many(Int(1, MAX_PFNS))), help="comma-separated pages per call (default: %s)"
                    % ",".join(map(str, BATCHES)))
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
-    p.add_argument("--json", help="write the rows here (atomically)")
+    p.add_argument("--json", type=output_file, help="write the rows here (atomically)")
     args = p.parse_args(argv)
     batches = tuple(args.batches) if args.batches else BATCHES
     if args.quick:

@@ -22,7 +22,8 @@ from numba import njit
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zeroing.validate import OneLineParser, Float, Int, Many, arg, script_main  # noqa: E402
+from zeroing.validate import (Float, Int, Many, OneLineParser, arg, output_file,
+                              script_main)  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
 from allocator.bulk import OP_ALLOC  # noqa: E402
@@ -152,7 +153,7 @@ def main(argv=None):
     p.add_argument("--reps", type=arg(Int(1, 1000)), default=3, help="replays per size; the best counts")
     p.add_argument("--fill", type=arg(Float(0, 0.95)), default=0.5, help="steady state: allocated fraction")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
-    p.add_argument("--json")
+    p.add_argument("--json", type=output_file)
     args = p.parse_args(argv)
     sizes = [s * GIB for s in args.sizes_gib]
     if args.quick:

@@ -20,7 +20,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zeroing.validate import OneLineParser, MAX_PFNS, Int, UserError, arg, script_main  # noqa: E402
+from zeroing.validate import (Int, MAX_PFNS, OneLineParser, UserError, arg,
+                              output_file, script_main)  # noqa: E402
 from zeroing.calibrate import thp_state  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
@@ -59,7 +60,7 @@ def main(argv=None):
     p.add_argument("--pages", type=arg(Int(1024, MAX_PFNS)), default=262_144)
     p.add_argument("--rounds", type=arg(Int(1, 100)), default=3)
     p.add_argument("--quick", action="store_true", help="tiny sizes against HEAD, for the tests")
-    p.add_argument("--json", help="write the figures here (atomically)")
+    p.add_argument("--json", type=output_file, help="write the figures here (atomically)")
     args = p.parse_args(argv)
     asked, args.before = args.before, args.before or BEFORE
     if args.quick:

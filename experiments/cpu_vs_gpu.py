@@ -14,8 +14,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zeroing.validate import (OneLineParser, MAX_PFNS, Int, UserError, arg, check_policy_names,  # noqa: E402
-                              check_workload, script_main)  # noqa: E402
+from zeroing.validate import (Int, MAX_PFNS, OneLineParser, UserError, arg,
+                              check_policy_names, check_workload, output_file,
+                              script_main)  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
 from kernels.throughput import measured_backends  # noqa: E402
@@ -101,7 +102,7 @@ def main(argv=None):
     p.add_argument("--pages", type=arg(Int(1024, MAX_PFNS)), default=1 << 18)
     p.add_argument("--events", type=arg(Int(1, 10**9)), default=200_000)
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
-    p.add_argument("--json")
+    p.add_argument("--json", type=output_file)
     args = p.parse_args(argv)
     cases = args.case or ([args.workload] if args.workload else list(CASES))
     check_policy_names("--policy", args.policy)

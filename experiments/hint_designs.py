@@ -13,7 +13,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zeroing.validate import OneLineParser, MAX_PFNS, RULES, Int, arg, script_main  # noqa: E402
+from zeroing.validate import (Int, MAX_PFNS, OneLineParser, RULES, arg, output_file,
+                              output_folder, script_main)  # noqa: E402
 from zeroing.hint_designs import leaks_by_caller, run_designs, write_all  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 from zeroing.workloads import make_workload  # noqa: E402
@@ -29,9 +30,9 @@ def main(argv=None):
     p.add_argument("--backend", default="numba", choices=("numpy", "numba"),
                    help="content mode backend (CPU)")
     p.add_argument("--no-content", action="store_true", help="metadata mode only")
-    p.add_argument("--out", default=os.path.join("results", "hint_designs"))
+    p.add_argument("--out", type=output_folder, default=os.path.join("results", "hint_designs"))
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
-    p.add_argument("--json", help="also write the results object here")
+    p.add_argument("--json", type=output_file, help="also write the results object here")
     args = p.parse_args(argv)
     if args.quick:
         args.pages, args.events = 4096, 6000

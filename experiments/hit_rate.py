@@ -13,7 +13,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-from zeroing.validate import OneLineParser, script_main  # noqa: E402
+from zeroing.validate import OneLineParser, output_file, output_folder, script_main  # noqa: E402
 from zeroing.compare import compare, load_config  # noqa: E402
 from zeroing.run import write_json, write_text  # noqa: E402
 
@@ -41,10 +41,10 @@ def shares(results):
 def main(argv=None):
     p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=os.path.join(ROOT, "experiments", "hit_rate.toml"))
-    p.add_argument("--out")
+    p.add_argument("--out", type=output_folder)
     p.add_argument("--quick", action="store_true",
                    help="tiny: 256 MiB zone, 16 MiB rounds, rounds 1 and 3, one seed")
-    p.add_argument("--json")
+    p.add_argument("--json", type=output_file)
     args = p.parse_args(argv)
     cfg = load_config(args.config)
     if args.quick:

@@ -18,7 +18,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zeroing.validate import OneLineParser, UserError, script_main  # noqa: E402
+from zeroing.validate import OneLineParser, UserError, output_file, script_main  # noqa: E402
 from zeroing.policy import make_policy  # noqa: E402
 from zeroing.replay import replay  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
@@ -47,7 +47,7 @@ def kernel_figures(trace):
 def main(argv=None):
     p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("dir")
-    p.add_argument("--json")
+    p.add_argument("--json", type=output_file)
     args = p.parse_args(argv)
     traces = glob.glob(os.path.join(args.dir, "trace_kmem_*.txt.gz"))
     needed = [os.path.join(args.dir, f) for f in ("before_zoneinfo", "after_zoneinfo")]

@@ -18,7 +18,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zeroing.validate import OneLineParser, script_main  # noqa: E402
+from zeroing.validate import OneLineParser, output_file, output_folder, script_main  # noqa: E402
 from zeroing.compare import collect, compare, load_config, prepare  # noqa: E402
 from zeroing.run import write_json, write_text  # noqa: E402
 
@@ -117,11 +117,11 @@ def quick_config(cfg):
 
 def main(argv=None):
     p = OneLineParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", help="results folder (default: results/upstream)")
+    p.add_argument("--out", type=output_folder, help="results folder (default: results/upstream)")
     p.add_argument("--cost-profile", help="cost profile TOML (default: the shipped one)")
     p.add_argument("--quick", action="store_true",
                    help="tiny: 256 MiB zone, 16 MiB runs, one seed (a scratch folder)")
-    p.add_argument("--json", help="also write the summary here")
+    p.add_argument("--json", type=output_file, help="also write the summary here")
     args = p.parse_args(argv)
     cfg = load_config(os.path.join(ROOT, "experiments", "upstream.toml"), args.cost_profile)
     if args.quick:

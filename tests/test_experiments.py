@@ -54,6 +54,9 @@ def test_bench_all_writes_results(tmp_path):
     (["upstream.py", "--cost-profile", "/nonexistent.toml"], "--cost-profile"),
     (["pcp_trace_check.py", "/nonexistent"], "not a capture folder"),
     (["gpu_breakdown.py", "--bogus"], "unrecognized arguments: --bogus"),
+    (["bench_engine.py", "--json", "/nonexistent/x.json"], "--json: /nonexistent/x.json: folder"),
+    (["bench_all.py", "--out", "/"], "--out: / is a folder, not a file"),
+    (["upstream.py", "--out", "/dev/null/x"], "--out: /dev/null/x: /dev/null is not a folder"),
 ])
 def test_experiment_scripts_refuse_bad_options_in_one_line(argv, fragment):
     p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", argv[0]), *argv[1:]],
@@ -108,3 +111,13 @@ def test_content_speedup_says_why_it_cannot_compare(tmp_path, monkeypatch):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2, p.stderr[-2000:]
     assert p.stderr.startswith("content_speedup.py: error: --before no-such-commit: cannot check")
+
+
+def test_a_closed_pipe_ends_a_script_quietly():
+    """``script | head -1``: exit 141 with nothing on stderr, as zeroing's commands do."""
+    code = ("import sys; from zeroing.validate import script_main\n"
+            "def main():\n    for i in range(10**6):\n        print('row', i)\n"
+            "sys.exit(script_main(main))\n")
+    p = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1", shell=True, cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout == "row 0\n" and p.stderr == "", p.stderr

@@ -240,6 +240,26 @@ def arg(rule):
     return convert
 
 
+def _path_arg(check_path):
+    def convert(text):
+        try:
+            return check_path("", text)
+        except UserError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(": ")) from None
+    convert.__name__ = "path"
+    return convert
+
+
+def output_file(text):
+    """argparse ``type=`` for a file a script writes: checked up front (check_output_file)."""
+    return _path_arg(check_output_file)(text)
+
+
+def output_folder(text):
+    """argparse ``type=`` for a folder a script writes into (check_output_folder)."""
+    return _path_arg(check_output_folder)(text)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse for the experiment scripts: a bad option is one line (no usage block), exit 2."""
 
@@ -257,6 +277,9 @@ def script_main(main):
     except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as zeroing does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def check_policy_names(where, names):
