@@ -166,6 +166,13 @@ def test_memory_checked_before_anything_is_allocated():
     check_memory("--pages", 1 << 20, "metadata", "numba", available=1 << 30)  # 20 MiB: fits
 
 
+def test_the_memory_check_names_the_option_that_is_too_large(capsys, monkeypatch):
+    import zeroing.validate as v
+    monkeypatch.setattr(v, "available_memory", lambda: 1 << 30)
+    one_line_error(capsys, main(["demo", "--pages", str(1 << 27)]), "--pages: 134217728 pages")
+    one_line_error(capsys, main(["demo", "--events", str(10**8)]), "--events: ")
+
+
 def test_output_paths_refused_up_front(capsys, tmp_path):
     path = write(tmp_path, TINY + 'a="baseline"\n')
     one_line_error(capsys, main(["compare", path, "--out", "/dev/null/x"]), "--out", "/dev/null")

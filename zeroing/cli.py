@@ -136,7 +136,7 @@ def cmd_demo(args):
     pages = check("--pages", "pages", args.pages)
     events = check("--events", "events", args.events)
     seed = check("--seed", "seed", args.seed)
-    check_memory("--events", pages, events=events)
+    check_memory(("--pages", "--events"), pages, events=events)
     from .demo import demo
     demo(pages, events, seed)
     return 0
