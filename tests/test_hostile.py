@@ -489,11 +489,32 @@ def test_an_option_without_effect_is_refused(capsys, argv, fragment):
     one_line_error(capsys, main(["run", "--pages", "4096", "--events", "100", *argv]), fragment)
 
 
-def test_an_option_without_effect_in_a_config_is_refused(tmp_path):
-    path = write(tmp_path, TINY + 'a={policy="pg_zeroed", reporting_order=3}\n')
-    with pytest.raises(ConfigError, match=r"policies\.a\.reporting_order: has no effect without "
-                                          r"the reporting policy"):
-        load_config(path)
+@pytest.mark.parametrize("argv,fragment", [
+    (["replay", TRACE_GZ, "--backend", "numba"], "--backend numba: has no effect in metadata"),
+    (["replay", TRACE_GZ, "--pcp-high", "fixed"], "--pcp-high fixed: has no effect with "
+                                                  "--replay-mode exact"),
+    (["sweep", "c.toml", "--workers", "3", "--scheduler", "tcp://127.0.0.1:1"],
+     "--workers 3: has no effect with --scheduler"),
+])
+def test_an_option_without_effect_is_refused_by_replay_and_sweep(capsys, argv, fragment):
+    one_line_error(capsys, main(argv), fragment)
+
+
+@pytest.mark.parametrize("top,in_workload,policy,fragment", [
+    ("", "", 'a={policy="pg_zeroed", reporting_order=3}',
+     r"policies\.a\.reporting_order: has no effect without the reporting policy"),
+    ('backend = "numba"', "", 'a="baseline"', r"c.toml:1: backend: 'numba' has no effect in "
+                                              r"metadata mode"),
+    ('pcp = false\npcp_high = "fixed"', "", 'a="baseline"',
+     r"c.toml:2: pcp_high: 'fixed' has no effect with pcp = false"),
+    ("pcp = false", 'pcp_high = "fixed"', 'a="baseline"',
+     r"c.toml:\d+: workload\[0\].pcp_high: 'fixed' has no effect with pcp = false"),
+])
+def test_an_option_without_effect_in_a_config_is_refused(tmp_path, top, in_workload, policy,
+                                                         fragment):
+    text = (top + "\n" + TINY).replace("pages = 4096", "pages = 4096\n" + in_workload)
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(write(tmp_path, text + policy + "\n"))
 
 
 @pytest.mark.parametrize("policy", ["reporting", "offload,reporting"])

@@ -93,7 +93,7 @@ def build_parser():
     cal.add_argument("--no-gpu", action="store_true", help="skip the GPU even where one exists")
     sw = sub.add_parser("sweep", help="run a comparison's cells on Dask workers")
     sw.add_argument("config")
-    sw.add_argument("--workers", default="2", help="local worker processes (2)")
+    sw.add_argument("--workers", help="local worker processes (2)")
     sw.add_argument("--scheduler", help="address of an existing Dask scheduler")
     sw.add_argument("--out", help="output folder (default: results/<name>)")
     sw.add_argument("--cost-profile", metavar="FILE", help="cost profile TOML (overrides the config's)")
@@ -172,9 +172,7 @@ def cmd_run(args):
                                           args.offload_device)
     spelled = {"offload_batch_pages": "--offload-batch", "offload_period_ns": "--offload-period-ms"}
     policy = check_policy("--policy", args.policy, options, lambda k: spelled.get(k) or option(k))
-    if mode == "metadata" and args.backend != "auto":
-        raise UserError(f"--backend {args.backend}: has no effect in metadata mode "
-                        "(add --mode content)")
+    backend_needs_content(mode, args.backend)
     if args.no_pcp and args.pcp_high != "auto":
         raise UserError(f"--pcp-high {args.pcp_high}: has no effect with --no-pcp")
     profile = cost_profile("--cost-profile", args.cost_profile,
@@ -223,6 +221,11 @@ def cmd_replay(args):
     profile = cost_profile("--cost-profile", args.cost_profile)
     mode = check("--mode", "mode", args.mode)
     check_backend("--backend", args.backend, mode)
+    backend_needs_content(mode, args.backend)
+    if replay_mode == "exact" and args.pcp_high != "auto":
+        raise UserError(f"--pcp-high {args.pcp_high}: has no effect with --replay-mode exact "
+                        "(it places the trace's own pfns, without per-cpu lists; "
+                        "--replay-mode requests has them)")
     pages = check("--pages", "pages", args.pages) if args.pages is not None else None
     if pages is not None:
         check_memory("--pages", pages, mode, args.backend)
@@ -259,6 +262,13 @@ def cmd_replay(args):
               f"NR_FREE_PAGES {p['nr_free_pages_delta']:+d}")
     print(summary(result))
     return 0
+
+
+def backend_needs_content(mode, backend):
+    """A backend holds page bytes: naming one in metadata mode would change nothing."""
+    if mode == "metadata" and backend != "auto":
+        raise UserError(f"--backend {backend}: has no effect in metadata mode "
+                        "(add --mode content)")
 
 
 def cost_profile(where, path, offload_device=None):
@@ -303,9 +313,12 @@ def cmd_sweep(args):
     from .compare import load_config
     from .sweep import sweep
     from .validate import check, check_output_folder
-    workers = check("--workers", "workers", args.workers)
     if args.scheduler is not None and not args.scheduler.strip():
         raise UserError("--scheduler: an empty address: name a Dask scheduler (host:port)")
+    if args.scheduler is not None and args.workers is not None:
+        raise UserError(f"--workers {args.workers}: has no effect with --scheduler (the "
+                        "scheduler's cluster has its own workers)")
+    workers = check("--workers", "workers", "2" if args.workers is None else args.workers)
     cfg = load_config(args.config, args.cost_profile)
     if args.out is not None:
         check_output_folder("--out", args.out)
