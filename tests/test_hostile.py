@@ -254,6 +254,15 @@ def test_distinct_labels_never_share_a_run_file(tmp_path):
     assert len(os.listdir(os.path.join(out, "runs"))) == 4
 
 
+def test_labels_too_long_for_a_file_name_are_refused_up_front(tmp_path):
+    text = TINY.replace("pages = 4096", f'pages = 4096\nlabel = "{"w" * 200}"') + \
+        f'"{"p" * 60}"="baseline"\n'
+    with pytest.raises(ConfigError, match=r"its run file.s name would be 274 bytes, over the 255"):
+        load_config(write(tmp_path, text))
+    with pytest.raises(ConfigError, match=r"name: .* is not allowed: .*at most 255 bytes"):
+        load_config(write(tmp_path, f'name = "{"n" * 256}"\n' + TINY + 'a="baseline"\n'))
+
+
 def test_labels_that_would_still_clash_are_refused_up_front(tmp_path):
     # "a__b" + "c" and "a" + "b__c" join to the same name: refused before any run.
     text = ('throughput=false\n[[workload]]\nname="mixed"\nlabel="w__x"\n[[workload]]\n'

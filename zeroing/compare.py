@@ -223,11 +223,20 @@ def _resolve_config(raw, path, text):
     return cfg
 
 
+#: The longest file name most Linux file systems take, in bytes.
+NAME_MAX = 255
+
+
 def check_cell_ids(cfg, path="<config>"):
     """Refuse, up front, two cells that would write one run file (file systems that ignore
     case included)."""
     seen = {}
     for w, label, seed in cells(cfg):
+        name = cell_id(w, label, seed) + ".json"
+        if len(name.encode()) > NAME_MAX:
+            raise ConfigError(f"{path}: workload {w['label']!r} policy {label!r} seed {seed}: "
+                              f"its run file's name would be {len(name.encode())} bytes, over "
+                              f"the {NAME_MAX} a file system allows: give shorter labels")
         key = cell_id(w, label, seed).casefold()
         if key in seen:
             (w0, l0, s0) = seen[key]

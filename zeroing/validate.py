@@ -130,11 +130,13 @@ class FileName(Text):
     """A Text that names one file or folder: no path separators, not . or .."""
 
     def allowed(self):
-        return "a non-empty name without control characters, '/' or '\\', not . or .."
+        return ("a non-empty name of at most 255 bytes without control characters, '/' or "
+                "'\\', not . or ..")
 
     def convert(self, value):
         value = super().convert(value)
-        if "/" in value or "\\" in value or value.strip() in (".", ".."):
+        if "/" in value or "\\" in value or value.strip() in (".", "..") \
+                or len(value.encode()) > 255:
             raise ValueError
         return value
 
