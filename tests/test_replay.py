@@ -151,3 +151,14 @@ def test_timestamps_are_nanoseconds_within_bounds(tmp_path):
     path.write_text(line.format("99999999999999999999.5"))
     with pytest.raises(TraceError, match=r"t.txt:1: timestamp 9+\.5 out of range"):
         list(read_events(str(path), detail=True))
+
+
+@pytest.mark.parametrize("fields,reason", [
+    ("page=0 pfn=0x10 order=0 migratetype=1", "mm_page_alloc without gfp_flags"),
+    ("page=0 pfn=0x10 order=0 pfn=0x20 migratetype=1 gfp_flags=GFP_KERNEL", "field pfn given twice"),
+])
+def test_an_alloc_line_that_cannot_be_placed_is_refused(tmp_path, fields, reason):
+    path = tmp_path / "t.txt"
+    path.write_text(f"  a-1 [000] ....  5.1: mm_page_alloc: {fields}\n")
+    with pytest.raises(TraceError, match=rf"t.txt:1: {reason}"):
+        list(read_events(str(path)))

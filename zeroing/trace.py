@@ -229,7 +229,12 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
                         continue
                     raise ValueError("not a trace event line")
                 name = m.group(1)
-                fields = dict(_FIELD.findall(line[m.end():]))
+                pairs = _FIELD.findall(line[m.end():])
+                fields = dict(pairs)
+                if len(fields) < len(pairs):
+                    twice = next(k for i, (k, _) in enumerate(pairs)
+                                 if k in (p for p, _ in pairs[:i]))
+                    raise ValueError(f"field {twice} given twice")
                 events[name] = events.get(name, 0) + 1
                 if name == "mm_page_alloc_extfrag":
                     continue
@@ -240,7 +245,10 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
                                      "model's MAX_PAGE_ORDER)")
                 if pfn < 0:
                     raise ValueError(f"pfn {pfn} is negative")
-                gfp = parse_gfp(fields.get("gfp_flags", "none"), table) if name == "mm_page_alloc" else 0
+                if name == "mm_page_alloc" and "gfp_flags" not in fields:
+                    raise ValueError("mm_page_alloc without gfp_flags (the model places and "
+                                     "zeroes by them)")
+                gfp = parse_gfp(fields["gfp_flags"], table) if name == "mm_page_alloc" else 0
                 failed = name == "mm_page_alloc" and (fields.get("page") == "" or "(null)" in line)
                 if detail:
                     where = _CPU_TS.search(line[:m.start() + 1])
