@@ -18,6 +18,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from allocator.buddy import MAX_CPUS  # noqa: E402
 from zeroing.validate import OneLineParser, UserError, output_file, script_main  # noqa: E402
 from zeroing.policy import make_policy  # noqa: E402
 from zeroing.replay import replay  # noqa: E402
@@ -26,12 +27,33 @@ from zeroing.trace import read_events  # noqa: E402
 
 
 def normal_zone(path):
-    """(managed, pages free, [(count, high) per CPU]) of the Normal zone of a zoneinfo."""
-    text = open(path).read().split("zone   Normal")[1].split("Node 0, zone")[0]
-    counts = [int(x) for x in re.findall(r"count:\s+(\d+)", text)]
-    highs = [int(x) for x in re.findall(r"\n\s+high:\s+(\d+)", text)]
-    return (int(re.search(r"managed\s+(\d+)", text).group(1)),
-            int(re.search(r"pages free\s+(\d+)", text).group(1)), list(zip(counts, highs)))
+    """(managed, pages free, [(count, high) per CPU]) of the Normal zone of a zoneinfo; a file
+    without them, or with pagesets that cannot be (more pages than the zone manages), is a
+    UserError naming it."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
+    m = re.search(r"zone\s+Normal\n(.*?)(?=^Node \d+, zone|\Z)", text, re.S | re.M)
+    managed = m and re.search(r"^\s+managed\s+(\d+)$", m.group(1), re.M)
+    free = m and re.search(r"^\s+pages free\s+(\d+)$", m.group(1), re.M)
+    if not (managed and free):
+        raise UserError(f"{path}: no Normal zone with 'pages free' and 'managed' (a "
+                        "/proc/zoneinfo is needed)")
+    cpus = re.findall(r"^\s+cpu: (\d+)\n\s+count:\s+(\d+)\n\s+high:\s+(\d+)$", m.group(1),
+                      re.M)
+    nr_cpu_lines = len(re.findall(r"^\s+cpu: ", m.group(1), re.M))
+    if not cpus or len(cpus) != nr_cpu_lines or \
+            [int(c) for c, _, _ in cpus] != list(range(len(cpus))):
+        raise UserError(f"{path}: the Normal zone's pagesets are not cpu 0, 1, ... each with "
+                        "count and high")
+    if len(cpus) > MAX_CPUS:
+        raise UserError(f"{path}: {len(cpus)} CPUs' pagesets, over the model's {MAX_CPUS}")
+    sets = [(int(count), int(high)) for _, count, high in cpus]
+    if sum(count for count, _ in sets) > int(managed.group(1)):
+        raise UserError(f"{path}: the pagesets hold more pages than the zone manages")
+    return int(managed.group(1)), int(free.group(1)), sets
 
 
 def kernel_figures(trace):
@@ -54,6 +76,9 @@ def main(argv=None):
     if not os.path.isdir(args.dir) or not traces or not all(map(os.path.isfile, needed)):
         raise UserError(f"{args.dir}: not a capture folder (it needs trace_kmem_*.txt.gz, "
                         "before_zoneinfo and after_zoneinfo)")
+    if len(traces) > 1:
+        raise UserError(f"{args.dir}: {len(traces)} traces ({', '.join(sorted(traces))}): "
+                        "a capture folder holds one")
     trace = traces[0]
     managed, free0, start = normal_zone(os.path.join(args.dir, "before_zoneinfo"))
     _, free1, end = normal_zone(os.path.join(args.dir, "after_zoneinfo"))

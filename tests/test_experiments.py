@@ -121,3 +121,35 @@ def test_a_closed_pipe_ends_a_script_quietly():
     p = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1", shell=True, cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert p.stdout == "row 0\n" and p.stderr == "", p.stderr
+
+
+def _capture(tmp_path, before=None):
+    import shutil
+    data = os.path.join(ROOT, "tests", "data")
+    shutil.copy(os.path.join(data, "trace_kmem_6.18.txt.gz"), tmp_path / "trace_kmem_a.txt.gz")
+    shutil.copy(os.path.join(data, "after_zoneinfo-6.18"), tmp_path / "after_zoneinfo")
+    text = open(os.path.join(data, "before_zoneinfo-6.18")).read()
+    (tmp_path / "before_zoneinfo").write_text(before(text) if before else text)
+    return str(tmp_path)
+
+
+def _in_normal(text, old, new):
+    head, normal = text.split("zone   Normal", 1)
+    return head + "zone   Normal" + normal.replace(old, new, 1)
+
+
+@pytest.mark.parametrize("damage,fragment", [
+    (lambda t: t.split("zone   Normal")[0], "before_zoneinfo: no Normal zone"),
+    (lambda t: t.replace("cpu: 1", "cpu: 7"), "pagesets are not cpu 0, 1"),
+    (lambda t: _in_normal(t, "count:", "kount:"), "pagesets are not cpu 0, 1"),
+    (lambda t: _in_normal(t, "count:    ", "count:    999999999"), "more pages than the zone"),
+    (None, "2 traces"),
+])
+def test_pcp_trace_check_names_a_damaged_capture(tmp_path, damage, fragment):
+    import shutil
+    folder = _capture(tmp_path, damage)
+    if damage is None:
+        shutil.copy(tmp_path / "trace_kmem_a.txt.gz", tmp_path / "trace_kmem_b.txt.gz")
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "pcp_trace_check.py"),
+                        folder], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and fragment in p.stderr, p.stderr

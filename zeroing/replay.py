@@ -234,6 +234,8 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
         if bar:
             bar.close()
         nr_cpus = nr_cpus if trace_clock else 1
+    if pcp_start:  # pagesets of CPUs the trace never shows are lists all the same
+        nr_cpus = max(nr_cpus, len(pcp_start))
         if nr_pages is None:
             nr_pages = max(1024, -(-span // 1024) * 1024)
             check_memory(f"{path} (pfns up to {span:#x}; --pages sets the zone)",
