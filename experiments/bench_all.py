@@ -222,9 +222,17 @@ def main(argv=None):
             if os.path.exists(path):
                 try:
                     with open(path) as f:
-                        results[name] = json.load(f)
+                        data = json.load(f)
                 except (OSError, ValueError) as e:
                     raise UserError(f"--from: {path}: not a benchmark's JSON ({e})") from None
+                try:  # rendered alone first, so that a wrong shape names its file
+                    if not isinstance(data, (dict, list)) or not data:
+                        raise TypeError(f"{type(data).__name__} {data!r:.40}, no figures")
+                    render({name: data}, {}, False, failed=False)
+                except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+                    raise UserError(f"--from: {path}: not what {name}.py writes "
+                                    f"({type(e).__name__}: {e})") from None
+                results[name] = data
         if not results:
             raise UserError(f"--from: {args.source} holds none of "
                             f"{', '.join(n + '.json' for n in BENCHES)}: nothing written")

@@ -78,11 +78,20 @@ def test_bench_all_keeps_what_is_written_by_hand(tmp_path):
     assert text.startswith("# Figures\n\nBy hand.\n") and text.endswith("After, by hand.\n")
     assert "## run 3" in text and "run 1" not in text and "run 2" not in text
     before = out.read_text()
-    for source in (tmp_path / "nonexistent", tmp_path):  # a folder with no benchmark's JSON
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "bench_engine.json").write_text('{"x": 1}')
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "cpu_vs_gpu.json").write_text("null")
+    for source, fragment in ((tmp_path / "nonexistent", "no such folder"),
+                             (tmp_path, "holds none of"),  # no benchmark's JSON in it
+                             (wrong, "bench_engine.json: not what bench_engine.py writes"),
+                             (empty, "cpu_vs_gpu.json: not what cpu_vs_gpu.py writes")):
         p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "bench_all.py"),
                             "--from", str(source), "--out", str(out)],
                            capture_output=True, text=True, timeout=120)
-        assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--from" in p.stderr, p.stderr
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and fragment in p.stderr, p.stderr
     assert out.read_text() == before
 
 
