@@ -13,15 +13,31 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-from zeroing.validate import OneLineParser, output_file, output_folder, script_main  # noqa: E402
+from zeroing.validate import (OneLineParser, UserError, output_file, output_folder,
+                              script_main)  # noqa: E402
 from zeroing.compare import compare, load_config  # noqa: E402
 from zeroing.run import write_json, write_text  # noqa: E402
 
 
-def load_results(out):
+def load_results(cfg, out):
+    """The runs of this config's cells (not whatever else the folder holds)."""
     import json
-    runs = os.path.join(out, "runs")
-    return [json.load(open(os.path.join(runs, f))) for f in sorted(os.listdir(runs))]
+    from zeroing.compare import cell_id, cells
+    results = []
+    for w, label, seed in cells(cfg):
+        with open(os.path.join(out, "runs", cell_id(w, label, seed) + ".json")) as f:
+            results.append(json.load(f))
+    return results
+
+
+def check_config(where, cfg):
+    """The table needs one policy and vm-anon workloads that set thp and rounds."""
+    if len(cfg["policies"]) != 1:
+        raise UserError(f"{where}: {len(cfg['policies'])} policies: the table is of one")
+    for i, w in enumerate(cfg["workloads"]):
+        if w["name"] != "vm-anon" or not {"thp", "rounds"} <= set(w["params"]):
+            raise UserError(f"{where}: workload[{i}] ({w['label']}): the table reads vm-anon "
+                            "workloads that set thp and rounds")
 
 
 def shares(results):
@@ -47,6 +63,7 @@ def main(argv=None):
     p.add_argument("--json", type=output_file)
     args = p.parse_args(argv)
     cfg = load_config(args.config)
+    check_config(f"--config {args.config}", cfg)
     if args.quick:
         import tempfile
         raw = {"name": "hit_rate_quick", "seeds": [0], "throughput": False,
@@ -61,7 +78,7 @@ def main(argv=None):
         cfg = resolve_config(raw)
         args.out = args.out or tempfile.mkdtemp(prefix="hit_rate_quick")
     out = compare(cfg, args.out, progress=False, log=lambda *a: None)
-    table = shares(load_results(out))
+    table = shares(load_results(cfg, out))
     mib = cfg["workloads"][0]["pages"] >> 8
     lines = [f"served zeroed (pg_zeroed+reporting, vm-anon {mib} MiB zone, mean of seeds "
              f"{cfg['seeds']}): order-0 share with THP off, order-9 share with THP on",

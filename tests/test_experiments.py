@@ -51,6 +51,8 @@ def test_bench_all_writes_results(tmp_path):
     (["bench_allocator.py", "--events", "0"], "--events"),
     (["hint_designs.py", "--seed", "-1"], "--seed"),
     (["hit_rate.py", "--config", "/nonexistent.toml"], "/nonexistent.toml: no such file"),
+    (["hit_rate.py", "--config", os.path.join(ROOT, "experiments", "default.toml")],
+     "7 policies: the table is of one"),
     (["upstream.py", "--cost-profile", "/nonexistent.toml"], "--cost-profile"),
     (["pcp_trace_check.py", "/nonexistent"], "not a capture folder"),
     (["gpu_breakdown.py", "--bogus"], "unrecognized arguments: --bogus"),
