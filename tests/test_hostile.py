@@ -328,8 +328,10 @@ def test_truncated_compressed_trace(capsys, tmp_path, suffix, compress):
     assert rows and "ends early" in counts["truncated"]
     one_line_error(capsys, main(["replay", path]), path, "at byte")
     assert main(["replay", path, "--lenient"]) == 0
-    out = capsys.readouterr().out
-    assert "warning: " + path in out and "replayed the events read before it" in out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "warning: " + path in captured.err and "replayed the events read before it" \
+        in captured.err and "warning" not in out
     assert f"mm_page_alloc {sum(1 for r in rows if r[1] == 'mm_page_alloc')}" in out
 
 
@@ -338,6 +340,13 @@ def test_random_compressed_trace(capsys, tmp_path, suffix):
     path = write(tmp_path, os.urandom(3000), "rand" + suffix, "wb")
     one_line_error(capsys, main(["replay", path]), path, "compressed data is damaged")
     one_line_error(capsys, main(["replay", path, "--lenient"]), path, "no kmem page events")
+
+
+def test_a_bad_line_is_quoted_without_its_control_characters(capsys, tmp_path):
+    path = write(tmp_path, "  a-1 [000] ....  5.1: mm_page_alloc: page=0 pfn=0x10 order=0 "
+                 "migratetype=1 gfp_flags=\x1b[2J\x07\n", "esc.txt")
+    err = one_line_error(capsys, main(["replay", path]), "esc.txt:1:", "\\x1b[2J\\x07")
+    assert "\x1b" not in err and "\x07" not in err
 
 
 def test_empty_trace_and_binary_format_file(capsys, tmp_path):

@@ -255,7 +255,8 @@ def cmd_replay(args):
         print(f"skipped {result['malformed'] - len(result['malformed_examples'])} more "
               "malformed lines (the first ones are shown)", file=sys.stderr)
     if result.get("truncated"):
-        print(f"warning: {result['truncated']}; replayed the events read before it")
+        print(f"warning: {result['truncated']}; replayed the events read before it",
+              file=sys.stderr)
     if "pcp" in result and replay_mode == "requests":
         p = result["pcp"]
         print(f"model pcp: refill {p['refill_pages']} pages, drain {p['drain_pages']} pages, "

@@ -234,12 +234,12 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
         if bar:
             bar.close()
         nr_cpus = nr_cpus if trace_clock else 1
-    if pcp_start:  # pagesets of CPUs the trace never shows are lists all the same
-        nr_cpus = max(nr_cpus, len(pcp_start))
         if nr_pages is None:
             nr_pages = max(1024, -(-span // 1024) * 1024)
             check_memory(f"{path} (pfns up to {span:#x}; --pages sets the zone)",
                          nr_pages, sim_mode, backend)
+    if pcp_start:  # pagesets of CPUs the trace never shows are lists all the same
+        nr_cpus = max(nr_cpus, len(pcp_start))
     sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend, pcp=(mode == "requests"),
                      pcp_high=pcp_high, nr_cpus=nr_cpus, cost_profile=cost_profile)
     for cpu, (count, high) in enumerate(pcp_start or []):

@@ -21,7 +21,9 @@ def read_toml(path, error, what, missing=None):
                     f"save the {what} to a file")
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data = f.read()
+        # A byte-order mark (some editors write one) is no TOML statement: not part of the text.
+        return tomllib.loads(data.removeprefix(b"\xef\xbb\xbf").decode("utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise error(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError as e:

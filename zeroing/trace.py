@@ -200,6 +200,12 @@ def _lines(f, path, lenient, counts, progress):
         yield lineno, line
 
 
+def shown(line, width=160):
+    """A trace line as an error message quotes it: cut to ``width``, its control characters
+    (a terminal escape among them) written as escapes rather than sent to the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line.strip()[:width])
+
+
 def read_events(path, lenient=False, table=None, counts=None, progress=None, detail=False):
     """Yield (lineno, event, pfn, order, gfp) for kmem page events; with ``detail``
     (lineno, event, pfn, order, gfp, cpu, time in ns), a line that shows no CPU and time
@@ -271,7 +277,8 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
                     yield lineno, name, (-1 if failed else pfn), order, gfp
             except ValueError as e:
                 if not lenient:
-                    raise TraceError(f"{path}:{lineno}: {e}: {line.strip()[:160]}") from None
+                    raise TraceError(f"{path}:{lineno}: {shown(str(e), None)}: {shown(line)}") \
+                        from None
                 counts["malformed"] += 1
                 if len(examples) < 5:
                     examples.append(f"{path}:{lineno}: {e}")
