@@ -104,8 +104,8 @@ def main(argv=None):
     p.add_argument("--json", type=output_file)
     args = p.parse_args(argv)
     if args.quick:
-        args.pages, args.events, args.content_events, args.prefix = 1 << 12, 20_000, 5_000, 2_000
-        args.e2e_events = 20_000
+        p.quick(args, pages=1 << 12, events=20_000, content_events=5_000, prefix=2_000,
+                e2e_events=20_000)
     policy = make_policy(POLICY)
     out = {}
     ev = make_workload("mixed", args.pages, args.events, seed=1)

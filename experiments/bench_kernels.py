@@ -34,9 +34,9 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
     p.add_argument("--json", type=output_file, help="write the rows here (atomically)")
     args = p.parse_args(argv)
-    batches = tuple(args.batches) if args.batches else BATCHES
     if args.quick:
-        args.pool_pages, args.reps, batches = 2048, 1, (1, 512, 1024)
+        p.quick(args, pool_pages=2048, reps=1, batches=[1, 512, 1024])
+    batches = tuple(args.batches) if args.batches else BATCHES
     wanted = set(args.backends) if args.backends else None
     rows = []
     for backend in measured_backends(log=print, only=wanted):

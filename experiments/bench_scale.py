@@ -155,9 +155,9 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
     p.add_argument("--json", type=output_file)
     args = p.parse_args(argv)
-    sizes = [s * GIB for s in args.sizes_gib]
     if args.quick:
-        sizes, args.events, args.reps = [16 << 20, 1 << 30], 200_000, 1
+        p.quick(args, sizes_gib=[(16 << 20) / GIB, 1], events=200_000, reps=1)
+    sizes = [s * GIB for s in args.sizes_gib]
     policy = make_policy("init_on_free,pg_zeroed")
     rows = []
     for size in sizes:

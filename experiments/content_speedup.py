@@ -62,9 +62,10 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny sizes against HEAD, for the tests")
     p.add_argument("--json", type=output_file, help="write the figures here (atomically)")
     args = p.parse_args(argv)
-    asked, args.before = args.before, args.before or BEFORE
+    asked = args.before  # a commit the user named must exist; the default may be missing
     if args.quick:
-        args.before, args.events, args.pages, args.rounds = "HEAD", 3000, 4096, 1
+        p.quick(args, before="HEAD", events=3000, pages=4096, rounds=1)
+    args.before = args.before or BEFORE
     what = f"content mixed (numba, {args.events:,} events, {args.pages:,} pages, {POLICY})"
     with tempfile.TemporaryDirectory() as tmp:
         old = os.path.join(tmp, "before")

@@ -106,10 +106,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     cases = args.case or ([args.workload] if args.workload else list(CASES))
     check_policy_names("--policy", args.policy)
-    for spec in cases:
-        parse_case(spec)
+    names = [parse_case(spec)[0] for spec in cases]
+    if not any("events" in WORKLOADS[n][1] for n in names):  # see run_case
+        for option in ("pages", "events"):
+            if getattr(args, option) != p.get_default(option) and not args.quick:
+                p.error(f"--{option}: has no effect on {', '.join(names)} (they keep their "
+                        "own guest size and length)")
     if args.quick:
-        args.pages, args.events = 4096, 3000
+        p.quick(args, pages=4096, events=3000)
         cases = args.case or [args.workload or "mixed"]
     out = {spec: run_case(spec, args) for spec in cases}
     if not all(r["counters_match_metadata"] for rows in out.values() for r in rows.values()):

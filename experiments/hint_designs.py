@@ -35,7 +35,9 @@ def main(argv=None):
     p.add_argument("--json", type=output_file, help="also write the results object here")
     args = p.parse_args(argv)
     if args.quick:
-        args.pages, args.events = 4096, 6000
+        p.quick(args, pages=4096, events=6000)
+    if args.no_content and args.backend != p.get_default("backend"):
+        p.error(f"--backend {args.backend}: has no effect with --no-content")
     try:
         events = make_workload("unaware-user", args.pages, args.events, args.seed,
                                callers=args.callers)

@@ -268,6 +268,16 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
+    def quick(self, args, **tiny):
+        """``--quick``: set the tiny sizes of the tests; an option given beside it would be
+        overridden without a word, so it is refused."""
+        for name in tiny:
+            if getattr(args, name) != self.get_default(name):
+                self.error(f"--{name.replace('_', '-')}: has no effect with --quick (which "
+                           "sets it)")
+        for name, value in tiny.items():
+            setattr(args, name, value)
+
 
 def script_main(main):
     """Run an experiment script's ``main()``: its status (0 unless it returns an int), or for
