@@ -37,6 +37,10 @@ def parse_case(spec):
     pairs = [kv.split("=", 1) for kv in rest.split(",") if kv]
     if any(len(kv) != 2 for kv in pairs):
         raise UserError(f"--case {spec}: parameters are param=value, joined by commas")
+    keys = [k for k, _ in pairs]
+    twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+    if twice:
+        raise UserError(f"--case {spec}: {twice} given twice")
     params = check_workload(f"--case {spec}", name, dict(pairs), lambda k: f"--case {spec}: {k}")
     return name, params
 
@@ -46,7 +50,7 @@ def run_case(spec, args, log=print):
     # Workloads without an event count (vm-anon, the upstream benchmark) keep their own length
     # and, unless --quick, their own guest size.
     takes_events = "events" in WORKLOADS[name][1]
-    events = args.events if takes_events else None
+    events = params.pop("events", args.events) if takes_events else None  # the case's own
     pages = args.pages if takes_events or args.quick else default_pages(name)
     ev = make_workload(name, pages, events, seed=0, **params)
     policy = make_policy(args.policy)

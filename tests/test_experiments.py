@@ -46,6 +46,7 @@ def test_bench_all_writes_results(tmp_path):
 @pytest.mark.parametrize("argv,fragment", [
     (["cpu_vs_gpu.py", "--case", "mixed:bogus=1"], "--case mixed:bogus=1: bogus"),
     (["cpu_vs_gpu.py", "--policy", "nope"], "--policy"),
+    (["cpu_vs_gpu.py", "--case", "mixed:events=10,events=20"], "events given twice"),
     (["bench_scale.py", "--fill", "2"], "--fill"),
     (["bench_kernels.py", "--backends", "nope"], "--backends"),
     (["bench_allocator.py", "--events", "0"], "--events"),
@@ -168,3 +169,11 @@ def test_pcp_trace_check_names_a_damaged_capture(tmp_path, damage, fragment):
     p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "pcp_trace_check.py"),
                         folder], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and fragment in p.stderr, p.stderr
+
+
+def test_cpu_vs_gpu_takes_a_case_s_own_event_count():
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "cpu_vs_gpu.py"),
+                        "--quick", "--case", "mixed:events=500"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "mixed:events=500 / " in p.stdout and ": 500 events" in p.stdout, \
+        p.stdout + p.stderr

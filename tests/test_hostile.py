@@ -195,6 +195,19 @@ def test_a_result_never_overwrites_a_file_the_command_reads(capsys, tmp_path):
     assert open(trace, "rb").read() == before
 
 
+def test_a_result_never_overwrites_the_default_cost_profile(capsys, tmp_path, monkeypatch):
+    """Read without being named: a --json naming it would break every later run."""
+    import shutil
+    import zeroing.cost
+    profile = tmp_path / "default.toml"
+    shutil.copy(zeroing.cost.DEFAULT_PROFILE, profile)
+    monkeypatch.setattr(zeroing.cost, "DEFAULT_PROFILE", str(profile))
+    before = profile.read_bytes()
+    one_line_error(capsys, main(["run", "--workload", "mixed", "--pages", "1024", "--events",
+                                 "10", "--json", str(profile)]), "the default cost profile")
+    assert profile.read_bytes() == before
+
+
 def test_a_snapshot_state_is_checked_up_front_and_its_bytes_key_the_runs(tmp_path):
     """A snapshot that lacks the zone or does not fit is refused before any run (naming the
     workload's key); an edited snapshot changes the cells' spec, so resume reruns them."""

@@ -143,6 +143,7 @@ def cmd_demo(args):
 
 
 def cmd_run(args):
+    from .cost import DEFAULT_PROFILE
     from .initial_state import StateError, parse_spec
     from .run import BadEventError, summary, write_json
     from .streaming import simulate_stream
@@ -184,6 +185,7 @@ def cmd_run(args):
         snapshot = None if zone["initial_state"] in ("pristine", "aged") \
             else parse_spec(zone["initial_state"])[0]
         check_output_file("--json", args.json, {"--cost-profile": args.cost_profile,
+                                                "default cost profile": DEFAULT_PROFILE,
                                                 "--initial-state": snapshot})
     check_memory(("--pages", "--events"), pages, mode, args.backend,
                  events=params.get("events", 0))
@@ -210,6 +212,7 @@ def cmd_run(args):
 
 
 def cmd_replay(args):
+    from .cost import DEFAULT_PROFILE
     from .replay import REPLAY_MODES, replay
     from .run import summary, write_json
     from .trace import load_format_table
@@ -231,7 +234,8 @@ def cmd_replay(args):
         check_memory("--pages", pages, mode, args.backend)
     if args.json is not None:
         check_output_file("--json", args.json, {"trace": args.trace, "--format": args.format,
-                                                "--cost-profile": args.cost_profile})
+                                                "--cost-profile": args.cost_profile,
+                                                "default cost profile": DEFAULT_PROFILE})
     table = None
     if args.format is not None:
         check_input_file("--format", args.format)
