@@ -41,6 +41,7 @@ def one_line_error(capsys, rc, *fragments):
                     if line != MESSAGE)
     assert rc == 2, err
     assert "\n" not in err and "Traceback" not in err, err
+    assert err.isprintable(), err  # nothing of the input sent raw to the terminal
     assert err.startswith("zeroing"), err
     for f in fragments:
         assert f in err, err
@@ -112,7 +113,11 @@ def write(tmp_path, text, name="c.toml", mode="w"):
     ('[[workload]]\nname="mixed"\n[policies]\na=""', ["policies.a", "one or more of"]),
     ('[[workload]]\nname="mixed"\nlabel=""\n[policies]\na="baseline"', ["workload[0].label"]),
     ('name="../../escape"\n[[workload]]\nname="mixed"\n[policies]\na="baseline"',
-     ["name", "'../../escape'", "without control characters, '/'"]),
+     ["name", "'../../escape'", "of printable characters without '/'"]),
+    ('[[workload]]\nname="mixed"\n[policies]\n"a\\u009b31m"="baseline"',
+     ["policies.a\\x9b31m", "a non-empty text of printable characters"]),
+    ('[[workload]]\nname="mixed"\nlabel="w\\u2028x"\n[policies]\na="baseline"',
+     ["workload[0].label", "printable"]),
     ('name="/tmp/abs"\n[[workload]]\nname="mixed"\n[policies]\na="baseline"', ["name", "'/tmp/abs'"]),
     ('name=".."\n[[workload]]\nname="mixed"\n[policies]\na="baseline"', ["name", "'..'"]),
     ('name=""\n[[workload]]\nname="mixed"\n[policies]\na="baseline"', ["name", "''"]),

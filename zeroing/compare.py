@@ -22,7 +22,7 @@ from .run import write_json, write_text
 from .streaming import simulate_stream
 from .tomlfile import read_toml
 from .validate import (UserError, check, check_backend, check_memory, check_policy,
-                       check_policy_options, check_workload)
+                       check_policy_options, check_workload, printable)
 from .workloads import default_pages, iter_workload
 
 TOP_KEYS = {"name": str, "seeds": list, "mode": str, "backend": str, "baseline": str,
@@ -124,7 +124,7 @@ def _resolve_config(raw, path, text):
 
     def where(key):
         line = key_line(text, key) if text is not None else None
-        return f"{path}:{line}: {key}" if line else f"{path}: {key}"
+        return f"{path}:{line}: {printable(key)}" if line else f"{path}: {printable(key)}"
 
     def bad(key, reason):
         raise ConfigError(f"{where(key)}: {reason}")

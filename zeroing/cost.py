@@ -181,6 +181,9 @@ def profile_from_dict(raw, path="<profile>"):
             bad(f"meta.{key}", "missing (a profile records machine, method and date)")
         if not isinstance(meta[key], str):
             bad(f"meta.{key}", f"expected a text, got {meta[key]!r}")
+        if not meta[key].strip() or not meta[key].isprintable():
+            bad(f"meta.{key}", f"{meta[key]!r}: a text of printable characters on one line "
+                               "(it is printed with every result)")
     clear = table("clear")
     rates = {}
     for method in STORES:

@@ -1,9 +1,13 @@
 """PNG plots of a comparison (matplotlib, no display needed)."""
 import os
+import warnings
 
 import matplotlib
 
 matplotlib.use("Agg")
+# A label in a script the font lacks (CJK, emoji) is drawn as boxes: that is no reason for a
+# warning per glyph, with its source line, on stderr.
+warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -22,7 +22,7 @@ import zlib
 from allocator.buddy import MAX_CPUS, MAX_PAGE_ORDER
 from allocator.flags import GFP_BITS, GFP_NAMES
 
-from .validate import UserError
+from .validate import UserError, printable
 
 KMEM_EVENTS = ("mm_page_alloc", "mm_page_free", "mm_page_free_batched",
                "mm_page_alloc_zone_locked", "mm_page_pcpu_drain", "mm_page_alloc_extfrag")
@@ -203,7 +203,7 @@ def _lines(f, path, lenient, counts, progress):
 def shown(line, width=160):
     """A trace line as an error message quotes it: cut to ``width``, its control characters
     (a terminal escape among them) written as escapes rather than sent to the terminal."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line.strip()[:width])
+    return printable(line.strip()[:width])
 
 
 def read_events(path, lenient=False, table=None, counts=None, progress=None, detail=False):

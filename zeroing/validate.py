@@ -114,14 +114,21 @@ class Bool:
         raise ValueError
 
 
+def printable(text):
+    """``text`` as a message may show it: control characters (a terminal escape among them)
+    written as escapes rather than sent to the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class Text:
-    """A non-empty string without control characters."""
+    """A non-empty string of printable characters (no control character, C0 or C1, nor a line
+    or paragraph separator: it is printed in tables and file names)."""
 
     def allowed(self):
-        return "a non-empty text without control characters"
+        return "a non-empty text of printable characters"
 
     def convert(self, value):
-        if not isinstance(value, str) or not value.strip() or any(ord(c) < 32 for c in value):
+        if not isinstance(value, str) or not value.strip() or not value.isprintable():
             raise ValueError
         return value
 
@@ -130,7 +137,7 @@ class FileName(Text):
     """A Text that names one file or folder: no path separators, not . or .."""
 
     def allowed(self):
-        return ("a non-empty name of at most 255 bytes without control characters, '/' or "
+        return ("a non-empty name of at most 255 bytes of printable characters without '/' or "
                 "'\\', not . or ..")
 
     def convert(self, value):
