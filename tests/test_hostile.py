@@ -520,6 +520,8 @@ def test_any_values_in_a_config(top, wparams, popts):
     (["--policy", "pg_zeroed", "--pfmemalloc", "assign"], "--pfmemalloc: has no effect without"),
     (["--backend", "numba"], "--backend numba: has no effect in metadata mode"),
     (["--no-pcp", "--pcp-high", "fixed"], "--pcp-high fixed: has no effect with --no-pcp"),
+    (["--no-pcp", "--pcp-high", "auto"], "--pcp-high auto: has no effect with --no-pcp"),
+    (["--backend", "auto"], "--backend auto: has no effect in metadata mode"),
 ])
 def test_an_option_without_effect_is_refused(capsys, argv, fragment):
     one_line_error(capsys, main(["run", "--pages", "4096", "--events", "100", *argv]), fragment)
@@ -529,6 +531,7 @@ def test_an_option_without_effect_is_refused(capsys, argv, fragment):
     (["replay", TRACE_GZ, "--backend", "numba"], "--backend numba: has no effect in metadata"),
     (["replay", TRACE_GZ, "--pcp-high", "fixed"], "--pcp-high fixed: has no effect with "
                                                   "--replay-mode exact"),
+    (["replay", TRACE_GZ, "--pcp-high", "auto"], "--pcp-high auto: has no effect with "),
     (["sweep", "c.toml", "--workers", "3", "--scheduler", "tcp://127.0.0.1:1"],
      "--workers 3: has no effect with --scheduler"),
 ])
@@ -545,6 +548,10 @@ def test_an_option_without_effect_is_refused_by_replay_and_sweep(capsys, argv, f
      r"c.toml:2: pcp_high: 'fixed' has no effect with pcp = false"),
     ("pcp = false", 'pcp_high = "fixed"', 'a="baseline"',
      r"c.toml:\d+: workload\[0\].pcp_high: 'fixed' has no effect with pcp = false"),
+    ('mode = "metadata"\nbackend = "auto"', "", 'a="baseline"',
+     r"c.toml:2: backend: 'auto' has no effect in metadata mode"),
+    ("pcp = false", 'pcp_high = "auto"', 'a="baseline"',
+     r"c.toml:\d+: workload\[0\].pcp_high: 'auto' has no effect with pcp = false"),
 ])
 def test_an_option_without_effect_in_a_config_is_refused(tmp_path, top, in_workload, policy,
                                                          fragment):

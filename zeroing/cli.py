@@ -39,7 +39,7 @@ def build_parser():
     r.add_argument("--pfmemalloc", help="assign|or")
     r.add_argument("--aliasing-cache", action="store_true", default=None)
     r.add_argument("--mode", default="metadata", help="metadata|content")
-    r.add_argument("--backend", default="auto", help="auto|numpy|numba|cuda|cupy")
+    r.add_argument("--backend", help="auto (default)|numpy|numba|cuda|cupy")
     r.add_argument("--pages", help="zone size (default: the workload's own)")
     r.add_argument("--events", help="events (mixed, unaware-user)")
     from .workloads import ALL_PARAMS
@@ -49,7 +49,7 @@ def build_parser():
                            help="workload parameter (see README)")
     r.add_argument("--seed", default="0")
     r.add_argument("--no-pcp", action="store_true")
-    r.add_argument("--pcp-high", default="auto",
+    r.add_argument("--pcp-high",
                    help="per-cpu list high: auto, the kernel's auto-tuning (default), or fixed")
     r.add_argument("--initial-state", default="pristine", metavar="pristine|aged|FILE[,zone=NAME]",
                    help="zone at the start: boot (default), after a seeded ageing workload, "
@@ -78,11 +78,11 @@ def build_parser():
     rp.add_argument("--format", help="tracefs format file of mm_page_alloc (GFP bit table)")
     rp.add_argument("--pages", help="zone size (default: up to the highest pfn)")
     rp.add_argument("--mode", default="metadata", help="metadata|content")
-    rp.add_argument("--backend", default="auto", help="auto|numpy|numba|cuda|cupy")
+    rp.add_argument("--backend", help="auto (default)|numpy|numba|cuda|cupy")
     rp.add_argument("--json", help="write the result object here (atomically)")
     rp.add_argument("--trace-clock", action="store_true",
                     help="keep the traced CPUs and timestamps (pcp lists, decay, reporting)")
-    rp.add_argument("--pcp-high", default="auto", help="auto|fixed (per-cpu list high)")
+    rp.add_argument("--pcp-high", help="auto (default)|fixed (per-cpu list high)")
     rp.add_argument("--cost-profile", metavar="FILE", help="cost profile TOML")
     cal = sub.add_parser("calibrate", help="measure this machine's clearing and fault costs; "
                                            "write a cost profile")
@@ -157,6 +157,7 @@ def cmd_run(args):
         else default_pages(args.workload)
     seed = check("--seed", "seed", args.seed)
     mode = check("--mode", "mode", args.mode)
+    given = defaults(args, backend="auto", pcp_high="auto")
     check_backend("--backend", args.backend, mode)
     options = {"hint": args.hint, "free_signal": args.free_signal, "pfmemalloc": args.pfmemalloc,
                "aliasing_cache": args.aliasing_cache}
@@ -173,8 +174,8 @@ def cmd_run(args):
                                           args.offload_device)
     spelled = {"offload_batch_pages": "--offload-batch", "offload_period_ns": "--offload-period-ms"}
     policy = check_policy("--policy", args.policy, options, lambda k: spelled.get(k) or option(k))
-    backend_needs_content(mode, args.backend)
-    if args.no_pcp and args.pcp_high != "auto":
+    backend_needs_content(mode, args.backend, "backend" in given)
+    if args.no_pcp and "pcp_high" in given:
         raise UserError(f"--pcp-high {args.pcp_high}: has no effect with --no-pcp")
     profile = cost_profile("--cost-profile", args.cost_profile,
                            policy.offload_device if policy.offload else None)
@@ -223,9 +224,10 @@ def cmd_replay(args):
     policy = check_policy("--policy", args.policy, {})
     profile = cost_profile("--cost-profile", args.cost_profile)
     mode = check("--mode", "mode", args.mode)
+    given = defaults(args, backend="auto", pcp_high="auto")
     check_backend("--backend", args.backend, mode)
-    backend_needs_content(mode, args.backend)
-    if replay_mode == "exact" and args.pcp_high != "auto":
+    backend_needs_content(mode, args.backend, "backend" in given)
+    if replay_mode == "exact" and "pcp_high" in given:
         raise UserError(f"--pcp-high {args.pcp_high}: has no effect with --replay-mode exact "
                         "(it places the trace's own pfns, without per-cpu lists; "
                         "--replay-mode requests has them)")
@@ -269,9 +271,19 @@ def cmd_replay(args):
     return 0
 
 
-def backend_needs_content(mode, backend):
+def defaults(args, **values):
+    """Give the options left out their defaults; the names of those given (an option that
+    has no effect is refused even when it names its default)."""
+    given = {name for name in values if getattr(args, name) is not None}
+    for name, value in values.items():
+        if name not in given:
+            setattr(args, name, value)
+    return given
+
+
+def backend_needs_content(mode, backend, given=True):
     """A backend holds page bytes: naming one in metadata mode would change nothing."""
-    if mode == "metadata" and backend != "auto":
+    if mode == "metadata" and given:
         raise UserError(f"--backend {backend}: has no effect in metadata mode "
                         "(add --mode content)")
 

@@ -150,7 +150,7 @@ def _resolve_config(raw, path, text):
         bad("seeds", f"{cfg['seeds']} is not allowed: the seeds must differ "
                      "(a repeated seed repeats a run and narrows the spread)")
     check_backend(where("backend"), cfg["backend"], cfg["mode"])
-    if cfg["mode"] == "metadata" and cfg["backend"] != "auto":
+    if cfg["mode"] == "metadata" and "backend" in raw:
         bad("backend", f"{cfg['backend']!r} has no effect in metadata mode (set mode = "
                        "\"content\", or leave backend out)")
     workloads = []
@@ -162,7 +162,7 @@ def _resolve_config(raw, path, text):
         params = check_workload(where(f"{at}.name"), w["name"], params,
                                 lambda k, at=at: where(f"{at}.{k}"))
         zone = {k: check(where(f"{at}.{k}"), k, w.get(k, cfg[k])) for k in ZONE_KEYS}
-        if not cfg["pcp"] and zone["pcp_high"] != "auto":
+        if not cfg["pcp"] and ("pcp_high" in w or "pcp_high" in raw):
             bad(f"{at}.pcp_high" if "pcp_high" in w else "pcp_high",
                 f"{zone['pcp_high']!r} has no effect with pcp = false")
         pages = check(where(f"{at}.pages"), "pages", w.get("pages", default_pages(w["name"])))
