@@ -81,6 +81,14 @@ def _mutated(tmp_path, name, edit):
      r":5: '-1' is not a count"),
     ("before_pagetypeinfo-6.18", lambda ls: ls[:5] + [ls[4]] + ls[5:],
      r":6: node 0 zone DMA type Unmovable appears twice"),
+    ("before_buddyinfo-6.18", lambda ls: [ls[0][:60] + "\n"], r":1: 5 counts: /proc/buddyinfo has "
+                                                                r"one per order, 11 on x86-64"),
+    ("before_buddyinfo-6.18", lambda ls: [ls[0].replace("3", "\uff13")],
+     r":1: not a /proc/buddyinfo line"),
+    ("before_pagetypeinfo-6.18", lambda ls: ls[:3] + [ls[3].split("     3")[0] + "\n"] + ls[4:],
+     r":4: the orders must be 0 to 10 at least"),
+    ("before_pagetypeinfo-6.18", lambda ls: ls[:4] + [ls[4].replace(" 1 ", "\u0661 ", 1)] + ls[5:],
+     r":5: '\u0661' is not a count"),
 ])
 def test_a_damaged_snapshot_names_its_line(tmp_path, name, edit, message):
     from zeroing.initial_state import read_snapshot

@@ -69,6 +69,8 @@ def parse_spec(value):
 
 #: pageblock_order of x86-64 (HPAGE_PMD_ORDER), the order the model's zones use.
 PAGEBLOCK_ORDER = 9
+#: NR_PAGE_ORDERS: the columns of /proc/buddyinfo (orders 0 to MAX_PAGE_ORDER).
+NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
 
 
 def _read_lines(path):
@@ -95,7 +97,7 @@ def read_buddyinfo(path, zone=None):
     """Free blocks per order of one zone of a /proc/buddyinfo file."""
     rows = {}
     for lineno, line in _read_lines(path):
-        m = re.match(r"Node\s+(\d+),\s+zone\s+(\S+)\s+([\d\s]+)$", line.strip())
+        m = re.match(r"Node\s+(\d+),\s+zone\s+(\S+)\s+([\d\s]+)$", line.strip(), re.A)
         if not m:
             if line.strip():
                 raise StateError(f"{path}:{lineno}: not a /proc/buddyinfo line")
@@ -107,6 +109,9 @@ def read_buddyinfo(path, zone=None):
         if len(counts) != width:
             raise StateError(f"{path}:{lineno}: {len(counts)} counts where the line before has "
                              f"{width} (one per order): a line cut short?")
+        if len(counts) < NR_PAGE_ORDERS:
+            raise StateError(f"{path}:{lineno}: {len(counts)} counts: /proc/buddyinfo has one "
+                             f"per order, {NR_PAGE_ORDERS} on x86-64 (a line cut short?)")
         rows[key] = counts
     if not rows:
         raise StateError(f"{path}: no zone rows (expected /proc/buddyinfo)")
@@ -125,16 +130,19 @@ def read_pagetypeinfo(path, zone=None):
         where = f"{path}:{lineno}"
         if not text:
             continue
-        m = re.fullmatch(r"(Page block order|Pages per block):\s+(\d+)", text)
+        m = re.fullmatch(r"(Page block order|Pages per block):\s+(\d+)", text, re.A)
         if m:
             order = int(m.group(2)) if m.group(1) == "Page block order" else None
             if order is not None and order != PAGEBLOCK_ORDER:
                 raise StateError(f"{where}: {text}: the model's pageblocks are order "
                                  f"{PAGEBLOCK_ORDER} (x86-64), so its block counts do not apply")
             continue
-        m = re.fullmatch(r"Free pages count per migrate type at order\s+([\d\s]+)", text)
+        m = re.fullmatch(r"Free pages count per migrate type at order\s+([\d\s]+)", text, re.A)
         if m:
             orders, section = len(m.group(1).split()), "free"
+            if m.group(1).split() != [str(k) for k in range(orders)] or orders < NR_PAGE_ORDERS:
+                raise StateError(f"{where}: the orders must be 0 to {NR_PAGE_ORDERS - 1} at "
+                                 "least (x86-64), in order")
             continue
         m = re.fullmatch(r"Number of (blocks|mixed blocks) type\s+([\w\s]+)", text)
         if m:
@@ -143,14 +151,14 @@ def read_pagetypeinfo(path, zone=None):
                 if name not in PAGETYPE_NAMES:
                     raise StateError(f"{where}: unknown migratetype {name}")
             continue
-        m = re.fullmatch(r"Node\s+(\d+),\s+zone\s+(\S+),\s+type\s+(\S+)\s+(.*)", text)
+        m = re.fullmatch(r"Node\s+(\d+),\s+zone\s+(\S+),\s+type\s+(\S+)\s+(.*)", text, re.A)
         if m and section == "free":
             if m.group(3) not in PAGETYPE_NAMES:
                 raise StateError(f"{where}: unknown migratetype {m.group(3)}")
             values = m.group(4).split()
             if any(v.startswith(">") for v in values):
                 raise StateError(f"{where}: a count the kernel capped (>100000) is not exact")
-            bad = next((v for v in values if not v.isdigit()), None)
+            bad = next((v for v in values if not (v.isascii() and v.isdigit())), None)
             if bad is not None:
                 raise StateError(f"{where}: {bad!r} is not a count of free blocks")
             if len(values) != orders:
@@ -164,7 +172,7 @@ def read_pagetypeinfo(path, zone=None):
             mt = PAGETYPE_NAMES[m.group(3)]
             row[mt] = [a + int(v) for a, v in zip(row[mt], values)]
             continue
-        m = re.fullmatch(r"Node\s+(\d+),\s+zone\s+(\S+)\s+([\d\s]+)", text)
+        m = re.fullmatch(r"Node\s+(\d+),\s+zone\s+(\S+)\s+([\d\s]+)", text, re.A)
         if m and section in ("blocks", "mixed blocks"):
             values = m.group(3).split()
             if len(values) != len(block_names):
