@@ -59,6 +59,8 @@ def one_line_error(capsys, rc, *fragments):
     (["run", "--workload", "vm-anon", "--rounds", "2.5"], ["--rounds", "'2.5'", "an integer"]),
     (["run", "--workload", "mixed", "--rounds", "2"], ["--rounds", "no such parameter"]),
     (["run", "--workload", "vm-anon", "--size-mb", "3"], ["--workload vm-anon: size_mb 3 with thp on"]),
+    (["run", "--workload", "balloon-cycle", "--idle-s", "1e6", "--cycles", "10000"],
+     ["--workload balloon-cycle: cycles 10000 x idle_s 1e+06 is 1e+10 s idle: at most 1e+08"]),
     (["run", "--workload", "unaware-user", "--callers", "raw=1,raw=2"], ["--callers", "given twice"]),
     (["run", "--workload", "unaware-user", "--callers", "raw=1e308,anon=1"], ["--callers", "1e+12"]),
     (["run", "--policy", ""], ["--policy", "''", "one or more of"]),

@@ -101,6 +101,10 @@ def convert_params(name, params, spell=None):
     return kwargs
 
 
+#: The most idle time a workload may ask for in all, seconds (1e8 s: 1e8 tick events).
+MAX_IDLE_S = 1e8
+
+
 def check_together(name, kwargs):
     """Parameters each allowed alone but not together: ValueError saying why."""
     import inspect
@@ -111,3 +115,9 @@ def check_together(name, kwargs):
         # as 4 KiB pages; this workload has one fault order, so it takes whole THPs only.
         raise ValueError(f"size_mb {given['size_mb']} with thp on: give whole 2 MiB THPs "
                          "(an even size_mb)")
+    repeats = {"vm-anon": "rounds", "balloon-cycle": "cycles"}.get(name)
+    if repeats and given[repeats] * given["idle_s"] > MAX_IDLE_S:
+        # Each idle second is a tick event (the vmstat worker, reporting's delayed work).
+        raise ValueError(f"{repeats} {given[repeats]} x idle_s {given['idle_s']:g} is "
+                         f"{given[repeats] * given['idle_s']:.3g} s idle: at most {MAX_IDLE_S:.0e} "
+                         "s (a tick event a second; simulated nanoseconds must fit int64)")
