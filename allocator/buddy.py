@@ -1,5 +1,7 @@
 """``BuddyAllocator``: the per-call Python API over the compiled zone model."""
 
+import operator
+
 import numpy as np
 
 from . import bulk, core
@@ -67,6 +69,11 @@ class BuddyAllocator:
         high_max), "fixed" (the low watermark without THP's raise split over the CPUs, the
         model's rule before auto-tuning), or a number of pages (fixed at that).
         ``free_high_batch``: PCPF_FREE_HIGH_BATCH (the CPU's LLC share exceeds 3 * batch)."""
+        try:  # an integer of any kind (numpy's too); a float is refused, not truncated
+            nr_pages, max_order, nr_cpus = map(operator.index, (nr_pages, max_order, nr_cpus))
+        except TypeError:
+            raise TypeError(f"nr_pages {nr_pages!r}, max_order {max_order!r} and nr_cpus "
+                            f"{nr_cpus!r} must be integers") from None
         if not 0 <= max_order <= 20:
             raise ValueError(f"max_order {max_order} is not in 0..20")
         if not 1 <= nr_pages <= MAX_PFNS:
@@ -91,6 +98,9 @@ class BuddyAllocator:
             raise ValueError(f"pcp batch {batch} and high {high} must be positive")
         if page_reporting_order is None:
             page_reporting_order = pageblock_order
+        if not 0 <= page_reporting_order <= max_order:
+            raise ValueError(f"page_reporting_order {page_reporting_order} is not in "
+                             "0..max_order")
         self.lenient = lenient
         #: The zone's arrays (read them freely; change them only through the API).
         limits = zone_limits(nr_pages, nr_cpus, thp, pageblock_order, batch=batch)

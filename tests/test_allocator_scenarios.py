@@ -265,3 +265,16 @@ def test_default_pcp_sizes_follow_the_kernel():
     assert a.pcp_batch == 63
     assert a.pcp_high >= 4 * 63
     assert a.bytes_per_page() <= 16
+
+
+def test_the_api_takes_integers_of_any_kind_and_names_a_wrong_argument():
+    import numpy as np
+    from allocator import BuddyAllocator
+    from zeroing.run import simulate
+    assert BuddyAllocator(np.int64(4096)).nr_pages == 4096
+    with pytest.raises(TypeError, match=r"nr_pages 4096.0, .* must be integers"):
+        BuddyAllocator(4096.0)
+    with pytest.raises(ValueError, match=r"page_reporting_order 15 is not in 0..max_order"):
+        BuddyAllocator(4096, page_reporting_order=15)
+    with pytest.raises(TypeError, match=r"policy 'pg_zeroed': a Policy, as make_policy"):
+        simulate(np.zeros(0), "pg_zeroed", 1024)

@@ -49,6 +49,7 @@ def test_bench_all_writes_results(tmp_path):
     (["cpu_vs_gpu.py", "--case", "mixed:events=10,events=20"], "events given twice"),
     (["bench_scale.py", "--fill", "2"], "--fill"),
     (["bench_kernels.py", "--backends", "nope"], "--backends"),
+    (["bench_kernels.py", "--backends", "numpy,numpy"], "several different ones"),
     (["bench_allocator.py", "--events", "0"], "--events"),
     (["hint_designs.py", "--seed", "-1"], "--seed"),
     (["hit_rate.py", "--config", "/nonexistent.toml"], "/nonexistent.toml: no such file"),

@@ -24,7 +24,7 @@ from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
                      R_NCMD, R_NLEAKS, R_OHEAD, R_OQUEUED, offload_retire, record_leak, run_events)
 from .events import EVENT_DTYPE
 from .initial_state import apply_initial_state
-from .policy import P_OFFLOAD_BATCH, as_array
+from .policy import P_OFFLOAD_BATCH, Policy, as_array
 from .validate import MODES, PCP_HIGH_MODES, UserError
 
 CMD_CAPACITY = 1 << 16
@@ -230,6 +230,8 @@ class Simulation:
     def __init__(self, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
                  fault=None, progress=False, chunk=1 << 20, pcp_high="auto", nr_cpus=1,
                  initial_state=None, state_seed=0, cost_profile=None):
+        if not isinstance(policy, Policy):
+            raise TypeError(f"policy {policy!r}: a Policy, as make_policy({policy!r}) makes")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
         if pcp_high not in PCP_HIGH_MODES:

@@ -72,22 +72,26 @@ class Choice:
 
 
 class Many:
-    """Values joined by commas, each by ``rule``: a list."""
+    """Values joined by commas, each by ``rule``, none twice (it would be measured twice):
+    a list."""
 
     def __init__(self, rule):
         self.rule = rule
 
     def allowed(self):
-        return f"{self.rule.allowed()}, or several joined by commas"
+        return f"{self.rule.allowed()}, or several different ones joined by commas"
 
     def convert(self, value):
         parts = value.split(",") if isinstance(value, str) else None
         if not parts:
             raise ValueError
         try:
-            return [check("", "", part, self.rule) for part in parts]
+            values = [check("", "", part, self.rule) for part in parts]
         except UserError:
             raise ValueError from None
+        if len(set(values)) < len(values):
+            raise ValueError
+        return values
 
 
 class Names(Many):
