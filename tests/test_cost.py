@@ -69,6 +69,7 @@ def test_default_profile_records_provenance():
     ({"offload.gpu.batch_pages": 10**11}, r"offload.gpu.batch_pages: must be a number from 1 to"),
     ({"offload.gpu.bandwidth_gb_s": 1e-300}, r"offload.gpu.bandwidth_gb_s: must be a number from 0.001"),
     ({"meta.date": ""}, r"meta.date: missing"),
+    ({"offload.gpu.source": {"x": 1}}, r"offload.gpu.source: expected a text"),
     ({"meta.name": "a\x1b[31mred\nline2"}, r"meta.name: .* printable characters on one line"),
     ({"meta.name": "   "}, r"meta.name: '   ': a text of printable"),
 ])

@@ -226,13 +226,15 @@ def profile_from_dict(raw, path="<profile>"):
         if 0 < xfer < MIN_GB_S:
             bad(f"{where}.transfer_gb_s", f"must be 0 (rows cost nothing) or from {MIN_GB_S:g}, "
                                           f"got {xfer!r}")
+        if not isinstance(d.get("source", ""), str) or not d.get("source", "").isprintable():
+            bad(f"{where}.source", f"expected a text of printable characters, got "
+                                   f"{d['source']!r}")
         batch = num(d, where, "batch_pages", 1, integer=True, hi=MAX_OFFLOAD_BATCH)
         depth = num(d, where, "queue_depth", 1, integer=True, hi=64)
         devices[kind] = OffloadDevice(kind, float(bw), float(num(d, where, "launch_ns")),
                                       float(xfer),
                                       int(num(d, where, "row_bytes", integer=True, hi=4096)),
-                                      batch, depth,
-                                      str(d.get("source", "")))
+                                      batch, depth, d.get("source", ""))
     return CostProfile(meta=dict(meta), clear=rates, guest_stores=stores["guest_stores"],
                        host_stores=stores["host_stores"],
                        fault_order0_ns=float(num(fault, "fault", "order0_ns")),
