@@ -450,6 +450,27 @@ def _zeroing(*args, **kw):
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
+@pytest.mark.parametrize("then", ["fails", "finishes"])
+def test_a_ctrl_c_a_library_swallowed_still_ends_as_interrupted(capsys, monkeypatch, then):
+    """llvmlite's callbacks ignore a KeyboardInterrupt raised in them; numba then fails later
+    ("no compiled object yet") or finishes. Either way the user pressed Ctrl-C: 130."""
+    import zeroing.cli as cli
+
+    def library_call(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass  # what ctypes does with an exception in a callback
+        if then == "fails":
+            raise RuntimeError("no compiled object yet for <Library 'run_background'>")
+        return 0
+
+    monkeypatch.setitem(cli.COMMAND_FUNCS, "demo", library_call)
+    assert cli.main(["demo"]) == 130
+    assert capsys.readouterr().err.strip() == "zeroing demo: interrupted"
+
+
 def test_closed_pipe_ends_quietly_with_results_kept(tmp_path):
     out = tmp_path / "r.json"
     p = _zeroing("run", "--pages", "8192", "--events", "5000", "--vmstat", "--json", str(out),
@@ -479,6 +500,24 @@ def test_ctrl_c_during_compare_keeps_finished_runs(tmp_path):
     _, todo = compare_mod.prepare(load_config(cfg), str(out))
     done = [c for c in todo if compare_mod.read_complete(c[3], c[4]) is not None]
     assert len(done) == len(kept)
+
+
+def test_ctrl_c_at_the_terminal_during_sweep_is_one_line(tmp_path):
+    """The terminal sends Ctrl-C to the whole process group, Dask's workers included: they
+    must leave it to the sweep (which closes them) instead of printing tracebacks."""
+    cfg = write(tmp_path, "throughput = false\nseeds = [0, 1, 2, 3]\n[[workload]]\n"
+                          'name = "mixed"\nevents = 400000\npages = 65536\n[policies]\n'
+                          'a = "baseline"\n')
+    p = _zeroing("sweep", cfg, "--workers", "1", "--out", str(tmp_path / "out"),
+                 stdout=subprocess.PIPE, start_new_session=True)
+    assert p.stdout.readline().startswith("dask: 4 runs")  # the cluster is up
+    time.sleep(1)
+    os.killpg(p.pid, signal.SIGINT)
+    err = p.stderr.read()
+    assert p.wait(60) == 130, err
+    # A worker may still log the task it saw cancelled (one warning line, not a traceback).
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert any(line.startswith("zeroing sweep: interrupted") for line in err.splitlines()), err
 
 
 # ---- hypothesis: arbitrary bytes and values ------------------------------------------

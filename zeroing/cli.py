@@ -6,7 +6,9 @@ with status 130 and closed pipes (``| head -1``) quietly; results already writte
 """
 import argparse
 import os
+import signal
 import sys
+import threading
 
 from .validate import UserError
 
@@ -104,31 +106,62 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     cmd = next((a for a in argv if a in COMMANDS), None)
     prog = f"zeroing {cmd}" if cmd else "zeroing"
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(True)
+        raise KeyboardInterrupt
+
+    # A Ctrl-C that lands in a library's callback (llvmlite's, while numba compiles) is lost
+    # there and surfaces as some other error: remembered here, it still ends as an interrupt.
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    else:
+        previous = None
     try:
         args = build_parser().parse_args(argv)
-        return COMMAND_FUNCS[args.cmd](args)
-    except UserError as e:
+        status = COMMAND_FUNCS[args.cmd](args)
+        return _interrupted(prog, cmd) if interrupted else status
+    except KeyboardInterrupt:
+        return _interrupted(prog, cmd)
+    except Exception as e:
+        if interrupted:
+            return _interrupted(prog, cmd)
+        return _failed(prog, cmd, e)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(prog, cmd):
+    print(f"{prog}: interrupted" + ("; finished runs are kept and the same command resumes"
+                                    if cmd in ("compare", "sweep") else ""), file=sys.stderr)
+    return 130
+
+
+def _failed(prog, cmd, e):
+    """The exit status and one line for an error the user can act on; anything else is a bug
+    and raised again."""
+    if isinstance(e, UserError):
         hint = f" (see {prog} --help)" if isinstance(e, ArgumentError) else ""
         print(f"{prog}: error: {e}{hint}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted" + ("; finished runs are kept and the same command resumes"
-                                        if cmd in ("compare", "sweep") else ""), file=sys.stderr)
-        return 130
-    except BrokenPipeError:
+    if isinstance(e, BrokenPipeError):
         # The reader went away (``| head -1``): stop quietly; nothing more goes to stdout.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
-    except MemoryError as e:
+    if isinstance(e, MemoryError):
         smaller = "--pool-mib" if cmd == "calibrate" else "--pages or workload"
         print(f"{prog}: error: out of memory ({e or 'an allocation failed'}): give a smaller "
               f"{smaller}", file=sys.stderr)
         return 2
-    except OSError as e:  # a file the user named cannot be written (disk full, permissions)
+    if isinstance(e, OSError):  # a file the user named cannot be written (disk full, ...)
         where = f"{e.filename}: " if e.filename else ""
         print(f"{prog}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
+    raise e
 
 
 def cmd_demo(args):

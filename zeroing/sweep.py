@@ -8,6 +8,7 @@ Workers are separate processes started with ``spawn``: CUDA never sees a forked 
 """
 import logging
 import os
+import signal
 
 from .compare import compare, execute_cell
 from .validate import UserError
@@ -50,8 +51,15 @@ def dask_runner(workers=2, scheduler=None, log=print):
                     raise UserError(f"--scheduler {scheduler}: cannot reach a Dask scheduler "
                                     f"there within {CONNECT_TIMEOUT_S} s ({e})") from None
             else:
-                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                # Ctrl-C reaches every process of the terminal's group: the workers, started
+                # ignoring it (an ignored signal stays ignored across exec), leave it to this
+                # process, which closes them; else each printed its own tracebacks.
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                try:
+                    cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                           processes=True, dashboard_address=None)
+                finally:
+                    signal.signal(signal.SIGINT, previous)
                 client = Client(cluster)
             try:
                 log(f"dask: {len(missing)} runs on {scheduler or f'a local cluster of {workers} workers'}")
