@@ -7,7 +7,8 @@ alternating order, each after an untimed warm-up run that compiles it. The rate 
 own ``events_per_s`` (the simulation, pool allocation excluded in both). The model's rules
 changed between the two (pcp auto-tuning, reporting), so their counters are not compared:
 metadata and content mode agree on each tree (tested). Needs git and the commit; without
-them it says so and exits 0.
+them it says so and exits 0. ``--mode metadata`` times the engine alone the same way (no
+pages, no backend: what every mode pays), e.g. against the commit before an engine change.
 """
 import json
 import os
@@ -20,7 +21,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zeroing.validate import (Int, MAX_PFNS, OneLineParser, UserError, arg,
+from zeroing.validate import (Choice, Int, MAX_PFNS, OneLineParser, UserError, arg,
                               output_file, script_main)  # noqa: E402
 from zeroing.calibrate import thp_state  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
@@ -42,10 +43,10 @@ def export(rev, dest):
     return sha[:12], ""
 
 
-def rate(tree, events, pages, out):
+def rate(tree, events, pages, out, mode="content"):
     cmd = [sys.executable, "-m", "zeroing", "run", "--workload", "mixed", "--events",
-           str(events), "--pages", str(pages), "--policy", POLICY, "--mode", "content",
-           "--backend", "numba", "--json", out]
+           str(events), "--pages", str(pages), "--policy", POLICY, "--mode", mode, "--json", out]
+    cmd += ["--backend", "numba"] if mode == "content" else []
     env = dict(os.environ, PYTHONPATH=tree, ZEROING_NO_COMPILE_HELPER="1")
     subprocess.run(cmd, cwd=tree, env=env, check=True, capture_output=True)
     with open(out) as f:
@@ -59,6 +60,8 @@ def main(argv=None):
     p.add_argument("--events", type=arg(Int(1, 10**9)), default=200_000)
     p.add_argument("--pages", type=arg(Int(1024, MAX_PFNS)), default=262_144)
     p.add_argument("--rounds", type=arg(Int(1, 100)), default=3)
+    p.add_argument("--mode", type=arg(Choice("content", "metadata")), default="content",
+                   help="content (default: the numba backend) or metadata (the engine alone)")
     p.add_argument("--quick", action="store_true", help="tiny sizes against HEAD, for the tests")
     p.add_argument("--json", type=output_file, help="write the figures here (atomically)")
     args = p.parse_args(argv)
@@ -66,7 +69,8 @@ def main(argv=None):
     if args.quick:
         p.quick(args, before="HEAD", events=3000, pages=4096, rounds=1)
     args.before = args.before or BEFORE
-    what = f"content mixed (numba, {args.events:,} events, {args.pages:,} pages, {POLICY})"
+    what = (f"{args.mode} mixed ({'numba, ' if args.mode == 'content' else ''}"
+            f"{args.events:,} events, {args.pages:,} pages, {POLICY})")
     with tempfile.TemporaryDirectory() as tmp:
         old = os.path.join(tmp, "before")
         os.makedirs(old)
@@ -80,20 +84,23 @@ def main(argv=None):
             out = os.path.join(tmp, "run.json")
             trees = {"before": old, "now": ROOT}
             for tree in trees.values():
-                rate(tree, args.events, args.pages, out)  # compile, untimed
+                rate(tree, args.events, args.pages, out, args.mode)  # compile, untimed
             rates = {"before": [], "now": []}
             for r in range(args.rounds):
                 for name in (("before", "now") if r % 2 == 0 else ("now", "before")):
-                    rates[name].append(rate(trees[name], args.events, args.pages, out))
+                    rates[name].append(rate(trees[name], args.events, args.pages, out,
+                                            args.mode))
             ratios = np.array(rates["now"]) / np.array(rates["before"])
             med = float(np.median(ratios))
-            result = {"before": sha, "events": args.events, "pages": args.pages,
+            result = {"before": sha, "mode": args.mode, "events": args.events,
+                      "pages": args.pages,
                       "rounds": args.rounds, "before_events_per_s": rates["before"],
                       "now_events_per_s": rates["now"], "ratio": med, "thp": thp_state()}
             print(f"{what}: before ({sha}) {np.median(rates['before']) / 1e6:.3f} M events/s, "
                   f"now {np.median(rates['now']) / 1e6:.3f} M events/s: {med:.2f}x (median of "
-                  f"{args.rounds} rounds, {ratios.min():.2f}-{ratios.max():.2f}; THP {thp_state()}); "
-                  f"target (issue 11) >= 2x: {'met' if med >= 2 else 'not met'}")
+                  f"{args.rounds} rounds, {ratios.min():.2f}-{ratios.max():.2f}; THP {thp_state()})"
+                  + (f"; target (issue 11) >= 2x: {'met' if med >= 2 else 'not met'}"
+                     if args.mode == "content" else ""))
     if args.json:
         write_json(args.json, result)
     return result
