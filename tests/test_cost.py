@@ -88,6 +88,23 @@ def test_bad_profile_on_the_command_line_is_one_line(tmp_path):
     assert f"{bad}: meta.machine: missing" in p.stderr
 
 
+@pytest.mark.parametrize("old,new,message", [
+    (r"order0_ns = ", 'order0_ns = "fast" # ', r":(\d+): fault.order0_ns: expected a number"),
+    (r"launch_ns = ", "launch_ns = -1 # ", r":(\d+): offload.cpu.launch_ns: must be a number"),
+])
+def test_a_bad_profile_value_names_its_line(tmp_path, old, new, message):
+    import re
+    lines = open(DEFAULT_PROFILE).read().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.startswith(old))
+    lines[at] = new + lines[at]
+    path = tmp_path / "p.toml"
+    path.write_text("".join(lines))
+    with pytest.raises(ProfileError) as e:
+        load_profile(str(path))
+    m = re.search(message, str(e.value))
+    assert m and int(m.group(1)) == at + 1, str(e.value)
+
+
 def thp_run(policy, prof, **kw):
     ev = make_workload("vm-anon", 1 << 16, seed=0, thp="on", size_mb=32, rounds=2, idle_s=5)
     return simulate(ev, make_policy(policy, **kw), 1 << 16, cost_profile=prof)

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 
@@ -20,7 +19,7 @@ from .policy import make_policy
 from .report import compare_table, metrics
 from .run import write_json, write_text
 from .streaming import simulate_stream
-from .tomlfile import read_toml
+from .tomlfile import key_line, read_toml
 from .validate import (UserError, check, check_backend, check_memory, check_policy,
                        check_policy_options, check_workload, printable)
 from .workloads import default_pages, iter_workload
@@ -42,7 +41,7 @@ def load_config(path, cost_profile=None):
     ``cost_profile`` (a path) overrides the config's ``cost_profile`` key."""
     from .cost import ProfileError, load_profile
     from .validate import check_input_file
-    raw = read_toml(path, ConfigError, "config", missing="no such file")
+    raw, text = read_toml(path, ConfigError, "config", missing="no such file", with_text=True)
     if cost_profile is not None:
         try:
             load_profile(check_input_file("--cost-profile", cost_profile))
@@ -57,8 +56,6 @@ def load_config(path, cost_profile=None):
     for table in [raw] + (workloads if isinstance(workloads, list) else []):
         if isinstance(table, dict) and "initial_state" in table:
             table["initial_state"] = _beside(folder, table["initial_state"])
-    with open(path, "rb") as f:
-        text = f.read().decode()
     return resolve_config(raw, path, text)
 
 
@@ -69,42 +66,6 @@ def _beside(folder, spec):
     if not isinstance(spec, str) or spec in STATES or os.path.isabs(spec):
         return spec
     return os.path.join(folder, spec)
-
-
-def key_line(text, key):
-    """The line (1-based) of a key path (``seeds``, ``workload[1].rounds``,
-    ``policies.a.hint``) in a config's TOML text, or None where it cannot be told."""
-    lines = text.splitlines()
-
-    def find(name, start):
-        pat = re.compile(r"""^\s*(?:"{0}"|'{0}'|{0})\s*=""".format(re.escape(name)))
-        for i in range(start, len(lines)):
-            if i > start and lines[i].lstrip().startswith("["):
-                return None
-            if pat.match(lines[i]):
-                return i + 1
-        return None
-
-    def table(header, nth=0):
-        seen = -1
-        for i, line in enumerate(lines):
-            if line.strip().replace(" ", "") == header:
-                seen += 1
-                if seen == nth:
-                    return i
-        return None
-
-    m = re.fullmatch(r"workload\[(\d+)\](?:\.(\w+))?", key)
-    if m:
-        at = table("[[workload]]", int(m.group(1)))
-        if at is None:
-            return None
-        return find(m.group(2), at + 1) if m.group(2) else at + 1
-    if key.startswith("policies."):
-        at = table("[policies]")
-        label = key[len("policies."):].split(".")[0]
-        return None if at is None else find(label, at + 1)
-    return find(key.split("[")[0], 0) if "." not in key else None
 
 
 def resolve_config(raw, path="<config>", text=None):

@@ -37,7 +37,7 @@ import os
 import numpy as np
 from numba import njit
 
-from .tomlfile import read_toml
+from .tomlfile import key_line, read_toml
 
 NR_ORDERS = 11  # extent orders 0..MAX_PAGE_ORDER
 PAGE_SIZE = 4096
@@ -142,13 +142,17 @@ def load_profile(path=None):
     """Read and validate a cost profile; every problem is one ProfileError naming the file,
     the key and the reason."""
     path = path or DEFAULT_PROFILE
-    raw = read_toml(path, ProfileError, "cost profile")
-    return profile_from_dict(raw, path)
+    raw, text = read_toml(path, ProfileError, "cost profile", with_text=True)
+    return profile_from_dict(raw, path, text)
 
 
-def profile_from_dict(raw, path="<profile>"):
+def profile_from_dict(raw, path="<profile>", text=None):
+    """A CostProfile from parsed TOML; with the file's ``text`` a message names the key's
+    line (``FILE:LINE: key: reason``)."""
     def bad(key, reason):
-        raise ProfileError(f"{path}: {key}: {reason}")
+        line = key_line(text, key) if text is not None else None
+        raise ProfileError(f"{path}:{line}: {key}: {reason}" if line else
+                           f"{path}: {key}: {reason}")
 
     def table(name):
         t = raw.get(name)
