@@ -47,6 +47,8 @@ def test_bench_all_writes_results(tmp_path):
     (["cpu_vs_gpu.py", "--case", "mixed:bogus=1"], "--case mixed:bogus=1: bogus"),
     (["cpu_vs_gpu.py", "--policy", "nope"], "--policy"),
     (["cpu_vs_gpu.py", "--case", "mixed:events=10,events=20"], "events given twice"),
+    (["cpu_vs_gpu.py", "--case", "mixed", "--case", "vm-anon", "--events", "5", "--events", "6"],
+     "--events: given twice"),
     (["bench_scale.py", "--fill", "2"], "--fill"),
     (["bench_kernels.py", "--backends", "nope"], "--backends"),
     (["bench_kernels.py", "--backends", "numpy,numpy"], "several different ones"),

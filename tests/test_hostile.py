@@ -72,6 +72,7 @@ def one_line_error(capsys, rc, *fragments):
     (["run", "--json", "/nonexistent/x.json"], ["--json", "/nonexistent"]),
     (["run", "--mode", "content", "--pages", "1073741824"], ["--pages", "GiB available"]),
     (["run", "--bogus"], ["unrecognized arguments: --bogus", "zeroing run --help"]),
+    (["run", "--pages", "4096", "--pag=8192"], ["--pages: given twice"]),
     (["replay", TRACE_GZ, "--backend", "bogus"], ["--backend", "'bogus'"]),
     (["replay", TRACE_GZ, "--replay-mode", "fast"], ["--replay-mode", "exact"]),
     (["replay", "/nonexistent.txt"], ["/nonexistent.txt", "no such file"]),

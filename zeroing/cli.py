@@ -4,13 +4,12 @@ Every option goes through ``zeroing.validate`` (the rules config files use too) 
 work; a problem the user can fix ends as one line on stderr and exit status 2. Ctrl-C ends
 with status 130 and closed pipes (``| head -1``) quietly; results already written are kept.
 """
-import argparse
 import os
 import signal
 import sys
 import threading
 
-from .validate import UserError
+from .validate import RefuseRepeats, UserError
 
 COMMANDS = ("demo", "run", "compare", "replay", "sweep", "calibrate")
 
@@ -19,8 +18,9 @@ class ArgumentError(UserError):
     """argparse's complaint about the command line."""
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, but its errors are one line (no usage block): an ArgumentError."""
+class Parser(RefuseRepeats):
+    """argparse, but its errors are one line (no usage block): an ArgumentError; an option
+    given twice is one too."""
 
     def error(self, message):
         raise ArgumentError(message)

@@ -273,7 +273,33 @@ def output_folder(text):
     return _path_arg(check_output_folder)(text)
 
 
-class OneLineParser(argparse.ArgumentParser):
+class RefuseRepeats(argparse.ArgumentParser):
+    """argparse, refusing an option given twice (argparse keeps the last one without a word);
+    options that gather (``append``, counts) may repeat."""
+
+    GATHER = ("_AppendAction", "_AppendConstAction", "_CountAction")
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        options = self._option_string_actions  # argparse's own table of this parser's options
+        seen = set()
+        for token in args:
+            if token == "--":
+                break
+            name = token.split("=", 1)[0]
+            if not name.startswith("--"):
+                continue
+            found = [name] if name in options else [o for o in options if o.startswith(name)]
+            if len(found) != 1 or type(options[found[0]]).__name__ in self.GATHER:
+                continue  # unknown or ambiguous: argparse says so
+            action = options[found[0]]
+            if action.dest in seen:
+                self.error(f"{found[0]}: given twice (only one value can count)")
+            seen.add(action.dest)
+        return super().parse_known_args(args, namespace)
+
+
+class OneLineParser(RefuseRepeats):
     """argparse for the experiment scripts: a bad option is one line (no usage block), exit 2."""
 
     def error(self, message):
