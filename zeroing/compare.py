@@ -129,11 +129,11 @@ def _resolve_config(raw, path, text):
         pages = check(where(f"{at}.pages"), "pages", w.get("pages", default_pages(w["name"])))
         check_memory(where(f"{at}.pages"), pages, cfg["mode"], cfg["backend"])
         try:
-            zone["initial_state_sha256"] = check_initial_state(zone["initial_state"], pages)
+            snapshot = check_initial_state(zone["initial_state"], pages)
         except StateError as e:
             bad(f"{at}.initial_state" if "initial_state" in w else "initial_state", str(e))
-        if zone["initial_state_sha256"] is None:
-            del zone["initial_state_sha256"]
+        if snapshot:  # part of the cells' spec: an edited snapshot runs them again
+            zone["initial_state_sha256"] = snapshot
         label = w["label"] if "label" in w else " ".join(
             [w["name"]] + [f"{k}={v}" for k, v in params.items()]
             + [f"{k}={v}" for k, v in zone.items() if k in w])
