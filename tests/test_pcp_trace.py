@@ -27,3 +27,28 @@ def test_auto_tuned_lists_keep_the_free_burst_like_the_kernel():
     # of the 32768 freed pages (it started from empty lists), the fixed high at most 5019.
     assert max(s["count"] for s in auto["pagesets"]) > 25000
     assert max(s["count"] for s in fixed["pagesets"]) <= 5019
+
+
+def test_pagesets_split_by_the_trace_let_the_busy_cpu_s_high_rise_as_the_kernel_s_did():
+    """The zoneinfo gives a CPU's count, not its lists. All of it on the Movable order-0 list
+    serves the whole allocation burst without a refill, and CPU 1's high never grows; split as
+    the trace shows (Movable order-0 allocations before the first refill, the rest on the
+    Unmovable list), the list runs empty, refills raise high (nr_pcp_alloc) and CPU 1 ends
+    with most of the freed burst, as the kernel's did (high 34656 -> 48587)."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments"))
+    from pcp_trace_check import kernel_figures, normal_zone
+    _, _, start = normal_zone(os.path.join(os.path.dirname(__file__), "data",
+                                           "pcp_nothp128_before_zoneinfo-6.18"))
+    refill, _, served = kernel_figures(TRACE)
+    assert refill == 18270 and 0 < served[1] < start[1][0]
+    split = [(count, high, min(count, served.get(cpu, 0))) for cpu, (count, high) in enumerate(start)]
+    highs = {}
+    for name, seed in (("all movable", start), ("split", split)):
+        r = replay(TRACE, make_policy("baseline"), "requests", nr_pages=NORMAL_MANAGED,
+                   trace_clock=True, pcp_start=seed)
+        highs[name] = r["pcp"]["pagesets"][1]["high"]
+        if name == "split":
+            # The kernel refilled 18270 pages; the all-Movable seed 1449.
+            assert r["pcp"]["refill_pages"] > 10_000
+    assert highs["all movable"] < start[1][1] < highs["split"]

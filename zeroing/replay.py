@@ -18,7 +18,7 @@ from collections import Counter, OrderedDict
 
 import numpy as np
 
-from allocator.flags import GFP_BITS, PAGE_ALLOC_COSTLY_ORDER, __GFP_ZERO
+from allocator.flags import GFP_BITS, GFP_KERNEL, PAGE_ALLOC_COSTLY_ORDER, __GFP_ZERO
 
 from .events import EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE, EVENT_DTYPE
 from .run import Simulation
@@ -220,7 +220,8 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
     model's refill and drain pages and its NR_FREE_PAGES change, the figures the trace's
     ``mm_page_alloc_zone_locked`` / ``mm_page_pcpu_drain`` give for the real kernel.
     ``pcp_start``: [(count, high)] per CPU, the pagesets of a /proc/zoneinfo taken before the
-    capture (``BuddyAllocator.fill_pcp``).
+    capture (``BuddyAllocator.fill_pcp``): the pages on the order-0 Movable list, or with a
+    third figure (count, high, movable) that many there and the rest on the Unmovable list.
     """
     from .validate import check_memory
     if mode not in REPLAY_MODES:
@@ -242,8 +243,11 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
         nr_cpus = max(nr_cpus, len(pcp_start))
     sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend, pcp=(mode == "requests"),
                      pcp_high=pcp_high, nr_cpus=nr_cpus, cost_profile=cost_profile)
-    for cpu, (count, high) in enumerate(pcp_start or []):
-        sim.alloc.fill_pcp(cpu, count, high)
+    for cpu, (count, high, *movable) in enumerate(pcp_start or []):
+        movable = movable[0] if movable else count
+        sim.alloc.fill_pcp(cpu, movable, high)
+        if count > movable:
+            sim.alloc.fill_pcp(cpu, count - movable, gfp=GFP_KERNEL)
     free_before = sim.alloc.nr_free_pages()
     conv = TraceConverter(mode, trace_clock=trace_clock)
     bar = _ByteBar(path, "replaying") if progress else None
