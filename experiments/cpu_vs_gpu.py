@@ -32,9 +32,18 @@ TARGET = 10.0
 
 
 def parse_case(spec):
-    """``workload[:param=value,...]`` -> (name, params converted); UserError naming --case."""
+    """``workload[:param=value,...]`` -> (name, params converted); UserError naming --case.
+    A part that names no parameter of the workload continues the value before it (a caller
+    mix holds commas too)."""
     name, _, rest = spec.partition(":")
-    pairs = [kv.split("=", 1) for kv in rest.split(",") if kv]
+    known = WORKLOADS[name][1] if name in WORKLOADS else {}
+    pairs = []
+    for part in (kv for kv in rest.split(",") if kv):
+        key = part.split("=", 1)[0]
+        if pairs and key not in known:  # a value with commas: callers=anon=3,raw=1
+            pairs[-1][1] += "," + part
+        else:
+            pairs.append(part.split("=", 1))
     if any(len(kv) != 2 for kv in pairs):
         raise UserError(f"--case {spec}: parameters are param=value, joined by commas")
     keys = [k for k, _ in pairs]

@@ -180,3 +180,12 @@ def test_cpu_vs_gpu_takes_a_case_s_own_event_count():
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0 and "mixed:events=500 / " in p.stdout and ": 500 events" in p.stdout, \
         p.stdout + p.stderr
+
+
+def test_a_case_may_give_a_caller_mix_with_commas():
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    from cpu_vs_gpu import parse_case
+    name, params = parse_case("unaware-user:callers=anon=3,raw=1,events=10")
+    assert name == "unaware-user" and params["events"] == 10
+    assert parse_case("unaware-user:callers=anon=3,raw=1")[1]["callers"] == \
+        parse_case("unaware-user:callers=raw=1,anon=3")[1]["callers"]
