@@ -55,6 +55,12 @@ ZEROING_CUPY_FAST=0 timeout 40 $PY experiments/bench_kernels.py --backends cupy 
 step "where a CuPy clear batch's time goes"
 timeout 40 $PY experiments/gpu_breakdown.py || status=1
 
+step "a stream of clear batches with the host's packing forced each way"
+for layer in default workqueue omp; do
+    echo "-- numba threading layer: $layer"
+    NUMBA_THREADING_LAYER=$layer timeout 60 $PY experiments/gpu_host_path.py || status=1
+done
+
 step "clear kernel shapes and the host side of submit"
 timeout 60 $PY experiments/gpu_clear_variants.py || status=1
 

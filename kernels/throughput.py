@@ -15,6 +15,10 @@ same way with the same threads, measured in the same run, over memory, not cache
   draining the two-batch pipeline (one batch's host work before the device starts, one
   wait at the end: once per run in the engine) is a small share, as in the engine's
   stream of batches; with 256 MiB (4 calls of 16K pages) it was most of the timing.
+- Every call of a timing shares one op, one order and one arg column (they hold the same
+  values); its pfns are its own slice of the permutation. The engine hands a backend rows it
+  has just written, so they come from the cache; a column per call made the calls of one
+  timing tens of MiB, read back from DRAM by the host's packing.
 A ratio above 1.0 is flagged: either within the run-to-run spread of the two measurements
 (slowest over best repetition; said so), or a bug (the row says UNEXPLAINED).
 """
@@ -135,6 +139,9 @@ def measure(backend, pool_pages, batches, reps=5, seed=0, log=None):
             runs = rng.permutation(pool_pages // n).astype(np.int64) * n
             cursor = [0, 0]
 
+            same = (np.full(per, CLEAR, np.uint8), np.full(per, order, np.int64),
+                    np.zeros(per, np.int64))
+
             def next_calls():
                 out = []
                 for _ in range(ncalls):
@@ -142,8 +149,7 @@ def measure(backend, pool_pages, batches, reps=5, seed=0, log=None):
                         cursor[0] = 0
                     pfn = perm[cursor[0]:cursor[0] + per]
                     cursor[0] += per
-                    out.append((np.full(per, CLEAR, np.uint8), pfn, np.full(per, order, np.int64),
-                                np.zeros(per, np.int64)))
+                    out.append((same[0], pfn, same[1], same[2]))
                 return out
 
             def next_offsets():

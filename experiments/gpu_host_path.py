@@ -1,0 +1,106 @@
+"""Why a stream of 16K-page clear batches on the CuPy backend falls short of the device memset:
+the same stream (two batches in flight, as the engine drives it) with the host's packing
+forced serial or parallel on 2 to all threads, and with the rows' constant columns fresh per
+call (cold, as the clearing benchmark had them) or shared (cached, as the engine has them),
+each as a ratio to the same run's memset of as many bytes. A diagnostic for issue 11 (needs
+a GPU and CuPy), not a target; the numba threading layer comes from NUMBA_THREADING_LAYER.
+"""
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numba  # noqa: E402
+
+from kernels import get_backend  # noqa: E402
+from kernels import device_batch  # noqa: E402
+from kernels.batch import CLEAR, PAGE_WORDS  # noqa: E402
+from kernels.throughput import _memsets, _run_calls  # noqa: E402
+from zeroing.validate import OneLineParser  # noqa: E402
+
+POOL_PAGES = int(os.environ.get("POOL_PAGES", 1 << 22))  # 16 GiB, 300x the L2
+REPS = 5
+
+
+def main():
+    try:
+        b = get_backend("cupy")
+    except RuntimeError as e:
+        print(f"cupy skipped: {e}")
+        return 0
+    pool = b.alloc_pool(POOL_PAGES)
+    rng = np.random.default_rng(0)
+    most = numba.get_num_threads()
+    print(f"numba threads {most}, compiled submitter {b.FAST is not None}")
+    forced = {}
+    real = device_batch.CHOICE.parallel
+    device_batch.CHOICE.parallel = lambda n: forced.get("par", real(n))
+    for n, order in ((16384, 0), (65536, 0), (16384, 9)):
+        per = n >> order
+        ncalls = min(512, (1 << 21) // n)
+        perm = rng.permutation(POOL_PAGES >> order).astype(np.int64) << order
+        runs = rng.permutation(POOL_PAGES // n).astype(np.int64) * n
+        cur = [0, 0]
+        same = (np.full(per, CLEAR, np.uint8), np.full(per, order, np.int64),
+                np.zeros(per, np.int64))
+
+        def calls(shared):
+            out = []
+            for _ in range(ncalls):
+                if cur[0] + per > len(perm):
+                    cur[0] = 0
+                pfn = perm[cur[0]:cur[0] + per]
+                cur[0] += per
+                out.append((same[0], pfn, same[1], same[2]) if shared else
+                           (np.full(per, CLEAR, np.uint8), pfn, np.full(per, order, np.int64),
+                            np.zeros(per, np.int64)))
+            return out
+
+        def offsets():
+            if cur[1] + ncalls > len(runs):
+                cur[1] = 0
+            cur[1] += ncalls
+            return runs[cur[1] - ncalls:cur[1]]
+        variants = [("fresh columns, packing by choice", False, None, most),
+                    ("shared columns, packing by choice", True, None, most),
+                    ("shared columns, serial packing", True, (False, False), most)]
+        variants += [(f"shared columns, parallel packing on {t}", True, (True, False), t)
+                     for t in sorted({2, 4, 8, most}) if t <= most]
+        best = {v[0]: np.inf for v in variants}
+        base = np.inf
+        for rep in range(REPS + 1):
+            offs = offsets()
+            t = time.perf_counter()
+            _memsets(b, pool, offs, n)
+            base = min(base, time.perf_counter() - t) if rep else np.inf
+            for label, shared, par, threads in variants:
+                todo = calls(shared)
+                if par is None:
+                    forced.pop("par", None)
+                else:
+                    forced["par"] = par
+                numba.set_num_threads(threads)
+                t = time.perf_counter()
+                _run_calls(b, pool, todo)
+                if rep:  # the first round warms every path up
+                    best[label] = min(best[label], time.perf_counter() - t)
+                numba.set_num_threads(most)
+        forced.pop("par", None)
+        print(f"n={n:6d} order {order}, {ncalls} calls: memset {base / ncalls * 1e6:6.1f} us "
+              f"a batch ({ncalls * n * PAGE_WORDS * 8 / base / 1e9:.0f} GB/s)")
+        for label, *_ in variants:
+            print(f"    {label:45s} {best[label] / ncalls * 1e6:6.1f} us a batch, "
+                  f"{base / best[label]:.2f} of memset")
+    try:
+        print(f"threading layer {numba.threading_layer()}")
+    except ValueError:  # no parallel region ran
+        print("threading layer: none started")
+    return 0
+
+
+if __name__ == "__main__":
+    OneLineParser(description=__doc__.splitlines()[0]).parse_args()  # --help; no options
+    sys.exit(main())
