@@ -14,11 +14,12 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zeroing.validate import (Int, MAX_PFNS, OneLineParser, UserError, arg,
+from zeroing.validate import (Int, MAX_PFNS, Names, OneLineParser, UserError, arg,
                               check_policy_names, check_workload, output_file,
                               script_main)  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
+from kernels import BACKENDS  # noqa: E402
 from kernels.throughput import measured_backends  # noqa: E402
 from zeroing.policy import make_policy  # noqa: E402
 from zeroing.run import simulate  # noqa: E402
@@ -68,7 +69,7 @@ def run_case(spec, args, log=print):
                key=lambda m: m["counters"]["wall_s"])
     ref = {k: v for k, v in meta["counters"].items() if k not in VOLATILE}
     rows = {}
-    for backend in measured_backends(log=log):
+    for backend in measured_backends(log=log, only=getattr(args, "backends", None)):
         try:
             simulate(ev[:1000], policy, pages, mode="content", backend=backend.name)  # warm
             r = simulate(ev, policy, pages, mode="content", backend=backend.name)
@@ -115,8 +116,15 @@ def main(argv=None):
     p.add_argument("--pages", type=arg(Int(1024, MAX_PFNS)), default=1 << 18)
     p.add_argument("--events", type=arg(Int(1, 10**9)), default=200_000)
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
+    p.add_argument("--backends", type=arg(Names(*BACKENDS)),
+                   help="comma-separated backends to run, numba (the baseline) among them "
+                   "(default: all available)")
     p.add_argument("--json", type=output_file)
     args = p.parse_args(argv)
+    if args.backends is not None:
+        if "numba" not in args.backends:
+            p.error("--backends: must name numba, the baseline the others are measured against")
+        args.backends = set(args.backends)
     cases = args.case or ([args.workload] if args.workload else list(CASES))
     check_policy_names("--policy", args.policy)
     names = [parse_case(spec)[0] for spec in cases]

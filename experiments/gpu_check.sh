@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The device check of issue 11, in under 5 minutes on one GPU: the GPU tests, the clearing
 # benchmark (GPU backends against the device memset; numba against its own parallel fill on
-# this host), the same runs on every backend (a GPU backend >= 10x numba), and, when a copy
-# of the code before issue 11 sits in OLD (default .gpu_old), content mode on mixed before
-# and after on this same machine. Figures go to $OUT (default experiments/gpu_out):
-# RESULTS-gpu.md (rows for experiments/RESULTS.md, with the device name) and the JSON.
+# this host), where a 16K-page batch's host time goes, the same runs on the numba and GPU
+# backends (a GPU backend >= 10x numba), and, when a copy of the code before issue 11 sits in
+# OLD (default .gpu_old), content mode on mixed before and after on this same machine (and
+# on the code in PREV, another such copy, when given). Figures go to $OUT (default
+# experiments/gpu_out): RESULTS-gpu.md (rows for experiments/RESULTS.md, with the device
+# name) and the JSON.
 # It takes about 2 minutes on an H100 (2026-11-26), the first numba compile included.
 #   usage: OUT=/tmp/x experiments/gpu_check.sh
 #   the old code: mkdir .gpu_old && git archive 178edfc | tar -x -C .gpu_old (an ignored
@@ -48,27 +50,18 @@ timeout 75 $PY experiments/bench_kernels.py --backends ${BENCH_BACKENDS:-numba,c
     --pool-pages ${POOL_PAGES:-4194304} --batches 4096,16384,65536,262144 --reps 5 \
     --json "$OUT/bench_kernels.json" || status=1
 
-step "clearing benchmark, CuPy submitting clears from Python (before the compiled submitter)"
-ZEROING_CUPY_FAST=0 timeout 40 $PY experiments/bench_kernels.py --backends cupy \
-    --pool-pages ${POOL_PAGES:-4194304} --batches 16384,65536,262144 --reps 5 || status=1
-
 step "where a CuPy clear batch's time goes"
 timeout 40 $PY experiments/gpu_breakdown.py || status=1
 
-step "a stream of clear batches with the host's packing forced each way"
-for layer in default workqueue omp; do
-    echo "-- numba threading layer: $layer"
-    NUMBA_THREADING_LAYER=$layer timeout 60 $PY experiments/gpu_host_path.py || status=1
-done
-
-step "clear kernel shapes and the host side of submit"
-timeout 60 $PY experiments/gpu_clear_variants.py || status=1
+step "a stream of 16K-page clear batches with the host's packing forced each way"
+timeout 60 $PY experiments/gpu_host_path.py || status=1
 
 step "the same runs on every backend"
-timeout 90 $PY experiments/cpu_vs_gpu.py --json "$OUT/cpu_vs_gpu.json" || status=1
+timeout 90 $PY experiments/cpu_vs_gpu.py --backends numba,cuda,cupy --json "$OUT/cpu_vs_gpu.json" \
+    || status=1
 
-if [ -d "$OLD" ]; then  # the code before issue 11, same events, same machine
-    for dir in "$OLD" .; do
+if [ -d "$OLD" ]; then  # the code before issue 11 (and PREV, if given), same machine
+    for dir in "$OLD" ${PREV:-} .; do
         step "content mode on mixed, 200000 events, 262144 pages: $dir"
         (cd "$dir" && PYTHONPATH=$PWD timeout 60 $PY -c "$CONTENT_RATE") || status=1
     done

@@ -139,7 +139,7 @@ def main():
     # host side of one clear batch of n order-0 rows, piece by piece (best of many)
     rt = cp.cuda.runtime
     for n in (16384, 65536):
-        st = b._state(pool)
+        st = b._state(pool).staging
         pfn = (rng.permutation(POOL_PAGES)[:n]).astype(np.int64)
         args = (np.full(n, CLEAR, np.uint8), pfn, np.zeros(n, np.int64), np.zeros(n, np.int64))
         t = {k: [] for k in ("pack", "memcpyAsync", "record", "wait_event", "launch",

@@ -36,8 +36,8 @@ def main():
     most = numba.get_num_threads()
     print(f"numba threads {most}, compiled submitter {b.FAST is not None}")
     forced = {}
-    real = device_batch.CHOICE.parallel
-    device_batch.CHOICE.parallel = lambda n: forced.get("par", real(n))
+    real = device_batch.CHOICE.threads
+    device_batch.CHOICE.threads = lambda n: forced.get("threads", real(n))
     for n, order in ((16384, 0), (65536, 0), (16384, 9)):
         per = n >> order
         ncalls = min(512, (1 << 21) // n)
@@ -64,11 +64,11 @@ def main():
                 cur[1] = 0
             cur[1] += ncalls
             return runs[cur[1] - ncalls:cur[1]]
-        variants = [("fresh columns, packing by choice", False, None, most),
-                    ("shared columns, packing by choice", True, None, most),
-                    ("shared columns, serial packing", True, (False, False), most)]
-        variants += [(f"shared columns, parallel packing on {t}", True, (True, False), t)
-                     for t in sorted({2, 4, 8, most}) if t <= most]
+        variants = [("fresh columns, packing by choice", False, None),
+                    ("shared columns, packing by choice", True, None),
+                    ("shared columns, serial packing", True, 1)]
+        variants += [(f"shared columns, parallel packing on {t}", True, t)
+                     for t in sorted({2, 4, 8, most}) if 1 < t <= most]
         best = {v[0]: np.inf for v in variants}
         base = np.inf
         for rep in range(REPS + 1):
@@ -76,19 +76,17 @@ def main():
             t = time.perf_counter()
             _memsets(b, pool, offs, n)
             base = min(base, time.perf_counter() - t) if rep else np.inf
-            for label, shared, par, threads in variants:
+            for label, shared, threads in variants:
                 todo = calls(shared)
-                if par is None:
-                    forced.pop("par", None)
+                if threads is None:
+                    forced.pop("threads", None)
                 else:
-                    forced["par"] = par
-                numba.set_num_threads(threads)
+                    forced["threads"] = (threads, False)
                 t = time.perf_counter()
                 _run_calls(b, pool, todo)
                 if rep:  # the first round warms every path up
                     best[label] = min(best[label], time.perf_counter() - t)
-                numba.set_num_threads(most)
-        forced.pop("par", None)
+        forced.pop("threads", None)
         print(f"n={n:6d} order {order}, {ncalls} calls: memset {base / ncalls * 1e6:6.1f} us "
               f"a batch ({ncalls * n * PAGE_WORDS * 8 / base / 1e9:.0f} GB/s)")
         for label, *_ in variants:

@@ -9,8 +9,8 @@ there, ``first_use()`` whether the kernels compile and run on it.
 import numpy as np
 
 from .batch import CLEAR, DIRTY, LINE_WORDS, PAGE_WORDS, VERIFY, check_pool_size
-from .device_batch import (CLEAR_THREADS, LANES, NO_PFN, PFN_SHIFT, Packed, Slots, blocks,
-                           device_collect, device_first_use)
+from .device_batch import (CLEAR_THREADS, LANES, NO_PFN, PFN_SHIFT, START_PAGES, START_ROWS,
+                           Packed, Slots, blocks, device_collect, device_first_use)
 
 name = "cuda"
 DEVICE = "gpu"
@@ -219,18 +219,18 @@ class _Slot:
             self.res = cuda.device_array(3 * self.cap, dtype=np.int64)
 
 
-class _Scratch:
-    """Per-pool device state: page list heads (all -1 between batches), entry arrays,
-    streams and the two slots."""
+class _Staging:
+    """Streams, the two slots and the entry arrays, kept from pool to pool (as CuPy's): pinned
+    memory takes milliseconds to allocate, which a run's timing would count."""
 
-    def __init__(self, nr_pages):
-        self.head = cuda.device_array(nr_pages, dtype=np.int32)
-        _fill[blocks(nr_pages, THREADS), THREADS](self.head, -1)
+    def __init__(self):
         self.cap = 0
         self.copy = cuda.stream()
         self.compute = cuda.stream()
         self.slots = Slots(_Slot)
-        cuda.synchronize()
+        for slot in self.slots.slots:
+            slot.reserve(START_ROWS)
+        self.entries(START_PAGES)
 
     def entries(self, total):
         if total > self.cap:
@@ -242,6 +242,21 @@ class _Scratch:
         return self.ent_row, self.nxt, self.found
 
 
+class _Scratch:
+    """Per-pool device state: the page list heads (all -1 between batches) and the
+    process's staging."""
+
+    def __init__(self, nr_pages):
+        global _staging
+        if _staging is None:
+            _staging = _Staging()
+        self.staging = _staging
+        self.head = cuda.device_array(nr_pages, dtype=np.int32)
+        _fill[blocks(nr_pages, THREADS), THREADS](self.head, -1)
+        cuda.synchronize()
+
+
+_staging = None
 _scratch = {}
 
 
@@ -258,6 +273,7 @@ def alloc_pool(nr_pages):
     check_pool_size(nr_pages, device_memory(), "the GPU")
     pool = cuda.device_array(nr_pages * PAGE_WORDS, dtype=np.uint64)
     memset(pool)
+    _state(pool)  # here, not in a run's first batch
     return pool
 
 
@@ -287,10 +303,11 @@ def submit(pool, op, pfn, order, arg):
     if len(op) == 0:
         return Packed(op, pfn, order, arg), None, None
     st = _state(pool)
-    slot = st.slots.next(len(op))
+    sg = st.staging
+    slot = sg.slots.next(len(op))
     packed = Packed(op, pfn, order, arg, slot.host)
     n, total, uo = packed.n, packed.total, packed.uorder
-    copy, s = st.copy, st.compute
+    copy, s = sg.copy, sg.compute
     nrows = n + (n + 1 if uo < 0 else 0)  # cmd and starts are adjacent
     slot.dev[:nrows].copy_to_device(slot.host[:nrows], stream=copy)
     if packed.has_dirty:
@@ -301,7 +318,7 @@ def submit(pool, op, pfn, order, arg):
     if packed.clear_only:
         _clear_pages[total, CLEAR_BLOCK, s](pool, rows, n, uo, total)
     else:
-        ent_row, nxt, found = st.entries(total)
+        ent_row, nxt, found = sg.entries(total)
         res = slot.res
         _init_results[blocks(3 * n, THREADS), THREADS, s](res, n)
         _link_pages[blocks(total, THREADS), THREADS, s](rows, n, uo, total, st.head, ent_row,

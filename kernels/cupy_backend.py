@@ -12,11 +12,11 @@ import ctypes
 import os
 
 import numpy as np
-from numba import get_num_threads
 
 from .batch import CLEAR, DIRTY, PAGE_WORDS, VERIFY, check_pool_size
-from .device_batch import (CHOICE, CLEAR_THREADS, CUDA_SOURCE, LANES, Packed, Slots, blocks,
-                           device_collect, device_first_use, make_clear_submitter, rows_of)
+from .device_batch import (CHOICE, CLEAR_THREADS, CUDA_SOURCE, LANES, START_PAGES, START_ROWS,
+                           Packed, Slots, blocks, device_collect, device_first_use,
+                           make_clear_submitter, rows_of)
 
 name = "cupy"
 DEVICE = "gpu"
@@ -52,6 +52,7 @@ _module = None
 #: On the H100 machine (2026-11-26, same run) 16K scattered pages a batch went 0.64 -> 0.68
 #: of the device memset with it: the host still sets the pace at that size.
 FAST = None
+_clear_fn = 0  # the clear kernel's CUfunction, for FAST
 
 
 def available():
@@ -97,6 +98,7 @@ def alloc_pool(nr_pages):
     check_pool_size(nr_pages, device_memory(), "the GPU")
     pool = cp.zeros(nr_pages * PAGE_WORDS, dtype=cp.uint64)
     sync()  # zeroed on the legacy stream; the kernels run on a non-blocking one
+    _state(pool)  # here, not in a run's first batch
     return pool
 
 
@@ -154,6 +156,7 @@ class _Slot:
         self.busy = False
         self.copied = cp.cuda.Event(block=False, disable_timing=True)
         self.done = cp.cuda.Event(block=False, disable_timing=True)
+        self.copied_ptr, self.done_ptr = self.copied.ptr, self.done.ptr
 
     def reserve(self, n):
         if n > self.cap:
@@ -167,16 +170,20 @@ class _Slot:
             self.host_ptr, self.dev_ptr = self.host.ctypes.data, self.dev.data.ptr
 
 
-class _State:
-    """Per-pool device state: page list heads (all -1 between batches), entry arrays,
-    streams and the two slots."""
+class _Staging:
+    """Streams, the two slots and the entry arrays, kept from pool to pool (so from run to
+    run): pinned memory takes milliseconds to allocate, which a run's timing would count.
+    Made with room for START_ROWS rows and START_PAGES page entries; they grow as needed."""
 
-    def __init__(self, nr_pages):
-        self.head = cp.full(nr_pages, -1, dtype=cp.int32)
+    def __init__(self):
         self.cap = 0
         self.copy = cp.cuda.Stream(non_blocking=True)
         self.compute = cp.cuda.Stream(non_blocking=True)
+        self.copy_ptr, self.compute_ptr = self.copy.ptr, self.compute.ptr
         self.slots = Slots(_Slot)
+        for slot in self.slots.slots:
+            slot.reserve(START_ROWS)
+        self.entries(START_PAGES)
         sync()
 
     def entries(self, total):
@@ -190,6 +197,21 @@ class _State:
         return self.ent_row, self.nxt, self.found
 
 
+class _State:
+    """Per-pool device state: the page list heads (all -1 between batches), the pool's
+    address and the process's staging."""
+
+    def __init__(self, pool):
+        global _staging
+        if _staging is None:
+            _staging = _Staging()
+        self.staging = _staging
+        self.head = cp.full(pool.size // PAGE_WORDS, -1, dtype=cp.int32)
+        self.pool_ptr = pool.data.ptr
+        sync()
+
+
+_staging = None
 _states = {}
 _functions = {}
 _pointers = {}
@@ -212,11 +234,11 @@ def _fn_ptr(name):
 
 
 def _state(pool):
-    key = (pool.data.ptr, pool.size)
+    key = (pool.data.ptr, pool.size)  # (not the pool: a reference would keep it allocated)
     st = _states.get(key)
     if st is None:
         _states.clear()  # one pool at a time keeps its state
-        st = _states[key] = _State(pool.size // PAGE_WORDS)
+        st = _states[key] = _State(pool)
     return st
 
 
@@ -226,17 +248,16 @@ def submit(pool, op, pfn, order, arg):
     two to four launches: no per-page work, no device-wide synchronisation."""
     if len(op) == 0:
         return Packed(op, pfn, order, arg), None, None
-    rt = cp.cuda.runtime
     st = _state(pool)
+    sg = st.staging
     n = len(op)
-    slot = st.slots.next(n)
-    par, trial = CHOICE.parallel(n)
+    slot = sg.slots.next(n)
+    threads, trial = CHOICE.threads(n)
     if FAST is not None and not trial:  # (a trial times the packing alone, in Packed)
         rows = rows_of(op, pfn, order, arg)
-        *summary, status = FAST(*rows, slot.host, 4 * get_num_threads() if par else 0,
-                                slot.dev_ptr, st.copy.ptr, st.compute.ptr,
-                                slot.copied.ptr, slot.done.ptr, _fn_ptr("clear_pages"),
-                                pool.data.ptr, _values, _ARGV)
+        *summary, status = FAST(*rows, slot.host, threads,
+                                slot.dev_ptr, sg.copy_ptr, sg.compute_ptr, slot.copied_ptr,
+                                slot.done_ptr, _clear_fn, st.pool_ptr, _values, _ARGV)
         if status < 0:
             raise RuntimeError(f"CUDA driver error {-status} submitting a clear batch")
         packed = Packed(*rows, slot.host, summary=summary)
@@ -245,8 +266,9 @@ def submit(pool, op, pfn, order, arg):
             return packed, slot, None
     else:
         packed = Packed(op, pfn, order, arg, slot.host)
+    rt = cp.cuda.runtime
     total, uo, nn, tt = packed.total, np.int32(packed.uorder), np.int64(n), np.int64(packed.total)
-    copy, compute = st.copy, st.compute
+    copy, compute = sg.copy, sg.compute
     nrows = n + (n + 1 if packed.uorder < 0 else 0)  # cmd and starts are adjacent
     rt.memcpyAsync(slot.dev_ptr, slot.host_ptr, nrows * 8, rt.memcpyHostToDevice, copy.ptr)
     if packed.has_dirty:
@@ -259,7 +281,7 @@ def submit(pool, op, pfn, order, arg):
     if packed.clear_only:
         _launch("clear_pages", total, CLEAR_THREADS, compute, (pool, rows, nn, uo, tt))
     else:
-        ent_row, nxt, found = st.entries(total)
+        ent_row, nxt, found = sg.entries(total)
         res = slot.res
         _launch("init_results", blocks(3 * n, THREADS), THREADS, compute, (res, nn))
         _launch("link_pages", blocks(total, THREADS), THREADS, compute,
@@ -310,10 +332,11 @@ def first_use():
 def _clears_right(fast):
     """``fast`` if batches of clears through it (one order and mixed orders) clear exactly
     their pages of a dirtied pool, else None."""
-    global FAST
+    global FAST, _clear_fn
     if fast is None:
         return None
     try:
+        _clear_fn = _fn_ptr("clear_pages")
         FAST = fast
         pool = alloc_pool(8)
         pages = np.arange(8, dtype=np.int64)

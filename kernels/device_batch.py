@@ -28,7 +28,7 @@ Device side, two ways:
 import time
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import config, get_num_threads, njit, prange, set_num_threads
 
 from .batch import CLEAR, DIRTY, LINE_WORDS, PAGE_WORDS, VERIFY, new_results
 
@@ -44,6 +44,12 @@ NO_PFN = np.iinfo(np.int64).max
 #: Rows from which the host may pack a batch on all its threads (``PackChoice``): below,
 #: starting a parallel region costs about what it saves (16K rows are ~10 us on one core).
 PARALLEL_ROWS = 1 << 14
+#: Rows a GPU backend's staging slot holds from the start (the engine's command buffer holds
+#: 64K and a reserve), and page entries its ordered kernels have room for; both grow as batches need.
+START_ROWS = 1 << 17
+START_PAGES = 1 << 20
+#: The most threads numba can run a parallel region on in this process.
+MAX_THREADS = config.NUMBA_NUM_THREADS
 
 
 @njit(cache=True, inline="always")
@@ -126,30 +132,60 @@ def _pack_parallel(op, pfn, order, arg, buf, nchunks):
 
 
 class PackChoice:
-    """Serial or parallel packing, by measurement: a parallel region's start costs from a few
-    microseconds (OpenMP, idle cores) to milliseconds (cores shared with other processes),
-    so for each size class (the rows' bit length) the first ``2 * TRIALS`` batches alternate
-    the two ways and later ones take the faster (best time of each)."""
+    """How many host threads pack a batch (1: serial), by measurement: a parallel region's
+    start costs from a few microseconds (OpenMP, idle cores) to milliseconds (cores shared
+    with other processes), and grows with the threads it wakes. For each size class (the
+    rows' bit length) the first ``TRIALS`` batches per candidate (1, then powers of two up
+    to all threads) take the candidates in turn; later ones take the fastest (best time of
+    each). On the H100 machine's 16 cores (2026-11-27, OpenMP) a stream of 16K-row clear
+    batches ran at 0.59 of the device memset packed serially, 0.66 / 0.72 / 0.71 / 0.67 on
+    2 / 4 / 8 / 16 threads."""
 
     TRIALS = 3
 
     def __init__(self, clock=time.perf_counter):
         self.clock = clock
-        self.best = {}  # bit length -> [serial s, parallel s, trials]
+        self.best = {}  # bit length -> {threads: best seconds}, trials so far
+        self.decided = {}  # (bit length, threads there are) -> threads; per batch: 1 us
 
-    def parallel(self, n):
-        """Whether to pack n rows in parallel, and whether to time it (a trial)."""
-        if n < PARALLEL_ROWS or get_num_threads() < 2:
-            return False, False
-        b = self.best.get(n.bit_length())
-        if b is None or b[2] < 2 * self.TRIALS:
-            return bool(b is not None and b[2] & 1), True
-        return b[1] < b[0], False
+    @staticmethod
+    def candidates(most=None):
+        most = get_num_threads() if most is None else most
+        out = [1]
+        while out[-1] * 2 < most:
+            out.append(out[-1] * 2)
+        return out + [most] if most > 1 else out
 
-    def record(self, n, parallel, seconds):
-        b = self.best.setdefault(n.bit_length(), [np.inf, np.inf, 0])
-        b[int(parallel)] = min(b[int(parallel)], seconds)
-        b[2] += 1
+    def threads(self, n):
+        """Threads to pack n rows on (1: serial), and whether to time it (a trial)."""
+        if n < PARALLEL_ROWS:
+            return 1, False
+        most = get_num_threads()
+        key = (n.bit_length(), most)
+        k = self.decided.get(key)
+        if k is not None:
+            return k, False
+        if most < 2:
+            return 1, False
+        cands = self.candidates(most)
+        b = self.best.get(key[0])
+        tried = 0 if b is None else b[1]
+        if tried < self.TRIALS * len(cands):
+            return cands[tried % len(cands)], True
+        times = b[0]
+        k = self.decided[key] = min(cands, key=lambda c: times.get(c, np.inf))
+        return k, False
+
+    def record(self, n, threads, seconds):
+        b = self.best.setdefault(n.bit_length(), [{}, 0])
+        b[0][threads] = min(b[0].get(threads, np.inf), seconds)
+        b[1] += 1
+
+    def describe(self):
+        """The best time of each candidate per size class, for benchmark logs."""
+        return ", ".join(f"<{1 << bits} rows " + " ".join(
+            f"{k}t {t * 1e6:.1f} us" for k, t in sorted(times.items()))
+            for bits, (times, _) in sorted(self.best.items()))
 
 
 CHOICE = PackChoice()
@@ -165,14 +201,19 @@ def _pack(op, pfn, order, arg, buf):
     """Rows into ``buf``: cmd, then starts (n + 1) if orders differ, then arg if any DIRTY.
     Returns ``_pack_serial``'s summary (min order, max order, op kinds as bits, pages)."""
     n = len(op)
-    par, trial = CHOICE.parallel(n)
+    threads, trial = CHOICE.threads(n)
     t = CHOICE.clock() if trial else 0.0
-    if par:
-        summary = _pack_parallel(op, pfn, order, arg, buf, 4 * get_num_threads())
+    if threads > 1:
+        most = get_num_threads()
+        set_num_threads(threads)
+        try:
+            summary = _pack_parallel(op, pfn, order, arg, buf, 4 * threads)
+        finally:
+            set_num_threads(most)
     else:
         summary = _pack_serial(op, pfn, order, arg, buf)
     if trial:
-        CHOICE.record(n, par, CHOICE.clock() - t)
+        CHOICE.record(n, threads, CHOICE.clock() - t)
     return summary
 
 
@@ -220,7 +261,7 @@ def make_clear_submitter(memcpy_htod, event_record, stream_wait_event, launch_ke
     (ctypes functions of ``cuMemcpyHtoDAsync``, ``cuEventRecord``, ``cuStreamWaitEvent`` and
     ``cuLaunchKernel``, every handle and pointer an unsigned 64-bit integer): it packs the
     rows into the pinned ``buf`` (``_pack_serial``), copies them to ``dev`` on the copy
-    stream (``nchunks`` > 0: packed on all threads, as ``_pack_parallel``), has the compute
+    stream (``threads`` > 1: packed on that many threads, as ``_pack_parallel``), has the compute
     stream wait for the copy, launches ``function`` (the clear kernel,
     one block of CLEAR_THREADS a page, its arguments written into ``values``, whose slots
     ``argv`` points to) and records ``done``. One call from Python where there were six, each
@@ -230,11 +271,14 @@ def make_clear_submitter(memcpy_htod, event_record, stream_wait_event, launch_ke
     driver error."""
 
     @njit
-    def submit_clear(op, pfn, order, arg, buf, nchunks, dev, copy_stream, compute_stream, copied,
+    def submit_clear(op, pfn, order, arg, buf, threads, dev, copy_stream, compute_stream, copied,
                      done, function, pool, values, argv):
         n = len(op)
-        if nchunks > 0:
-            lo, hi, kind, pages = _pack_parallel(op, pfn, order, arg, buf, nchunks)
+        if threads > 1:
+            most = get_num_threads()
+            set_num_threads(min(threads, MAX_THREADS))
+            lo, hi, kind, pages = _pack_parallel(op, pfn, order, arg, buf, 4 * threads)
+            set_num_threads(most)
         else:
             lo, hi, kind, pages = _pack_serial(op, pfn, order, arg, buf)
         if n == 0 or kind != (1 << CLEAR) or pages >= (1 << 31):
@@ -260,20 +304,23 @@ def make_clear_submitter(memcpy_htod, event_record, stream_wait_event, launch_ke
     return submit_clear
 
 
-_NO_RESULTS = [new_results(0)]
+_NO_RESULTS = [new_results(0), 0, None]  # arrays; the last n and its views
 
 
 def no_results(n):
     """The results of n rows none of which verified (all zero, bad -1): read-only views of
     arrays kept from one batch to the next, so a batch without VERIFY rows costs nothing
     per row when collected (callers only read results)."""
-    cached = _NO_RESULTS[0]
+    cached, last, views = _NO_RESULTS
+    if n == last and views is not None:
+        return views
     if len(cached[0]) < n:
         cached = new_results(max(n, 2 * len(cached[0]), 1 << 12))
         for a in cached:
             a.flags.writeable = False
-        _NO_RESULTS[0] = cached
-    return tuple(a[:n] for a in cached)
+    views = tuple(a[:n] for a in cached)
+    _NO_RESULTS[:] = cached, n, views
+    return views
 
 
 def results_from(packed, res):
@@ -332,9 +379,19 @@ def device_first_use(alloc_pool, apply):
                     np.zeros(1))
         if list(got[0]) != [1] or int(got[2][0]) != 5:
             return f"a test batch gave wrong results {got}"
-        return None
     except Exception as exc:
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    warm_packing()
+    return None
+
+
+def warm_packing():
+    """Load the parallel packing and start numba's threads now: the first large batch would
+    otherwise pay for both (about 10 ms with the code cached) inside a run's timing."""
+    if get_num_threads() > 1:
+        n = PARALLEL_ROWS
+        rows = rows_of(np.full(n, CLEAR, np.uint8), np.arange(n), np.zeros(n), np.zeros(n))
+        _pack_parallel(*rows, np.empty(3 * n + 1, np.int64), 4 * get_num_threads())
 
 
 # The CUDA C of the same kernels, for CuPy (the numba-cuda ones are in cuda_backend.py and

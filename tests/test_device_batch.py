@@ -78,26 +78,30 @@ def test_results_without_verify_are_shared_read_only_views():
     assert [list(x) for x in small] == [[0, 0, 0], [-1, -1, -1], [0, 0, 0]]
 
 
-@pytest.mark.parametrize("serial_s, parallel_s", [(5.0, 2.0), (2.0, 5.0)])
-def test_pack_choice_takes_the_faster_way_after_its_trials(monkeypatch, serial_s,
-                                                           parallel_s):
-    """Each size class alternates serial and parallel for 2 * TRIALS batches, then keeps the
-    way with the best time; small batches are always serial."""
-    monkeypatch.setattr(db, "get_num_threads", lambda: 4)
+@pytest.mark.parametrize("fastest", [1, 2, 4, 6])
+def test_pack_choice_takes_the_fastest_thread_count_after_its_trials(monkeypatch, fastest):
+    """Each size class tries every candidate (1, powers of two, all threads) TRIALS times in
+    turn, then keeps the one with the best time; small batches are always serial."""
+    monkeypatch.setattr(db, "get_num_threads", lambda: 6)
     choice = db.PackChoice()
+    assert choice.candidates() == [1, 2, 4, 6]
     n = db.PARALLEL_ROWS * 3
     seen = []
-    for _ in range(2 * choice.TRIALS):
-        par, trial = choice.parallel(n)
+    for _ in range(4 * choice.TRIALS):
+        threads, trial = choice.threads(n)
         assert trial
-        seen.append(par)
-        choice.record(n, par, parallel_s if par else serial_s)
-    assert seen.count(True) == seen.count(False) == choice.TRIALS
-    assert choice.parallel(n) == (parallel_s < serial_s, False)
-    assert choice.parallel(db.PARALLEL_ROWS - 1) == (False, False)
-    assert choice.parallel(4 * n)[1]  # another size class starts its own trials
+        seen.append(threads)
+        choice.record(n, threads, 1.0 if threads == fastest else 2.0 + threads)
+    assert sorted(seen) == sorted([1, 2, 4, 6] * choice.TRIALS)
+    assert choice.threads(n) == (fastest, False)
+    assert choice.threads(n + 1) == (fastest, False)  # the same size class
+    assert f"{fastest}t 1000000.0 us" in choice.describe()
+    assert choice.threads(db.PARALLEL_ROWS - 1) == (1, False)
+    assert choice.threads(4 * n)[1]  # another size class starts its own trials
     monkeypatch.setattr(db, "get_num_threads", lambda: 1)
-    assert choice.parallel(n) == (False, False)
+    assert choice.threads(n) == (1, False)
+    monkeypatch.setattr(db, "get_num_threads", lambda: 8)
+    assert db.PackChoice.candidates() == [1, 2, 4, 8]
 
 
 def test_packing_by_either_way_gives_the_same_batch(monkeypatch):
@@ -146,11 +150,11 @@ def test_compiled_clear_submitter_packs_copies_waits_launches_and_records():
     submit = drv.submitter()
     values = np.zeros(16, np.int64)
     DEV, COPY, COMPUTE, COPIED, DONE, FN, POOL, ARGV = 1 << 40, 11, 12, 13, 14, 15, 1 << 41, 99
-    for orders, nchunks in (([0], 0), ([0, 1, 3], 0), ([0, 1, 3], 7)):
+    for orders, threads in (([0], 1), ([0, 1, 3], 1), ([0, 1, 3], 2)):
         op, pfn, order, arg = rows(orders, [CLEAR], 300, np.random.default_rng(len(orders)))
         buf = np.full(3 * 300 + 1, -7, np.int64)
         drv.calls.clear()
-        *summary, status = submit(op, pfn, order, arg, buf, nchunks, DEV, COPY, COMPUTE, COPIED,
+        *summary, status = submit(op, pfn, order, arg, buf, threads, DEV, COPY, COMPUTE, COPIED,
                                   DONE, FN, POOL, values, ARGV)
         want = db.Packed(op, pfn, order, arg)
         got = db.Packed(op, pfn, order, arg, buf, summary=summary)
@@ -166,12 +170,12 @@ def test_compiled_clear_submitter_packs_copies_waits_launches_and_records():
     op, pfn, order, arg = rows([0, 2], [CLEAR, DIRTY, VERIFY], 200, np.random.default_rng(9))
     drv.calls.clear()
     buf = np.empty(601, np.int64)
-    *summary, status = submit(op, pfn, order, arg, buf, 0, DEV, COPY, COMPUTE, COPIED, DONE, FN,
+    *summary, status = submit(op, pfn, order, arg, buf, 1, DEV, COPY, COMPUTE, COPIED, DONE, FN,
                               POOL, values, ARGV)
     assert status == 0 and drv.calls == []
     assert db.Packed(op, pfn, order, arg, buf, summary=summary).has_verify
     bad = FakeDriver(fail="wait")
     op, pfn, order, arg = rows([0], [CLEAR], 10, np.random.default_rng(1))
-    *_, status = bad.submitter()(op, pfn, order, arg, np.empty(31, np.int64), 0, DEV, COPY,
+    *_, status = bad.submitter()(op, pfn, order, arg, np.empty(31, np.int64), 1, DEV, COPY,
                                  COMPUTE, COPIED, DONE, FN, POOL, values, ARGV)
     assert status == -700 and [c[0] for c in bad.calls] == ["memcpy", "record", "wait"]

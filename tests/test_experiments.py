@@ -49,6 +49,7 @@ def test_bench_all_writes_results(tmp_path):
     (["cpu_vs_gpu.py", "--case", "mixed:events=10,events=20"], "events given twice"),
     (["cpu_vs_gpu.py", "--case", "mixed", "--case", "vm-anon", "--events", "5", "--events", "6"],
      "--events: given twice"),
+    (["cpu_vs_gpu.py", "--backends", "numpy"], "--backends: must name numba"),
     (["bench_scale.py", "--fill", "2"], "--fill"),
     (["bench_kernels.py", "--backends", "nope"], "--backends"),
     (["bench_kernels.py", "--backends", "numpy,numpy"], "several different ones"),
@@ -174,12 +175,13 @@ def test_pcp_trace_check_names_a_damaged_capture(tmp_path, damage, fragment):
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and fragment in p.stderr, p.stderr
 
 
-def test_cpu_vs_gpu_takes_a_case_s_own_event_count():
+def test_cpu_vs_gpu_takes_a_case_s_own_event_count_and_only_the_backends_named():
     p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "cpu_vs_gpu.py"),
-                        "--quick", "--case", "mixed:events=500"],
+                        "--quick", "--case", "mixed:events=500", "--backends", "numba"],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0 and "mixed:events=500 / " in p.stdout and ": 500 events" in p.stdout, \
         p.stdout + p.stderr
+    assert "numba  on host" in p.stdout and "numpy" not in p.stdout, p.stdout
 
 
 def test_a_case_may_give_a_caller_mix_with_commas():
