@@ -135,11 +135,14 @@ class PackChoice:
     """How many host threads pack a batch (1: serial), by measurement: a parallel region's
     start costs from a few microseconds (OpenMP, idle cores) to milliseconds (cores shared
     with other processes), and grows with the threads it wakes. For each size class (the
-    rows' bit length) the first ``TRIALS`` batches per candidate (1, then powers of two up
-    to all threads) take the candidates in turn; later ones take the fastest (best time of
-    each). On the H100 machine's 16 cores (2026-11-27, OpenMP) a stream of 16K-row clear
-    batches ran at 0.59 of the device memset packed serially, 0.66 / 0.72 / 0.71 / 0.67 on
-    2 / 4 / 8 / 16 threads."""
+    rows' bit length) each candidate (1, then powers of two up to all threads) packs
+    ``TRIALS`` batches in a row, the first paying for the change of thread count (taking
+    the candidates in turn, every trial paid for it: on the H200 machine 16 threads timed
+    354 us a 16K-row batch against 30 serially, where 8 threads ran a stream of them
+    faster than 1); later batches take the fastest (best time of each). On the H100
+    machine's 16 cores (2026-11-27, OpenMP) a stream of 16K-row clear batches ran at 0.59
+    of the device memset packed serially, 0.66 / 0.72 / 0.71 / 0.67 on 2 / 4 / 8 / 16
+    threads."""
 
     TRIALS = 3
 
@@ -171,7 +174,7 @@ class PackChoice:
         b = self.best.get(key[0])
         tried = 0 if b is None else b[1]
         if tried < self.TRIALS * len(cands):
-            return cands[tried % len(cands)], True
+            return cands[tried // self.TRIALS], True
         times = b[0]
         k = self.decided[key] = min(cands, key=lambda c: times.get(c, np.inf))
         return k, False

@@ -111,6 +111,29 @@ def test_backend_asking_for_batches_by_pages_gets_them_with_the_same_counters():
     assert b["pages_per_launch"] < s["pages_per_launch"] / 4
 
 
+class Deferred(Async):
+    """A backend that reads its batch only when collected, as a device that is still busy
+    would: the rows it was handed must stay as they were while the engine goes on."""
+
+    def submit(self, pool, *batch):
+        return pool, batch
+
+    def collect(self, handle):
+        pool, batch = handle
+        return self.inner.apply(pool, *batch)
+
+
+def test_rows_of_the_batch_in_flight_are_kept_while_the_engine_refills_its_buffer():
+    """The engine copies a batch it hands to a backend with ``submit`` (into buffers it
+    keeps from batch to batch) before it refills its command buffer."""
+    ev = make_workload("mixed", PAGES, 6000, seed=5)
+    pol = make_policy("init_on_free,pg_zeroed,reporting")
+    meta = simulate(ev, pol, PAGES)
+    late = simulate(ev, pol, PAGES, mode="content", backend="numba", fault=Deferred)
+    assert late["backend"]["launches"] > 4
+    assert counters(meta) == counters(late) and meta["leaks"] == late["leaks"]
+
+
 def test_offload_and_reporting_leave_only_true_zeroes_flagged():
     """After a content run, every free block carrying PG_zeroed is zero in the real pool."""
     from zeroing import run as runmod
