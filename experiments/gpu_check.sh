@@ -7,7 +7,8 @@
 # on the code in PREV, another such copy, when given). Figures go to $OUT (default
 # experiments/gpu_out): RESULTS-gpu.md (rows for experiments/RESULTS.md, with the device
 # name) and the JSON.
-# It takes about 2 minutes on an H100 (2026-11-26), the first numba compile included.
+# It took 2 min 45 s on an H100 (2026-11-27), the first numba compiles (and those of the old
+# copies) included.
 #   usage: OUT=/tmp/x experiments/gpu_check.sh
 #   the old code: mkdir .gpu_old && git archive 178edfc | tar -x -C .gpu_old (an ignored
 #   folder: the device tool carries it when named in carry)
