@@ -15,10 +15,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numba  # noqa: E402
 
-from kernels import get_backend  # noqa: E402
 from kernels import device_batch  # noqa: E402
-from kernels.batch import CLEAR, PAGE_WORDS  # noqa: E402
-from kernels.throughput import _memsets, _run_calls  # noqa: E402
+from kernels.batch import PAGE_WORDS  # noqa: E402
+from kernels.throughput import Walk, _memsets, _run_calls, gpu_or_none  # noqa: E402
 from zeroing.validate import OneLineParser  # noqa: E402
 
 POOL_PAGES = int(os.environ.get("POOL_PAGES", 1 << 22))  # 16 GiB, 300x the L2
@@ -26,10 +25,8 @@ REPS = 5
 
 
 def main():
-    try:
-        b = get_backend("cupy")
-    except RuntimeError as e:
-        print(f"cupy skipped: {e}")
+    b = gpu_or_none("cupy", print)
+    if b is None:
         return 0
     pool = b.alloc_pool(POOL_PAGES)
     rng = np.random.default_rng(0)
@@ -39,31 +36,8 @@ def main():
     real = device_batch.CHOICE.threads
     device_batch.CHOICE.threads = lambda n: forced.get("threads", real(n))
     for n, order in ((16384, 0), (65536, 0), (16384, 9)):
-        per = n >> order
-        ncalls = min(512, (1 << 21) // n)
-        perm = rng.permutation(POOL_PAGES >> order).astype(np.int64) << order
-        runs = rng.permutation(POOL_PAGES // n).astype(np.int64) * n
-        cur = [0, 0]
-        same = (np.full(per, CLEAR, np.uint8), np.full(per, order, np.int64),
-                np.zeros(per, np.int64))
-
-        def calls(shared):
-            out = []
-            for _ in range(ncalls):
-                if cur[0] + per > len(perm):
-                    cur[0] = 0
-                pfn = perm[cur[0]:cur[0] + per]
-                cur[0] += per
-                out.append((same[0], pfn, same[1], same[2]) if shared else
-                           (np.full(per, CLEAR, np.uint8), pfn, np.full(per, order, np.int64),
-                            np.zeros(per, np.int64)))
-            return out
-
-        def offsets():
-            if cur[1] + ncalls > len(runs):
-                cur[1] = 0
-            cur[1] += ncalls
-            return runs[cur[1] - ncalls:cur[1]]
+        walk = Walk(rng, POOL_PAGES, n, order, min(512, (1 << 21) // n))
+        ncalls = walk.ncalls
         variants = [("fresh columns, packing by choice", False, None),
                     ("shared columns, packing by choice", True, None),
                     ("shared columns, serial packing", True, 1)]
@@ -72,12 +46,12 @@ def main():
         best = {v[0]: np.inf for v in variants}
         base = np.inf
         for rep in range(REPS + 1):
-            offs = offsets()
+            offs = walk.offsets()
             t = time.perf_counter()
             _memsets(b, pool, offs, n)
             base = min(base, time.perf_counter() - t) if rep else np.inf
             for label, shared, threads in variants:
-                todo = calls(shared)
+                todo = walk.calls(shared)
                 if threads is None:
                     forced.pop("threads", None)
                 else:

@@ -99,6 +99,43 @@ def _memsets(backend, pool, offsets, n):
     _sync(backend)
 
 
+class Walk:
+    """The calls of the timings of one batch size and order: ``calls`` walks a random
+    permutation of the pool's blocks, ``ncalls`` batches of ``n`` pages a timing, so a page
+    comes back only after the whole pool went by; ``offsets`` walks the pool's contiguous
+    ``n``-page runs the same way, for the memset baseline. A timing's calls share one op,
+    order and arg column (``shared``; else each call has its own)."""
+
+    def __init__(self, rng, pool_pages, n, order, ncalls):
+        self.per, self.order, self.ncalls = n >> order, order, ncalls
+        self.perm = rng.permutation(pool_pages >> order).astype(np.int64) << order
+        self.runs = rng.permutation(pool_pages // n).astype(np.int64) * n
+        self.cursor = [0, 0]
+        self.same = self._columns()
+
+    def _columns(self):
+        return (np.full(self.per, CLEAR, np.uint8), np.full(self.per, self.order, np.int64),
+                np.zeros(self.per, np.int64))
+
+    def calls(self, shared=True):
+        out, per, cur = [], self.per, self.cursor
+        for _ in range(self.ncalls):
+            if cur[0] + per > len(self.perm):
+                cur[0] = 0
+            pfn = self.perm[cur[0]:cur[0] + per]
+            cur[0] += per
+            op, order, arg = self.same if shared else self._columns()
+            out.append((op, pfn, order, arg))
+        return out
+
+    def offsets(self):
+        cur, k = self.cursor, self.ncalls
+        if cur[1] + k > len(self.runs):
+            cur[1] = 0
+        cur[1] += k
+        return self.runs[cur[1] - k:cur[1]]
+
+
 def ratio_note(ratio, spread, gb_per_s, dram_gb_per_s):
     """Why a row is above its memset, or "" when it is not: within the run-to-run spread;
     or below the DRAM write bandwidth (the memset of the whole pool), where memsets of the
@@ -108,8 +145,9 @@ def ratio_note(ratio, spread, gb_per_s, dram_gb_per_s):
     if ratio - 1 <= spread:
         return f"above 1.0 by {ratio - 1:.0%}, within the run-to-run spread ({spread:.0%})"
     if gb_per_s <= dram_gb_per_s:
-        return (f"above 1.0 by {ratio - 1:.0%} (spread {spread:.0%}), below the DRAM write "
-                f"bandwidth ({dram_gb_per_s:.0f} GB/s, a memset of the whole pool)")
+        return (f"above 1.0 by {ratio - 1:.0%} (spread {spread:.0%}): memsets of this size pay "
+                f"a cost per call; below the DRAM write bandwidth ({dram_gb_per_s:.0f} GB/s, a "
+                "memset of the whole pool)")
     return "UNEXPLAINED: faster than a memset of the same bytes (a bug)"
 
 
@@ -149,29 +187,8 @@ def measure(backend, pool_pages, batches, reps=5, seed=0, log=None):
         for layout, order in (("scattered order-0", 0), ("order-9 blocks", 9)):
             if n < (1 << order):
                 continue
-            per = n >> order
-            perm = rng.permutation(pool_pages >> order).astype(np.int64) << order
-            runs = rng.permutation(pool_pages // n).astype(np.int64) * n
-            cursor = [0, 0]
-
-            same = (np.full(per, CLEAR, np.uint8), np.full(per, order, np.int64),
-                    np.zeros(per, np.int64))
-
-            def next_calls():
-                out = []
-                for _ in range(ncalls):
-                    if cursor[0] + per > len(perm):
-                        cursor[0] = 0
-                    pfn = perm[cursor[0]:cursor[0] + per]
-                    cursor[0] += per
-                    out.append((same[0], pfn, same[1], same[2]))
-                return out
-
-            def next_offsets():
-                if cursor[1] + ncalls > len(runs):
-                    cursor[1] = 0
-                cursor[1] += ncalls
-                return runs[cursor[1] - ncalls:cursor[1]]
+            walk = Walk(rng, pool_pages, n, order, ncalls)
+            next_calls, next_offsets = walk.calls, walk.offsets
             _run_calls(backend, pool, next_calls())  # warm: compile
             _memsets(backend, pool, next_offsets(), n)
             base, best = [], []
@@ -204,6 +221,16 @@ def measure(backend, pool_pages, batches, reps=5, seed=0, log=None):
         log(f"{backend.name:6s} host packing, best of its trials per size class and "
             f"threads: {CHOICE.describe()}")
     return rows
+
+
+def gpu_or_none(name, log):
+    """GPU backend ``name``, or None after logging why it cannot run here."""
+    from . import get_backend
+    try:
+        return get_backend(name)
+    except RuntimeError as e:  # not installed, no device, or failed at first use
+        log(f"{name} skipped: {e}")
+        return None
 
 
 def measured_backends(log=None, only=None):
