@@ -46,7 +46,7 @@ _values = np.zeros(_MAX_ARGS, np.int64)  # one 8-byte slot an argument (an int: 
 _argv = (_values.ctypes.data + 8 * np.arange(_MAX_ARGS)).astype(np.uint64)  # void *args[]
 _ARGV = _argv.ctypes.data  # (each .ctypes access builds an object: a microsecond)
 _module = None
-#: A batch of CLEAR rows is packed (serial or parallel as PackChoice says), copied and
+#: A batch of CLEAR rows is packed (on the threads PackChoice says), copied and
 #: launched by one compiled call over libcuda (``device_batch.make_clear_submitter``); None
 #: where libcuda or the call fails (``first_use`` checks it), or with ZEROING_CUPY_FAST=0.
 #: On the H100 machine (2026-11-26, same run) 16K scattered pages a batch went 0.64 -> 0.68

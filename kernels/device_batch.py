@@ -5,8 +5,8 @@ Host side (per row, never per page): each row becomes one int64 ``cmd`` word
 (``pfn << 16 | order << 8 | op``), plus ``arg`` only when the batch has a DIRTY row and the
 rows' first-page offsets ``starts`` (exclusive prefix sum of block sizes) only when the rows'
 orders differ (with one order, row ``e >> order`` holds entry ``e``), written in one pass
-straight into the pinned staging buffer (on all host threads for large batches, when that
-measures faster). These go to the device by asynchronous copies. Per-row results come back
+straight into the pinned staging buffer (for large batches on as many host threads as
+measured fastest, ``PackChoice``). These go to the device by asynchronous copies. Per-row results come back
 only for batches with VERIFY rows; others are collected with no per-row work.
 
 Device side, two ways:
@@ -41,11 +41,12 @@ CLEAR_THREADS = 256
 LANES = 32
 #: ``bad`` before any page was found (the device takes the minimum pfn).
 NO_PFN = np.iinfo(np.int64).max
-#: Rows from which the host may pack a batch on all its threads (``PackChoice``): below,
+#: Rows from which the host may pack a batch on several threads (``PackChoice``): below,
 #: starting a parallel region costs about what it saves (16K rows are ~10 us on one core).
 PARALLEL_ROWS = 1 << 14
 #: Rows a GPU backend's staging slot holds from the start (the engine's command buffer holds
-#: 64K and a reserve), and page entries its ordered kernels have room for; both grow as batches need.
+#: 64K and a reserve), and page entries its ordered kernels have room for; both grow as
+#: batches need.
 START_ROWS = 1 << 17
 START_PAGES = 1 << 20
 #: The most threads numba can run a parallel region on in this process.
