@@ -18,7 +18,8 @@ same way with the same threads, measured in the same run, over memory, not cache
 - Every call of a timing shares one op, one order and one arg column (they hold the same
   values); its pfns are its own slice of the permutation. The engine hands a backend rows it
   has just written, so they come from the cache; a column per call made the calls of one
-  timing tens of MiB, read back from DRAM by the host's packing.
+  timing tens of MiB, read back from memory by the host's packing (16K-page CuPy batches on
+  the H100 machine: 0.68 of the memset so, 0.76 shared; `gpu_host_path.py`, 2026-11-27).
 A ratio above 1.0 is flagged: within the run-to-run spread of the two measurements (slowest
 over best repetition), or below the DRAM write bandwidth (said so), or a bug (the row says
 UNEXPLAINED).
