@@ -225,7 +225,8 @@ class EngineState:
         a = self.arrays
         op, _, _, _, event = rows
         nonzero, bad_pfn, marker = results
-        for k in np.flatnonzero((op == VERIFY) & (nonzero > 0)):
+        found = np.flatnonzero(nonzero)  # one pass: most batches find nothing
+        for k in found[op[found] == VERIFY]:
             a.cnt[C.ZERO_LEAK] += nonzero[k]
             m = int(marker[k])
             caller = 0
