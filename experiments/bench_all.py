@@ -215,6 +215,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     results, outputs = {}, {}
     if args.source is not None:
+        for name in ("quick", "json"):
+            if p.was_given(name):
+                p.error(f"--{name}: has no effect with --from (which runs nothing)")
         if not os.path.isdir(args.source):
             raise UserError(f"--from: {args.source}: no such folder")
         for name in BENCHES:

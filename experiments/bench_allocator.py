@@ -91,7 +91,10 @@ def main(argv=None):
     p.add_argument("--json", type=output_file, help="write the figures here")
     args = p.parse_args(argv)
     if args.quick:
-        args.pages, args.events, args.prefix, args.rounds = 1 << 14, 50_000, 2_000, 1
+        p.quick(args, pages=1 << 14, events=50_000, prefix=2_000, rounds=1)
+    if args.prefix > args.events:
+        p.error(f"--prefix {args.prefix}: more than --events ({args.events}): the prefix is "
+                "the first events, run interpreted")
     ops = random_ops(args.events, args.pages, seed=1)
     results = {}
     lib = cref.load()

@@ -125,14 +125,26 @@ def main(argv=None):
         if "numba" not in args.backends:
             p.error("--backends: must name numba, the baseline the others are measured against")
         args.backends = set(args.backends)
+    if args.case and args.workload:
+        p.error("--workload: has no effect beside --case (give that workload as a --case)")
     cases = args.case or ([args.workload] if args.workload else list(CASES))
+    twice = next((c for i, c in enumerate(cases) if c in cases[:i]), None)
+    if twice:
+        p.error(f"--case {twice}: given twice")
     check_policy_names("--policy", args.policy)
-    names = [parse_case(spec)[0] for spec in cases]
-    if not any("events" in WORKLOADS[n][1] for n in names):  # see run_case
-        for option in ("pages", "events"):
-            if getattr(args, option) != p.get_default(option) and not args.quick:
-                p.error(f"--{option}: has no effect on {', '.join(names)} (they keep their "
-                        "own guest size and length)")
+    parsed = [parse_case(spec) for spec in cases]
+    names = [n for n, _ in parsed]
+    # See run_case: --pages sizes the workloads that take an event count, --events those of
+    # them that do not give their own.
+    sized = [n for n in names if "events" in WORKLOADS[n][1]]
+    counted = [n for n, params in parsed if n in sized and "events" not in params]
+    if not args.quick:
+        if p.was_given("pages") and not sized:
+            p.error(f"--pages: has no effect on {', '.join(names)} (they keep their own guest "
+                    "size and length)")
+        if p.was_given("events") and not counted:
+            p.error(f"--events: has no effect on {', '.join(cases)} (they keep their own "
+                    "length or give their own events)")
     if args.quick:
         p.quick(args, pages=4096, events=3000)
         cases = args.case or [args.workload or "mixed"]

@@ -36,7 +36,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         p.quick(args, pages=4096, events=6000)
-    if args.no_content and args.backend != p.get_default("backend"):
+    if args.no_content and p.was_given("backend"):
         p.error(f"--backend {args.backend}: has no effect with --no-content")
     try:
         events = make_workload("unaware-user", args.pages, args.events, args.seed,

@@ -62,6 +62,8 @@ def main(argv=None):
                    help="tiny: 256 MiB zone, 16 MiB rounds, rounds 1 and 3, one seed")
     p.add_argument("--json", type=output_file)
     args = p.parse_args(argv)
+    if args.quick and p.was_given("config"):
+        p.error("--config: has no effect with --quick (which runs a tiny config of its own)")
     cfg = load_config(args.config)
     check_config(f"--config {args.config}", cfg)
     if args.quick:

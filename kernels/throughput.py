@@ -158,8 +158,12 @@ def measure(backend, pool_pages, batches, reps=5, seed=0, log=None):
     blocks against the same-store, same-thread memset of as many contiguous pages."""
     rng = np.random.default_rng(seed)
     cache = cache_bytes(backend)
+    asked = pool_pages
     pool_pages = max(pool_pages, 4 * cache // 4096)
     pool_pages = (pool_pages + 511) // 512 * 512
+    if log and pool_pages != asked:
+        log(f"{backend.name:6s} pool of {asked} pages raised to {pool_pages} (at least 4x the "
+            f"{cache >> 20} MiB cache, whole 2 MiB blocks)")
     pool = backend.alloc_pool(pool_pages)  # pre-faulted by the backend
     kind = "gpu" if _gpu(backend) else "cpu"
     whole = [0]

@@ -68,6 +68,23 @@ def test_bench_all_writes_results(tmp_path):
     (["bench_engine.py", "--json", "/nonexistent/x.json"], "--json: /nonexistent/x.json: folder"),
     (["bench_all.py", "--out", "/"], "--out: / is a folder, not a file"),
     (["upstream.py", "--out", "/dev/null/x"], "--out: /dev/null/x: /dev/null is not a folder"),
+    # Options that would change nothing are refused even at the value they would get.
+    (["bench_allocator.py", "--quick", "--pages", "16384"], "--pages: has no effect with --quick"),
+    (["bench_allocator.py", "--events", "1000", "--prefix", "2000"],
+     "--prefix 2000: more than --events (1000)"),
+    (["cpu_vs_gpu.py", "--quick", "--pages", "4096"], "--pages: has no effect with --quick"),
+    (["cpu_vs_gpu.py", "--case", "vm-anon:thp=on", "--pages", "262144"],
+     "--pages: has no effect on vm-anon"),
+    (["cpu_vs_gpu.py", "--case", "mixed:events=10", "--events", "200000"],
+     "--events: has no effect on mixed:events=10"),
+    (["cpu_vs_gpu.py", "--case", "mixed", "--workload", "vm-anon"],
+     "--workload: has no effect beside --case"),
+    (["cpu_vs_gpu.py", "--case", "mixed", "--case", "mixed"], "--case mixed: given twice"),
+    (["hint_designs.py", "--no-content", "--backend", "numba"], "--backend numba: has no effect"),
+    (["hit_rate.py", "--quick", "--config", os.path.join(ROOT, "experiments", "hit_rate.toml")],
+     "--config: has no effect with --quick"),
+    (["bench_all.py", "--from", ROOT, "--quick"], "--quick: has no effect with --from"),
+    (["bench_kernels.py", "--quick", "--reps", "5"], "--reps: has no effect with --quick"),
 ])
 def test_experiment_scripts_refuse_bad_options_in_one_line(argv, fragment):
     p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", argv[0]), *argv[1:]],

@@ -87,6 +87,13 @@ def test_cli_bad_options_one_line(capsys, argv, fragments):
     assert time.perf_counter() - t0 < 20  # refused before any work (memory check included)
 
 
+def test_help_given_twice_is_help(capsys):
+    """--help is an action, not a value: given twice it still shows the help."""
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--help", "--help"])
+    assert e.value.code == 0 and "--workload" in capsys.readouterr().out
+
+
 def write(tmp_path, text, name="c.toml", mode="w"):
     p = tmp_path / name
     if mode == "wb":

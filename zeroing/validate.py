@@ -277,7 +277,7 @@ class RefuseRepeats(argparse.ArgumentParser):
     """argparse, refusing an option given twice (argparse keeps the last one without a word);
     options that gather (``append``, counts) may repeat."""
 
-    GATHER = ("_AppendAction", "_AppendConstAction", "_CountAction")
+    GATHER = ("_AppendAction", "_AppendConstAction", "_CountAction", "_HelpAction")
 
     def parse_known_args(self, args=None, namespace=None):
         args = sys.argv[1:] if args is None else list(args)
@@ -290,13 +290,19 @@ class RefuseRepeats(argparse.ArgumentParser):
             if not name.startswith("--"):
                 continue
             found = [name] if name in options else [o for o in options if o.startswith(name)]
-            if len(found) != 1 or type(options[found[0]]).__name__ in self.GATHER:
+            if len(found) != 1:
                 continue  # unknown or ambiguous: argparse says so
             action = options[found[0]]
-            if action.dest in seen:
+            if action.dest in seen and type(action).__name__ not in self.GATHER:
                 self.error(f"{found[0]}: given twice (only one value can count)")
             seen.add(action.dest)
+        #: The options given on the command line (their dests), whatever their values.
+        self.given = seen
         return super().parse_known_args(args, namespace)
+
+    def was_given(self, dest):
+        """Whether option ``dest`` was on the command line (even at its default value)."""
+        return dest in getattr(self, "given", ())
 
 
 class OneLineParser(RefuseRepeats):
@@ -309,7 +315,7 @@ class OneLineParser(RefuseRepeats):
         """``--quick``: set the tiny sizes of the tests; an option given beside it would be
         overridden without a word, so it is refused."""
         for name in tiny:
-            if getattr(args, name) != self.get_default(name):
+            if self.was_given(name):
                 self.error(f"--{name.replace('_', '-')}: has no effect with --quick (which "
                            "sets it)")
         for name, value in tiny.items():
@@ -379,7 +385,7 @@ def check_policy(where, names, options, key=lambda k: k):
         switch, preset = OPTION_NEEDS.get(k, (None, None))
         if switch and not getattr(policy, switch):
             raise UserError(f"{key(k)}: has no effect without the {preset} policy "
-                            f"({where} is {names})")
+                            f"(the policy is {names})")
     if checked.get("pfmemalloc") is not None and policy.hint != "lru_bit":
         raise UserError(f"{key('pfmemalloc')}: has no effect without hint lru_bit")
     return policy
