@@ -381,7 +381,11 @@ def check_policy(where, names, options, key=lambda k: k):
         policy = make_policy(names, **checked)
     except (ValueError, TypeError) as e:
         raise UserError(f"{where}: {e}") from None
-    for k in checked:
+    presets = make_policy(names)
+    for k, v in checked.items():
+        if isinstance(v, bool) and getattr(presets, k) == v:
+            raise UserError(f"{key(k)}: has no effect: the policy {names} has it "
+                            f"{'on' if v else 'off'} already")
         switch, preset = OPTION_NEEDS.get(k, (None, None))
         if switch and not getattr(policy, switch):
             raise UserError(f"{key(k)}: has no effect without the {preset} policy "
