@@ -275,7 +275,8 @@ def output_folder(text):
 
 class RefuseRepeats(argparse.ArgumentParser):
     """argparse, refusing an option given twice (argparse keeps the last one without a word);
-    options that gather (``append``, counts) may repeat."""
+    options that gather (``append``, counts) and ``--help`` may repeat. Records the options
+    given (``was_given``), so that one that would change nothing is refused at any value."""
 
     GATHER = ("_AppendAction", "_AppendConstAction", "_CountAction", "_HelpAction")
 
