@@ -260,7 +260,8 @@ def apply(pool, op, pfn, order, arg):
     last = _scratch.get(npages)
     if last is None:
         last = _scratch[npages] = np.zeros(npages, dtype=np.int64)
-    _apply_waves(pool, op, pfn.astype(np.int64), order.astype(np.int64), arg.astype(np.uint64),
+    _apply_waves(pool, op, np.asarray(pfn, np.int64), np.asarray(order, np.int64),
+                 np.asarray(arg, np.int64).view(np.uint64),  # (no copies: only read)
                  _MARKERS, nonzero, bad_pfn, marker.view(np.uint64), last, non_temporal(pool),
                  get_num_threads())
     return nonzero, bad_pfn, marker
