@@ -85,6 +85,8 @@ def test_bench_all_writes_results(tmp_path):
      "--config: has no effect with --quick"),
     (["bench_all.py", "--from", ROOT, "--quick"], "--quick: has no effect with --from"),
     (["bench_kernels.py", "--quick", "--reps", "5"], "--reps: has no effect with --quick"),
+    (["content_speedup.py", "--mode", "metadata", "--backend", "numba"],
+     "--backend numba: has no effect with --mode metadata"),
 ])
 def test_experiment_scripts_refuse_bad_options_in_one_line(argv, fragment):
     p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", argv[0]), *argv[1:]],
