@@ -162,3 +162,27 @@ def test_an_alloc_line_that_cannot_be_placed_is_refused(tmp_path, fields, reason
     path.write_text(f"  a-1 [000] ....  5.1: mm_page_alloc: {fields}\n")
     with pytest.raises(TraceError, match=rf"t.txt:1: {reason}"):
         list(read_events(str(path)))
+
+
+def test_a_small_trace_read_again_is_not_parsed_again_and_a_rewrite_is(tmp_path, monkeypatch):
+    """The second read of the same bytes with the same options gives the same events and
+    counts from what the first kept; new bytes of the same size (a rewrite inside one
+    clock tick keeps size and mtime) are parsed."""
+    import zeroing.trace as trace
+    path = tmp_path / "t.txt"
+    path.write_text(ODD)
+    first_counts, again_counts = {}, {}
+    first = list(read_events(str(path), counts=first_counts, detail=True))
+    parsed = []
+    real = trace._parse
+    monkeypatch.setattr(trace, "_parse", lambda *a: parsed.append(1) or real(*a))
+    again = list(read_events(str(path), counts=again_counts, detail=True))
+    assert again == first and again_counts == first_counts and not parsed
+    assert again_counts is not first_counts and again_counts["events"] is not first_counts["events"]
+    list(read_events(str(path)))  # other options: parsed
+    assert parsed == [1]
+    st = os.stat(path)
+    path.write_text(ODD.replace("pfn=0x400", "pfn=0x800"))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # within one tick: the same mtime
+    rows = list(read_events(str(path)))
+    assert parsed == [1, 1] and (5, "mm_page_alloc", 0x800, 2, rows[2][4]) in rows

@@ -12,7 +12,9 @@ Before ~5.14 the pfn was printed in decimal; a failed allocation prints ``page= 
 ``GFP_ZERO`` style), a hex number (some libtraceevent versions), or ``none``.
 """
 import bz2
+import copy
 import gzip
+import hashlib
 import io
 import lzma
 import os
@@ -206,6 +208,34 @@ def shown(line, width=160):
     return printable(line.strip()[:width])
 
 
+#: Events of the last trace read whole, kept for the next read of the same file with the same
+#: options (a replay reads it twice: to size the zone, then to run; `pcp_trace_check.py`
+#: replays one trace six ways): at most this many, about 250 bytes each.
+CACHE_EVENTS = 1 << 18
+_cache = {}
+
+
+#: Files up to this size are hashed for the key (a rewrite within the file system's clock
+#: tick keeps size and mtime); larger ones are not kept.
+CACHE_BYTES = 1 << 28
+
+
+def _cache_key(path, lenient, table, detail):
+    """What a kept read must match: the file's bytes (by hash) and the options."""
+    try:
+        st = os.stat(path)
+        if st.st_size > CACHE_BYTES:
+            return None
+        digest = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    names = tuple(sorted(table.items())) if table else None
+    return (os.path.realpath(path), st.st_size, digest.digest(), lenient, names, detail)
+
+
 def read_events(path, lenient=False, table=None, counts=None, progress=None, detail=False):
     """Yield (lineno, event, pfn, order, gfp) for kmem page events; with ``detail``
     (lineno, event, pfn, order, gfp, cpu, time in ns), a line that shows no CPU and time
@@ -215,8 +245,34 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
     ``malformed_examples`` and, for a damaged compressed file read with ``lenient``,
     ``truncated`` (where it broke). A bad line raises TraceError, or with ``lenient`` is
     counted. ``progress(bytes_read, size)`` is called every few thousand lines.
+    A small trace read whole is kept (``CACHE_EVENTS``): the next read of the same file,
+    unchanged, with the same options and an empty ``counts``, gives the same events and
+    counts without parsing.
     """
     counts = counts if counts is not None else {}
+    key = _cache_key(path, lenient, table, detail) if not counts else None
+    hit = _cache.get(key) if key else None
+    if hit is not None:
+        rows, seen = hit
+        counts.update(copy.deepcopy(seen))
+        yield from rows
+        if progress is not None:
+            progress(key[1], key[1])
+        return
+    rows = [] if key else None
+    for ev in _parse(path, lenient, table, counts, progress, detail):
+        if rows is not None:
+            rows.append(ev)
+            if len(rows) > CACHE_EVENTS:
+                rows = None
+        yield ev
+    if rows is not None:
+        _cache.clear()
+        _cache[key] = (rows, copy.deepcopy(counts))
+
+
+def _parse(path, lenient, table, counts, progress, detail):
+    """``read_events`` on the file itself."""
     events = counts.setdefault("events", {})
     counts.setdefault("malformed", 0)
     examples = counts.setdefault("malformed_examples", [])
