@@ -50,6 +50,11 @@ class Policy:
             raise ValueError("offload batch and periods must be positive, the watermark in 0..1")
         if self.offload and not self.track:
             raise ValueError("offload needs a tracking policy: without PG_zeroed its work is lost")
+        # Without PG_zeroed the kernel has no FPI_ZEROED to pass and nothing to place by.
+        for switch in ("balloon", "zeroed_aware"):
+            if getattr(self, switch) and not self.track:
+                raise ValueError(f"{switch} needs a tracking policy (pg_zeroed): without "
+                                 "PG_zeroed it has nothing to say zeroed")
         if self.free_signal == "page_bit" and not self.track:
             raise ValueError("--free-signal page_bit needs a tracking policy (pg_zeroed)")
         return self

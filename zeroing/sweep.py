@@ -54,13 +54,18 @@ def dask_runner(workers=2, scheduler=None, log=print):
                 # Ctrl-C reaches every process of the terminal's group: the workers, started
                 # ignoring it (an ignored signal stays ignored across exec), leave it to this
                 # process, which closes them; else each printed its own tracebacks.
+                # Their logs are silenced below CRITICAL: a failed task comes back through its
+                # future, and on Ctrl-C a worker's heartbeat to the closing scheduler logged
+                # an ERROR with its traceback.
                 previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
                 try:
                     cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
-                                           processes=True, dashboard_address=None)
+                                           processes=True, dashboard_address=None,
+                                           silence_logs=logging.CRITICAL)
                 finally:
                     signal.signal(signal.SIGINT, previous)
                 client = Client(cluster)
+            bar = None
             try:
                 log(f"dask: {len(missing)} runs on {scheduler or f'a local cluster of {workers} workers'}")
                 futures = [client.submit(_task, cfg, w, label, seed, path, pure=False, retries=2)
@@ -71,8 +76,11 @@ def dask_runner(workers=2, scheduler=None, log=print):
                     bar.update(1)
                 bar.close()
             except KeyboardInterrupt:
-                # The nannies log each worker they kill; the one-line message says it all.
+                # The nannies log each worker they kill; the one-line message says it all,
+                # on a line of its own after the bar.
                 logging.getLogger("distributed").setLevel(logging.CRITICAL)
+                if bar is not None:
+                    bar.close()
                 raise
             finally:
                 client.close()
