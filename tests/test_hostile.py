@@ -123,6 +123,8 @@ def write(tmp_path, text, name="c.toml", mode="w"):
     ('[[workload]]\nname="mixed"\n[policies]\na=""', ["policies.a", "one or more of"]),
     ('[[workload]]\nname="mixed"\n[policies]\na={policy="baseline", track=false}',
      ["policies.a.track", "has no effect: the policy baseline has it off already"]),
+    ('initial_state="aged"\n[[workload]]\nname="mixed"\ninitial_state="pristine"\n[policies]\n'
+     'a="baseline"', ["initial_state", "has no effect: every [[workload]] sets its own"]),
     ('[[workload]]\nname="mixed"\n[policies]\na={policy="baseline", balloon=true}',
      ["policies.a", "balloon needs a tracking policy (pg_zeroed)"]),
     ('[[workload]]\nname="mixed"\n[policies]\na={policy="zeroed_aware", track=false}',

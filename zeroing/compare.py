@@ -142,6 +142,9 @@ def _resolve_config(raw, path, text):
                           **zone})
     if not workloads:
         bad("workload", "at least one [[workload]] table is needed")
+    for key in ZONE_KEYS:
+        if key in raw and all(key in w for w in raw["workload"]):
+            bad(key, f"{raw[key]!r} has no effect: every [[workload]] sets its own {key}")
     if len({w["label"] for w in workloads}) != len(workloads):
         bad("workload", "labels must be unique")
     policies, offload = {}, {}
