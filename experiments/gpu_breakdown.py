@@ -11,7 +11,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from kernels.throughput import gpu_or_none  # noqa: E402
+from kernels.throughput import backend_or_none  # noqa: E402
 from zeroing.validate import OneLineParser  # noqa: E402
 from kernels.batch import CLEAR, PAGE_WORDS  # noqa: E402
 from kernels.device_batch import CLEAR_THREADS, Packed  # noqa: E402
@@ -28,7 +28,7 @@ def best(fn, reps=10):
 
 
 def main():
-    b = gpu_or_none("cupy", print)
+    b = backend_or_none("cupy", print)
     if b is None:
         return 0
     cp = b.cp

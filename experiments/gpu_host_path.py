@@ -17,7 +17,7 @@ import numba  # noqa: E402
 
 from kernels import device_batch  # noqa: E402
 from kernels.batch import PAGE_WORDS  # noqa: E402
-from kernels.throughput import Walk, _memsets, _run_calls, gpu_or_none  # noqa: E402
+from kernels.throughput import Walk, _memsets, _run_calls, backend_or_none  # noqa: E402
 from zeroing.validate import OneLineParser  # noqa: E402
 
 POOL_PAGES = int(os.environ.get("POOL_PAGES", 1 << 22))  # 16 GiB, 300x the L2
@@ -25,7 +25,7 @@ REPS = 5
 
 
 def main():
-    b = gpu_or_none("cupy", print)
+    b = backend_or_none("cupy", print)
     if b is None:
         return 0
     pool = b.alloc_pool(POOL_PAGES)

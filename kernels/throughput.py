@@ -193,26 +193,26 @@ def measure(backend, pool_pages, batches, reps=5, seed=0, log=None):
             if n < (1 << order):
                 continue
             walk = Walk(rng, pool_pages, n, order, ncalls)
-            next_calls, next_offsets = walk.calls, walk.offsets
-            _run_calls(backend, pool, next_calls())  # warm: compile
-            _memsets(backend, pool, next_offsets(), n)
+            _run_calls(backend, pool, walk.calls())  # warm: compile
+            _memsets(backend, pool, walk.offsets(), n)
             base, best = [], []
             for _ in range(reps):  # interleaved, so drift hits both alike
-                offs = next_offsets()
+                offs = walk.offsets()
                 t = time.perf_counter()
                 _memsets(backend, pool, offs, n)
                 base.append(time.perf_counter() - t)
-                calls = next_calls()
+                calls = walk.calls()
                 t = time.perf_counter()
                 _run_calls(backend, pool, calls)
                 best.append(time.perf_counter() - t)
             nbytes = ncalls * n * 4096
+            gbps = nbytes / min(best) / 1e9
             ratio = min(base) / min(best)
             # Run-to-run spread of either measurement (slowest over best repetition).
             spread = max(max(x) / min(x) - 1 for x in (base, best))
-            note = ratio_note(ratio, spread, nbytes / min(best) / 1e9, dram_gbps)
+            note = ratio_note(ratio, spread, gbps, dram_gbps)
             row = {"backend": backend.name, "device": backend.describe(), "pages": n,
-                   "layout": layout, "calls": ncalls, "gb_per_s": nbytes / min(best) / 1e9,
+                   "layout": layout, "calls": ncalls, "gb_per_s": gbps,
                    "memset_gb_per_s": nbytes / min(base) / 1e9, "ratio": ratio,
                    "threads": nthreads, "stores": stores, "pool_mib": pool_pages * 4 >> 10,
                    "cache_mib": cache >> 20, "dram_write_gb_per_s": dram_gbps, "note": note}
@@ -228,13 +228,14 @@ def measure(backend, pool_pages, batches, reps=5, seed=0, log=None):
     return rows
 
 
-def gpu_or_none(name, log):
-    """GPU backend ``name``, or None after logging why it cannot run here."""
+def backend_or_none(name, log):
+    """Backend ``name``, or None after logging (``log``, if any) why it cannot run here."""
     from . import get_backend
     try:
         return get_backend(name)
     except RuntimeError as e:  # not installed, no device, or failed at first use
-        log(f"{name} skipped: {e}")
+        if log:
+            log(f"{name:6s} skipped: {e}")
         return None
 
 
@@ -243,7 +244,7 @@ def measured_backends(log=None, only=None):
     their kernels run (one that fails at first use is reported with its reason, skipped)."""
     import numba
 
-    from . import BACKENDS, get_backend
+    from . import BACKENDS
     out = []
     for name in BACKENDS:
         if only is not None and name not in only:
@@ -252,11 +253,7 @@ def measured_backends(log=None, only=None):
             if log:
                 log("cuda   skipped: the CUDA simulator measures nothing")
             continue
-        try:
-            backend = get_backend(name)
-        except RuntimeError as e:  # not installed, no device, or failed at first use
-            if log:
-                log(f"{name:6s} skipped: {e}")
-            continue
-        out.append(backend)
+        backend = backend_or_none(name, log)
+        if backend is not None:
+            out.append(backend)
     return out

@@ -216,8 +216,9 @@ _cache = {}
 
 
 #: Files up to this size are hashed for the key (a rewrite within the file system's clock
-#: tick keeps size and mtime); larger ones are not kept.
-CACHE_BYTES = 1 << 28
+#: tick keeps size and mtime); larger ones, beyond what CACHE_EVENTS events take as text,
+#: are neither hashed nor kept.
+CACHE_BYTES = 1 << 26
 
 
 def _cache_key(path, lenient, table, detail):
