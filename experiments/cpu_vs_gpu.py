@@ -7,6 +7,11 @@ to the numba (CPU) backend measured in the same run. ``--case`` repeats (``mixed
 ``vm-anon:thp=on``, ...); the default is the three of issue 11, whose target is a GPU backend
 >= 10x numba on each with identical counters. "GB/s touched" counts 4 KiB per page per
 operation (CLEAR writes the page, VERIFY reads it, DIRTY stores to each of its cache lines).
+
+Two bounds are printed beside: no backend can beat metadata mode (content mode runs the
+whole simulation on the host), and no GPU backend can beat ``HostOnly``, content mode with
+the GPU backends' host work alone (the engine's content-mode work, its batches packed as the
+GPU backends pack them, no device), measured here on any machine.
 """
 import os
 import sys
@@ -20,6 +25,8 @@ from zeroing.validate import (Int, MAX_PFNS, Names, OneLineParser, UserError, ar
 from zeroing.run import write_json  # noqa: E402
 
 from kernels import BACKENDS  # noqa: E402
+from kernels.cupy_backend import BATCH_PAGES as CUPY_BATCH_PAGES  # noqa: E402
+from kernels.device_batch import HostOnly  # noqa: E402
 from kernels.throughput import measured_backends  # noqa: E402
 from zeroing.policy import make_policy  # noqa: E402
 from zeroing.run import simulate  # noqa: E402
@@ -68,6 +75,10 @@ def run_case(spec, args, log=print):
     meta = min((simulate(ev, policy, pages) for _ in range(2)),
                key=lambda m: m["counters"]["wall_s"])
     ref = {k: v for k, v in meta["counters"].items() if k not in VOLATILE}
+    host_only = lambda: HostOnly(CUPY_BATCH_PAGES)  # noqa: E731 (batches as CuPy gets them)
+    simulate(ev[:1000], policy, pages, mode="content", backend=host_only())  # warm
+    host_s = min(simulate(ev, policy, pages, mode="content", backend=host_only())
+                 ["counters"]["wall_s"] for _ in range(2))
     rows = {}
     for backend in measured_backends(log=log, only=getattr(args, "backends", None)):
         try:
@@ -90,12 +101,16 @@ def run_case(spec, args, log=print):
     # a backend that took no time at all would still leave that, so no backend can be more
     # than this many times the numba run.
     ceiling = base["wall_s"] / meta["counters"]["wall_s"]
+    host_bound = base["wall_s"] / host_s
     log(f"{spec} / {args.policy}: {len(ev)} events, {pages} pages; "
         f"metadata mode {meta['counters']['wall_s']:.3f} s (best of 2), so no backend can be "
-        f"more than {ceiling:.1f} x numba here")
+        f"more than {ceiling:.1f} x numba here; the GPU backends' host work alone "
+        f"{host_s:.3f} s ({host_s / meta['counters']['wall_s']:.2f} x metadata mode, best of "
+        f"2), so no GPU backend can be more than {host_bound:.1f} x numba here")
     for bname, row in rows.items():
         row["x_numba"] = base["wall_s"] / row["wall_s"]
         row["x_numba_ceiling"] = ceiling
+        row["x_numba_host_bound"] = host_bound
         log(f"{bname:6s} on {row['device']}: {row['wall_s']:.3f} s "
             f"({row['x_numba']:.2f} x numba), backend waited {row['backend_s']:.3f} s, "
             f"{row['gb_per_s']:.1f} GB/s touched, {row['launches']} launches of "

@@ -3,7 +3,9 @@
 Each backend module has: ``available()``, ``alloc_pool(nr_pages)``, ``apply(pool, op, pfn,
 order, arg)`` (see ``batch.py``), ``memset(pool)``, ``to_host(pool)``, ``from_host(array)``.
 CPU backends have ``threads()``. GPU backends have ``DEVICE = "gpu"``, ``submit``/``collect``
-(``apply`` split in two, so the caller can work while the device does), ``first_use()`` (the
+(``apply`` split in two, so the caller can work while the device does; ``collect``'s results
+are views into a staging slot, to be read before the backend's second ``submit`` after,
+where ``apply``'s are the caller's), ``first_use()`` (the
 reason the kernels cannot compile or run here, or None), ``sync()`` and ``cache_bytes()`` (the
 device's L2); the benchmarks ask these, not the backend's name.
 """

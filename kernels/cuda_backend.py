@@ -10,7 +10,8 @@ import numpy as np
 
 from .batch import CLEAR, DIRTY, LINE_WORDS, PAGE_WORDS, VERIFY, check_pool_size
 from .device_batch import (CLEAR_THREADS, LANES, NO_PFN, PFN_SHIFT, START_PAGES, START_ROWS,
-                           Packed, Slots, blocks, device_collect, device_first_use)
+                           Packed, Slots, apply_by_submit, blocks, device_collect,
+                           device_first_use)
 
 name = "cuda"
 DEVICE = "gpu"
@@ -340,7 +341,7 @@ collect = device_collect
 
 def apply(pool, op, pfn, order, arg):
     """The whole batch: submitted, then waited for."""
-    return collect(submit(pool, op, pfn, order, arg))
+    return apply_by_submit(submit, collect, pool, op, pfn, order, arg)
 
 
 def first_use():

@@ -15,8 +15,8 @@ import numpy as np
 
 from .batch import CLEAR, DIRTY, PAGE_WORDS, VERIFY, check_pool_size
 from .device_batch import (CHOICE, CLEAR_THREADS, CUDA_SOURCE, LANES, START_PAGES, START_ROWS,
-                           Packed, Slots, blocks, device_collect, device_first_use,
-                           make_clear_submitter, rows_of)
+                           Packed, Slots, apply_by_submit, blocks, device_collect,
+                           device_first_use, make_clear_submitter, rows_of)
 
 name = "cupy"
 DEVICE = "gpu"
@@ -305,7 +305,7 @@ collect = device_collect
 
 def apply(pool, op, pfn, order, arg):
     """The whole batch: submitted, then waited for."""
-    return collect(submit(pool, op, pfn, order, arg))
+    return apply_by_submit(submit, collect, pool, op, pfn, order, arg)
 
 
 def sync():

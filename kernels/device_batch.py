@@ -328,15 +328,21 @@ def no_results(n):
 
 
 def results_from(packed, res):
-    """Per-row results from the device's ``res`` (3 x n int64: nonzero, bad, marker)."""
+    """Per-row results from ``res``, the device's 3 x n int64 (nonzero, bad, marker) in the
+    batch's pinned slot: views, no copies (the engine counts them at once; the slot is
+    taken again two submits later), ``bad`` turned from NO_PFN to -1 in place."""
     if not packed.has_verify:
         return no_results(packed.n)
     n = packed.n
-    nonzero = res[:n].copy()
-    bad = res[n:2 * n].copy()
+    bad = res[n:2 * n]
     bad[bad == NO_PFN] = -1
-    marker = res[2 * n:3 * n].copy()
-    return nonzero, bad, marker
+    return res[:n], bad, res[2 * n:3 * n]
+
+
+def apply_by_submit(submit, collect, pool, op, pfn, order, arg):
+    """A GPU backend's ``apply``: the batch submitted and waited for; its results are copies,
+    the caller's to keep (``collect`` gives views into a staging slot)."""
+    return tuple(np.array(r) for r in collect(submit(pool, op, pfn, order, arg)))
 
 
 def blocks(n, threads):
@@ -362,14 +368,55 @@ class Slots:
 
 
 def device_collect(handle):
-    """Wait for a submitted batch (``packed, slot, pending``); its per-row results, copied out
-    of the pinned slot when it verified, else shared read-only "nothing found" arrays."""
+    """Wait for a submitted batch (``packed, slot, pending``); its per-row results: views of
+    the pinned slot when it verified (valid until the backend's second submit after it),
+    else shared read-only "nothing found" arrays."""
     packed, slot, pending = handle
     if slot is not None:
         slot.done.synchronize()
     if pending is None:
         return no_results(packed.n)
     return results_from(packed, pending)
+
+
+class HostOnly:
+    """A GPU backend's host work alone, as a backend: each batch is packed, as the GPU
+    backends pack it, into one of two kept buffers, and nothing more happens (there is no
+    pool; every page reads as zero). Content mode on it times what the host pays with a GPU
+    backend whose device took no time: the least any GPU backend can take on this host
+    (``experiments/cpu_vs_gpu.py``). ``batch_pages``: as the GPU backend's ``BATCH_PAGES``."""
+
+    name = "host-only"
+    DEVICE = "gpu"
+
+    def __init__(self, batch_pages=None):
+        if batch_pages is not None:
+            self.BATCH_PAGES = batch_pages
+        self.buffers = [np.empty(3 * START_ROWS + 1, np.int64) for _ in range(2)]
+        for buf in self.buffers:
+            buf.fill(0)  # touched here, as the pinned slots are
+        self.turn = 0
+
+    @staticmethod
+    def describe():
+        return "no device (the GPU backends' host work alone)"
+
+    @staticmethod
+    def alloc_pool(nr_pages):
+        return np.zeros(0, np.uint64)
+
+    def submit(self, pool, op, pfn, order, arg):
+        n = len(op)
+        if 3 * n + 1 > len(self.buffers[self.turn]):
+            self.buffers[self.turn] = np.empty(3 * n + 1, np.int64)
+        packed = Packed(op, pfn, order, arg, self.buffers[self.turn])
+        self.turn ^= 1
+        return packed, None, None
+
+    collect = staticmethod(device_collect)
+
+    def apply(self, pool, op, pfn, order, arg):
+        return device_collect(self.submit(pool, op, pfn, order, arg))
 
 
 def device_first_use(alloc_pool, apply):

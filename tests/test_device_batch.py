@@ -179,3 +179,51 @@ def test_compiled_clear_submitter_packs_copies_waits_launches_and_records():
     *_, status = bad.submitter()(op, pfn, order, arg, np.empty(31, np.int64), 1, DEV, COPY,
                                  COMPUTE, COPIED, DONE, FN, POOL, values, ARGV)
     assert status == -700 and [c[0] for c in bad.calls] == ["memcpy", "record", "wait"]
+
+
+def test_results_of_a_verifying_batch_are_views_of_the_slot_with_bad_set_to_minus_one():
+    """No copies at collection: nonzero, bad and marker are the slot's own words, and a row
+    that found nothing has bad -1 (the device leaves NO_PFN, its minimum's start)."""
+    op = np.array([VERIFY, CLEAR, VERIFY], np.uint8)
+    p = db.Packed(op, np.array([4, 5, 6]), np.zeros(3, np.int64), np.zeros(3, np.int64))
+    res = np.array([2, 0, 0, 4, db.NO_PFN, db.NO_PFN, 77, 0, 0], np.int64)
+    nonzero, bad, marker = db.results_from(p, res)
+    assert [list(x) for x in (nonzero, bad, marker)] == [[2, 0, 0], [4, -1, -1], [77, 0, 0]]
+    assert all(np.shares_memory(x, res) for x in (nonzero, bad, marker))
+
+
+def test_host_only_packs_each_batch_into_its_two_buffers_in_turn():
+    """HostOnly does a GPU backend's host work: the words a GPU backend would copy to the
+    device are in one of its buffers, the other one than the batch before."""
+    h = db.HostOnly(batch_pages=64)
+    assert h.BATCH_PAGES == 64
+    seen = []
+    for seed in range(3):
+        op, pfn, order, arg = rows([0, 2], [CLEAR, DIRTY], 100, np.random.default_rng(seed))
+        packed, _, _ = h.submit(h.alloc_pool(8), op, pfn, order, arg)
+        want = db.Packed(op, pfn, order, arg)
+        for x, y in zip(packed_words((0, 2, 1 << DIRTY, 0), packed.buf, 100),
+                        packed_words((0, 2, 1 << DIRTY, 0), want.buf, 100)):
+            np.testing.assert_array_equal(x, y)
+        seen.append(packed.buf)
+        assert [list(x) for x in h.collect((packed, None, None))] == \
+            [list(x) for x in new_results(100)]
+    assert seen[0] is seen[2] and seen[0] is not seen[1]
+
+
+def test_content_mode_on_host_only_runs_to_the_end_in_batches_of_its_pages():
+    """The engine drives HostOnly as a GPU backend (submit, collect, batches by BATCH_PAGES);
+    where no page leaks, its counters are metadata mode's (every page reads as zero)."""
+    from zeroing.policy import make_policy
+    from zeroing.run import simulate
+    from zeroing.workloads import make_workload
+    ev = make_workload("mixed", 4096, 3000, seed=2)
+    pol = make_policy("init_on_free,pg_zeroed,reporting")
+    meta = simulate(ev, pol, 4096)
+    host = simulate(ev, pol, 4096, mode="content", backend=db.HostOnly(batch_pages=256))
+    drop = ("wall_s", "events_per_s", "backend", "mode")
+    assert meta["counters"]["zero_leak"] == 0
+    assert ({k: v for k, v in host["counters"].items() if k not in drop}
+            == {k: v for k, v in meta["counters"].items() if k not in drop})
+    assert host["backend"]["name"] == "host-only" and host["backend"]["launches"] > 10
+    assert host["backend"]["pages_per_launch"] < 2 * 256 + 1024

@@ -124,14 +124,40 @@ class Deferred(Async):
 
 
 def test_rows_of_the_batch_in_flight_are_kept_while_the_engine_refills_its_buffer():
-    """The engine copies a batch it hands to a backend with ``submit`` (into buffers it
-    keeps from batch to batch) before it refills its command buffer."""
+    """While a batch handed to a backend with ``submit`` is in flight, the engine emits into
+    its other command buffer: the backend may read the rows as late as their collection."""
     ev = make_workload("mixed", PAGES, 6000, seed=5)
     pol = make_policy("init_on_free,pg_zeroed,reporting")
     meta = simulate(ev, pol, PAGES)
     late = simulate(ev, pol, PAGES, mode="content", backend="numba", fault=Deferred)
     assert late["backend"]["launches"] > 4
     assert counters(meta) == counters(late) and meta["leaks"] == late["leaks"]
+
+
+class Recording(Async):
+    """Keeps the pfn column of every batch it is handed."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.seen = []
+
+    def submit(self, pool, *batch):
+        self.seen.append(batch[1])
+        return super().submit(pool, *batch)
+
+
+def test_batches_in_flight_are_the_engines_two_command_buffers_in_turn_not_copies():
+    """Double buffering without copies: each batch handed to ``submit`` is a view of one of
+    the engine's two command buffers, the other one than the batch before."""
+    ev = make_workload("mixed", PAGES, 6000, seed=5)
+    wrapped = []
+    simulate(ev, make_policy("init_on_free,pg_zeroed,reporting"), PAGES, mode="content",
+             backend="numba", fault=lambda b: wrapped.append(Recording(b)) or wrapped[-1])
+    bases = [pfn.base for pfn in wrapped[0].seen]
+    assert len(bases) > 4 and all(b is not None for b in bases)
+    assert len({id(b) for b in bases}) == 2
+    assert all(bases[k] is bases[k + 2] and bases[k] is not bases[k + 1]
+               for k in range(len(bases) - 2))
 
 
 def test_offload_and_reporting_leave_only_true_zeroes_flagged():

@@ -136,16 +136,24 @@ from test_kernels import clear_batches, gpu_batches, run_backend
 rng = np.random.default_rng(1)
 batches = gpu_batches(rng, 32) + clear_batches(rng, 32)
 ref, ref_pool = run_backend("numpy", batches, 32)
-got, pool = run_backend("cuda", batches, 32)
+got, pool = run_backend("cuda", batches, 32)  # apply: results the caller keeps
 import kernels.cuda_backend as cb
 first, st = next(iter(cb._scratch.values()))  # (device pool, its state)
 staging, host = st.staging, st.staging.slots.slots[0].host
 assert staging.slots.slots[0].cap >= cb.START_ROWS  # made with the first pool
-again, pool2 = run_backend("cuda", batches, 32)  # a second pool: the same staging
+# A second pool, driven as the engine drives it: the next batch submitted before this one
+# is collected, each batch's results (views into its slot) read at collection.
+pool2 = cb.alloc_pool(32)
+pending, again = [], []
+for batch in batches + [None]:
+    if batch is not None:
+        pending.append(cb.submit(pool2, *batch))
+    if len(pending) > 1 or batch is None:
+        again.append([np.array(x) for x in cb.collect(pending.pop(0))])
 second, st2 = next(iter(cb._scratch.values()))
 assert second is not first and st2.staging is staging and staging.slots.slots[0].host is host
-for p in (pool, pool2):
-    assert (ref_pool == p).all()
+assert (ref_pool == pool).all() and (ref_pool == cb.to_host(pool2)).all()
+assert len(ref) == len(got) == len(again)
 for r, g, h in zip(ref, got, again):
     for a, b, c in zip(r, g, h):
         assert (a == b).all() and (a == c).all(), (a, b, c)

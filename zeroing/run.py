@@ -28,6 +28,8 @@ from .policy import P_OFFLOAD_BATCH, Policy, as_array
 from .validate import MODES, PCP_HIGH_MODES, UserError
 
 CMD_CAPACITY = 1 << 16
+#: The engine's command buffer: the rows of the next batch.
+COMMAND_FIELDS = ("cmd_op", "cmd_pfn", "cmd_order", "cmd_arg", "cmd_event")
 #: Written over offload pages whose batch failed: they are dirty, whatever the device did.
 POISON = np.int64(0x7EAD_BEEF_0000_0000)
 
@@ -87,6 +89,7 @@ class EngineState:
             obatch=np.zeros((depth, NR_OB), dtype=np.int64),
         )
         self.e = handle_for("Engine", self.arrays)
+        self.command_sets = None  # both command buffers and their handles (_swap_commands)
         self.mode = mode
         self.backend = None
         self.pool = None
@@ -95,10 +98,9 @@ class EngineState:
         self.backend_wall = 0.0
         self.fallbacks = 0
         self.pending = None  # (handle, rows) of the batch on the device
-        self.row_copies = None  # the buffers of those rows (_inflight_copy)
         if mode == "content":
-            try:
-                self.backend = get_backend(backend)
+            try:  # a name, or a backend itself (kernels.device_batch.HostOnly)
+                self.backend = get_backend(backend) if isinstance(backend, str) else backend
             except BackendFailed as exc:  # e.g. a kernel that does not compile here
                 self.fallbacks += 1
                 warnings.warn(f"{exc}; falling back to the CPU backend (numba)", RuntimeWarning)
@@ -114,10 +116,13 @@ class EngineState:
     @backend.setter
     def backend(self, backend):
         """A backend that names ``BATCH_PAGES`` gets a batch once the commands cover that many
-        pages, not only when the buffer is full (see ``cupy_backend.BATCH_PAGES``)."""
+        pages, not only when the buffer is full (see ``cupy_backend.BATCH_PAGES``); one with
+        ``submit`` gets two command buffers used in turn (``_swap_commands``)."""
         self._backend = backend
         pages = getattr(backend, "BATCH_PAGES", None)
         self.arrays.rstate[R_CMD_PAGE_LIMIT] = pages if pages else NEVER
+        if hasattr(backend, "submit"):
+            self._command_sets()
 
     def _dirty_boot_memory(self, nr_pages):
         """Boot memory holds old data: write a "boot" marker into every page (leak reports
@@ -151,9 +156,9 @@ class EngineState:
             a.rstate[R_NCMD] = a.rstate[R_CMD_PAGES] = 0
             return True
         submit = getattr(self.backend, "submit", None)
-        rows = tuple(x[:n] for x in (a.cmd_op, a.cmd_pfn, a.cmd_order, a.cmd_arg, a.cmd_event))
-        if submit is not None:  # copies: the engine refills its buffer while this batch is
-            rows = self._inflight_copy(rows)  # on the device (collected before the next one)
+        rows = tuple(getattr(a, f)[:n] for f in COMMAND_FIELDS)
+        if submit is not None:  # the engine fills its other buffer while this batch is on
+            self._swap_commands()  # the device (collected before the next one is handed over)
         self.launches += 1
         self.launch_pages += int(a.rstate[R_CMD_PAGES])  # the engine counted them as it emitted
         a.rstate[R_NCMD] = a.rstate[R_CMD_PAGES] = 0
@@ -171,21 +176,27 @@ class EngineState:
             return True
         return self.drain() if wait else True
 
-    def _inflight_copy(self, rows):
-        """The rows copied into buffers kept for the batch in flight (one at a time: ``flush``
-        drains the last before it copies), not into new arrays each batch: in a profile of
-        content mode on the H200 machine (vm-anon, THP off, CuPy, 2026-11-27) array copies
-        took 9 of the run's 88 ms."""
-        a = self.arrays
-        if self.row_copies is None:  # (zeros_like: touched here, once)
-            self.row_copies = tuple(np.zeros_like(x) for x in (a.cmd_op, a.cmd_pfn,
-                                                              a.cmd_order, a.cmd_arg,
-                                                              a.cmd_event))
-        n = len(rows[0])
-        out = tuple(buf[:n] for buf in self.row_copies)
-        for dst, src in zip(out, rows):
-            dst[...] = src
-        return out
+    def _command_sets(self):
+        """The two command buffers and their handles, made (and their pages touched) once,
+        outside a run's timing."""
+        if self.command_sets is None:
+            a = self.arrays
+            other = a._replace(**{f: np.zeros_like(getattr(a, f)) for f in COMMAND_FIELDS})
+            for f in COMMAND_FIELDS:
+                getattr(a, f).fill(0)
+            self.command_sets = ((a, self.e), (other, handle_for("Engine", other)))
+        return self.command_sets
+
+    def _swap_commands(self):
+        """Emit into the other command buffer from now on (double buffering): the rows just
+        handed to the backend stay as they are until their batch is collected, which
+        ``flush`` does before it hands over the next. Two handles over the same engine
+        arrays but the command columns, so the compiled code is the same. Before, the rows in
+        flight were copied (a profile of content mode on the H200 machine, vm-anon with THP
+        off on CuPy, 2026-11-27: array copies 9 of the run's 88 ms, new arrays each batch;
+        then 2 of 56 ms on this project's VM with a backend that does no device work)."""
+        (a, e), other = self._command_sets()
+        self.arrays, self.e = other if a is self.arrays else (a, e)
 
     def drain(self):
         """Collect the batch in flight, if any; False if it failed (and was redone)."""
@@ -242,7 +253,8 @@ class Simulation:
 
     ``feed`` returns the chunk's ``ev_pfn`` (the block each allocation event got, -1 for
     none or already freed); references in a chunk are row numbers within that chunk.
-    ``fault`` wraps the backend (tests inject failures with it).
+    ``backend``: a name (``kernels.BACKENDS`` or auto) or a backend itself; ``fault`` wraps
+    it (tests inject failures with it).
     """
 
     def __init__(self, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
@@ -300,7 +312,7 @@ class Simulation:
         caller column of ``EVENT_CALLER_DTYPE``, 0 where the workload states none);
         ``ev_pfn`` of the event rows need not be initialised (the loop sets each before
         use)."""
-        z, e, state = self.alloc.z, self.state.e, self.state
+        z, state = self.alloc.z, self.state
         n = len(cols[0])
         base = self.events - start  # stream number of row 0
         self.callers_stated |= callers_stated
@@ -311,7 +323,7 @@ class Simulation:
         t0 = time.perf_counter()
         i = start
         while i < n:
-            r, why = run_events(z, e, *cols, ev_pfn, base, i, min(n, i + self.chunk))
+            r, why = run_events(z, state.e, *cols, ev_pfn, base, i, min(n, i + self.chunk))
             if why == EXIT_BAD_EVENT:
                 row = {name: int(col[r]) for name, col in zip(EVENT_DTYPE.names, cols)}
                 raise BadEventError(
