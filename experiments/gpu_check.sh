@@ -58,7 +58,7 @@ step "a stream of 16K-page clear batches with the host's packing forced each way
 timeout 60 $PY experiments/gpu_host_path.py || status=1
 
 step "the same runs on every backend"
-timeout 90 $PY experiments/cpu_vs_gpu.py --backends numba,cuda,cupy --json "$OUT/cpu_vs_gpu.json" \
+timeout 150 $PY experiments/cpu_vs_gpu.py --backends numba,cuda,cupy --json "$OUT/cpu_vs_gpu.json" \
     || status=1
 
 if [ -d "$OLD" ]; then  # the code before issue 11 (and PREV, if given), same machine

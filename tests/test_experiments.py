@@ -50,6 +50,8 @@ def test_bench_all_writes_results(tmp_path):
     (["cpu_vs_gpu.py", "--case", "mixed", "--case", "vm-anon", "--events", "5", "--events", "6"],
      "--events: given twice"),
     (["cpu_vs_gpu.py", "--backends", "numpy"], "--backends: must name numba"),
+    (["cpu_vs_gpu.py", "--repeat", "0"], "--repeat"),
+    (["cpu_vs_gpu.py", "--quick", "--repeat", "2"], "--repeat: has no effect with --quick"),
     (["bench_scale.py", "--fill", "2"], "--fill"),
     (["bench_kernels.py", "--backends", "nope"], "--backends"),
     (["bench_kernels.py", "--backends", "numpy,numpy"], "several different ones"),
