@@ -39,7 +39,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 $PY -c "import numpy, numba; print('numpy', numpy.__version__, 'numba', numba.__version__)"
 $PY -c "import cupy; print('cupy', cupy.__version__, 'CUDA runtime', cupy.cuda.runtime.runtimeGetVersion())" || true
 $PY -m pip show numba-cuda 2>/dev/null | head -2 || true
-$PY -c "from kernels import get_backend; b = get_backend('cupy'); print('cupy: compiled clear submitter', b.FAST is not None, ', cuLaunchKernel slots', b.DIRECT)" || true
+$PY -c "from kernels import get_backend; b = get_backend('cupy'); print('cupy: compiled submitter', b.FAST is not None, ', for every batch', b.FAST_ORDERED, ', cuLaunchKernel slots', b.DIRECT)" || true
 $PY -c "import kernels; from kernels import cuda_backend as c; print('numba-cuda first use:', c.first_use() if c.available() else 'no device')" || true
 
 step "GPU tests"

@@ -14,9 +14,12 @@ import os
 import numpy as np
 
 from .batch import CLEAR, DIRTY, PAGE_WORDS, VERIFY, check_pool_size
-from .device_batch import (CHOICE, CLEAR_THREADS, CUDA_SOURCE, LANES, START_PAGES, START_ROWS,
-                           Packed, Slots, apply_by_submit, blocks, device_collect,
-                           device_first_use, make_clear_submitter, rows_of)
+from .device_batch import (CHOICE, CLEAR_THREADS, CUDA_SOURCE, G_COMPUTE, G_COPY, G_ENT_CAP,
+                           G_ENT_ROW, G_FOUND, G_NXT, KERNELS, NR_POOL_PTRS, NR_SLOT_PTRS,
+                           NR_STAGE_PTRS, P_HEAD, P_POOL, S_COPIED, S_DEV, S_DONE, S_RES,
+                           S_RES_HOST, START_PAGES, START_ROWS, Packed, Slots, apply_by_submit,
+                           device_collect, device_first_use, make_submitter,
+                           ordered_launches, rows_of)
 
 name = "cupy"
 DEVICE = "gpu"
@@ -25,15 +28,12 @@ try:
 except Exception:  # ImportError, or a CUDA runtime error at import
     cp = None
 
-THREADS = 256
 #: The engine hands this backend a batch once its commands cover this many pages (1 GiB,
 #: about 0.3 ms of an H100's clearing), so the device clears while the host simulates: in
 #: one batch at the end, vm-anon with THP on ran at 9.06x the numba backend, in batches of
 #: 1 GiB at 10.76x (H100, 2026-11-26). numba-cuda names none: its batches cost 0.1-0.2 ms of
 #: host time each, and with 1 GiB ones it lost (mixed 7.66x -> 5.67x).
 BATCH_PAGES = 1 << 18
-#: Warps a block of the ordered kernel (one warp a page entry).
-APPLY_WARPS = 8
 #: Launch through cuLaunchKernel with argument slots kept from call to call: CuPy's own call
 #: converts every argument each time. On the H100 machine's host (2026-11-26) a launch took
 #: 13.2 us that way and 7.6-8.9 us this way, against 24 us for a 16K-page memset on the
@@ -47,12 +47,17 @@ _argv = (_values.ctypes.data + 8 * np.arange(_MAX_ARGS)).astype(np.uint64)  # vo
 _ARGV = _argv.ctypes.data  # (each .ctypes access builds an object: a microsecond)
 _module = None
 #: A batch of CLEAR rows is packed (on the threads PackChoice says), copied and
-#: launched by one compiled call over libcuda (``device_batch.make_clear_submitter``); None
+#: launched by one compiled call over libcuda (``device_batch.make_submitter``); None
 #: where libcuda or the call fails (``first_use`` checks it), or with ZEROING_CUPY_FAST=0.
 #: On the H100 machine (2026-11-26, same run) 16K scattered pages a batch went 0.64 -> 0.68
 #: of the device memset with it: the host still sets the pace at that size.
 FAST = None
-_clear_fn = 0  # the clear kernel's CUfunction, for FAST
+#: FAST submits every other batch too (the ordered kernels, the results copied back), where
+#: ``first_use`` found that its batches give what the Python path gives: one compiled call
+#: in place of six to eleven calls from Python (written 2026-11-27 without a GPU: the
+#: GPU tests compare both paths with the reference; unmeasured until then).
+FAST_ORDERED = False
+_fns = np.zeros(len(KERNELS), np.int64)  # the kernels' CUfunctions, for FAST
 
 
 def available():
@@ -119,8 +124,8 @@ def memset(pool):
 
 
 
-def _clear_submitter():
-    """The compiled clear-batch submitter over this process's libcuda, or None."""
+def _submitter():
+    """The compiled submitter over this process's libcuda, or None."""
     try:
         lib = ctypes.CDLL("libcuda.so.1")
     except OSError:
@@ -131,8 +136,9 @@ def _clear_submitter():
         f = getattr(lib, name)
         f.argtypes, f.restype = argtypes, ctypes.c_int
         return f
-    return make_clear_submitter(
-        fn("cuMemcpyHtoDAsync_v2", u64, u64, u64, u64), fn("cuEventRecord", u64, u64),
+    return make_submitter(
+        fn("cuMemcpyHtoDAsync_v2", u64, u64, u64, u64),
+        fn("cuMemcpyDtoHAsync_v2", u64, u64, u64, u64), fn("cuEventRecord", u64, u64),
         fn("cuStreamWaitEvent", u64, u64, u32),
         fn("cuLaunchKernel", u64, u32, u32, u32, u32, u32, u32, u32, u64, u64, u64))
 
@@ -168,6 +174,10 @@ class _Slot:
                                           np.int64, 3 * self.cap)
             self.res = cp.empty(3 * self.cap, dtype=cp.int64)
             self.host_ptr, self.dev_ptr = self.host.ctypes.data, self.dev.data.ptr
+            self.ptrs = np.zeros(NR_SLOT_PTRS, np.int64)  # for FAST
+            self.ptrs[[S_DEV, S_RES, S_RES_HOST, S_COPIED, S_DONE]] = (
+                self.dev_ptr, self.res.data.ptr, self.res_host.ctypes.data, self.copied_ptr,
+                self.done_ptr)
 
 
 class _Staging:
@@ -180,6 +190,8 @@ class _Staging:
         self.copy = cp.cuda.Stream(non_blocking=True)
         self.compute = cp.cuda.Stream(non_blocking=True)
         self.copy_ptr, self.compute_ptr = self.copy.ptr, self.compute.ptr
+        self.ptrs = np.zeros(NR_STAGE_PTRS, np.int64)  # for FAST
+        self.ptrs[[G_COPY, G_COMPUTE]] = self.copy_ptr, self.compute_ptr
         self.slots = Slots(_Slot)
         for slot in self.slots.slots:
             slot.reserve(START_ROWS)
@@ -194,6 +206,8 @@ class _Staging:
                 self.ent_row = cp.empty(self.cap, dtype=cp.int32)
                 self.nxt = cp.empty(self.cap, dtype=cp.int32)
                 self.found = cp.empty(self.cap, dtype=cp.uint64)
+            self.ptrs[[G_ENT_ROW, G_NXT, G_FOUND, G_ENT_CAP]] = (
+                self.ent_row.data.ptr, self.nxt.data.ptr, self.found.data.ptr, self.cap)
         return self.ent_row, self.nxt, self.found
 
 
@@ -208,6 +222,8 @@ class _State:
         self.staging = _staging
         self.head = cp.full(pool.size // PAGE_WORDS, -1, dtype=cp.int32)
         self.pool_ptr = pool.data.ptr
+        self.ptrs = np.zeros(NR_POOL_PTRS, np.int64)  # for FAST
+        self.ptrs[[P_POOL, P_HEAD]] = self.pool_ptr, self.head.data.ptr
         sync()
 
 
@@ -255,15 +271,14 @@ def submit(pool, op, pfn, order, arg):
     threads, trial = CHOICE.threads(n)
     if FAST is not None and not trial:  # (a trial times the packing alone, in Packed)
         rows = rows_of(op, pfn, order, arg)
-        *summary, status = FAST(*rows, slot.host, threads,
-                                slot.dev_ptr, sg.copy_ptr, sg.compute_ptr, slot.copied_ptr,
-                                slot.done_ptr, _clear_fn, st.pool_ptr, _values, _ARGV)
+        *summary, status = FAST(*rows, slot.host, threads, FAST_ORDERED, slot.ptrs, sg.ptrs,
+                                st.ptrs, _fns, _values, _ARGV)
         if status < 0:
-            raise RuntimeError(f"CUDA driver error {-status} submitting a clear batch")
+            raise RuntimeError(f"CUDA driver error {-status} submitting a batch")
         packed = Packed(*rows, slot.host, summary=summary)
         if status == 1:
             slot.busy = True
-            return packed, slot, None
+            return packed, slot, slot.res_host[:3 * n] if packed.has_verify else None
     else:
         packed = Packed(op, pfn, order, arg, slot.host)
     rt = cp.cuda.runtime
@@ -283,15 +298,11 @@ def submit(pool, op, pfn, order, arg):
     else:
         ent_row, nxt, found = sg.entries(total)
         res = slot.res
-        _launch("init_results", blocks(3 * n, THREADS), THREADS, compute, (res, nn))
-        _launch("link_pages", blocks(total, THREADS), THREADS, compute,
-                (rows, nn, uo, tt, st.head, ent_row, nxt))
-        args = (pool, rows, nn, uo, tt, st.head, ent_row, nxt, found, res)
-        _launch("apply_pages_warp", blocks(total, APPLY_WARPS), APPLY_WARPS * LANES, compute,
-                args)
+        for name, grid, block, args in ordered_launches(nn, uo, tt, packed.has_verify, pool,
+                                                        rows, st.head, ent_row, nxt, found,
+                                                        res):
+            _launch(name, grid, block, compute, args)
         if packed.has_verify:
-            _launch("verify_markers", blocks(total, THREADS), THREADS, compute,
-                    (rows, nn, uo, ent_row, tt, found, res))
             rt.memcpyAsync(slot.res_host.ctypes.data, res.data.ptr, 3 * n * 8,
                            rt.memcpyDeviceToHost, compute.ptr)
             pending = slot.res_host[:3 * n]
@@ -315,8 +326,9 @@ def sync():
 def first_use():
     """None if the kernels compile and run here, else the reason (compile or driver error).
     A failure with direct launches is tried again with CuPy's own (and those kept). Then the
-    compiled clear submitter is taken into use if it clears right here (``FAST``)."""
-    global DIRECT, FAST
+    compiled submitter is taken into use if it clears right here (``FAST``), and for every
+    batch if its batches give what the Python path gives (``FAST_ORDERED``)."""
+    global DIRECT, FAST, FAST_ORDERED
     why = device_first_use(alloc_pool, apply)
     if why is not None and DIRECT:
         DIRECT = False
@@ -325,18 +337,19 @@ def first_use():
             return why
         why = None
     if why is None and os.environ.get("ZEROING_CUPY_FAST", "1") != "0":
-        FAST = _clears_right(_clear_submitter())
+        FAST = _clears_right(_submitter())
+        FAST_ORDERED = FAST is not None and _orders_right()
     return why
 
 
 def _clears_right(fast):
     """``fast`` if batches of clears through it (one order and mixed orders) clear exactly
     their pages of a dirtied pool, else None."""
-    global FAST, _clear_fn
+    global FAST
     if fast is None:
         return None
     try:
-        _clear_fn = _fn_ptr("clear_pages")
+        _fns[:] = [_fn_ptr(k) for k in KERNELS]
         FAST = fast
         pool = alloc_pool(8)
         pages = np.arange(8, dtype=np.int64)
@@ -350,3 +363,33 @@ def _clears_right(fast):
         return None
     finally:
         FAST = None
+
+
+def _orders_right():
+    """True if batches of every kind (one order and mixed, DIRTY, VERIFY and CLEAR rows in
+    any order, pages met twice) give the same results and pool words submitted by FAST as
+    by the Python path. Called with FAST set."""
+    global FAST_ORDERED
+    rng = np.random.default_rng(11)
+    pages = 64
+    batches = [(np.full(pages, DIRTY, np.uint8), np.arange(pages), np.zeros(pages, np.int64),
+                np.arange(1, pages + 1))]
+    for n, orders in ((1, 1), (9, 1), (300, 3), (300, 1)):
+        order = rng.integers(0, orders, n)
+        pfn = rng.integers(0, pages >> 2, n) << 2
+        op = rng.choice(np.array([CLEAR, VERIFY, DIRTY], np.uint8), n)
+        batches.append((op, pfn, order, rng.integers(1, 1 << 40, n)))
+    seen = []
+    try:
+        for ordered in (False, True):
+            FAST_ORDERED = ordered
+            pool = alloc_pool(pages)
+            got = [apply(pool, *b) for b in batches]
+            seen.append((got, to_host(pool)))
+    except Exception:
+        return False
+    finally:
+        FAST_ORDERED = False
+    (a, pool_a), (b, pool_b) = seen
+    return bool((pool_a == pool_b).all()) and all(
+        np.array_equal(x, y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))

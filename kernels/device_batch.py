@@ -260,23 +260,72 @@ class Packed:
         return self.buf[2 * self.n + 1:3 * self.n + 1] if self.has_dirty else None
 
 
-def make_clear_submitter(memcpy_htod, event_record, stream_wait_event, launch_kernel):
-    """A compiled ``submit`` for a batch of CLEAR rows over the CUDA driver functions given
-    (ctypes functions of ``cuMemcpyHtoDAsync``, ``cuEventRecord``, ``cuStreamWaitEvent`` and
-    ``cuLaunchKernel``, every handle and pointer an unsigned 64-bit integer): it packs the
-    rows into the pinned ``buf`` (``_pack_serial``), copies them to ``dev`` on the copy
-    stream (``threads`` > 1: packed on that many threads, as ``_pack_parallel``), has the compute
-    stream wait for the copy, launches ``function`` (the clear kernel,
-    one block of CLEAR_THREADS a page, its arguments written into ``values``, whose slots
-    ``argv`` points to) and records ``done``. One call from Python where there were six, each
-    0.5-8 us of the host's time on the H100 machine: a batch of 16K pages takes the device
-    25 us. Any other batch is packed and not launched (the caller goes on with it). Returns
-    ``_pack_serial``'s summary and a status: 1 launched, 0 not a clear batch, -code on a
-    driver error."""
+#: The CUDA C kernels (CUDA_SOURCE), in the order the compiled submitter takes their
+#: CUfunctions.
+KERNELS = ("clear_pages", "init_results", "link_pages", "apply_pages_warp", "verify_markers")
+#: Threads of a block of the CUDA C ordered kernels (a thread an entry), and warps of a block
+#: of ``apply_pages_warp`` (a warp an entry).
+THREADS = 256
+APPLY_WARPS = 8
+#: Words of the pointer arrays the compiled submitter takes: a staging slot's (its device
+#: rows, device and pinned results, its two events), the staging's (the two streams, the
+#: entry arrays and how many entries they hold) and a pool's (its words, its list heads).
+S_DEV, S_RES, S_RES_HOST, S_COPIED, S_DONE, NR_SLOT_PTRS = range(6)
+G_COPY, G_COMPUTE, G_ENT_ROW, G_NXT, G_FOUND, G_ENT_CAP, NR_STAGE_PTRS = range(7)
+P_POOL, P_HEAD, NR_POOL_PTRS = range(3)
+
+
+def ordered_launches(n, uorder, total, has_verify, pool, rows, head, ent_row, nxt, found, res):
+    """The CUDA C kernels of a batch that is not all clears, in order, as (kernel, blocks,
+    threads a block, arguments): the CuPy backend's Python path launches these, and the
+    compiled submitter makes the same launches (tested against this list)."""
+    out = [("init_results", blocks(3 * n, THREADS), THREADS, (res, n)),
+           ("link_pages", blocks(total, THREADS), THREADS,
+            (rows, n, uorder, total, head, ent_row, nxt)),
+           ("apply_pages_warp", blocks(total, APPLY_WARPS), APPLY_WARPS * LANES,
+            (pool, rows, n, uorder, total, head, ent_row, nxt, found, res))]
+    if has_verify:
+        out.append(("verify_markers", blocks(total, THREADS), THREADS,
+                    (rows, n, uorder, ent_row, total, found, res)))
+    return out
+
+
+@njit(cache=True, inline="always")
+def _blocks(n, threads):
+    return max(np.int64(1), (n + threads - 1) // threads)
+
+
+def make_submitter(memcpy_htod, memcpy_dtoh, event_record, stream_wait_event, launch_kernel):
+    """A compiled ``submit`` over the CUDA driver functions given (ctypes functions of
+    ``cuMemcpyHtoDAsync``, ``cuMemcpyDtoHAsync``, ``cuEventRecord``, ``cuStreamWaitEvent``
+    and ``cuLaunchKernel``, every handle and pointer an unsigned 64-bit integer). One call
+    from Python where there were six to eleven, each 0.5-8 us of the host's time on the H100
+    machine (a batch of 16K pages takes that device 25 us):
+
+    - packs the rows into the pinned ``buf`` (``_pack_serial``; ``threads`` > 1: on that
+      many threads, as ``_pack_parallel``);
+    - copies cmd (and starts when orders differ, arg when a row is DIRTY) to the slot's
+      device rows on the copy stream, and has the compute stream wait for the copy;
+    - launches the kernels, their arguments written into ``values``, whose slots ``argv``
+      points to: for a batch of clears the clear kernel (one block of CLEAR_THREADS a page),
+      else, when ``ordered``, those of ``ordered_launches``, and for a batch with VERIFY rows
+      copies the results back into the slot's pinned words;
+    - records the slot's ``done`` event.
+
+    ``slot``, ``stage``, ``pool``: the pointer arrays (S_*, G_*, P_*); ``fns``: the
+    CUfunctions of KERNELS. A batch it does not launch (not all clears and not ``ordered``,
+    more entries than the staging holds, an unknown operation, too many pages) is packed
+    and nothing is asked of the driver: the caller goes on with it. Returns
+    ``_pack_serial``'s summary and a status: 1 launched, 0 not launched, -code on a driver
+    error (nothing is asked after it)."""
 
     @njit
-    def submit_clear(op, pfn, order, arg, buf, threads, dev, copy_stream, compute_stream, copied,
-                     done, function, pool, values, argv):
+    def launch(function, grid, block, stream, argv):
+        return launch_kernel(function, grid, 1, 1, block, 1, 1, 0, stream, argv, 0)
+
+    @njit
+    def submit(op, pfn, order, arg, buf, threads, ordered, slot, stage, pool, fns, values,
+               argv):
         n = len(op)
         if threads > 1:
             most = get_num_threads()
@@ -285,27 +334,75 @@ def make_clear_submitter(memcpy_htod, event_record, stream_wait_event, launch_ke
             set_num_threads(most)
         else:
             lo, hi, kind, pages = _pack_serial(op, pfn, order, arg, buf)
-        if n == 0 or kind != (1 << CLEAR) or pages >= (1 << 31):
+        clear_only = kind == (1 << CLEAR)
+        if n == 0 or kind & 1 or pages >= (1 << 31):
+            return lo, hi, kind, pages, 0
+        if not clear_only and (not ordered or pages > stage[G_ENT_CAP]):
             return lo, hi, kind, pages, 0
         uorder = lo if lo == hi else -1
         nrows = n + (n + 1 if uorder < 0 else 0)  # cmd and starts are adjacent
-        err = memcpy_htod(dev, buf.ctypes.data, nrows * 8, copy_stream)
+        dev, copy, compute = slot[S_DEV], stage[G_COPY], stage[G_COMPUTE]
+        err = memcpy_htod(dev, buf.ctypes.data, nrows * 8, copy)
+        if err == 0 and kind & (1 << DIRTY):
+            off = (2 * n + 1) * 8
+            err = memcpy_htod(dev + off, buf.ctypes.data + off, n * 8, copy)
         if err == 0:
-            err = event_record(copied, copy_stream)
+            err = event_record(slot[S_COPIED], copy)
         if err == 0:
-            err = stream_wait_event(compute_stream, copied, 0)
+            err = stream_wait_event(compute, slot[S_COPIED], 0)
+        # An int argument (uorder) is read from its slot's low 4 bytes.
+        if clear_only:
+            if err == 0:
+                values[0] = pool[P_POOL]
+                values[1] = dev
+                values[2] = n
+                values[3] = uorder
+                values[4] = pages
+                err = launch(fns[0], pages, CLEAR_THREADS, compute, argv)
+        else:
+            res, head = slot[S_RES], pool[P_HEAD]
+            ent_row, nxt, found = stage[G_ENT_ROW], stage[G_NXT], stage[G_FOUND]
+            if err == 0:
+                values[0] = res
+                values[1] = n
+                err = launch(fns[1], _blocks(3 * n, THREADS), THREADS, compute, argv)
+            if err == 0:
+                values[0] = dev
+                values[1] = n
+                values[2] = uorder
+                values[3] = pages
+                values[4] = head
+                values[5] = ent_row
+                values[6] = nxt
+                err = launch(fns[2], _blocks(pages, THREADS), THREADS, compute, argv)
+            if err == 0:
+                values[0] = pool[P_POOL]
+                values[1] = dev
+                values[2] = n
+                values[3] = uorder
+                values[4] = pages
+                values[5] = head
+                values[6] = ent_row
+                values[7] = nxt
+                values[8] = found
+                values[9] = res
+                err = launch(fns[3], _blocks(pages, APPLY_WARPS), APPLY_WARPS * LANES, compute,
+                             argv)
+            if err == 0 and kind & (1 << VERIFY):
+                values[0] = dev
+                values[1] = n
+                values[2] = uorder
+                values[3] = ent_row
+                values[4] = pages
+                values[5] = found
+                values[6] = res
+                err = launch(fns[4], _blocks(pages, THREADS), THREADS, compute, argv)
+                if err == 0:
+                    err = memcpy_dtoh(slot[S_RES_HOST], res, 3 * n * 8, compute)
         if err == 0:
-            values[0] = pool
-            values[1] = dev
-            values[2] = n
-            values[3] = uorder  # an int: the slot's low 4 bytes
-            values[4] = pages
-            err = launch_kernel(function, pages, 1, 1, CLEAR_THREADS, 1, 1, 0, compute_stream,
-                                argv, 0)
-        if err == 0:
-            err = event_record(done, compute_stream)
+            err = event_record(slot[S_DONE], compute)
         return lo, hi, kind, pages, 1 if err == 0 else -err
-    return submit_clear
+    return submit
 
 
 _NO_RESULTS = [new_results(0), 0, None]  # arrays; the last n and its views

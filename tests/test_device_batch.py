@@ -117,68 +117,134 @@ def test_packing_by_either_way_gives_the_same_batch(monkeypatch):
 
 
 class FakeDriver:
-    """The four CUDA driver functions the compiled clear submitter calls, as ctypes
-    callbacks that record their arguments (what the submitter asked of the driver, in
-    order); ``fail`` names one that returns that error code."""
+    """The five CUDA driver functions the compiled submitter calls, as ctypes callbacks that
+    record their arguments (what the submitter asked of the driver, in order; a launch with
+    the argument slots it found in ``values``); ``fail`` names one that returns that error
+    code."""
 
-    def __init__(self, fail=None, code=700):
+    def __init__(self, values, fail=None, code=700):
         import ctypes
         u64, u32, i32 = ctypes.c_uint64, ctypes.c_uint, ctypes.c_int
         self.calls = []
 
         def recorder(name, *argtypes):
             def call(*args):
+                if name == "launch":
+                    args += (tuple(int(v) for v in values),)
                 self.calls.append((name,) + args)
                 return code if name == fail else 0
             return ctypes.CFUNCTYPE(i32, *argtypes)(call)
         self.memcpy = recorder("memcpy", u64, u64, u64, u64)
+        self.dtoh = recorder("dtoh", u64, u64, u64, u64)
         self.record = recorder("record", u64, u64)
         self.wait = recorder("wait", u64, u64, u32)
         self.launch = recorder("launch", u64, u32, u32, u32, u32, u32, u32, u32, u64, u64, u64)
 
     def submitter(self):
-        return db.make_clear_submitter(self.memcpy, self.record, self.wait, self.launch)
+        return db.make_submitter(self.memcpy, self.dtoh, self.record, self.wait, self.launch)
 
 
-def test_compiled_clear_submitter_packs_copies_waits_launches_and_records():
+DEV, RES, RES_HOST, COPIED, DONE = 1 << 40, 1 << 42, 1 << 43, 13, 14
+COPY, COMPUTE, ENT_ROW, NXT, FOUND = 11, 12, 1 << 44, 1 << 45, 1 << 46
+POOL, HEAD, ARGV = 1 << 41, 1 << 47, 99
+FNS = np.array([101, 102, 103, 104, 105], np.int64)  # CUfunctions, in KERNELS' order
+
+
+def pointers(ent_cap=1 << 20):
+    slot = np.zeros(db.NR_SLOT_PTRS, np.int64)
+    slot[[db.S_DEV, db.S_RES, db.S_RES_HOST, db.S_COPIED, db.S_DONE]] = (DEV, RES, RES_HOST,
+                                                                       COPIED, DONE)
+    stage = np.zeros(db.NR_STAGE_PTRS, np.int64)
+    stage[[db.G_COPY, db.G_COMPUTE, db.G_ENT_ROW, db.G_NXT, db.G_FOUND, db.G_ENT_CAP]] = (
+        COPY, COMPUTE, ENT_ROW, NXT, FOUND, ent_cap)
+    pool = np.zeros(db.NR_POOL_PTRS, np.int64)
+    pool[[db.P_POOL, db.P_HEAD]] = POOL, HEAD
+    return slot, stage, pool
+
+
+def test_compiled_submitter_packs_copies_waits_launches_and_records_a_clear_batch():
     """For a batch of clears: the words Packed would write, then a copy of cmd (and starts
     when orders differ) on the copy stream, the compute stream waiting on ``copied``, the
     clear kernel over every page (one block of CLEAR_THREADS each) with its arguments in the
-    slots, ``done`` recorded (packed on one thread or several); any other batch packed and
-    nothing asked of the driver; a driver error returned and nothing asked after it."""
-    drv = FakeDriver()
-    submit = drv.submitter()
+    slots, ``done`` recorded (packed on one thread or several); a driver error returned and
+    nothing asked after it."""
     values = np.zeros(16, np.int64)
-    DEV, COPY, COMPUTE, COPIED, DONE, FN, POOL, ARGV = 1 << 40, 11, 12, 13, 14, 15, 1 << 41, 99
+    drv = FakeDriver(values)
+    submit = drv.submitter()
+    slot, stage, pool = pointers()
     for orders, threads in (([0], 1), ([0, 1, 3], 1), ([0, 1, 3], 2)):
         op, pfn, order, arg = rows(orders, [CLEAR], 300, np.random.default_rng(len(orders)))
         buf = np.full(3 * 300 + 1, -7, np.int64)
         drv.calls.clear()
-        *summary, status = submit(op, pfn, order, arg, buf, threads, DEV, COPY, COMPUTE, COPIED,
-                                  DONE, FN, POOL, values, ARGV)
+        *summary, status = submit(op, pfn, order, arg, buf, threads, False, slot, stage, pool,
+                                  FNS, values, ARGV)
         want = db.Packed(op, pfn, order, arg)
         got = db.Packed(op, pfn, order, arg, buf, summary=summary)
         assert status == 1 and got.total == want.total and got.uorder == want.uorder
         nrows = 300 if want.uorder >= 0 else 601
         np.testing.assert_array_equal(buf[:nrows], want.buf[:nrows])
-        assert drv.calls == [("memcpy", DEV, buf.ctypes.data, nrows * 8, COPY),
-                             ("record", COPIED, COPY), ("wait", COMPUTE, COPIED, 0),
-                             ("launch", FN, want.total, 1, 1, db.CLEAR_THREADS, 1, 1, 0, COMPUTE,
-                              ARGV, 0),
-                             ("record", DONE, COMPUTE)]
-        assert list(values[:5]) == [POOL, DEV, 300, want.uorder, want.total]
-    op, pfn, order, arg = rows([0, 2], [CLEAR, DIRTY, VERIFY], 200, np.random.default_rng(9))
-    drv.calls.clear()
-    buf = np.empty(601, np.int64)
-    *summary, status = submit(op, pfn, order, arg, buf, 1, DEV, COPY, COMPUTE, COPIED, DONE, FN,
-                              POOL, values, ARGV)
-    assert status == 0 and drv.calls == []
-    assert db.Packed(op, pfn, order, arg, buf, summary=summary).has_verify
-    bad = FakeDriver(fail="wait")
+        args = (POOL, DEV, 300, want.uorder, want.total)
+        assert drv.calls[:3] == [("memcpy", DEV, buf.ctypes.data, nrows * 8, COPY),
+                                 ("record", COPIED, COPY), ("wait", COMPUTE, COPIED, 0)]
+        assert drv.calls[3][:12] == ("launch", int(FNS[0]), want.total, 1, 1, db.CLEAR_THREADS,
+                                     1, 1, 0, COMPUTE, ARGV, 0)
+        assert drv.calls[3][12][:5] == args and drv.calls[4:] == [("record", DONE, COMPUTE)]
+    bad = FakeDriver(values, fail="wait")
     op, pfn, order, arg = rows([0], [CLEAR], 10, np.random.default_rng(1))
-    *_, status = bad.submitter()(op, pfn, order, arg, np.empty(31, np.int64), 1, DEV, COPY,
-                                 COMPUTE, COPIED, DONE, FN, POOL, values, ARGV)
+    *_, status = bad.submitter()(op, pfn, order, arg, np.empty(31, np.int64), 1, True, slot,
+                                 stage, pool, FNS, values, ARGV)
     assert status == -700 and [c[0] for c in bad.calls] == ["memcpy", "record", "wait"]
+
+
+@pytest.mark.parametrize("orders,ops", [([0], [CLEAR, DIRTY, VERIFY]), ([0, 2, 9], [VERIFY]),
+                                        ([1], [DIRTY, CLEAR]), ([0, 3], [CLEAR, VERIFY])])
+def test_compiled_submitter_makes_the_python_paths_launches_for_any_other_batch(orders, ops):
+    """A batch that is not all clears: its rows copied (arg too when a row is DIRTY), then
+    exactly the launches of ``ordered_launches`` (the CuPy backend's Python path) with the
+    same arguments, the results copied back into the pinned slot when a row is VERIFY, and
+    ``done`` recorded. Not ``ordered``, or more entries than the staging holds: packed, and
+    nothing asked of the driver."""
+    values = np.zeros(16, np.int64)
+    drv = FakeDriver(values)
+    submit = drv.submitter()
+    slot, stage, pool = pointers()
+    n = 200
+    op, pfn, order, arg = rows(orders, ops, n, np.random.default_rng(len(orders) + len(ops)))
+    buf = np.full(3 * n + 1, -7, np.int64)
+    *summary, status = submit(op, pfn, order, arg, buf, 1, True, slot, stage, pool, FNS,
+                              values, ARGV)
+    want = db.Packed(op, pfn, order, arg)
+    got = db.Packed(op, pfn, order, arg, buf, summary=summary)
+    assert status == 1 and not want.clear_only
+    for x, y in zip(packed_words(summary, buf, n), packed_words(summary, want.buf, n)):
+        np.testing.assert_array_equal(x, y)
+    nrows = n if want.uorder >= 0 else 2 * n + 1
+    calls = [("memcpy", DEV, buf.ctypes.data, nrows * 8, COPY)]
+    if want.has_dirty:
+        off = (2 * n + 1) * 8
+        calls.append(("memcpy", DEV + off, buf.ctypes.data + off, n * 8, COPY))
+    calls += [("record", COPIED, COPY), ("wait", COMPUTE, COPIED, 0)]
+    plan = db.ordered_launches(n, want.uorder, want.total, want.has_verify, POOL, DEV, HEAD,
+                               ENT_ROW, NXT, FOUND, RES)
+    assert [k[0] for k in plan] == ["init_results", "link_pages", "apply_pages_warp"] + (
+        ["verify_markers"] if want.has_verify else [])
+    assert drv.calls[:len(calls)] == calls
+    made = drv.calls[len(calls):len(calls) + len(plan)]
+    for call, (name, grid, block, args) in zip(made, plan):
+        fn = int(FNS[db.KERNELS.index(name)])
+        assert call[:12] == ("launch", fn, grid, 1, 1, block, 1, 1, 0, COMPUTE, ARGV, 0)
+        assert call[12][:len(args)] == tuple(int(a) for a in args), name
+    rest = drv.calls[len(calls) + len(plan):]
+    assert rest == ([("dtoh", RES_HOST, RES, 3 * n * 8, COMPUTE)] if want.has_verify else []) \
+        + [("record", DONE, COMPUTE)]
+    assert got.has_verify == want.has_verify and got.total == want.total
+    for ordered, cap in ((False, 1 << 20), (True, want.total - 1)):
+        drv.calls.clear()
+        _, stage_small, _ = pointers(cap)
+        *summary, status = submit(op, pfn, order, arg, buf, 1, ordered, slot, stage_small,
+                                  pool, FNS, values, ARGV)
+        assert status == 0 and drv.calls == []
+        assert db.Packed(op, pfn, order, arg, buf, summary=summary).total == want.total
 
 
 def test_results_of_a_verifying_batch_are_views_of_the_slot_with_bad_set_to_minus_one():

@@ -206,20 +206,26 @@ def _matches_reference(name, extra=()):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("fast", [True, False], ids=["compiled-clear", "python-clear"])
+@pytest.mark.parametrize("fast", ["all", "clears", "none"],
+                         ids=["compiled", "compiled-clears-only", "python"])
 @pytest.mark.parametrize("direct", [True, False], ids=["cuLaunchKernel", "cupy-call"])
 def test_cupy_backend_matches_reference(direct, fast, monkeypatch):
     """Both ways of launching (argument slots through cuLaunchKernel, CuPy's own call) and
-    both ways of submitting a batch of clears (one compiled call over libcuda, or Python),
-    with large clear batches of one order and of mixed orders. Neither fast path may have
-    been turned off by first use (that would hide a broken path)."""
+    the ways of submitting a batch (one compiled call over libcuda for every batch, for
+    batches of clears only, or Python), with large clear batches of one order and of mixed
+    orders. No fast path may have been turned off by first use (that would hide a broken
+    path)."""
     b = _gpu()
     assert b.DIRECT or os.environ.get("ZEROING_CUPY_DIRECT") == "0", \
         "direct launches failed at first use on this GPU"
     assert b.FAST is not None or os.environ.get("ZEROING_CUPY_FAST") == "0", \
-        "the compiled clear submitter failed at first use on this GPU"
+        "the compiled submitter failed at first use on this GPU"
+    assert b.FAST_ORDERED or b.FAST is None, \
+        "the compiled submitter's batches other than clears differed from the Python path's"
     monkeypatch.setattr(b, "DIRECT", direct)
-    if not fast:
+    if fast != "all":
+        monkeypatch.setattr(b, "FAST_ORDERED", False)
+    if fast == "none":
         monkeypatch.setattr(b, "FAST", None)
     _matches_reference("cupy", clear_batches(np.random.default_rng(5), 4096))
 
