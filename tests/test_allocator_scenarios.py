@@ -278,3 +278,6 @@ def test_the_api_takes_integers_of_any_kind_and_names_a_wrong_argument():
         BuddyAllocator(4096, page_reporting_order=15)
     with pytest.raises(TypeError, match=r"policy 'pg_zeroed': a Policy, as make_policy"):
         simulate(np.zeros(0), "pg_zeroed", 1024)
+    from zeroing.policy import make_policy
+    with pytest.raises(TypeError, match=r"backend 7: a name \(numpy, numba, cuda, cupy or auto\)"):
+        simulate(np.zeros(0), make_policy("pg_zeroed"), 1024, mode="content", backend=7)

@@ -11,7 +11,7 @@ import numpy as np
 from allocator import BuddyAllocator, format_buddyinfo, format_zeroedinfo
 from allocator import core as acore
 from allocator.handle import handle_for
-from kernels import BackendFailed, get_backend
+from kernels import BACKENDS, BackendFailed, get_backend
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
@@ -264,6 +264,10 @@ class Simulation:
             raise TypeError(f"policy {policy!r}: a Policy, as make_policy({policy!r}) makes")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
+        if not isinstance(backend, str) and not all(
+                hasattr(backend, a) for a in ("name", "alloc_pool", "apply", "describe")):
+            raise TypeError(f"backend {backend!r}: a name ({', '.join(BACKENDS)} or auto) or "
+                            "a backend (name, alloc_pool, apply, describe)")
         if pcp_high not in PCP_HIGH_MODES:
             raise ValueError(f"unknown pcp high {pcp_high!r}: choose from {', '.join(PCP_HIGH_MODES)}")
         self.policy, self.nr_pages, self.mode, self.chunk = policy, nr_pages, mode, chunk
