@@ -206,7 +206,7 @@ def write_block(path, block):
 
 
 def main(argv=None):
-    p = OneLineParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", type=output_file, default=os.path.join(HERE, "RESULTS.md"))
     p.add_argument("--json", type=output_file, help="also write every benchmark's figures here")

@@ -82,7 +82,7 @@ def against_c(lib, pages, pcp, ops, rounds):
 
 
 def main(argv=None):
-    p = OneLineParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__)
     p.add_argument("--pages", type=arg(Int(1024, MAX_PFNS)), default=1 << 22)
     p.add_argument("--events", type=arg(Int(1, 10**10)), default=10_000_000)
     p.add_argument("--prefix", type=arg(Int(1, 10**9)), default=100_000, help="events run interpreted")

@@ -93,7 +93,7 @@ def end_to_end(target, policy, reps=2):
 
 
 def main(argv=None):
-    p = OneLineParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__)
     p.add_argument("--pages", type=arg(Int(1024, MAX_PFNS)), default=1 << 20)
     p.add_argument("--events", type=arg(Int(1, 10**10)), default=2_000_000)
     p.add_argument("--content-events", type=arg(Int(1, 10**10)), default=300_000)

@@ -24,7 +24,7 @@ BATCHES = (1, 16, 256, 4096, 16384, 65536)
 
 
 def main(argv=None):
-    p = OneLineParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__)
     p.add_argument("--pool-pages", type=arg(Int(16, MAX_PFNS)), default=1 << 17)
     p.add_argument("--reps", type=arg(Int(1, 1000)), default=5)
     p.add_argument("--backends", type=arg(Names(*BACKENDS)),

@@ -147,7 +147,7 @@ def measured(fn, *args):
 
 
 def main(argv=None):
-    p = OneLineParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__)
     p.add_argument("--sizes-gib", type=arg(Many(Float(0.001, 8192))), default=[16, 1024], help="machine sizes, comma separated")
     p.add_argument("--events", type=arg(Int(1, 10**10)), default=12_000_000)
     p.add_argument("--reps", type=arg(Int(1, 1000)), default=3, help="replays per size; the best counts")

@@ -56,7 +56,7 @@ def rate(tree, events, pages, out, mode="content", backend="numba"):
 
 
 def main(argv=None):
-    p = OneLineParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__)
     p.add_argument("--before", help=f"the earlier commit (default {BEFORE}; a clone without "
                                     "it skips the comparison)")
     p.add_argument("--events", type=arg(Int(1, 10**9)), default=200_000)

@@ -135,7 +135,7 @@ def run_case(spec, args, log=print):
 
 
 def main(argv=None):
-    p = OneLineParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__)
     p.add_argument("--case", action="append", help="workload[:param=value,...] (repeat)")
     p.add_argument("--workload", help="one workload (the same as --case NAME)")
     p.add_argument("--policy", default="init_on_free,pg_zeroed,reporting")

@@ -74,5 +74,5 @@ def main():
 
 
 if __name__ == "__main__":
-    OneLineParser(description=__doc__.splitlines()[0]).parse_args()  # --help; no options
+    OneLineParser(description=__doc__).parse_args()  # --help; no options
     sys.exit(main())

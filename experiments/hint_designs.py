@@ -22,7 +22,7 @@ from zeroing.workloads.unaware import DEFAULT_CALLERS  # noqa: E402
 
 
 def main(argv=None):
-    p = OneLineParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__)
     p.add_argument("--pages", type=arg(Int(1024, MAX_PFNS)), default=1 << 16)
     p.add_argument("--events", type=arg(Int(1, 10**9)), default=200_000)
     p.add_argument("--seed", type=arg(RULES["seed"]), default=0)

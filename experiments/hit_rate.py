@@ -55,7 +55,7 @@ def shares(results):
 
 
 def main(argv=None):
-    p = OneLineParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__)
     p.add_argument("--config", default=os.path.join(ROOT, "experiments", "hit_rate.toml"))
     p.add_argument("--out", type=output_folder)
     p.add_argument("--quick", action="store_true",

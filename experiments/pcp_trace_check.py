@@ -80,7 +80,7 @@ def kernel_figures(trace):
 
 
 def main(argv=None):
-    p = OneLineParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__)
     p.add_argument("dir")
     p.add_argument("--json", type=output_file)
     args = p.parse_args(argv)

@@ -116,7 +116,7 @@ def quick_config(cfg):
 
 
 def main(argv=None):
-    p = OneLineParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__)
     p.add_argument("--out", type=output_folder, help="results folder (default: results/upstream)")
     p.add_argument("--cost-profile", help="cost profile TOML (default: the shipped one)")
     p.add_argument("--quick", action="store_true",

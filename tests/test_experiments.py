@@ -212,3 +212,35 @@ def test_a_case_may_give_a_caller_mix_with_commas():
     assert name == "unaware-user" and params["events"] == 10
     assert parse_case("unaware-user:callers=anon=3,raw=1")[1]["callers"] == \
         parse_case("unaware-user:callers=raw=1,anon=3")[1]["callers"]
+
+
+def test_help_describes_a_script_by_its_whole_first_sentence():
+    """The description is the docstring's first sentence, not its first line (which stopped
+    mid-sentence where the sentence wraps)."""
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "bench_engine.py"),
+                        "--help"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0
+    text = " ".join(p.stdout.split())
+    assert ("content mode on the numba backend, and how many pages a backend launch carries. "
+            "options:") in text or "carries. optional arguments:" in text, text
+
+
+def test_an_installed_wheel_would_hold_every_package():
+    """pyproject's package selection takes every package of the three roots (an explicit
+    list had left out zeroing.workloads: a non-editable install could not run a workload)."""
+    import setuptools
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        tool = tomllib.load(f)["tool"]["setuptools"]
+    find = tool.get("packages", {}).get("find") if isinstance(tool.get("packages"), dict) \
+        else None
+    chosen = (set(setuptools.find_packages(ROOT, include=find["include"])) if find is not None
+              else set(tool["packages"]))
+    present = {os.path.relpath(d, ROOT).replace(os.sep, ".")
+               for root in ("zeroing", "allocator", "kernels")
+               for d, _, files in os.walk(os.path.join(ROOT, root)) if "__init__.py" in files}
+    assert present <= chosen, present - chosen
+    assert "zeroing.workloads" in present

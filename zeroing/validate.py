@@ -10,6 +10,7 @@ prints it as one line and exits 2.
 import argparse
 import math
 import os
+import re
 import sys
 import tempfile
 
@@ -306,8 +307,21 @@ class RefuseRepeats(argparse.ArgumentParser):
         return dest in getattr(self, "given", ())
 
 
+def first_sentence(doc):
+    """A docstring's first sentence on one line (a script's --help description: its first
+    line alone stopped mid-sentence where the sentence wraps)."""
+    text = " ".join(doc.split())
+    m = re.search(r"\.(\s|$)", text)
+    return text[:m.start() + 1] if m else text
+
+
 class OneLineParser(RefuseRepeats):
-    """argparse for the experiment scripts: a bad option is one line (no usage block), exit 2."""
+    """argparse for the experiment scripts: a bad option is one line (no usage block), exit 2.
+    The description is the first sentence of the one given (a script passes its docstring)."""
+
+    def __init__(self, *args, description=None, **kwargs):
+        super().__init__(*args, description=description and first_sentence(description),
+                         **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
