@@ -61,8 +61,9 @@ def build_parser():
     r.add_argument("--offload-watermark",
                    help="offload runs when dirty free pages exceed this fraction (0.05)")
     r.add_argument("--offload-period-ms", help="offload zeroer period (100)")
-    r.add_argument("--offload-device", help="cpu|gpu|dma: which [offload.*] device of the cost "
-                                            "profile zeroes (cpu)")
+    r.add_argument("--offload-device", help="which [offload.*] device of the cost profile "
+                                            "zeroes (cpu; the shipped profile has cpu and gpu, "
+                                            "a profile of your own may add dma)")
     r.add_argument("--cost-profile", metavar="FILE",
                    help="cost profile TOML (default: zeroing/profiles/default.toml)")
     r.add_argument("--json", help="write the result object here (atomically)")
