@@ -67,6 +67,9 @@ def one_line_error(capsys, rc, *fragments):
     (["run", "--policy", "pg_zeroed,,nope"], ["--policy", "one or more of"]),
     (["run", "--offload-batch", "x", "--policy", "offload"], ["--offload-batch", "'x'"]),
     (["run", "--offload-watermark", "nan", "--policy", "offload"], ["--offload-watermark"]),
+    # A negative number with an exponent is the option's value, not another option.
+    (["run", "--offload-watermark", "-1e-3", "--policy", "offload"],
+     ["--offload-watermark: '-1e-3' is not allowed: a number from 0 to 1"]),
     (["run", "--hint", "bogus"], ["--hint", "pghint"]),
     (["run", "--mode", "fast"], ["--mode", "metadata"]),
     (["run", "--json", "/nonexistent/x.json"], ["--json", "/nonexistent"]),

@@ -280,6 +280,13 @@ class RefuseRepeats(argparse.ArgumentParser):
     given (``was_given``), so that one that would change nothing is refused at any value."""
 
     GATHER = ("_AppendAction", "_AppendConstAction", "_CountAction", "_HelpAction")
+    #: A value that reads as a negative number, exponent included: argparse (3.11) took
+    #: ``-1e-3`` for an option and said "expected one argument" of the one before it.
+    NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = self.NEGATIVE_NUMBER
 
     def parse_known_args(self, args=None, namespace=None):
         args = sys.argv[1:] if args is None else list(args)
