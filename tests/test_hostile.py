@@ -424,6 +424,18 @@ def test_time_going_back_is_an_anomaly(capsys, tmp_path):
     assert "'time_went_back': 1" in capsys.readouterr().out
 
 
+def test_a_migratetype_the_gfp_flags_do_not_give_is_an_anomaly(capsys, tmp_path):
+    """The kernel prints gfp_migratetype(gfp_flags), the list the model takes by the same
+    flags: a line where they differ (mobility grouping off, or flags misread) is counted."""
+    line = LINE.replace("0x14183c", "0x100")
+    path = write(tmp_path, line + line.replace("0x100", "0x101").replace("migratetype=1",
+                                                                         "migratetype=0"), "t.txt")
+    assert main(["replay", path, "--pages", "4096"]) == 0
+    assert "'migratetype_differs': 1" in capsys.readouterr().out
+    assert main(["replay", write(tmp_path, line, "u.txt"), "--pages", "4096"]) == 0
+    assert "migratetype_differs" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("expr", ["((1) << 3", "1 << 4000", "~5", "1 >>> 2"])
 def test_bad_format_flag_expressions(capsys, tmp_path, expr):
     fmt = write(tmp_path, 'print fmt: "%s", __print_flags(REC->gfp_flags, "|", '

@@ -186,3 +186,16 @@ def test_a_small_trace_read_again_is_not_parsed_again_and_a_rewrite_is(tmp_path,
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # within one tick: the same mtime
     rows = list(read_events(str(path)))
     assert parsed == [1, 1] and (5, "mm_page_alloc", 0x800, 2, rows[2][4]) in rows
+
+
+@pytest.mark.parametrize("name", ["trace_kmem_6.18.txt.gz", "trace_kmem_6.18_nothp128.txt.gz"])
+def test_the_models_migratetype_is_the_kernels_on_every_captured_allocation(name):
+    """The model takes an allocation's free list from its gfp flags; on the 6.18 captures
+    the kernel's own migratetype field agrees on every mm_page_alloc line (movable and
+    unmovable both present)."""
+    counts = {}
+    gfps = {gfp for _, ev, _, _, gfp in read_events(os.path.join(DATA, name), counts=counts)
+            if ev == "mm_page_alloc"}
+    assert counts["events"]["mm_page_alloc"] > 1000
+    assert {(g >> 3) & 3 for g in gfps} >= {0, 1}
+    assert counts.get("migratetype_differs", 0) == 0

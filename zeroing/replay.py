@@ -159,7 +159,9 @@ class TraceConverter:
         return {"trace": path, "replay_mode": self.mode, "events": self.counts.get("events", {}),
                 "malformed": self.counts.get("malformed", 0),
                 "malformed_examples": self.counts.get("malformed_examples", []),
-                "anomalies": dict(self.anomalies), "nr_free_pages_delta": self.delta,
+                "anomalies": {**self.anomalies, **{
+                    k: self.counts[k] for k in ("migratetype_differs",) if self.counts.get(k)}},
+                "nr_free_pages_delta": self.delta,
                 "max_pfn": self.max_pfn, "truncated": self.counts.get("truncated")}
 
 

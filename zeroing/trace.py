@@ -22,7 +22,7 @@ import re
 import zlib
 
 from allocator.buddy import MAX_CPUS, MAX_PAGE_ORDER
-from allocator.flags import GFP_BITS, GFP_NAMES
+from allocator.flags import GFP_BITS, GFP_MOVABLE_MASK, GFP_MOVABLE_SHIFT, GFP_NAMES
 
 from .validate import UserError, printable
 
@@ -243,8 +243,10 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
     being a bad line.
 
     ``counts`` (a dict) collects ``events`` per name (other events too), ``malformed``,
-    ``malformed_examples`` and, for a damaged compressed file read with ``lenient``,
-    ``truncated`` (where it broke). A bad line raises TraceError, or with ``lenient`` is
+    ``malformed_examples``, ``migratetype_differs`` (mm_page_alloc lines whose migratetype
+    is not the one their gfp_flags give: a kernel with mobility grouping off, or flags read
+    wrong; the model places by the flags) and, for a damaged compressed file read with
+    ``lenient``, ``truncated`` (where it broke). A bad line raises TraceError, or with ``lenient`` is
     counted. ``progress(bytes_read, size)`` is called every few thousand lines.
     A small trace read whole is kept (``CACHE_EVENTS``): the next read of the same file,
     unchanged, with the same options and an empty ``counts``, gives the same events and
@@ -312,6 +314,11 @@ def _parse(path, lenient, table, counts, progress, detail):
                     raise ValueError("mm_page_alloc without gfp_flags (the model places and "
                                      "zeroes by them)")
                 gfp = parse_gfp(fields["gfp_flags"], table) if name == "mm_page_alloc" else 0
+                if name == "mm_page_alloc" and "migratetype" in fields and _int(
+                        fields, "migratetype") != (gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT:
+                    # The kernel prints gfp_migratetype(gfp_flags); the model takes the free
+                    # list from the flags the same way, unless mobility grouping is off there.
+                    counts["migratetype_differs"] = counts.get("migratetype_differs", 0) + 1
                 failed = name == "mm_page_alloc" and (fields.get("page") == "" or "(null)" in line)
                 if detail:
                     where = _CPU_TS.search(line[:m.start() + 1])
