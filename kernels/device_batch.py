@@ -320,7 +320,11 @@ def make_submitter(memcpy_htod, memcpy_dtoh, event_record, stream_wait_event, la
     error (nothing is asked after it)."""
 
     @njit
-    def launch(function, grid, block, stream, argv):
+    def launch(function, grid, block, stream, values, argv, args):
+        """``function`` with ``args`` (int64s) in the argument slots. An int argument
+        (uorder) is read from its slot's low 4 bytes."""
+        for k in range(len(args)):
+            values[k] = args[k]
         return launch_kernel(function, grid, 1, 1, block, 1, 1, 0, stream, argv, 0)
 
     @njit
@@ -350,53 +354,26 @@ def make_submitter(memcpy_htod, memcpy_dtoh, event_record, stream_wait_event, la
             err = event_record(slot[S_COPIED], copy)
         if err == 0:
             err = stream_wait_event(compute, slot[S_COPIED], 0)
-        # An int argument (uorder) is read from its slot's low 4 bytes.
         if clear_only:
             if err == 0:
-                values[0] = pool[P_POOL]
-                values[1] = dev
-                values[2] = n
-                values[3] = uorder
-                values[4] = pages
-                err = launch(fns[0], pages, CLEAR_THREADS, compute, argv)
+                err = launch(fns[0], pages, CLEAR_THREADS, compute, values, argv,
+                             (pool[P_POOL], dev, n, uorder, pages))
         else:
             res, head = slot[S_RES], pool[P_HEAD]
             ent_row, nxt, found = stage[G_ENT_ROW], stage[G_NXT], stage[G_FOUND]
             if err == 0:
-                values[0] = res
-                values[1] = n
-                err = launch(fns[1], _blocks(3 * n, THREADS), THREADS, compute, argv)
+                err = launch(fns[1], _blocks(3 * n, THREADS), THREADS, compute, values, argv,
+                             (res, n))
             if err == 0:
-                values[0] = dev
-                values[1] = n
-                values[2] = uorder
-                values[3] = pages
-                values[4] = head
-                values[5] = ent_row
-                values[6] = nxt
-                err = launch(fns[2], _blocks(pages, THREADS), THREADS, compute, argv)
+                err = launch(fns[2], _blocks(pages, THREADS), THREADS, compute, values, argv,
+                             (dev, n, uorder, pages, head, ent_row, nxt))
             if err == 0:
-                values[0] = pool[P_POOL]
-                values[1] = dev
-                values[2] = n
-                values[3] = uorder
-                values[4] = pages
-                values[5] = head
-                values[6] = ent_row
-                values[7] = nxt
-                values[8] = found
-                values[9] = res
-                err = launch(fns[3], _blocks(pages, APPLY_WARPS), APPLY_WARPS * LANES, compute,
-                             argv)
+                err = launch(fns[3], _blocks(pages, APPLY_WARPS), APPLY_WARPS * LANES,
+                             compute, values, argv, (pool[P_POOL], dev, n, uorder, pages,
+                                                     head, ent_row, nxt, found, res))
             if err == 0 and kind & (1 << VERIFY):
-                values[0] = dev
-                values[1] = n
-                values[2] = uorder
-                values[3] = ent_row
-                values[4] = pages
-                values[5] = found
-                values[6] = res
-                err = launch(fns[4], _blocks(pages, THREADS), THREADS, compute, argv)
+                err = launch(fns[4], _blocks(pages, THREADS), THREADS, compute, values, argv,
+                             (dev, n, uorder, ent_row, pages, found, res))
                 if err == 0:
                     err = memcpy_dtoh(slot[S_RES_HOST], res, 3 * n * 8, compute)
         if err == 0:
