@@ -138,3 +138,26 @@ def test_compiled_ageing_draws_as_numpy_does(nr_pages, seed):
     import numpy as np
     from zeroing.initial_state import aged_ops
     assert np.array_equal(aged_ops(nr_pages, seed), _aged_ops_reference(nr_pages, seed))
+
+
+def test_a_node_other_than_the_lowest_is_taken_when_named(tmp_path, capsys):
+    """A NUMA machine's snapshot: node=N takes that node's zone (default: the lowest node
+    with it); a node without the zone is refused, naming the nodes that have it."""
+    snap = tmp_path / "buddyinfo"
+    snap.write_text("Node 0, zone      DMA      1      1      1      0      2      1      1      0      1      1      3\n"
+                    "Node 0, zone   Normal    400    100     50      3      0      0      0      0      0      0      0\n"
+                    "Node 1, zone   Normal     40     10      5      1      0      0      0      0      0      0      1\n")
+    assert read_buddyinfo(str(snap)) == [400, 100, 50, 3] + [0] * 7
+    a = BuddyAllocator(1 << 15)
+    assert apply_initial_state(a, f"{snap},node=1") == "buddyinfo,node=1 (1112 free pages)"
+    assert a.buddyinfo() == [40, 10, 5, 1] + [0] * 6 + [1]
+    a = BuddyAllocator(1 << 15)
+    apply_initial_state(a, f"{snap},zone=DMA,node=0")
+    assert a.buddyinfo() == [1, 1, 1, 0, 2, 1, 1, 0, 1, 1, 3]
+    with pytest.raises(StateError, match=r"node 1 has no zone DMA \(nodes with it: 0\)"):
+        apply_initial_state(BuddyAllocator(1 << 15), f"{snap},zone=DMA,node=1")
+    from zeroing.cli import main
+    assert main(["run", "--pages", "32768", "--events", "100", "--initial-state",
+                 f"{snap},node=2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "node 2 has no zone Normal (nodes with it: 0, 1)" in err[0], err

@@ -53,7 +53,8 @@ def build_parser():
     r.add_argument("--no-pcp", action="store_true")
     r.add_argument("--pcp-high",
                    help="per-cpu list high: auto, the kernel's auto-tuning (default), or fixed")
-    r.add_argument("--initial-state", default="pristine", metavar="pristine|aged|FILE[,zone=NAME]",
+    r.add_argument("--initial-state", default="pristine",
+                   metavar="pristine|aged|FILE[,zone=NAME][,node=N]",
                    help="zone at the start: boot (default), after a seeded ageing workload, "
                         "or a /proc/buddyinfo or /proc/pagetypeinfo snapshot")
     r.add_argument("--offload-batch",

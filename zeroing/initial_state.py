@@ -13,9 +13,10 @@ state is counted (the allocator's counters are reset; the engine starts after).
 alloc/free steps as the zone has pages churn at that level, then half of what is live is
 freed and the per-cpu lists are drained.
 
-FILE (``FILE`` or ``FILE,zone=NAME``; the format is told by its first line): the zone starts
-with exactly the free blocks per order of one zone of the snapshot: ``zone=NAME``, else Normal,
-else the file's only zone (the lowest node that has it). They are placed so that no two of
+FILE (``FILE``, ``FILE,zone=NAME``, ``FILE,node=N`` or ``FILE,zone=NAME,node=N``; the format
+is told by its first line): the zone starts with exactly the free blocks per order of one zone
+of the snapshot: ``zone=NAME``, else Normal, else the file's only zone; of node N, else of the
+lowest node that has it (the model is one zone: a NUMA machine's snapshot gives one node's). They are placed so that no two of
 them are buddies: every other page is allocated. A /proc/buddyinfo snapshot's free blocks are
 all Movable (the boot type of every pageblock). A /proc/pagetypeinfo snapshot also gives each
 free block's migratetype: the blocks of one type are carved out of max-order regions whose
@@ -59,12 +60,14 @@ class StateError(ValueError):
 
 
 def parse_spec(value):
-    """``FILE`` or ``FILE,zone=NAME`` -> (path, zone or None). A path that exists as given wins
-    (it may hold a comma)."""
+    """``FILE[,zone=NAME][,node=N]`` -> (path, which) where which is None or (zone name or
+    None, node or None). A path that exists as given wins (it may hold a comma)."""
     if os.path.exists(value):
         return value, None
-    m = re.fullmatch(r"(.+),zone=(\w+)", value)
-    return (m.group(1), m.group(2)) if m else (value, None)
+    m = re.fullmatch(r"(.+?)(,zone=(\w+))?(,node=(\d{1,4}))?", value)
+    if not m.group(2) and not m.group(4):
+        return value, None
+    return m.group(1), (m.group(3), int(m.group(5)) if m.group(5) else None)
 
 
 #: pageblock_order of x86-64 (HPAGE_PMD_ORDER), the order the model's zones use.
@@ -82,15 +85,20 @@ def _read_lines(path):
         raise StateError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
 
 
-def pick_zone(path, rows, zone):
-    """rows {(node, zone name): value}: the key of the named zone, else Normal, else the only
-    zone; of the lowest node that has it."""
+def pick_zone(path, rows, which):
+    """rows {(node, zone name): value}: the key of the zone ``which`` names (parse_spec's
+    (name, node), or a zone name), else Normal, else the only zone; of the node named, else
+    of the lowest node that has it."""
+    zone, node = which if isinstance(which, tuple) else (which, None)
     names = list(dict.fromkeys(name for _, name in rows))
     name = zone or ("Normal" if "Normal" in names else names[0] if len(names) == 1 else None)
-    nodes = sorted(node for node, n in rows if n == name)
+    nodes = sorted(n for n, z in rows if z == name)
     if not nodes:
         raise StateError(f"{path}: zone {zone or 'Normal'} not found (zones: {', '.join(names)})")
-    return nodes[0], name
+    if node is not None and node not in nodes:
+        raise StateError(f"{path}: node {node} has no zone {name} (nodes with it: "
+                         f"{', '.join(map(str, nodes))})")
+    return (nodes[0] if node is None else node), name
 
 
 def read_buddyinfo(path, zone=None):
@@ -410,10 +418,12 @@ def apply_snapshot(alloc, path, zone=None):
         acore.set_pageblock_migratetype(z, int(pb) << pb_order, int(target[pb]))
     forget_setup(alloc)
     pages = sum(n << k for counts in free_by_mt.values() for k, n in enumerate(counts))
+    name = os.path.basename(path) + "".join(
+        f",{key}={value}" for key, value in zip(("zone", "node"), zone or ()) if value is not None)
     if len(free_by_mt) == 1:
-        return f"{os.path.basename(path)} ({pages} free pages)"
+        return f"{name} ({pages} free pages)"
     per_type = "/".join(str(int(np.count_nonzero(target == mt))) for mt in range(3))
-    return (f"{os.path.basename(path)} ({pages} free pages; Unmovable/Movable/Reclaimable "
+    return (f"{name} ({pages} free pages; Unmovable/Movable/Reclaimable "
             f"pageblocks {per_type})")
 
 
@@ -438,7 +448,7 @@ def check_initial_state(state, nr_pages, max_order=MAX_PAGE_ORDER):
 
 def apply_initial_state(alloc, state, seed=0):
     """Bring a fresh ``BuddyAllocator`` into ``state``: 'pristine', 'aged' or a snapshot
-    ``FILE[,zone=NAME]``. Returns a short description."""
+    ``FILE[,zone=NAME][,node=N]``. Returns a short description."""
     if state in (None, "pristine"):
         return "pristine"
     if state == "aged":

@@ -154,13 +154,14 @@ class FileName(Text):
 
 
 class InitialState:
-    """pristine, aged, or ``FILE[,zone=NAME]``: a /proc/buddyinfo or /proc/pagetypeinfo
+    """pristine, aged, or ``FILE[,zone=NAME][,node=N]``: a /proc/buddyinfo or /proc/pagetypeinfo
     snapshot that exists (initial_state.py reads it later and names its file and line if it is
     bad)."""
 
     def allowed(self):
         return ("pristine, aged or an existing /proc/buddyinfo or /proc/pagetypeinfo file "
-                "(FILE,zone=NAME for a zone other than Normal)")
+                "(FILE,zone=NAME for a zone other than Normal, ,node=N for a node other than "
+                "the lowest)")
 
     def convert(self, value):
         from .initial_state import parse_spec
