@@ -151,9 +151,10 @@ def test_a_node_other_than_the_lowest_is_taken_when_named(tmp_path, capsys):
     a = BuddyAllocator(1 << 15)
     assert apply_initial_state(a, f"{snap},node=1") == "buddyinfo,node=1 (1112 free pages)"
     assert a.buddyinfo() == [40, 10, 5, 1] + [0] * 6 + [1]
-    a = BuddyAllocator(1 << 15)
-    apply_initial_state(a, f"{snap},zone=DMA,node=0")
-    assert a.buddyinfo() == [1, 1, 1, 0, 2, 1, 1, 0, 1, 1, 3]
+    for spec in (f"{snap},zone=DMA,node=0", f"{snap},node=0,zone=DMA"):
+        a = BuddyAllocator(1 << 15)
+        apply_initial_state(a, spec)
+        assert a.buddyinfo() == [1, 1, 1, 0, 2, 1, 1, 0, 1, 1, 3]
     with pytest.raises(StateError, match=r"node 1 has no zone DMA \(nodes with it: 0\)"):
         apply_initial_state(BuddyAllocator(1 << 15), f"{snap},zone=DMA,node=1")
     from zeroing.cli import main

@@ -64,10 +64,16 @@ def parse_spec(value):
     None, node or None). A path that exists as given wins (it may hold a comma)."""
     if os.path.exists(value):
         return value, None
-    m = re.fullmatch(r"(.+?)(,zone=(\w+))?(,node=(\d{1,4}))?", value)
-    if not m.group(2) and not m.group(4):
+    path, which = value, {}
+    while True:  # trailing ,zone=NAME and ,node=N, in either order, each once
+        m = re.fullmatch(r"(.+),(zone|node)=(\w+)", path)
+        if not m or m.group(2) in which or (m.group(2) == "node" and not
+                                             re.fullmatch(r"\d{1,4}", m.group(3))):
+            break
+        path, which[m.group(2)] = m.group(1), m.group(3)
+    if not which:
         return value, None
-    return m.group(1), (m.group(3), int(m.group(5)) if m.group(5) else None)
+    return path, (which.get("zone"), int(which["node"]) if "node" in which else None)
 
 
 #: pageblock_order of x86-64 (HPAGE_PMD_ORDER), the order the model's zones use.
