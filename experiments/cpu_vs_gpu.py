@@ -39,10 +39,10 @@ CASES = ("mixed", "vm-anon:thp=on", "vm-anon:thp=off")
 TARGET = 10.0
 
 
-def parse_case(spec):
-    """``workload[:param=value,...]`` -> (name, params converted); UserError naming --case.
-    A part that names no parameter of the workload continues the value before it (a caller
-    mix holds commas too)."""
+def parse_case(spec, option="--case"):
+    """``workload[:param=value,...]`` -> (name, params converted); UserError naming the option
+    (--case, or --workload). A part that names no parameter of the workload continues the
+    value before it (a caller mix holds commas too)."""
     name, _, rest = spec.partition(":")
     known = WORKLOADS[name][1] if name in WORKLOADS else {}
     pairs = []
@@ -53,12 +53,13 @@ def parse_case(spec):
         else:
             pairs.append(part.split("=", 1))
     if any(len(kv) != 2 for kv in pairs):
-        raise UserError(f"--case {spec}: parameters are param=value, joined by commas")
+        raise UserError(f"{option} {spec}: parameters are param=value, joined by commas")
     keys = [k for k, _ in pairs]
     twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
     if twice:
-        raise UserError(f"--case {spec}: {twice} given twice")
-    params = check_workload(f"--case {spec}", name, dict(pairs), lambda k: f"--case {spec}: {k}")
+        raise UserError(f"{option} {spec}: {twice} given twice")
+    params = check_workload(f"{option} {spec}", name, dict(pairs),
+                            lambda k: f"{option} {spec}: {k}")
     return name, params
 
 
@@ -161,7 +162,7 @@ def main(argv=None):
     if twice:
         p.error(f"--case {twice}: given twice")
     check_policy_names("--policy", args.policy)
-    parsed = [parse_case(spec) for spec in cases]
+    parsed = [parse_case(spec, "--workload" if args.workload else "--case") for spec in cases]
     names = [n for n, _ in parsed]
     # See run_case: --pages sizes the workloads that take an event count, --events those of
     # them that do not give their own.

@@ -479,6 +479,11 @@ class HostOnly:
     def alloc_pool(nr_pages):
         return np.zeros(0, np.uint64)
 
+    @staticmethod
+    def to_host(pool):
+        """There are no pages: a run that falls back gets a pool of zeros from the engine."""
+        raise RuntimeError("HostOnly has no pages to move")
+
     def submit(self, pool, op, pfn, order, arg):
         n = len(op)
         if 3 * n + 1 > len(self.buffers[self.turn]):

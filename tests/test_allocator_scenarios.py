@@ -281,3 +281,13 @@ def test_the_api_takes_integers_of_any_kind_and_names_a_wrong_argument():
     from zeroing.policy import make_policy
     with pytest.raises(TypeError, match=r"backend 7: a name \(numpy, numba, cuda, cupy or auto\)"):
         simulate(np.zeros(0), make_policy("pg_zeroed"), 1024, mode="content", backend=7)
+    from kernels.device_batch import HostOnly
+
+    class Partial:
+        name = "partial"
+        alloc_pool = describe = apply = staticmethod(lambda *a: None)
+    for odd in (HostOnly, Partial()):  # a class, not a backend; no to_host (for a fallback)
+        with pytest.raises(TypeError, match=r"a backend \(an object with name, alloc_pool"):
+            simulate(np.zeros(0), make_policy("pg_zeroed"), 1024, mode="content", backend=odd)
+    with pytest.raises(ValueError, match="unknown backend 'nosuch'"):
+        simulate(np.zeros(0), make_policy("pg_zeroed"), 1024, backend="nosuch")

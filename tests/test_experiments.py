@@ -51,6 +51,7 @@ def test_bench_all_writes_results(tmp_path):
      "--events: given twice"),
     (["cpu_vs_gpu.py", "--backends", "numpy"], "--backends: must name numba"),
     (["cpu_vs_gpu.py", "--repeat", "0"], "--repeat"),
+    (["cpu_vs_gpu.py", "--workload", "nosuch"], "--workload nosuch: 'nosuch' is not allowed"),
     (["cpu_vs_gpu.py", "--quick", "--repeat", "2"], "--repeat: has no effect with --quick"),
     (["bench_scale.py", "--fill", "2"], "--fill"),
     (["bench_kernels.py", "--backends", "nope"], "--backends"),

@@ -70,6 +70,8 @@ def one_line_error(capsys, rc, *fragments):
     # A negative number with an exponent is the option's value, not another option.
     (["run", "--offload-watermark", "-1e-3", "--policy", "offload"],
      ["--offload-watermark: '-1e-3' is not allowed: a number from 0 to 1"]),
+    (["run", "--events", "-inf"], ["--events: '-inf' is not allowed"]),
+    (["run", "--events", "-0x10"], ["--events: '-0x10' is not allowed"]),
     (["run", "--hint", "bogus"], ["--hint", "pghint"]),
     (["run", "--mode", "fast"], ["--mode", "metadata"]),
     (["run", "--json", "/nonexistent/x.json"], ["--json", "/nonexistent"]),
@@ -404,6 +406,9 @@ LINE = ("bash-5697    [000] .....   343.635514: mm_page_alloc: page=00000000d112
 @pytest.mark.parametrize("old,new,fragments", [
     ("order=0", "order=11", ["order 11 out of range", "MAX_PAGE_ORDER"]),
     ("pfn=0x14183c", "pfn=-5", ["pfn -5 is negative"]),
+    ("order=0", "order=abc", ["order=abc is not a number"]),
+    ("migratetype=1", "migratetype=-1", ["migratetype -1 out of range (0-5)"]),
+    ("migratetype=1", "migratetype=1_0", ["migratetype=1_0 is not a number"]),
     ("GFP_HIGHUSER_MOVABLE|__GFP_ZERO", "0xfffffffffffffffffff", ["does not fit gfp_t"]),
     ("[000]", "[99999999]", ["cpu 99999999 out of range"]),
     ("[000]", "[abc]", ["no [cpu] and timestamp"]),
@@ -722,6 +727,19 @@ def test_ctrl_c_during_run_is_one_line():
     err = p.stderr.read()
     assert p.wait(60) == 130, err
     assert err.strip().splitlines()[-1] == "zeroing run: interrupted" and "Traceback" not in err, err
+
+
+def test_ctrl_c_in_an_experiment_script_is_one_line():
+    """The scripts end a Ctrl-C as zeroing's commands do: one line, status 130."""
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "experiments", "bench_scale.py")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, PYTHONPATH=ROOT))
+    time.sleep(5)  # importing, compiling, then 12 M events a size (far longer than this)
+    p.send_signal(signal.SIGINT)
+    err = p.stderr.read()
+    assert p.wait(60) == 130, err
+    assert err.strip().splitlines()[-1] == "bench_scale.py: interrupted", err
+    assert "Traceback" not in err, err
 
 
 # ---- progress ------------------------------------------------------------------------

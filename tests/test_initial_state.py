@@ -162,3 +162,8 @@ def test_a_node_other_than_the_lowest_is_taken_when_named(tmp_path, capsys):
                  f"{snap},node=2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "node 2 has no zone Normal (nodes with it: 0, 1)" in err[0], err
+    for bad in ("node=-1", "node=abc", "node=1,node=2", "node=\u0661"):  # (an Arabic-Indic 1)
+        assert main(["run", "--pages", "32768", "--events", "100", "--initial-state",
+                     f"{snap},{bad}"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no such file" in err[0] and "N from 0 to 9999" in err[0], err

@@ -68,7 +68,7 @@ def parse_spec(value):
     while True:  # trailing ,zone=NAME and ,node=N, in either order, each once
         m = re.fullmatch(r"(.+),(zone|node)=(\w+)", path)
         if not m or m.group(2) in which or (m.group(2) == "node" and not
-                                             re.fullmatch(r"\d{1,4}", m.group(3))):
+                                             re.fullmatch(r"[0-9]{1,4}", m.group(3))):
             break
         path, which[m.group(2)] = m.group(1), m.group(3)
     if not which:

@@ -28,6 +28,9 @@ from .policy import P_OFFLOAD_BATCH, Policy, as_array
 from .validate import MODES, PCP_HIGH_MODES, UserError
 
 CMD_CAPACITY = 1 << 16
+#: What a backend given as an object must have (to_host: a failed batch moves the pool to
+#: the CPU backend).
+BACKEND_CALLS = ("alloc_pool", "apply", "describe", "to_host")
 #: The engine's command buffer: the rows of the next batch.
 COMMAND_FIELDS = ("cmd_op", "cmd_pfn", "cmd_order", "cmd_arg", "cmd_event")
 #: Written over offload pages whose batch failed: they are dirty, whatever the device did.
@@ -264,10 +267,14 @@ class Simulation:
             raise TypeError(f"policy {policy!r}: a Policy, as make_policy({policy!r}) makes")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
-        if not isinstance(backend, str) and not all(
-                hasattr(backend, a) for a in ("name", "alloc_pool", "apply", "describe")):
+        if isinstance(backend, str):
+            if backend != "auto" and backend not in BACKENDS:
+                raise ValueError(f"unknown backend {backend!r}: choose from auto, "
+                                 f"{', '.join(BACKENDS)}")
+        elif isinstance(backend, type) or not hasattr(backend, "name") or not all(
+                callable(getattr(backend, a, None)) for a in BACKEND_CALLS):
             raise TypeError(f"backend {backend!r}: a name ({', '.join(BACKENDS)} or auto) or "
-                            "a backend (name, alloc_pool, apply, describe)")
+                            f"a backend (an object with name, {', '.join(BACKEND_CALLS)})")
         if pcp_high not in PCP_HIGH_MODES:
             raise ValueError(f"unknown pcp high {pcp_high!r}: choose from {', '.join(PCP_HIGH_MODES)}")
         self.policy, self.nr_pages, self.mode, self.chunk = policy, nr_pages, mode, chunk

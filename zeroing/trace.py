@@ -173,11 +173,22 @@ def parse_gfp(value, table=None):
     return bits
 
 
+_NUMBER = {10: re.compile(r"-?[0-9]+"), 16: re.compile(r"-?[0-9a-fA-F]+")}
+_HEX = re.compile(r"0x[0-9a-fA-F]+")
+#: MIGRATE_TYPES is at most 6 (Unmovable, Movable, Reclaimable, HighAtomic, CMA, Isolate).
+MAX_MIGRATETYPE = 5
+
+
 def _int(fields, key, base=10):
+    """Field ``key`` as the kernel prints it: decimal (or ``base``), or 0x hex."""
     v = fields.get(key)
     if v is None:
         raise ValueError(f"missing {key}=")
-    return int(v, 16) if v.startswith("0x") else int(v, base)
+    if _HEX.fullmatch(v):
+        return int(v, 16)
+    if not _NUMBER[base].fullmatch(v):
+        raise ValueError(f"{key}={v} is not a number")
+    return int(v, base)
 
 
 def _lines(f, path, lenient, counts, progress):
@@ -314,8 +325,11 @@ def _parse(path, lenient, table, counts, progress, detail):
                     raise ValueError("mm_page_alloc without gfp_flags (the model places and "
                                      "zeroes by them)")
                 gfp = parse_gfp(fields["gfp_flags"], table) if name == "mm_page_alloc" else 0
-                if name == "mm_page_alloc" and "migratetype" in fields and _int(
-                        fields, "migratetype") != (gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT:
+                mt = _int(fields, "migratetype") if "migratetype" in fields else 0
+                if not 0 <= mt <= MAX_MIGRATETYPE:
+                    raise ValueError(f"migratetype {mt} out of range (0-{MAX_MIGRATETYPE})")
+                if name == "mm_page_alloc" and "migratetype" in fields and \
+                        mt != (gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT:
                     # The kernel prints gfp_migratetype(gfp_flags); the model takes the free
                     # list from the flags the same way, unless mobility grouping is off there.
                     counts["migratetype_differs"] = counts.get("migratetype_differs", 0) + 1

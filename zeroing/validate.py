@@ -11,8 +11,10 @@ import argparse
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 
 from allocator.state import MAX_PFNS
 from kernels import BACKENDS as KERNEL_BACKENDS
@@ -23,6 +25,14 @@ from .policy import FREE_SIGNALS, HINTS, PFMEMALLOC
 
 class UserError(ValueError):
     """A problem the user can fix: one line naming the option, or the file (and key)."""
+
+
+class Refused(ValueError):
+    """A rule's ``convert`` refusing a value for a reason more precise than ``allowed()``."""
+
+    def __init__(self, why):
+        super().__init__(why)
+        self.why = why
 
 
 class Int:
@@ -165,10 +175,14 @@ class InitialState:
 
     def convert(self, value):
         from .initial_state import parse_spec
-        if not isinstance(value, str) or not (value in ("pristine", "aged") or
-                                              os.path.isfile(parse_spec(value)[0])):
+        if not isinstance(value, str):
             raise ValueError
-        return value
+        if value in ("pristine", "aged") or os.path.isfile(parse_spec(value)[0]):
+            return value
+        if re.search(r",(zone|node)=", value):
+            raise Refused(f"no such file {parse_spec(value)[0]!r} (after FILE: ,zone=NAME and "
+                          ",node=N, N from 0 to 9999, each once)")
+        raise Refused(f"no such file; {self.allowed()}")
 
 
 BIG = 10**9
@@ -234,8 +248,9 @@ def check(where, name, value, rule=None):
     rule = rule or RULES[name]
     try:
         converted = rule.convert(value)
-    except (TypeError, ValueError, OverflowError):
-        raise UserError(f"{where}: {value!r} is not allowed: {rule.allowed()}") from None
+    except (TypeError, ValueError, OverflowError) as e:
+        why = e.why if isinstance(e, Refused) else rule.allowed()
+        raise UserError(f"{where}: {value!r} is not allowed: {why}") from None
     lo, hi = getattr(rule, "lo", None), getattr(rule, "hi", None)
     if lo is not None and not lo <= converted <= hi:
         raise UserError(f"{where}: {value!r} is not allowed: {rule.allowed()}")
@@ -281,9 +296,10 @@ class RefuseRepeats(argparse.ArgumentParser):
     given (``was_given``), so that one that would change nothing is refused at any value."""
 
     GATHER = ("_AppendAction", "_AppendConstAction", "_CountAction", "_HelpAction")
-    #: A value that reads as a negative number, exponent included: argparse (3.11) took
-    #: ``-1e-3`` for an option and said "expected one argument" of the one before it.
-    NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+    #: What reads as a negative number (exponents, hex, underscores, -inf, -nan, a list that
+    #: starts with one) is a value, for the option's own rule to refuse: argparse (3.11)
+    #: took ``-1e-3`` for an option and said "expected one argument" of the one before it.
+    NEGATIVE_NUMBER = re.compile(r"^-([0-9]|\.[0-9]|inf|nan)", re.I)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -318,8 +334,8 @@ class RefuseRepeats(argparse.ArgumentParser):
 def first_sentence(doc):
     """A docstring's first sentence on one line (a script's --help description: its first
     line alone stopped mid-sentence where the sentence wraps)."""
-    text = " ".join(doc.split())
-    m = re.search(r"\.(\s|$)", text)
+    text = " ".join(doc.split("\n\n")[0].split())
+    m = re.search(r"(?<!\be\.g)(?<!\bi\.e)\.(\s|$)", text)
     return text[:m.start() + 1] if m else text
 
 
@@ -349,15 +365,39 @@ def script_main(main):
     """Run an experiment script's ``main()``: its status (0 unless it returns an int), or for
     a UserError one line on stderr and 2."""
     prog = os.path.basename(sys.argv[0])
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(True)
+        raise KeyboardInterrupt
+
+    # As ``zeroing``'s own commands: a Ctrl-C that a library's callback swallows (llvmlite's,
+    # while numba compiles) is remembered, and still ends as an interrupt.
+    previous = signal.signal(signal.SIGINT, on_sigint) if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler) else None
     try:
         rc = main()
+        if interrupted:
+            raise KeyboardInterrupt
         return rc if isinstance(rc, int) else 0
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
     except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as zeroing does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception:
+        if interrupted:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def check_policy_names(where, names):
