@@ -481,7 +481,7 @@ class HostOnly:
 
     @staticmethod
     def to_host(pool):
-        """There are no pages: a run that falls back gets a pool of zeros from the engine."""
+        """There are no pages to move (nothing here fails, so nothing falls back)."""
         raise RuntimeError("HostOnly has no pages to move")
 
     def submit(self, pool, op, pfn, order, arg):

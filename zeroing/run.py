@@ -185,8 +185,9 @@ class EngineState:
         if self.command_sets is None:
             a = self.arrays
             other = a._replace(**{f: np.zeros_like(getattr(a, f)) for f in COMMAND_FIELDS})
-            for f in COMMAND_FIELDS:
+            for f in COMMAND_FIELDS:  # (np.zeros maps its pages at their first write)
                 getattr(a, f).fill(0)
+                getattr(other, f).fill(0)
             self.command_sets = ((a, self.e), (other, handle_for("Engine", other)))
         return self.command_sets
 
