@@ -300,8 +300,11 @@ def cmd_replay(args):
               file=sys.stderr)
     if "pcp" in result and replay_mode == "requests":
         p = result["pcp"]
+        ticks = result.get("vmstat_ticks")
         print(f"model pcp: refill {p['refill_pages']} pages, drain {p['drain_pages']} pages, "
-              f"NR_FREE_PAGES {p['nr_free_pages_delta']:+d}")
+              f"NR_FREE_PAGES {p['nr_free_pages_delta']:+d}"
+              + (f"; pcp high decayed at the trace's {ticks} vmstat_update ticks" if ticks
+                 else ""))
     print(summary(result))
     return 0
 

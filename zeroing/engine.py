@@ -45,7 +45,7 @@ from .cost import (A_ALLOC, A_BACKGROUND, A_EPT_FAULTS, A_FAULT, A_FREE, A_HOST,
                    K_HOST_ORDER, K_OFF_DEPTH, K_OFF_ROW_BYTES, K_REPORT_SGL, PAGE_SIZE,
                    fault_fixed_ns, host_refault_ns, offload_batch_ns, site_clear_ns)
 from .events import (EV_ADOPT, EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE,
-                     EV_INFLATE)
+                     EV_INFLATE, EV_VMSTAT)
 from . import struct_page as SP
 from .policy import (P_ALIASING, P_BALLOON, P_FREE_SIGNAL,
                      P_HINT, P_INIT_ON_ALLOC, P_INIT_ON_FREE, P_OFFLOAD, P_OFFLOAD_BATCH,
@@ -674,6 +674,14 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
             e.cnt[C.REPLAY_ADOPTED] += pages
             z.stat[core.S_PGALLOC] -= pages  # not an allocation the stream made
             dirty_pages(e, pfn, order, -1)  # content unknown: as dirty as boot memory
+        elif op == EV_VMSTAT:
+            # The trace recorded the vmstat worker: its ticks, on their CPUs, replace the
+            # model's timer from here on.
+            if cpu >= z.conf[core.C_NR_CPUS]:
+                return i, EXIT_BAD_EVENT
+            e.rstate[R_VMSTAT_DEADLINE] = NEVER
+            if z.conf[core.C_PCP] != 0:
+                core.decay_pcp_high(z, cpu)
         elif op != EV_IDLE:
             return i, EXIT_BAD_EVENT
     return stop, EXIT_DONE

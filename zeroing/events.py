@@ -11,7 +11,9 @@
            ``EV_ADOPT`` the block at pfn ``ref - 1`` was allocated before the stream began
            (trace replay): take it, content unknown (dirty), nothing counted,
            ``EV_FREE_PFN`` free the allocated block at pfn ``ref - 1`` of this ``order``
-           (an allocation made in an earlier chunk of a streamed replay)
+           (an allocation made in an earlier chunk of a streamed replay),
+           ``EV_VMSTAT`` the vmstat worker ran on ``cpu`` (a trace that recorded it): its
+           ``decay_pcp_high()``, and from then on the trace's ticks replace the model's
 ``order``  block order
 ``cpu``    per-cpu list
 ``gfp``    GFP bits for EV_ALLOC (ignored elsewhere: the kernel path fixes them)
@@ -32,8 +34,10 @@ EV_DEFLATE = 5
 EV_IDLE = 6
 EV_ADOPT = 7
 EV_FREE_PFN = 8
+EV_VMSTAT = 9
 OP_NAMES = {EV_ALLOC: "alloc", EV_FAULT: "fault", EV_FREE: "free", EV_INFLATE: "inflate",
-            EV_DEFLATE: "deflate", EV_IDLE: "idle", EV_ADOPT: "adopt", EV_FREE_PFN: "free_pfn"}
+            EV_DEFLATE: "deflate", EV_IDLE: "idle", EV_ADOPT: "adopt", EV_FREE_PFN: "free_pfn",
+            EV_VMSTAT: "vmstat"}
 
 EVENT_DTYPE = np.dtype([
     ("time", np.int64), ("op", np.uint8), ("order", np.int8), ("cpu", np.uint16),

@@ -20,9 +20,10 @@ import numpy as np
 
 from allocator.flags import GFP_BITS, GFP_KERNEL, PAGE_ALLOC_COSTLY_ORDER, __GFP_ZERO
 
-from .events import EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE, EVENT_DTYPE
+from .events import (EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE, EV_VMSTAT,
+                     EVENT_DTYPE)
 from .run import Simulation
-from .trace import KMEM_EVENTS, TraceError, read_events
+from .trace import KMEM_EVENTS, VMSTAT_TICK, TraceError, read_events
 
 REPLAY_MODES = ("exact", "requests")
 _USER = GFP_BITS["__GFP_MOVABLE"] | GFP_BITS["__GFP_HARDWALL"] | GFP_BITS["__GFP_HIGHMEM"]
@@ -62,6 +63,7 @@ class TraceConverter:
         self.delta = 0
         self.max_pfn = 0
         self.emitted = 0
+        self.vmstat_ticks = 0  # the trace's vmstat_update ticks, taken in place of the model's
         self.rows = []
         #: With trace_clock, rows carry the traced CPU and time (ns since the first event).
         self.trace_clock = trace_clock
@@ -90,7 +92,10 @@ class TraceConverter:
 
     def _event(self, name, pfn, order, gfp):
         self.max_pfn = max(self.max_pfn, pfn + (1 << order) - 1)
-        if name == "mm_page_alloc_zone_locked":
+        if name == VMSTAT_TICK:
+            self._row(EV_VMSTAT, 0, 0, 0)
+            self.vmstat_ticks += 1
+        elif name == "mm_page_alloc_zone_locked":
             self.delta -= 1 << order
         elif name == "mm_page_pcpu_drain":
             self.delta += 1 << order
@@ -162,7 +167,8 @@ class TraceConverter:
                 "anomalies": {**self.anomalies, **{
                     k: self.counts[k] for k in ("migratetype_differs",) if self.counts.get(k)}},
                 "nr_free_pages_delta": self.delta,
-                "max_pfn": self.max_pfn, "truncated": self.counts.get("truncated")}
+                "max_pfn": self.max_pfn, "truncated": self.counts.get("truncated"),
+                "vmstat_ticks": self.vmstat_ticks}
 
 
 def trace_to_events(path, mode="exact", lenient=False, table=None):

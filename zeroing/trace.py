@@ -10,6 +10,8 @@ Formats (include/trace/events/kmem.h, 6.x; DOMAIN.md section 6):
 Before ~5.14 the pfn was printed in decimal; a failed allocation prints ``page= (null) pfn=0``
 (6.x: pfn=0 with page (null)); gfp_flags may be names (composites first, old kernels'
 ``GFP_ZERO`` style), a hex number (some libtraceevent versions), or ``none``.
+With the trace's clock, ``workqueue_execute_start: ... function vmstat_update`` lines (the
+vmstat worker, recorded beside them) are read too, as ``vmstat_update`` ticks of their CPU.
 """
 import bz2
 import copy
@@ -49,6 +51,11 @@ _FIELD = re.compile(r"(\w+)=(\S*)")
 MAX_SECONDS = 10**9
 #: CPU and timestamp of a tracefs / trace-cmd / perf script line: "[001] ... 5576.588412:".
 _CPU_TS = re.compile(r"\[(\d+)\]\s+(?:\S+\s+)?(\d+)\.(\d+):\s")
+#: ``workqueue_execute_start`` of the vmstat worker (``vmstat_update``: ``decay_pcp_high()``
+#: on its CPU), recorded beside the kmem events.
+_VMSTAT_WORK = re.compile(r"function vmstat_update\s*$")
+#: The event name ``read_events`` gives such a line (with ``detail``).
+VMSTAT_TICK = "vmstat_update"
 _CALLCHAIN = re.compile(r"^\s+(?:=>|[0-9a-f]{6,}\s|\[?<[0-9a-f]+>\]?)")
 
 
@@ -191,6 +198,24 @@ def _int(fields, key, base=10):
     return int(v, base)
 
 
+def _cpu_time(head):
+    """(cpu, timestamp in ns) of a line's part before its event name."""
+    where = _CPU_TS.search(head)
+    if not where:
+        raise ValueError("no [cpu] and timestamp before the event name (the trace's clock was "
+                         "asked for)")
+    frac = where.group(3)
+    cpu = int(where.group(1))
+    if cpu >= MAX_CPUS:
+        raise ValueError(f"cpu {cpu} out of range (0-{MAX_CPUS - 1}, the largest NR_CPUS)")
+    seconds = int(where.group(2)) if len(where.group(2)) <= 12 else MAX_SECONDS
+    if seconds >= MAX_SECONDS:
+        raise ValueError(f"timestamp {where.group(2)}.{frac[:9]} out of range (under "
+                         f"{MAX_SECONDS} s, about 30 years of uptime)")
+    # ns: a clock finer than 1 ns is cut to ns, never turned into a float.
+    return cpu, seconds * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
 def _lines(f, path, lenient, counts, progress):
     """(lineno, line) of an open TraceFile; a damaged compressed stream raises TraceError,
     or with ``lenient`` ends the lines and is recorded in ``counts["truncated"]``."""
@@ -302,6 +327,10 @@ def _parse(path, lenient, table, counts, progress, detail):
                     other = _OTHER.search(line)
                     if other:
                         events[other.group(1)] = events.get(other.group(1), 0) + 1
+                        if detail and other.group(1) == "workqueue_execute_start" and \
+                                _VMSTAT_WORK.search(line):  # the vmstat worker ran here
+                            yield (lineno, VMSTAT_TICK, 0, 0, 0,
+                                   *_cpu_time(line[:other.start(1)]))
                         continue
                     raise ValueError("not a trace event line")
                 name = m.group(1)
@@ -335,22 +364,8 @@ def _parse(path, lenient, table, counts, progress, detail):
                     counts["migratetype_differs"] = counts.get("migratetype_differs", 0) + 1
                 failed = name == "mm_page_alloc" and (fields.get("page") == "" or "(null)" in line)
                 if detail:
-                    where = _CPU_TS.search(line[:m.start() + 1])
-                    if not where:
-                        raise ValueError("no [cpu] and timestamp before the event name (the "
-                                         "trace's clock was asked for)")
-                    frac = where.group(3)
-                    cpu = int(where.group(1))
-                    if cpu >= MAX_CPUS:
-                        raise ValueError(f"cpu {cpu} out of range (0-{MAX_CPUS - 1}, the "
-                                         "largest NR_CPUS)")
-                    seconds = int(where.group(2)) if len(where.group(2)) <= 12 else MAX_SECONDS
-                    if seconds >= MAX_SECONDS:
-                        raise ValueError(f"timestamp {where.group(2)}.{frac[:9]} out of range "
-                                         f"(under {MAX_SECONDS} s, about 30 years of uptime)")
-                    # ns: a clock finer than 1 ns is cut to ns, never turned into a float.
-                    ts = seconds * 1_000_000_000 + int((frac + "000000000")[:9])
-                    yield lineno, name, (-1 if failed else pfn), order, gfp, cpu, ts
+                    yield (lineno, name, (-1 if failed else pfn), order, gfp,
+                           *_cpu_time(line[:m.start() + 1]))
                 else:
                     yield lineno, name, (-1 if failed else pfn), order, gfp
             except ValueError as e:
