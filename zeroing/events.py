@@ -22,7 +22,8 @@
 =========  ======================================================================
 
 Text form (``format_events`` / ``parse_events``): one event per line,
-``time op order cpu gfp ref`` with op as a name (alloc, fault, free, inflate, deflate, idle).
+``time op order cpu gfp ref`` with op as a name (alloc, fault, free, inflate, deflate, idle,
+vmstat).
 """
 import numpy as np
 
