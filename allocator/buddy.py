@@ -64,11 +64,18 @@ class BuddyAllocator:
 
     def __init__(self, nr_pages, max_order=MAX_PAGE_ORDER, pcp=True, mobility_grouping=True, *,
                  pageblock_order=None, pcp_high=None, pcp_batch=None, nr_cpus=1, thp=True,
-                 page_reporting_order=None, lenient=False, free_high_batch=True):
+                 page_reporting_order=None, lenient=False, free_high_batch=True,
+                 other_zones=()):
         """``pcp_high``: "auto" (default, None too: 6.7+ auto-tuning between high_min and
         high_max), "fixed" (the low watermark without THP's raise split over the CPUs, the
         model's rule before auto-tuning), or a number of pages (fixed at that).
-        ``free_high_batch``: PCPF_FREE_HIGH_BATCH (the CPU's LLC share exceeds 3 * batch)."""
+        ``free_high_batch``: PCPF_FREE_HIGH_BATCH (the CPU's LLC share exceeds 3 * batch).
+        ``other_zones``: managed pages of the node's other lowmem zones (e.g. DMA32 and DMA
+        beside Normal, from /proc/zoneinfo), which the watermarks and pcp limits depend on;
+        none: a node of this one zone."""
+        other_zones = tuple(operator.index(m) for m in other_zones)
+        if any(m < 0 for m in other_zones):
+            raise ValueError(f"other_zones {other_zones}: managed pages are not negative")
         try:  # an integer of any kind (numpy's too); a float is refused, not truncated
             nr_pages, max_order, nr_cpus = map(operator.index, (nr_pages, max_order, nr_cpus))
         except TypeError:
@@ -88,7 +95,8 @@ class BuddyAllocator:
         pcp_auto = pcp_high is None or pcp_high == "auto"
         if pcp_auto or pcp_high == "fixed":
             # The fixed rule: the low watermark without THP's raise, split over the CPUs.
-            low = zone_limits(nr_pages, nr_cpus, False, pageblock_order).wmark_low
+            low = zone_limits(nr_pages, nr_cpus, False, pageblock_order,
+                              other_zones=other_zones).wmark_low
             high = zone_highsize(nr_pages, low, batch, nr_cpus)
         elif isinstance(pcp_high, str):
             raise ValueError(f"pcp_high {pcp_high!r}: choose auto, fixed or a number of pages")
@@ -103,7 +111,8 @@ class BuddyAllocator:
                              "0..max_order")
         self.lenient = lenient
         #: The zone's arrays (read them freely; change them only through the API).
-        limits = zone_limits(nr_pages, nr_cpus, thp, pageblock_order, batch=batch)
+        limits = zone_limits(nr_pages, nr_cpus, thp, pageblock_order, batch=batch,
+                             other_zones=other_zones)
         self.zone = make_zone(nr_pages, max_order, pageblock_order, pcp, high, batch,
                               mobility_grouping, nr_cpus, thp, page_reporting_order,
                               pcp_auto, limits, free_high_batch)

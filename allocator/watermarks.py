@@ -102,17 +102,21 @@ class ZoneLimits:
 
 def zone_limits(managed_pages, nr_cpus=1, thp=True, pageblock_order=9,
                 watermark_scale_factor=WATERMARK_SCALE_FACTOR, percpu_pagelist_high_fraction=0,
-                batch=None):
-    """Watermarks, batch and pcp high limits of a node with this one zone. ``batch``: a
-    pcp batch other than ``zone_batchsize()``'s (the high limits follow it, as
-    zone_highsize() keeps them at least 4 batches).
+                batch=None, other_zones=()):
+    """Watermarks, batch and pcp high limits of the modelled zone, in a node whose other
+    lowmem zones manage ``other_zones`` pages each (none: a node of this one zone). The
+    node's zones share min_free_kbytes by their size, and khugepaged's raise counts them
+    (e.g. a 24 GiB x86-64 guest's DMA and DMA32 beside Normal: its Normal watermarks
+    14769/20163/25557 against 5632/11026/16420 alone). ``batch``: a pcp batch other than
+    ``zone_batchsize()``'s (the high limits follow it, as zone_highsize() keeps them at least
+    4 batches).
 
     ``zone_set_pageset_high_and_batch()``: with percpu_pagelist_high_fraction set, high_min =
     high_max = the fraction's size (auto-tuning off); else high_min from the low watermark and
     high_max from managed / MIN_PERCPU_PAGELIST_HIGH_FRACTION.
     """
-    (wmin, wlow, whigh), = node_watermarks([managed_pages], thp, pageblock_order,
-                                           watermark_scale_factor)
+    (wmin, wlow, whigh), *_ = node_watermarks([managed_pages, *other_zones], thp,
+                                              pageblock_order, watermark_scale_factor)
     batch = zone_batchsize(managed_pages) if batch is None else batch
     if percpu_pagelist_high_fraction:
         high_min = zone_highsize(managed_pages, wlow, batch, nr_cpus,

@@ -4,14 +4,17 @@ the model's buddy refills, pcp drains and NR_FREE_PAGES change beside the kernel
 The kernel's figures come from the trace itself: pages taken from the buddy by
 ``mm_page_alloc_zone_locked``, pages drained by ``mm_page_pcpu_drain``, and the change of
 "pages free" of the Normal zone between the zoneinfo snapshots. The model runs one zone of the
-Normal zone's managed pages, with pcp high auto-tuned (6.18) and fixed (the rule before
-6.7), each from empty lists, from the "before" pagesets with all their pages put on the
+Normal zone's managed pages, its watermarks those of a node with the zoneinfo's other lowmem
+zones (DMA, DMA32), its vmstat ticks the trace's where it recorded them
+(``workqueue_execute_start`` of ``vmstat_update``), with pcp high auto-tuned (6.18) and
+fixed (the rule before 6.7), each from empty lists, from the "before" pagesets with all their pages put on the
 order-0 Movable list (the zoneinfo cannot break a CPU's count down by list), and from the
 pagesets split by the trace: on the Movable order-0 list as many pages as the CPU's Movable
 order-0 allocations before its first refill (the kernel served those from the list), the rest
 on the Unmovable list. Usage:
 ``python experiments/pcp_trace_check.py DIR`` where DIR holds trace_kmem_*.txt.gz and
-before_/after_zoneinfo (shared/testdata/trace-6.18-pcp/nothp128 or thp64).
+before_/after_zoneinfo (shared/testdata/trace-6.18-pcp/nothp128 or thp64; tests/data has
+two captures with the vmstat ticks, 2026-11-27).
 """
 import glob
 import os
@@ -60,6 +63,20 @@ def normal_zone(path):
     return int(managed.group(1)), int(free.group(1)), sets
 
 
+def other_lowmem_zones(path):
+    """Managed pages of the zoneinfo's node-0 zones other than Normal that share
+    min_free_kbytes with it (every populated zone but Movable: DMA and DMA32 on x86-64)."""
+    with open(path) as f:
+        text = f.read()
+    zones = re.findall(r"^Node 0, zone\s+(\S+)\n(.*?)(?=^Node \d+, zone|\Z)", text, re.S | re.M)
+    out = []
+    for name, body in zones:
+        managed = re.search(r"^\s+managed\s+(\d+)$", body, re.M)
+        if name not in ("Normal", "Movable") and managed and int(managed.group(1)) > 0:
+            out.append(int(managed.group(1)))
+    return tuple(out)
+
+
 def kernel_figures(trace):
     """(refill pages, drain pages, {cpu: Movable order-0 allocations before its first
     refill}): the last is how many pages the CPU's Movable order-0 list held at least when
@@ -94,6 +111,7 @@ def main(argv=None):
                         "a capture folder holds one")
     trace = traces[0]
     managed, free0, start = normal_zone(os.path.join(args.dir, "before_zoneinfo"))
+    others = other_lowmem_zones(os.path.join(args.dir, "before_zoneinfo"))
     _, free1, end = normal_zone(os.path.join(args.dir, "after_zoneinfo"))
     refill, drain, served = kernel_figures(trace)
     # The zoneinfo gives each CPU's count, not its lists: seeded, every page is put on the
@@ -109,7 +127,7 @@ def main(argv=None):
     for pcp_high in ("auto", "fixed"):
         for label, seed in (("empty", None), ("seeded", start), ("by trace", by_trace)):
             r = replay(trace, make_policy("baseline"), "requests", nr_pages=managed,
-                       trace_clock=True, pcp_high=pcp_high, pcp_start=seed)
+                       trace_clock=True, pcp_high=pcp_high, pcp_start=seed, other_zones=others)
             m = r["pcp"]
             sets = [(s["count"], s["high"]) for s in m["pagesets"]]
             out[f"{pcp_high} {label}"] = m

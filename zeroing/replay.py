@@ -215,7 +215,8 @@ class _ByteBar:
 
 def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
            sim_mode="metadata", backend="auto", chunk_events=1 << 20, progress=False,
-           trace_clock=False, pcp_high="auto", pcp_start=None, cost_profile=None):
+           trace_clock=False, pcp_high="auto", pcp_start=None, cost_profile=None,
+           other_zones=()):
     """Replay a trace under a policy, streaming: the engine's result plus the trace's figures.
 
     Without ``nr_pages`` a first pass over the trace sizes the zone to its highest pfn.
@@ -230,6 +231,8 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
     ``pcp_start``: [(count, high)] per CPU, the pagesets of a /proc/zoneinfo taken before the
     capture (``BuddyAllocator.fill_pcp``): the pages on the order-0 Movable list, or with a
     third figure (count, high, movable) that many there and the rest on the Unmovable list.
+    ``other_zones``: managed pages of the node's other lowmem zones in that zoneinfo (its
+    watermarks and pcp limits, ``BuddyAllocator``).
     """
     from .validate import check_memory
     if mode not in REPLAY_MODES:
@@ -250,7 +253,8 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
     if pcp_start:  # pagesets of CPUs the trace never shows are lists all the same
         nr_cpus = max(nr_cpus, len(pcp_start))
     sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend, pcp=(mode == "requests"),
-                     pcp_high=pcp_high, nr_cpus=nr_cpus, cost_profile=cost_profile)
+                     pcp_high=pcp_high, nr_cpus=nr_cpus, cost_profile=cost_profile,
+                     other_zones=other_zones)
     for cpu, (count, high, *movable) in enumerate(pcp_start or []):
         movable = movable[0] if movable else count
         sim.alloc.fill_pcp(cpu, movable, high)

@@ -258,12 +258,13 @@ class Simulation:
     ``feed`` returns the chunk's ``ev_pfn`` (the block each allocation event got, -1 for
     none or already freed); references in a chunk are row numbers within that chunk.
     ``backend``: a name (``kernels.BACKENDS`` or auto) or a backend itself; ``fault`` wraps
-    it (tests inject failures with it).
+    it (tests inject failures with it). ``other_zones``: managed pages of the node's other
+    lowmem zones (``BuddyAllocator``: the kernel's watermarks for a real machine's node).
     """
 
     def __init__(self, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
                  fault=None, progress=False, chunk=1 << 20, pcp_high="auto", nr_cpus=1,
-                 initial_state=None, state_seed=0, cost_profile=None):
+                 initial_state=None, state_seed=0, cost_profile=None, other_zones=()):
         if not isinstance(policy, Policy):
             raise TypeError(f"policy {policy!r}: a Policy, as make_policy({policy!r}) makes")
         if mode not in MODES:
@@ -281,7 +282,7 @@ class Simulation:
         self.policy, self.nr_pages, self.mode, self.chunk = policy, nr_pages, mode, chunk
         notice_first_compile()
         self.alloc = BuddyAllocator(nr_pages, pcp=pcp, page_reporting_order=policy.reporting_order,
-                                    pcp_high=pcp_high, nr_cpus=nr_cpus)
+                                    pcp_high=pcp_high, nr_cpus=nr_cpus, other_zones=other_zones)
         #: What the zone started from (initial_state.py): pristine, aged or a snapshot.
         self.initial_state = apply_initial_state(self.alloc, initial_state, state_seed)
         self.state = EngineState(nr_pages, policy, mode, backend, cost_profile)
