@@ -18,63 +18,18 @@ two captures with the vmstat ticks, 2026-11-27).
 """
 import glob
 import os
-import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from allocator.buddy import MAX_CPUS  # noqa: E402
 from allocator.flags import MigrateType, gfp_migratetype  # noqa: E402
 from zeroing.validate import OneLineParser, UserError, output_file, script_main  # noqa: E402
 from zeroing.policy import make_policy  # noqa: E402
 from zeroing.replay import replay  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 from zeroing.trace import read_events  # noqa: E402
-
-
-def normal_zone(path):
-    """(managed, pages free, [(count, high) per CPU]) of the Normal zone of a zoneinfo; a file
-    without them, or with pagesets that cannot be (more pages than the zone manages), is a
-    UserError naming it."""
-    try:
-        with open(path) as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
-    m = re.search(r"zone\s+Normal\n(.*?)(?=^Node \d+, zone|\Z)", text, re.S | re.M)
-    managed = m and re.search(r"^\s+managed\s+(\d+)$", m.group(1), re.M)
-    free = m and re.search(r"^\s+pages free\s+(\d+)$", m.group(1), re.M)
-    if not (managed and free):
-        raise UserError(f"{path}: no Normal zone with 'pages free' and 'managed' (a "
-                        "/proc/zoneinfo is needed)")
-    cpus = re.findall(r"^\s+cpu: (\d+)\n\s+count:\s+(\d+)\n\s+high:\s+(\d+)$", m.group(1),
-                      re.M)
-    nr_cpu_lines = len(re.findall(r"^\s+cpu: ", m.group(1), re.M))
-    if not cpus or len(cpus) != nr_cpu_lines or \
-            [int(c) for c, _, _ in cpus] != list(range(len(cpus))):
-        raise UserError(f"{path}: the Normal zone's pagesets are not cpu 0, 1, ... each with "
-                        "count and high")
-    if len(cpus) > MAX_CPUS:
-        raise UserError(f"{path}: {len(cpus)} CPUs' pagesets, over the model's {MAX_CPUS}")
-    sets = [(int(count), int(high)) for _, count, high in cpus]
-    if sum(count for count, _ in sets) > int(managed.group(1)):
-        raise UserError(f"{path}: the pagesets hold more pages than the zone manages")
-    return int(managed.group(1)), int(free.group(1)), sets
-
-
-def other_lowmem_zones(path):
-    """Managed pages of the zoneinfo's node-0 zones other than Normal that share
-    min_free_kbytes with it (every populated zone but Movable: DMA and DMA32 on x86-64)."""
-    with open(path) as f:
-        text = f.read()
-    zones = re.findall(r"^Node 0, zone\s+(\S+)\n(.*?)(?=^Node \d+, zone|\Z)", text, re.S | re.M)
-    out = []
-    for name, body in zones:
-        managed = re.search(r"^\s+managed\s+(\d+)$", body, re.M)
-        if name not in ("Normal", "Movable") and managed and int(managed.group(1)) > 0:
-            out.append(int(managed.group(1)))
-    return tuple(out)
+from zeroing.zoneinfo import normal_zone, other_lowmem_zones  # noqa: E402
 
 
 def kernel_figures(trace):

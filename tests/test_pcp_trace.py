@@ -39,7 +39,8 @@ def test_pagesets_split_by_the_trace_let_the_busy_cpu_s_high_rise_as_the_kernel_
     with most of the freed burst, as the kernel's did (high 34656 -> 48587)."""
     import sys
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments"))
-    from pcp_trace_check import kernel_figures, normal_zone
+    from pcp_trace_check import kernel_figures
+    from zeroing.zoneinfo import normal_zone
     _, _, start = normal_zone(os.path.join(os.path.dirname(__file__), "data",
                                            "pcp_nothp128_before_zoneinfo-6.18"))
     refill, _, served = kernel_figures(TRACE)
@@ -62,7 +63,8 @@ SLEEP8 = os.path.join(os.path.dirname(__file__), "data", "trace_kmem_6.18_nothp1
 def _capture(name):
     import sys
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments"))
-    from pcp_trace_check import kernel_figures, normal_zone, other_lowmem_zones
+    from pcp_trace_check import kernel_figures
+    from zeroing.zoneinfo import normal_zone, other_lowmem_zones
     data = os.path.join(os.path.dirname(__file__), "data")
     before = os.path.join(data, f"pcp_{name}_before_zoneinfo-6.18")
     managed, free0, start = normal_zone(before)
@@ -129,3 +131,26 @@ def test_a_cpu_without_page_events_still_runs_the_vmstat_work_each_second():
     assert sum(t > last_page for t in ticks) >= 7
     _, _, start, end, _, _ = _capture("sleep8")
     assert start[0][1] == 25963 and end[0][1] == 10081
+
+
+def test_replay_takes_the_zone_and_its_node_from_a_zoneinfo(tmp_path, capsys):
+    """``zeroing replay --zoneinfo FILE``: the zone is the snapshot's Normal zone, with the
+    watermarks and pcp floor its node's other zones give it (the kernel's 10081); a file
+    that is not a zoneinfo is one line naming it."""
+    import json
+    from zeroing.cli import main
+    trace = os.path.join(os.path.dirname(SLEEP8), "trace_kmem_6.18_thp64_sleep8.txt.gz")
+    zoneinfo = os.path.join(os.path.dirname(SLEEP8), "pcp_thp64s8_before_zoneinfo-6.18")
+    out = tmp_path / "r.json"
+    assert main(["replay", trace, "--replay-mode", "requests", "--trace-clock",
+                 "--zoneinfo", zoneinfo, "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["nr_pages"] == 5394266
+    assert [s["high_min"] for s in r["pcp"]["pagesets"]] == [10081, 10081]
+    assert main(["replay", trace, "--replay-mode", "requests", "--trace-clock",
+                 "--pages", "5394266", "--json", str(out)]) == 0
+    assert [s["high_min"] for s in json.loads(out.read_text())["pcp"]["pagesets"]] == [5513] * 2
+    capsys.readouterr()
+    assert main(["replay", trace, "--zoneinfo", trace]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a /proc/zoneinfo is needed" in err[0] and trace in err[0], err

@@ -87,6 +87,10 @@ def build_parser():
     rp.add_argument("--trace-clock", action="store_true",
                     help="keep the traced CPUs and timestamps (pcp lists, decay, reporting)")
     rp.add_argument("--pcp-high", help="auto (default)|fixed (per-cpu list high)")
+    rp.add_argument("--zoneinfo", metavar="FILE",
+                    help="/proc/zoneinfo of the traced machine: the zone is its Normal zone "
+                         "(managed pages, unless --pages), with the watermarks and pcp limits "
+                         "its node's other zones give it")
     rp.add_argument("--cost-profile", metavar="FILE", help="cost profile TOML")
     cal = sub.add_parser("calibrate", help="measure this machine's clearing and fault costs; "
                                            "write a cost profile")
@@ -267,11 +271,21 @@ def cmd_replay(args):
                         "(it places the trace's own pfns, without per-cpu lists; "
                         "--replay-mode requests has them)")
     pages = check("--pages", "pages", args.pages) if args.pages is not None else None
+    other_zones = ()
+    if args.zoneinfo is not None:
+        from .zoneinfo import normal_zone, other_lowmem_zones
+        check_input_file("--zoneinfo", args.zoneinfo)
+        managed = normal_zone(args.zoneinfo)[0]
+        other_zones = other_lowmem_zones(args.zoneinfo)
+        if pages is None:
+            pages = check("--zoneinfo", "pages", managed)
     if pages is not None:
-        check_memory("--pages", pages, mode, args.backend)
+        check_memory("--pages" if args.pages is not None else "--zoneinfo", pages, mode,
+                     args.backend)
     if args.json is not None:
         check_output_file("--json", args.json, {"trace": args.trace, "--format": args.format,
                                                 "--cost-profile": args.cost_profile,
+                                                "--zoneinfo": args.zoneinfo,
                                                 "default cost profile": DEFAULT_PROFILE})
     table = None
     if args.format is not None:
@@ -281,7 +295,7 @@ def cmd_replay(args):
         result = replay(args.trace, policy, replay_mode, args.lenient, table, pages, mode,
                         args.backend, progress=True, trace_clock=args.trace_clock,
                         pcp_high=check("--pcp-high", "pcp_high", args.pcp_high),
-                        cost_profile=profile)
+                        cost_profile=profile, other_zones=other_zones)
     except (RuntimeError, MemoryError, ValueError) as e:  # TraceError is a ValueError
         raise UserError(str(e)) from None
     if args.json is not None:
