@@ -5,11 +5,9 @@ work; a problem the user can fix ends as one line on stderr and exit status 2. C
 with status 130 and closed pipes (``| head -1``) quietly; results already written are kept.
 """
 import os
-import signal
 import sys
-import threading
 
-from .validate import RefuseRepeats, UserError
+from .validate import RefuseRepeats, UserError, remembered_interrupts
 
 COMMANDS = ("demo", "run", "compare", "replay", "sweep", "calibrate")
 
@@ -112,32 +110,18 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     cmd = next((a for a in argv if a in COMMANDS), None)
     prog = f"zeroing {cmd}" if cmd else "zeroing"
-    interrupted = []
-
-    def on_sigint(signum, frame):
-        interrupted.append(True)
-        raise KeyboardInterrupt
-
-    # A Ctrl-C that lands in a library's callback (llvmlite's, while numba compiles) is lost
-    # there and surfaces as some other error: remembered here, it still ends as an interrupt.
-    if threading.current_thread() is threading.main_thread() and \
-            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        previous = signal.signal(signal.SIGINT, on_sigint)
-    else:
-        previous = None
-    try:
-        args = build_parser().parse_args(argv)
-        status = COMMAND_FUNCS[args.cmd](args)
-        return _interrupted(prog, cmd) if interrupted else status
-    except KeyboardInterrupt:
-        return _interrupted(prog, cmd)
-    except Exception as e:
-        if interrupted:
+    # A Ctrl-C that a library's callback swallows still ends as an interrupt.
+    with remembered_interrupts() as interrupted:
+        try:
+            args = build_parser().parse_args(argv)
+            status = COMMAND_FUNCS[args.cmd](args)
+            return _interrupted(prog, cmd) if interrupted else status
+        except KeyboardInterrupt:
             return _interrupted(prog, cmd)
-        return _failed(prog, cmd, e)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        except Exception as e:
+            if interrupted:
+                return _interrupted(prog, cmd)
+            return _failed(prog, cmd, e)
 
 
 def _interrupted(prog, cmd):

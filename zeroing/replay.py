@@ -161,11 +161,13 @@ class TraceConverter:
                 entry[0] = -1
 
     def info(self, path):
+        anomalies = dict(self.anomalies)  # the reader counts this one
+        if self.counts.get("migratetype_differs"):
+            anomalies["migratetype_differs"] = self.counts["migratetype_differs"]
         return {"trace": path, "replay_mode": self.mode, "events": self.counts.get("events", {}),
                 "malformed": self.counts.get("malformed", 0),
                 "malformed_examples": self.counts.get("malformed_examples", []),
-                "anomalies": {**self.anomalies, **{
-                    k: self.counts[k] for k in ("migratetype_differs",) if self.counts.get(k)}},
+                "anomalies": anomalies,
                 "nr_free_pages_delta": self.delta,
                 "max_pfn": self.max_pfn, "truncated": self.counts.get("truncated"),
                 "vmstat_ticks": self.vmstat_ticks}

@@ -8,6 +8,7 @@ need before anything is allocated. A ``UserError`` is a problem the user can fix
 prints it as one line and exits 2.
 """
 import argparse
+import contextlib
 import math
 import os
 import re
@@ -361,43 +362,52 @@ class OneLineParser(RefuseRepeats):
             setattr(args, name, value)
 
 
-def script_main(main):
-    """Run an experiment script's ``main()``: its status (0 unless it returns an int), or for
-    a UserError one line on stderr and 2."""
-    prog = os.path.basename(sys.argv[0])
+@contextlib.contextmanager
+def remembered_interrupts():
+    """Yields a list that a Ctrl-C appends to, as well as raising KeyboardInterrupt: one that
+    lands in a library's callback (llvmlite's, while numba compiles) is lost there and
+    surfaces as some other error, or none, so the caller checks the list too. Installed in
+    the main thread over Python's own handler only; the handler before is put back."""
     interrupted = []
 
     def on_sigint(signum, frame):
         interrupted.append(True)
         raise KeyboardInterrupt
 
-    # As ``zeroing``'s own commands: a Ctrl-C that a library's callback swallows (llvmlite's,
-    # while numba compiles) is remembered, and still ends as an interrupt.
     previous = signal.signal(signal.SIGINT, on_sigint) if (
         threading.current_thread() is threading.main_thread()
         and signal.getsignal(signal.SIGINT) is signal.default_int_handler) else None
     try:
-        rc = main()
-        if interrupted:
-            raise KeyboardInterrupt
-        return rc if isinstance(rc, int) else 0
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except UserError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as zeroing does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
-    except Exception:
-        if interrupted:
-            print(f"{prog}: interrupted", file=sys.stderr)
-            return 130
-        raise
+        yield interrupted
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+def script_main(main):
+    """Run an experiment script's ``main()``: its status (0 unless it returns an int), or for
+    a UserError one line on stderr and 2; a Ctrl-C is one line and 130."""
+    prog = os.path.basename(sys.argv[0])
+    with remembered_interrupts() as interrupted:
+        try:
+            rc = main()
+            if interrupted:
+                raise KeyboardInterrupt
+            return rc if isinstance(rc, int) else 0
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        except UserError as e:
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            return 2
+        except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as zeroing
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # does
+            return 141
+        except Exception:
+            if interrupted:
+                print(f"{prog}: interrupted", file=sys.stderr)
+                return 130
+            raise
 
 
 def check_policy_names(where, names):
