@@ -122,7 +122,7 @@ def emit(e, op, pfn, order, arg, event):
     e.rstate[R_CMD_PAGES] += np.int64(1) << order
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def zero_pages_in(truth, pfn, pages):
     """How many of the pages [pfn, pfn + pages) are all zero (a branch-free sum, vectorised)."""
     n = np.int64(0)
@@ -137,7 +137,10 @@ def clear_pages(e, pfn, order, site, event, queue=True):
     ``queue=False``: the clear's command already ran (an offload batch)."""
     pages = np.int64(1) << order
     redundant = zero_pages_in(e.truth, pfn, pages)
-    e.truth[pfn:pfn + pages] = 1
+    if order == 0:
+        e.truth[pfn] = 1
+    else:
+        e.truth[pfn:pfn + pages] = 1
     e.cnt[site] += pages
     if site == C.ZERO_FREE or site == C.ZERO_ALLOC or site == C.ZERO_USER:
         account = A_FREE if site == C.ZERO_FREE else (A_ALLOC if site == C.ZERO_ALLOC else A_USER)
@@ -150,13 +153,18 @@ def clear_pages(e, pfn, order, site, event, queue=True):
         emit(e, CLEAR, pfn, order, 0, event)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def host_touch(e, pfn, order, in_task):
     """The guest writes pages of [pfn, pfn + 2^order): each discarded unit among them takes an
     EPT violation and the host supplies a zeroed page, charged now (not at report time). A
     unit is the discarded block, at most ``host.page_order`` (the host's backing page)."""
-    if e.rstate[R_DISCARDS] == 0:
-        return  # nothing was ever discarded: skip the walk over the pages
+    if e.rstate[R_DISCARDS] != 0:  # else nothing was ever discarded: no walk, no call
+        host_refaults(e, pfn, order, in_task)
+
+
+@njit(cache=True)
+def host_refaults(e, pfn, order, in_task):
+    """``host_touch`` once some block has been discarded."""
     end = pfn + (np.int64(1) << order)
     seen = np.uint8(0)
     for p in range(pfn, end):  # branch-free first: most blocks have no discarded page
@@ -199,11 +207,15 @@ def host_zeroes(e, pfn, order):
 @njit(cache=True)
 def dirty_pages(e, pfn, order, event, caller=0):
     host_touch(e, pfn, order, True)
-    # One store per loop: each becomes a memset or a vector fill.
-    end = pfn + (np.int64(1) << order)
-    e.truth[pfn:end] = 0
-    e.writer[pfn:end] = event
-    e.writer_caller[pfn:end] = caller
+    if order == 0:  # most blocks: a slice costs more than its one store
+        e.truth[pfn] = 0
+        e.writer[pfn] = event
+        e.writer_caller[pfn] = caller
+    else:  # one store per loop: each becomes a memset or a vector fill
+        end = pfn + (np.int64(1) << order)
+        e.truth[pfn:end] = 0
+        e.writer[pfn:end] = event
+        e.writer_caller[pfn:end] = caller
     if e.rstate[R_CONTENT]:
         marker = (event + 1) | (np.int64(caller) << MARKER_CALLER_SHIFT) if event >= 0 \
             else BOOT_MARKER
