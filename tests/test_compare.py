@@ -195,3 +195,15 @@ def test_config_cost_profile_is_checked_and_relative_to_the_config(tmp_path):
     bad = TINY.replace('tracked = "pg_zeroed,reporting"', 'off = {policy = "offload", offload_device = "dma"}')
     with pytest.raises(ConfigError, match=r"policies.off.offload_device: .*offload.dma: no such"):
         load_config(write(tmp_path, bad))
+
+
+def test_a_cell_whose_allocations_failed_is_a_warning_line_naming_it():
+    from zeroing.compare import failure_warnings
+
+    def cell(fail):
+        return {"counters": {"alloc_blocks": 100, "alloc_fail": fail},
+                "workload": {"label": "vm-anon small"}, "policy_label": "tracked", "seed": 1}
+
+    lines = failure_warnings([cell(0), cell(50)])
+    assert len(lines) == 1
+    assert lines[0].startswith("warning: vm-anon small / tracked / seed 1: 33.3% of allocations")

@@ -170,3 +170,13 @@ def test_hostile_snapshots_fail_with_one_line_naming_the_file(tmp_path_factory, 
         apply_initial_state(BuddyAllocator(1 << 15), str(path))
     except StateError as e:
         assert str(e).startswith(str(path)) and "\n" not in str(e)
+
+
+def test_a_zone_without_a_blocks_table_says_how_its_allocated_pageblocks_were_typed(tmp_path):
+    path = tmp_path / "pagetypeinfo"
+    free = [[1] + [0] * 10, [0] * 10 + [1], [0] * 11, [0] * 11]
+    path.write_text(pagetypeinfo_text(free))  # no "Number of blocks type" table
+    described = apply_initial_state(BuddyAllocator(1 << 15), str(path))
+    assert "no 'Number of blocks type' row for the zone" in described
+    described = apply_initial_state(BuddyAllocator(1 << 17, pcp=True), JC)
+    assert "Number of blocks type" not in described  # the table is there: nothing to say

@@ -10,7 +10,7 @@ import pytest
 
 from zeroing.policy import make_policy
 from zeroing.replay import replay, trace_to_events
-from zeroing.trace import TraceError, load_format_table, parse_gfp, read_events
+from zeroing.trace import VMSTAT_TICK, TraceError, load_format_table, parse_gfp, read_events
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "tests", "data")
@@ -199,3 +199,19 @@ def test_the_models_migratetype_is_the_kernels_on_every_captured_allocation(name
     assert counts["events"]["mm_page_alloc"] > 1000
     assert {(g >> 3) & 3 for g in gfps} >= {0, 1}
     assert counts.get("migratetype_differs", 0) == 0
+
+
+def test_a_skipped_line_is_counted_as_malformed_and_not_as_an_event(tmp_path):
+    good = ("    a.out-1 [000] .....    10.000000: mm_page_free: page=0x0 pfn=0x100 order=0\n"
+            "    a.out-1 [000] .....    10.000001: workqueue_execute_start: work struct 000: "
+            "function vmstat_update\n")
+    bad = ("    a.out-1 [000] .....    10.000002: mm_page_free: page=0x0 pfn=0x101 order=12\n"
+           "    a.out-1  mm_page_free: page=0x0 pfn=0x102 order=0\n"
+           "    a.out-1  workqueue_execute_start: work struct 000: function vmstat_update\n")
+    path = tmp_path / "trace.txt"
+    path.write_text(good + bad)
+    counts = {}
+    rows = list(read_events(str(path), lenient=True, counts=counts, detail=True))
+    assert [r[1] for r in rows] == ["mm_page_free", VMSTAT_TICK]
+    assert counts["malformed"] == 3  # order 12, and two lines without CPU and time
+    assert counts["events"] == {"mm_page_free": 1, "workqueue_execute_start": 1}

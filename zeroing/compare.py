@@ -438,7 +438,8 @@ def failure_warnings(results):
     for r in results:
         text = failure_warning(r["counters"], "pages")
         if text:
-            lines.append(f"{r['workload']['label']} / {r['policy_label']} / seed {r['seed']}: {text}")
+            lines.append(f"warning: {r['workload']['label']} / {r['policy_label']} / seed "
+                         f"{r['seed']}: {text}")
     return lines
 
 

@@ -429,8 +429,10 @@ def apply_snapshot(alloc, path, zone=None):
     if len(free_by_mt) == 1:
         return f"{name} ({pages} free pages)"
     per_type = "/".join(str(int(np.count_nonzero(target == mt))) for mt in range(3))
+    unknown = ("; no 'Number of blocks type' row for the zone: wholly allocated pageblocks "
+               "taken as Movable" if blocks is None else "")
     return (f"{name} ({pages} free pages; Unmovable/Movable/Reclaimable "
-            f"pageblocks {per_type})")
+            f"pageblocks {per_type}{unknown})")
 
 
 def check_initial_state(state, nr_pages, max_order=MAX_PAGE_ORDER):

@@ -326,11 +326,14 @@ def _parse(path, lenient, table, counts, progress, detail):
                 if not m:
                     other = _OTHER.search(line)
                     if other:
-                        events[other.group(1)] = events.get(other.group(1), 0) + 1
+                        tick = None
                         if detail and other.group(1) == "workqueue_execute_start" and \
                                 _VMSTAT_WORK.search(line):  # the vmstat worker ran here
-                            yield (lineno, VMSTAT_TICK, 0, 0, 0,
-                                   *_cpu_time(line[:other.start(1)]))
+                            tick = (lineno, VMSTAT_TICK, 0, 0, 0,
+                                    *_cpu_time(line[:other.start(1)]))
+                        events[other.group(1)] = events.get(other.group(1), 0) + 1
+                        if tick:
+                            yield tick
                         continue
                     raise ValueError("not a trace event line")
                 name = m.group(1)
@@ -340,8 +343,8 @@ def _parse(path, lenient, table, counts, progress, detail):
                     twice = next(k for i, (k, _) in enumerate(pairs)
                                  if k in (p for p, _ in pairs[:i]))
                     raise ValueError(f"field {twice} given twice")
-                events[name] = events.get(name, 0) + 1
                 if name == "mm_page_alloc_extfrag":
+                    events[name] = events.get(name, 0) + 1
                     continue
                 pfn = _int(fields, "pfn")
                 order = _int(fields, "order")
@@ -357,17 +360,18 @@ def _parse(path, lenient, table, counts, progress, detail):
                 mt = _int(fields, "migratetype") if "migratetype" in fields else 0
                 if not 0 <= mt <= MAX_MIGRATETYPE:
                     raise ValueError(f"migratetype {mt} out of range (0-{MAX_MIGRATETYPE})")
+                failed = name == "mm_page_alloc" and (fields.get("page") == "" or "(null)" in line)
+                row = (lineno, name, (-1 if failed else pfn), order, gfp)
+                if detail:
+                    row += _cpu_time(line[:m.start() + 1])
+                # The line is good: count it (a skipped line is counted as malformed only).
+                events[name] = events.get(name, 0) + 1
                 if name == "mm_page_alloc" and "migratetype" in fields and \
                         mt != (gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT:
                     # The kernel prints gfp_migratetype(gfp_flags); the model takes the free
                     # list from the flags the same way, unless mobility grouping is off there.
                     counts["migratetype_differs"] = counts.get("migratetype_differs", 0) + 1
-                failed = name == "mm_page_alloc" and (fields.get("page") == "" or "(null)" in line)
-                if detail:
-                    yield (lineno, name, (-1 if failed else pfn), order, gfp,
-                           *_cpu_time(line[:m.start() + 1]))
-                else:
-                    yield lineno, name, (-1 if failed else pfn), order, gfp
+                yield row
             except ValueError as e:
                 if not lenient:
                     raise TraceError(f"{path}:{lineno}: {shown(str(e), None)}: {shown(line)}") \
