@@ -762,3 +762,18 @@ def test_cost_profile_not_utf8_or_a_folder_is_one_line(capsys, tmp_path):
     from zeroing.cost import ProfileError, load_profile
     with pytest.raises(ProfileError, match="is a folder, not a cost profile file"):
         load_profile(str(tmp_path))
+
+
+@pytest.mark.parametrize("argv0, one_line", [("/usr/local/bin/zeroing", True),
+                                             ("some_program.py", False)])
+def test_a_ctrl_c_while_the_command_loads_is_one_line(argv0, one_line):
+    """Before cli.main runs (numba takes seconds to import) an interrupt was a traceback.
+    A program that only imports the package keeps Python's own report."""
+    code = (f"import sys; sys.argv[0] = {argv0!r}; import zeroing; raise KeyboardInterrupt")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert p.returncode in (130, -signal.SIGINT)
+    if one_line:
+        assert p.stderr == "zeroing: interrupted\n"
+    else:
+        assert "Traceback" in p.stderr

@@ -1,9 +1,29 @@
 """Policies, the event engine, workloads, trace replay and the ``zeroing`` command."""
 import os
+import sys
 
-import allocator
-import kernels
-from allocator.jitcache import drop_stale_indexes, drop_unreadable_indexes
+
+def _one_line_interrupt_while_loading():
+    """The ``zeroing`` command: a Ctrl-C while its modules load (numba: seconds) is one line,
+    as one later is (``cli.main``), not a traceback; the exit is the interrupt's as before.
+    Only for that command: a program that imports the package keeps its own hook."""
+    if os.path.basename(sys.argv[0]) != "zeroing":
+        return
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if issubclass(kind, KeyboardInterrupt):
+            print("zeroing: interrupted", file=sys.stderr)
+        else:
+            previous(kind, value, traceback)
+    sys.excepthook = hook
+
+
+_one_line_interrupt_while_loading()
+
+import allocator  # noqa: E402
+import kernels  # noqa: E402
+from allocator.jitcache import drop_stale_indexes, drop_unreadable_indexes  # noqa: E402
 
 #: The workload generators' package: its compiled functions embed gen.py's and pcg64.py's
 #: helpers, the borrowed handles' types (allocator) and the event codes (zeroing).
