@@ -8,13 +8,19 @@ to the numba (CPU) backend measured in the same run. ``--case`` repeats (``mixed
 >= 10x numba on each with identical counters. "GB/s touched" counts 4 KiB per page per
 operation (CLEAR writes the page, VERIFY reads it, DIRTY stores to each of its cache lines).
 
-Two bounds are printed beside: no backend can beat metadata mode (content mode runs the
+Three bounds are printed beside: no backend can beat metadata mode (content mode runs the
 whole simulation on the host), and no GPU backend can beat ``HostOnly``, content mode with
 the GPU backends' host work alone (the engine's content-mode work, its batches packed as the
-GPU backends pack them, no device), measured here on any machine.
+GPU backends pack them, no device), measured here on any machine. Below both, the stream's
+own calls of the page allocator replayed alone (``allocator.bulk``, none of the engine's
+bookkeeping, nor its background work: reporting, the vmstat worker): the serial part no
+device can take over, short of a faster allocator.
 """
 import os
 import sys
+import time
+
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -24,12 +30,16 @@ from zeroing.validate import (Int, MAX_PFNS, Names, OneLineParser, UserError, ar
                               script_main)  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
+from allocator import GFP_HIGHUSER_MOVABLE, BuddyAllocator, bulk  # noqa: E402
+from allocator.flags import GFP_TRANSHUGE  # noqa: E402
 from kernels import BACKENDS  # noqa: E402
 from kernels.cupy_backend import BATCH_PAGES as CUPY_BATCH_PAGES  # noqa: E402
 from kernels.device_batch import HostOnly  # noqa: E402
 from kernels.throughput import measured_backends  # noqa: E402
 from zeroing.policy import make_policy  # noqa: E402
 from zeroing.run import simulate  # noqa: E402
+from zeroing.engine import GFP_BALLOON  # noqa: E402
+from zeroing.events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE  # noqa: E402
 from zeroing.workloads import WORKLOADS, default_pages, make_workload  # noqa: E402
 
 VOLATILE = ("wall_s", "events_per_s", "backend", "mode")
@@ -63,6 +73,52 @@ def parse_case(spec, option="--case"):
     return name, params
 
 
+def allocator_ops(ev):
+    """The page allocator's calls of a workload's events as ``allocator.bulk`` rows, with the
+    GFP flags the engine gives each kind of allocation (zeroing/engine.py ``run_events``),
+    frees by reference; None for a stream with events of other kinds (trace replay)."""
+    op = ev["op"]
+    if not np.isin(op, (EV_ALLOC, EV_FAULT, EV_INFLATE, EV_FREE, EV_DEFLATE, EV_IDLE)).all():
+        return None
+    keep = op != EV_IDLE
+    row = np.cumsum(keep) - 1  # an event's row once the idle events are gone
+    ops = np.zeros(len(ev), dtype=bulk.OP_DTYPE)
+    ops["order"], ops["cpu"] = ev["order"], ev["cpu"]
+    alloc = (op == EV_ALLOC) | (op == EV_FAULT) | (op == EV_INFLATE)
+    ops["op"][alloc] = bulk.OP_ALLOC
+    ops["gfp"] = np.where(op == EV_ALLOC, ev["gfp"], np.where(
+        op == EV_INFLATE, GFP_BALLOON, np.where(ev["order"] == 0, GFP_HIGHUSER_MOVABLE,
+                                                GFP_TRANSHUGE)))
+    free = (op == EV_FREE) | (op == EV_DEFLATE)
+    ref = ev["ref"][free]
+    ops["op"][free] = bulk.OP_FREE_REF
+    ops["order"][free] = ev["order"][ref]  # a free names its allocation's order
+    ops["arg"][free] = row[ref]
+    return ops[keep]
+
+
+def allocator_alone_s(ev, pages, repeat):
+    """Best seconds of ``repeat`` replays of the stream's allocator calls on a fresh zone of
+    ``pages`` (as ``simulate`` builds it: per-cpu lists auto-tuned); None where
+    ``allocator_ops`` has no rows for the stream or the allocator refused one of them."""
+    ops = allocator_ops(ev)
+    if ops is None:
+        return None
+    cols = bulk.columns(ops)
+    best = np.inf
+    for _ in range(repeat + 1):  # the first compiles (or loads) run_ops
+        alloc = BuddyAllocator(pages, nr_cpus=int(ev["cpu"].max(initial=0)) + 1)
+        out_pfn = np.empty(len(ops), dtype=np.int64)
+        out_hint = np.empty(len(ops), dtype=np.uint8)
+        errors = np.zeros((bulk.MAX_ERRORS, 3), dtype=np.int64)
+        t = time.perf_counter()
+        done, nerr = bulk.run_ops(alloc.z, *cols, out_pfn, out_hint, False, errors)
+        if nerr:  # a call the model refused: not the stream the engine ran
+            return None
+        best = min(best, time.perf_counter() - t) if _ else best
+    return best
+
+
 def run_case(spec, args, log=print):
     name, params = parse_case(spec)
     # Workloads without an event count (vm-anon, the upstream benchmark) keep their own length
@@ -80,6 +136,7 @@ def run_case(spec, args, log=print):
     simulate(ev[:1000], policy, pages, mode="content", backend=host_only())  # warm
     host_s = min(simulate(ev, policy, pages, mode="content", backend=host_only())
                  ["counters"]["wall_s"] for _ in range(max(2, args.repeat)))
+    alone_s = allocator_alone_s(ev, pages, max(2, args.repeat))
     backends = []
     for backend in measured_backends(log=log, only=getattr(args, "backends", None)):
         try:
@@ -117,10 +174,17 @@ def run_case(spec, args, log=print):
         f"more than {ceiling:.1f} x numba here; the GPU backends' host work alone "
         f"{host_s:.3f} s ({host_s / meta['counters']['wall_s']:.2f} x metadata mode, {best}), "
         f"so no GPU backend can be more than {host_bound:.1f} x numba here")
+    alone_bound = base["wall_s"] / alone_s if alone_s else None
+    if alone_s:
+        log(f"  the allocator's calls alone (allocator.bulk, none of the engine's bookkeeping) "
+            f"{alone_s:.3f} s ({alone_s / meta['counters']['wall_s']:.2f} x metadata mode, "
+            f"{best}): with all else free no backend could be more than {alone_bound:.1f} x "
+            "numba here without a faster allocator")
     for bname, row in rows.items():
         row["x_numba"] = base["wall_s"] / row["wall_s"]
         row["x_numba_ceiling"] = ceiling
         row["x_numba_host_bound"] = host_bound
+        row["x_numba_allocator_bound"] = alone_bound
         spread = (f"best of {args.repeat}, slowest {max(row['wall_s_runs']) / row['wall_s']:.2f}"
                   " x best, " if args.repeat > 1 else "")
         log(f"{bname:6s} on {row['device']}: {row['wall_s']:.3f} s ({spread}"

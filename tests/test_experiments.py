@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -245,3 +246,30 @@ def test_an_installed_wheel_would_hold_every_package():
                for d, _, files in os.walk(os.path.join(ROOT, root)) if "__init__.py" in files}
     assert present <= chosen, present - chosen
     assert "zeroing.workloads" in present
+
+
+@pytest.mark.parametrize("name", ["mixed", "vm-anon"])
+def test_allocator_bound_replays_the_calls_the_engine_makes(name):
+    """cpu_vs_gpu's floor replays the stream's allocator calls alone: with a policy that
+    changes no placement and no simulated second passing (no vmstat worker), the zone ends
+    as the engine's metadata run leaves it."""
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    from cpu_vs_gpu import allocator_ops
+    from allocator import OP_ALLOC, BuddyAllocator
+    from zeroing.policy import make_policy
+    from zeroing.run import Simulation
+    from zeroing.workloads import make_workload
+    pages = 1 << 13
+    ev = make_workload(name, pages, 4000, seed=3) if name == "mixed" else \
+        make_workload(name, pages, None, seed=3, thp="off", size_mb=8, rounds=2)
+    ev["time"] = 0
+    sim = Simulation(make_policy("baseline"), pages)
+    sim.feed(ev)
+    ref = sim.finish()
+    a = BuddyAllocator(pages)
+    ops = allocator_ops(ev)
+    out_pfn, _ = a.run(ops)
+    assert a.stats()["pgalloc"] == ref["counters"]["pgalloc"] > 0
+    assert ((ops["op"] == OP_ALLOC) & (out_pfn >= 0)).sum() == ref["counters"]["alloc_blocks"]
+    for name in ("flags", "order", "next", "prev", "pageblock_mt", "pcp_count"):
+        assert np.array_equal(getattr(a.zone, name), getattr(sim.alloc.zone, name)), name
