@@ -764,12 +764,18 @@ def test_cost_profile_not_utf8_or_a_folder_is_one_line(capsys, tmp_path):
         load_profile(str(tmp_path))
 
 
-@pytest.mark.parametrize("argv0, one_line", [("/usr/local/bin/zeroing", True),
-                                             ("some_program.py", False)])
-def test_a_ctrl_c_while_the_command_loads_is_one_line(argv0, one_line):
+@pytest.mark.parametrize("argv0, orig, one_line", [
+    ("/usr/local/bin/zeroing", None, True),  # the console script
+    ("-m", ["python3", "-X", "dev", "-m", "zeroing", "run"], True),  # make run: python -m
+    ("some_program.py", None, False),
+    ("-m", ["python3", "-m", "sometool"], False)])
+def test_a_ctrl_c_while_the_command_loads_is_one_line(argv0, orig, one_line):
     """Before cli.main runs (numba takes seconds to import) an interrupt was a traceback.
-    A program that only imports the package keeps Python's own report."""
-    code = (f"import sys; sys.argv[0] = {argv0!r}; import zeroing; raise KeyboardInterrupt")
+    A program that only imports the package keeps Python's own report. (While ``python -m``
+    imports the package, sys.argv[0] is "-m" and sys.orig_argv names the module.)"""
+    code = (f"import sys; sys.argv[0] = {argv0!r}; "
+            + (f"sys.orig_argv = {orig!r}; " if orig else "")
+            + "import zeroing; raise KeyboardInterrupt")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
     assert p.returncode in (130, -signal.SIGINT)
@@ -777,3 +783,4 @@ def test_a_ctrl_c_while_the_command_loads_is_one_line(argv0, one_line):
         assert p.stderr == "zeroing: interrupted\n"
     else:
         assert "Traceback" in p.stderr
+

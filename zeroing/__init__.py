@@ -7,7 +7,9 @@ def _one_line_interrupt_while_loading():
     """The ``zeroing`` command: a Ctrl-C while its modules load (numba: seconds) is one line,
     as one later is (``cli.main``), not a traceback; the exit is the interrupt's as before.
     Only for that command: a program that imports the package keeps its own hook."""
-    if os.path.basename(sys.argv[0]) != "zeroing":
+    argv = getattr(sys, "orig_argv", ())  # python -m zeroing: sys.argv[0] is "-m" here
+    if os.path.basename(sys.argv[0]) != "zeroing" and not any(
+            a == "-m" and b == "zeroing" for a, b in zip(argv, argv[1:])):
         return
     previous = sys.excepthook
 
