@@ -271,5 +271,5 @@ def test_allocator_bound_replays_the_calls_the_engine_makes(name):
     out_pfn, _ = a.run(ops)
     assert a.stats()["pgalloc"] == ref["counters"]["pgalloc"] > 0
     assert ((ops["op"] == OP_ALLOC) & (out_pfn >= 0)).sum() == ref["counters"]["alloc_blocks"]
-    for name in ("flags", "order", "next", "prev", "pageblock_mt", "pcp_count"):
-        assert np.array_equal(getattr(a.zone, name), getattr(sim.alloc.zone, name)), name
+    for field in ("flags", "order", "next", "prev", "pageblock_mt", "pcp_count"):
+        assert np.array_equal(getattr(a.zone, field), getattr(sim.alloc.zone, field)), field

@@ -783,4 +783,3 @@ def test_a_ctrl_c_while_the_command_loads_is_one_line(argv0, orig, one_line):
         assert p.stderr == "zeroing: interrupted\n"
     else:
         assert "Traceback" in p.stderr
-
