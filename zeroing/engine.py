@@ -132,7 +132,7 @@ def zero_pages_in(truth, pfn, pages):
         return np.int64(truth[pfn])
     block = truth[pfn:pfn + pages]
     n = np.int64(0)
-    for k in range(pages):
+    for k in range(len(block)):
         n += np.int64(block[k])
     return n
 
