@@ -2,7 +2,8 @@
 # The device check of issue 11, in under 5 minutes on one GPU: the GPU tests, the clearing
 # benchmark (GPU backends against the device memset; numba against its own parallel fill on
 # this host), where a 16K-page batch's host time goes, the same runs on the numba and GPU
-# backends (a GPU backend >= 10x numba), CuPy content mode with the compiled submitter for
+# backends (a GPU backend >= 10x numba; beside them metadata mode, the GPU backends' host
+# work alone and the allocator's calls alone, the bounds on this host), CuPy content mode with the compiled submitter for
 # every batch against for clears only, and, when a copy of the code before issue 11 sits in
 # OLD (default .gpu_old), content mode on mixed before and after on this same machine (and
 # on the code in PREV, another such copy, when given). Figures go to $OUT (default
