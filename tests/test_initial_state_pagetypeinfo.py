@@ -184,9 +184,9 @@ def test_a_zone_without_a_blocks_table_says_how_its_allocated_pageblocks_were_ty
 
 def test_a_real_machines_low_order_blocks_serve_faults_before_its_reported_ones():
     """Upstream saw ~21% of order-0 faults served from reported (zeroed) pages. From a pristine
-    zone the model serves nearly all from them; from a 6.18 machine's free lists, which hold
-    ~300 MiB in blocks below the reporting order, __rmqueue_smallest takes those first and the
-    share falls to about a quarter (experiments/UPSTREAM.md)."""
+    zone the model serves nearly all from them; from a 6.18 machine's free lists, with 195 MiB
+    of Movable blocks below the reporting order, __rmqueue_smallest takes those first and the
+    share of 256 MiB falls to about a quarter (experiments/UPSTREAM.md)."""
     from zeroing.policy import make_policy
     from zeroing.run import simulate
     from zeroing.workloads import make_workload
