@@ -201,3 +201,30 @@ def test_a_real_machines_low_order_blocks_serve_faults_before_its_reported_ones(
 
     assert served_zeroed("pristine") > 0.9
     assert 0.1 < served_zeroed(PTI_618 + ",zone=Normal") < 0.4
+
+
+FAULT1G = os.path.join(DATA, "fault1g_{}-6.18")
+
+
+def test_faults_take_the_smallest_movable_blocks_first_as_the_kernel_did():
+    """A process faulted in 1 GiB (MADV_NOHUGEPAGE) on 6.18: between the pagetypeinfo before
+    and the one while it held the memory, the kernel used up every Movable block below order
+    10 (193674 + 56832 pages) and then split 12 of its 4243 max-order blocks. The model, from
+    the same snapshot and zone (the node's other zones from its zoneinfo), does the same to
+    within the pages the per-cpu lists hold."""
+    from zeroing.zoneinfo import normal_zone, other_lowmem_zones
+    from allocator import GFP_HIGHUSER_MOVABLE, OP_ALLOC, OP_DTYPE
+    managed, _, sets = normal_zone(FAULT1G.format("before_zoneinfo"))
+    a = BuddyAllocator(managed, nr_cpus=len(sets),
+                       other_zones=other_lowmem_zones(FAULT1G.format("before_zoneinfo")))
+    apply_initial_state(a, FAULT1G.format("before_pagetypeinfo") + ",zone=Normal")
+    kernel_before = read_pagetypeinfo(FAULT1G.format("before_pagetypeinfo"), ("Normal", None))
+    kernel_during = read_pagetypeinfo(FAULT1G.format("during_pagetypeinfo"), ("Normal", None))
+    assert a.pagetypeinfo()["Movable"] == kernel_before[0][1]
+    ops = np.zeros(1 << 18, dtype=OP_DTYPE)
+    ops["op"], ops["gfp"] = OP_ALLOC, GFP_HIGHUSER_MOVABLE
+    assert (a.run(ops)[0] >= 0).all()
+    model, kernel = a.pagetypeinfo()["Movable"], kernel_during[0][1]
+    assert kernel[:10] == [1, 1, 1, 0, 0, 0, 0, 1, 1, 1] and kernel[10] == 4231
+    assert sum(model[:10]) <= 5  # every smaller block used up first, as in the kernel
+    assert abs(model[10] - kernel[10]) <= 3  # max-order blocks split: 12 in the kernel
