@@ -228,3 +228,26 @@ def test_faults_take_the_smallest_movable_blocks_first_as_the_kernel_did():
     assert kernel[:10] == [1, 1, 1, 0, 0, 0, 0, 1, 1, 1] and kernel[10] == 4231
     assert sum(model[:10]) <= 5  # every smaller block used up first, as in the kernel
     assert abs(model[10] - kernel[10]) <= 3  # max-order blocks split: 12 in the kernel
+
+
+def test_thp_faults_take_order_9_blocks_then_split_max_order_ones_as_the_kernel_did():
+    """The same with MADV_HUGEPAGE: 512 THP faults on 6.18 took the 46 free order-9 Movable
+    blocks, then split 233 max-order ones (46 + 2 * 233 = 512). The model, from the same
+    snapshot, leaves orders 9 and 10 exactly as the kernel did (the kernel's lower orders
+    moved a little with the process's own order-0 allocations, page tables among them)."""
+    from zeroing.zoneinfo import normal_zone, other_lowmem_zones
+    from allocator import OP_ALLOC, OP_DTYPE
+    from allocator.flags import GFP_TRANSHUGE
+    snap = os.path.join(DATA, "thp1g_{}-6.18")
+    managed, _, sets = normal_zone(snap.format("before_zoneinfo"))
+    a = BuddyAllocator(managed, nr_cpus=len(sets),
+                       other_zones=other_lowmem_zones(snap.format("before_zoneinfo")))
+    apply_initial_state(a, snap.format("before_pagetypeinfo") + ",zone=Normal")
+    before = read_pagetypeinfo(snap.format("before_pagetypeinfo"), ("Normal", None))[0][1]
+    kernel = read_pagetypeinfo(snap.format("during_pagetypeinfo"), ("Normal", None))[0][1]
+    ops = np.zeros(512, dtype=OP_DTYPE)
+    ops["op"], ops["order"], ops["gfp"] = OP_ALLOC, 9, GFP_TRANSHUGE
+    assert (a.run(ops)[0] >= 0).all()
+    model = a.pagetypeinfo()["Movable"]
+    assert before[9:] == [46, 4227] and kernel[9:] == [0, 3994]
+    assert model[9:] == kernel[9:] and model[:9] == before[:9]
