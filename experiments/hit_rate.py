@@ -1,6 +1,7 @@
 """Run experiments/hit_rate.toml (resuming complete cells) and report the order-0 and THP
-served-zeroed shares against pcp rule, starting state and rounds: a table (hit_rate.txt) and a
-plot (hit_rate_shares.png) in the results folder.
+served-zeroed shares against pcp rule, starting state (pristine, aged, or a snapshot file,
+shown by its name) and rounds: a table (hit_rate.txt) and a plot (hit_rate_shares.png) in
+the results folder.
 
 Share = allocations handed out with the zeroed hint / allocations, per order (the engine's
 ``by_order`` counts, mean over seeds). THP off: order-0 faults; THP on: order-9 faults.
@@ -46,7 +47,9 @@ def shares(results):
     for r in results:
         w = r["workload"]
         thp = w["params"]["thp"]  # validated configs hold it as a bool
-        key = ({True: "on", False: "off"}.get(thp, thp), w["pcp_high"], w["initial_state"])
+        state = w["initial_state"]  # a snapshot by its file's name
+        state = state if state in ("pristine", "aged") else os.path.basename(state.split(",")[0])
+        key = ({True: "on", False: "off"}.get(thp, thp), w["pcp_high"], state)
         o = r["by_order"]
         cells.setdefault(key, {}).setdefault(w["params"]["rounds"], []).append(
             (o["zeroed"][0] / max(1, o["allocs"][0]), o["zeroed"][9] / max(1, o["allocs"][9])))
@@ -82,13 +85,14 @@ def main(argv=None):
     out = compare(cfg, args.out, progress=False, log=lambda *a: None)
     table = shares(load_results(cfg, out))
     mib = cfg["workloads"][0]["pages"] >> 8
+    width = max(9, *(len(state) for _, _, state in table))
     lines = [f"served zeroed (pg_zeroed+reporting, vm-anon {mib} MiB zone, mean of seeds "
              f"{cfg['seeds']}): order-0 share with THP off, order-9 share with THP on",
-             f"{'THP':4} {'pcp':6} {'state':9} " + " ".join(
+             f"{'THP':4} {'pcp':6} {'state':{width}} " + " ".join(
                  f"rounds={n:<3}" for n in sorted({n for d in table.values() for n in d}))]
     for (thp, pcp, state), by_rounds in table.items():
         col = 0 if thp == "off" else 1
-        lines.append(f"{thp:4} {pcp:6} {state:9} " + " ".join(
+        lines.append(f"{thp:4} {pcp:6} {state:{width}} " + " ".join(
             f"{by_rounds[n][col]:10.1%}" for n in sorted(by_rounds)))
     text = "\n".join(lines)
     print(text)
@@ -99,7 +103,7 @@ def main(argv=None):
         write_json(args.json, summary)
     from zeroing.plots import save_figure  # first: it sets the Agg backend
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5), sharey=True)
     for ax, thp in zip(axes, ("off", "on")):
         for (t, pcp, state), by_rounds in table.items():
             if t != thp:
@@ -110,7 +114,7 @@ def main(argv=None):
         ax.set_title(f"THP {thp}: {'order-0' if thp == 'off' else 'order-9'} faults served zeroed")
         ax.set_xlabel("rounds")
         ax.set_xticks(sorted({n for d in table.values() for n in d}))
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     axes[0].set_ylabel("share of faults")
     fig.tight_layout()
     save_figure(fig, os.path.join(out, "hit_rate_shares.png"), dpi=100)
