@@ -251,3 +251,32 @@ def test_thp_faults_take_order_9_blocks_then_split_max_order_ones_as_the_kernel_
     model = a.pagetypeinfo()["Movable"]
     assert before[9:] == [46, 4227] and kernel[9:] == [0, 3994]
     assert model[9:] == kernel[9:] and model[:9] == before[:9]
+
+
+def test_unmovable_allocations_claim_max_order_movable_blocks_as_the_kernel_did():
+    """A process wrote one byte every 2 MiB of 512 GiB on 6.18: 262666 page tables
+    (Unmovable) and 262144 data pages (Movable). The kernel used up every smaller Unmovable
+    and Movable block, then claimed whole max-order Movable blocks for the page tables (its
+    Unmovable pageblocks 240 -> 570) and left the Reclaimable lists alone. The model, from
+    the same snapshot, a page table then a data page per touch, claims as many to within a
+    few pageblocks."""
+    from zeroing.zoneinfo import normal_zone, other_lowmem_zones
+    from allocator import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, OP_ALLOC, OP_DTYPE
+    snap = os.path.join(DATA, "ptables512g_{}-6.18")
+    managed, _, sets = normal_zone(snap.format("before_zoneinfo"))
+    a = BuddyAllocator(managed, nr_cpus=len(sets),
+                       other_zones=other_lowmem_zones(snap.format("before_zoneinfo")))
+    apply_initial_state(a, snap.format("before_pagetypeinfo") + ",zone=Normal")
+    free0, blocks0 = read_pagetypeinfo(snap.format("before_pagetypeinfo"), ("Normal", None))
+    free1, blocks1 = read_pagetypeinfo(snap.format("during_pagetypeinfo"), ("Normal", None))
+    model_blocks0 = np.bincount(a.zone.pageblock_mt, minlength=3)[:3]
+    ops = np.zeros(2 * 262144, dtype=OP_DTYPE)
+    ops["op"] = OP_ALLOC
+    ops["gfp"][0::2], ops["gfp"][1::2] = GFP_KERNEL, GFP_HIGHUSER_MOVABLE
+    assert (a.run(ops)[0] >= 0).all()
+    model = a.pagetypeinfo()
+    claimed = np.bincount(a.zone.pageblock_mt, minlength=3)[:3] - model_blocks0
+    assert blocks1[0] - blocks0[0] == 330 and abs(claimed[0] - 330) <= 6
+    assert free1[1][9:] == [68, 4080] and abs(model["Movable"][10] - 4080) <= 3
+    assert abs(model["Movable"][9] - 68) <= 6 and sum(model["Movable"][:9]) <= 9
+    assert model["Reclaimable"] == free0[2] == free1[2]  # no fallback reached them
