@@ -15,9 +15,9 @@ watermarks only where a model without reclaim can follow them (``__isolate_free_
 watermark, ``ZONE_BELOW_HIGH`` for pcp tuning; an allocation fails only when no block fits), no
 ALLOC_NOFRAGMENT (set for a Normal zone above DMA32: fallbacks then claim pageblock-sized
 blocks only, until a retry without it; the same wherever one is left), no compaction
-capture. Per-cpu lists auto-tune as 6.7+ does (``pcp.py``) unless the zone is built with a fixed ``high`` (C_PCP_AUTO 0: drain
-``batch`` pages at ``high``, refill ``max(batch >> order, 2)`` blocks, as before 6.7 without
-``free_factor``).
+capture. Per-cpu lists auto-tune as 6.7+ does (``pcp.py``) unless the zone is built with a
+fixed ``high`` (C_PCP_AUTO 0: drain ``batch`` pages at ``high``, refill
+``max(batch >> order, 2)`` blocks, as before 6.7 without ``free_factor``).
 """
 import numpy as np
 from numba import njit
