@@ -91,6 +91,9 @@ def test_bench_all_writes_results(tmp_path):
     (["bench_kernels.py", "--quick", "--reps", "5"], "--reps: has no effect with --quick"),
     (["content_speedup.py", "--mode", "metadata", "--backend", "numba"],
      "--backend numba: has no effect with --mode metadata"),
+    (["fault_capture.py", "--kind", "nope", "--out", "/tmp/x"], "--kind"),
+    (["fault_capture.py", "--mib", "1", "--out", "/tmp/x"], "--mib"),
+    (["fault_capture.py", "--kind", "thp"], "--out"),
 ])
 def test_experiment_scripts_refuse_bad_options_in_one_line(argv, fragment):
     p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", argv[0]), *argv[1:]],
@@ -273,3 +276,28 @@ def test_allocator_bound_replays_the_calls_the_engine_makes(name):
     assert ((ops["op"] == OP_ALLOC) & (out_pfn >= 0)).sum() == ref["counters"]["alloc_blocks"]
     for field in ("flags", "order", "next", "prev", "pageblock_mt", "pcp_count"):
         assert np.array_equal(getattr(a.zone, field), getattr(sim.alloc.zone, field)), field
+
+
+@pytest.mark.skipif(not os.access("/proc/pagetypeinfo", os.R_OK),
+                    reason="NO /proc/pagetypeinfo: fault_capture.py needs root on Linux to read it")
+def test_fault_capture_sets_the_model_beside_this_kernel(tmp_path):
+    out = tmp_path / "cap"
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "fault_capture.py"),
+                        "--kind", "anon", "--mib", "16", "--out", str(out), "--json",
+                        str(tmp_path / "r.json")], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "Movable     model during" in p.stdout and "the model made 4096 allocations (0 " \
+        "failed)" in p.stdout
+    assert {f.name for f in out.iterdir()} >= {"before_pagetypeinfo", "before_zoneinfo",
+                                                "during_pagetypeinfo", "capture_env.txt"}
+
+
+def test_fault_ops_are_the_touches_allocations():
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    from fault_capture import fault_ops
+    from allocator.flags import gfp_migratetype
+    assert len(fault_ops("anon", 4)) == 1024 and set(fault_ops("anon", 4)["order"]) == {0}
+    thp = fault_ops("thp", 4)
+    assert len(thp) == 2 and set(thp["order"]) == {9}
+    pt = fault_ops("ptables", 8)  # 4 touches: a page table, then a data page, each
+    assert [int(gfp_migratetype(g)) for g in pt["gfp"]] == [0, 1] * 4

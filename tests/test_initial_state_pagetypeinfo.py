@@ -212,11 +212,9 @@ def test_faults_take_the_smallest_movable_blocks_first_as_the_kernel_did():
     10 (193674 + 56832 pages) and then split 12 of its 4243 max-order blocks. The model, from
     the same snapshot and zone (the node's other zones from its zoneinfo), does the same to
     within the pages the per-cpu lists hold."""
-    from zeroing.zoneinfo import normal_zone, other_lowmem_zones
+    from zeroing.zoneinfo import node_zone
     from allocator import GFP_HIGHUSER_MOVABLE, OP_ALLOC, OP_DTYPE
-    managed, _, sets = normal_zone(FAULT1G.format("before_zoneinfo"))
-    a = BuddyAllocator(managed, nr_cpus=len(sets),
-                       other_zones=other_lowmem_zones(FAULT1G.format("before_zoneinfo")))
+    a = node_zone(FAULT1G.format("before_zoneinfo"))
     apply_initial_state(a, FAULT1G.format("before_pagetypeinfo") + ",zone=Normal")
     kernel_before = read_pagetypeinfo(FAULT1G.format("before_pagetypeinfo"), ("Normal", None))
     kernel_during = read_pagetypeinfo(FAULT1G.format("during_pagetypeinfo"), ("Normal", None))
@@ -235,13 +233,11 @@ def test_thp_faults_take_order_9_blocks_then_split_max_order_ones_as_the_kernel_
     blocks, then split 233 max-order ones (46 + 2 * 233 = 512). The model, from the same
     snapshot, leaves orders 9 and 10 exactly as the kernel did (the kernel's lower orders
     moved a little with the process's own order-0 allocations, page tables among them)."""
-    from zeroing.zoneinfo import normal_zone, other_lowmem_zones
+    from zeroing.zoneinfo import node_zone
     from allocator import OP_ALLOC, OP_DTYPE
     from allocator.flags import GFP_TRANSHUGE
     snap = os.path.join(DATA, "thp1g_{}-6.18")
-    managed, _, sets = normal_zone(snap.format("before_zoneinfo"))
-    a = BuddyAllocator(managed, nr_cpus=len(sets),
-                       other_zones=other_lowmem_zones(snap.format("before_zoneinfo")))
+    a = node_zone(snap.format("before_zoneinfo"))
     apply_initial_state(a, snap.format("before_pagetypeinfo") + ",zone=Normal")
     before = read_pagetypeinfo(snap.format("before_pagetypeinfo"), ("Normal", None))[0][1]
     kernel = read_pagetypeinfo(snap.format("during_pagetypeinfo"), ("Normal", None))[0][1]
@@ -260,12 +256,10 @@ def test_unmovable_allocations_claim_max_order_movable_blocks_as_the_kernel_did(
     Unmovable pageblocks 240 -> 570) and left the Reclaimable lists alone. The model, from
     the same snapshot, a page table then a data page per touch, claims as many to within a
     few pageblocks."""
-    from zeroing.zoneinfo import normal_zone, other_lowmem_zones
+    from zeroing.zoneinfo import node_zone
     from allocator import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, OP_ALLOC, OP_DTYPE
     snap = os.path.join(DATA, "ptables512g_{}-6.18")
-    managed, _, sets = normal_zone(snap.format("before_zoneinfo"))
-    a = BuddyAllocator(managed, nr_cpus=len(sets),
-                       other_zones=other_lowmem_zones(snap.format("before_zoneinfo")))
+    a = node_zone(snap.format("before_zoneinfo"))
     apply_initial_state(a, snap.format("before_pagetypeinfo") + ",zone=Normal")
     free0, blocks0 = read_pagetypeinfo(snap.format("before_pagetypeinfo"), ("Normal", None))
     free1, blocks1 = read_pagetypeinfo(snap.format("during_pagetypeinfo"), ("Normal", None))

@@ -60,3 +60,13 @@ def other_lowmem_zones(path):
         if name not in ("Normal", "Movable") and managed and int(managed.group(1)) > 0:
             out.append(int(managed.group(1)))
     return tuple(out)
+
+
+def node_zone(path, **kwargs):
+    """A ``BuddyAllocator`` for the Normal zone of a /proc/zoneinfo as the kernel had it: its
+    managed pages, a pageset per CPU, the watermarks and pcp limits of its node (the node's
+    other lowmem zones). ``kwargs`` go to ``BuddyAllocator``."""
+    from allocator import BuddyAllocator
+    managed, _, sets = normal_zone(path)
+    return BuddyAllocator(managed, nr_cpus=len(sets), other_zones=other_lowmem_zones(path),
+                          **kwargs)
