@@ -290,11 +290,6 @@ def ordered_launches(n, uorder, total, has_verify, pool, rows, head, ent_row, nx
     return out
 
 
-@njit(cache=True, inline="always")
-def _blocks(n, threads):
-    return max(np.int64(1), (n + threads - 1) // threads)
-
-
 def make_submitter(memcpy_htod, memcpy_dtoh, event_record, stream_wait_event, launch_kernel):
     """A compiled ``submit`` over the CUDA driver functions given (ctypes functions of
     ``cuMemcpyHtoDAsync``, ``cuMemcpyDtoHAsync``, ``cuEventRecord``, ``cuStreamWaitEvent``
@@ -362,17 +357,17 @@ def make_submitter(memcpy_htod, memcpy_dtoh, event_record, stream_wait_event, la
             res, head = slot[S_RES], pool[P_HEAD]
             ent_row, nxt, found = stage[G_ENT_ROW], stage[G_NXT], stage[G_FOUND]
             if err == 0:
-                err = launch(fns[1], _blocks(3 * n, THREADS), THREADS, compute, values, argv,
+                err = launch(fns[1], blocks(3 * n, THREADS), THREADS, compute, values, argv,
                              (res, n))
             if err == 0:
-                err = launch(fns[2], _blocks(pages, THREADS), THREADS, compute, values, argv,
+                err = launch(fns[2], blocks(pages, THREADS), THREADS, compute, values, argv,
                              (dev, n, uorder, pages, head, ent_row, nxt))
             if err == 0:
-                err = launch(fns[3], _blocks(pages, APPLY_WARPS), APPLY_WARPS * LANES,
+                err = launch(fns[3], blocks(pages, APPLY_WARPS), APPLY_WARPS * LANES,
                              compute, values, argv, (pool[P_POOL], dev, n, uorder, pages,
                                                      head, ent_row, nxt, found, res))
             if err == 0 and kind & (1 << VERIFY):
-                err = launch(fns[4], _blocks(pages, THREADS), THREADS, compute, values, argv,
+                err = launch(fns[4], blocks(pages, THREADS), THREADS, compute, values, argv,
                              (dev, n, uorder, ent_row, pages, found, res))
                 if err == 0:
                     err = memcpy_dtoh(slot[S_RES_HOST], res, 3 * n * 8, compute)
@@ -419,9 +414,11 @@ def apply_by_submit(submit, collect, pool, op, pfn, order, arg):
     return tuple(np.array(r) for r in collect(submit(pool, op, pfn, order, arg)))
 
 
+@njit(cache=True)
 def blocks(n, threads):
-    """Blocks of ``threads`` that cover n items (at least one: a launch of none fails)."""
-    return max(1, (n + threads - 1) // threads)
+    """Blocks of ``threads`` that cover n items (at least one: a launch of none fails);
+    compiled, as the compiled submitter calls it too."""
+    return max(np.int64(1), (np.int64(n) + threads - 1) // threads)
 
 
 class Slots:
