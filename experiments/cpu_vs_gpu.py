@@ -39,7 +39,8 @@ from kernels.throughput import measured_backends  # noqa: E402
 from zeroing.policy import make_policy  # noqa: E402
 from zeroing.run import simulate  # noqa: E402
 from zeroing.engine import GFP_BALLOON  # noqa: E402
-from zeroing.events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE  # noqa: E402
+from zeroing.events import (EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE,  # noqa: E402
+                            EV_INFLATE)
 from zeroing.workloads import WORKLOADS, default_pages, make_workload  # noqa: E402
 
 VOLATILE = ("wall_s", "events_per_s", "backend", "mode")

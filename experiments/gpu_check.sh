@@ -2,13 +2,13 @@
 # The device check of issue 11, in under 5 minutes on one GPU: the GPU tests, the clearing
 # benchmark (GPU backends against the device memset; numba against its own parallel fill on
 # this host), where a 16K-page batch's host time goes, the same runs on the numba and GPU
-# backends (a GPU backend >= 10x numba; beside them metadata mode, the GPU backends' host
-# work alone and the allocator's calls alone, the bounds on this host), CuPy content mode with the compiled submitter for
-# every batch against for clears only, and, when a copy of the code before issue 11 sits in
-# OLD (default .gpu_old), content mode on mixed before and after on this same machine (and
-# on the code in PREV, another such copy, when given). Figures go to $OUT (default
-# experiments/gpu_out): RESULTS-gpu.md (rows for experiments/RESULTS.md, with the device
-# name) and the JSON.
+# backends (a GPU backend >= 10x numba; beside them metadata mode, the GPU backends' host work
+# alone and the allocator's calls alone, the bounds on this host), CuPy content mode with the
+# compiled submitter for every batch against for clears only, and, when a copy of the code
+# before issue 11 sits in OLD (default .gpu_old), content mode on mixed before and after on
+# this same machine (and on the code in PREV, another such copy, when given). Figures go to
+# $OUT (default experiments/gpu_out): RESULTS-gpu.md (rows for experiments/RESULTS.md, with the
+# device name) and the JSON.
 # It took 2 min 45 s on an H100 (2026-11-27), the first numba compiles (and those of the old
 # copies) included, before session 10 added the best of three runs a backend in
 # cpu_vs_gpu.py and the A/B of the compiled submitter for every batch (not yet run on a GPU:

@@ -6,15 +6,14 @@ The kernel's figures come from the trace itself: pages taken from the buddy by
 "pages free" of the Normal zone between the zoneinfo snapshots. The model runs one zone of the
 Normal zone's managed pages, its watermarks those of a node with the zoneinfo's other lowmem
 zones (DMA, DMA32), its vmstat ticks the trace's where it recorded them
-(``workqueue_execute_start`` of ``vmstat_update``), with pcp high auto-tuned (6.18) and
-fixed (the rule before 6.7), each from empty lists, from the "before" pagesets with all their pages put on the
-order-0 Movable list (the zoneinfo cannot break a CPU's count down by list), and from the
-pagesets split by the trace: on the Movable order-0 list as many pages as the CPU's Movable
-order-0 allocations before its first refill (the kernel served those from the list), the rest
-on the Unmovable list. Usage:
-``python experiments/pcp_trace_check.py DIR`` where DIR holds trace_kmem_*.txt.gz and
-before_/after_zoneinfo (shared/testdata/trace-6.18-pcp/nothp128 or thp64; tests/data has
-two captures with the vmstat ticks, 2026-11-27).
+(``workqueue_execute_start`` of ``vmstat_update``), with pcp high auto-tuned (6.18) and fixed
+(the rule before 6.7), each from empty lists, from the "before" pagesets with all their pages
+put on the order-0 Movable list (the zoneinfo cannot break a CPU's count down by list), and
+from the pagesets split by the trace: on the Movable order-0 list as many pages as the CPU's
+Movable order-0 allocations before its first refill (the kernel served those from the list),
+the rest on the Unmovable list. Usage: ``python experiments/pcp_trace_check.py DIR`` where DIR
+holds trace_kmem_*.txt.gz and before_/after_zoneinfo (shared/testdata/trace-6.18-pcp/nothp128
+or thp64; tests/data has two captures with the vmstat ticks, 2026-11-27).
 """
 import glob
 import os

@@ -2,13 +2,14 @@
 
 Runs ``experiments/upstream.toml`` (resumable: complete cells are not redone) and prints, per
 THP setting and policy, the simulated task-clock of one run of the benchmark program and the
-share of fault allocations served zeroed in it, in three readings: ``single run`` (one run in
-a fresh guest whose free memory reporting has flushed; UPSTREAM.md says why this is the one
-that corresponds to the published figures), ``single run, aged`` (the same in an aged guest),
+share of fault allocations served zeroed in it, in four readings: ``single run`` (one run in a
+fresh guest whose free memory reporting has flushed; UPSTREAM.md says why this is the one that
+corresponds to the published figures), ``single run, aged`` (the same in an aged guest),
 ``single run, 6.18 free lists`` (the same from a real 6.18 machine's free lists, a
-/proc/pagetypeinfo snapshot in tests/data) and ``repeated`` (rounds 2-4 of runs 12 s apart: ``(T(4 rounds) - T(1 round)) / 3``), next to
-the figures the postings published (experiments/UPSTREAM.md cites them), and where the time
-goes. Nothing is fitted: the cost profile is the default one.
+/proc/pagetypeinfo snapshot in tests/data) and ``repeated`` (rounds 2-4 of runs 12 s apart:
+``(T(4 rounds) - T(1 round)) / 3``), next to the figures the postings published
+(experiments/UPSTREAM.md cites them), and where the time goes. Nothing is fitted: the cost
+profile is the default one.
 """
 import os
 import sys

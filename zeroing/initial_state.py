@@ -18,12 +18,13 @@ is told by its first line): the zone starts with exactly the free blocks per ord
 of the snapshot: ``zone=NAME``, else Normal, else the file's only zone; of node N, else of the
 lowest node that has it (the model is one zone: a NUMA machine's snapshot gives one node's).
 They are placed so that no two of them are buddies: every other page is allocated. A
-/proc/buddyinfo snapshot's free blocks are all Movable (the boot type of every pageblock). A /proc/pagetypeinfo snapshot also gives each
-free block's migratetype: the blocks of one type are carved out of max-order regions whose
-pageblocks get that type, so they sit on that type's free lists (6.18 keeps a free block on
-its pageblock's list, ``__add_to_free_list``); the pageblocks left wholly allocated get types
-so that the zone's pageblocks per type follow the snapshot's "Number of blocks type" table,
-scaled to the modelled zone.
+/proc/buddyinfo snapshot's free blocks are all Movable (the boot type of every pageblock). A
+/proc/pagetypeinfo snapshot also gives each free block's migratetype: the blocks of one type
+are carved out of max-order regions whose pageblocks get that type, so they sit on that type's
+free lists (6.18 keeps a free block on its pageblock's list, ``__add_to_free_list``); the
+pageblocks left wholly allocated get types so that the zone's pageblocks per type follow the
+snapshot's "Number of blocks type" table, scaled to the modelled zone (without that table:
+Movable, and the description says so).
 Allocated pages take their pageblock's migratetype. The model has no HighAtomic, CMA or Isolate
 lists (simplification): HighAtomic free blocks and pageblocks count as Unmovable (the reserve
 serves high-order atomic, mostly unmovable, allocations), CMA and Isolate ones as Movable (CMA

@@ -278,12 +278,13 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
     (lineno, event, pfn, order, gfp, cpu, time in ns), a line that shows no CPU and time
     being a bad line.
 
-    ``counts`` (a dict) collects ``events`` per name (other events too), ``malformed``,
-    ``malformed_examples``, ``migratetype_differs`` (mm_page_alloc lines whose migratetype
-    is not the one their gfp_flags give: a kernel with mobility grouping off, or flags read
-    wrong; the model places by the flags) and, for a damaged compressed file read with
-    ``lenient``, ``truncated`` (where it broke). A bad line raises TraceError, or with ``lenient`` is
-    counted. ``progress(bytes_read, size)`` is called every few thousand lines.
+    ``counts`` (a dict) collects ``events`` per name (other events too; the lines read, not
+    those skipped), ``malformed``, ``malformed_examples``, ``migratetype_differs``
+    (mm_page_alloc lines whose migratetype is not the one their gfp_flags give: a kernel with
+    mobility grouping off, or flags read wrong; the model places by the flags) and, for a
+    damaged compressed file read with ``lenient``, ``truncated`` (where it broke). A bad line
+    raises TraceError, or with ``lenient`` is counted as malformed and skipped.
+    ``progress(bytes_read, size)`` is called every few thousand lines.
     A small trace read whole is kept (``CACHE_EVENTS``): the next read of the same file,
     unchanged, with the same options and an empty ``counts``, gives the same events and
     counts without parsing.
