@@ -79,13 +79,15 @@ def test_the_node_s_other_zones_give_the_kernel_s_watermarks_and_pcp_floor():
     Normal zone alone gives 5632/11026/16420 and 5513."""
     import re
     from allocator import BuddyAllocator
+    from zeroing.zoneinfo import node_zone
     managed, _, start, _, others, _ = _capture("sleep8")
-    with open(os.path.join(os.path.dirname(SLEEP8), "pcp_sleep8_before_zoneinfo-6.18")) as f:
+    zoneinfo = os.path.join(os.path.dirname(SLEEP8), "pcp_sleep8_before_zoneinfo-6.18")
+    with open(zoneinfo) as f:
         normal = f.read().split("zone   Normal")[1]
     kernel = tuple(int(re.search(rf"^\s+{k}\s+(\d+)$", normal, re.M).group(1))
                    for k in ("min", "low", "high"))
     assert others == (3840, 772918) and kernel == (14769, 20163, 25557)
-    a = BuddyAllocator(managed, nr_cpus=len(start), other_zones=others)
+    a = node_zone(zoneinfo)
     assert a.watermarks() == kernel
     assert a.pcp_info(1)["high_min"] == start[1][1] == 10081  # CPU 1 sat at its floor
     assert BuddyAllocator(managed, nr_cpus=2).watermarks() == (5632, 11026, 16420)
