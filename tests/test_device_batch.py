@@ -293,3 +293,13 @@ def test_content_mode_on_host_only_runs_to_the_end_in_batches_of_its_pages():
             == {k: v for k, v in meta["counters"].items() if k not in drop})
     assert host["backend"]["name"] == "host-only" and host["backend"]["launches"] > 10
     assert host["backend"]["pages_per_launch"] < 2 * 256 + 1024
+
+
+def test_launches_cover_every_entry_with_the_fewest_blocks():
+    """``blocks`` (the Python plan's and the compiled submitter's): at least one block, and
+    enough of them for every row or page entry, never a block more."""
+    assert [db.blocks(n, 256) for n in (0, 1, 255, 256, 257, 512, 513)] == [1, 1, 1, 1, 2, 2, 3]
+    for name, grid, threads, args in db.ordered_launches(300, -1, 70_001, True, *range(7)):
+        items = 3 * 300 if name == "init_results" else 70_001
+        per_block = threads // db.LANES if name == "apply_pages_warp" else threads
+        assert (grid - 1) * per_block < items <= grid * per_block, name
