@@ -4,7 +4,8 @@
 # this host), where a 16K-page batch's host time goes, the same runs on the numba and GPU
 # backends (a GPU backend >= 10x numba; beside them metadata mode, the GPU backends' host work
 # alone and the allocator's calls alone, the bounds on this host), CuPy content mode with the
-# compiled submitter for every batch against for clears only, and, when a copy of the code
+# compiled submitter for every batch against for clears only, the pipelined run (the page
+# allocator's half on a second host thread) against the serial one, and, when a copy of the code
 # before issue 11 sits in OLD (default .gpu_old), content mode on mixed before and after on
 # this same machine (and on the code in PREV, another such copy, when given). Figures go to
 # $OUT (default experiments/gpu_out): RESULTS-gpu.md (rows for experiments/RESULTS.md, with the
@@ -91,6 +92,10 @@ timeout 150 $PY experiments/cpu_vs_gpu.py --backends numba,cuda,cupy --json "$OU
 
 step "the compiled submitter for every batch against clears only (CuPy, mixed, alternating)"
 timeout 60 $PY -c "$ORDERED_AB" || status=1
+
+step "the pipelined run against the serial one (metadata, host work alone, CuPy; alternating)"
+timeout 60 $PY experiments/pipeline_speedup.py --backends cupy --rounds 5 \
+    --json "$OUT/pipeline_speedup.json" || status=1
 
 if [ -d "$OLD" ]; then  # the code before issue 11 (and PREV, if given), same machine
     for dir in "$OLD" ${PREV:-} .; do

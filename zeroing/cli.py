@@ -51,6 +51,8 @@ def build_parser():
     r.add_argument("--no-pcp", action="store_true")
     r.add_argument("--pcp-high",
                    help="per-cpu list high: auto, the kernel's auto-tuning (default), or fixed")
+    r.add_argument("--pipeline", help="off (default)|on: the page allocator's half of the "
+                                      "simulation on a second host thread (same results)")
     r.add_argument("--initial-state", default="pristine",
                    metavar="pristine|aged|FILE[,zone=NAME][,node=N]",
                    help="zone at the start: boot (default), after a seeded ageing workload, "
@@ -180,7 +182,7 @@ def cmd_run(args):
         else default_pages(args.workload)
     seed = check("--seed", "seed", args.seed)
     mode = check("--mode", "mode", args.mode)
-    given = defaults(args, backend="auto", pcp_high="auto")
+    given = defaults(args, backend="auto", pcp_high="auto", pipeline="off")
     check_backend("--backend", args.backend, mode)
     options = {"hint": args.hint, "free_signal": args.free_signal, "pfmemalloc": args.pfmemalloc,
                "aliasing_cache": args.aliasing_cache}
@@ -204,7 +206,12 @@ def cmd_run(args):
                            policy.offload_device if policy.offload else None)
     zone = {"pcp_high": check("--pcp-high", "pcp_high", args.pcp_high),
             "initial_state": check("--initial-state", "initial_state", args.initial_state),
-            "state_seed": seed}
+            "state_seed": seed,
+            "pipeline_mode": check("--pipeline", "pipeline", args.pipeline)}
+    if zone["pipeline_mode"] == "on" and (policy.offload or policy.free_signal == "page_bit"):
+        why = f"--policy {args.policy}" if policy.offload else "--free-signal page_bit"
+        raise UserError(f"--pipeline on: has no effect with {why} (the page allocator reads "
+                        "page state there, so the run stays serial)")
     if args.json is not None:
         snapshot = None if zone["initial_state"] in ("pristine", "aged") \
             else parse_spec(zone["initial_state"])[0]

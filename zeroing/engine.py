@@ -90,6 +90,13 @@ EXIT_FLUSH = 1  # command buffer nearly full
 EXIT_OFFLOAD = 2  # an offload batch is isolated and queued: flush, then complete it
 EXIT_BAD_EVENT = 3
 
+EXIT_LOG_FULL = 4  # a pipelined run's log may not hold the background work due (pipeline.py)
+
+#: The log of a pipelined run (``run_events``): each event's block (``log_block``), the
+#: blocks the host zeroed for page reporting (rows of event, pfn, order) and the cursors.
+PIPE_FIELDS = ("block", "bg", "pos")
+L_WRITTEN, L_READ, L_EVENT, NR_L = range(4)
+
 MAX_LEAKS = 8
 #: Marker of data nobody in the stream wrote (boot time, pages allocated before a trace).
 BOOT_MARKER = 1 << 62
@@ -281,21 +288,24 @@ def zero_site(e, pfn, order, site, hint_usable, event, caller):
 # Free page reporting (mm/page_reporting.c) with a host that zeroes what it is given.
 
 @njit(cache=True)
-def report_and_drain(z, e, sgl_pfn, sgl_order, lo, hi):
+def report_and_drain(z, e, sgl_pfn, sgl_order, lo, hi, alog):
     """The host processes the scatterlist, then ``page_reporting_drain`` puts each block back
-    at the tail, Reported unless it merged."""
+    at the tail, Reported unless it merged. ``alog``: see ``run_events``."""
     track = e.pol[P_TRACK] != 0
     if hi > lo:  # one virtqueue kick; the host discards the ranges (background work)
         e.acct[A_BACKGROUND] += e.cost[K_REPORT_SGL]
     for k in range(lo, hi):
-        host_zeroes(e, sgl_pfn[k], sgl_order[k])
+        if alog is None:
+            host_zeroes(e, sgl_pfn[k], sgl_order[k])
+        else:
+            log_host_zeroes(alog, sgl_pfn[k], sgl_order[k])
         e.cnt[C.REPORTED_PAGES] += np.int64(1) << sgl_order[k]
         core.__putback_isolated_page(z, sgl_pfn[k], sgl_order[k],
                                      core.FPI_ZEROED if track else 0, True)
 
 
 @njit(cache=True)
-def page_reporting_process_free_list(z, e, order, mt, sgl_pfn, sgl_order, off):
+def page_reporting_process_free_list(z, e, order, mt, sgl_pfn, sgl_order, off, alog):
     """Returns (offset, requested). A sixteenth of the list per pass (the kernel's budget)."""
     requested = False
     if z.free_head[order, mt] == core.NONE:
@@ -325,7 +335,7 @@ def page_reporting_process_free_list(z, e, order, mt, sgl_pfn, sgl_order, off):
             pfn = nxt
             continue
         core.free_list_rotate_to_front(z, order, mt, pfn)
-        report_and_drain(z, e, sgl_pfn, sgl_order, 0, PAGE_REPORTING_CAPACITY)
+        report_and_drain(z, e, sgl_pfn, sgl_order, 0, PAGE_REPORTING_CAPACITY, alog)
         off = PAGE_REPORTING_CAPACITY
         budget -= 1
         pfn = z.free_head[order, mt]
@@ -335,7 +345,7 @@ def page_reporting_process_free_list(z, e, order, mt, sgl_pfn, sgl_order, off):
 
 
 @njit(cache=True)
-def page_reporting_process(z, e):
+def page_reporting_process(z, e, alog):
     """One pass of the reporting worker over the zone; True when more work was requested."""
     sgl_pfn = np.empty(PAGE_REPORTING_CAPACITY, dtype=np.int64)
     sgl_order = np.empty(PAGE_REPORTING_CAPACITY, dtype=np.int64)
@@ -343,10 +353,11 @@ def page_reporting_process(z, e):
     requested = False
     for order in range(e.pol[P_REPORTING_ORDER], z.conf[core.C_MAX_ORDER] + 1):
         for mt in range(z.free_head.shape[1]):
-            off, req = page_reporting_process_free_list(z, e, order, mt, sgl_pfn, sgl_order, off)
+            off, req = page_reporting_process_free_list(z, e, order, mt, sgl_pfn, sgl_order, off,
+                                                        alog)
             requested = requested or req
     if off < PAGE_REPORTING_CAPACITY:
-        report_and_drain(z, e, sgl_pfn, sgl_order, off, PAGE_REPORTING_CAPACITY)
+        report_and_drain(z, e, sgl_pfn, sgl_order, off, PAGE_REPORTING_CAPACITY, alog)
     return requested
 
 
@@ -370,13 +381,13 @@ def page_reporting_zone_ok(z, e):
 
 
 @njit(cache=True)
-def run_reporting_pass(z, e):
+def run_reporting_pass(z, e, alog):
     """One run of the delayed reporting work; a pass that ran out of budget, or saw new
     notifications, reschedules itself 2 s later."""
     requested = False
     e.cnt[C.REPORTING_PASSES] += 1
     if page_reporting_zone_ok(z, e):
-        requested = page_reporting_process(z, e)
+        requested = page_reporting_process(z, e, alog)
     if requested or z.stat[core.S_REPORT_NOTIFY] != e.rstate[R_NOTIFY_SEEN]:
         e.rstate[R_NOTIFY_SEEN] = z.stat[core.S_REPORT_NOTIFY]
         e.rstate[R_REPORT_DEADLINE] += e.pol[P_REPORTING_DELAY]
@@ -406,7 +417,7 @@ def start_background(z, e, now):
 
 
 @njit(cache=True)
-def run_background(z, e, now):
+def run_background(z, e, now, alog):
     """Run the background work due by ``now`` in time order: vmstat ticks (with pcp lists)
     and reporting passes; at equal times the vmstat tick first."""
     pcp = z.conf[core.C_PCP] != 0
@@ -416,7 +427,7 @@ def run_background(z, e, now):
         if vm_due and (not rep_due or e.rstate[R_VMSTAT_DEADLINE] <= e.rstate[R_REPORT_DEADLINE]):
             vmstat_update(z, e)
         elif rep_due:
-            run_reporting_pass(z, e)
+            run_reporting_pass(z, e, alog)
         else:
             break
 
@@ -533,15 +544,66 @@ def take_exact(z, e, pfn, order, gfp):
 
 
 # ---------------------------------------------------------------------------------------------
-# The loop
+# The log between the two halves of a pipelined run
+
+@njit(cache=True, inline="always")
+def log_block(pfn, zeroed):
+    """An event's block as logged: pfn and its PG_zeroed at allocation, or NONE."""
+    return pfn if pfn == core.NONE else (pfn << 1) | np.int64(zeroed)
+
+
+@njit(cache=True, inline="always")
+def logged_block(blog, i):
+    v = blog.block[i]
+    if v == core.NONE:
+        return v, False
+    return v >> 1, (v & 1) != 0
+
 
 @njit(cache=True)
+def log_host_zeroes(alog, pfn, order):
+    """The allocator's half reported a block: the engine's half zeroes it (``host_zeroes``)
+    before the event during which it was reported."""
+    n = alog.pos[L_WRITTEN]
+    alog.bg[n, 0] = alog.pos[L_EVENT]
+    alog.bg[n, 1] = pfn
+    alog.bg[n, 2] = order
+    alog.pos[L_WRITTEN] = n + 1
+
+
+@njit(cache=True, inline="always")
+def replay_host_zeroes(e, blog, i):
+    k = blog.pos[L_READ]
+    while k < blog.pos[L_WRITTEN] and blog.bg[k, 0] <= i:
+        host_zeroes(e, blog.bg[k, 1], blog.bg[k, 2])
+        k += 1
+    blog.pos[L_READ] = k
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+@njit(cache=True, nogil=True)
 def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller, ev_pfn, base,
-               start, stop):
+               start, stop, alog=None, blog=None):
     """Consume events [start, stop) of a chunk whose first event is event number ``base`` of
     the whole stream (leak reports name events by that number). ``ev_caller``: the caller
     type of each allocation (``struct_page.CALLER_*``, 0 for the event's default). Returns
-    (index reached, exit reason)."""
+    (index reached, exit reason).
+
+    A pipelined run (``zeroing.pipeline``) calls the loop twice over each range, on two
+    threads, with one of the two logs given (``PIPE_FIELDS``); the run is the same:
+
+    - ``alog``: the allocator's half. Everything that reads or writes the zone (allocations,
+      frees, background work), and the policy's free flags; each event's block (and its
+      PG_zeroed at allocation) and the blocks the host zeroed for page reporting go to
+      ``alog``. Counters and accounts go to this handle's own arrays.
+    - ``blog``: the engine's half, one range behind: the page contents, struct page words,
+      counters and commands, taking blocks from the log the allocator's half wrote.
+
+    Neither half reads what the other writes, except through the log. A policy under which
+    the allocator would read page state (a ``page_bit`` free signal, the offload zeroer) runs
+    serially (``pipeline.can_pipeline``)."""
     pol = e.pol
     track = pol[P_TRACK] != 0
     init_on_free = pol[P_INIT_ON_FREE] != 0
@@ -551,32 +613,45 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
     hint_design = pol[P_HINT]
     pfmemalloc_or = pol[P_PFMEMALLOC] != 0
     bc = e.by_caller
+    room = np.int64(0)  # log rows one call of run_background may need, at most
+    if alog is not None:
+        rorder = pol[P_REPORTING_ORDER]
+        room = ((z.conf[core.C_NR_PAGES] >> rorder) + 1) * (z.conf[core.C_MAX_ORDER] + 1 - rorder)
     for i in range(start, stop):
         now = ev_time[i]
-        if (e.rstate[R_NCMD] > e.rstate[R_CMD_LIMIT]
-                or e.rstate[R_CMD_PAGES] > e.rstate[R_CMD_PAGE_LIMIT]):
+        if alog is None and (e.rstate[R_NCMD] > e.rstate[R_CMD_LIMIT]
+                             or e.rstate[R_CMD_PAGES] > e.rstate[R_CMD_PAGE_LIMIT]):
             return i, EXIT_FLUSH
-        if e.rstate[R_STARTED] == 0:
-            start_background(z, e, now)
-        if e.rstate[R_VMSTAT_DEADLINE] <= now or e.rstate[R_REPORT_STATE] != 0:
-            run_background(z, e, now)
-        if pol[P_OFFLOAD] != 0:
-            # The zeroer wakes every period, and keeps submitting while a completion frees a
-            # queue slot and dirty free memory stays above the watermark.
-            if e.rstate[R_OQUEUED] > 0:
-                offload_retire(z, e, now)
-            if e.rstate[R_OFFLOAD_DEADLINE] <= now:
-                e.rstate[R_OFFLOAD_DEADLINE] = now + pol[P_OFFLOAD_PERIOD]
-                e.rstate[R_OFILL] = 1
-            if e.rstate[R_OFILL] != 0 and e.rstate[R_OQUEUED] < np.int64(e.cost[K_OFF_DEPTH]):
-                if free_dirty_pages(z) > pol[P_OFFLOAD_WATERMARK] and offload_isolate(z, e, now) > 0:
-                    return i, EXIT_OFFLOAD
-                e.rstate[R_OFILL] = 0
+        if blog is None:
+            if e.rstate[R_STARTED] == 0:
+                start_background(z, e, now)
+            if e.rstate[R_VMSTAT_DEADLINE] <= now or e.rstate[R_REPORT_STATE] != 0:
+                if alog is not None:
+                    if (e.rstate[R_REPORT_STATE] == 1 and e.rstate[R_REPORT_DEADLINE] <= now
+                            and alog.pos[L_WRITTEN] + room > alog.bg.shape[0]):
+                        return i, EXIT_LOG_FULL
+                    alog.pos[L_EVENT] = i
+                run_background(z, e, now, alog)
+            if pol[P_OFFLOAD] != 0:
+                # The zeroer wakes every period, and keeps submitting while a completion frees
+                # a queue slot and dirty free memory stays above the watermark.
+                if e.rstate[R_OQUEUED] > 0:
+                    offload_retire(z, e, now)
+                if e.rstate[R_OFFLOAD_DEADLINE] <= now:
+                    e.rstate[R_OFFLOAD_DEADLINE] = now + pol[P_OFFLOAD_PERIOD]
+                    e.rstate[R_OFILL] = 1
+                if e.rstate[R_OFILL] != 0 and e.rstate[R_OQUEUED] < np.int64(e.cost[K_OFF_DEPTH]):
+                    if free_dirty_pages(z) > pol[P_OFFLOAD_WATERMARK] \
+                            and offload_isolate(z, e, now) > 0:
+                        return i, EXIT_OFFLOAD
+                    e.rstate[R_OFILL] = 0
+            ev_pfn[i] = core.NONE
+        else:
+            replay_host_zeroes(e, blog, i)
         op = ev_op[i]
         order = np.int64(ev_order[i])
         cpu = np.int64(ev_cpu[i])
         pages = np.int64(1) << order
-        ev_pfn[i] = core.NONE
         if op == EV_ALLOC or op == EV_FAULT or op == EV_INFLATE:
             if op == EV_ALLOC:
                 gfp = np.int64(ev_gfp[i])
@@ -586,26 +661,33 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                 gfp = np.int64(GFP_HIGHUSER_MOVABLE) | (0 if aliasing else __GFP_ZERO)
             else:
                 gfp = np.int64(GFP_TRANSHUGE)
-            pref = core.PREF_NONE
-            if aware:
-                # Callers that clear (or rely on zero) want zeroed blocks; the others dirty ones.
-                wants_zero = (gfp & __GFP_ZERO) != 0 or op == EV_FAULT
-                pref = 1 if wants_zero else 0
-            if ev_ref[i] > 0 and op != EV_INFLATE:
-                pfn = take_exact(z, e, ev_ref[i] - 1, order, gfp)  # the trace decides
-                if pfn == core.NONE:
+            if blog is None:
+                pref = core.PREF_NONE
+                if aware:
+                    # Callers that clear (or rely on zero) want zeroed blocks; the others dirty
+                    # ones.
+                    wants_zero = (gfp & __GFP_ZERO) != 0 or op == EV_FAULT
+                    pref = 1 if wants_zero else 0
+                if ev_ref[i] > 0 and op != EV_INFLATE:
+                    pfn = take_exact(z, e, ev_ref[i] - 1, order, gfp)  # the trace decides
+                else:
+                    pfn = core.alloc_pages(z, order, gfp, cpu, pref)
+                    if pfn == core.NONE:
+                        e.cnt[C.ALLOC_FAIL] += 1
+                if pfn < core.NONE:
+                    return i, EXIT_BAD_EVENT
+                hint = pfn != core.NONE and track and core.page_is_zeroed(z, pfn)
+                if pfn != core.NONE:
+                    ev_pfn[i] = pfn
+                if alog is not None:
+                    alog.block[i] = log_block(pfn, hint)
                     continue
             else:
-                pfn = core.alloc_pages(z, order, gfp, cpu, pref)
-                if pfn == core.NONE:
-                    e.cnt[C.ALLOC_FAIL] += 1
-                    continue
-            if pfn < core.NONE:
-                return i, EXIT_BAD_EVENT
-            ev_pfn[i] = pfn
+                pfn, hint = logged_block(blog, i)
+            if pfn == core.NONE:
+                continue
             e.cnt[C.PGALLOC] += pages
             e.cnt[C.ALLOC_BLOCKS] += 1
-            hint = track and core.page_is_zeroed(z, pfn)
             caller = SP.caller_of(op == EV_FAULT, op == EV_INFLATE, np.int64(ev_caller[i]))
             bc[SP.CS_ALLOC, caller] += pages
             if op == EV_FAULT:
@@ -638,66 +720,83 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                 continue  # handed to the host; the guest never writes it
             dirty_pages(e, pfn, order, base + i, caller)
         elif op == EV_FREE or op == EV_DEFLATE or op == EV_FREE_PFN:
+            ref = ev_ref[i]
             if op == EV_FREE_PFN:
-                pfn = ev_ref[i] - 1  # an allocation made in an earlier chunk (trace replay)
+                pfn = ref - 1  # an allocation made in an earlier chunk (trace replay)
             else:
-                ref = ev_ref[i]
                 if ref < 0 or ref >= i:
                     return i, EXIT_BAD_EVENT
-                pfn = ev_pfn[ref]
-                if pfn == core.NONE:
-                    continue
-                ev_pfn[ref] = core.NONE  # freed: a second free of it is a no-op
                 order = np.int64(ev_order[ref])
                 pages = np.int64(1) << order
-            if op == EV_FREE_PFN:
-                caller = SP.CALLER_RAW  # allocated in an earlier chunk: the EV_ALLOC default
-            else:
-                caller = SP.caller_of(ev_op[ref] == EV_FAULT, ev_op[ref] == EV_INFLATE,
-                                      np.int64(ev_caller[ref]))
-            SP.caller_releases_page(e, pfn, caller)
-            if caller == SP.CALLER_PGTABLE:
-                user_clears(e, pfn, order, base + i)  # freed empty: every entry was zapped
+                if blog is None:
+                    pfn = ev_pfn[ref]
+                    ev_pfn[ref] = core.NONE  # freed: a second free of it is a no-op
+                    if alog is not None:
+                        alog.block[i] = log_block(pfn, False)
+                else:
+                    pfn, _ = logged_block(blog, i)
+                if pfn == core.NONE:
+                    continue
+            # The policy's free flags: what the allocator's half knows without page state.
             fpi = 0
-            if op == EV_DEFLATE:
-                host_zeroes(e, pfn, order)
-                if pol[P_BALLOON] != 0:
-                    fpi |= core.FPI_ZEROED
-            if init_on_free:
-                clear_pages(e, pfn, order, C.ZERO_FREE, base + i)
-                if track:
-                    fpi |= core.FPI_ZEROED
-            if pol[P_FREE_SIGNAL] == 1 and SP.page_says_zeroed(e, pfn, hint_design) \
-                    and not fpi & core.FPI_ZEROED:
-                # The buddy trusts a bit the allocator set and nobody cleared: no freer said so.
+            if op == EV_DEFLATE and pol[P_BALLOON] != 0:
                 fpi |= core.FPI_ZEROED
-                bc[SP.CS_STALE, caller] += pages
-                bc[SP.CS_FALSE, caller] += pages - zero_pages_in(e.truth, pfn, pages)
-            SP.free_words(e, pfn)
-            if core.free_pages(z, pfn, order, fpi, cpu) < 0:
-                return i, EXIT_BAD_EVENT
-            e.cnt[C.PGFREE] += pages
-            if pol[P_REPORTING] != 0:
-                note_report_notify(z, e, now)
+            if init_on_free and track:
+                fpi |= core.FPI_ZEROED
+            if alog is None:
+                if op == EV_FREE_PFN:
+                    caller = SP.CALLER_RAW  # allocated in an earlier chunk: the EV_ALLOC default
+                else:
+                    caller = SP.caller_of(ev_op[ref] == EV_FAULT, ev_op[ref] == EV_INFLATE,
+                                          np.int64(ev_caller[ref]))
+                SP.caller_releases_page(e, pfn, caller)
+                if caller == SP.CALLER_PGTABLE:
+                    user_clears(e, pfn, order, base + i)  # freed empty: every entry was zapped
+                if op == EV_DEFLATE:
+                    host_zeroes(e, pfn, order)
+                if init_on_free:
+                    clear_pages(e, pfn, order, C.ZERO_FREE, base + i)
+                if pol[P_FREE_SIGNAL] == 1 and SP.page_says_zeroed(e, pfn, hint_design) \
+                        and not fpi & core.FPI_ZEROED:
+                    # The buddy trusts a bit the allocator set and nobody cleared: no freer
+                    # said so.
+                    fpi |= core.FPI_ZEROED
+                    bc[SP.CS_STALE, caller] += pages
+                    bc[SP.CS_FALSE, caller] += pages - zero_pages_in(e.truth, pfn, pages)
+                SP.free_words(e, pfn)
+                e.cnt[C.PGFREE] += pages
+            if blog is None:
+                if core.free_pages(z, pfn, order, fpi, cpu) < 0:
+                    return i, EXIT_BAD_EVENT
+                if pol[P_REPORTING] != 0:
+                    note_report_notify(z, e, now)
         elif op == EV_ADOPT:
-            pfn = take_exact(z, e, ev_ref[i] - 1, order, 0)
-            if pfn < core.NONE:
-                return i, EXIT_BAD_EVENT
+            if blog is None:
+                pfn = take_exact(z, e, ev_ref[i] - 1, order, 0)
+                if pfn < core.NONE:
+                    return i, EXIT_BAD_EVENT
+                if pfn != core.NONE:
+                    ev_pfn[i] = pfn
+                    z.stat[core.S_PGALLOC] -= pages  # not an allocation the stream made
+                if alog is not None:
+                    alog.block[i] = log_block(pfn, False)
+                    continue
+            else:
+                pfn, _ = logged_block(blog, i)
             if pfn == core.NONE:
                 continue
-            ev_pfn[i] = pfn
             SP.prep_new_page_words(e, pfn, hint_design, pfmemalloc_or, False)
             e.cnt[C.REPLAY_ADOPTED] += pages
-            z.stat[core.S_PGALLOC] -= pages  # not an allocation the stream made
             dirty_pages(e, pfn, order, -1)  # content unknown: as dirty as boot memory
         elif op == EV_VMSTAT:
             # The trace recorded the vmstat worker: its ticks, on their CPUs, replace the
             # model's timer from here on.
-            if cpu >= z.conf[core.C_NR_CPUS]:
-                return i, EXIT_BAD_EVENT
-            e.rstate[R_VMSTAT_DEADLINE] = NEVER
-            if z.conf[core.C_PCP] != 0:
-                core.decay_pcp_high(z, cpu)
+            if blog is None:
+                if cpu >= z.conf[core.C_NR_CPUS]:
+                    return i, EXIT_BAD_EVENT
+                e.rstate[R_VMSTAT_DEADLINE] = NEVER
+                if z.conf[core.C_PCP] != 0:
+                    core.decay_pcp_high(z, cpu)
         elif op != EV_IDLE:
             return i, EXIT_BAD_EVENT
     return stop, EXIT_DONE

@@ -15,6 +15,7 @@ from kernels import BACKENDS, BackendFailed, get_backend
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
+from . import pipeline
 from . import struct_page as SP
 from .compiling import notice_first_compile
 from .cost import NR_ACCOUNTS, CostProfile, cost_section, format_cost, load_profile
@@ -264,7 +265,8 @@ class Simulation:
 
     def __init__(self, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
                  fault=None, progress=False, chunk=1 << 20, pcp_high="auto", nr_cpus=1,
-                 initial_state=None, state_seed=0, cost_profile=None, other_zones=()):
+                 initial_state=None, state_seed=0, cost_profile=None, other_zones=(),
+                 pipeline_mode="off"):
         if not isinstance(policy, Policy):
             raise TypeError(f"policy {policy!r}: a Policy, as make_policy({policy!r}) makes")
         if mode not in MODES:
@@ -279,7 +281,13 @@ class Simulation:
                             f"a backend (an object with name, {', '.join(BACKEND_CALLS)})")
         if pcp_high not in PCP_HIGH_MODES:
             raise ValueError(f"unknown pcp high {pcp_high!r}: choose from {', '.join(PCP_HIGH_MODES)}")
+        if pipeline_mode not in pipeline.PIPELINE_MODES:
+            raise ValueError(f"unknown pipeline {pipeline_mode!r}: choose from "
+                             f"{', '.join(pipeline.PIPELINE_MODES)}")
         self.policy, self.nr_pages, self.mode, self.chunk = policy, nr_pages, mode, chunk
+        #: "on": the allocator's half of the loop on a second thread (pipeline.py).
+        self.pipeline = pipeline_mode
+        self._pipe = None
         notice_first_compile()
         self.alloc = BuddyAllocator(nr_pages, pcp=pcp, page_reporting_order=policy.reporting_order,
                                     pcp_high=pcp_high, nr_cpus=nr_cpus, other_zones=other_zones)
@@ -329,28 +337,43 @@ class Simulation:
         n = len(cols[0])
         base = self.events - start  # stream number of row 0
         self.callers_stated |= callers_stated
+        piped = pipeline.wanted(self.pipeline, state.arrays.pol, n - start)
+        if piped and self._pipe is None:
+            self._pipe = pipeline.Pipeline(z, state, self._columns(np.zeros(0, EVENT_DTYPE)))
         bar = None
         if self.progress:
             from tqdm import tqdm
             bar = tqdm(total=n - start, unit="ev", leave=False, disable=not sys.stderr.isatty())
         t0 = time.perf_counter()
-        i = start
-        while i < n:
-            r, why = run_events(z, state.e, *cols, ev_pfn, base, i, min(n, i + self.chunk))
-            if why == EXIT_BAD_EVENT:
-                row = {name: int(col[r]) for name, col in zip(EVENT_DTYPE.names, cols)}
-                raise BadEventError(
-                    f"event {base + r}: {row}: bad reference (not an earlier allocation), "
-                    "order or cpu")
-            offload = why == EXIT_OFFLOAD
-            ok = state.flush(wait=offload)  # an offload batch's clears must be known done
-            if offload and not ok:  # the batch just queued was not cleared
-                rs = state.arrays.rstate
-                slot = (rs[R_OHEAD] + rs[R_OQUEUED] - 1) % state.arrays.obatch.shape[0]
-                state.arrays.obatch[slot, OB_OK] = 0
-            if bar:
-                bar.update(r - i)
-            i = r
+
+        def bad_event(r):
+            row = {name: int(col[r]) for name, col in zip(EVENT_DTYPE.names, cols)}
+            return BadEventError(f"event {base + r}: {row}: bad reference (not an earlier "
+                                 "allocation), order or cpu")
+
+        def consume(i, stop, blog=None):
+            """Events [i, stop) (with ``blog``: the engine's half of them, pipeline.py)."""
+            while i < stop:
+                r, why = run_events(z, state.e, *cols, ev_pfn, base, i,
+                                    min(stop, i + self.chunk), None, blog)
+                if why == EXIT_BAD_EVENT:
+                    raise bad_event(r)
+                offload = why == EXIT_OFFLOAD
+                ok = state.flush(wait=offload)  # an offload batch's clears must be known done
+                if offload and not ok:  # the batch just queued was not cleared
+                    rs = state.arrays.rstate
+                    slot = (rs[R_OHEAD] + rs[R_OQUEUED] - 1) % state.arrays.obatch.shape[0]
+                    state.arrays.obatch[slot, OB_OK] = 0
+                if bar:
+                    bar.update(r - i)
+                i = r
+
+        if piped:
+            bad = self._pipe.feed(self, z, cols, ev_pfn, base, start, n, consume)
+            if bad is not None:
+                raise bad_event(bad)
+        else:
+            consume(start, n)
         state.drain()  # the last batch's device time belongs to this chunk
         self.wall += time.perf_counter() - t0
         self.events += n - start
@@ -364,6 +387,9 @@ class Simulation:
         out, event whose data it held; -1 for boot-time data), ``by_order``, ``buddyinfo``
         and ``zeroedinfo``, and ``backend`` in content mode."""
         state, alloc = self.state, self.alloc
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
         state.flush(wait=True)
         offload_retire(alloc.z, state.e, np.iinfo(np.int64).max)  # the device finishes its queue
         alloc.check()
@@ -405,14 +431,16 @@ class Simulation:
 
 def simulate(events, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
              chunk=1 << 20, progress=False, fault=None, pcp_high="auto", nr_cpus=1,
-             initial_state=None, state_seed=0, cost_profile=None):
+             initial_state=None, state_seed=0, cost_profile=None, pipeline_mode="off"):
     """Replay ``events`` (EVENT_DTYPE) on a fresh zone; returns ``Simulation.finish()``'s dict.
     ``initial_state``: pristine (default), aged or a /proc/buddyinfo path (initial_state.py).
-    ``cost_profile``: a CostProfile, a TOML path, or None for the shipped default."""
+    ``cost_profile``: a CostProfile, a TOML path, or None for the shipped default.
+    ``pipeline_mode``: "on" runs the allocator's half of the loop on a second thread
+    (``pipeline.py``; the same results either way)."""
     sim = Simulation(policy, nr_pages, mode=mode, backend=backend, pcp=pcp, fault=fault,
                      progress=progress, chunk=chunk, pcp_high=pcp_high, nr_cpus=nr_cpus,
                      initial_state=initial_state, state_seed=state_seed,
-                     cost_profile=cost_profile)
+                     cost_profile=cost_profile, pipeline_mode=pipeline_mode)
     sim.feed(events)
     return sim.finish()
 

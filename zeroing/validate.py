@@ -191,6 +191,8 @@ MODES = ("metadata", "content")
 BACKENDS = ("auto",) + KERNEL_BACKENDS
 #: --pcp-high: the kernel's auto-tuning (6.7+), or high fixed at the low watermark / CPUs.
 PCP_HIGH_MODES = ("auto", "fixed")
+#: --pipeline: the allocator's half of the loop on a second host thread (zeroing/pipeline.py).
+PIPELINE_MODES = ("off", "on")
 
 #: Rules by name (the config key; the option is ``--`` + name with dashes).
 RULES = {
@@ -203,6 +205,7 @@ RULES = {
     "workers": Int(1, 256),
     "pcp": Bool(),
     "pcp_high": Choice(*PCP_HIGH_MODES),
+    "pipeline": Choice(*PIPELINE_MODES),
     "initial_state": InitialState(),
     "throughput": Bool(),
     "name": FileName(),  # the results folder's name
