@@ -1,11 +1,16 @@
-"""A run on two host threads: the page allocator's half of the loop runs one range of events
-ahead of the engine's half (``engine.run_events`` with ``alog``, then with ``blog``).
+"""A run on two host threads (``--pipeline on``): the page allocator's half of the loop runs
+one range of events ahead of the engine's half (``engine.run_events`` with ``alog``, then with
+``blog``).
 
-Why: the allocator's calls are serial pointer-chasing and take about half of a run's host
-time (vm-anon without THP, 2026-11-27); the engine's bookkeeping of page contents (and, in
-content mode, its commands to the backend) the other half. Neither half reads what the other
-writes except through the log, so they overlap, and the run's results are the serial run's,
-counter for counter (tested on every workload and policy kind).
+Why: the host's simulation bounds what any GPU backend can reach (issue 11). Alone on this
+project's 2-vCPU VM (2026-11-27), the allocator's half of vm-anon without THP took 26 of the
+serial run's 34 ms and the engine's half 12 (page contents, struct page words, counters and,
+in content mode, the commands to the backend); on ``mixed`` 14-16 and 14-16 of 27. Neither half
+reads what the other writes except through the log, so they can overlap, and a pipelined
+run's results are the serial run's, counter for counter (tested on every workload and policy
+kind). On that VM each half ran about 1.5x slower beside the other, so the pipelined run was
+0.8-1.3x the serial one (``experiments/pipeline_speedup.py``): it is off unless asked for,
+until a machine with free cores shows it faster.
 
 Under a policy whose allocator reads page state, a run stays serial (``can_pipeline``): the
 ``page_bit`` free signal (the buddy trusts a struct page bit the engine's half keeps) and the
