@@ -65,14 +65,6 @@ def warm_up():
     numba_backend = get_backend("numba")  # content mode, and make run's throughput plot
     numba_backend.apply(numba_backend.alloc_pool(4), np.full(1, CLEAR, np.uint8),
                         np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64))
-    # The engine's two halves for a pipelined run (the main process compiles the serial loop
-    # meanwhile, and would need these after it).
-    from .events import EVENT_DTYPE
-    from .pipeline import Pipeline
-    from .policy import make_policy
-    from .run import EngineState, Simulation
-    state = EngineState(1024, make_policy("baseline"), "metadata", "auto")
-    Pipeline(a.z, state, Simulation._columns(np.zeros(0, EVENT_DTYPE))).close()
 
 
 def notice_first_compile(stream=None):

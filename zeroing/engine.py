@@ -585,11 +585,11 @@ def replay_host_zeroes(e, blog, i):
 
 @njit(cache=True, nogil=True)
 def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller, ev_pfn, base,
-               start, stop, alog=None, blog=None):
+               start, stop, alog, blog):
     """Consume events [start, stop) of a chunk whose first event is event number ``base`` of
     the whole stream (leak reports name events by that number). ``ev_caller``: the caller
     type of each allocation (``struct_page.CALLER_*``, 0 for the event's default). Returns
-    (index reached, exit reason).
+    (index reached, exit reason). A serial run gives None for both logs.
 
     A pipelined run (``zeroing.pipeline``) calls the loop twice over each range, on two
     threads, with one of the two logs given (``PIPE_FIELDS``); the run is the same:

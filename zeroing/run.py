@@ -303,7 +303,7 @@ class Simulation:
         empty = np.zeros(0, dtype=EVENT_DTYPE)
         # Compile (or load from cache) outside the timing: an empty range runs no event.
         run_events(self.alloc.z, self.state.e, *self._columns(empty), np.zeros(0, np.int64),
-                   0, 0, 0)
+                   0, 0, 0, None, None)
         offload_retire(self.alloc.z, self.state.e, 0)  # nothing in flight: compiles only
 
     def bytes_per_page(self):
