@@ -349,6 +349,84 @@ def test_odd_things_in_the_output_folder_are_rerun_or_named(capsys, tmp_path):
                    "runs in it is a file, not a folder")
 
 
+def test_a_run_file_edited_by_hand_is_run_again(capsys, tmp_path):
+    """The report is built only from results the simulator wrote: a run file whose content
+    no longer gives its own digest back is run again, whatever was changed in it."""
+    path = write(tmp_path, TINY + 'a="baseline"\n')
+    out = tmp_path / "out"
+    assert main(["compare", path, "--out", str(out)]) == 0
+    (run_file,) = (out / "runs").iterdir()
+    good = json.loads(run_file.read_text())
+
+    def counters(result):
+        return {k: v for k, v in result["counters"].items() if k not in ("wall_s", "events_per_s")}
+    edits = [("counters", "zero_alloc", -5), ("counters", "pgalloc", float("nan")),
+             ("by_order", None, 5), ("seed", None, 7)]
+    for key, sub, value in edits:
+        bad = json.loads(run_file.read_text())
+        if sub:
+            bad[key][sub] = value
+        else:
+            bad[key] = value
+        run_file.write_text(json.dumps(bad))
+        capsys.readouterr()
+        assert main(["compare", path, "--out", str(out)]) == 0
+        assert "resumed" not in capsys.readouterr().out, (key, sub)
+        again = json.loads(run_file.read_text())
+        assert counters(again) == counters(good) and again["seed"] == good["seed"]
+    run_file.write_text("[" * 100000 + "]" * 100000)  # json's own recursion limit
+    assert main(["compare", path, "--out", str(out)]) == 0
+    assert counters(json.loads(run_file.read_text())) == counters(good)
+    # Unchanged, it is resumed.
+    capsys.readouterr()
+    assert main(["compare", path, "--out", str(out)]) == 0
+    assert "resumed: 1 of 1" in capsys.readouterr().out
+
+
+def test_the_output_folder_is_checked_before_the_runs(capsys, tmp_path):
+    path = write(tmp_path, TINY + 'a="baseline"\n')
+    out = tmp_path / "out"
+    assert main(["compare", path, "--out", str(out)]) == 0
+    (run_file,) = (out / "runs").iterdir()
+    (snap,) = (out / "snapshots").iterdir()
+    text = snap.read_text()
+    snap.unlink()  # lost: made again from the run file on resume
+    capsys.readouterr()
+    assert main(["compare", path, "--out", str(out)]) == 0
+    assert "resumed: 1 of 1" in capsys.readouterr().out and snap.read_text() == text
+    snap.unlink()
+    snap.mkdir()
+    run_file.unlink()  # a cell to run: refused before it runs, not after
+    one_line_error(capsys, main(["compare", path, "--out", str(out)]), str(snap),
+                   "not a regular file")
+    assert not run_file.exists()
+    snap.rmdir()
+    os.mkfifo(run_file)  # reading it would block for ever
+    one_line_error(capsys, main(["compare", path, "--out", str(out)]), str(run_file),
+                   "not a regular file")
+    run_file.unlink()
+    (out / "compare.txt").unlink()
+    (out / "compare.txt").mkdir()
+    one_line_error(capsys, main(["compare", path, "--out", str(out)]), "compare.txt",
+                   "not a regular file")
+    assert not run_file.exists()
+
+
+def test_json_through_a_link_and_never_into_a_stream(capsys, tmp_path):
+    target = tmp_path / "target.json"
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    argv = ["run", "--workload", "mixed", "--events", "2000", "--pages", "4096"]
+    assert main(argv + ["--json", str(link)]) == 0
+    assert link.is_symlink() and json.loads(target.read_text())["counters"]
+    stream = tmp_path / "stream"
+    stream.symlink_to("/proc/self/fd/1")  # as /dev/stdout is
+    one_line_error(capsys, main(argv + ["--json", str(stream)]), "a link to an open file")
+    assert stream.is_symlink()
+    one_line_error(capsys, main(argv + ["--json", str(tmp_path / "nosuch") + "/"]),
+                   "a folder's name")
+
+
 # ---- traces --------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)

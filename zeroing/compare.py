@@ -241,17 +241,41 @@ def spec_hash(spec):
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: The files the report writes into the output folder (report and plots).
+REPORT_FILES = ("results.csv", "compare.txt", "cleared_by_site.png", "hit_rate_by_order.png",
+                "time_by_site.png", "throughput.json", "clearing_throughput.png")
+
+
+def result_digest(result):
+    """A run file's own check: the sha256 of its result without this key. A file whose
+    content does not give it back (damaged, edited by hand, foreign) is run again, so the
+    report is built only from results the simulator wrote."""
+    body = {k: v for k, v in result.items() if k != "result_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def read_complete(path, digest):
-    """The run's result if the file is complete and was made from this spec, else None."""
+    """The run's result if the file is complete, intact and was made from this spec, else
+    None. Something other than a regular file there is refused (a FIFO would block)."""
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise UserError(f"{path} is not a regular file (a folder, device or pipe) where a "
+                        "run's result goes: move it away")
     try:
         with open(path) as f:
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if isinstance(data, dict) and data.get("complete") is True \
-            and data.get("spec_hash") == digest and isinstance(data.get("counters"), dict):
+            and data.get("spec_hash") == digest and isinstance(data.get("counters"), dict) \
+            and data.get("result_sha256") == result_digest(data):
         return data
-    return None  # damaged, foreign or stale: the cell runs again and replaces it
+    return None  # damaged, edited, foreign or stale: the cell runs again and replaces it
+
+
+def snapshot_path(path):
+    """The snapshot beside a run file (``snapshots/<cell>.txt``)."""
+    return os.path.join(os.path.dirname(os.path.dirname(path)), "snapshots",
+                        os.path.basename(path)[: -len(".json")] + ".txt")
 
 
 class _hashed:
@@ -335,16 +359,22 @@ def prepare(cfg, out=None):
     write_json(os.path.join(out, "provenance.json"), provenance(cfg))
     todo = [(w, label, seed, os.path.join(out, "runs", cell_id(w, label, seed) + ".json"),
              spec_hash(cell_spec(cfg, w, label, seed))) for w, label, seed in cells(cfg)]
+    # What the end writes, checked before any run: a folder or pipe in the way is named now,
+    # not after the runs (a temporary beside it then fails with its own name).
+    ends = [os.path.join(out, f) for f in REPORT_FILES] + [snapshot_path(t[3]) for t in todo]
+    for path in ends:
+        if os.path.lexists(path) and not os.path.isfile(path):
+            raise UserError(f"{path} is not a regular file (a folder, device or pipe) where "
+                            "the results go: move it away")
     return out, todo
 
 
 def execute_cell(cfg, w, label, seed, path):
     """Run one cell and write its result and snapshot atomically (idempotent)."""
     result = run_cell(cfg, w, label, seed)
+    result["result_sha256"] = result_digest(result)
     write_json(path, result)
-    snap = os.path.join(os.path.dirname(os.path.dirname(path)), "snapshots",
-                        os.path.basename(path)[: -len(".json")] + ".txt")
-    write_text(snap, snapshot_text(result))
+    write_text(snapshot_path(path), snapshot_text(result))
     return path
 
 
@@ -361,6 +391,8 @@ def collect(cfg, out, todo, log=print):
         r = read_complete(path, digest)
         if r is None:
             raise RuntimeError(f"{path}: the run did not complete")
+        if not os.path.isfile(snapshot_path(path)):  # lost since: made again from the run
+            write_text(snapshot_path(path), snapshot_text(r))
         results.append(r)
     write_report(cfg, results, out, log)
     return results

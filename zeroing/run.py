@@ -26,7 +26,7 @@ from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
 from .events import EVENT_DTYPE
 from .initial_state import apply_initial_state
 from .policy import P_OFFLOAD_BATCH, Policy, as_array
-from .validate import MODES, PCP_HIGH_MODES, UserError
+from .validate import MODES, PCP_HIGH_MODES, UserError, output_target
 
 CMD_CAPACITY = 1 << 16
 #: What a backend given as an object must have (to_host: a failed batch moves the pool to
@@ -523,7 +523,8 @@ def describe(policy):
 
 def write_text(path, text):
     """Write atomically: a reader never sees a half-written file. A device or pipe at
-    ``path`` is never replaced."""
+    ``path`` is never replaced; a symbolic link is written through (``output_target``)."""
+    path = output_target(path)
     if os.path.exists(path) and not os.path.isfile(path):
         raise UserError(f"{path} is not a regular file (a folder, device or pipe): "
                         "not replaced by the results; move it away")

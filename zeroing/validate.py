@@ -573,17 +573,38 @@ def _gpu_present():
     return get_backend("auto").name not in ("numba", "numpy")
 
 
+def output_target(path, where=None):
+    """The file a result for ``path`` is written to: ``path``, or where its chain of symbolic
+    links ends (the link itself is never replaced). A link to an open file descriptor
+    (/dev/stdout, /dev/fd/N, /proc/...) is refused: a result replaces a file, it is not
+    written into a stream (``--json /dev/stdout`` replaced the system's /dev/stdout link)."""
+    target = path
+    for _ in range(40):  # the kernel's own limit on links followed
+        if not os.path.islink(target):
+            return target
+        link = os.readlink(target)
+        target = os.path.normpath(os.path.join(os.path.dirname(target), link))
+        if target == "/proc" or target.startswith("/proc/") or link.startswith("/proc/"):
+            raise UserError(f"{where + ': ' if where else ''}{path} is a link to an open file "
+                            f"({link}), not a file: results are written by replacing a file; "
+                            "name one")
+    raise UserError(f"{where + ': ' if where else ''}{path}: too many levels of symbolic links")
+
+
 def check_output_file(where, path, inputs=None):
     """A file we will write at the end (atomically: a temporary beside it, then a rename):
     a regular file or none yet, in an existing folder where we can create one, up front.
     ``inputs``: {option: path} of the files the command reads; writing over one is refused."""
     if not path:
         raise UserError(f"{where}: an empty path: name a file")
+    if path.endswith(os.sep):
+        raise UserError(f"{where}: {path} ends in {os.sep}: a folder's name, not a file's")
     for source, given in (inputs or {}).items():
         if given and os.path.exists(path) and os.path.exists(given) \
                 and os.path.samefile(path, given):
             raise UserError(f"{where}: {path} is the {source} file this command reads: "
                             "name another file for the result")
+    path = output_target(path, where)
     folder = os.path.dirname(os.path.abspath(path)) or "."
     if os.path.isdir(path):
         raise UserError(f"{where}: {path} is a folder, not a file")
