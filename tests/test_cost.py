@@ -72,6 +72,11 @@ def test_default_profile_records_provenance():
     ({"offload.gpu.source": {"x": 1}}, r"offload.gpu.source: expected a text"),
     ({"meta.name": "a\x1b[31mred\nline2"}, r"meta.name: .* printable characters on one line"),
     ({"meta.name": "   "}, r"meta.name: '   ': a text of printable"),
+    # TOML integers beyond what numpy (or a float) holds: a range error, not a TypeError.
+    ({"fault.order0_ns": 10**30}, r"fault.order0_ns: must be a number from 0 to 1e\+12"),
+    ({"clear.normal": [1.0] * 10 + [-10**20]}, r"clear.normal\[10\]: expected a positive"),
+    ({"meta.vmexit_assumed_ns": -1000.0}, r"meta.vmexit_assumed_ns: must be a number from 0"),
+    ({"meta.vmexit_assumed_ns": 10**20}, r"meta.vmexit_assumed_ns: must be a number from 0"),
 ])
 def test_bad_profiles_name_the_key(change, message):
     with pytest.raises(ProfileError, match=message):
@@ -103,6 +108,23 @@ def test_a_bad_profile_value_names_its_line(tmp_path, old, new, message):
         load_profile(str(path))
     m = re.search(message, str(e.value))
     assert m and int(m.group(1)) == at + 1, str(e.value)
+
+
+@pytest.mark.parametrize("line,message", [
+    ("order0_ns = " + "9" * 5000, r"p.toml:(\d+): a number of more than 4300 digits"),
+    ("x = " + "[" * 100000 + "]" * 100000, r"p.toml: nested too deeply to read"),
+])
+def test_a_profile_python_cannot_read_is_one_named_error(tmp_path, line, message):
+    import re
+    lines = open(DEFAULT_PROFILE).read().splitlines(keepends=True)
+    at = next(i for i, t in enumerate(lines) if t.startswith("order0_ns = "))
+    lines[at] = line + "\n"
+    path = tmp_path / "p.toml"
+    path.write_text("".join(lines))
+    with pytest.raises(ProfileError) as e:
+        load_profile(str(path))
+    m = re.search(message, str(e.value))
+    assert m and (not m.groups() or int(m.group(1)) == at + 1), str(e.value)
 
 
 def thp_run(policy, prof, **kw):

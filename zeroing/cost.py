@@ -32,6 +32,7 @@ This module holds the profile and pure functions over its array form; the engine
 each site and never computes a cost inline.
 """
 import dataclasses
+import math
 import os
 
 import numpy as np
@@ -166,7 +167,7 @@ def profile_from_dict(raw, path="<profile>", text=None):
         v = t[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
             bad(f"{prefix}.{key}", f"expected a {'whole ' if integer else ''}number, got {v!r}")
-        if not np.isfinite(v) or not lo <= v <= hi:
+        if not finite(v) or not lo <= v <= hi:
             bad(f"{prefix}.{key}", f"must be a number from {lo:g} to {hi:g}, got {v!r}")
         return v
 
@@ -174,6 +175,9 @@ def profile_from_dict(raw, path="<profile>", text=None):
         for key in t:
             if key not in allowed:
                 bad(f"{prefix}.{key}", f"unknown key (known: {', '.join(sorted(allowed))})")
+
+    def finite(v):  # a TOML integer may exceed what a float (or numpy) holds: still finite
+        return isinstance(v, int) or math.isfinite(v)
 
     known = {"meta", "clear", "fault", "host", "reporting", "offload"}
     for key in raw:
@@ -188,6 +192,8 @@ def profile_from_dict(raw, path="<profile>", text=None):
         if not meta[key].strip() or not meta[key].isprintable():
             bad(f"meta.{key}", f"{meta[key]!r}: a text of printable characters on one line "
                                "(it is printed with every result)")
+    if "vmexit_assumed_ns" in meta:  # provenance of host.ept_fault_ns (calibrate.py)
+        num(meta, "meta", "vmexit_assumed_ns")
     clear = table("clear")
     rates = {}
     for method in STORES:
@@ -196,7 +202,7 @@ def profile_from_dict(raw, path="<profile>", text=None):
             if not isinstance(v, list) or len(v) != NR_ORDERS:
                 bad(f"clear.{method}", f"expected {NR_ORDERS} ns-per-page values (orders 0..10)")
             for i, x in enumerate(v):
-                if isinstance(x, bool) or not isinstance(x, (int, float)) or not np.isfinite(x) \
+                if isinstance(x, bool) or not isinstance(x, (int, float)) or not finite(x) \
                         or not 0 < x <= MAX_NS:
                     bad(f"clear.{method}[{i}]", f"expected a positive number of ns up to "
                                                 f"{MAX_NS:g}, got {x!r}")

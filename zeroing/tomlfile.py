@@ -30,11 +30,30 @@ def read_toml(path, error, what, missing=None, with_text=False):
         return (raw, text) if with_text else raw
     except tomllib.TOMLDecodeError as e:
         raise error(f"{path}: not valid TOML: {e}") from None
+    except ValueError as e:  # an integer of more digits than Python converts (4300)
+        line = _long_number_line(text)
+        raise error(f"{path}:{line}: a number of more than {LONG_NUMBER} digits "
+                    f"({str(e).split(':')[0].lower()})" if line else
+                    f"{path}: not readable as TOML ({e})") from None
+    except RecursionError:
+        raise error(f"{path}: nested too deeply to read") from None
     except UnicodeDecodeError as e:
         raise error(f"{path}: not UTF-8 text (byte {e.start}: "
                     f"{e.object[e.start:e.start + 1]!r}); a {what} is a TOML text file") from None
     except OSError as e:
         raise error(f"{path}: cannot read ({e.strerror})") from None
+
+
+#: Digits of the longest integer Python converts from text by default.
+LONG_NUMBER = 4300
+
+
+def _long_number_line(text):
+    """The first line holding a run of more than LONG_NUMBER digits, or None."""
+    for i, line in enumerate(text.splitlines(), 1):
+        if re.search(r"\d{%d}" % (LONG_NUMBER + 1), line.replace("_", "")):
+            return i
+    return None
 
 
 def key_line(text, key):
