@@ -325,3 +325,17 @@ def test_ordered_list_descent_is_branch_free():
     ir = _pop_first.inspect_llvm(_pop_first.signatures[0])
     assert "!unpredictable" in ir
     assert 'asm "", "=r,0"' in ir
+
+
+@pytest.mark.parametrize("name,params,idles", [
+    ("vm-anon", dict(thp=False, size_mb=4, rounds=2), 3),  # boot, then after each round
+    ("balloon-cycle", dict(cycles=2), 4),  # after inflating and after deflating, each cycle
+])
+@pytest.mark.parametrize("idle_s", [0.0, 1e-300, 1.0, 1.9, 2.5])
+def test_idle_time_is_the_time_asked_for(name, params, idles, idle_s):
+    # Idle time passes in 1 s ticks, the last holding what is left: 1.9 s was 1 s, 0 was 1 s.
+    from zeroing.events import EV_IDLE
+    ev = make_workload(name, 1 << 14, seed=0, idle_s=idle_s, **params)
+    gaps = np.diff(np.concatenate([[0], ev["time"]]))[ev["op"] == EV_IDLE]
+    assert gaps.sum() == idles * round(idle_s * 1e9)
+    assert (gaps <= 1_000_000_000).all() and (gaps > 0).all()

@@ -27,8 +27,10 @@ NR_ST = S_USER + 3
 REF_SHIFT = 4
 
 
-def _ticks(seconds, tick_s=1.0):
-    return max(1, int(seconds / tick_s))
+def _idle_ns(seconds):
+    """An idle time in ns: it passes in 1 s ticks (TICK_NS), the last one holding what is left
+    (before, it was rounded down to whole seconds, and 0 to 1 s)."""
+    return int(round(seconds * 1e9))
 
 
 @njit(cache=True, inline="always")
@@ -40,7 +42,7 @@ def _next_phase(st, phase):
 # ---------------------------------------------------------------------------------------------
 
 @njit(cache=True)
-def _vm_anon_fill(rng, st, buf, refs, kernel, order, rounds, ticks, noise):
+def _vm_anon_fill(rng, st, buf, refs, kernel, order, rounds, idle_ns, noise):
     bits = draws(rng)
     n = len(refs)
     p_alloc = noise * (1 << order)
@@ -52,8 +54,8 @@ def _vm_anon_fill(rng, st, buf, refs, kernel, order, rounds, ticks, noise):
             st[S_GROW] = 1
             break
         if phase == 0 or phase == 3:  # idle: boot-time memory first, then after each round
-            if j < ticks:
-                put(st, buf, TICK_NS, EV_IDLE, 0, 0, 0)
+            if j * TICK_NS < idle_ns:
+                put(st, buf, min(TICK_NS, idle_ns - j * TICK_NS), EV_IDLE, 0, 0, 0)
                 st[C_J] = j + 1
             else:
                 if phase == 3:
@@ -93,7 +95,7 @@ def vm_anon_chunks(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, id
     refs = np.zeros(max(0, (size_mb << 8) >> order), np.int64)
     kernel = OrderedList(64, spare=1)
     return Chunks(lambda buf: _vm_anon_fill(rng, st, buf, refs, kernel.a, order, rounds,
-                                            _ticks(idle_s), float(noise)), st, cap, [kernel],
+                                            _idle_ns(idle_s), float(noise)), st, cap, [kernel],
                   reuse=reuse)
 
 
@@ -209,7 +211,7 @@ def page_cache_churn(nr_pages=1 << 18, seed=0, passes=6, file_fraction=0.6):
 # ---------------------------------------------------------------------------------------------
 
 @njit(cache=True)
-def _balloon_cycle_fill(rng, st, buf, anon, cycles, n, ticks):
+def _balloon_cycle_fill(rng, st, buf, anon, cycles, n, idle_ns):
     bits = draws(rng)
     while room(st, buf, 1):
         phase = st[S_PHASE]
@@ -226,8 +228,8 @@ def _balloon_cycle_fill(rng, st, buf, anon, cycles, n, ticks):
             else:
                 _next_phase(st, 1)
         elif phase == 1 or phase == 5:  # idle
-            if j < ticks:
-                put(st, buf, TICK_NS, EV_IDLE, 0, 0, 0)
+            if j * TICK_NS < idle_ns:
+                put(st, buf, min(TICK_NS, idle_ns - j * TICK_NS), EV_IDLE, 0, 0, 0)
                 st[C_J] = j + 1
             elif phase == 1:
                 _next_phase(st, 2)
@@ -265,7 +267,7 @@ def balloon_cycle_chunks(nr_pages=1 << 18, seed=0, cycles=5, balloon_fraction=0.
     n = int(nr_pages * balloon_fraction)
     anon = np.zeros(max(0, n // 2), np.int64)
     return Chunks(lambda buf: _balloon_cycle_fill(rng, st, buf, anon, cycles, max(0, n),
-                                                  _ticks(idle_s)), st, cap, reuse=reuse)
+                                                  _idle_ns(idle_s)), st, cap, reuse=reuse)
 
 
 def balloon_cycle(nr_pages=1 << 18, seed=0, cycles=5, balloon_fraction=0.25, idle_s=1.0):

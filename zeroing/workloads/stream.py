@@ -32,10 +32,12 @@ class Stream:
         return self._add(EV_DEFLATE, ref=ref)
 
     def idle(self, seconds, tick_s=1.0):
-        """Time passes in ticks, so background work runs at its own deadlines."""
-        ticks = max(1, int(seconds / tick_s))
-        for _ in range(ticks):
-            self._add(EV_IDLE, cost_ns=int(tick_s * 1e9))
+        """Time passes in ticks, so background work runs at its own deadlines; the last tick
+        holds what is left of ``seconds``."""
+        left, tick = int(round(seconds * 1e9)), int(tick_s * 1e9)
+        while left > 0:
+            self._add(EV_IDLE, cost_ns=min(tick, left))
+            left -= tick
 
     def events(self):
         return np.array(self.rows, dtype=EVENT_DTYPE)
