@@ -205,3 +205,13 @@ def test_struct_page_words_jit_and_interpreted_agree():
         assert p.returncode == 0, p.stderr[-2000:]
         out.append(p.stdout.strip().splitlines()[-1])
     assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("value,message", [
+    ({"anon": True}, "weight True is not a number"),  # a config's TOML true
+    ("anon=1,", "an empty entry"),
+    (",anon=1", "an empty entry"),
+])
+def test_caller_mix_slips_are_refused(value, message):
+    with pytest.raises(ValueError, match=message):
+        SP.parse_caller_mix(value)

@@ -171,8 +171,8 @@ def parse_caller_mix(value):
         items = []
         for part in str(value).split(","):
             part = part.strip()
-            if not part:
-                continue
+            if not part:  # as in --policy: an empty entry is a slip, not nothing
+                raise ValueError(f"caller mix {value!r}: an empty entry (NAME=WEIGHT,...)")
             name, sep, weight = part.partition("=")
             if not sep:
                 raise ValueError(f"caller mix entry {part!r}: expected NAME=WEIGHT")
@@ -182,6 +182,8 @@ def parse_caller_mix(value):
         if name not in MIX_CALLERS:
             raise ValueError(f"unknown caller type {name!r}: choose from {', '.join(MIX_CALLERS)}")
         try:
+            if isinstance(weight, bool):  # TOML true is no weight (float(True) is 1.0)
+                raise TypeError
             w = float(weight)
         except (TypeError, ValueError):
             raise ValueError(f"caller {name!r}: weight {weight!r} is not a number") from None

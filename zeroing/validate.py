@@ -429,7 +429,11 @@ def check_policy_names(where, names):
                         f"({allowed})")
     if not parts or any(not p.strip() for p in parts):
         raise UserError(f"{where}: {names!r} is not allowed: {allowed}")
-    return ",".join(p.strip() for p in parts)
+    stripped = [p.strip() for p in parts]
+    twice = next((p for i, p in enumerate(stripped) if p in stripped[:i]), None)
+    if twice:
+        raise UserError(f"{where}: {names!r} is not allowed: {twice!r} is named twice")
+    return ",".join(stripped)
 
 
 def check_policy_options(options, key=lambda k: k):
