@@ -67,6 +67,11 @@ def one_line_error(capsys, rc, *fragments):
     (["run", "--policy", "pg_zeroed,pg_zeroed"], ["--policy", "'pg_zeroed' is named twice"]),
     (["run", "--pipeline", "yes"], ["--pipeline: 'yes' is not allowed: one of off, on"]),
     (["run", "--pipeline", "on", "--policy", "offload"], ["--pipeline on: has no effect"]),
+    (["run", "--initial-state", "/tmp"], ["--initial-state", "a folder, not a file"]),
+    (["run", "--initial-state", "/dev/null"], ["--initial-state", "not a regular file"]),
+    (["compare", ""], ["an empty path: name a config file"]),
+    (["run", "--json", "/nonexistent\ndir/x.json"], ["--json", "/nonexistent\\ndir"]),
+    (["run", "--cost-profile", "/no\x1b[31mred"], ["--cost-profile", "/no\\x1b[31mred"]),
     (["run", "--policy", ""], ["--policy", "''", "one or more of"]),
     (["run", "--policy", "pg_zeroed,,nope"], ["--policy", "one or more of"]),
     (["run", "--offload-batch", "x", "--policy", "offload"], ["--offload-batch", "'x'"]),
@@ -393,6 +398,12 @@ def test_the_output_folder_is_checked_before_the_runs(capsys, tmp_path):
     assert main(["compare", path, "--out", str(out)]) == 0
     (run_file,) = (out / "runs").iterdir()
     (snap,) = (out / "snapshots").iterdir()
+    os.mkfifo(out / ".lock2")
+    os.replace(out / ".lock2", out / ".lock")  # opening a FIFO for the lock would block
+    capsys.readouterr()
+    one_line_error(capsys, main(["compare", path, "--out", str(out)]), ".lock",
+                   "not a regular file")
+    (out / ".lock").unlink()
     text = snap.read_text()
     snap.unlink()  # lost: made again from the run file on resume
     capsys.readouterr()

@@ -7,7 +7,7 @@ with status 130 and closed pipes (``| head -1``) quietly; results already writte
 import os
 import sys
 
-from .validate import RefuseRepeats, UserError, remembered_interrupts
+from .validate import RefuseRepeats, UserError, printable, remembered_interrupts
 
 COMMANDS = ("demo", "run", "compare", "replay", "sweep", "calibrate")
 
@@ -137,7 +137,7 @@ def _failed(prog, cmd, e):
     and raised again."""
     if isinstance(e, UserError):
         hint = f" (see {prog} --help)" if isinstance(e, ArgumentError) else ""
-        print(f"{prog}: error: {e}{hint}", file=sys.stderr)
+        print(f"{prog}: error: {printable(e)}{hint}", file=sys.stderr)
         return 2
     if isinstance(e, BrokenPipeError):
         # The reader went away (``| head -1``): stop quietly; nothing more goes to stdout.
@@ -146,12 +146,12 @@ def _failed(prog, cmd, e):
         return 141
     if isinstance(e, MemoryError):
         smaller = "--pool-mib" if cmd == "calibrate" else "--pages or workload"
-        print(f"{prog}: error: out of memory ({e or 'an allocation failed'}): give a smaller "
-              f"{smaller}", file=sys.stderr)
+        print(f"{prog}: error: out of memory ({printable(e) or 'an allocation failed'}): give "
+              f"a smaller {smaller}", file=sys.stderr)
         return 2
     if isinstance(e, OSError):  # a file the user named cannot be written (disk full, ...)
         where = f"{e.filename}: " if e.filename else ""
-        print(f"{prog}: error: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"{prog}: error: {printable(where)}{e.strerror or e}", file=sys.stderr)
         return 2
     raise e
 

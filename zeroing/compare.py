@@ -415,7 +415,14 @@ class OutputLock:
 
     def __enter__(self):
         import fcntl
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if os.path.lexists(self.path) and not os.path.isfile(self.path):
+            raise UserError(f"{self.path} is not a regular file (a folder, device or pipe) "
+                            "where the folder's lock goes: move it away")
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UserError(f"{self.path}: cannot open the folder's lock ({e.strerror or e})") \
+                from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

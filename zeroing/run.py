@@ -533,11 +533,13 @@ def write_text(path, text):
         with open(tmp, "w") as f:
             f.write(text)
         os.replace(tmp, path)
-    except BaseException:  # interrupted or failed: leave no half-written temporary behind
+    except BaseException as e:  # interrupted or failed: leave no half-written temporary behind
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):  # disk full, read-only: named by the file it was for
+            raise UserError(f"{path}: cannot write it ({e.strerror or e})") from None
         raise
 
 

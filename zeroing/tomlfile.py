@@ -14,6 +14,8 @@ def read_toml(path, error, what, missing=None, with_text=False):
     (``missing``, by default "no such <what>"), a folder, bad TOML, non-UTF-8 bytes or an
     unreadable file. ``what`` names the kind of file: "config", "cost profile". With
     ``with_text``: (that, the file's text), for messages that name a key's line."""
+    if not path:
+        raise error(f"an empty path: name a {what} file")
     if not os.path.exists(path):
         raise error(f"{path}: {missing or f'no such {what}'}")
     if os.path.isdir(path):
@@ -30,6 +32,9 @@ def read_toml(path, error, what, missing=None, with_text=False):
         return (raw, text) if with_text else raw
     except tomllib.TOMLDecodeError as e:
         raise error(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not UTF-8 text (byte {e.start}: "
+                    f"{e.object[e.start:e.start + 1]!r}); a {what} is a TOML text file") from None
     except ValueError as e:  # an integer of more digits than Python converts (4300)
         line = _long_number_line(text)
         raise error(f"{path}:{line}: a number of more than {LONG_NUMBER} digits "
@@ -37,9 +42,6 @@ def read_toml(path, error, what, missing=None, with_text=False):
                     f"{path}: not readable as TOML ({e})") from None
     except RecursionError:
         raise error(f"{path}: nested too deeply to read") from None
-    except UnicodeDecodeError as e:
-        raise error(f"{path}: not UTF-8 text (byte {e.start}: "
-                    f"{e.object[e.start:e.start + 1]!r}); a {what} is a TOML text file") from None
     except OSError as e:
         raise error(f"{path}: cannot read ({e.strerror})") from None
 

@@ -149,6 +149,17 @@ class Text:
         return value
 
 
+def not_a_file(path):
+    """Why ``path`` is no regular file: no such file, a folder, or a device, pipe or socket."""
+    if not path:
+        return "an empty path"
+    if not os.path.exists(path):
+        return "no such file"
+    if os.path.isdir(path):
+        return "a folder, not a file"
+    return "not a regular file (a device, pipe or socket)"
+
+
 class FileName(Text):
     """A Text that names one file or folder: no path separators, not . or .."""
 
@@ -178,12 +189,14 @@ class InitialState:
         from .initial_state import parse_spec
         if not isinstance(value, str):
             raise ValueError
-        if value in ("pristine", "aged") or os.path.isfile(parse_spec(value)[0]):
+        path = parse_spec(value)[0]
+        if value in ("pristine", "aged") or os.path.isfile(path):
             return value
+        why = not_a_file(path)
         if re.search(r",(zone|node)=", value):
-            raise Refused(f"no such file {parse_spec(value)[0]!r} (after FILE: ,zone=NAME and "
-                          ",node=N, N from 0 to 9999, each once)")
-        raise Refused(f"no such file; {self.allowed()}")
+            raise Refused(f"{why} {path!r} (after FILE: ,zone=NAME and ,node=N, N from 0 to "
+                          "9999, each once)")
+        raise Refused(f"{why}; {self.allowed()}")
 
 
 BIG = 10**9
@@ -343,6 +356,15 @@ def first_sentence(doc):
     return text[:m.start() + 1] if m else text
 
 
+def printable(text):
+    """``text`` on one line with nothing sent raw to the terminal: each character that is not
+    printable (a newline or an escape in a file name) as its Python escape."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class OneLineParser(RefuseRepeats):
     """argparse for the experiment scripts: a bad option is one line (no usage block), exit 2.
     The description is the first sentence of the one given (a script passes its docstring)."""
@@ -352,7 +374,7 @@ class OneLineParser(RefuseRepeats):
                          **kwargs)
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see --help)\n")
 
     def quick(self, args, **tiny):
         """``--quick``: set the tiny sizes of the tests; an option given beside it would be
@@ -401,7 +423,7 @@ def script_main(main):
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
         except UserError as e:
-            print(f"{prog}: error: {e}", file=sys.stderr)
+            print(f"{prog}: error: {printable(e)}", file=sys.stderr)
             return 2
         except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as zeroing
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # does
