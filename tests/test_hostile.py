@@ -67,6 +67,13 @@ def one_line_error(capsys, rc, *fragments):
     (["run", "--policy", "pg_zeroed,pg_zeroed"], ["--policy", "'pg_zeroed' is named twice"]),
     (["run", "--pipeline", "yes"], ["--pipeline: 'yes' is not allowed: one of off, on"]),
     (["run", "--pipeline", "on", "--policy", "offload"], ["--pipeline on: has no effect"]),
+    # Sizes that would run for hours are refused before they start.
+    (["run", "--workload", "kernel-build", "--jobs", "100000", "--files-per-job", "100000"],
+     ["--workload kernel-build: files_per_job 100000, jobs 100000 make about 1e+10 events"]),
+    (["run", "--workload", "vm-anon", "--thp", "off", "--size-mb", "8388607"],
+     ["--workload vm-anon: size_mb 8388607, thp off make about 2.6e+10 events"]),
+    (["run", "--workload", "page-cache-churn", "--passes", "10000", "--pages", "1048576"],
+     ["passes 10000 on 1048576 pages make about 1e+10 events: at most 2147483647"]),
     (["run", "--initial-state", "/tmp"], ["--initial-state", "a folder, not a file"]),
     (["run", "--initial-state", "/dev/null"], ["--initial-state", "not a regular file"]),
     (["compare", ""], ["an empty path: name a config file"]),

@@ -173,13 +173,14 @@ def cmd_run(args):
     from .run import BadEventError, summary, write_json
     from .streaming import simulate_stream
     from .validate import (check, check_backend, check_memory, check_output_file, check_policy,
-                           check_workload, option)
+                           check_workload, check_workload_size, option)
     from .workloads import ALL_PARAMS, default_pages, iter_workload
     raw = {k: getattr(args, k) for k in ALL_PARAMS if k != "events"}
     raw["events"] = args.events
     params = check_workload("--workload", args.workload, raw, option)
     pages = check("--pages", "pages", args.pages) if args.pages is not None \
         else default_pages(args.workload)
+    check_workload_size("--workload", args.workload, params, pages)
     seed = check("--seed", "seed", args.seed)
     mode = check("--mode", "mode", args.mode)
     given = defaults(args, backend="auto", pcp_high="auto", pipeline="off")

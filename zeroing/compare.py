@@ -21,7 +21,8 @@ from .run import write_json, write_text
 from .streaming import simulate_stream
 from .tomlfile import key_line, read_toml
 from .validate import (UserError, check, check_backend, check_memory, check_policy,
-                       check_policy_options, check_workload, printable)
+                       check_policy_options, check_workload, check_workload_size,
+                       printable)
 from .workloads import default_pages, iter_workload
 
 TOP_KEYS = {"name": str, "seeds": list, "mode": str, "backend": str, "baseline": str,
@@ -127,6 +128,7 @@ def _resolve_config(raw, path, text):
             bad(f"{at}.pcp_high" if "pcp_high" in w else "pcp_high",
                 f"{zone['pcp_high']!r} has no effect with pcp = false")
         pages = check(where(f"{at}.pages"), "pages", w.get("pages", default_pages(w["name"])))
+        check_workload_size(where(f"{at}.name"), w["name"], params, pages)
         check_memory(where(f"{at}.pages"), pages, cfg["mode"], cfg["backend"])
         try:
             snapshot = check_initial_state(zone["initial_state"], pages)

@@ -132,8 +132,9 @@ class Bool:
 
 def printable(text):
     """``text`` as a message may show it: control characters (a terminal escape among them)
-    written as escapes rather than sent to the terminal."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    written as escapes rather than sent to the terminal (a newline in a path among them:
+    every error stays one line)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 class Text:
@@ -354,15 +355,6 @@ def first_sentence(doc):
     text = " ".join(doc.split("\n\n")[0].split())
     m = re.search(r"(?<!\be\.g)(?<!\bi\.e)\.(\s|$)", text)
     return text[:m.start() + 1] if m else text
-
-
-def printable(text):
-    """``text`` on one line with nothing sent raw to the terminal: each character that is not
-    printable (a newline or an escape in a file name) as its Python escape."""
-    text = str(text)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class OneLineParser(RefuseRepeats):
@@ -623,7 +615,7 @@ def check_output_file(where, path, inputs=None):
     ``inputs``: {option: path} of the files the command reads; writing over one is refused."""
     if not path:
         raise UserError(f"{where}: an empty path: name a file")
-    if path.endswith(os.sep):
+    if path.endswith(os.sep) and not os.path.isdir(path):
         raise UserError(f"{where}: {path} ends in {os.sep}: a folder's name, not a file's")
     for source, given in (inputs or {}).items():
         if given and os.path.exists(path) and os.path.exists(given) \
@@ -674,6 +666,16 @@ def check_output_folder(where, path):
     if not os.access(probe, os.W_OK):
         raise UserError(f"{where}: {path}: {probe} is not writable")
     return path
+
+
+def check_workload_size(name_where, name, params, pages):
+    """What a workload's parameters make on ``pages`` pages (``workloads.check_together``
+    with the zone's size): too many events is one line before anything runs."""
+    from .workloads import check_together
+    try:
+        check_together(name, params, pages)
+    except ValueError as e:
+        raise UserError(f"{name_where} {name}: {e}") from None
 
 
 def check_workload(name_where, name, params, key):

@@ -76,7 +76,7 @@ def _workload_call(name, nr_pages, events, params):
     if events is not None:
         params["events"] = events
     kwargs = convert_params(name, params)
-    check_together(name, kwargs)
+    check_together(name, kwargs, nr_pages)
     if nr_pages is not None:
         kwargs["nr_pages"] = nr_pages
     return WORKLOADS[name][0], kwargs
@@ -105,11 +105,40 @@ def convert_params(name, params, spell=None):
 MAX_IDLE_S = 1e8
 
 
-def check_together(name, kwargs):
-    """Parameters each allowed alone but not together: ValueError saying why."""
+#: The most events a workload may make: what ``--events`` allows.
+MAX_EVENTS = 2**31 - 1
+
+
+def estimated_events(name, given, nr_pages):
+    """About how many events a workload's parameters make (``given``: all of them); from
+    counts measured on each generator (2026-11-27), to refuse sizes that would run for hours
+    or days before they start. None where it depends on the zone and that is not known."""
+    if name == "vm-anon":
+        faults = given["size_mb"] * (1 if given["thp"] else 512) // 2  # 2 MiB or 4 KiB each
+        return given["rounds"] * 2 * faults * (1 + given["noise"])
+    if name == "kernel-build":  # about 550 allocations and frees a job, 1 more a file
+        return given["jobs"] * (550 + given["files_per_job"])
+    if name == "page-cache-churn":  # about one event a page a pass
+        return None if nr_pages is None else given["passes"] * nr_pages
+    if name == "balloon-cycle":  # inflate, deflate and refault the balloon each cycle
+        return None if nr_pages is None else \
+            given["cycles"] * 3 * given["balloon_fraction"] * nr_pages
+    return given.get("events")
+
+
+def check_together(name, kwargs, nr_pages=None):
+    """Parameters each allowed alone but not together: ValueError saying why. With
+    ``nr_pages``, also what depends on the zone's size."""
     import inspect
     given = {k: v.default for k, v in inspect.signature(WORKLOADS[name][0]).parameters.items()}
     given.update(kwargs)
+    events = estimated_events(name, given, nr_pages)
+    if events is not None and events > MAX_EVENTS:
+        shown = ", ".join(f"{k} {({True: 'on', False: 'off'}).get(v, v)}"
+                          for k, v in kwargs.items() if k not in ("seed", "noise"))
+        raise ValueError(f"{shown}{' on ' + str(nr_pages) + ' pages' if nr_pages else ''} "
+                         f"make about {events:.2g} events: at most {MAX_EVENTS} (2^31 - 1, "
+                         "as --events)")
     if name == "vm-anon" and given["thp"] and given["size_mb"] % 2:
         # Simplification: the kernel faults the part of a region past its last 2 MiB boundary
         # as 4 KiB pages; this workload has one fault order, so it takes whole THPs only.
