@@ -46,7 +46,15 @@ for _name, _bit in GFP_BITS.items():
 _EVENT = re.compile(r"(?:^|[\s:])(" + "|".join(sorted(KMEM_EVENTS, key=len, reverse=True)) + r"):\s")
 #: Any tracepoint line: ... <timestamp>: <system:>event: ...
 _OTHER = re.compile(r"\s\d+\.\d+:\s+(?:[\w-]+:)?([\w-]+):")
-_FIELD = re.compile(r"(\w+)=(\S*)")
+#: ``name=value``. A match starts only where a word starts: without the lookbehind a long
+#: word with no ``=`` after it was tried again from each of its characters (quadratic: a
+#: 100,000-character word took a minute). The matches are the same: a word's inner characters
+#: never began one (the word's start, or an earlier token's value, took them first).
+_FIELD = re.compile(r"(?<!\w)(\w+)=(\S*)")
+#: The longest line read (characters): a kmem event line is under 200, and tracefs prints
+#: an event into a buffer of one or two pages (8 KiB; 128 KiB with 64 KiB pages); a longer
+#: line is not a trace line: it is refused (lenient: skipped), never held whole nor parsed.
+MAX_LINE = 1 << 20
 #: Timestamps are seconds since boot: this bound keeps nanoseconds within int64.
 MAX_SECONDS = 10**9
 #: CPU and timestamp of a tracefs / trace-cmd / perf script line: "[001] ... 5576.588412:".
@@ -128,16 +136,36 @@ def open_trace(path):
     return TraceFile(path)
 
 
+#: A tracefs format file is a few KiB (6.18's mm_page_alloc: 5 KiB); a larger one is refused.
+MAX_FORMAT_BYTES = 1 << 20
+#: A flag expression of a format file is under 1 KiB (6.18: at most 416 characters, 12
+#: parentheses deep); a longer one is refused before it is evaluated.
+MAX_FLAG_EXPR = 4096
+#: An entry of the ``__print_flags`` list: ``{( unsigned long)EXPR, "NAME"}``. EXPR holds no
+#: brace or quote, so a try never runs past the next entry (``.*?`` did: quadratic).
+_FLAG_ENTRY = re.compile(r'\{\s*\(\s*unsigned long\s*\)([^{}"]*),\s*"(\w+)"\s*\}')
+
+
 def load_format_table(path):
     """The GFP name table of a tracefs ``format`` file (its ``__print_flags`` list)."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_FORMAT_BYTES + 1)
+    if len(data) > MAX_FORMAT_BYTES:
+        raise TraceError(f"{path}: not a tracefs format file (larger than {MAX_FORMAT_BYTES} "
+                         "bytes; a kernel's is a few KiB)")
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise TraceError(f"{path}: not a tracefs format file (not text: byte {e.start} "
                          f"is {e.object[e.start:e.start + 1]!r})") from None
     table = {}
-    for expr, name in re.findall(r'\{\s*\(\s*unsigned long\s*\)(.*?),\s*"(\w+)"\s*\}', text):
+    for expr, name in _FLAG_ENTRY.findall(text):
+        if name in table:
+            raise TraceError(f"{path}: flag {name} is listed twice (a kernel's __print_flags "
+                             "list names each flag once)")
+        if len(expr) > MAX_FLAG_EXPR:
+            raise TraceError(f"{path}: the flag expression for {name} is too long ({len(expr)} "
+                             f"characters; at most {MAX_FLAG_EXPR}, a kernel's are under 1 KiB)")
         expr = re.sub(r"\(\s*(?:gfp_t|unsigned long|unsigned int)\s*\)", "", expr)
         expr = re.sub(r"(\d+)U?L{0,2}\b", r"\1", expr)
         if not re.fullmatch(r"[\d\s()<>|&~]+", expr) or re.search(r"<<\s*\d{3,}", expr):
@@ -146,8 +174,12 @@ def load_format_table(path):
             value = eval(expr, {"__builtins__": {}}, {})  # digits and bit operators only
         except (SyntaxError, ValueError, TypeError):
             value = None
+        except (RecursionError, MemoryError):  # the parser's or compiler's depth limit
+            raise TraceError(f"{path}: the flag expression for {name} is nested too deeply "
+                             "to evaluate") from None
         if not isinstance(value, int) or not 0 <= value < GFP_LIMIT:
-            raise TraceError(f"{path}: the flag expression for {name} ({expr.strip()}) is not "
+            shown_expr = expr.strip() if len(expr.strip()) <= 200 else expr.strip()[:200] + "..."
+            raise TraceError(f"{path}: the flag expression for {name} ({shown_expr}) is not "
                              "a gfp_t value (32 bits)")
         table[name] = value
     if not table:
@@ -161,7 +193,9 @@ GFP_LIMIT = 1 << 32
 
 def parse_gfp(value, table=None):
     """GFP bits from a trace's gfp_flags value: names joined by |, a hex number, or none."""
-    if value in ("none", "0", ""):
+    if not value:  # the kernel prints none for no flags
+        raise ValueError("gfp_flags is empty")
+    if value in ("none", "0"):
         return 0
     if value.startswith("0x"):
         bits = int(value, 16)
@@ -218,14 +252,18 @@ def _cpu_time(head):
 
 def _lines(f, path, lenient, counts, progress):
     """(lineno, line) of an open TraceFile; a damaged compressed stream raises TraceError,
-    or with ``lenient`` ends the lines and is recorded in ``counts["truncated"]``."""
-    it = iter(f)
+    or with ``lenient`` ends the lines and is recorded in ``counts["truncated"]``. A line
+    longer than ``MAX_LINE`` comes as its first ``MAX_LINE + 1`` characters, no newline."""
     lineno = 0
     while True:
         try:
-            line = next(it)
-        except StopIteration:
-            return
+            line = f.text.readline(MAX_LINE + 1)
+            if not line:
+                return
+            if len(line) > MAX_LINE and not line.endswith("\n"):
+                rest = line  # too long: skipped in bounded pieces, its start given as the line
+                while rest and not rest.endswith("\n"):
+                    rest = f.text.readline(MAX_LINE)
         except DECOMPRESS_ERRORS as e:
             message = f.damage(e, lineno)
             if not lenient:
@@ -324,6 +362,9 @@ def _parse(path, lenient, table, counts, progress, detail):
                 continue  # trace-cmd report headers
             m = _EVENT.search(line)
             try:
+                if len(line) > MAX_LINE and not line.endswith("\n"):  # cut by _lines
+                    raise ValueError(f"line longer than {MAX_LINE} characters (not a trace "
+                                     "line)")
                 if not m:
                     other = _OTHER.search(line)
                     if other:
@@ -354,6 +395,17 @@ def _parse(path, lenient, table, counts, progress, detail):
                                      "model's MAX_PAGE_ORDER)")
                 if pfn < 0:
                     raise ValueError(f"pfn {pfn} is negative")
+                if pfn & ((1 << order) - 1):  # the buddy hands out and takes back whole blocks
+                    raise ValueError(f"pfn {pfn:#x} is not aligned to its order {order} (a "
+                                     f"block of 2^{order} pages starts at a multiple of it)")
+                if name == "mm_page_free_batched" and order != 0:
+                    raise ValueError(f"order {order} on mm_page_free_batched (the kernel "
+                                     "prints order=0: it frees order-0 pages only)")
+                if name == "mm_page_alloc_zone_locked" and "percpu_refill" in fields:
+                    refill = _int(fields, "percpu_refill")  # not used: checked as the others
+                    if refill not in (0, 1):
+                        raise ValueError(f"percpu_refill {refill} out of range (0-1: the "
+                                         "kernel prints a flag)")
                 if name == "mm_page_alloc" and "gfp_flags" not in fields:
                     raise ValueError("mm_page_alloc without gfp_flags (the model places and "
                                      "zeroes by them)")

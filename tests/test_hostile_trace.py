@@ -1,0 +1,156 @@
+"""Hostile traces and format files: a long line or a large or deep format file is read in
+linear time or refused in one line naming the file (and line); a field the kernel never
+prints that way is refused (or, with --lenient, counted as malformed), never read silently."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from zeroing.cli import main
+from zeroing.trace import MAX_LINE, TraceError, load_format_table, read_events
+
+from test_hostile import LINE, TRACE_GZ, one_line_error, write
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEAD = "  a-1 [000] ....  5.1: "
+
+
+def bounded(code, timeout=30):
+    """Run ``code`` in a fresh interpreter, killed after ``timeout`` s (a hang fails the test
+    rather than holding the suite)."""
+    try:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running after {timeout} s")
+
+
+# ---- long lines ------------------------------------------------------------------------
+
+def test_a_long_word_in_a_line_is_parsed_in_linear_time(tmp_path):
+    """A 300,000-character word with no ``=``: the field pattern tried it again from each
+    character (quadratic, minutes); now the line reads as without it, in well under a
+    second."""
+    plain = write(tmp_path, LINE, "plain.txt")
+    path = write(tmp_path, LINE.replace(" gfp_flags", " " + "x" * 300_000 + " gfp_flags"),
+                 "long.txt")
+    r = bounded(f"""
+import time
+from zeroing.trace import read_events
+t = time.monotonic()
+rows = list(read_events({path!r}))
+print(repr(rows), time.monotonic() - t)
+""")
+    assert r.returncode == 0, r.stderr
+    rows, seconds = r.stdout.rsplit(" ", 1)
+    assert rows == repr(list(read_events(plain)))
+    assert float(seconds) < 2
+
+
+def test_an_overlong_line_is_refused_naming_the_line(capsys, tmp_path):
+    """A line over MAX_LINE characters is no trace line: refused with file:line, or with
+    --lenient counted as malformed and the lines after it read."""
+    second = LINE.replace("0x14183c", "0x100")
+    path = write(tmp_path, LINE.rstrip("\n") + " x" * MAX_LINE + "\n" + second, "huge.txt")
+    one_line_error(capsys, main(["replay", path, "--pages", "4194304"]), f"{path}:1:",
+                   f"line longer than {MAX_LINE} characters")
+    counts = {}
+    rows = list(read_events(path, lenient=True, counts=counts))
+    assert [(r[0], r[2]) for r in rows] == [(2, 0x100)]
+    assert counts["malformed"] == 1 and "huge.txt:1: line longer" in counts["malformed_examples"][0]
+
+
+# ---- format files ----------------------------------------------------------------------
+
+def _format(tmp_path, expr, name="GFP_X"):
+    return write(tmp_path, 'print fmt: "%s", __print_flags(REC->gfp_flags, "|", '
+                           f'{{( unsigned long)({expr}), "{name}"}})', "format")
+
+
+@pytest.mark.parametrize("expr,why", [
+    ("~" * 3000 + "1", "nested too deeply"),  # was a RecursionError traceback
+    ("1" + "<<1" * 200_000, "too long"),  # was a RecursionError traceback
+    ("~" * 100_000 + "1", "too long"),  # was "out of memory: give a smaller --pages"
+], ids=["tilde3000", "shift200000", "tilde100000"])
+def test_a_deep_or_long_flag_expression_is_one_line(capsys, tmp_path, expr, why):
+    fmt = _format(tmp_path, expr)
+    one_line_error(capsys, main(["replay", TRACE_GZ, "--format", fmt]), fmt, "GFP_X", why)
+
+
+def test_a_large_format_file_is_read_in_linear_time_or_refused(tmp_path):
+    """``{( unsigned long)`` over and over: the entry pattern's ``.*?`` ran to the end of the
+    line from each one (quadratic: 60,000 of them, 1 MB, took minutes); a file over
+    MAX_FORMAT_BYTES (200,000 of them, 3.6 MB) is refused unread."""
+    under = write(tmp_path, "{( unsigned long)" * 60_000, "under.format")
+    over = write(tmp_path, "{( unsigned long)" * 200_000, "over.format")
+    r = bounded(f"""
+import time
+from zeroing.cli import main
+from zeroing.trace import TraceError, load_format_table
+t = time.monotonic()
+try:
+    load_format_table({under!r})
+except TraceError as e:
+    print(e)
+print(time.monotonic() - t)
+raise SystemExit(main(["replay", {TRACE_GZ!r}, "--format", {over!r}]))
+""")
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"{under}: no __print_flags table found" and float(lines[1]) < 2
+    assert r.returncode == 2, r.stderr
+    err = [line for line in r.stderr.splitlines() if "compiling" not in line]
+    assert len(err) == 1 and err[0].startswith(f"zeroing replay: error: {over}: "), r.stderr
+    assert "larger than" in err[0]
+
+
+def test_a_flag_named_twice_in_a_format_file_is_refused(capsys, tmp_path):
+    """A kernel's __print_flags list names each flag once (6.18's here; every show_gfp_flags
+    since 2.6): a second entry for a name would make its value depend on which is kept."""
+    real = os.path.join(ROOT, "tests", "data", "mm_page_alloc-6.18.format")
+    assert load_format_table(real)  # the real one still loads
+    with open(real) as f:
+        text = f.read()
+    fmt = write(tmp_path, text.replace('{ 0, ((void *)0) }',
+                                       '{( unsigned long)(1), "__GFP_ZERO"}, { 0, ((void *)0) }'),
+                "format")
+    with pytest.raises(TraceError, match="flag __GFP_ZERO is listed twice"):
+        load_format_table(fmt)
+    one_line_error(capsys, main(["replay", TRACE_GZ, "--format", fmt]), fmt, "__GFP_ZERO",
+                   "twice")
+
+
+# ---- fields the kernel never prints so -------------------------------------------------
+
+@pytest.mark.parametrize("bad,fragment", [
+    (LINE.replace("gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO", "gfp_flags="),
+     "gfp_flags is empty"),  # was read as no flags
+    (HEAD + "mm_page_free_batched: page=0 pfn=0x20 order=5\n",
+     "order 5 on mm_page_free_batched"),  # the kernel prints order=0 literally
+    (HEAD + "mm_page_alloc_zone_locked: page=0 pfn=0x20 order=0 migratetype=1 percpu_refill=7\n",
+     "percpu_refill 7 out of range (0-1"),
+    (HEAD + "mm_page_alloc_zone_locked: page=0 pfn=0x20 order=0 migratetype=1 percpu_refill=x\n",
+     "percpu_refill=x is not a number"),
+    (HEAD + "mm_page_alloc: page=0 pfn=0x14183c order=3 migratetype=1 "
+            "gfp_flags=GFP_HIGHUSER_MOVABLE\n",
+     "pfn 0x14183c is not aligned to its order 3"),  # exact replay: a bad event, no line
+], ids=["gfp_flags-empty", "free_batched-order5", "percpu_refill-7", "percpu_refill-x",
+        "pfn-misaligned"])
+def test_a_field_the_kernel_never_prints_so_is_refused(capsys, tmp_path, bad, fragment):
+    path = write(tmp_path, LINE + bad, "t.txt")
+    one_line_error(capsys, main(["replay", path, "--pages", "4194304"]), f"{path}:2:", fragment)
+    counts = {}
+    assert len(list(read_events(path, lenient=True, counts=counts))) == 1
+    assert counts["malformed"] == 1 and fragment in counts["malformed_examples"][0]
+
+
+def test_the_values_the_kernel_prints_are_still_read(tmp_path):
+    path = write(tmp_path, "".join([
+        LINE.replace("GFP_HIGHUSER_MOVABLE|__GFP_ZERO", "none"),
+        HEAD + "mm_page_free_batched: page=0 pfn=0x20 order=0\n",
+        HEAD + "mm_page_alloc_zone_locked: page=0 pfn=0x20 order=0 migratetype=1 percpu_refill=0\n",
+        HEAD + "mm_page_alloc_zone_locked: page=0 pfn=0x40 order=3 migratetype=1 percpu_refill=1\n",
+    ]), "t.txt")
+    assert [r[1:] for r in read_events(path)] == [
+        ("mm_page_alloc", 0x14183c, 0, 0), ("mm_page_free_batched", 0x20, 0, 0),
+        ("mm_page_alloc_zone_locked", 0x20, 0, 0), ("mm_page_alloc_zone_locked", 0x40, 3, 0)]
