@@ -81,6 +81,57 @@ def parse_spec(value):
 PAGEBLOCK_ORDER = 9
 #: NR_PAGE_ORDERS: the columns of /proc/buddyinfo (orders 0 to MAX_PAGE_ORDER).
 NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
+#: The most pages a snapshot may describe: x86-64's widest physical address space
+#: (MAX_PHYSMEM_BITS 52, five-level paging) is 2^52 bytes, 2^40 pages of 4 KiB. Free blocks
+#: or pageblocks worth more pages than that (in one count, or in one line) are of no machine,
+#: and are refused before a number of thousands of digits is converted or one too large for a
+#: float is scaled.
+MAX_PAGES = 1 << 40
+PHYSICAL = "more pages than x86-64 can address (2^40)"
+#: The highest node number a snapshot line may give: what ``FILE,node=N`` can name (x86-64's
+#: MAX_NUMNODES is at most 1024).
+MAX_NODE = 9999
+
+
+def _shown(text):
+    """A field as an error shows it: a long one cut, with its length."""
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text)} characters)"
+
+
+def _number(where, digits, what, limit, why=PHYSICAL):
+    """int of a snapshot field, ASCII digits at most ``limit``, else a StateError naming
+    ``where`` (file:line), the field and the reason. The digits are checked before they are
+    converted (Python refuses to convert more than 4300 of them)."""
+    if not (digits.isascii() and digits.isdigit()):
+        raise StateError(f"{where}: {_shown(repr(digits))} is not a {what}")
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(limit)) or int(significant) > limit:
+        raise StateError(f"{where}: {what} {_shown(digits)} is over {limit}: {why}")
+    return int(significant)
+
+
+def _node(where, digits):
+    return _number(where, digits, "node number", MAX_NODE, "more than FILE,node=N can name")
+
+
+def _free_counts(where, values):
+    """Free blocks per order of one snapshot line (orders 0, 1, ...): each count, and all of
+    them together, at most MAX_PAGES pages."""
+    counts = [_number(where, v, f"count of free order-{k} blocks", MAX_PAGES >> k)
+              for k, v in enumerate(values)]
+    pages = sum(n << k for k, n in enumerate(counts))
+    if pages > MAX_PAGES:
+        raise StateError(f"{where}: free blocks of {pages} pages: {PHYSICAL}")
+    return counts
+
+
+def _block_counts(where, values):
+    """Pageblocks per type of one "Number of blocks type" line: at most MAX_PAGES pages."""
+    limit = MAX_PAGES >> PAGEBLOCK_ORDER
+    counts = [_number(where, v, "count of pageblocks", limit) for v in values]
+    if sum(counts) > limit:
+        raise StateError(f"{where}: {sum(counts)} pageblocks: {PHYSICAL}")
+    return counts
 
 
 def _read_lines(path):
@@ -117,7 +168,9 @@ def read_buddyinfo(path, zone=None):
             if line.strip():
                 raise StateError(f"{path}:{lineno}: not a /proc/buddyinfo line")
             continue
-        key, counts = (int(m.group(1)), m.group(2)), [int(x) for x in m.group(3).split()]
+        where = f"{path}:{lineno}"
+        key, counts = (_node(where, m.group(1)), m.group(2)), _free_counts(where,
+                                                                            m.group(3).split())
         if key in rows:
             raise StateError(f"{path}:{lineno}: node {key[0]} zone {key[1]} appears twice")
         width = len(next(iter(rows.values()), counts))
@@ -137,7 +190,7 @@ def read_pagetypeinfo(path, zone=None):
     """One zone of a /proc/pagetypeinfo file (mm/vmstat.c ``pagetypeinfo_show``):
     (free, blocks): free[mt] = free blocks per order on the model's list mt (names folded by
     PAGETYPE_NAMES), blocks[mt] = pageblocks of type mt, or None without that table."""
-    free, blocks, seen = {}, {}, set()
+    free, blocks, seen, heads = {}, {}, set(), {}
     orders = block_names = None
     section = None
     for lineno, line in _read_lines(path):
@@ -145,12 +198,30 @@ def read_pagetypeinfo(path, zone=None):
         where = f"{path}:{lineno}"
         if not text:
             continue
+        m = re.match(r"Page block order|Pages per block|Free pages count per migrate type|"
+                     r"Number of blocks type|Number of mixed blocks type", text)
+        if m:  # a header: once (a second would re-read or mix what the first set)
+            if m.group() in heads:
+                raise StateError(f"{where}: '{m.group()}' appears twice (first at line "
+                                 f"{heads[m.group()]})")
+            heads[m.group()] = lineno
         m = re.fullmatch(r"(Page block order|Pages per block):\s+(\d+)", text, re.A)
         if m:
-            order = int(m.group(2)) if m.group(1) == "Page block order" else None
-            if order is not None and order != PAGEBLOCK_ORDER:
-                raise StateError(f"{where}: {text}: the model's pageblocks are order "
-                                 f"{PAGEBLOCK_ORDER} (x86-64), so its block counts do not apply")
+            if m.group(1) == "Page block order":
+                order = _number(where, m.group(2), "page block order", 63,
+                                "larger than a 64-bit address space")
+                if order != PAGEBLOCK_ORDER:
+                    raise StateError(f"{where}: {text}: the model's pageblocks are order "
+                                     f"{PAGEBLOCK_ORDER} (x86-64), so its block counts do not "
+                                     "apply")
+            else:  # pageblock_nr_pages: 2^pageblock_order (the order is 9 or refused above)
+                pages = _number(where, m.group(2), "number of pages per block", MAX_PAGES)
+                if pages != 1 << PAGEBLOCK_ORDER:
+                    said = (f"Page block order {PAGEBLOCK_ORDER} (line "
+                            f"{heads['Page block order']}) makes"
+                            if "Page block order" in heads else "the model's pageblocks are")
+                    raise StateError(f"{where}: {text}: {said} {1 << PAGEBLOCK_ORDER} pages "
+                                     f"(2^{PAGEBLOCK_ORDER})")
             continue
         m = re.fullmatch(r"Free pages count per migrate type at order\s+([\d\s]+)", text, re.A)
         if m:
@@ -175,28 +246,34 @@ def read_pagetypeinfo(path, zone=None):
                 raise StateError(f"{where}: a count the kernel capped (>100000) is not exact")
             bad = next((v for v in values if not (v.isascii() and v.isdigit())), None)
             if bad is not None:
-                raise StateError(f"{where}: {bad!r} is not a count of free blocks")
+                raise StateError(f"{where}: {_shown(repr(bad))} is not a count of free blocks")
             if len(values) != orders:
                 raise StateError(f"{where}: expected {orders} free-block counts (one per order "
                                  f"of the header), got {len(values)}")
-            if (int(m.group(1)), m.group(2), m.group(3)) in seen:
+            node, counts = _node(where, m.group(1)), _free_counts(where, values)
+            if (node, m.group(2), m.group(3)) in seen:
                 raise StateError(f"{where}: node {m.group(1)} zone {m.group(2)} type "
                                  f"{m.group(3)} appears twice")
-            seen.add((int(m.group(1)), m.group(2), m.group(3)))
-            row = free.setdefault((int(m.group(1)), m.group(2)), [[0] * orders for _ in range(3)])
+            seen.add((node, m.group(2), m.group(3)))
+            row = free.setdefault((node, m.group(2)), [[0] * orders for _ in range(3)])
             mt = PAGETYPE_NAMES[m.group(3)]
-            row[mt] = [a + int(v) for a, v in zip(row[mt], values)]
+            row[mt] = [a + n for a, n in zip(row[mt], counts)]
             continue
         m = re.fullmatch(r"Node\s+(\d+),\s+zone\s+(\S+)\s+([\d\s]+)", text, re.A)
         if m and section in ("blocks", "mixed blocks"):
             values = m.group(3).split()
             if len(values) != len(block_names):
                 raise StateError(f"{where}: expected {len(block_names)} pageblock counts")
+            node, counts = _node(where, m.group(1)), _block_counts(where, values)
+            if (section, node, m.group(2)) in seen:
+                raise StateError(f"{where}: node {m.group(1)} zone {m.group(2)} appears twice "
+                                 f"in the '{section}' table")
+            seen.add((section, node, m.group(2)))
             if section == "blocks":  # page_owner's mixed-blocks table is not needed
                 row = [0, 0, 0]
-                for name, v in zip(block_names, values):
-                    row[PAGETYPE_NAMES[name]] += int(v)
-                blocks[int(m.group(1)), m.group(2)] = row
+                for name, n in zip(block_names, counts):
+                    row[PAGETYPE_NAMES[name]] += n
+                blocks[node, m.group(2)] = row
             continue
         raise StateError(f"{where}: not a /proc/pagetypeinfo line")
     if not free:
@@ -430,8 +507,11 @@ def apply_snapshot(alloc, path, zone=None):
     if len(free_by_mt) == 1:
         return f"{name} ({pages} free pages)"
     per_type = "/".join(str(int(np.count_nonzero(target == mt))) for mt in range(3))
-    unknown = ("; no 'Number of blocks type' row for the zone: wholly allocated pageblocks "
-               "taken as Movable" if blocks is None else "")
+    # An all-zero row: the kernel counts one pfn per pageblock stride and skips offline ones
+    # and those of another zone, so a zone can show none; typed as without a row, and said.
+    unknown = ("; no 'Number of blocks type' row for the zone" if blocks is None else
+               "; the zone's 'Number of blocks type' row is all zero" if not any(blocks) else "")
+    unknown += ": wholly allocated pageblocks taken as Movable" if unknown else ""
     return (f"{name} ({pages} free pages; Unmovable/Movable/Reclaimable "
             f"pageblocks {per_type}{unknown})")
 

@@ -1,11 +1,23 @@
 """Reading a /proc/zoneinfo snapshot: the Normal zone (managed pages, pages free, each CPU's
 pageset) and the node's other lowmem zones, whose sizes set the Normal zone's watermarks and
-pcp limits (``allocator.watermarks.zone_limits``)."""
+pcp limits (``allocator.watermarks.zone_limits``). A number no machine could have, or a field
+given twice, is an error naming the file and line."""
 import re
 
 from allocator.buddy import MAX_CPUS
 
 from .validate import UserError
+
+#: The most pages a zone, or a node's lowmem zones together, may manage: x86-64's widest
+#: physical address space (MAX_PHYSMEM_BITS 52, five-level paging) is 2^52 bytes, 2^40 pages
+#: of 4 KiB (``initial_state.MAX_PAGES`` too). Checked on the digits, before a number of
+#: thousands of them is converted (Python refuses more than 4300).
+MAX_PAGES = 1 << 40
+PHYSICAL = "more pages than x86-64 can address (2^40)"
+#: mm/vmstat.c calculate_normal_threshold caps a CPU's vmstat threshold at 125: a zone counter
+#: such as NR_FREE_PAGES, which /proc/zoneinfo prints without folding in the CPUs' pending
+#: differences, may be off by up to that many pages per CPU.
+VMSTAT_MAX_THRESHOLD = 125
 
 
 def _read(path):
@@ -18,47 +30,89 @@ def _read(path):
         raise UserError(f"{path}: {e.strerror or e}") from None
 
 
+def _line(text, pos):
+    """The line number of the character at ``pos`` of a file's text."""
+    return text.count("\n", 0, pos) + 1
+
+
+def _number(path, text, m, group, what, limit, why=PHYSICAL):
+    """int of a group of ASCII digits of the match ``m``, at most ``limit``; else a UserError
+    naming the file, the line, the field and the reason."""
+    digits = m.group(group)
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(limit)) or int(significant) > limit:
+        shown = digits if len(digits) <= 24 else f"{digits[:12]}... ({len(digits)} digits)"
+        raise UserError(f"{path}:{_line(text, m.start(group))}: {what} {shown} is over "
+                        f"{limit}: {why}")
+    return int(significant)
+
+
+def _field(path, text, zone, field, span):
+    """The match of zone ``zone``'s one ``field`` line within ``span`` of the text (None
+    without one); a second is a UserError naming its line."""
+    found = list(re.compile(rf"^\s+{field}\s+(\d+)$", re.M | re.A).finditer(text, *span))
+    if len(found) > 1:
+        raise UserError(f"{path}:{_line(text, found[1].start(1))}: '{field}' appears twice in "
+                        f"zone {zone} (first at line {_line(text, found[0].start(1))})")
+    return found[0] if found else None
+
+
 def normal_zone(path):
     """(managed, pages free, [(count, high) per CPU]) of the Normal zone of a zoneinfo; a file
     without them, or with pagesets that cannot be (more pages than the zone manages), is a
     UserError naming it."""
     text = _read(path)
-    m = re.search(r"zone\s+Normal\n(.*?)(?=^Node \d+, zone|\Z)", text, re.S | re.M)
-    managed = m and re.search(r"^\s+managed\s+(\d+)$", m.group(1), re.M)
-    free = m and re.search(r"^\s+pages free\s+(\d+)$", m.group(1), re.M)
+    m = re.search(r"zone\s+Normal\n(.*?)(?=^Node \d+, zone|\Z)", text, re.S | re.M | re.A)
+    managed = m and _field(path, text, "Normal", "managed", m.span(1))
+    free = m and _field(path, text, "Normal", "pages free", m.span(1))
     if not (managed and free):
         raise UserError(f"{path}: no Normal zone with 'pages free' and 'managed' (a "
                         "/proc/zoneinfo is needed)")
-    cpus = re.findall(r"^\s+cpu: (\d+)\n\s+count:\s+(\d+)\n\s+high:\s+(\d+)$", m.group(1),
-                      re.M)
-    nr_cpu_lines = len(re.findall(r"^\s+cpu: ", m.group(1), re.M))
+    nr_managed = _number(path, text, managed, 1, "the Normal zone's managed pages", MAX_PAGES)
+    nr_free = _number(path, text, free, 1, "the Normal zone's pages free", MAX_PAGES)
+    cpus = list(re.compile(r"^\s+cpu: (\d+)\n\s+count:\s+(\d+)\n\s+high:\s+(\d+)$",
+                           re.M | re.A).finditer(text, *m.span(1)))
+    nr_cpu_lines = len(re.compile(r"^\s+cpu: ", re.M).findall(text, *m.span(1)))
     if not cpus or len(cpus) != nr_cpu_lines or \
-            [int(c) for c, _, _ in cpus] != list(range(len(cpus))):
+            [c.group(1) for c in cpus] != [str(n) for n in range(len(cpus))]:
         raise UserError(f"{path}: the Normal zone's pagesets are not cpu 0, 1, ... each with "
                         "count and high")
     if len(cpus) > MAX_CPUS:
         raise UserError(f"{path}: {len(cpus)} CPUs' pagesets, over the model's {MAX_CPUS}")
-    sets = [(int(count), int(high)) for _, count, high in cpus]
-    if sum(count for count, _ in sets) > int(managed.group(1)):
+    zone = "more pages than the zone manages"  # a CPU's list holds the zone's pages
+    sets = [(_number(path, text, c, 2, f"cpu {n}'s pcp count", nr_managed, zone),
+             _number(path, text, c, 3, f"cpu {n}'s pcp high", nr_managed, zone))
+            for n, c in enumerate(cpus)]
+    if sum(count for count, _ in sets) > nr_managed:
         raise UserError(f"{path}: the pagesets hold more pages than the zone manages")
-    return int(managed.group(1)), int(free.group(1)), sets
+    if nr_free > nr_managed + VMSTAT_MAX_THRESHOLD * len(sets):
+        raise UserError(f"{path}:{_line(text, free.start(1))}: the Normal zone's pages free "
+                        f"{nr_free} is over its managed {nr_managed} by more than the "
+                        f"{VMSTAT_MAX_THRESHOLD} pages per CPU the counter may lag")
+    return nr_managed, nr_free, sets
 
 
 def other_lowmem_zones(path):
     """Managed pages of the zones of the Normal zone's node (the first, as ``normal_zone``)
     other than Normal that share min_free_kbytes with it (every populated zone but Movable:
-    DMA and DMA32 on x86-64)."""
+    DMA and DMA32 on x86-64). The node's zones together manage at most MAX_PAGES."""
     text = _read(path)
-    node = re.search(r"^Node (\d+), zone\s+Normal$", text, re.M)
+    node = re.search(r"^Node (\d+), zone\s+Normal$", text, re.M | re.A)
     if not node:
         raise UserError(f"{path}: no Normal zone (a /proc/zoneinfo is needed)")
-    zones = re.findall(rf"^Node {node.group(1)}, zone\s+(\S+)\n(.*?)(?=^Node \d+, zone|\Z)",
-                       text, re.S | re.M)
-    out = []
-    for name, body in zones:
-        managed = re.search(r"^\s+managed\s+(\d+)$", body, re.M)
-        if name not in ("Normal", "Movable") and managed and int(managed.group(1)) > 0:
-            out.append(int(managed.group(1)))
+    zones = re.finditer(rf"^Node {node.group(1)}, zone\s+(\S+)\n(.*?)(?=^Node \d+, zone|\Z)",
+                        text, re.S | re.M | re.A)
+    out, total = [], 0
+    for z in zones:
+        managed = _field(path, text, z.group(1), "managed", z.span(2))
+        if not managed:
+            continue
+        pages = _number(path, text, managed, 1, f"zone {z.group(1)}'s managed pages",
+                        MAX_PAGES - total, PHYSICAL if not total else
+                        f"with the {total} of the node's zones before it, {PHYSICAL}")
+        total += pages
+        if z.group(1) not in ("Normal", "Movable") and pages > 0:
+            out.append(pages)
     return tuple(out)
 
 
