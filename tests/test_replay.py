@@ -215,3 +215,16 @@ def test_a_skipped_line_is_counted_as_malformed_and_not_as_an_event(tmp_path):
     assert [r[1] for r in rows] == ["mm_page_free", VMSTAT_TICK]
     assert counts["malformed"] == 3  # order 12, and two lines without CPU and time
     assert counts["events"] == {"mm_page_free": 1, "workqueue_execute_start": 1}
+
+
+def test_exact_replay_in_a_zone_from_a_zoneinfo_says_what_set_it(capsys):
+    # The zoneinfo's Normal zone has fewer managed pages than the node's highest pfn: the
+    # message names --zoneinfo (it named --pages, which was not given) and the way out.
+    from zeroing.cli import main
+    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+    rc = main(["replay", os.path.join(data, "trace_kmem_6.18_nothp128_sleep8.txt.gz"),
+               "--zoneinfo", os.path.join(data, "pcp_sleep8_before_zoneinfo-6.18")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err, err
+    assert "--zoneinfo" in err and "gives a zone of 5394266 pages" in err
+    assert "--replay-mode requests" in err

@@ -287,7 +287,9 @@ def cmd_replay(args):
         result = replay(args.trace, policy, replay_mode, args.lenient, table, pages, mode,
                         args.backend, progress=True, trace_clock=args.trace_clock,
                         pcp_high=check("--pcp-high", "pcp_high", args.pcp_high),
-                        cost_profile=profile, other_zones=other_zones)
+                        cost_profile=profile, other_zones=other_zones,
+                        pages_from="--pages" if args.pages is not None else
+                        f"--zoneinfo {args.zoneinfo} (its Normal zone's managed pages)")
     except (RuntimeError, MemoryError, ValueError) as e:  # TraceError is a ValueError
         raise UserError(str(e)) from None
     if args.json is not None:

@@ -218,7 +218,7 @@ class _ByteBar:
 def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
            sim_mode="metadata", backend="auto", chunk_events=1 << 20, progress=False,
            trace_clock=False, pcp_high="auto", pcp_start=None, cost_profile=None,
-           other_zones=()):
+           other_zones=(), pages_from="--pages"):
     """Replay a trace under a policy, streaming: the engine's result plus the trace's figures.
 
     Without ``nr_pages`` a first pass over the trace sizes the zone to its highest pfn.
@@ -234,7 +234,8 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
     capture (``BuddyAllocator.fill_pcp``): the pages on the order-0 Movable list, or with a
     third figure (count, high, movable) that many there and the rest on the Unmovable list.
     ``other_zones``: managed pages of the node's other lowmem zones in that zoneinfo (its
-    watermarks and pcp limits, ``BuddyAllocator``).
+    watermarks and pcp limits, ``BuddyAllocator``). ``pages_from``: what set ``nr_pages``,
+    for the message when the trace's pfns do not fit.
     """
     from .validate import check_memory
     if mode not in REPLAY_MODES:
@@ -268,8 +269,10 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
     events = read_events(path, lenient, table, conv.counts, bar, detail=trace_clock)
     for chunk in conv.chunks(events, chunk_events):
         if mode == "exact" and conv.max_pfn >= nr_pages:
-            raise ValueError(f"--pages {nr_pages} is smaller than the traced pfns "
-                             f"(up to {conv.max_pfn:#x})")
+            raise ValueError(f"{pages_from} gives a zone of {nr_pages} pages, smaller than the "
+                             f"traced pfns (up to {conv.max_pfn:#x}): exact replay places the "
+                             "trace's own pfns; give a larger --pages, or --replay-mode "
+                             "requests")
         conv.settle(sim.feed(chunk))
     if bar:
         bar.close()
