@@ -45,6 +45,8 @@ from allocator import core as acore
 from allocator.buddy import MAX_PAGE_ORDER
 from allocator.flags import GFP_BITS, MIGRATETYPE_NAMES, MigrateType
 
+from .zoneinfo import MAX_PAGES, PHYSICAL
+
 STATES = ("pristine", "aged")
 GFP_RECLAIMABLE = GFP_KERNEL | GFP_BITS["__GFP_RECLAIMABLE"]
 UNMOVABLE, MOVABLE, RECLAIMABLE = (int(m) for m in MigrateType)
@@ -81,13 +83,9 @@ def parse_spec(value):
 PAGEBLOCK_ORDER = 9
 #: NR_PAGE_ORDERS: the columns of /proc/buddyinfo (orders 0 to MAX_PAGE_ORDER).
 NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
-#: The most pages a snapshot may describe: x86-64's widest physical address space
-#: (MAX_PHYSMEM_BITS 52, five-level paging) is 2^52 bytes, 2^40 pages of 4 KiB. Free blocks
-#: or pageblocks worth more pages than that (in one count, or in one line) are of no machine,
-#: and are refused before a number of thousands of digits is converted or one too large for a
-#: float is scaled.
-MAX_PAGES = 1 << 40
-PHYSICAL = "more pages than x86-64 can address (2^40)"
+#: Free blocks or pageblocks worth more than MAX_PAGES (in one count, or in one line) are of
+#: no machine, and are refused before a number of thousands of digits is converted or one too
+#: large for a float is scaled.
 #: The highest node number a snapshot line may give: what ``FILE,node=N`` can name (x86-64's
 #: MAX_NUMNODES is at most 1024).
 MAX_NODE = 9999

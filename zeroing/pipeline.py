@@ -25,7 +25,6 @@ from allocator.handle import handle_for
 
 from .engine import EXIT_BAD_EVENT, EXIT_LOG_FULL, NR_L, PIPE_FIELDS, run_events
 from .policy import P_FREE_SIGNAL, P_OFFLOAD
-from .validate import PIPELINE_MODES  # noqa: F401 (the modes' one definition)
 
 PipeLog = namedtuple("PipeLog", PIPE_FIELDS)
 

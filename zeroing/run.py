@@ -26,7 +26,7 @@ from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
 from .events import EVENT_DTYPE
 from .initial_state import apply_initial_state
 from .policy import P_OFFLOAD_BATCH, Policy, as_array
-from .validate import MODES, PCP_HIGH_MODES, UserError, output_target
+from .validate import MODES, PCP_HIGH_MODES, PIPELINE_MODES, UserError, output_target
 
 CMD_CAPACITY = 1 << 16
 #: What a backend given as an object must have (to_host: a failed batch moves the pool to
@@ -281,9 +281,9 @@ class Simulation:
                             f"a backend (an object with name, {', '.join(BACKEND_CALLS)})")
         if pcp_high not in PCP_HIGH_MODES:
             raise ValueError(f"unknown pcp high {pcp_high!r}: choose from {', '.join(PCP_HIGH_MODES)}")
-        if pipeline_mode not in pipeline.PIPELINE_MODES:
+        if pipeline_mode not in PIPELINE_MODES:
             raise ValueError(f"unknown pipeline {pipeline_mode!r}: choose from "
-                             f"{', '.join(pipeline.PIPELINE_MODES)}")
+                             f"{', '.join(PIPELINE_MODES)}")
         self.policy, self.nr_pages, self.mode, self.chunk = policy, nr_pages, mode, chunk
         #: "on": the allocator's half of the loop on a second thread (pipeline.py).
         self.pipeline = pipeline_mode

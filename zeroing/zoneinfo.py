@@ -8,10 +8,10 @@ from allocator.buddy import MAX_CPUS
 
 from .validate import UserError
 
-#: The most pages a zone, or a node's lowmem zones together, may manage: x86-64's widest
-#: physical address space (MAX_PHYSMEM_BITS 52, five-level paging) is 2^52 bytes, 2^40 pages
-#: of 4 KiB (``initial_state.MAX_PAGES`` too). Checked on the digits, before a number of
-#: thousands of them is converted (Python refuses more than 4300).
+#: The most pages a zone, or a node's lowmem zones together, may manage, and a snapshot may
+#: describe (``initial_state``): x86-64's widest physical address space (MAX_PHYSMEM_BITS 52,
+#: five-level paging) is 2^52 bytes, 2^40 pages of 4 KiB. Checked on the digits, before a
+#: number of thousands of them is converted (Python refuses more than 4300).
 MAX_PAGES = 1 << 40
 PHYSICAL = "more pages than x86-64 can address (2^40)"
 #: mm/vmstat.c calculate_normal_threshold caps a CPU's vmstat threshold at 125: a zone counter
