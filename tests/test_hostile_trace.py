@@ -134,8 +134,11 @@ def test_a_flag_named_twice_in_a_format_file_is_refused(capsys, tmp_path):
     (HEAD + "mm_page_alloc: page=0 pfn=0x14183c order=3 migratetype=1 "
             "gfp_flags=GFP_HIGHUSER_MOVABLE\n",
      "pfn 0x14183c is not aligned to its order 3"),  # exact replay: a bad event, no line
+    (LINE.replace("gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO",
+                  "gfp_flags=__GFP_MOVABLE|__GFP_RECLAIMABLE"),
+     "both __GFP_MOVABLE and __GFP_RECLAIMABLE"),  # the engine refused it: no line named
 ], ids=["gfp_flags-empty", "free_batched-order5", "percpu_refill-7", "percpu_refill-x",
-        "pfn-misaligned"])
+        "pfn-misaligned", "gfp-two-migratetypes"])
 def test_a_field_the_kernel_never_prints_so_is_refused(capsys, tmp_path, bad, fragment):
     path = write(tmp_path, LINE + bad, "t.txt")
     one_line_error(capsys, main(["replay", path, "--pages", "4194304"]), f"{path}:2:", fragment)
@@ -154,3 +157,25 @@ def test_the_values_the_kernel_prints_are_still_read(tmp_path):
     assert [r[1:] for r in read_events(path)] == [
         ("mm_page_alloc", 0x14183c, 0, 0), ("mm_page_free_batched", 0x20, 0, 0),
         ("mm_page_alloc_zone_locked", 0x20, 0, 0), ("mm_page_alloc_zone_locked", 0x40, 3, 0)]
+
+
+def test_an_event_the_engine_refuses_names_its_trace_line(capsys, tmp_path, monkeypatch):
+    # Whatever the engine refuses in a replay is reported at the trace line it came from:
+    # here its last event, so the line is the excerpt's last alloc or free.
+    import gzip
+    import re
+
+    from zeroing import replay as replay_mod
+    from zeroing.policy import make_policy
+    from zeroing.run import BadEventError
+    text = gzip.open(TRACE_GZ, "rt").read().splitlines(keepends=True)[:400]
+    path = write(tmp_path, "".join(text))
+
+    def refuse(self, events, start=0, ev_pfn=None):
+        raise BadEventError(f"event {len(events) - 1}", len(events) - 1)
+    monkeypatch.setattr(replay_mod.Simulation, "feed", refuse)
+    one_line_error(capsys, main(["replay", path]), "the model cannot replay this line's event")
+    with pytest.raises(TraceError) as e:
+        replay_mod.replay(path, make_policy("baseline"))
+    last = max(n for n, t in enumerate(text, 1) if re.search(r"mm_page_(alloc|free):", t))
+    assert f"{path}:{last}: the model cannot replay" in str(e.value)

@@ -22,7 +22,7 @@ from allocator.flags import GFP_BITS, GFP_KERNEL, PAGE_ALLOC_COSTLY_ORDER, __GFP
 
 from .events import (EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE, EV_VMSTAT,
                      EVENT_DTYPE)
-from .run import Simulation
+from .run import BadEventError, Simulation
 from .trace import KMEM_EVENTS, VMSTAT_TICK, TraceError, read_events
 
 REPLAY_MODES = ("exact", "requests")
@@ -65,6 +65,8 @@ class TraceConverter:
         self.emitted = 0
         self.vmstat_ticks = 0  # the trace's vmstat_update ticks, taken in place of the model's
         self.rows = []
+        #: The trace line of each row, and of each row of the chunk last given out.
+        self.lines, self.chunk_lines, self.lineno = [], [], 0
         #: With trace_clock, rows carry the traced CPU and time (ns since the first event).
         self.trace_clock = trace_clock
         self.cpu = 0
@@ -77,6 +79,7 @@ class TraceConverter:
         else:
             when, cpu = (self.emitted + len(self.rows)) * self.step_ns, 0
         self.rows.append((when, op, order, cpu, gfp, ref))
+        self.lines.append(self.lineno)
         return len(self.rows) - 1
 
     def _clock(self, cpu, ts):
@@ -141,6 +144,7 @@ class TraceConverter:
         for ev in kmem_events:
             if self.trace_clock:
                 self._clock(ev[5], ev[6])
+            self.lineno = ev[0]
             self._event(*ev[1:5])
             if len(self.rows) >= size:
                 yield self._flush()
@@ -151,6 +155,7 @@ class TraceConverter:
         events = np.array(self.rows, dtype=EVENT_DTYPE)
         self.emitted += len(self.rows)
         self.rows = []
+        self.chunk_lines, self.lines = self.lines, []
         return events
 
     def settle(self, ev_pfn):
@@ -273,7 +278,11 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
                              f"traced pfns (up to {conv.max_pfn:#x}): exact replay places the "
                              "trace's own pfns; give a larger --pages, or --replay-mode "
                              "requests")
-        conv.settle(sim.feed(chunk))
+        try:
+            conv.settle(sim.feed(chunk))
+        except BadEventError as e:  # the line it came from, not the event's number
+            raise TraceError(f"{path}:{conv.chunk_lines[e.row]}: the model cannot replay this "
+                             f"line's event ({e.reason})") from None
     if bar:
         bar.close()
     if not any(conv.counts.get("events", {}).get(name) for name in KMEM_EVENTS):

@@ -41,7 +41,15 @@ EngineArrays = namedtuple("EngineArrays", ENGINE_FIELDS)
 
 
 class BadEventError(ValueError):
-    pass
+    """An event the engine refused: ``row`` is its row in the chunk fed, ``reason`` what may
+    be wrong with it."""
+
+    reason = ("a bad reference (not an earlier allocation), order, cpu or gfp (both "
+              "__GFP_MOVABLE and __GFP_RECLAIMABLE)")
+
+    def __init__(self, where, row=None):
+        super().__init__(f"{where}: {self.reason}")
+        self.row = row
 
 
 class EngineState:
@@ -348,8 +356,7 @@ class Simulation:
 
         def bad_event(r):
             row = {name: int(col[r]) for name, col in zip(EVENT_DTYPE.names, cols)}
-            return BadEventError(f"event {base + r}: {row}: bad reference (not an earlier "
-                                 "allocation), order or cpu")
+            return BadEventError(f"event {base + r}: {row}", r)
 
         def consume(i, stop, blog=None):
             """Events [i, stop) (with ``blog``: the engine's half of them, pipeline.py)."""

@@ -410,6 +410,9 @@ def _parse(path, lenient, table, counts, progress, detail):
                     raise ValueError("mm_page_alloc without gfp_flags (the model places and "
                                      "zeroes by them)")
                 gfp = parse_gfp(fields["gfp_flags"], table) if name == "mm_page_alloc" else 0
+                if gfp & GFP_MOVABLE_MASK == GFP_MOVABLE_MASK:
+                    raise ValueError("gfp_flags has both __GFP_MOVABLE and __GFP_RECLAIMABLE "
+                                     "(no migratetype: gfp_migratetype() warns on it)")
                 mt = _int(fields, "migratetype") if "migratetype" in fields else 0
                 if not 0 <= mt <= MAX_MIGRATETYPE:
                     raise ValueError(f"migratetype {mt} out of range (0-{MAX_MIGRATETYPE})")
