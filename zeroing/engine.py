@@ -89,7 +89,6 @@ EXIT_DONE = 0
 EXIT_FLUSH = 1  # command buffer nearly full
 EXIT_OFFLOAD = 2  # an offload batch is isolated and queued: flush, then complete it
 EXIT_BAD_EVENT = 3
-
 EXIT_LOG_FULL = 4  # a pipelined run's log may not hold the background work due (pipeline.py)
 
 #: The log of a pipelined run (``run_events``): each event's block (``log_block``), the

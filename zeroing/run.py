@@ -19,7 +19,7 @@ from . import pipeline
 from . import struct_page as SP
 from .compiling import notice_first_compile
 from .cost import NR_ACCOUNTS, CostProfile, cost_section, format_cost, load_profile
-from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_OFFLOAD,
+from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_DONE, EXIT_OFFLOAD,
                      MARKER_CALLER_SHIFT, MARKER_EVENT_MASK, MAX_LEAKS, NEVER, NR_OB, NR_RSTATE,
                      OB_OK, OFFLOAD_EVENT, R_CMD_LIMIT, R_CMD_PAGE_LIMIT, R_CMD_PAGES, R_CONTENT,
                      R_NCMD, R_NLEAKS, R_OHEAD, R_OQUEUED, offload_retire, record_leak, run_events)
@@ -365,14 +365,17 @@ class Simulation:
                                     min(stop, i + self.chunk), None, blog)
                 if why == EXIT_BAD_EVENT:
                     raise bad_event(r)
-                offload = why == EXIT_OFFLOAD
-                ok = state.flush(wait=offload)  # an offload batch's clears must be known done
-                if offload and not ok:  # the batch just queued was not cleared
-                    rs = state.arrays.rstate
-                    slot = (rs[R_OHEAD] + rs[R_OQUEUED] - 1) % state.arrays.obatch.shape[0]
-                    state.arrays.obatch[slot, OB_OK] = 0
                 if bar:
                     bar.update(r - i)
+                # A pipeline's range that ended: its commands wait for a full buffer, as
+                # in a serial run of the feed.
+                if why != EXIT_DONE or blog is None or r == n:
+                    offload = why == EXIT_OFFLOAD
+                    ok = state.flush(wait=offload)  # an offload batch's clears must be done
+                    if offload and not ok:  # the batch just queued was not cleared
+                        rs = state.arrays.rstate
+                        slot = (rs[R_OHEAD] + rs[R_OQUEUED] - 1) % state.arrays.obatch.shape[0]
+                        state.arrays.obatch[slot, OB_OK] = 0
                 i = r
 
         if piped:
