@@ -45,6 +45,9 @@ from allocator import core as acore
 from allocator.buddy import MAX_PAGE_ORDER
 from allocator.flags import GFP_BITS, MIGRATETYPE_NAMES, MigrateType
 
+# Free blocks or pageblocks worth more than MAX_PAGES (in one count, or in one line) are of no
+# machine, and are refused before a number of thousands of digits is converted or one too large
+# for a float is scaled.
 from .zoneinfo import MAX_PAGES, PHYSICAL
 
 STATES = ("pristine", "aged")
@@ -83,9 +86,6 @@ def parse_spec(value):
 PAGEBLOCK_ORDER = 9
 #: NR_PAGE_ORDERS: the columns of /proc/buddyinfo (orders 0 to MAX_PAGE_ORDER).
 NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
-#: Free blocks or pageblocks worth more than MAX_PAGES (in one count, or in one line) are of
-#: no machine, and are refused before a number of thousands of digits is converted or one too
-#: large for a float is scaled.
 #: The highest node number a snapshot line may give: what ``FILE,node=N`` can name (x86-64's
 #: MAX_NUMNODES is at most 1024).
 MAX_NODE = 9999
