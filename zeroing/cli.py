@@ -170,6 +170,8 @@ def cmd_demo(args):
 def cmd_run(args):
     from .cost import DEFAULT_PROFILE
     from .initial_state import StateError, parse_spec
+    from .pipeline import can_pipeline
+    from .policy import as_array
     from .run import BadEventError, summary, write_json
     from .streaming import simulate_stream
     from .validate import (check, check_backend, check_memory, check_output_file, check_policy,
@@ -209,7 +211,7 @@ def cmd_run(args):
             "initial_state": check("--initial-state", "initial_state", args.initial_state),
             "state_seed": seed,
             "pipeline_mode": check("--pipeline", "pipeline", args.pipeline)}
-    if zone["pipeline_mode"] == "on" and (policy.offload or policy.free_signal == "page_bit"):
+    if zone["pipeline_mode"] == "on" and not can_pipeline(as_array(policy, pages)):
         why = f"--policy {args.policy}" if policy.offload else "--free-signal page_bit"
         raise UserError(f"--pipeline on: has no effect with {why} (the page allocator reads "
                         "page state there, so the run stays serial)")

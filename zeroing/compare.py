@@ -22,7 +22,7 @@ from .streaming import simulate_stream
 from .tomlfile import key_line, read_toml
 from .validate import (UserError, check, check_backend, check_memory, check_policy,
                        check_policy_options, check_workload, check_workload_size,
-                       printable)
+                       printable, refuse_odd_file)
 from .workloads import default_pages, iter_workload
 
 TOP_KEYS = {"name": str, "seeds": list, "mode": str, "backend": str, "baseline": str,
@@ -259,9 +259,7 @@ def result_digest(result):
 def read_complete(path, digest):
     """The run's result if the file is complete, intact and was made from this spec, else
     None. Something other than a regular file there is refused (a FIFO would block)."""
-    if os.path.lexists(path) and not os.path.isfile(path):
-        raise UserError(f"{path} is not a regular file (a folder, device or pipe) where a "
-                        "run's result goes: move it away")
+    refuse_odd_file(path, "a run's result")
     try:
         with open(path) as f:
             data = json.load(f)
@@ -365,9 +363,7 @@ def prepare(cfg, out=None):
     # not after the runs (a temporary beside it then fails with its own name).
     ends = [os.path.join(out, f) for f in REPORT_FILES] + [snapshot_path(t[3]) for t in todo]
     for path in ends:
-        if os.path.lexists(path) and not os.path.isfile(path):
-            raise UserError(f"{path} is not a regular file (a folder, device or pipe) where "
-                            "the results go: move it away")
+        refuse_odd_file(path, "a result")
     return out, todo
 
 
@@ -417,9 +413,7 @@ class OutputLock:
 
     def __enter__(self):
         import fcntl
-        if os.path.lexists(self.path) and not os.path.isfile(self.path):
-            raise UserError(f"{self.path} is not a regular file (a folder, device or pipe) "
-                            "where the folder's lock goes: move it away")
+        refuse_odd_file(self.path, "the folder's lock")
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:

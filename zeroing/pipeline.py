@@ -92,8 +92,9 @@ class Pipeline:
         return [handle_for("PipeLog", PipeLog(block, bg, pos))
                 for bg, pos in zip(self.bg, self.pos)]
 
-    def feed(self, sim, z, cols, ev_pfn, base, start, n, consume):
-        """Events [start, n) of a feed: the allocator's half of each range on the thread, the
+    def feed(self, run_arrays, z, cols, ev_pfn, base, start, n, consume):
+        """Events [start, n) of a feed (``run_arrays``: the run's engine arrays, where the
+        allocator's half's counts go): the allocator's half of each range on the thread, the
         engine's half of the range before it here (``consume(a, b, blog)``: the serial loop's
         handling of flushes and bad events, over run_events with ``blog``; with blog None it
         runs the range serially). Returns where the allocator's half found a bad event, or
@@ -119,7 +120,7 @@ class Pipeline:
                     r, why = job[1].result()  # also when the engine's half raised
             if job is None:
                 break
-            self._merge(sim.state.arrays)
+            self._merge(run_arrays)
             if why == EXIT_LOG_FULL and r == a:
                 # Background work the log could not hold: everything before it is done,
                 # so this event runs serially.

@@ -26,7 +26,8 @@ from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_DONE, EXIT
 from .events import EVENT_DTYPE
 from .initial_state import apply_initial_state
 from .policy import P_OFFLOAD_BATCH, Policy, as_array
-from .validate import MODES, PCP_HIGH_MODES, PIPELINE_MODES, UserError, output_target
+from .validate import (MODES, PCP_HIGH_MODES, PIPELINE_MODES, UserError, output_target,
+                       refuse_odd_file)
 
 CMD_CAPACITY = 1 << 16
 #: What a backend given as an object must have (to_host: a failed batch moves the pool to
@@ -379,7 +380,7 @@ class Simulation:
                 i = r
 
         if piped:
-            bad = self._pipe.feed(self, z, cols, ev_pfn, base, start, n, consume)
+            bad = self._pipe.feed(state.arrays, z, cols, ev_pfn, base, start, n, consume)
             if bad is not None:
                 raise bad_event(bad)
         else:
@@ -535,9 +536,7 @@ def write_text(path, text):
     """Write atomically: a reader never sees a half-written file. A device or pipe at
     ``path`` is never replaced; a symbolic link is written through (``output_target``)."""
     path = output_target(path)
-    if os.path.exists(path) and not os.path.isfile(path):
-        raise UserError(f"{path} is not a regular file (a folder, device or pipe): "
-                        "not replaced by the results; move it away")
+    refuse_odd_file(path, "a result")
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
         with open(tmp, "w") as f:

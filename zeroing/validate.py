@@ -205,6 +205,8 @@ MODES = ("metadata", "content")
 BACKENDS = ("auto",) + KERNEL_BACKENDS
 #: --pcp-high: the kernel's auto-tuning (6.7+), or high fixed at the low watermark / CPUs.
 PCP_HIGH_MODES = ("auto", "fixed")
+#: The most events a run may be given (--events), or a workload's parameters may make.
+MAX_EVENTS = 2**31 - 1
 #: --pipeline: the allocator's half of the loop on a second host thread (zeroing/pipeline.py).
 PIPELINE_MODES = ("off", "on")
 
@@ -212,7 +214,7 @@ PIPELINE_MODES = ("off", "on")
 RULES = {
     # zone, run and engine
     "pages": Int(1024, MAX_PFNS),
-    "events": Int(1, 2**31 - 1),
+    "events": Int(1, MAX_EVENTS),
     "seed": Int(0, 2**63 - 1),
     "mode": Choice(*MODES),
     "backend": Choice(*BACKENDS),
@@ -589,6 +591,15 @@ def check_memory(where, nr_pages, mode="metadata", backend="auto", available=Non
 def _gpu_present():
     from kernels import get_backend
     return get_backend("auto").name not in ("numba", "numpy")
+
+
+def refuse_odd_file(path, role):
+    """A folder, device or pipe where ``role`` (a file we write or lock) goes is one line
+    naming it, before anything waits on it or works towards it; a regular file or none is
+    fine."""
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise UserError(f"{path} is not a regular file (a folder, device or pipe) where {role} "
+                        "goes: move it away")
 
 
 def output_target(path, where=None):

@@ -12,6 +12,7 @@ number in the whole stream (``gen.chunked(array)`` cuts one array so); register 
 import inspect
 
 from ..struct_page import parse_caller_mix
+from ..validate import MAX_EVENTS
 from .mixed import mixed, mixed_chunks
 from .scenarios import (balloon_cycle, balloon_cycle_chunks, kernel_build, kernel_build_chunks,
                         page_cache_churn, page_cache_churn_chunks, vm_anon, vm_anon_chunks)
@@ -104,9 +105,6 @@ def convert_params(name, params, spell=None):
 #: The most idle time a workload may ask for in all, seconds (1e8 s: 1e8 tick events).
 MAX_IDLE_S = 1e8
 
-
-#: The most events a workload may make: what ``--events`` allows.
-MAX_EVENTS = 2**31 - 1
 
 
 def estimated_events(name, given, nr_pages):
