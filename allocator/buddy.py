@@ -146,23 +146,29 @@ class BuddyAllocator:
         zs = self.zone.zstate
         return int(zs[ZS_WMARK_MIN]), int(zs[ZS_WMARK_LOW]), int(zs[ZS_WMARK_HIGH])
 
-    def fill_pcp(self, cpu, count, high=None, gfp=GFP_HIGHUSER_MOVABLE):
-        """Start a CPU's order-0 pcp list with ``count`` pages taken as ``rmqueue_bulk`` takes
-        them (not counted as refills of the run) and ``pcp->high`` at ``high`` (clamped): a
-        /proc/zoneinfo pageset, since a captured kernel's lists are never empty. ``gfp``
-        picks the list (default: Movable)."""
+    def fill_pcp(self, cpu, count, high=None, gfp=GFP_HIGHUSER_MOVABLE, order=0):
+        """Start a CPU's pcp list of ``order`` blocks with ``count`` blocks taken as
+        ``rmqueue_bulk`` takes them (not counted as refills of the run) and ``pcp->high`` at
+        ``high`` (clamped): a /proc/zoneinfo pageset, since a captured kernel's lists are
+        never empty. ``gfp`` picks the list (default: Movable). Returns the blocks taken."""
         mt = core.gfp_migratetype(self.z, gfp)
         if mt < 0:
             raise ValueError(f"gfp {gfp:#x}: {ERRORS[-mt]}")
-        pindex = core.order_to_pindex(self.z, mt, 0)
-        n = core.rmqueue_bulk(self.z, cpu, 0, count, mt, pindex)
-        self.zone.pcp_count[cpu] += n
+        if not core.pcp_allowed_order(self.z, order):
+            raise ValueError(f"order {order}: no per-cpu list holds it")
+        n = core.rmqueue_bulk(self.z, cpu, order, count, mt, self.pcp_pindex(order, mt))
+        self.zone.pcp_count[cpu] += n << order
         self.zone.stat[core.S_PCP_REFILL] -= n
-        self.zone.stat[core.S_PCP_REFILL_PAGES] -= n
+        self.zone.stat[core.S_PCP_REFILL_PAGES] -= n << order
         if high is not None:
             ps = self.zone.pcp_state[cpu]
             ps[PCP_HIGH] = min(max(high, ps[PCP_HIGH_MIN]), ps[PCP_HIGH_MAX])
         return int(n)
+
+    def pcp_pindex(self, order, mt):
+        """The per-cpu list (``order_to_pindex()``) a block of this order and migratetype
+        goes on."""
+        return int(core.order_to_pindex(self.z, mt, order))
 
     def decay_pcp_high(self, cpu=None):
         """One tick of the vmstat worker's ``decay_pcp_high()`` (all CPUs by default); True

@@ -9,9 +9,10 @@ zones (DMA, DMA32), its vmstat ticks the trace's where it recorded them
 (``workqueue_execute_start`` of ``vmstat_update``), with pcp high auto-tuned (6.18) and fixed
 (the rule before 6.7), each from empty lists, from the "before" pagesets with all their pages
 put on the order-0 Movable list (the zoneinfo cannot break a CPU's count down by list), and
-from the pagesets split by the trace: on the Movable order-0 list as many pages as the CPU's
-Movable order-0 allocations before its first refill (the kernel served those from the list),
-the rest on the Unmovable list. Usage: ``python experiments/pcp_trace_check.py DIR`` where DIR
+from the pagesets split over the lists as the trace shows them (``zeroing/pcp_start.py``: a
+list the trace refills held what left it before its first refill; what is left of the count
+goes on the busiest order-0 list that never ran empty; ``zeroing replay --zoneinfo
+--trace-clock`` starts so by default). Usage: ``python experiments/pcp_trace_check.py DIR`` where DIR
 holds trace_kmem_*.txt.gz and before_/after_zoneinfo (shared/testdata/trace-6.18-pcp/nothp128
 or thp64; tests/data has two captures with the vmstat ticks, 2026-11-27).
 """
@@ -22,32 +23,11 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from allocator.flags import MigrateType, gfp_migratetype  # noqa: E402
 from zeroing.validate import OneLineParser, UserError, output_file, script_main  # noqa: E402
 from zeroing.policy import make_policy  # noqa: E402
 from zeroing.replay import replay  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
-from zeroing.trace import read_events  # noqa: E402
 from zeroing.zoneinfo import normal_zone, other_lowmem_zones  # noqa: E402
-
-
-def kernel_figures(trace):
-    """(refill pages, drain pages, {cpu: Movable order-0 allocations before its first
-    refill}): the last is how many pages the CPU's Movable order-0 list held at least when
-    the capture began (the kernel served them without taking any from the buddy)."""
-    refill = drain = 0
-    served, refilled = {}, set()
-    for _, name, pfn, order, gfp, cpu, _ in read_events(trace, detail=True):
-        if name == "mm_page_alloc_zone_locked":
-            refill += 1 << order
-            if order == 0:
-                refilled.add(cpu)
-        elif name == "mm_page_pcpu_drain":
-            drain += 1 << order
-        elif name == "mm_page_alloc" and order == 0 and pfn >= 0 and cpu not in refilled \
-                and gfp_migratetype(gfp) == MigrateType.MOVABLE:
-            served[cpu] = served.get(cpu, 0) + 1
-    return refill, drain, served
 
 
 def main(argv=None):
@@ -67,27 +47,27 @@ def main(argv=None):
     managed, free0, start = normal_zone(os.path.join(args.dir, "before_zoneinfo"))
     others = other_lowmem_zones(os.path.join(args.dir, "before_zoneinfo"))
     _, free1, end = normal_zone(os.path.join(args.dir, "after_zoneinfo"))
-    refill, drain, served = kernel_figures(trace)
-    # The zoneinfo gives each CPU's count, not its lists: seeded, every page is put on the
-    # Movable order-0 list; seeded by the trace, as many as the trace shows were served from it
-    # before the first refill, the rest on the Unmovable list (which this burst never uses).
-    by_trace = [(count, high, min(count, served.get(cpu, 0)))
-                for cpu, (count, high) in enumerate(start)]
-    out = {"kernel": {"refill_pages": refill, "drain_pages": drain,
+    runs = {}
+    for pcp_high in ("auto", "fixed"):
+        for label, seed, split in (("empty", None, "trace"), ("seeded", start, "movable"),
+                                   ("by trace", start, "trace")):
+            runs[f"{pcp_high} {label}"] = replay(
+                trace, make_policy("baseline"), "requests", nr_pages=managed, trace_clock=True,
+                pcp_high=pcp_high, pcp_start=seed, pcp_split=split, other_zones=others)
+    r = runs["auto empty"]  # the trace's own figures, the same in every run
+    out = {"kernel": {"refill_pages": r["zone_locked_pages"], "drain_pages": r["pcpu_drain_pages"],
                       "nr_free_pages_delta": free1 - free0, "pagesets_before": start,
                       "pagesets_after": end}}
-    print(f"{os.path.basename(args.dir)}: kernel refill {refill}, drain {drain}, "
-          f"NR_FREE_PAGES {free1 - free0:+d}; pcp (count, high) before {start}, after {end}")
-    for pcp_high in ("auto", "fixed"):
-        for label, seed in (("empty", None), ("seeded", start), ("by trace", by_trace)):
-            r = replay(trace, make_policy("baseline"), "requests", nr_pages=managed,
-                       trace_clock=True, pcp_high=pcp_high, pcp_start=seed, other_zones=others)
-            m = r["pcp"]
-            sets = [(s["count"], s["high"]) for s in m["pagesets"]]
-            out[f"{pcp_high} {label}"] = m
-            print(f"  model pcp {pcp_high:5} {label:8}: refill {m['refill_pages']}, drain "
-                  f"{m['drain_pages']}, NR_FREE_PAGES {m['nr_free_pages_delta']:+d}; "
-                  f"pcp (count, high) after {sets}")
+    k = out["kernel"]
+    print(f"{os.path.basename(args.dir)}: kernel refill {k['refill_pages']}, drain "
+          f"{k['drain_pages']}, NR_FREE_PAGES {free1 - free0:+d}; pcp (count, high) before "
+          f"{start}, after {end}")
+    for name, r in runs.items():
+        m = r["pcp"]
+        out[name] = m
+        sets = [(s["count"], s["high"]) for s in m["pagesets"]]
+        print(f"  model pcp {name:14}: refill {m['refill_pages']}, drain {m['drain_pages']}, "
+              f"NR_FREE_PAGES {m['nr_free_pages_delta']:+d}; pcp (count, high) after {sets}")
     if args.json:
         write_json(args.json, out)
     return out

@@ -91,6 +91,10 @@ def build_parser():
                     help="/proc/zoneinfo of the traced machine: the zone is its Normal zone "
                          "(managed pages, unless --pages), with the watermarks and pcp limits "
                          "its node's other zones give it")
+    rp.add_argument("--pcp-start", help="zoneinfo|empty: the per-cpu lists start as --zoneinfo's "
+                                        "pagesets, split over the lists as the trace shows them "
+                                        "(the default with --zoneinfo, --trace-clock and "
+                                        "--replay-mode requests), or empty")
     rp.add_argument("--cost-profile", metavar="FILE", help="cost profile TOML")
     cal = sub.add_parser("calibrate", help="measure this machine's clearing and fault costs; "
                                            "write a cost profile")
@@ -265,12 +269,22 @@ def cmd_replay(args):
                         "(it places the trace's own pfns, without per-cpu lists; "
                         "--replay-mode requests has them)")
     pages = check("--pages", "pages", args.pages) if args.pages is not None else None
+    seeded = args.zoneinfo is not None and args.trace_clock and replay_mode == "requests"
+    if args.pcp_start is not None:
+        check("--pcp-start", "pcp_start", args.pcp_start, Choice("zoneinfo", "empty"))
+        if not seeded:
+            raise UserError(f"--pcp-start {args.pcp_start}: has no effect without --zoneinfo "
+                            "(the pagesets), --trace-clock (the traced CPUs) and --replay-mode "
+                            "requests (the per-cpu lists)")
+        seeded = args.pcp_start == "zoneinfo"
     other_zones = ()
+    pagesets = None
     if args.zoneinfo is not None:
         from .zoneinfo import normal_zone, other_lowmem_zones
         check_input_file("--zoneinfo", args.zoneinfo)
-        managed = normal_zone(args.zoneinfo)[0]
+        managed, _, zone_pagesets = normal_zone(args.zoneinfo)
         other_zones = other_lowmem_zones(args.zoneinfo)
+        pagesets = zone_pagesets if seeded else None
         if pages is None:
             pages = check("--zoneinfo", "pages", managed)
     if pages is not None:
@@ -289,7 +303,7 @@ def cmd_replay(args):
         result = replay(args.trace, policy, replay_mode, args.lenient, table, pages, mode,
                         args.backend, progress=True, trace_clock=args.trace_clock,
                         pcp_high=check("--pcp-high", "pcp_high", args.pcp_high),
-                        cost_profile=profile, other_zones=other_zones,
+                        pcp_start=pagesets, cost_profile=profile, other_zones=other_zones,
                         pages_from="--pages" if args.pages is not None else
                         f"--zoneinfo {args.zoneinfo} (its Normal zone's managed pages)")
     except (RuntimeError, MemoryError, ValueError) as e:  # TraceError is a ValueError
@@ -315,8 +329,28 @@ def cmd_replay(args):
               f"NR_FREE_PAGES {p['nr_free_pages_delta']:+d}"
               + (f"; pcp high decayed at the trace's {ticks} vmstat_update ticks" if ticks
                  else ""))
+        print(f"trace: mm_page_alloc_zone_locked {result['zone_locked_pages']} pages, "
+              f"mm_page_pcpu_drain {result['pcpu_drain_pages']} pages, NR_FREE_PAGES "
+              f"{result['nr_free_pages_delta']:+d}")
+        if "start" in p:
+            print(pcp_start_line(p["start"], args.zoneinfo))
     print(summary(result))
     return 0
+
+
+def pcp_start_line(start, zoneinfo):
+    """What the per-cpu lists started with (``replay``'s ``pcp["start"]``), in one line."""
+    cpus = []
+    for cpu, s in enumerate(start["pagesets"]):
+        lists = ", ".join(f"{mt} order {order} {n}" for order, mt, n in s["lists"])
+        extra = (f", {s['unplaced']} not placed" if s["unplaced"] > 0 else
+                 f", {-s['unplaced']} more than its count" if s["unplaced"] < 0 else "")
+        cpus.append(f"CPU {cpu} {s['count']} pages ({lists or 'none'}{extra})")
+    unknown = start["unknown_frees"]
+    return (f"pcp lists at the start: {zoneinfo}'s pagesets, split by the trace: "
+            + "; ".join(cpus)
+            + (f"; {unknown} frees of pages of unknown migratetype not counted" if unknown
+               else ""))
 
 
 def defaults(args, **values):

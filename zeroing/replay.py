@@ -14,21 +14,21 @@ A trace that starts mid-run is normal: a free of a page never seen allocated was
 before the trace began; exact mode adopts it (content unknown, dirty), requests mode skips it.
 ``mm_page_free_batched`` repeating a recent ``mm_page_free`` of the same pfn is the same free.
 """
-from collections import Counter, OrderedDict
+from collections import Counter
 
 import numpy as np
 
-from allocator.flags import GFP_BITS, GFP_KERNEL, PAGE_ALLOC_COSTLY_ORDER, __GFP_ZERO
+from allocator.flags import (GFP_BITS, GFP_MOVABLE_SHIFT, MIGRATETYPE_NAMES,
+                            PAGE_ALLOC_COSTLY_ORDER, MigrateType, __GFP_ZERO)
 
 from .events import (EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE, EV_VMSTAT,
                      EVENT_DTYPE)
 from .run import BadEventError, Simulation
-from .trace import KMEM_EVENTS, VMSTAT_TICK, TraceError, read_events
+from .trace import KMEM_EVENTS, VMSTAT_TICK, BatchedRepeats, TraceError, read_events
 
 REPLAY_MODES = ("exact", "requests")
 _USER = GFP_BITS["__GFP_MOVABLE"] | GFP_BITS["__GFP_HARDWALL"] | GFP_BITS["__GFP_HIGHMEM"]
 PAGEBLOCK_ORDER = 9
-RECENT_FREES = 4096
 
 
 def pcp_allowed_order(order, thp=True):
@@ -59,8 +59,9 @@ class TraceConverter:
         self.anomalies = Counter()
         self.counts = {}
         self.live = {}  # traced pfn -> [row in this chunk or -1, model pfn once settled, order]
-        self.recent = OrderedDict()  # pfns freed by mm_page_free, for mm_page_free_batched
+        self.repeats = BatchedRepeats()
         self.delta = 0
+        self.zone_locked_pages = self.pcpu_drain_pages = 0  # what the traced kernel moved
         self.max_pfn = 0
         self.emitted = 0
         self.vmstat_ticks = 0  # the trace's vmstat_update ticks, taken in place of the model's
@@ -100,26 +101,24 @@ class TraceConverter:
             self.vmstat_ticks += 1
         elif name == "mm_page_alloc_zone_locked":
             self.delta -= 1 << order
+            self.zone_locked_pages += 1 << order
         elif name == "mm_page_pcpu_drain":
             self.delta += 1 << order
+            self.pcpu_drain_pages += 1 << order
         elif name == "mm_page_alloc":
             if pfn < 0:
                 self.anomalies["failed_alloc"] += 1
                 return
             if pfn in self.live:
                 self.anomalies["alloc_of_allocated_pfn"] += 1
-            self.recent.pop(pfn, None)
+            self.repeats.allocated(pfn)
             row = self._row(classify(gfp, order), order, gfp, pfn + 1 if self.exact else 0)
             self.live[pfn] = [row, -1, order]
         else:  # mm_page_free, mm_page_free_batched
-            if name == "mm_page_free_batched" and pfn in self.recent:
-                del self.recent[pfn]
+            if self.repeats.repeat(name, pfn):
                 self.anomalies["free_batched_repeat"] += 1
                 return
             if name == "mm_page_free":
-                self.recent[pfn] = None
-                if len(self.recent) > RECENT_FREES:
-                    self.recent.popitem(last=False)
                 if not pcp_allowed_order(order):
                     self.delta += 1 << order  # __free_pages_ok: straight to the buddy
             entry = self.live.pop(pfn, None)
@@ -174,6 +173,8 @@ class TraceConverter:
                 "malformed_examples": self.counts.get("malformed_examples", []),
                 "anomalies": anomalies,
                 "nr_free_pages_delta": self.delta,
+                "zone_locked_pages": self.zone_locked_pages,
+                "pcpu_drain_pages": self.pcpu_drain_pages,
                 "max_pfn": self.max_pfn, "truncated": self.counts.get("truncated"),
                 "vmstat_ticks": self.vmstat_ticks}
 
@@ -222,8 +223,8 @@ class _ByteBar:
 
 def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
            sim_mode="metadata", backend="auto", chunk_events=1 << 20, progress=False,
-           trace_clock=False, pcp_high="auto", pcp_start=None, cost_profile=None,
-           other_zones=(), pages_from="--pages"):
+           trace_clock=False, pcp_high="auto", pcp_start=None, pcp_split="trace",
+           cost_profile=None, other_zones=(), pages_from="--pages"):
     """Replay a trace under a policy, streaming: the engine's result plus the trace's figures.
 
     Without ``nr_pages`` a first pass over the trace sizes the zone to its highest pfn.
@@ -236,8 +237,9 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
     model's refill and drain pages and its NR_FREE_PAGES change, the figures the trace's
     ``mm_page_alloc_zone_locked`` / ``mm_page_pcpu_drain`` give for the real kernel.
     ``pcp_start``: [(count, high)] per CPU, the pagesets of a /proc/zoneinfo taken before the
-    capture (``BuddyAllocator.fill_pcp``): the pages on the order-0 Movable list, or with a
-    third figure (count, high, movable) that many there and the rest on the Unmovable list.
+    capture (``BuddyAllocator.fill_pcp``), split over the lists as the trace shows them
+    (``pcp_split="trace"``, with ``trace_clock``: ``pcp_start.py``) or all on the order-0
+    Movable list (``"movable"``); the result's ``pcp["start"]`` says what each list got.
     ``other_zones``: managed pages of the node's other lowmem zones in that zoneinfo (its
     watermarks and pcp limits, ``BuddyAllocator``). ``pages_from``: what set ``nr_pages``,
     for the message when the trace's pfns do not fit.
@@ -263,11 +265,8 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
     sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend, pcp=(mode == "requests"),
                      pcp_high=pcp_high, nr_cpus=nr_cpus, cost_profile=cost_profile,
                      other_zones=other_zones)
-    for cpu, (count, high, *movable) in enumerate(pcp_start or []):
-        movable = movable[0] if movable else count
-        sim.alloc.fill_pcp(cpu, movable, high)
-        if count > movable:
-            sim.alloc.fill_pcp(cpu, count - movable, gfp=GFP_KERNEL)
+    start = _start_lists(sim.alloc, path, lenient, table, progress, pcp_start, pcp_split,
+                         trace_clock) if pcp_start else None
     free_before = sim.alloc.nr_free_pages()
     conv = TraceConverter(mode, trace_clock=trace_clock)
     bar = _ByteBar(path, "replaying") if progress else None
@@ -294,4 +293,40 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
     st = sim.alloc.stats()
     result["pcp"].update(refill_pages=st["pcp_refill_pages"], drain_pages=st["pcp_drain"],
                          nr_free_pages_delta=sim.alloc.nr_free_pages() - free_before)
+    if start is not None:
+        result["pcp"]["start"] = start
     return result
+
+
+def _start_lists(alloc, path, lenient, table, progress, pagesets, split, trace_clock):
+    """Fill the per-cpu lists ``replay``'s ``pcp_start`` asks for; what each list got."""
+    from .pcp_start import TraceLists
+    if split not in ("trace", "movable"):
+        raise ValueError(f"unknown pcp split {split!r}: choose from trace, movable")
+    unknown = 0
+    if split == "trace":
+        if not trace_clock:
+            raise ValueError("splitting the pagesets by the trace needs the trace's CPUs "
+                             "(trace_clock)")
+
+        def rows():
+            bar = _ByteBar(path, "reading the pcp lists") if progress else None
+            yield from read_events(path, lenient, table, {}, bar, detail=True)
+            if bar:
+                bar.close()
+        lists = TraceLists.from_trace(rows, alloc.pcp_pindex)
+        per_cpu, rests = lists.seed(pagesets)
+        unknown = lists.unknown_frees
+    else:
+        per_cpu = [[(0, MigrateType.MOVABLE, count)] for count, _ in pagesets]
+        rests = [0] * len(pagesets)
+    out = []
+    for cpu, ((count, high), rows, rest) in enumerate(zip(pagesets, per_cpu, rests)):
+        got = [(order, int(mt), alloc.fill_pcp(cpu, blocks, high, int(mt) << GFP_MOVABLE_SHIFT,
+                                               order))
+               for order, mt, blocks in sorted(rows)]
+        out.append({"count": count, "high": high, "unplaced": rest,
+                    "lists": [[order, MIGRATETYPE_NAMES[mt], n] for order, mt, n in got if n]})
+        if not rows and high is not None:
+            alloc.fill_pcp(cpu, 0, high)
+    return {"split": split, "unknown_frees": unknown, "pagesets": out}

@@ -22,6 +22,7 @@ import lzma
 import os
 import re
 import zlib
+from collections import OrderedDict
 
 from allocator.buddy import MAX_CPUS, MAX_PAGE_ORDER
 from allocator.flags import GFP_BITS, GFP_MOVABLE_MASK, GFP_MOVABLE_SHIFT, GFP_NAMES
@@ -65,6 +66,31 @@ _VMSTAT_WORK = re.compile(r"function vmstat_update\s*$")
 #: The event name ``read_events`` gives such a line (with ``detail``).
 VMSTAT_TICK = "vmstat_update"
 _CALLCHAIN = re.compile(r"^\s+(?:=>|[0-9a-f]{6,}\s|\[?<[0-9a-f]+>\]?)")
+
+
+class BatchedRepeats:
+    """``mm_page_free_batched`` repeating a recent ``mm_page_free`` of the same pfn is the same
+    free (the kernel traces both for one page): ``repeat(name, pfn)`` says so, and remembers
+    the last ``RECENT_FREES`` pfns freed by ``mm_page_free`` (an allocation forgets its pfn)."""
+
+    RECENT_FREES = 4096
+
+    def __init__(self):
+        self.recent = OrderedDict()
+
+    def allocated(self, pfn):
+        self.recent.pop(pfn, None)
+
+    def repeat(self, name, pfn):
+        """True for a batched free that repeats a recent free (skip it); records frees."""
+        if name == "mm_page_free_batched" and pfn in self.recent:
+            del self.recent[pfn]
+            return True
+        if name == "mm_page_free":
+            self.recent[pfn] = None
+            if len(self.recent) > self.RECENT_FREES:
+                self.recent.popitem(last=False)
+        return False
 
 
 class TraceError(UserError):
@@ -313,8 +339,9 @@ def _cache_key(path, lenient, table, detail):
 
 def read_events(path, lenient=False, table=None, counts=None, progress=None, detail=False):
     """Yield (lineno, event, pfn, order, gfp) for kmem page events; with ``detail``
-    (lineno, event, pfn, order, gfp, cpu, time in ns), a line that shows no CPU and time
-    being a bad line.
+    (lineno, event, pfn, order, gfp, cpu, time in ns, migratetype, percpu_refill), a line
+    that shows no CPU and time being a bad line; the last two are the line's fields, -1 where
+    it has none (the per-cpu lists' start is read from them: ``pcp_start.py``).
 
     ``counts`` (a dict) collects ``events`` per name (other events too; the lines read, not
     those skipped), ``malformed``, ``malformed_examples``, ``migratetype_differs``
@@ -372,7 +399,7 @@ def _parse(path, lenient, table, counts, progress, detail):
                         if detail and other.group(1) == "workqueue_execute_start" and \
                                 _VMSTAT_WORK.search(line):  # the vmstat worker ran here
                             tick = (lineno, VMSTAT_TICK, 0, 0, 0,
-                                    *_cpu_time(line[:other.start(1)]))
+                                    *_cpu_time(line[:other.start(1)]), -1, -1)
                         events[other.group(1)] = events.get(other.group(1), 0) + 1
                         if tick:
                             yield tick
@@ -401,8 +428,9 @@ def _parse(path, lenient, table, counts, progress, detail):
                 if name == "mm_page_free_batched" and order != 0:
                     raise ValueError(f"order {order} on mm_page_free_batched (the kernel "
                                      "prints order=0: it frees order-0 pages only)")
+                refill = -1
                 if name == "mm_page_alloc_zone_locked" and "percpu_refill" in fields:
-                    refill = _int(fields, "percpu_refill")  # not used: checked as the others
+                    refill = _int(fields, "percpu_refill")
                     if refill not in (0, 1):
                         raise ValueError(f"percpu_refill {refill} out of range (0-1: the "
                                          "kernel prints a flag)")
@@ -413,16 +441,16 @@ def _parse(path, lenient, table, counts, progress, detail):
                 if gfp & GFP_MOVABLE_MASK == GFP_MOVABLE_MASK:
                     raise ValueError("gfp_flags has both __GFP_MOVABLE and __GFP_RECLAIMABLE "
                                      "(no migratetype: gfp_migratetype() warns on it)")
-                mt = _int(fields, "migratetype") if "migratetype" in fields else 0
-                if not 0 <= mt <= MAX_MIGRATETYPE:
+                mt = _int(fields, "migratetype") if "migratetype" in fields else -1
+                if not -1 <= mt <= MAX_MIGRATETYPE or (mt == -1 and "migratetype" in fields):
                     raise ValueError(f"migratetype {mt} out of range (0-{MAX_MIGRATETYPE})")
                 failed = name == "mm_page_alloc" and (fields.get("page") == "" or "(null)" in line)
                 row = (lineno, name, (-1 if failed else pfn), order, gfp)
                 if detail:
-                    row += _cpu_time(line[:m.start() + 1])
+                    row += (*_cpu_time(line[:m.start() + 1]), mt, refill)
                 # The line is good: count it (a skipped line is counted as malformed only).
                 events[name] = events.get(name, 0) + 1
-                if name == "mm_page_alloc" and "migratetype" in fields and \
+                if name == "mm_page_alloc" and mt >= 0 and \
                         mt != (gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT:
                     # The kernel prints gfp_migratetype(gfp_flags); the model takes the free
                     # list from the flags the same way, unless mobility grouping is off there.
