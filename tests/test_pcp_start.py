@@ -2,8 +2,6 @@
 
 Rows are ``read_events(..., detail=True)`` rows: (line, event, pfn, order, gfp, cpu, time,
 migratetype, percpu_refill)."""
-import os
-
 import pytest
 
 from allocator import BuddyAllocator

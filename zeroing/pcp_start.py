@@ -135,4 +135,5 @@ class TraceLists:
         if spare:
             return max(spare)[2]
         shown = {mt for order, mt, _, _ in lists if order == 0}
-        return next((mt for mt in (MOVABLE, 0, 2) if mt not in shown), None)
+        return next((int(mt) for mt in (MigrateType.MOVABLE, MigrateType.UNMOVABLE,
+                                        MigrateType.RECLAIMABLE) if mt not in shown), None)
