@@ -13,8 +13,9 @@ from the pagesets split over the lists as the trace shows them (``zeroing/pcp_st
 list the trace refills held what left it before its first refill; what is left of the count
 goes on the busiest order-0 list that never ran empty; ``zeroing replay --zoneinfo
 --trace-clock`` starts so by default). Usage: ``python experiments/pcp_trace_check.py DIR`` where DIR
-holds trace_kmem_*.txt.gz and before_/after_zoneinfo (shared/testdata/trace-6.18-pcp/nothp128
-or thp64; tests/data has two captures with the vmstat ticks, 2026-11-27).
+holds trace_kmem_*.txt.gz and before_/after_zoneinfo (the project's shared test data beside the
+repository: ../shared/testdata/trace-6.18-pcp/nothp128 or thp64; tests/data holds their files
+and two captures with the vmstat ticks, for ``zeroing replay --zoneinfo``).
 """
 import glob
 import os
@@ -37,7 +38,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     traces = glob.glob(os.path.join(args.dir, "trace_kmem_*.txt.gz"))
     needed = [os.path.join(args.dir, f) for f in ("before_zoneinfo", "after_zoneinfo")]
-    if not os.path.isdir(args.dir) or not traces or not all(map(os.path.isfile, needed)):
+    if not os.path.isdir(args.dir):
+        raise UserError(f"{args.dir}: no such folder (a capture folder: trace_kmem_*.txt.gz, "
+                        "before_zoneinfo and after_zoneinfo)")
+    if not traces or not all(map(os.path.isfile, needed)):
         raise UserError(f"{args.dir}: not a capture folder (it needs trace_kmem_*.txt.gz, "
                         "before_zoneinfo and after_zoneinfo)")
     if len(traces) > 1:

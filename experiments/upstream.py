@@ -120,28 +120,39 @@ def quick_config(cfg):
     return cfg
 
 
-def main(argv=None):
-    p = OneLineParser(description=__doc__)
-    p.add_argument("--out", type=output_folder, help="results folder (default: results/upstream)")
-    p.add_argument("--cost-profile", help="cost profile TOML (default: the shipped one)")
-    p.add_argument("--quick", action="store_true",
-                   help="tiny: 256 MiB zone, 16 MiB runs, one seed (a scratch folder)")
-    p.add_argument("--json", type=output_file, help="also write the summary here")
-    args = p.parse_args(argv)
-    cfg = load_config(os.path.join(ROOT, "experiments", "upstream.toml"), args.cost_profile)
-    if args.quick:
-        cfg = quick_config(cfg)
-    out = args.out or (tempfile.mkdtemp(prefix="upstream_quick") if args.quick
-                       else os.path.join(ROOT, "results", "upstream"))
+def run(cfg, out, keep=True):
+    """Compare the config's cells into ``out`` and print the summary; with ``keep`` also
+    write it there (``upstream.txt``, ``upstream.json``)."""
     compare(cfg, out, progress=False, log=lambda *_: None)
     out, todo = prepare(cfg, out)
     results = collect(cfg, out, todo, log=lambda *_: None)
     s = summary(results)
     text = (f"{table(s)}\n\n{breakdown(s)}\n\ncost profile: {results[0]['cost']['profile']}; "
-            f"seeds {cfg['seeds']}; full table: {out}/compare.txt")
+            f"seeds {cfg['seeds']}" + (f"; full table: {out}/compare.txt" if keep else ""))
     print(text)
-    write_text(os.path.join(out, "upstream.txt"), text + "\n")
-    write_json(os.path.join(out, "upstream.json"), s)
+    if keep:
+        write_text(os.path.join(out, "upstream.txt"), text + "\n")
+        write_json(os.path.join(out, "upstream.json"), s)
+    return s
+
+
+def main(argv=None):
+    p = OneLineParser(description=__doc__)
+    p.add_argument("--out", type=output_folder, help="results folder (default: results/upstream)")
+    p.add_argument("--cost-profile", help="cost profile TOML (default: the shipped one)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny: 256 MiB zone, 16 MiB runs, one seed (in a scratch folder, "
+                        "removed at the end, unless --out)")
+    p.add_argument("--json", type=output_file, help="also write the summary here")
+    args = p.parse_args(argv)
+    cfg = load_config(os.path.join(ROOT, "experiments", "upstream.toml"), args.cost_profile)
+    if args.quick:
+        cfg = quick_config(cfg)
+    if args.quick and not args.out:
+        with tempfile.TemporaryDirectory(prefix="upstream_quick") as scratch:
+            s = run(cfg, scratch, keep=False)
+    else:
+        s = run(cfg, args.out or os.path.join(ROOT, "results", "upstream"))
     if args.json:
         write_json(args.json, s)
     return 0

@@ -140,9 +140,13 @@ class Walk:
 def ratio_note(ratio, spread, gb_per_s, dram_gb_per_s):
     """Why a row is above its memset, or "" when it is not: within the run-to-run spread;
     or below the DRAM write bandwidth (the memset of the whole pool), where memsets of the
-    row's size pay a per-call cost that batches in flight hide; else a bug (UNEXPLAINED)."""
+    row's size pay a per-call cost that batches in flight hide; else a bug (UNEXPLAINED).
+    ``spread`` None: one repetition, so no spread to judge by (said, not called a bug)."""
     if ratio <= 1.0:
         return ""
+    if spread is None:
+        return (f"above 1.0 by {ratio - 1:.0%} in one repetition: no run-to-run spread to judge "
+                "it by (--reps 2 or more)")
     if ratio - 1 <= spread:
         return f"above 1.0 by {ratio - 1:.0%}, within the run-to-run spread ({spread:.0%})"
     if gb_per_s <= dram_gb_per_s:
@@ -209,7 +213,7 @@ def measure(backend, pool_pages, batches, reps=5, seed=0, log=None):
             gbps = nbytes / min(best) / 1e9
             ratio = min(base) / min(best)
             # Run-to-run spread of either measurement (slowest over best repetition).
-            spread = max(max(x) / min(x) - 1 for x in (base, best))
+            spread = max(max(x) / min(x) - 1 for x in (base, best)) if reps > 1 else None
             note = ratio_note(ratio, spread, gbps, dram_gbps)
             row = {"backend": backend.name, "device": backend.describe(), "pages": n,
                    "layout": layout, "calls": ncalls, "gb_per_s": gbps,

@@ -64,7 +64,7 @@ def test_bench_all_writes_results(tmp_path):
     (["hit_rate.py", "--config", os.path.join(ROOT, "experiments", "default.toml")],
      "7 policies: the table is of one"),
     (["upstream.py", "--cost-profile", "/nonexistent.toml"], "--cost-profile"),
-    (["pcp_trace_check.py", "/nonexistent"], "not a capture folder"),
+    (["pcp_trace_check.py", "/nonexistent"], "/nonexistent: no such folder"),
     (["gpu_breakdown.py", "--bogus"], "unrecognized arguments: --bogus"),
     (["bench_engine.py", "--quick", "--events", "5"], "--events: has no effect with --quick"),
     (["bench_kernels.py", "--quick", "--batches", "4"], "--batches: has no effect with --quick"),

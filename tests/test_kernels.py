@@ -297,3 +297,4 @@ def test_a_ratio_above_memset_is_explained_or_called_a_bug():
     assert "within the run-to-run spread (3%)" in ratio_note(1.02, 0.03, 100.0, 50.0)
     assert "below the DRAM write bandwidth (3240 GB/s" in ratio_note(1.02, 0.01, 2886.0, 3240.0)
     assert ratio_note(1.02, 0.01, 3300.0, 3240.0).startswith("UNEXPLAINED")
+    assert "one repetition" in ratio_note(1.5, None, 3300.0, 3240.0)  # --reps 1: no spread

@@ -32,8 +32,9 @@ def build_parser():
     d.add_argument("--events", default="200000", help="events (200000)")
     d.add_argument("--seed", default="0")
     r = sub.add_parser("run", help="run a workload under one (composed) policy")
-    r.add_argument("--workload", default="mixed")
-    r.add_argument("--policy", default="baseline", help="NAME[,NAME...] composed")
+    r.add_argument("--workload", default="mixed", help="a workload (default: mixed; see README)")
+    r.add_argument("--policy", default="baseline",
+                   help="NAME[,NAME...] composed (default: baseline)")
     r.add_argument("--hint", help="pghint|lru_bit|folio_flag")
     r.add_argument("--free-signal", help="fpi|page_bit")
     r.add_argument("--pfmemalloc", help="assign|or")
@@ -75,8 +76,10 @@ def build_parser():
     c.add_argument("--cost-profile", metavar="FILE", help="cost profile TOML (overrides the config's)")
     rp = sub.add_parser("replay", help="replay a kmem trace (tracefs, trace-cmd, perf script)")
     rp.add_argument("trace")
-    rp.add_argument("--replay-mode", default="exact", help="exact|requests")
-    rp.add_argument("--policy", default="baseline")
+    rp.add_argument("--replay-mode", default="exact",
+                    help="exact (default: the traced pfns) | requests (the model places them)")
+    rp.add_argument("--policy", default="baseline",
+                    help="NAME[,NAME...] composed (default: baseline)")
     rp.add_argument("--lenient", action="store_true",
                     help="count and skip unreadable lines; replay a truncated file up to its end")
     rp.add_argument("--format", help="tracefs format file of mm_page_alloc (GFP bit table)")

@@ -459,9 +459,9 @@ def compare(cfg, out=None, progress=True, log=print, runner=None):
         missing = [c for c in todo if read_complete(c[3], c[4]) is None]
         if len(missing) < len(todo):
             log(f"resumed: {len(todo) - len(missing)} of {len(todo)} runs were complete and not redone")
-        if missing:
+        if missing:  # nothing to run: no warm-up, no empty progress bar
             warm_up(progress)
-        (runner or run_serial)(cfg, missing, progress)
+            (runner or run_serial)(cfg, missing, progress)
         collect(cfg, out, todo, log)
     return out
 
