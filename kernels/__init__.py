@@ -10,6 +10,7 @@ reason the kernels cannot compile or run here, or None), ``sync()`` and ``cache_
 device's L2); the benchmarks ask these, not the backend's name.
 """
 import importlib
+import os
 import warnings
 
 BACKENDS = ("numpy", "numba", "cuda", "cupy")
@@ -18,6 +19,20 @@ INSTALL = {
     "cupy": "a CUDA GPU and CuPy (pip install 'zeroing-sim[gpu]' for CUDA 12, "
             "'zeroing-sim[gpu-cuda13]' for CUDA 13)",
 }
+
+
+def env_switch(name, default):
+    """An on/off environment variable: 1/on/true/yes or 0/off/false/no (any case); unset or
+    empty is ``default``; anything else a ValueError naming it (``=off`` meant on before)."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    raise ValueError(f"{name}={os.environ[name]!r}: expected 1, on, true, yes or 0, off, "
+                     "false, no")
 
 
 class BackendFailed(RuntimeError):

@@ -9,10 +9,10 @@ Kernels are launched through ``cuLaunchKernel`` with kept argument slots (``DIRE
 batch of clears is submitted by one compiled call (``FAST``).
 """
 import ctypes
-import os
 
 import numpy as np
 
+from . import env_switch
 from .batch import CLEAR, DIRTY, PAGE_WORDS, VERIFY, check_pool_size
 from .device_batch import (CHOICE, CLEAR_THREADS, CUDA_SOURCE, G_COMPUTE, G_COPY, G_ENT_CAP,
                            G_ENT_ROW, G_FOUND, G_NXT, KERNELS, NR_POOL_PTRS, NR_SLOT_PTRS,
@@ -40,7 +40,7 @@ BATCH_PAGES = 1 << 18
 #: device; the clearing benchmark's 16K-page scattered rows went 0.60 -> 0.64 (same run).
 #: ``first_use`` turns it off where it fails (a CuPy without ``driver.launchKernel``), as does
 #: ZEROING_CUPY_DIRECT=0.
-DIRECT = os.environ.get("ZEROING_CUPY_DIRECT", "1") != "0"
+DIRECT = env_switch("ZEROING_CUPY_DIRECT", True)
 _MAX_ARGS = 16
 _values = np.zeros(_MAX_ARGS, np.int64)  # one 8-byte slot an argument (an int: low 4 bytes)
 _argv = (_values.ctypes.data + 8 * np.arange(_MAX_ARGS)).astype(np.uint64)  # void *args[]
@@ -336,7 +336,7 @@ def first_use():
             DIRECT = True
             return why
         why = None
-    if why is None and os.environ.get("ZEROING_CUPY_FAST", "1") != "0":
+    if why is None and env_switch("ZEROING_CUPY_FAST", True):
         FAST = _clears_right(_submitter())
         FAST_ORDERED = FAST is not None and _orders_right()
     return why

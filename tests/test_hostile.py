@@ -883,3 +883,137 @@ def test_a_ctrl_c_while_the_command_loads_is_one_line(argv0, orig, one_line):
         assert p.stderr == "zeroing: interrupted\n"
     else:
         assert "Traceback" in p.stderr
+
+
+def test_a_ctrl_c_while_the_dask_cluster_starts_is_not_lost(monkeypatch):
+    """The workers start with SIGINT ignored (they leave Ctrl-C to this process); a Ctrl-C
+    landing in that window was dropped and the sweep ran on to the end. Blocked as well, it
+    stays pending: the cluster is closed and the interrupt raised."""
+    import dask.distributed
+    from zeroing.sweep import dask_runner
+    closed = []
+
+    class Cluster:
+        def __init__(self, **_):
+            os.kill(os.getpid(), signal.SIGINT)  # the terminal's Ctrl-C, while it starts
+
+        def close(self):
+            closed.append(True)
+
+    def client(*_, **__):
+        raise AssertionError("the sweep went on after the Ctrl-C")
+    monkeypatch.setattr(dask.distributed, "LocalCluster", Cluster)
+    monkeypatch.setattr(dask.distributed, "Client", client)
+    cfg = {"name": "x"}
+    with pytest.raises(KeyboardInterrupt):
+        dask_runner(workers=1, log=lambda *_: None)(cfg, [("w", "l", 0, "p", None)], False)
+    assert closed and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
+CFG = """[[workload]]
+name = "mixed"
+events = 2000
+pages = 1024
+"""
+
+
+def test_a_config_policy_with_spaces_after_its_commas_runs_as_checked(tmp_path):
+    """``"pg_zeroed, reporting"`` passed the check (names trimmed) but the run made the
+    policy from the raw text and died with a traceback mid-run."""
+    from zeroing.policy import make_policy
+    cfg = load_config(write(tmp_path, CFG + '[policies]\nx = " pg_zeroed , reporting "\n'))
+    assert cfg["policies"]["x"]["policy"] == "pg_zeroed,reporting"
+    assert make_policy(" pg_zeroed , reporting ") == make_policy("pg_zeroed,reporting")
+
+
+@pytest.mark.parametrize("policies, fragment", [
+    ('b = "baseline"\nc = "baseline"\n', "policies.c: the same policy as policies.b"),
+    ('b = "pg_zeroed,reporting"\nc = { policy = "reporting,pg_zeroed" }\n',
+     "policies.c: the same policy as policies.b"),
+    ('"b " = "baseline"\n', "without spaces at either end"),
+])
+def test_a_config_that_would_run_a_cell_twice_is_refused(tmp_path, policies, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(write(tmp_path, CFG + "[policies]\n" + policies))
+
+
+def test_workload_labels_given_twice_are_named(tmp_path):
+    text = CFG.replace('name = "mixed"', 'name = "mixed"\nlabel = "m"') * 2
+    with pytest.raises(ConfigError, match=r"workload\[1\]: label 'm' is that of workload\[0\]"):
+        load_config(write(tmp_path, text + '[policies]\nb = "baseline"\n'))
+
+
+def test_a_matrix_of_more_than_max_cells_runs_is_refused_up_front(tmp_path):
+    """10^9 cells were not refused: the cell-name check grew a dict until memory ran out."""
+    seeds = ", ".join(map(str, range(compare_mod.MAX_CELLS // 2 + 1)))
+    text = f"seeds = [{seeds}]\n" + CFG + '[policies]\nb = "baseline"\nc = "pg_zeroed"\n'
+    t = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"1 workloads x 2 policies x 50001 seeds make 100002 "
+                                          r"runs, more than 100000"):
+        load_config(write(tmp_path, text))
+    assert time.perf_counter() - t < 30
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("12", True), (" 12 ", True), ("1_2", False), ("١٢", False), ("0x10", False)])
+def test_an_integer_is_plain_digits(text, ok):
+    """Python's int() reads "1_2" as 12 and Arabic-Indic digits as numbers: a config's
+    ``seeds = ["1_0"]`` became seed 10 without a word."""
+    if ok:
+        assert check("--seed", "seed", text) == 12
+    else:
+        with pytest.raises(UserError, match="is not allowed"):
+            check("--seed", "seed", text)
+
+
+def test_a_number_has_no_underscores():
+    with pytest.raises(UserError, match="is not allowed"):
+        check("--idle-s", "idle_s", "1_0.5")
+
+
+def test_an_empty_cost_profile_key_is_named_as_empty(tmp_path):
+    with pytest.raises(ConfigError, match="cost_profile: '' is not allowed"):
+        load_config(write(tmp_path, 'cost_profile = ""\n' + CFG + '[policies]\nb = "baseline"\n'))
+
+
+@pytest.mark.parametrize("value, expect", [
+    ("1", True), ("on", True), ("TRUE", True), ("yes", True), ("0", False), ("off", False),
+    ("false", False), ("no", False), ("", "default"), ("maybe", ValueError)])
+def test_on_off_environment_variables_mean_what_they_say(monkeypatch, value, expect):
+    """``ZEROING_CUPY_DIRECT=off`` (and ``=false``) meant on: only "0" turned it off."""
+    from kernels import env_switch
+    monkeypatch.setenv("ZEROING_TEST_SWITCH", value)
+    if expect is ValueError:
+        with pytest.raises(ValueError, match="ZEROING_TEST_SWITCH='maybe'"):
+            env_switch("ZEROING_TEST_SWITCH", True)
+    else:
+        assert env_switch("ZEROING_TEST_SWITCH", "default") == expect
+
+
+def test_a_workload_too_big_says_its_numbers_as_numbers():
+    """1 and 1.0 equal True: ``rounds 1`` read ``rounds on``."""
+    from zeroing.workloads import make_workload
+    with pytest.raises(ValueError, match=r"size_mb 8388606, rounds 1 make about"):
+        make_workload("vm-anon", thp=False, size_mb=8388606, rounds=1)
+    with pytest.raises(ValueError, match=r"balloon_fraction 1.0, cycles 10000 on \d+ pages make"):
+        make_workload("balloon-cycle", nr_pages=2**31 - 1, balloon_fraction=1.0, cycles=10_000)
+
+
+def test_a_trace_whose_every_line_was_skipped_says_so(tmp_path, capsys):
+    path = write(tmp_path, "    a.out-1  mm_page_free: page=0x0 pfn=0x102 order=0\n", "t.txt")
+    one_line_error(capsys, main(["replay", path, "--trace-clock", "--lenient",
+                                 "--replay-mode", "requests"]),
+                   "nothing to replay (1 malformed lines skipped, the first:",
+                   "no [cpu] and timestamp")
+
+
+def test_running_out_of_memory_names_the_zone_size():
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+            "import sys; from zeroing.cli import main; "
+            "sys.exit(main(['run', '--pages', '400000000', '--events', '1000']))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().splitlines()[-1].startswith(
+        "zeroing run: error: --pages 400000000: out of memory ("), p.stderr

@@ -235,7 +235,10 @@ def cmd_run(args):
         result = simulate_stream(events, policy, pages, mode=mode, backend=args.backend,
                                  pcp=not args.no_pcp, progress=True, cost_profile=profile,
                                  **zone)
-    except (RuntimeError, MemoryError, BadEventError, StateError) as e:  # backend unavailable, pool too large
+    except MemoryError as e:  # the check above is an estimate; the machine may have less
+        raise UserError(f"--pages {pages}: out of memory ({printable(e) or 'an allocation failed'}"
+                        "): give a smaller --pages or workload") from None
+    except (RuntimeError, BadEventError, StateError) as e:  # backend unavailable
         raise UserError(str(e)) from None
 
     result["workload"] = {"name": args.workload, "events": result["counters"]["events"],

@@ -21,13 +21,16 @@ from .run import write_json, write_text
 from .streaming import simulate_stream
 from .tomlfile import key_line, read_toml
 from .validate import (UserError, check, check_backend, check_memory, check_policy,
-                       check_policy_options, check_workload, check_workload_size,
+                       check_policy_names, check_policy_options, check_workload, check_workload_size,
                        printable, refuse_odd_file)
 from .workloads import default_pages, iter_workload
 
 TOP_KEYS = {"name": str, "seeds": list, "mode": str, "backend": str, "baseline": str,
             "workload": list, "policies": dict, "out": str, "pcp": bool, "throughput": bool,
             "pcp_high": str, "initial_state": str, "cost_profile": str}
+#: The most runs (cells) one config may make: each writes a file, and 10^5 of even the
+#: quickest runs take hours.
+MAX_CELLS = 100_000
 #: Keys of a [[workload]] table that set up the zone rather than the workload.
 ZONE_KEYS = ("pcp_high", "initial_state")
 WORKLOAD_KEYS = ("name", "label", "pages") + ZONE_KEYS
@@ -51,7 +54,8 @@ def load_config(path, cost_profile=None):
         raw["cost_profile"] = os.path.abspath(cost_profile)
     # Files the config names are relative to it, so a config and its files travel together.
     folder = os.path.dirname(os.path.abspath(path))
-    if isinstance(raw.get("cost_profile"), str) and not os.path.isabs(raw["cost_profile"]):
+    if isinstance(raw.get("cost_profile"), str) and raw["cost_profile"].strip() and \
+            not os.path.isabs(raw["cost_profile"]):
         raw["cost_profile"] = os.path.join(folder, raw["cost_profile"])
     workloads = raw.get("workload")
     for table in [raw] + (workloads if isinstance(workloads, list) else []):
@@ -147,9 +151,12 @@ def _resolve_config(raw, path, text):
     for key in ZONE_KEYS:
         if key in raw and all(key in w for w in raw["workload"]):
             bad(key, f"{raw[key]!r} has no effect: every [[workload]] sets its own {key}")
-    if len({w["label"] for w in workloads}) != len(workloads):
-        bad("workload", "labels must be unique")
-    policies, offload = {}, {}
+    labels = [w["label"] for w in workloads]
+    twice = next((i for i, label in enumerate(labels) if label in labels[:i]), None)
+    if twice is not None:
+        bad(f"workload[{twice}]", f"label {labels[twice]!r} is that of workload"
+                                  f"[{labels.index(labels[twice])}] too: labels must be unique")
+    policies, offload, made_by = {}, {}, {}
     for label, spec in raw.get("policies", {}).items():
         at = f"policies.{label}"
         check(where(at), "label", label)
@@ -161,8 +168,13 @@ def _resolve_config(raw, path, text):
             return where(f"{at}.{k}")
         # Kept converted (a TOML string "1" for an integer option is 1 from here on).
         options = check_policy_options({k: v for k, v in spec.items() if k != "policy"}, key)
-        offload[label] = check_policy(where(at), spec["policy"], options, key).offload
-        policies[label] = {"policy": spec["policy"], **options}
+        made = check_policy(where(at), spec["policy"], options, key)
+        same = next((other for other, p in made_by.items() if p == made), None)
+        if same is not None:
+            bad(at, f"the same policy as policies.{printable(same)} (a cell would run twice)")
+        made_by[label], offload[label] = made, made.offload
+        # The names as checked (spaces around them trimmed), as the run will make them.
+        policies[label] = {"policy": check_policy_names(where(at), spec["policy"]), **options}
     if not policies:
         bad("policies", "at least one policy is needed")
     cfg["baseline"] = raw.get("baseline", next(iter(policies)))
@@ -170,6 +182,11 @@ def _resolve_config(raw, path, text):
         bad("baseline", f"{cfg['baseline']!r} is not one of the policies")
     cfg["workloads"] = workloads
     cfg["policies"] = policies
+    nr_cells = len(workloads) * len(policies) * len(cfg["seeds"])
+    if nr_cells > MAX_CELLS:
+        bad("workload", f"{len(workloads)} workloads x {len(policies)} policies x "
+                        f"{len(cfg['seeds'])} seeds make {nr_cells} runs, more than {MAX_CELLS} "
+                        "(a run file each): split the matrix")
     check_cell_ids(cfg, path)
     from .cost import DEFAULT_PROFILE, ProfileError, load_profile
     cfg["cost_profile"] = check(where("cost_profile"), "cost_profile",

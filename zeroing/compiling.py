@@ -67,6 +67,16 @@ def warm_up():
                         np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64))
 
 
+def _no_helper():
+    """``ZEROING_NO_COMPILE_HELPER`` (1/on/true/yes: compile on one core only), checked."""
+    from kernels import env_switch
+    from .validate import UserError
+    try:
+        return env_switch(NO_HELPER_ENV, False)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 def notice_first_compile(stream=None):
     """Say so (once per process) when the engine is not compiled yet; returns True then."""
     if _noticed:
@@ -75,7 +85,7 @@ def notice_first_compile(stream=None):
     if all(_cached(d) for d in _engine()):
         return False
     print(MESSAGE, file=stream or sys.stderr, flush=True)
-    if (os.cpu_count() or 1) > 1 and not os.environ.get(NO_HELPER_ENV) and \
+    if (os.cpu_count() or 1) > 1 and not _no_helper() and \
             not all(_cached(d) for d in _generators()):
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))

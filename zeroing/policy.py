@@ -76,8 +76,8 @@ PRESETS = {
 
 def make_policy(names, **options):
     """Union of the presets named (a list or 'a,b'), then explicit options on top."""
-    if isinstance(names, str):
-        names = [n for n in names.split(",") if n]
+    if isinstance(names, str):  # "a, b" as validate.check_policy_names takes it
+        names = [n.strip() for n in names.split(",") if n.strip()]
     switches = {}
     for name in names:
         if name not in PRESETS:

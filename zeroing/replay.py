@@ -286,8 +286,12 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
         bar.close()
     if not any(conv.counts.get("events", {}).get(name) for name in KMEM_EVENTS):
         damaged = conv.counts.get("truncated")
+        skipped = conv.counts.get("malformed", 0)
+        why = ([damaged] if damaged else []) + (
+            [f"{skipped} malformed lines skipped, the first: {conv.counts['malformed_examples'][0]}"]
+            if skipped else [])
         raise TraceError(f"{path}: no kmem page events (mm_page_alloc, mm_page_free, ...) in the "
-                         "trace: nothing to replay" + (f" ({damaged})" if damaged else ""))
+                         "trace: nothing to replay" + (f" ({'; '.join(why)})" if why else ""))
     result = sim.finish()
     result.update(conv.info(path))
     st = sim.alloc.stats()

@@ -57,6 +57,9 @@ def dask_runner(workers=2, scheduler=None, log=print):
                 # Their logs are silenced below CRITICAL: a failed task comes back through its
                 # future, and on Ctrl-C a worker's heartbeat to the closing scheduler logged
                 # an ERROR with its traceback.
+                # Blocked as well as ignored meanwhile: Linux keeps a blocked signal pending
+                # even when it is ignored, so a Ctrl-C during the start is not lost.
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
                 previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
                 try:
                     cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
@@ -64,6 +67,13 @@ def dask_runner(workers=2, scheduler=None, log=print):
                                            silence_logs=logging.CRITICAL)
                 finally:
                     signal.signal(signal.SIGINT, previous)
+                    interrupted = signal.SIGINT in signal.sigpending()
+                    if interrupted:
+                        signal.sigwait({signal.SIGINT})
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+                if interrupted:
+                    cluster.close()
+                    raise KeyboardInterrupt
                 client = Client(cluster)
             bar = None
             try:

@@ -36,6 +36,10 @@ class Refused(ValueError):
         self.why = why
 
 
+#: An integer as text: decimal ASCII digits, a sign, spaces around.
+_INT_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
 class Int:
     """An integer in lo..hi (text on the command line; a TOML integer, not a float or bool)."""
 
@@ -47,7 +51,9 @@ class Int:
 
     def convert(self, value):
         if isinstance(value, str):
-            value = int(value.strip())  # ValueError: not an integer
+            if not _INT_TEXT.fullmatch(value):  # not Python's int(): no "1_0", no other digits
+                raise ValueError
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError
         return value
@@ -64,6 +70,8 @@ class Float:
 
     def convert(self, value):
         if isinstance(value, str):
+            if "_" in value or not value.isascii():  # float() takes "1_0" and other digits
+                raise ValueError
             value = float(value.strip())
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise TypeError
@@ -150,6 +158,20 @@ class Text:
         return value
 
 
+class Label(Text):
+    """A Text without spaces at either end: tables print labels trimmed, so ``"b "`` and
+    ``"b"`` would be two columns that read alike."""
+
+    def allowed(self):
+        return "a non-empty text of printable characters, without spaces at either end"
+
+    def convert(self, value):
+        value = super().convert(value)
+        if value != value.strip():
+            raise ValueError
+        return value
+
+
 def not_a_file(path):
     """Why ``path`` is no regular file: no such file, a folder, or a device, pipe or socket."""
     if not path:
@@ -225,7 +247,7 @@ RULES = {
     "initial_state": InitialState(),
     "throughput": Bool(),
     "name": FileName(),  # the results folder's name
-    "label": Text(),
+    "label": Label(),
     "out": Text(),
     "cost_profile": Text(),
     # workload parameters (zeroing/workloads); upper bounds keep the event array in memory

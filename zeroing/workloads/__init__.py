@@ -132,7 +132,7 @@ def check_together(name, kwargs, nr_pages=None):
     given.update(kwargs)
     events = estimated_events(name, given, nr_pages)
     if events is not None and events > MAX_EVENTS:
-        shown = ", ".join(f"{k} {({True: 'on', False: 'off'}).get(v, v)}"
+        shown = ", ".join(f"{k} {('on' if v else 'off') if isinstance(v, bool) else v}"
                           for k, v in kwargs.items() if k not in ("seed", "noise"))
         raise ValueError(f"{shown}{' on ' + str(nr_pages) + ' pages' if nr_pages else ''} "
                          f"make about {events:.2g} events: at most {MAX_EVENTS} (2^31 - 1, "
