@@ -1017,3 +1017,35 @@ def test_running_out_of_memory_names_the_zone_size():
     assert p.returncode == 2, p.stderr
     assert p.stderr.strip().splitlines()[-1].startswith(
         "zeroing run: error: --pages 400000000: out of memory ("), p.stderr
+
+
+def test_compare_says_a_cell_made_no_allocation_and_plots_without_a_warning(tmp_path, capsys):
+    """``balloon_fraction = 0.0`` leaves balloon-cycle nothing to do: ``run`` said so,
+    ``compare`` printed matplotlib's "No artists with labels" warning with its source line."""
+    import warnings
+    text = ('throughput = false\n[[workload]]\nname = "balloon-cycle"\npages = 4096\n'
+            'balloon_fraction = 0.0\n[policies]\nb = "baseline"\n')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["compare", write(tmp_path, text), "--out", str(tmp_path / "out")]) == 0
+    assert not [w for w in caught if "artists" in str(w.message)], caught
+    assert "warning: balloon-cycle balloon_fraction=0.0 / b / seed 0: no allocation at all" in \
+        capsys.readouterr().out
+
+
+def test_calibrate_refuses_a_pool_larger_than_the_memory_available(monkeypatch, capsys, tmp_path):
+    """A pool between available and total memory was populated and OOM-killed."""
+    from zeroing import validate
+    monkeypatch.setattr(validate, "available_memory", lambda: 100 << 20)
+    out = str(tmp_path / "p.toml")
+    one_line_error(capsys, main(["calibrate", "--out", out, "--pool-mib", "200"]),
+                   "--pool-mib 200: more than the 100 MiB this machine has available")
+    assert not os.path.exists(out)
+
+
+def test_sweep_starts_no_more_workers_than_runs(tmp_path, capsys):
+    text = 'throughput = false\n' + CFG + '[policies]\nb = "baseline"\n'
+    assert main(["sweep", write(tmp_path, text), "--out", str(tmp_path / "o"),
+                 "--workers", "4"]) == 0
+    assert "dask: 1 runs on a local cluster of 1 workers (--workers 4: no more than the runs)" \
+        in capsys.readouterr().out

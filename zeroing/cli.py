@@ -394,9 +394,13 @@ def cost_profile(where, path, offload_device=None):
 
 def cmd_calibrate(args):
     from .calibrate import calibrate
-    from .validate import Int, check, check_output_file
+    from .validate import Int, available_memory, check, check_output_file
     check_output_file("--out", args.out)
     pool_mib = check("--pool-mib", "pool_mib", args.pool_mib, Int(64, 1 << 20))
+    available = available_memory()
+    if available is not None and pool_mib << 20 > available:
+        raise UserError(f"--pool-mib {pool_mib}: more than the {available >> 20} MiB this "
+                        "machine has available (the pool is written in full)")
     reps = check("--reps", "reps", args.reps, Int(1, 1000))
     calibrate(args.out, pool_mib, reps, gpu=not args.no_gpu)
     print(f"cost profile written to {args.out} (use it with --cost-profile {args.out})")

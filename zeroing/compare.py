@@ -484,7 +484,8 @@ def compare(cfg, out=None, progress=True, log=print, runner=None):
 
 
 def failure_warnings(results):
-    """A warning per cell where allocations failed noticeably (see run.FAILURE_SHARE)."""
+    """A warning per cell where allocations failed noticeably (see run.FAILURE_SHARE), or
+    none was made."""
     from .run import failure_warning
     lines = []
     for r in results:

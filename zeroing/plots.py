@@ -35,7 +35,8 @@ def _label_policies(ax, workload, ylabel):
 
 def _save(fig, axes, path, legend_size):
     """The legend on the first panel, then the figure laid out, written and closed."""
-    axes[0][0].legend(fontsize=legend_size)
+    if axes[0][0].get_legend_handles_labels()[0]:  # nothing drawn (no allocation): no legend
+        axes[0][0].legend(fontsize=legend_size)
     fig.tight_layout()
     save_figure(fig, path)
 

@@ -475,9 +475,6 @@ def summary(result):
                               else None)
     if warning:
         lines.append("warning: " + warning)
-    if not tried:
-        lines.append("warning: no allocation at all: the workload's parameters leave it nothing "
-                     "to do")
     lines.append(f"leaks: {c['zero_leak']} pages" + "".join(
         f"\n  pfn {l['pfn']:#x} handed out by event {l['handed_out_by']} holds data of "
         + (f"event {l['data_of']}" if l["data_of"] >= 0 else "boot time")
@@ -505,10 +502,13 @@ FAILURE_SHARE = 0.01
 
 
 def failure_warning(counters, size_option):
-    """A sentence when allocations failed noticeably (>= FAILURE_SHARE), else None.
-    ``size_option``: what makes the zone larger; None where a snapshot fixed its free memory."""
+    """A sentence when allocations failed noticeably (>= FAILURE_SHARE) or none was made,
+    else None. ``size_option``: what makes the zone larger; None where a snapshot fixed its
+    free memory."""
     tried = counters["alloc_blocks"] + counters["alloc_fail"]
-    if tried == 0 or counters["alloc_fail"] < FAILURE_SHARE * tried:
+    if tried == 0:
+        return "no allocation at all: the workload's parameters leave it nothing to do"
+    if counters["alloc_fail"] < FAILURE_SHARE * tried:
         return None
     advice = (f"give a larger {size_option} or a smaller workload" if size_option else
               "the starting snapshot sets the free memory (a larger zone keeps the rest "

@@ -39,6 +39,8 @@ def dask_runner(workers=2, scheduler=None, log=print):
     def run(cfg, missing, progress):
         if not missing:
             return
+        # No more worker processes than runs: each idle one only holds memory.
+        nr_workers = min(workers, len(missing))
         import dask
         from dask.distributed import Client, LocalCluster, as_completed
         from tqdm import tqdm
@@ -62,7 +64,7 @@ def dask_runner(workers=2, scheduler=None, log=print):
                 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
                 previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
                 try:
-                    cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                    cluster = LocalCluster(n_workers=nr_workers, threads_per_worker=1,
                                            processes=True, dashboard_address=None,
                                            silence_logs=logging.CRITICAL)
                 finally:
@@ -77,7 +79,10 @@ def dask_runner(workers=2, scheduler=None, log=print):
                 client = Client(cluster)
             bar = None
             try:
-                log(f"dask: {len(missing)} runs on {scheduler or f'a local cluster of {workers} workers'}")
+                fewer = f" (--workers {workers}: no more than the runs)" \
+                    if nr_workers < workers else ""
+                log(f"dask: {len(missing)} runs on "
+                    f"{scheduler or f'a local cluster of {nr_workers} workers{fewer}'}")
                 futures = [client.submit(_task, cfg, w, label, seed, path, pure=False, retries=2)
                            for w, label, seed, path, _ in missing]
                 bar = tqdm(total=len(futures), unit="run", disable=not progress, desc=cfg["name"])
