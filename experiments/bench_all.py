@@ -18,7 +18,8 @@ HERE = os.path.join(ROOT, "experiments")
 sys.path.insert(0, ROOT)
 
 from zeroing.run import write_json, write_text  # noqa: E402
-from zeroing.validate import OneLineParser, UserError, output_file, script_main  # noqa: E402
+from zeroing.validate import (OneLineParser, UserError, check_output_file, output_file,
+                              script_main)  # noqa: E402
 
 BEGIN = "<!-- bench_all.py writes from here to END; edit above or below -->"
 END = "<!-- END of bench_all.py's figures -->"
@@ -220,6 +221,8 @@ def main(argv=None):
                 p.error(f"--{name}: has no effect with --from (which runs nothing)")
         if not os.path.isdir(args.source):
             raise UserError(f"--from: {args.source}: no such folder")
+        check_output_file("--out", args.out, {f"--from {name}.json": os.path.join(
+            args.source, name + ".json") for name in BENCHES})
         for name in BENCHES:
             path = os.path.join(args.source, name + ".json")
             if os.path.exists(path):
@@ -242,6 +245,9 @@ def main(argv=None):
         write_block(args.out, render(results, {}, False, failed=False))
         print(f"wrote {args.out} from {', '.join(results)}")
         return 0
+    if args.json and os.path.realpath(args.json) == os.path.realpath(args.out):
+        p.error(f"--json: {args.json} is the --out file (its text written by hand is kept; "
+                "the JSON would replace it): name another file")
     with tempfile.TemporaryDirectory() as tmp:
         for name in BENCHES:
             print(f"== {name}", flush=True)

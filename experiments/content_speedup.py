@@ -24,7 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from zeroing.validate import (Choice, Int, MAX_PFNS, OneLineParser, UserError, arg,
-                              output_file, script_main)  # noqa: E402
+                              check_backend, check_memory, output_file, printable,
+                              script_main)  # noqa: E402
 from zeroing.calibrate import thp_state  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
@@ -45,12 +46,22 @@ def export(rev, dest):
     return sha[:12], ""
 
 
-def rate(tree, events, pages, out, mode="content", backend="numba"):
+def rate(tree, events, pages, out, mode="content", backend="numba", where="this tree"):
+    """The events/s of one ``zeroing run`` in ``tree``; a run that fails is one line with
+    its own reason (the last line of its stderr), naming the tree (``where``)."""
     cmd = [sys.executable, "-m", "zeroing", "run", "--workload", "mixed", "--events",
            str(events), "--pages", str(pages), "--policy", POLICY, "--mode", mode, "--json", out]
     cmd += ["--backend", backend] if mode == "content" else []
     env = dict(os.environ, PYTHONPATH=tree, ZEROING_NO_COMPILE_HELPER="1")
-    subprocess.run(cmd, cwd=tree, env=env, check=True, capture_output=True)
+    p = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        lines = [line for line in p.stderr.splitlines() if line.strip()]
+        why = lines[-1].strip() if lines else (
+            f"killed by signal {-p.returncode}" if p.returncode < 0
+            else f"exit status {p.returncode}, nothing on stderr")
+        raise UserError(f"{where}: zeroing run ({mode} mode"
+                        f"{', --backend ' + backend if mode == 'content' else ''}) failed: "
+                        f"{printable(why)}")
     with open(out) as f:
         return json.load(f)["counters"]["events_per_s"]
 
@@ -76,6 +87,10 @@ def main(argv=None):
     if args.quick:
         p.quick(args, before="HEAD", events=3000, pages=4096, rounds=1)
     args.before = args.before or BEFORE
+    if args.mode == "content":  # up front, as zeroing run checks them (on this tree)
+        check_backend("--backend", args.backend, args.mode)
+    check_memory(("--pages", "--events"), args.pages, args.mode, args.backend,
+                 events=args.events)
     what = (f"{args.mode} mixed ({args.backend + ', ' if args.mode == 'content' else ''}"
             f"{args.events:,} events, {args.pages:,} pages, {POLICY})")
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,13 +105,14 @@ def main(argv=None):
         else:
             out = os.path.join(tmp, "run.json")
             trees = {"before": old, "now": ROOT}
-            for tree in trees.values():
-                rate(tree, args.events, args.pages, out, args.mode, args.backend)  # untimed
+            where = {"before": f"--before {args.before} ({sha})", "now": "this tree"}
+            for name, tree in trees.items():  # untimed
+                rate(tree, args.events, args.pages, out, args.mode, args.backend, where[name])
             rates = {"before": [], "now": []}
             for r in range(args.rounds):
                 for name in (("before", "now") if r % 2 == 0 else ("now", "before")):
                     rates[name].append(rate(trees[name], args.events, args.pages, out,
-                                            args.mode, args.backend))
+                                            args.mode, args.backend, where[name]))
             ratios = np.array(rates["now"]) / np.array(rates["before"])
             med = float(np.median(ratios))
             result = {"before": sha, "mode": args.mode, "backend": args.backend,

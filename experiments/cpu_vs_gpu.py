@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from zeroing.validate import (Int, MAX_PFNS, Names, OneLineParser, UserError, arg,
-                              check_policy_names, check_workload, output_file,
+                              check_memory, check_policy_names, check_workload, output_file,
                               script_main)  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
@@ -120,13 +120,33 @@ def allocator_alone_s(ev, pages, repeat):
     return best
 
 
-def run_case(spec, args, log=print):
+def case_size(spec, args):
+    """(name, params without events, events or None, pages) of a case: workloads without an
+    event count (vm-anon, the upstream benchmark) keep their own length and, unless --quick,
+    their own guest size."""
     name, params = parse_case(spec)
-    # Workloads without an event count (vm-anon, the upstream benchmark) keep their own length
-    # and, unless --quick, their own guest size.
     takes_events = "events" in WORKLOADS[name][1]
     events = params.pop("events", args.events) if takes_events else None  # the case's own
     pages = args.pages if takes_events or args.quick else default_pages(name)
+    return name, params, events, pages
+
+
+def check_case_memory(spec, args, option="--case", mode="content", backend="numba"):
+    """A case's zone and events fit in this machine's memory, before anything is allocated
+    (as ``zeroing run`` checks them): here content mode on numba, the baseline, holds the
+    pool on the host (4 KiB a page). The message names the option that sets the size:
+    --pages and --events, or the case (``option``: --case or --workload) where it sets its
+    own."""
+    name, params, events, pages = case_size(spec, args)
+    own_events = "events" in parse_case(spec)[1]
+    pages_at = "--pages" if "events" in WORKLOADS[name][1] and not args.quick \
+        else f"{option} {spec}"
+    events_at = f"{option} {spec}" if own_events else "--events"
+    check_memory((pages_at, events_at), pages, mode, backend, events=events or 0)
+
+
+def run_case(spec, args, log=print):
+    name, params, events, pages = case_size(spec, args)
     ev = make_workload(name, pages, events, seed=0, **params)
     policy = make_policy(args.policy)
     simulate(ev[:1000], policy, pages)  # warm
@@ -243,7 +263,15 @@ def main(argv=None):
     if args.quick:
         p.quick(args, pages=4096, events=3000, repeat=1)
         cases = args.case or [args.workload or "mixed"]
-    out = {spec: run_case(spec, args) for spec in cases}
+    option = "--workload" if args.workload else "--case"
+    for spec in cases:
+        check_case_memory(spec, args, option)
+    out = {}
+    for spec in cases:
+        try:
+            out[spec] = run_case(spec, args)
+        except MemoryError as e:  # less memory than the check saw (a ulimit, another process)
+            raise UserError(f"{option} {spec}: out of memory ({e})") from None
     if not all(r["counters_match_metadata"] for rows in out.values() for r in rows.values()):
         print("MISMATCH: a backend disagrees with metadata mode", file=sys.stderr)
         return 1

@@ -29,14 +29,16 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zeroing.validate import (Choice, Int, OneLineParser, UserError, arg, output_file,
-                              output_folder, script_main)  # noqa: E402
+from zeroing.validate import (Choice, Int, OneLineParser, UserError, arg, available_memory,
+                              output_file, output_folder, printable, script_main)  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 
 PROC = "/proc"
 KINDS = ("anon", "thp", "ptables")
 COUNTERS = ("thp_fault_alloc", "thp_fault_fallback", "nr_page_table_pages")
 TYPES = ("Unmovable", "Movable", "Reclaimable")
+#: What a capture writes into --out.
+WRITTEN = ("before_pagetypeinfo", "before_zoneinfo", "during_pagetypeinfo", "capture_env.txt")
 
 CHILD = r"""
 import mmap, sys
@@ -83,8 +85,35 @@ def thp_mode():
     return m.group(1) if m else None
 
 
-def capture(kind, mib, out, idle_s):
-    """Run the child and copy the snapshots into ``out``; the vmstat counters' change."""
+def touched_bytes(kind, mib):
+    """The memory the child's touches take: every page of --mib (anon, thp), or a page table
+    and a data page per 2 MiB of address space (ptables)."""
+    return (mib >> 1) * 2 * 4096 if kind == "ptables" else mib << 20
+
+
+def check_capture(kind, mib, out, json_path, available=None):
+    """Everything a capture needs, before anything is written or waited for: /proc readable,
+    THP on for --kind thp, --mib a size the model makes the same allocations for and that
+    this machine has the memory for, --json none of the files the capture writes."""
+    if kind in ("thp", "ptables") and mib % 2:
+        what = ("whole 2 MiB THPs" if kind == "thp"
+                else "whole 2 MiB steps, a page table and a data page each")
+        raise UserError(f"--mib {mib}: not allowed with --kind {kind}: the model makes {what} "
+                        "(an even --mib); the kernel would touch the odd MiB too")
+    available = available_memory() if available is None else available
+    need = touched_bytes(kind, mib)
+    if available is not None and need > available:
+        raise UserError(f"--mib {mib}: --kind {kind} touches {need >> 20} MiB but this machine "
+                        f"has {available >> 20} MiB available (MemAvailable in /proc/meminfo)")
+    if json_path:
+        target = os.path.realpath(json_path)
+        if target == os.path.realpath(out):
+            raise UserError(f"--json: {printable(json_path)} is the --out folder: name a file "
+                            "for the result")
+        for name in WRITTEN:
+            if target == os.path.realpath(os.path.join(out, name)):
+                raise UserError(f"--json: {printable(json_path)} is the {name} the capture "
+                                "writes into --out: name another file for the result")
     for name in ("pagetypeinfo", "zoneinfo"):
         if not os.access(os.path.join(PROC, name), os.R_OK):
             raise UserError(f"{PROC}/{name} is not readable here (/proc/pagetypeinfo needs "
@@ -92,16 +121,28 @@ def capture(kind, mib, out, idle_s):
     if kind == "thp" and thp_mode() not in ("always", "madvise"):
         raise UserError(f"--kind thp: THP is {thp_mode() or 'not available'} here: the faults "
                         "would be 4 KiB pages")
+
+
+def capture(kind, mib, out, idle_s):
+    """Run the child and copy the snapshots into ``out``; the vmstat counters' change
+    (check_capture first)."""
     time.sleep(idle_s)
     before = vmstat()
     for name in ("pagetypeinfo", "zoneinfo"):
         shutil.copyfile(os.path.join(PROC, name), os.path.join(out, f"before_{name}"))
+    # The child's stderr is kept: a failure is one line with its reason, not its traceback.
     child = subprocess.Popen([sys.executable, "-c", CHILD, kind, str(mib)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
     try:
         if child.stdout.readline().strip() != "touched":
+            _, err = child.communicate(timeout=120)
+            lines = [line for line in err.splitlines() if line.strip()]
+            why = (lines[-1].strip() if lines else f"killed by signal {-child.returncode}"
+                   if child.returncode and child.returncode < 0
+                   else f"exit status {child.returncode}")
             raise UserError(f"--kind {kind} --mib {mib}: the child process could not map and "
-                            "touch that memory")
+                            f"touch that memory ({why})")
         shutil.copyfile(os.path.join(PROC, "pagetypeinfo"),
                         os.path.join(out, "during_pagetypeinfo"))
         during = vmstat()
@@ -148,6 +189,7 @@ def main(argv=None):
     p.add_argument("--out", type=output_folder, required=True)
     p.add_argument("--json", type=output_file)
     args = p.parse_args(argv)
+    check_capture(args.kind, args.mib, args.out, args.json)
     os.makedirs(args.out, exist_ok=True)
     change = capture(args.kind, args.mib, args.out, args.idle)
     rows, claimed, failed = model_beside(args.out, args.kind, args.mib)

@@ -16,10 +16,21 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from kernels.batch import CLEAR  # noqa: E402
-from zeroing.validate import OneLineParser  # noqa: E402
+from zeroing.validate import Int, MAX_PFNS, OneLineParser, check, script_main  # noqa: E402
 from kernels.device_batch import CLEAR_THREADS, LANES, PFN_SHIFT, Packed  # noqa: E402
 
-POOL_PAGES = int(os.environ.get("POOL_PAGES", 1 << 19))  # 2 GiB, 40x the L2
+#: The pool's pages by default (2 GiB, 40x the L2); the environment's POOL_PAGES, at least the
+#: largest batch, overrides it (checked by ``pool_pages`` when main runs, not at import).
+POOL_PAGES = 1 << 19
+MIN_POOL_PAGES = 262144
+
+
+def pool_pages():
+    """POOL_PAGES from the environment, else the default; UserError naming it and the range."""
+    text = os.environ.get("POOL_PAGES")
+    if text is None:
+        return POOL_PAGES
+    return check("POOL_PAGES (environment)", "", text, Int(MIN_POOL_PAGES, MAX_PFNS))
 REPS = 3
 
 VARIANTS = r"""
@@ -76,6 +87,7 @@ extern "C" __global__ void stride(u64 *pool, const i64 *cmd, i64 total) {
 
 
 def main():
+    npool = pool_pages()  # a bad POOL_PAGES is refused on any machine, GPU or not
     try:
         import cupy as cp
         cp.cuda.runtime.getDeviceCount()
@@ -85,11 +97,11 @@ def main():
     from kernels import cupy_backend as b
     props = cp.cuda.runtime.getDeviceProperties(0)
     sms = props["multiProcessorCount"]
-    print(f"{props['name'].decode()}, {sms} SMs, pool {POOL_PAGES * 4 >> 10} MiB")
+    print(f"{props['name'].decode()}, {sms} SMs, pool {npool * 4 >> 10} MiB")
     mod = cp.RawModule(code=VARIANTS)
-    pool = b.alloc_pool(POOL_PAGES)
+    pool = b.alloc_pool(npool)
     rng = np.random.default_rng(0)
-    perm = cp.asarray(rng.permutation(POOL_PAGES).astype(np.int64) << PFN_SHIFT)
+    perm = cp.asarray(rng.permutation(npool).astype(np.int64) << PFN_SHIFT)
     ev0, ev1 = cp.cuda.Event(), cp.cuda.Event()
 
     def timed(fn):
@@ -100,7 +112,7 @@ def main():
         return cp.cuda.get_elapsed_time(ev0, ev1) * 1e-3
 
     for n in (16384, 65536, 262144):
-        batches = POOL_PAGES // n
+        batches = npool // n
 
         def memset():
             for i in range(batches):
@@ -130,7 +142,7 @@ def main():
             best["memset"] = min(best["memset"], timed(memset))
             for k, fn in variants.items():
                 best[k] = min(best[k], timed(fn))
-        gbs = POOL_PAGES * 4096 / best["memset"] / 1e9
+        gbs = npool * 4096 / best["memset"] / 1e9
         print(f"n={n:7d}: memset {best['memset'] / batches * 1e6:7.1f} us a batch ({gbs:.0f} GB/s)")
         for k in variants:
             print(f"    {k:32s} {best[k] / batches * 1e6:7.1f} us  "
@@ -140,7 +152,7 @@ def main():
     rt = cp.cuda.runtime
     for n in (16384, 65536):
         st = b._state(pool).staging
-        pfn = (rng.permutation(POOL_PAGES)[:n]).astype(np.int64)
+        pfn = (rng.permutation(npool)[:n]).astype(np.int64)
         args = (np.full(n, CLEAR, np.uint8), pfn, np.zeros(n, np.int64), np.zeros(n, np.int64))
         t = {k: [] for k in ("pack", "memcpyAsync", "record", "wait_event", "launch",
                              "record done", "synchronize", "submit+collect")}
@@ -178,4 +190,4 @@ def main():
 
 if __name__ == "__main__":
     OneLineParser(description=__doc__).parse_args()  # --help; no options
-    sys.exit(main())
+    sys.exit(script_main(main))

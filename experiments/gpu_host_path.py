@@ -18,17 +18,29 @@ import numba  # noqa: E402
 from kernels import device_batch  # noqa: E402
 from kernels.batch import PAGE_WORDS  # noqa: E402
 from kernels.throughput import Walk, _memsets, _run_calls, backend_or_none  # noqa: E402
-from zeroing.validate import OneLineParser  # noqa: E402
+from zeroing.validate import Int, MAX_PFNS, OneLineParser, check, script_main  # noqa: E402
 
-POOL_PAGES = int(os.environ.get("POOL_PAGES", 1 << 22))  # 16 GiB, 300x the L2
+#: The pool's pages by default (16 GiB, 300x the L2); the environment's POOL_PAGES, at least the
+#: largest batch, overrides it (checked by ``pool_pages`` when main runs, not at import).
+POOL_PAGES = 1 << 22
+MIN_POOL_PAGES = 65536
+
+
+def pool_pages():
+    """POOL_PAGES from the environment, else the default; UserError naming it and the range."""
+    text = os.environ.get("POOL_PAGES")
+    if text is None:
+        return POOL_PAGES
+    return check("POOL_PAGES (environment)", "", text, Int(MIN_POOL_PAGES, MAX_PFNS))
 REPS = 5
 
 
 def main():
+    npool = pool_pages()  # a bad POOL_PAGES is refused on any machine, GPU or not
     b = backend_or_none("cupy", print)
     if b is None:
         return 0
-    pool = b.alloc_pool(POOL_PAGES)
+    pool = b.alloc_pool(npool)
     rng = np.random.default_rng(0)
     most = numba.get_num_threads()
     print(f"numba threads {most}, compiled submitter {b.FAST is not None}")
@@ -36,7 +48,7 @@ def main():
     real = device_batch.CHOICE.threads
     device_batch.CHOICE.threads = lambda n: forced.get("threads", real(n))
     for n, order in ((16384, 0), (65536, 0), (16384, 9)):
-        walk = Walk(rng, POOL_PAGES, n, order, min(512, (1 << 21) // n))
+        walk = Walk(rng, npool, n, order, min(512, (1 << 21) // n))
         ncalls = walk.ncalls
         variants = [("fresh columns, packing by choice", False, None),
                     ("shared columns, packing by choice", True, None),
@@ -75,4 +87,4 @@ def main():
 
 if __name__ == "__main__":
     OneLineParser(description=__doc__).parse_args()  # --help; no options
-    sys.exit(main())
+    sys.exit(script_main(main))

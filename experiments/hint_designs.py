@@ -13,8 +13,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zeroing.validate import (Int, MAX_PFNS, OneLineParser, RULES, arg, output_file,
-                              output_folder, script_main)  # noqa: E402
+from zeroing.validate import (Int, MAX_PFNS, OneLineParser, RULES, arg, check_memory,
+                              check_workload, output_file, output_folder,
+                              script_main)  # noqa: E402
 from zeroing.hint_designs import leaks_by_caller, run_designs, write_all  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 from zeroing.workloads import make_workload  # noqa: E402
@@ -38,6 +39,16 @@ def main(argv=None):
         p.quick(args, pages=4096, events=6000)
     if args.no_content and p.was_given("backend"):
         p.error(f"--backend {args.backend}: has no effect with --no-content")
+    if args.json:  # before any work: not a file --out gets (the two would replace each other)
+        for name in ("table.txt", "results.json", "by_caller.png"):
+            if os.path.realpath(args.json) == os.path.realpath(os.path.join(args.out, name)):
+                p.error(f"--json: {args.json} is the {name} written into --out: name another "
+                        "file")
+    # The caller mix by the workload's own parser, named as the option it came from.
+    check_workload("unaware-user", "unaware-user", {"callers": args.callers},
+                   lambda k: "--callers")
+    check_memory(("--pages", "--events"), args.pages, "metadata" if args.no_content
+                 else "content", args.backend, events=args.events)
     try:
         events = make_workload("unaware-user", args.pages, args.events, args.seed,
                                callers=args.callers)

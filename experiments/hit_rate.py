@@ -8,15 +8,16 @@ Share = allocations handed out with the zeroed hint / allocations, per order (th
 """
 import os
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-from zeroing.validate import (OneLineParser, UserError, output_file, output_folder,
-                              script_main)  # noqa: E402
-from zeroing.compare import compare, load_config  # noqa: E402
+from zeroing.validate import (OneLineParser, UserError, check_output_file, output_file,
+                              output_folder, script_main)  # noqa: E402
+from zeroing.compare import compare, config_inputs, load_config  # noqa: E402
 from zeroing.run import write_json, write_text  # noqa: E402
 
 
@@ -57,50 +58,23 @@ def shares(results):
             for k, d in sorted(cells.items())}
 
 
-def main(argv=None):
-    p = OneLineParser(description=__doc__)
-    p.add_argument("--config", default=os.path.join(ROOT, "experiments", "hit_rate.toml"))
-    p.add_argument("--out", type=output_folder)
-    p.add_argument("--quick", action="store_true",
-                   help="tiny: 256 MiB zone, 16 MiB rounds, rounds 1 and 3, one seed")
-    p.add_argument("--json", type=output_file)
-    args = p.parse_args(argv)
-    if args.quick and p.was_given("config"):
-        p.error("--config: has no effect with --quick (which runs a tiny config of its own)")
-    cfg = load_config(args.config)
-    check_config(f"--config {args.config}", cfg)
-    if args.quick:
-        import tempfile
-        raw = {"name": "hit_rate_quick", "seeds": [0], "throughput": False,
-               "policies": {"pg_zeroed+reporting": "pg_zeroed,reporting"}, "workload": [
-                   {k: v for k, v in w.items() if k != "label"}
-                   | {"label": w["label"], "pages": 1 << 16, "size_mb": 16}
-                   for w in ({"name": "vm-anon", "label": f"{t} {p} {s} {n}", "thp": t,
-                              "rounds": n, "pcp_high": p, "initial_state": s}
-                             for t in ("off", "on") for p in ("auto", "fixed")
-                             for s in ("pristine", "aged") for n in (1, 3))]}
-        from zeroing.compare import resolve_config
-        cfg = resolve_config(raw)
-        args.out = args.out or tempfile.mkdtemp(prefix="hit_rate_quick")
-    out = compare(cfg, args.out, progress=False, log=lambda *a: None)
-    table = shares(load_results(cfg, out))
-    mib = cfg["workloads"][0]["pages"] >> 8
-    width = max(9, *(len(state) for _, _, state in table))
-    lines = [f"served zeroed (pg_zeroed+reporting, vm-anon {mib} MiB zone, mean of seeds "
-             f"{cfg['seeds']}): order-0 share with THP off, order-9 share with THP on",
-             f"{'THP':4} {'pcp':6} {'state':{width}} " + " ".join(
-                 f"rounds={n:<3}" for n in sorted({n for d in table.values() for n in d}))]
-    for (thp, pcp, state), by_rounds in table.items():
-        col = 0 if thp == "off" else 1
-        lines.append(f"{thp:4} {pcp:6} {state:{width}} " + " ".join(
-            f"{by_rounds[n][col]:10.1%}" for n in sorted(by_rounds)))
-    text = "\n".join(lines)
-    print(text)
-    write_text(os.path.join(out, "hit_rate.txt"), text + "\n")
-    summary = {" ".join(k): {str(n): v for n, v in d.items()} for k, d in table.items()}
-    write_json(os.path.join(out, "hit_rate.json"), summary)
-    if args.json:
-        write_json(args.json, summary)
+def quick_config():
+    """The tiny config of --quick: 256 MiB zone, 16 MiB rounds, rounds 1 and 3, one seed."""
+    from zeroing.compare import resolve_config
+    raw = {"name": "hit_rate_quick", "seeds": [0], "throughput": False,
+           "policies": {"pg_zeroed+reporting": "pg_zeroed,reporting"}, "workload": [
+               {k: v for k, v in w.items() if k != "label"}
+               | {"label": w["label"], "pages": 1 << 16, "size_mb": 16}
+               for w in ({"name": "vm-anon", "label": f"{t} {p} {s} {n}", "thp": t,
+                          "rounds": n, "pcp_high": p, "initial_state": s}
+                         for t in ("off", "on") for p in ("auto", "fixed")
+                         for s in ("pristine", "aged") for n in (1, 3))]}
+    return resolve_config(raw)
+
+
+def plot(table, path):
+    """The shares against rounds, a panel per THP setting; a panel the config has no
+    workloads for says so (and has no legend: nothing in it is labelled)."""
     from zeroing.plots import save_figure  # first: it sets the Agg backend
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 5), sharey=True)
@@ -114,12 +88,68 @@ def main(argv=None):
         ax.set_title(f"THP {thp}: {'order-0' if thp == 'off' else 'order-9'} faults served zeroed")
         ax.set_xlabel("rounds")
         ax.set_xticks(sorted({n for d in table.values() for n in d}))
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
+        else:
+            ax.set_xticks([])
+            ax.text(0.5, 0.5, f"no workload with THP {thp} in the config", ha="center",
+                    va="center", transform=ax.transAxes)
     axes[0].set_ylabel("share of faults")
     fig.tight_layout()
-    save_figure(fig, os.path.join(out, "hit_rate_shares.png"), dpi=100)
-    print(f"table and plot in {out}/")
-    return table
+    save_figure(fig, path, dpi=100)
+
+
+def run(cfg, out, keep=True):
+    """Compare the config's cells into ``out`` and print the table; with ``keep`` also write
+    it and the plot there. The summary."""
+    out = compare(cfg, out, progress=False, log=lambda *a: None)
+    table = shares(load_results(cfg, out))
+    mib = cfg["workloads"][0]["pages"] >> 8
+    width = max(9, *(len(state) for _, _, state in table))
+    lines = [f"served zeroed (pg_zeroed+reporting, vm-anon {mib} MiB zone, mean of seeds "
+             f"{cfg['seeds']}): order-0 share with THP off, order-9 share with THP on",
+             f"{'THP':4} {'pcp':6} {'state':{width}} " + " ".join(
+                 f"rounds={n:<3}" for n in sorted({n for d in table.values() for n in d}))]
+    for (thp, pcp, state), by_rounds in table.items():
+        col = 0 if thp == "off" else 1
+        lines.append(f"{thp:4} {pcp:6} {state:{width}} " + " ".join(
+            f"{by_rounds[n][col]:10.1%}" for n in sorted(by_rounds)))
+    text = "\n".join(lines)
+    print(text)
+    summary = {" ".join(k): {str(n): v for n, v in d.items()} for k, d in table.items()}
+    if keep:
+        write_text(os.path.join(out, "hit_rate.txt"), text + "\n")
+        write_json(os.path.join(out, "hit_rate.json"), summary)
+        plot(table, os.path.join(out, "hit_rate_shares.png"))
+        print(f"table and plot in {out}/")
+    return summary
+
+
+def main(argv=None):
+    p = OneLineParser(description=__doc__)
+    p.add_argument("--config", default=os.path.join(ROOT, "experiments", "hit_rate.toml"))
+    p.add_argument("--out", type=output_folder)
+    p.add_argument("--quick", action="store_true",
+                   help="tiny: 256 MiB zone, 16 MiB rounds, rounds 1 and 3, one seed (in a "
+                        "scratch folder, removed at the end, unless --out)")
+    p.add_argument("--json", type=output_file)
+    args = p.parse_args(argv)
+    if args.quick and p.was_given("config"):
+        p.error("--config: has no effect with --quick (which runs a tiny config of its own)")
+    cfg = load_config(args.config)
+    check_config(f"--config {args.config}", cfg)
+    if args.json:  # before any work: the result must not replace a file the config reads
+        check_output_file("--json", args.json, {"--config": args.config, **config_inputs(cfg)})
+    if args.quick:
+        cfg = quick_config()
+    if args.quick and not args.out:
+        with tempfile.TemporaryDirectory(prefix="hit_rate_quick") as scratch:
+            summary = run(cfg, scratch, keep=False)
+    else:
+        summary = run(cfg, args.out)
+    if args.json:
+        write_json(args.json, summary)
+    return summary
 
 
 if __name__ == "__main__":

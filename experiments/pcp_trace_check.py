@@ -24,7 +24,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zeroing.validate import OneLineParser, UserError, output_file, script_main  # noqa: E402
+from zeroing.validate import (OneLineParser, UserError, check_output_file, output_file,
+                              script_main)  # noqa: E402
 from zeroing.policy import make_policy  # noqa: E402
 from zeroing.replay import replay  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
@@ -48,6 +49,9 @@ def main(argv=None):
         raise UserError(f"{args.dir}: {len(traces)} traces ({', '.join(sorted(traces))}): "
                         "a capture folder holds one")
     trace = traces[0]
+    if args.json:  # before any work: the result must not replace a file of the capture
+        check_output_file("--json", args.json, {"trace": trace, "before_zoneinfo": needed[0],
+                                                "after_zoneinfo": needed[1]})
     managed, free0, start = normal_zone(os.path.join(args.dir, "before_zoneinfo"))
     others = other_lowmem_zones(os.path.join(args.dir, "before_zoneinfo"))
     _, free1, end = normal_zone(os.path.join(args.dir, "after_zoneinfo"))

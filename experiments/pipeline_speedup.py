@@ -25,7 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
-from cpu_vs_gpu import CASES, CUPY_BATCH_PAGES, VOLATILE, parse_case  # noqa: E402
+from cpu_vs_gpu import (CASES, CUPY_BATCH_PAGES, VOLATILE, case_size,  # noqa: E402
+                        check_case_memory)
 from kernels.throughput import measured_backends  # noqa: E402
 from kernels.device_batch import HostOnly  # noqa: E402
 from zeroing.pipeline import can_pipeline  # noqa: E402
@@ -33,7 +34,7 @@ from zeroing.policy import as_array, make_policy  # noqa: E402
 from zeroing.run import Simulation, write_json  # noqa: E402
 from zeroing.validate import (Int, Names, OneLineParser, arg, check_policy_names,  # noqa: E402
                               output_file, script_main)
-from zeroing.workloads import WORKLOADS, default_pages, make_workload  # noqa: E402
+from zeroing.workloads import default_pages, make_workload  # noqa: E402
 
 GPU_BACKENDS = ("cupy", "cuda")
 
@@ -119,6 +120,8 @@ def main(argv=None):
     if args.quick:
         p.quick(args, pages=16384, events=20000, rounds=1)
         cases = args.case or ["mixed"]
+    for spec in cases:  # the host holds no pool: HostOnly has none, a GPU backend's is on it
+        check_case_memory(spec, args, mode="metadata")
     policy = make_policy(args.policy)
     if not can_pipeline(as_array(policy, args.pages)):
         p.error(f"--policy {args.policy}: its runs stay serial (the page allocator reads page "
@@ -140,10 +143,7 @@ def main(argv=None):
         out["probe_alone_s"], out["probe_beside_spin_s"] = alone, beside
     same_everywhere = True
     for spec in cases:
-        name, params = parse_case(spec)
-        takes_events = "events" in WORKLOADS[name][1]
-        events = params.pop("events", args.events) if takes_events else None
-        pages = args.pages if takes_events or args.quick else default_pages(name)
+        name, params, events, pages = case_size(spec, args)
         ev = make_workload(name, pages, events, seed=0, **params)
         modes = [("metadata", None), ("host-only", lambda: HostOnly(CUPY_BATCH_PAGES))]
         modes += [(b, (lambda b=b: b)) for b in gpus]

@@ -20,8 +20,9 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zeroing.validate import OneLineParser, output_file, output_folder, script_main  # noqa: E402
-from zeroing.compare import collect, compare, load_config, prepare  # noqa: E402
+from zeroing.validate import (OneLineParser, check_output_file, output_file,  # noqa: E402
+                              output_folder, script_main)
+from zeroing.compare import collect, compare, config_inputs, load_config, prepare  # noqa: E402
 from zeroing.run import write_json, write_text  # noqa: E402
 
 #: Published task-clock (ms) of the 256 MiB fault-in with THP, before -> after.
@@ -145,7 +146,11 @@ def main(argv=None):
                         "removed at the end, unless --out)")
     p.add_argument("--json", type=output_file, help="also write the summary here")
     args = p.parse_args(argv)
-    cfg = load_config(os.path.join(ROOT, "experiments", "upstream.toml"), args.cost_profile)
+    config = os.path.join(ROOT, "experiments", "upstream.toml")
+    cfg = load_config(config, args.cost_profile)
+    if args.json:  # before any work: the result must not replace a file the run reads
+        check_output_file("--json", args.json, {"--cost-profile": args.cost_profile,
+                                                "config": config, **config_inputs(cfg)})
     if args.quick:
         cfg = quick_config(cfg)
     if args.quick and not args.out:

@@ -64,6 +64,17 @@ def load_config(path, cost_profile=None):
     return resolve_config(raw, path, text)
 
 
+def config_inputs(cfg):
+    """{what: path} of the files a resolved config reads besides itself: its cost profile and
+    the snapshot files its workloads start from."""
+    from .initial_state import parse_spec
+    inputs = {"cost profile": cfg.get("cost_profile")}
+    for i, w in enumerate(cfg["workloads"]):
+        if w.get("initial_state", "pristine") not in ("pristine", "aged"):
+            inputs[f"workload[{i}] initial_state"] = parse_spec(w["initial_state"])[0]
+    return inputs
+
+
 def _beside(folder, spec):
     """An initial_state naming a snapshot file, relative to ``folder`` (the config's) unless
     absolute; a state name (pristine, aged) or anything not a text is left as it is."""
