@@ -16,7 +16,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from kernels.batch import CLEAR  # noqa: E402
-from zeroing.validate import Int, MAX_PFNS, OneLineParser, check, script_main  # noqa: E402
+from zeroing.validate import MAX_PFNS, OneLineParser, env_int, script_main  # noqa: E402
 from kernels.device_batch import CLEAR_THREADS, LANES, PFN_SHIFT, Packed  # noqa: E402
 
 #: The pool's pages by default (2 GiB, 40x the L2); the environment's POOL_PAGES, at least the
@@ -26,11 +26,10 @@ MIN_POOL_PAGES = 262144
 
 
 def pool_pages():
-    """POOL_PAGES from the environment, else the default; UserError naming it and the range."""
-    text = os.environ.get("POOL_PAGES")
-    if text is None:
-        return POOL_PAGES
-    return check("POOL_PAGES (environment)", "", text, Int(MIN_POOL_PAGES, MAX_PFNS))
+    """POOL_PAGES from the environment (checked), else the default."""
+    return env_int("POOL_PAGES", POOL_PAGES, MIN_POOL_PAGES, MAX_PFNS)
+
+
 REPS = 3
 
 VARIANTS = r"""

@@ -18,7 +18,7 @@ import numba  # noqa: E402
 from kernels import device_batch  # noqa: E402
 from kernels.batch import PAGE_WORDS  # noqa: E402
 from kernels.throughput import Walk, _memsets, _run_calls, backend_or_none  # noqa: E402
-from zeroing.validate import Int, MAX_PFNS, OneLineParser, check, script_main  # noqa: E402
+from zeroing.validate import MAX_PFNS, OneLineParser, env_int, script_main  # noqa: E402
 
 #: The pool's pages by default (16 GiB, 300x the L2); the environment's POOL_PAGES, at least the
 #: largest batch, overrides it (checked by ``pool_pages`` when main runs, not at import).
@@ -27,11 +27,10 @@ MIN_POOL_PAGES = 65536
 
 
 def pool_pages():
-    """POOL_PAGES from the environment, else the default; UserError naming it and the range."""
-    text = os.environ.get("POOL_PAGES")
-    if text is None:
-        return POOL_PAGES
-    return check("POOL_PAGES (environment)", "", text, Int(MIN_POOL_PAGES, MAX_PFNS))
+    """POOL_PAGES from the environment (checked), else the default."""
+    return env_int("POOL_PAGES", POOL_PAGES, MIN_POOL_PAGES, MAX_PFNS)
+
+
 REPS = 5
 
 

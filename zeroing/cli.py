@@ -355,7 +355,7 @@ def pcp_start_line(start, zoneinfo):
     unknown = start["unknown_frees"]
     return (f"pcp lists at the start: {zoneinfo}'s pagesets, split by the trace: "
             + "; ".join(cpus)
-            + (f"; {unknown} frees of pages of unknown migratetype not counted" if unknown
+            + (f"; frees not counted (pageblock migratetype unknown): {unknown}" if unknown
                else ""))
 
 

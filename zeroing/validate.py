@@ -285,6 +285,15 @@ def option(name):
     return "--" + name.replace("_", "-")
 
 
+def env_int(name, default, lo, hi):
+    """An integer environment variable in lo..hi, else ``default`` when unset; UserError
+    naming the variable and the range."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    return check(f"{name} (environment)", "", text, Int(lo, hi))
+
+
 def check(where, name, value, rule=None):
     """``value`` converted by the rule for ``name``, or UserError naming ``where``."""
     rule = rule or RULES[name]
