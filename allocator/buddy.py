@@ -6,7 +6,8 @@ import numpy as np
 
 from . import bulk, core
 from .check import CHECKS, check_zone
-from .flags import FPI, FPI_ALL, GFP_HIGHUSER_MOVABLE, MIGRATETYPE_NAMES, PG_ALLOC
+from .flags import (FPI, FPI_ALL, GFP_HIGHUSER_MOVABLE, MIGRATE_PCPTYPES, MIGRATETYPE_NAMES,
+                    PG_ALLOC)
 from .pcp import PCP_HIGH, PCP_HIGH_MAX, PCP_HIGH_MIN, ZS_WMARK_HIGH, ZS_WMARK_LOW, ZS_WMARK_MIN
 from .state import MAX_PFNS, ZoneArrays, bytes_per_page, make_zone, zone_ref
 from .watermarks import zone_batchsize, zone_highsize, zone_limits
@@ -133,9 +134,24 @@ class BuddyAllocator:
         """CPU 0's ``pcp->high`` now (auto-tuned: it moves between high_min and high_max)."""
         return int(self.zone.pcp_state[0, PCP_HIGH])
 
+    def _cpus(self, cpu):
+        """``[cpu]`` checked against the zone's CPUs (compiled code would index past its
+        arrays), or every CPU for None."""
+        nr_cpus = self.zone.pcp_count.shape[0]
+        if cpu is None:
+            return range(nr_cpus)
+        try:
+            cpu = operator.index(cpu)
+        except TypeError:
+            raise TypeError(f"cpu {cpu!r} must be an integer") from None
+        if not 0 <= cpu < nr_cpus:
+            raise ValueError(f"cpu {cpu} is not in 0..{nr_cpus - 1} (the zone's CPUs)")
+        return [cpu]
+
     def pcp_info(self, cpu=0):
         """One CPU's pageset as /proc/zoneinfo prints it: count, high, batch, high_min,
         high_max."""
+        cpu, = self._cpus(cpu)
         ps = self.zone.pcp_state[cpu]
         return {"count": int(self.zone.pcp_count[cpu]), "high": int(ps[PCP_HIGH]),
                 "batch": self.pcp_batch, "high_min": int(ps[PCP_HIGH_MIN]),
@@ -151,11 +167,15 @@ class BuddyAllocator:
         ``rmqueue_bulk`` takes them (not counted as refills of the run) and ``pcp->high`` at
         ``high`` (clamped): a /proc/zoneinfo pageset, since a captured kernel's lists are
         never empty. ``gfp`` picks the list (default: Movable). Returns the blocks taken."""
+        cpu, = self._cpus(cpu)
+        count, order = operator.index(count), operator.index(order)
         mt = core.gfp_migratetype(self.z, gfp)
         if mt < 0:
             raise ValueError(f"gfp {gfp:#x}: {ERRORS[-mt]}")
-        if not core.pcp_allowed_order(self.z, order):
+        if not 0 <= order <= self.max_order or not core.pcp_allowed_order(self.z, order):
             raise ValueError(f"order {order}: no per-cpu list holds it")
+        if not 0 <= count <= self.nr_pages:
+            raise ValueError(f"count {count} is not in 0..{self.nr_pages} (the zone's pages)")
         n = core.rmqueue_bulk(self.z, cpu, order, count, mt, self.pcp_pindex(order, mt))
         self.zone.pcp_count[cpu] += n << order
         self.zone.stat[core.S_PCP_REFILL] -= n
@@ -168,14 +188,15 @@ class BuddyAllocator:
     def pcp_pindex(self, order, mt):
         """The per-cpu list (``order_to_pindex()``) a block of this order and migratetype
         goes on."""
+        if not 0 <= mt < MIGRATE_PCPTYPES or not 0 <= order <= self.max_order:
+            raise ValueError(f"order {order}, migratetype {mt}: no per-cpu list")
         return int(core.order_to_pindex(self.z, mt, order))
 
     def decay_pcp_high(self, cpu=None):
         """One tick of the vmstat worker's ``decay_pcp_high()`` (all CPUs by default); True
         while some CPU has more to do."""
-        cpus = range(self.zone.pcp_count.shape[0]) if cpu is None else [cpu]
         todo = False
-        for c in cpus:
+        for c in self._cpus(cpu):
             todo = bool(core.decay_pcp_high(self.z, c)) or todo
         return todo
 
@@ -240,8 +261,7 @@ class BuddyAllocator:
 
     def drain_pages(self, cpu=None):
         """Drain pcp lists (all CPUs by default) back to the buddy (``drain_pages``)."""
-        cpus = range(self.zone.pcp_count.shape[0]) if cpu is None else [cpu]
-        for c in cpus:
+        for c in self._cpus(cpu):
             core.drain_pages(self.z, c)
 
     def run(self, ops, lenient=None):

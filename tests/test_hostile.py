@@ -1054,3 +1054,30 @@ def test_sweep_starts_no_more_workers_than_runs(tmp_path, capsys):
                  "--workers", "4"]) == 0
     assert "dask: 1 runs on a local cluster of 1 workers (--workers 4: no more than the runs)" \
         in capsys.readouterr().out
+
+
+def test_the_allocator_s_pcp_methods_check_their_cpu_count_and_order():
+    """``fill_pcp(cpu=5)`` on a two-CPU zone indexed past the compiled arrays: a segfault
+    (run in a child, so an old build fails this test instead of killing the suite)."""
+    code = """
+from allocator import BuddyAllocator
+a = BuddyAllocator(4096, nr_cpus=2)
+calls = [lambda: a.fill_pcp(5, 10), lambda: a.fill_pcp(-1, 10), lambda: a.fill_pcp(0, -5),
+         lambda: a.fill_pcp(0, 1, order=-1), lambda: a.fill_pcp(0, 1, order=11),
+         lambda: a.pcp_info(2), lambda: a.decay_pcp_high(-1), lambda: a.drain_pages(7),
+         lambda: a.pcp_pindex(0, 3)]
+for call in calls:
+    try:
+        call()
+        print("accepted")
+    except (ValueError, TypeError) as e:
+        print("refused:", e)
+print(a.fill_pcp(1, 3), a.pcp_info(1)["count"])
+a.check()
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = p.stdout.splitlines()
+    assert all(line.startswith("refused:") for line in lines[:-1]) and len(lines) == 10, lines
+    assert lines[-1] == "3 3"
