@@ -187,3 +187,27 @@ def test_replay_starts_the_lists_from_the_zoneinfo_s_pagesets(tmp_path, capsys):
     assert main(["replay", trace, "--zoneinfo", zoneinfo, "--pcp-start", "zoneinfo"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--pcp-start zoneinfo: has no effect without" in err[0], err
+
+
+def test_replay_prints_the_kernel_s_end_state_beside_the_model_s(tmp_path, capsys):
+    """``--zoneinfo-after``: the snapshot taken after the capture, its pagesets and 'pages
+    free' change beside the model's; without --zoneinfo or in exact mode it changes nothing
+    and is refused."""
+    import json
+    from zeroing.cli import main
+    data = os.path.dirname(SLEEP8)
+    trace = os.path.join(data, "trace_kmem_6.18_thp64.txt.gz")
+    before = os.path.join(data, "pcp_thp64_before_zoneinfo-6.18")
+    after = os.path.join(data, "pcp_thp64_after_zoneinfo-6.18")
+    out = tmp_path / "r.json"
+    assert main(["replay", trace, "--replay-mode", "requests", "--trace-clock", "--zoneinfo",
+                 before, "--zoneinfo-after", after, "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["kernel_after"]["pagesets"] == [[5599, 30871], [12145, 13015]]
+    assert r["kernel_after"]["nr_free_pages_delta"] == 2654
+    assert "kernel [(5599, 30871), (12145, 13015)] (--zoneinfo-after); 'pages free' change in " \
+        "the zoneinfos +2654" in capsys.readouterr().out
+    for argv in (["--zoneinfo-after", after], ["--zoneinfo", before, "--zoneinfo-after", after]):
+        assert main(["replay", trace] + argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--zoneinfo-after" in err[0] and "no effect" in err[0], err

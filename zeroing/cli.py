@@ -98,6 +98,10 @@ def build_parser():
                                         "pagesets, split over the lists as the trace shows them "
                                         "(the default with --zoneinfo, --trace-clock and "
                                         "--replay-mode requests), or empty")
+    rp.add_argument("--zoneinfo-after", metavar="FILE",
+                    help="/proc/zoneinfo taken after the capture: its pagesets and 'pages free' "
+                         "change printed beside the model's (with --zoneinfo, --replay-mode "
+                         "requests)")
     rp.add_argument("--cost-profile", metavar="FILE", help="cost profile TOML")
     cal = sub.add_parser("calibrate", help="measure this machine's clearing and fault costs; "
                                            "write a cost profile")
@@ -285,12 +289,22 @@ def cmd_replay(args):
         seeded = args.pcp_start == "zoneinfo"
     other_zones = ()
     pagesets = None
+    if args.zoneinfo_after is not None and (args.zoneinfo is None or replay_mode != "requests"):
+        raise UserError(f"--zoneinfo-after {args.zoneinfo_after}: has no effect without "
+                        "--zoneinfo (the state before) and --replay-mode requests (the model's "
+                        "per-cpu lists)")
     if args.zoneinfo is not None:
         from .zoneinfo import normal_zone, other_lowmem_zones
         check_input_file("--zoneinfo", args.zoneinfo)
-        managed, _, zone_pagesets = normal_zone(args.zoneinfo)
+        managed, free_before, zone_pagesets = normal_zone(args.zoneinfo)
         other_zones = other_lowmem_zones(args.zoneinfo)
         pagesets = zone_pagesets if seeded else None
+    kernel_after = None
+    if args.zoneinfo_after is not None:
+        check_input_file("--zoneinfo-after", args.zoneinfo_after)
+        _, free_after, sets_after = normal_zone(args.zoneinfo_after)
+        kernel_after = {"zoneinfo": args.zoneinfo_after, "pagesets": sets_after,
+                        "nr_free_pages_delta": free_after - free_before}
         if pages is None:
             pages = check("--zoneinfo", "pages", managed)
     if pages is not None:
@@ -300,6 +314,7 @@ def cmd_replay(args):
         check_output_file("--json", args.json, {"trace": args.trace, "--format": args.format,
                                                 "--cost-profile": args.cost_profile,
                                                 "--zoneinfo": args.zoneinfo,
+                                                "--zoneinfo-after": args.zoneinfo_after,
                                                 "default cost profile": DEFAULT_PROFILE})
     table = None
     if args.format is not None:
@@ -314,6 +329,8 @@ def cmd_replay(args):
                         f"--zoneinfo {args.zoneinfo} (its Normal zone's managed pages)")
     except (RuntimeError, MemoryError, ValueError) as e:  # TraceError is a ValueError
         raise UserError(str(e)) from None
+    if kernel_after is not None:
+        result["kernel_after"] = kernel_after
     if args.json is not None:
         write_json(args.json, result)
     events = ", ".join(f"{k} {v}" for k, v in sorted(result["events"].items()))
@@ -340,6 +357,11 @@ def cmd_replay(args):
               f"{result['nr_free_pages_delta']:+d}")
         if "start" in p:
             print(pcp_start_line(p["start"], args.zoneinfo))
+        if kernel_after is not None:
+            model = [(s["count"], s["high"]) for s in p["pagesets"]]
+            kernel = [tuple(c) for c in kernel_after["pagesets"]]
+            print(f"pcp (count, high) after: model {model}, kernel {kernel} (--zoneinfo-after); "
+                  f"'pages free' change in the zoneinfos {kernel_after['nr_free_pages_delta']:+d}")
     print(summary(result))
     return 0
 
