@@ -628,7 +628,11 @@ def free_frozen_page_commit(z, cpu, pfn, order, pindex):
 def decay_pcp_high(z, cpu):
     """``decay_pcp_high()``, from the vmstat worker once a second: lower ``high`` by an eighth
     (releasing at most ``batch << PCP_BATCH_SCALE_MAX`` pages a tick, never below high_min)
-    and drain what sits above it. True while there is more to do."""
+    and drain what sits above it, ``batch`` pages a call (fc4b909c368f, "batch page freeing in
+    decay_pcp_high", in 6.18.y since the SMP=n fix 038a102535eb). Each call frees whole
+    blocks from pindex 0 on and the count goes down by ``batch`` whatever it freed, so with
+    THPs on the lists a tick drains a THP a call: far more than ``count - high``. True while
+    there is more to do."""
     ps = z.pcp_state
     high_min = ps[cpu, PCP_HIGH_MIN]
     batch = z.conf[C_BATCH]
@@ -640,9 +644,11 @@ def decay_pcp_high(z, cpu):
         if ps[cpu, PCP_HIGH] > high_min:
             todo = True
     to_drain = z.pcp_count[cpu] - ps[cpu, PCP_HIGH]
-    if to_drain > 0:
-        free_pcppages_bulk(z, cpu, to_drain, 0)
+    while to_drain > 0:
+        batched = min(to_drain, batch)
+        free_pcppages_bulk(z, cpu, batched, 0)
         todo = True
+        to_drain -= batched
     return todo
 
 

@@ -342,8 +342,10 @@ class ReferenceZone:
         if pcp["high"] > lo:
             pcp["high"] = max(pcp["count"] - (batch << SCALE_MAX),
                               pcp["high"] - (pcp["high"] >> 3), lo)
-        if pcp["count"] > pcp["high"]:
-            self.free_pcppages_bulk(pcp, pcp["count"] - pcp["high"], 0)
+        to_drain = pcp["count"] - pcp["high"]
+        while to_drain > 0:  # batch pages a call (6.18.y, fc4b909c368f)
+            self.free_pcppages_bulk(pcp, min(to_drain, batch), 0)
+            to_drain -= min(to_drain, batch)
 
     # -- the API ---------------------------------------------------------------------------
     def watermark_ok(self, order, mark):

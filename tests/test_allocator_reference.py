@@ -106,3 +106,11 @@ def test_long_pcp_run_matches_reference():
     script = [(kinds[rng.integers(len(kinds))], int(rng.integers(1000)), int(rng.integers(6)),
                int(rng.integers(4))) for _ in range(3000)]
     replay_zone(1 << 13, 2, True, script)
+
+
+def test_thps_freed_to_a_pcp_list_then_decayed_match_reference():
+    """THPs on a per-cpu list, then ticks of decay_pcp_high(): each call frees ``batch``
+    pages' worth, a THP a call (6.18.y); the random scripts above rarely get there."""
+    script = [("alloc", 0, 1, 0)] * 30 + [("alloc", 7, 1, 0)] * 24  # 30 pages, 24 THPs
+    script += [("free", 0, 0, 0)] * 54 + [("decay", 0, 0, 0)] * 12
+    replay_zone(1 << 16, 1, True, script)

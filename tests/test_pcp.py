@@ -156,3 +156,25 @@ def test_fixed_mode_keeps_the_old_rule():
     assert a.nr_pcp_pages() < 1972
     with pytest.raises(ValueError, match="pcp_high"):
         BuddyAllocator(1 << 12, pcp_high="sometimes")
+
+
+def test_decay_drains_batch_pages_a_call_and_a_thp_each_call():
+    """``decay_pcp_high()`` frees ``batch`` pages a call (fc4b909c368f, in 6.18.y): each call
+    restarts at pindex 0, frees whole blocks, and the count goes down by ``batch`` whatever
+    it freed. With 10 order-0 pages and 8 THPs on the lists and 2 * batch + 1 to drain, three
+    calls free the 10 pages and three THPs (1546 pages); one call for the whole excess (6.18.0)
+    frees the 10 pages and one THP (522). The kernel's capture asleep drained 16 THPs in one
+    tick so (tests/test_pcp_trace.py)."""
+    from allocator.pcp import PCP_HIGH, PCP_HIGH_MIN
+    a = BuddyAllocator(1 << 16)
+    batch = a.pcp_batch
+    assert a.fill_pcp(0, 10, order=0) == 10 and a.fill_pcp(0, 8, order=9) == 8
+    count = int(a.zone.pcp_count[0])
+    assert count == 10 + 8 * 512
+    ps = a.zone.pcp_state[0]
+    ps[PCP_HIGH_MIN] = ps[PCP_HIGH] = count - (2 * batch + 1)  # at its floor: no decay of high
+    drained = a.stats()["pcp_drain"]
+    a.decay_pcp_high(0)
+    assert a.stats()["pcp_drain"] - drained == 10 + 3 * 512
+    assert int(a.zone.pcp_count[0]) == 5 * 512
+    a.check()

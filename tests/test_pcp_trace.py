@@ -89,8 +89,8 @@ def test_the_node_s_other_zones_give_the_kernel_s_watermarks_and_pcp_floor():
 
 @pytest.mark.parametrize("name,trace,ticks,drain_within", [
     ("sleep8", "trace_kmem_6.18_nothp128_sleep8.txt.gz", 15, 0.03),
-    ("thp64s8", "trace_kmem_6.18_thp64_sleep8.txt.gz", 12, 0.10),
-    ("thp64", "trace_kmem_6.18_thp64.txt.gz", 0, 0.10)])
+    ("thp64s8", "trace_kmem_6.18_thp64_sleep8.txt.gz", 12, 0.05),
+    ("thp64", "trace_kmem_6.18_thp64.txt.gz", 0, 0.06)])
 def test_a_capture_replayed_from_its_pagesets_lands_near_the_kernel(name, trace, ticks,
                                                                     drain_within):
     """Captures of 128 MiB without THP and 64 MiB with (order-9 faults), replayed with the
@@ -98,11 +98,12 @@ def test_a_capture_replayed_from_its_pagesets_lands_near_the_kernel(name, trace,
     shows them and, where recorded (8 s asleep), the trace's vmstat ticks: the pages taken
     from the buddy within 2% of the kernel's (the THP capture's CPU 1 started with 18 order-9
     blocks on its THP list; on the order-0 list, as a zoneinfo count alone suggests, the model
-    took 17132 pages, 2.3x the kernel's 7413), the drain and each CPU's final count within
-    10-15%. What is left of the drain: in the THP capture asleep, one vmstat tick on CPU 0
-    drained 9241 pages (16 THP blocks) where ``decay_pcp_high()`` drains at most
-    ``batch << 5`` (2016) and a block while high is above its floor; the model drains 2016.
-    The 2 s THP capture records no vmstat ticks (the model's timer runs)."""
+    took 17132 pages, 2.3x the kernel's 7413), the drain within 3-6% and each CPU's final count
+    within 10%. In the THP capture asleep one vmstat tick drained 9241 pages from CPU 0, 16
+    THPs among them: ``decay_pcp_high()`` frees ``batch`` pages a call, a THP a call once the
+    small lists are empty (tests/test_pcp.py); drained in one call, the model's CPU 0 ended
+    with 1358 pages more and the drain 8.7% short. The 2 s THP capture records no vmstat
+    ticks (the model's timer runs)."""
     managed, delta, start, end, others = _capture(name)
     path = os.path.join(os.path.dirname(SLEEP8), trace)
     r = replay(path, make_policy("baseline"), "requests", nr_pages=managed, trace_clock=True,
@@ -112,7 +113,7 @@ def test_a_capture_replayed_from_its_pagesets_lands_near_the_kernel(name, trace,
     assert abs(pcp["refill_pages"] - r["zone_locked_pages"]) < 0.02 * r["zone_locked_pages"]
     assert abs(pcp["drain_pages"] - r["pcpu_drain_pages"]) < drain_within * r["pcpu_drain_pages"]
     for s, (count, _) in zip(pcp["pagesets"], end):
-        assert abs(s["count"] - count) < 0.15 * count
+        assert abs(s["count"] - count) < 0.10 * count
     assert [s["high"] for s in pcp["pagesets"]].count(10081) >= (1 if ticks else 0)
 
 

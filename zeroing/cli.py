@@ -299,14 +299,14 @@ def cmd_replay(args):
         managed, free_before, zone_pagesets = normal_zone(args.zoneinfo)
         other_zones = other_lowmem_zones(args.zoneinfo)
         pagesets = zone_pagesets if seeded else None
+        if pages is None:
+            pages = check("--zoneinfo", "pages", managed)
     kernel_after = None
     if args.zoneinfo_after is not None:
         check_input_file("--zoneinfo-after", args.zoneinfo_after)
         _, free_after, sets_after = normal_zone(args.zoneinfo_after)
         kernel_after = {"zoneinfo": args.zoneinfo_after, "pagesets": sets_after,
                         "nr_free_pages_delta": free_after - free_before}
-        if pages is None:
-            pages = check("--zoneinfo", "pages", managed)
     if pages is not None:
         check_memory("--pages" if args.pages is not None else "--zoneinfo", pages, mode,
                      args.backend)
