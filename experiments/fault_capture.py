@@ -30,7 +30,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from zeroing.validate import (Choice, Int, OneLineParser, UserError, arg, available_memory,
-                              output_file, output_folder, printable, script_main)  # noqa: E402
+                              check_output_file, output_folder, printable,  # noqa: E402
+                              script_main)
 from zeroing.run import write_json  # noqa: E402
 
 PROC = "/proc"
@@ -187,10 +188,17 @@ def main(argv=None):
     p.add_argument("--idle", type=arg(Int(0, 3600)), default=0,
                    help="seconds to wait before the first snapshot (per-cpu lists decay)")
     p.add_argument("--out", type=output_folder, required=True)
-    p.add_argument("--json", type=output_file)
+    p.add_argument("--json", help="write the figures here too (may be inside --out, which the "
+                                   "capture creates)")
     args = p.parse_args(argv)
     check_capture(args.kind, args.mib, args.out, args.json)
+    inside = args.json and os.path.realpath(os.path.dirname(os.path.abspath(args.json))) == \
+        os.path.realpath(args.out)
+    if args.json and not inside:
+        check_output_file("--json", args.json)
     os.makedirs(args.out, exist_ok=True)
+    if inside:
+        check_output_file("--json", args.json)
     change = capture(args.kind, args.mib, args.out, args.idle)
     rows, claimed, failed = model_beside(args.out, args.kind, args.mib)
     print(f"{args.kind}, {args.mib} MiB: kernel counters changed {change}; the model made "
