@@ -207,3 +207,24 @@ def test_a_cell_whose_allocations_failed_is_a_warning_line_naming_it():
     lines = failure_warnings([cell(0), cell(50)])
     assert len(lines) == 1
     assert lines[0].startswith("warning: vm-anon small / tracked / seed 1: 33.3% of allocations")
+
+
+def test_runs_made_by_other_code_are_run_again(tmp_path, monkeypatch):
+    """A cell's spec holds a digest of the simulator's sources: after an update that changed a
+    kernel rule, a resumed compare runs every cell again instead of reporting old results."""
+    from zeroing import compare as compare_mod
+    from zeroing.compare import compare, load_config
+    path = tmp_path / "c.toml"
+    path.write_text('throughput = false\n[[workload]]\nname = "mixed"\nevents = 2000\n'
+                    'pages = 1024\n[policies]\nb = "baseline"\n')
+    cfg = load_config(str(path))
+    out = str(tmp_path / "out")
+    said = []
+    compare(cfg, out, progress=False, log=said.append)
+    compare(cfg, out, progress=False, log=said.append)
+    assert "resumed: 1 of 1 runs were complete and not redone" in said
+    said.clear()
+    monkeypatch.setattr(compare_mod, "model_digest", lambda: "other code")
+    compare(cfg, out, progress=False, log=said.append)
+    assert not any(line.startswith("resumed:") for line in said)
+    assert compare_mod.model_digest() == "other code"

@@ -264,7 +264,29 @@ def cell_id(w, label, seed):
 def cell_spec(cfg, w, label, seed):
     return {"workload": w, "policy": cfg["policies"][label], "seed": seed, "mode": cfg["mode"],
             "backend": cfg["backend"], "pcp": cfg["pcp"],
-            "cost_profile_sha256": cfg.get("cost_profile_sha256")}
+            "cost_profile_sha256": cfg.get("cost_profile_sha256"), "model_sha256": model_digest()}
+
+
+_model_digest = []
+
+
+def model_digest():
+    """A digest of the simulator's own sources (``allocator/``, ``kernels/``, ``zeroing/``):
+    part of each cell's spec, so a run made by other code (an update that changed a kernel
+    rule) is run again rather than reported beside new ones. Any edit there counts, whether it
+    changes results or not: a resume after one reruns every cell."""
+    if not _model_digest:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        h = hashlib.sha256()
+        for package in ("allocator", "kernels", "zeroing"):
+            for folder, _, files in sorted(os.walk(os.path.join(root, package))):
+                for name in sorted(f for f in files if f.endswith((".py", ".toml"))):
+                    path = os.path.join(folder, name)
+                    h.update(os.path.relpath(path, root).encode() + b"\0")
+                    with open(path, "rb") as f:
+                        h.update(f.read())
+        _model_digest.append(h.hexdigest()[:16])
+    return _model_digest[0]
 
 
 def spec_hash(spec):
