@@ -87,6 +87,12 @@ def test_a_free_goes_to_its_pageblock_s_list():
     assert got[0, 0, MOV] == (1, False) and t.unknown_frees == 0
 
 
+def test_without_drains_a_free_follows_its_own_allocation_before_its_pageblock_s():
+    rows = [alloc(2, mt=UNMOV), alloc(3), free(3), refill(9), refill(10, mt=UNMOV)]
+    got, _ = lists(rows)
+    assert got[0, 0, MOV] == (0, True) and got[0, 0, UNMOV] == (1, True)
+
+
 def test_highatomic_and_above_free_to_the_movable_list_and_unknown_frees_are_counted():
     rows = [alloc(1), alloc(2), drain(1024, cpu=1, mt=3), free(1025), free(5000), refill(9)]
     got, t = lists(rows)

@@ -36,16 +36,15 @@ MOVABLE = int(MigrateType.MOVABLE)
 
 
 def _pageblock_migratetypes(rows):
-    """{pageblock: migratetype} from the drains (printed from the pageblock), and from
-    allocations where no drain shows one."""
+    """({pageblock: migratetype} its drains print, {pageblock: migratetype of its first
+    allocation in the trace})."""
     drained, allocated = {}, {}
     for _, name, pfn, order, gfp, _, _, mt, _ in rows:
         if name == "mm_page_pcpu_drain" and mt >= 0:
             drained[pfn >> PAGEBLOCK_ORDER] = mt
         elif name == "mm_page_alloc" and pfn >= 0:
             allocated.setdefault(pfn >> PAGEBLOCK_ORDER, int(gfp_migratetype(gfp)))
-    allocated.update(drained)
-    return allocated
+    return drained, allocated
 
 
 class TraceLists:
@@ -64,7 +63,7 @@ class TraceLists:
         """``read_rows()`` gives the trace's ``read_events(..., detail=True)`` rows (it is
         called twice); ``pindex_of(order, migratetype)`` the model's list of a block."""
         self = cls()
-        pageblock_mt = _pageblock_migratetypes(read_rows())
+        drained_mt, allocated_mt = _pageblock_migratetypes(read_rows())
         net, peak = {}, {}
         alloc_mt = {}  # pfn -> migratetype of its allocation, while it is live
         repeats = BatchedRepeats()
@@ -100,8 +99,8 @@ class TraceLists:
             elif name in ("mm_page_free", "mm_page_free_batched"):
                 if repeats.repeat(name, pfn):
                     continue
-                mine = alloc_mt.pop(pfn, None)
-                mt = pageblock_mt.get(pfn >> PAGEBLOCK_ORDER, mine)
+                block, mine = pfn >> PAGEBLOCK_ORDER, alloc_mt.pop(pfn, None)
+                mt = drained_mt.get(block, allocated_mt.get(block) if mine is None else mine)
                 if mt is None:
                     self.unknown_frees += pcp_allowed_order(order)
                     continue
