@@ -134,16 +134,21 @@ class BuddyAllocator:
         """CPU 0's ``pcp->high`` now (auto-tuned: it moves between high_min and high_max)."""
         return int(self.zone.pcp_state[0, PCP_HIGH])
 
+    @staticmethod
+    def _int(name, value):
+        """``value`` as an int (an integer type, not a float or a string), or TypeError."""
+        try:
+            return operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name} {value!r} must be an integer") from None
+
     def _cpus(self, cpu):
         """``[cpu]`` checked against the zone's CPUs (compiled code would index past its
         arrays), or every CPU for None."""
         nr_cpus = self.zone.pcp_count.shape[0]
         if cpu is None:
             return range(nr_cpus)
-        try:
-            cpu = operator.index(cpu)
-        except TypeError:
-            raise TypeError(f"cpu {cpu!r} must be an integer") from None
+        cpu = self._int("cpu", cpu)
         if not 0 <= cpu < nr_cpus:
             raise ValueError(f"cpu {cpu} is not in 0..{nr_cpus - 1} (the zone's CPUs)")
         return [cpu]
@@ -151,7 +156,7 @@ class BuddyAllocator:
     def pcp_info(self, cpu=0):
         """One CPU's pageset as /proc/zoneinfo prints it: count, high, batch, high_min,
         high_max."""
-        cpu, = self._cpus(cpu)
+        cpu, = self._cpus(self._int("cpu", cpu))
         ps = self.zone.pcp_state[cpu]
         return {"count": int(self.zone.pcp_count[cpu]), "high": int(ps[PCP_HIGH]),
                 "batch": self.pcp_batch, "high_min": int(ps[PCP_HIGH_MIN]),
@@ -167,16 +172,22 @@ class BuddyAllocator:
         ``rmqueue_bulk`` takes them (not counted as refills of the run) and ``pcp->high`` at
         ``high`` (clamped): a /proc/zoneinfo pageset, since a captured kernel's lists are
         never empty. ``gfp`` picks the list (default: Movable). Returns the blocks taken."""
-        cpu, = self._cpus(cpu)
-        count, order = operator.index(count), operator.index(order)
+        if not self.zone.conf[core.C_PCP]:
+            raise ValueError("the zone has no per-cpu lists (pcp=False)")
+        cpu, = self._cpus(self._int("cpu", cpu))
+        count, order, gfp = (self._int(k, v) for k, v in (("count", count), ("order", order),
+                                                          ("gfp", gfp)))
+        if high is not None and self._int("high", high) < 0:
+            raise ValueError(f"high {high} is negative")
+        if not 0 <= gfp < 1 << 32:
+            raise ValueError(f"gfp {gfp:#x} is not a 32-bit flag word")
         mt = core.gfp_migratetype(self.z, gfp)
         if mt < 0:
             raise ValueError(f"gfp {gfp:#x}: {ERRORS[-mt]}")
-        if not 0 <= order <= self.max_order or not core.pcp_allowed_order(self.z, order):
-            raise ValueError(f"order {order}: no per-cpu list holds it")
+        pindex = self.pcp_pindex(order, mt)
         if not 0 <= count <= self.nr_pages:
             raise ValueError(f"count {count} is not in 0..{self.nr_pages} (the zone's pages)")
-        n = core.rmqueue_bulk(self.z, cpu, order, count, mt, self.pcp_pindex(order, mt))
+        n = core.rmqueue_bulk(self.z, cpu, order, count, mt, pindex)
         self.zone.pcp_count[cpu] += n << order
         self.zone.stat[core.S_PCP_REFILL] -= n
         self.zone.stat[core.S_PCP_REFILL_PAGES] -= n << order
@@ -188,8 +199,10 @@ class BuddyAllocator:
     def pcp_pindex(self, order, mt):
         """The per-cpu list (``order_to_pindex()``) a block of this order and migratetype
         goes on."""
-        if not 0 <= mt < MIGRATE_PCPTYPES or not 0 <= order <= self.max_order:
-            raise ValueError(f"order {order}, migratetype {mt}: no per-cpu list")
+        order, mt = self._int("order", order), self._int("migratetype", mt)
+        if not 0 <= mt < MIGRATE_PCPTYPES or not 0 <= order <= self.max_order \
+                or not core.pcp_allowed_order(self.z, order):
+            raise ValueError(f"order {order}, migratetype {mt}: no per-cpu list holds it")
         return int(core.order_to_pindex(self.z, mt, order))
 
     def decay_pcp_high(self, cpu=None):

@@ -1081,3 +1081,63 @@ a.check()
     lines = p.stdout.splitlines()
     assert all(line.startswith("refused:") for line in lines[:-1]) and len(lines) == 10, lines
     assert lines[-1] == "3 3"
+
+
+def test_the_pcp_api_refuses_what_would_be_nonsense():
+    """The second audit's API findings: pagesets in a replay without per-cpu lists went onto
+    lists nothing used; a zone without pcp lists took pages onto them; floats and strings
+    were truncated, or refused only after pages had moved; a seeded count above high_max
+    made decay_pcp_high() break the model's own invariant (the kernel lets high pass high_max
+    until the next clamp)."""
+    code = """
+from allocator import BuddyAllocator
+from zeroing.policy import make_policy
+from zeroing.replay import replay
+trace = "tests/data/trace_kmem_6.18_thp64.txt.gz"
+a = BuddyAllocator(1 << 16, nr_cpus=2)
+calls = [lambda: BuddyAllocator(1 << 16, pcp=False).fill_pcp(0, 3),
+         lambda: a.fill_pcp(0, 7, "x"), lambda: a.fill_pcp(0, 7, 5000.7),
+         lambda: a.fill_pcp(0, 1, gfp=8.0), lambda: a.fill_pcp(0, 1, gfp=2**64),
+         lambda: a.pcp_pindex(4, 0), lambda: BuddyAllocator(1 << 16, thp=False).pcp_pindex(9, 1),
+         lambda: a.pcp_info(None),
+         lambda: replay(trace, make_policy("baseline"), "exact", trace_clock=True,
+                        pcp_start=[(5432, 40195), (15059, 16368)]),
+         lambda: replay(trace, make_policy("baseline"), "requests", trace_clock=True,
+                        pcp_start=[(-5, 100), (1, 1)]),
+         lambda: replay(trace, make_policy("baseline"), "requests", trace_clock=True,
+                        pcp_start=[(5.5, 100), (1, 1)]),
+         lambda: replay(trace, make_policy("baseline"), "requests", trace_clock=True,
+                        pcp_start=[])]
+for call in calls:
+    try:
+        call()
+        print("accepted")
+    except (ValueError, TypeError) as e:
+        print("refused:", e)
+print(a.pcp_info(0)["count"])
+big = BuddyAllocator(1 << 20, nr_cpus=2)
+big.fill_pcp(0, 600000, 10**9)
+big.decay_pcp_high(0)
+big.check()
+print("ok")
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = p.stdout.splitlines()
+    assert all(line.startswith("refused:") for line in lines[:-2]) and len(lines) == 14, lines
+    assert lines[-2:] == ["0", "ok"]
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ("mm_page_alloc_zone_locked: page=0x0 pfn=0x400 order=5 migratetype=1 percpu_refill=1",
+     "percpu_refill=1 with order 5"),
+    ("mm_page_alloc_zone_locked: page=0x0 pfn=0x400 order=0 migratetype=4 percpu_refill=1",
+     "percpu_refill=1 with order 0, migratetype 4"),
+    ("mm_page_pcpu_drain: page=0x0 pfn=0x400 order=5 migratetype=1",
+     "order 5 on mm_page_pcpu_drain"),
+])
+def test_kmem_lines_the_kernel_cannot_print_are_malformed(tmp_path, line, fragment):
+    path = write(tmp_path, f" a-1 [000] ..... 1.000000: {line}\n", "t.txt")
+    with pytest.raises(TraceError, match=fragment):
+        list(read_events(path))

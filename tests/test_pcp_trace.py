@@ -212,3 +212,34 @@ def test_replay_prints_the_kernel_s_end_state_beside_the_model_s(tmp_path, capsy
         assert main(["replay", trace] + argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--zoneinfo-after" in err[0] and "no effect" in err[0], err
+
+
+@pytest.mark.parametrize("extra, trace, fragment", [
+    (["--zoneinfo-after", "pcp_thp64_before_zoneinfo-6.18"], None,
+     "the same file as --zoneinfo"),
+    (["--zoneinfo-after", "before_zoneinfo-6.18"], None,
+     "a Normal zone of 458752 managed pages and 2 CPUs"),
+    (["--pages", "8192"], None, "the pagesets hold 20491 pages, more than the 8192 free"),
+    ([], "cpu255", "shows CPU 255, and the pagesets are CPUs 0-1: a snapshot of another machine"),
+])
+def test_replay_refuses_snapshots_that_do_not_fit_the_trace(tmp_path, capsys, extra, trace,
+                                                            fragment):
+    """A second audit of the new options: the same file twice, an "after" snapshot of
+    another machine, a zone too small for the pagesets, a trace on CPUs the snapshot does not
+    have; each was accepted with figures that meant nothing (or, for CPU 255, a high
+    clamped for 256 CPUs without a word)."""
+    from zeroing.cli import main
+    data = os.path.dirname(SLEEP8)
+    path = os.path.join(data, "trace_kmem_6.18_thp64.txt.gz")
+    if trace == "cpu255":
+        path = str(tmp_path / "t.txt")
+        with open(path, "w") as f:
+            f.write(" a-1 [255] ..... 1.000000: mm_page_alloc: page=0x0 pfn=0x100 order=0 "
+                    "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE\n"
+                    " a-1 [255] ..... 5.000002: mm_page_free: page=0x0 pfn=0x100 order=0\n")
+    extra = [os.path.join(data, a) if a.endswith("6.18") else a for a in extra]
+    from zeroing.compiling import MESSAGE
+    rc = main(["replay", path, "--replay-mode", "requests", "--trace-clock", "--zoneinfo",
+               os.path.join(data, "pcp_thp64_before_zoneinfo-6.18")] + extra)
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line != MESSAGE]
+    assert rc == 2 and len(err) == 1 and fragment in err[0], err

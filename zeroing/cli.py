@@ -289,10 +289,11 @@ def cmd_replay(args):
         seeded = args.pcp_start == "zoneinfo"
     other_zones = ()
     pagesets = None
-    if args.zoneinfo_after is not None and (args.zoneinfo is None or replay_mode != "requests"):
+    if args.zoneinfo_after is not None and (args.zoneinfo is None or replay_mode != "requests"
+                                            or not args.trace_clock):
         raise UserError(f"--zoneinfo-after {args.zoneinfo_after}: has no effect without "
-                        "--zoneinfo (the state before) and --replay-mode requests (the model's "
-                        "per-cpu lists)")
+                        "--zoneinfo (the state before), --trace-clock (the traced CPUs) and "
+                        "--replay-mode requests (the model's per-cpu lists)")
     if args.zoneinfo is not None:
         from .zoneinfo import normal_zone, other_lowmem_zones
         check_input_file("--zoneinfo", args.zoneinfo)
@@ -300,11 +301,22 @@ def cmd_replay(args):
         other_zones = other_lowmem_zones(args.zoneinfo)
         pagesets = zone_pagesets if seeded else None
         if pages is None:
-            pages = check("--zoneinfo", "pages", managed)
+            pages = check(f"--zoneinfo {args.zoneinfo} (its Normal zone's managed pages)",
+                          "pages", managed)
     kernel_after = None
     if args.zoneinfo_after is not None:
         check_input_file("--zoneinfo-after", args.zoneinfo_after)
-        _, free_after, sets_after = normal_zone(args.zoneinfo_after)
+        if os.path.samefile(args.zoneinfo_after, args.zoneinfo):
+            raise UserError(f"--zoneinfo-after {args.zoneinfo_after}: the same file as "
+                            "--zoneinfo (the snapshot taken after the capture is another)")
+        managed_after, free_after, sets_after = normal_zone(args.zoneinfo_after)
+        if (managed_after, len(sets_after)) != (managed, len(zone_pagesets)):
+            raise UserError(f"--zoneinfo-after {args.zoneinfo_after}: a Normal zone of "
+                            f"{managed_after} managed pages and {len(sets_after)} CPUs, "
+                            f"--zoneinfo {args.zoneinfo} one of {managed} and "
+                            f"{len(zone_pagesets)}: not the same machine (or memory was "
+                            "ballooned or hotplugged between them, which the model does not "
+                            "replay)")
         kernel_after = {"zoneinfo": args.zoneinfo_after, "pagesets": sets_after,
                         "nr_free_pages_delta": free_after - free_before}
     if pages is not None:

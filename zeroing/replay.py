@@ -24,11 +24,11 @@ from allocator.flags import (GFP_BITS, GFP_MOVABLE_SHIFT, MIGRATETYPE_NAMES,
 from .events import (EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE, EV_VMSTAT,
                      EVENT_DTYPE)
 from .run import BadEventError, Simulation
-from .trace import KMEM_EVENTS, VMSTAT_TICK, BatchedRepeats, TraceError, read_events
+from .trace import (KMEM_EVENTS, PAGEBLOCK_ORDER, VMSTAT_TICK, BatchedRepeats, TraceError,
+                    read_events)
 
 REPLAY_MODES = ("exact", "requests")
 _USER = GFP_BITS["__GFP_MOVABLE"] | GFP_BITS["__GFP_HARDWALL"] | GFP_BITS["__GFP_HIGHMEM"]
-PAGEBLOCK_ORDER = 9
 
 
 def pcp_allowed_order(order, thp=True):
@@ -260,13 +260,15 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
             nr_pages = max(1024, -(-span // 1024) * 1024)
             check_memory(f"{path} (pfns up to {span:#x}; --pages sets the zone)",
                          nr_pages, sim_mode, backend)
-    if pcp_start:  # pagesets of CPUs the trace never shows are lists all the same
+    if pcp_start is not None:
+        pcp_start = _checked_pagesets(pcp_start, mode, trace_clock, nr_cpus, path)
+        # pagesets of CPUs the trace never shows are lists all the same
         nr_cpus = max(nr_cpus, len(pcp_start))
     sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend, pcp=(mode == "requests"),
                      pcp_high=pcp_high, nr_cpus=nr_cpus, cost_profile=cost_profile,
                      other_zones=other_zones)
     start = _start_lists(sim.alloc, path, lenient, table, progress, pcp_start, pcp_split,
-                         trace_clock) if pcp_start else None
+                         trace_clock, pages_from) if pcp_start else None
     free_before = sim.alloc.nr_free_pages()
     conv = TraceConverter(mode, trace_clock=trace_clock)
     bar = _ByteBar(path, "replaying") if progress else None
@@ -302,11 +304,34 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
     return result
 
 
-def _start_lists(alloc, path, lenient, table, progress, pagesets, split, trace_clock):
+def _checked_pagesets(pagesets, mode, trace_clock, trace_cpus, path):
+    """``pcp_start`` as [(count, high)] of non-negative integers, for a replay that has per-cpu
+    lists, covering every CPU the trace shows (a snapshot of another machine does not)."""
+    import operator
+    if mode != "requests":
+        raise ValueError("pcp_start: exact replay has no per-cpu lists (requests mode has)")
+    try:
+        sets = [tuple(operator.index(v) for v in pair) for pair in pagesets]
+    except TypeError:
+        raise TypeError(f"pcp_start: {pagesets!r}: (count, high) integer pairs") from None
+    if not sets or any(len(pair) != 2 or min(pair) < 0 for pair in sets):
+        raise ValueError(f"pcp_start: {pagesets!r}: (count, high) pairs, neither negative")
+    if trace_clock and trace_cpus > len(sets):
+        raise ValueError(f"{path} shows CPU {trace_cpus - 1}, and the pagesets are CPUs 0-"
+                         f"{len(sets) - 1}: a snapshot of another machine")
+    return sets
+
+
+def _start_lists(alloc, path, lenient, table, progress, pagesets, split, trace_clock,
+                 pages_from):
     """Fill the per-cpu lists ``replay``'s ``pcp_start`` asks for; what each list got."""
     from .pcp_start import TraceLists
     if split not in ("trace", "movable"):
         raise ValueError(f"unknown pcp split {split!r}: choose from trace, movable")
+    total, free = sum(count for count, _ in pagesets), alloc.nr_free_pages()
+    if total > free:
+        raise ValueError(f"the pagesets hold {total} pages, more than the {free} free in the "
+                         f"zone {pages_from} gives (a larger zone, or lists started empty)")
     unknown = 0
     if split == "trace":
         if not trace_clock:
@@ -329,6 +354,9 @@ def _start_lists(alloc, path, lenient, table, progress, pagesets, split, trace_c
         got = [(order, int(mt), alloc.fill_pcp(cpu, blocks, high, int(mt) << GFP_MOVABLE_SHIFT,
                                                order))
                for order, mt, blocks in sorted(rows)]
+        # Fewer than asked where the buddy ran out (a zone smaller than the snapshot's).
+        rest += sum(blocks - n << order for (order, _, n), (_, _, blocks) in
+                    zip(got, sorted(rows)))
         out.append({"count": count, "high": high, "unplaced": rest,
                     "lists": [[order, MIGRATETYPE_NAMES[mt], n] for order, mt, n in got if n]})
         if not rows and high is not None:

@@ -25,7 +25,8 @@ import zlib
 from collections import OrderedDict
 
 from allocator.buddy import MAX_CPUS, MAX_PAGE_ORDER
-from allocator.flags import GFP_BITS, GFP_MOVABLE_MASK, GFP_MOVABLE_SHIFT, GFP_NAMES
+from allocator.flags import (GFP_BITS, GFP_MOVABLE_MASK, GFP_MOVABLE_SHIFT, GFP_NAMES,
+                            PAGE_ALLOC_COSTLY_ORDER)
 
 from .validate import UserError, printable
 
@@ -63,6 +64,8 @@ _CPU_TS = re.compile(r"\[(\d+)\]\s+(?:\S+\s+)?(\d+)\.(\d+):\s")
 #: ``workqueue_execute_start`` of the vmstat worker (``vmstat_update``: ``decay_pcp_high()``
 #: on its CPU), recorded beside the kmem events.
 _VMSTAT_WORK = re.compile(r"function vmstat_update\s*$")
+#: The model's pageblock order (x86-64, 4 KiB pages): THPs, and the per-cpu lists' top order.
+PAGEBLOCK_ORDER = 9
 #: The event name ``read_events`` gives such a line (with ``detail``).
 VMSTAT_TICK = "vmstat_update"
 _CALLCHAIN = re.compile(r"^\s+(?:=>|[0-9a-f]{6,}\s|\[?<[0-9a-f]+>\]?)")
@@ -444,6 +447,15 @@ def _parse(path, lenient, table, counts, progress, detail):
                 mt = _int(fields, "migratetype") if "migratetype" in fields else -1
                 if not -1 <= mt <= MAX_MIGRATETYPE or (mt == -1 and "migratetype" in fields):
                     raise ValueError(f"migratetype {mt} out of range (0-{MAX_MIGRATETYPE})")
+                pcp_order = order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER
+                if refill == 1 and (not pcp_order or mt >= 3):
+                    raise ValueError("percpu_refill=1 with order "
+                                     f"{order}, migratetype {mt} (the "
+                                     "kernel sets it only for per-cpu orders, 0-3 and 9, of "
+                                     "migratetypes 0-2)")
+                if name == "mm_page_pcpu_drain" and not pcp_order:
+                    raise ValueError(f"order {order} on mm_page_pcpu_drain (per-cpu lists hold "
+                                     "orders 0-3 and 9 only)")
                 failed = name == "mm_page_alloc" and (fields.get("page") == "" or "(null)" in line)
                 row = (lineno, name, (-1 if failed else pfn), order, gfp)
                 if detail:
