@@ -1056,6 +1056,26 @@ def test_sweep_starts_no_more_workers_than_runs(tmp_path, capsys):
         in capsys.readouterr().out
 
 
+TRY_CALLS = """for call in calls:
+    try:
+        call()
+        print("accepted")
+    except (ValueError, TypeError) as e:
+        print("refused:", e)
+"""
+
+
+def calls_in_a_child(code):
+    """Run ``code`` in a child Python (``{TRY}`` in it: try each of its ``calls``, printing
+    "refused: ..." or "accepted"), so a segfault of an old build fails the test instead of
+    killing the suite; its output lines."""
+    p = subprocess.run([sys.executable, "-c", code.replace("{TRY}", TRY_CALLS)],
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT),
+                       cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return p.stdout.splitlines()
+
+
 def test_the_allocator_s_pcp_methods_check_their_cpu_count_and_order():
     """``fill_pcp(cpu=5)`` on a two-CPU zone indexed past the compiled arrays: a segfault
     (run in a child, so an old build fails this test instead of killing the suite)."""
@@ -1066,19 +1086,10 @@ calls = [lambda: a.fill_pcp(5, 10), lambda: a.fill_pcp(-1, 10), lambda: a.fill_p
          lambda: a.fill_pcp(0, 1, order=-1), lambda: a.fill_pcp(0, 1, order=11),
          lambda: a.pcp_info(2), lambda: a.decay_pcp_high(-1), lambda: a.drain_pages(7),
          lambda: a.pcp_pindex(0, 3)]
-for call in calls:
-    try:
-        call()
-        print("accepted")
-    except (ValueError, TypeError) as e:
-        print("refused:", e)
-print(a.fill_pcp(1, 3), a.pcp_info(1)["count"])
+{TRY}print(a.fill_pcp(1, 3), a.pcp_info(1)["count"])
 a.check()
 """
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
-    lines = p.stdout.splitlines()
+    lines = calls_in_a_child(code)
     assert all(line.startswith("refused:") for line in lines[:-1]) and len(lines) == 10, lines
     assert lines[-1] == "3 3"
 
@@ -1108,23 +1119,14 @@ calls = [lambda: BuddyAllocator(1 << 16, pcp=False).fill_pcp(0, 3),
                         pcp_start=[(5.5, 100), (1, 1)]),
          lambda: replay(trace, make_policy("baseline"), "requests", trace_clock=True,
                         pcp_start=[])]
-for call in calls:
-    try:
-        call()
-        print("accepted")
-    except (ValueError, TypeError) as e:
-        print("refused:", e)
-print(a.pcp_info(0)["count"])
+{TRY}print(a.pcp_info(0)["count"])
 big = BuddyAllocator(1 << 20, nr_cpus=2)
 big.fill_pcp(0, 600000, 10**9)
 big.decay_pcp_high(0)
 big.check()
 print("ok")
 """
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT, timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
-    lines = p.stdout.splitlines()
+    lines = calls_in_a_child(code)
     assert all(line.startswith("refused:") for line in lines[:-2]) and len(lines) == 14, lines
     assert lines[-2:] == ["0", "ok"]
 
