@@ -279,21 +279,20 @@ def cmd_replay(args):
                         "(it places the trace's own pfns, without per-cpu lists; "
                         "--replay-mode requests has them)")
     pages = check("--pages", "pages", args.pages) if args.pages is not None else None
+    # The snapshots' pagesets meet the model's per-cpu lists only with all three of these.
     seeded = args.zoneinfo is not None and args.trace_clock and replay_mode == "requests"
     if args.pcp_start is not None:
         check("--pcp-start", "pcp_start", args.pcp_start, Choice("zoneinfo", "empty"))
-        if not seeded:
-            raise UserError(f"--pcp-start {args.pcp_start}: has no effect without --zoneinfo "
-                            "(the pagesets), --trace-clock (the traced CPUs) and --replay-mode "
-                            "requests (the per-cpu lists)")
+    for option, value in (("--pcp-start", args.pcp_start),
+                          ("--zoneinfo-after", args.zoneinfo_after)):
+        if value is not None and not seeded:
+            raise UserError(f"{option} {value}: has no effect without --zoneinfo (the pagesets "
+                            "before), --trace-clock (the traced CPUs) and --replay-mode "
+                            "requests (the model's per-cpu lists)")
+    if args.pcp_start is not None:
         seeded = args.pcp_start == "zoneinfo"
     other_zones = ()
     pagesets = None
-    if args.zoneinfo_after is not None and (args.zoneinfo is None or replay_mode != "requests"
-                                            or not args.trace_clock):
-        raise UserError(f"--zoneinfo-after {args.zoneinfo_after}: has no effect without "
-                        "--zoneinfo (the state before), --trace-clock (the traced CPUs) and "
-                        "--replay-mode requests (the model's per-cpu lists)")
     if args.zoneinfo is not None:
         from .zoneinfo import normal_zone, other_lowmem_zones
         check_input_file("--zoneinfo", args.zoneinfo)

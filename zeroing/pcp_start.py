@@ -29,8 +29,7 @@ prints on the draining CPU).
 """
 from allocator.flags import MIGRATE_PCPTYPES, MigrateType, gfp_migratetype
 
-from .replay import PAGEBLOCK_ORDER, pcp_allowed_order
-from .trace import BatchedRepeats
+from .trace import PAGEBLOCK_ORDER, BatchedRepeats, pcp_allowed_order
 
 MOVABLE = int(MigrateType.MOVABLE)
 

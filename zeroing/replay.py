@@ -19,20 +19,16 @@ from collections import Counter
 import numpy as np
 
 from allocator.flags import (GFP_BITS, GFP_MOVABLE_SHIFT, MIGRATETYPE_NAMES,
-                            PAGE_ALLOC_COSTLY_ORDER, MigrateType, __GFP_ZERO)
+                            MigrateType, __GFP_ZERO)
 
 from .events import (EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE, EV_VMSTAT,
                      EVENT_DTYPE)
 from .run import BadEventError, Simulation
 from .trace import (KMEM_EVENTS, PAGEBLOCK_ORDER, VMSTAT_TICK, BatchedRepeats, TraceError,
-                    read_events)
+                    pcp_allowed_order, read_events)
 
 REPLAY_MODES = ("exact", "requests")
 _USER = GFP_BITS["__GFP_MOVABLE"] | GFP_BITS["__GFP_HARDWALL"] | GFP_BITS["__GFP_HIGHMEM"]
-
-
-def pcp_allowed_order(order, thp=True):
-    return order <= PAGE_ALLOC_COSTLY_ORDER or (thp and order == PAGEBLOCK_ORDER)
 
 
 def classify(gfp, order):

@@ -66,6 +66,13 @@ _CPU_TS = re.compile(r"\[(\d+)\]\s+(?:\S+\s+)?(\d+)\.(\d+):\s")
 _VMSTAT_WORK = re.compile(r"function vmstat_update\s*$")
 #: The model's pageblock order (x86-64, 4 KiB pages): THPs, and the per-cpu lists' top order.
 PAGEBLOCK_ORDER = 9
+
+
+def pcp_allowed_order(order, thp=True):
+    """``pcp_allowed_order()``: the orders a per-cpu list holds (0-3, and THPs)."""
+    return order <= PAGE_ALLOC_COSTLY_ORDER or (thp and order == PAGEBLOCK_ORDER)
+
+
 #: The event name ``read_events`` gives such a line (with ``detail``).
 VMSTAT_TICK = "vmstat_update"
 _CALLCHAIN = re.compile(r"^\s+(?:=>|[0-9a-f]{6,}\s|\[?<[0-9a-f]+>\]?)")
@@ -447,7 +454,7 @@ def _parse(path, lenient, table, counts, progress, detail):
                 mt = _int(fields, "migratetype") if "migratetype" in fields else -1
                 if not -1 <= mt <= MAX_MIGRATETYPE or (mt == -1 and "migratetype" in fields):
                     raise ValueError(f"migratetype {mt} out of range (0-{MAX_MIGRATETYPE})")
-                pcp_order = order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER
+                pcp_order = pcp_allowed_order(order)
                 if refill == 1 and (not pcp_order or mt >= 3):
                     raise ValueError("percpu_refill=1 with order "
                                      f"{order}, migratetype {mt} (the "
