@@ -7,7 +7,7 @@ import numpy as np
 from . import bulk, core
 from .check import CHECKS, check_zone
 from .flags import (FPI, FPI_ALL, GFP_HIGHUSER_MOVABLE, MIGRATE_PCPTYPES, MIGRATETYPE_NAMES,
-                    PG_ALLOC)
+                    PAGEBLOCK_ORDER, PG_ALLOC)
 from .pcp import PCP_HIGH, PCP_HIGH_MAX, PCP_HIGH_MIN, ZS_WMARK_HIGH, ZS_WMARK_LOW, ZS_WMARK_MIN
 from .state import MAX_PFNS, ZoneArrays, bytes_per_page, make_zone, zone_ref
 from .watermarks import zone_batchsize, zone_highsize, zone_limits
@@ -87,7 +87,7 @@ class BuddyAllocator:
         if not 1 <= nr_pages <= MAX_PFNS:
             raise ValueError(f"nr_pages {nr_pages} is not in 1..{MAX_PFNS}")
         if pageblock_order is None:
-            pageblock_order = min(9, max_order)
+            pageblock_order = min(PAGEBLOCK_ORDER, max_order)
         if not 0 <= pageblock_order <= max_order:
             raise ValueError(f"pageblock_order {pageblock_order} is not in 0..max_order")
         if not 1 <= nr_cpus <= MAX_CPUS:

@@ -54,6 +54,9 @@ MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable")
 FALLBACKS = np.array([[2, 1], [2, 0], [0, 1]], dtype=np.int8)
 
 PAGE_ALLOC_COSTLY_ORDER = 3
+#: pageblock_order of x86-64 with 4 KiB pages (HPAGE_PMD_ORDER): the order of THPs and of
+#: migratetype grouping; the default of the model's zones.
+PAGEBLOCK_ORDER = 9
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 

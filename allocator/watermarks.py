@@ -13,7 +13,7 @@ that they can be checked against a real /proc/zoneinfo (tests/test_watermarks.py
 import math
 from dataclasses import dataclass
 
-from .flags import MIGRATE_PCPTYPES, PAGE_SHIFT, PAGE_SIZE
+from .flags import MIGRATE_PCPTYPES, PAGE_SHIFT, PAGE_SIZE, PAGEBLOCK_ORDER
 
 #: mm/page_alloc.c: sysctl vm.watermark_scale_factor default (0.1% of the zone).
 WATERMARK_SCALE_FACTOR = 10
@@ -43,7 +43,7 @@ def setup_per_zone_wmarks(managed_pages, lowmem_pages, min_free_kbytes,
 
 
 def set_recommended_min_free_kbytes(min_free_kbytes, nr_free_buffer_pages, nr_zones=1,
-                                    pageblock_order=9):
+                                    pageblock_order=PAGEBLOCK_ORDER):
     """``set_recommended_min_free_kbytes()`` (mm/khugepaged.c, THP enabled): raise
     min_free_kbytes to 2 + MIGRATE_PCPTYPES^2 pageblocks per lowmem zone, at most 5% of
     nr_free_buffer_pages(); never lower it."""
@@ -55,7 +55,7 @@ def set_recommended_min_free_kbytes(min_free_kbytes, nr_free_buffer_pages, nr_zo
     return max(recommended, min_free_kbytes)
 
 
-def node_watermarks(managed, thp=True, pageblock_order=9,
+def node_watermarks(managed, thp=True, pageblock_order=PAGEBLOCK_ORDER,
                     watermark_scale_factor=WATERMARK_SCALE_FACTOR):
     """(min, low, high) per zone for a node whose lowmem zones have ``managed`` pages each
     (a list), as boot leaves them: init_per_zone_wmark_min(), then with THP khugepaged's
@@ -100,7 +100,7 @@ class ZoneLimits:
     high_max: int
 
 
-def zone_limits(managed_pages, nr_cpus=1, thp=True, pageblock_order=9,
+def zone_limits(managed_pages, nr_cpus=1, thp=True, pageblock_order=PAGEBLOCK_ORDER,
                 watermark_scale_factor=WATERMARK_SCALE_FACTOR, percpu_pagelist_high_fraction=0,
                 batch=None, other_zones=()):
     """Watermarks, batch and pcp high limits of the modelled zone, in a node whose other

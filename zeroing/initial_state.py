@@ -43,7 +43,7 @@ from allocator import (GFP_HIGHUSER_MOVABLE, GFP_KERNEL, OP_ALLOC, OP_ALLOC_PFN,
                        OP_DTYPE, OP_FREE_REF)
 from allocator import core as acore
 from allocator.buddy import MAX_PAGE_ORDER
-from allocator.flags import GFP_BITS, MIGRATETYPE_NAMES, MigrateType
+from allocator.flags import GFP_BITS, MIGRATETYPE_NAMES, PAGEBLOCK_ORDER, MigrateType
 
 # Free blocks or pageblocks worth more than MAX_PAGES (in one count, or in one line) are of no
 # machine, and are refused before a number of thousands of digits is converted or one too large
@@ -82,8 +82,6 @@ def parse_spec(value):
     return path, (which.get("zone"), int(which["node"]) if "node" in which else None)
 
 
-#: pageblock_order of x86-64 (HPAGE_PMD_ORDER), the order the model's zones use.
-PAGEBLOCK_ORDER = 9
 #: NR_PAGE_ORDERS: the columns of /proc/buddyinfo (orders 0 to MAX_PAGE_ORDER).
 NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
 #: The highest node number a snapshot line may give: what ``FILE,node=N`` can name (x86-64's

@@ -6,6 +6,8 @@ import dataclasses
 
 import numpy as np
 
+from allocator.flags import PAGEBLOCK_ORDER
+
 from .cost import OFFLOAD_DEVICES
 
 HINTS = ("pghint", "lru_bit", "folio_flag")
@@ -29,7 +31,7 @@ class Policy:
     aliasing_cache: bool = False  # clear_user_highpage path instead of __GFP_ZERO faults
     offload: bool = False  # background zeroer: isolate dirty free blocks, clear them in batches
     zeroed_aware: bool = False  # beyond the kernel: __GFP_ZERO prefers zeroed blocks, others dirty
-    reporting_order: int = 9
+    reporting_order: int = PAGEBLOCK_ORDER  # page_reporting_order's default
     reporting_delay_ns: int = 2_000_000_000
     offload_batch_pages: int = 0  # pages per offload batch (one launch); 0: the device profile's
     offload_device: str = "cpu"  # which [offload.*] device of the cost profile does the work

@@ -26,7 +26,7 @@ from collections import OrderedDict
 
 from allocator.buddy import MAX_CPUS, MAX_PAGE_ORDER
 from allocator.flags import (GFP_BITS, GFP_MOVABLE_MASK, GFP_MOVABLE_SHIFT, GFP_NAMES,
-                            PAGE_ALLOC_COSTLY_ORDER)
+                            PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_ORDER)
 
 from .validate import UserError, printable
 
@@ -64,8 +64,6 @@ _CPU_TS = re.compile(r"\[(\d+)\]\s+(?:\S+\s+)?(\d+)\.(\d+):\s")
 #: ``workqueue_execute_start`` of the vmstat worker (``vmstat_update``: ``decay_pcp_high()``
 #: on its CPU), recorded beside the kmem events.
 _VMSTAT_WORK = re.compile(r"function vmstat_update\s*$")
-#: The model's pageblock order (x86-64, 4 KiB pages): THPs, and the per-cpu lists' top order.
-PAGEBLOCK_ORDER = 9
 
 
 def pcp_allowed_order(order, thp=True):
