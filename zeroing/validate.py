@@ -748,13 +748,10 @@ def check_input_file(where, path):
     early, or never end; a trace is read twice) and is readable."""
     if not path:
         raise UserError(f"{where}: an empty path: name a file")
-    if not os.path.exists(path):
-        raise UserError(f"{where}: {path}: no such file")
-    if os.path.isdir(path):
-        raise UserError(f"{where}: {path} is a folder, not a file")
     if not os.path.isfile(path):
-        raise UserError(f"{where}: {path} is not a regular file (a device, pipe or socket): "
-                        "save it to a file first")
+        odd = os.path.exists(path) and not os.path.isdir(path)
+        raise UserError(f"{where}: {path}: {not_a_file(path)}"
+                        + (": save it to a file first" if odd else ""))
     if not os.access(path, os.R_OK):
         raise UserError(f"{where}: {path}: not readable")
     return path
