@@ -205,3 +205,42 @@ def test_reporting_starts_at_registration_without_any_free():
     ev[1] = (2_000_000_000, EV_IDLE, 0, 0, 0, 0)
     c = simulate(ev, make_policy("reporting"), pages)["counters"]
     assert c["reporting_passes"] == 1 and c["reported_pages"] > 0
+
+
+def _unreported_free_blocks(sim, order):
+    """Free buddy blocks of ``order`` or above not reported to the host."""
+    from allocator.flags import PG_BUDDY, PG_REPORTED
+    z = sim.alloc.z
+    heads = np.flatnonzero((z.flags & PG_BUDDY) != 0)
+    return [int(p) for p in heads if z.order[p] >= order and not z.flags[p] & PG_REPORTED]
+
+
+@pytest.mark.parametrize("ticks, pipelined", [("timer", False), ("timer", True),
+                                               ("recorded", False)])
+def test_a_vmstat_tick_s_drain_notifies_page_reporting(ticks, pipelined):
+    """decay_pcp_high() frees the per-cpu lists' excess into the buddy: those frees notify
+    page reporting as any free does (``__free_one_page`` -> ``page_reporting_notify_free``),
+    so THPs drained by the vmstat worker in an idle period are reported 2 s later, with no
+    free event after them; at the model's ticks or at those a trace recorded. The model once
+    looked for notifications only after free events: drained THPs stayed unreported until
+    the next free."""
+    from zeroing.events import EV_VMSTAT
+    from allocator import core
+    from zeroing.run import Simulation
+    S = 1_000_000_000
+    tick = EV_VMSTAT if ticks == "recorded" else EV_IDLE
+    # A recorded tick before the model's first (1 s) replaces the model's timer.
+    rows = [(0, EV_IDLE, 0, 0, 0, 0), (S // 2, tick, 0, 0, 0, 0)]
+    rows += [(3 * S + k, EV_ALLOC, 9, 0, GFP_KERNEL, 0) for k in range(8)]
+    rows += [(3 * S + 100 + k, EV_FREE, 9, 0, 0, 2 + k) for k in range(8)]  # onto the pcp list
+    rows += [(t * S, tick if t < 12 else EV_IDLE, 0, 0, 0, 0) for t in range(4, 31)]
+    ev = np.array(rows, dtype=EVENT_DTYPE)
+    sim = Simulation(make_policy("reporting"), 1 << 16, pipeline_mode="on" if pipelined else "off")
+    sim.feed(ev[:18])
+    assert sim.alloc.z.stat[core.S_PCP_DRAIN] == 0  # the frees left the THPs on the list
+    sim.feed(ev[18:])
+    assert sim.alloc.z.stat[core.S_PCP_DRAIN] >= 1024  # the ticks drained some
+    c = sim.finish()["counters"]
+    assert _unreported_free_blocks(sim, make_policy("reporting").reporting_order) == []
+    # Registration's pass at 2 s, and one 2 s after the first tick that drained.
+    assert c["reporting_passes"] == 2

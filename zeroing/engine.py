@@ -362,7 +362,10 @@ def page_reporting_process(z, e, alog):
 
 @njit(cache=True)
 def note_report_notify(z, e, now):
-    """``__page_reporting_notify``: schedule the delayed work when a free notified it."""
+    """``__page_reporting_notify``: schedule the delayed work 2 s from ``now`` when a free
+    into the buddy notified it (an event's free, or a drain of the per-cpu lists) and the
+    work was idle; while it is scheduled a notification changes nothing
+    (``__page_reporting_request``: already PAGE_REPORTING_REQUESTED)."""
     notified = z.stat[core.S_REPORT_NOTIFY]
     if notified != e.rstate[R_NOTIFY_SEEN]:
         e.rstate[R_NOTIFY_SEEN] = notified
@@ -427,7 +430,12 @@ def run_background(z, e, now, alog):
         vm_due = pcp and e.rstate[R_VMSTAT_DEADLINE] <= now
         rep_due = e.rstate[R_REPORT_STATE] == 1 and e.rstate[R_REPORT_DEADLINE] <= now
         if vm_due and (not rep_due or e.rstate[R_VMSTAT_DEADLINE] <= e.rstate[R_REPORT_DEADLINE]):
-            if not vmstat_update(z, e) and e.rstate[R_VMSTAT_DEADLINE] <= now:
+            tick = e.rstate[R_VMSTAT_DEADLINE]
+            todo = vmstat_update(z, e)
+            if e.pol[P_REPORTING] != 0:
+                # decay_pcp_high()'s drains free into the buddy, notifying as any free does.
+                note_report_notify(z, e, tick)
+            if not todo and e.rstate[R_VMSTAT_DEADLINE] <= now:
                 # Every CPU at its floor with nothing above high: until an event changes a
                 # list, the ticks due by now change nothing (the kernel's worker stops
                 # re-arming then). Skip them, keeping the phase: a 10^9 s idle gap on 256
@@ -635,8 +643,11 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                 start_background(z, e, now)
             if e.rstate[R_VMSTAT_DEADLINE] <= now or e.rstate[R_REPORT_STATE] != 0:
                 if alog is not None:
-                    if (e.rstate[R_REPORT_STATE] == 1 and e.rstate[R_REPORT_DEADLINE] <= now
-                            and alog.pos[L_WRITTEN] + room > alog.bg.shape[0]):
+                    # A pass due by now, or one a tick due by now may schedule (its drains
+                    # notify), may report blocks.
+                    pass_due = e.rstate[R_REPORT_STATE] == 1 and e.rstate[R_REPORT_DEADLINE] <= now
+                    tick_due = pol[P_REPORTING] != 0 and e.rstate[R_VMSTAT_DEADLINE] <= now
+                    if (pass_due or tick_due) and alog.pos[L_WRITTEN] + room > alog.bg.shape[0]:
                         return i, EXIT_LOG_FULL
                     alog.pos[L_EVENT] = i
                 run_background(z, e, now, alog)
@@ -805,6 +816,8 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                 e.rstate[R_VMSTAT_DEADLINE] = NEVER
                 if z.conf[core.C_PCP] != 0:
                     core.decay_pcp_high(z, cpu)
+                    if pol[P_REPORTING] != 0:
+                        note_report_notify(z, e, now)
         elif op != EV_IDLE:
             return i, EXIT_BAD_EVENT
     return stop, EXIT_DONE
