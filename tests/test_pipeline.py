@@ -163,3 +163,30 @@ def test_cli_pipeline_option(tmp_path):
         p = subprocess.run(base + extra, cwd=root, capture_output=True, text=True)
         assert p.returncode == 2 and says in p.stderr and len(p.stderr.splitlines()) == 1, \
             p.stderr
+
+
+def test_a_pass_a_vmstat_tick_schedules_needs_log_room(monkeypatch, small_ranges):
+    # THPs sit on the per-cpu list; 6.5 s without an event: one call of the background work
+    # runs the ticks that drain them (each drain notifies page reporting) and the pass 2 s
+    # after the first, which may report more blocks than a 4-row log holds. The allocator's
+    # half must stop before that event (and the event run serially), as for a pass already
+    # scheduled.
+    from allocator import GFP_KERNEL
+    from zeroing.events import EV_IDLE
+    monkeypatch.setattr(pipeline, "LOG_ROWS", 4)
+    S = 1_000_000_000
+    rows = [(0, EV_IDLE, 0, 0, 0, 0)]
+    rows += [(3 * S + k, EV_ALLOC, 9, 0, GFP_KERNEL, 0) for k in range(8)]
+    rows += [(3 * S + 100 + k, EV_FREE, 9, 0, 0, 1 + k) for k in range(8)]
+    rows += [(3 * S + 1000 + k, EV_IDLE, 0, 0, 0, 0) for k in range(400)]
+    rows += [(10 * S, EV_IDLE, 0, 0, 0, 0), (30 * S, EV_IDLE, 0, 0, 0, 0)]
+    ev = np.array(rows, dtype=EVENT_DTYPE)
+    policy = make_policy("pg_zeroed,reporting")
+    serial, piped = both(ev, policy, 1 << 16)
+    assert piped == serial
+    assert serial["counters"]["reporting_passes"] == 2
+    sim = Simulation(policy, 1 << 16, pipeline_mode="on")
+    sim.feed(ev)
+    # Serially: the events at 3 s (registration's pass), 10 s (the ticks and their pass) and
+    # 30 s (more ticks); a check blind to the ticks' pass runs only the first serially.
+    assert sim._pipe.serial_events == 3
