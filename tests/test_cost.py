@@ -326,3 +326,21 @@ def test_offload_batch_stopped_by_the_min_watermark_charges_the_pages_it_took():
     assert cost["offload_batches"] > 0 and c["zero_offload"] > 0
     assert prof.device("cpu").row_bytes == 0  # a kthread: no command rows, only page bytes
     assert cost["offload_bytes"] == c["zero_offload"] * 4096  # every batch completed here
+
+
+def test_the_4k_host_profile_is_the_default_but_for_its_host():
+    """``host-4k.toml`` is the default profile with a host backing guest RAM in 4 KiB pages:
+    every measured figure the default's, the EPT violation its assumed exit plus the measured
+    4 KiB fault. A re-calibrated default must be copied into it."""
+    folder = os.path.dirname(DEFAULT_PROFILE)
+    with open(DEFAULT_PROFILE, "rb") as f:
+        default = tomllib.load(f)
+    with open(os.path.join(folder, "host-4k.toml"), "rb") as f:
+        host4k = tomllib.load(f)
+    assert host4k["host"] == {"page_order": 0, "ept_fault_ns": pytest.approx(
+        default["meta"]["vmexit_assumed_ns"] + default["fault"]["order0_ns"])}
+    assert host4k["meta"].pop("name") == "host-4k"
+    default["meta"].pop("name")
+    del host4k["host"], default["host"]
+    assert host4k == default
+    load_profile(os.path.join(folder, "host-4k.toml"))
