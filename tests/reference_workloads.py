@@ -95,7 +95,7 @@ GFP_PAGECACHE = GFP_HIGHUSER_MOVABLE  # filemap_alloc_folio: mapping gfp, no __G
 
 
 def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12.0,
-            noise=0.02):
+            noise=0.02, touch=1.0):
     """The upstream PG_zeroed benchmark: a 2 GiB guest with one vCPU; a process faults in
     ``size_mb`` of anonymous memory, frees it (munmap, in address order), and sleeps
     ``idle_s`` so free page reporting (2 s delayed work) can report and the host zero.
@@ -109,12 +109,14 @@ def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12
     s = Stream(step_ns=250)
     order = 9 if thp else 0
     n = (size_mb << 8) >> order
+    touched = min(1 << order, max(1, round(touch * (1 << order))))  # session 14
+    touched = 0 if touched == 1 << order else touched
     kernel = []
     s.idle(idle_s)  # boot-time free memory gets reported before the first round
     for _ in range(rounds):
         refs = []
         for _ in range(n):
-            refs.append(s.fault(order, cost_ns=250 << order))
+            refs.append(s.fault(order, cost_ns=250 << order, touched=touched))
             if rng.random() < noise * (1 << order):
                 gfp = (GFP_RECLAIMABLE if rng.random() < 0.5 else GFP_KERNEL)
                 kernel.append(s.alloc(int(rng.integers(0, 2)), gfp | (__GFP_ZERO if rng.random() < 0.5 else 0)))

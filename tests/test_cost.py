@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from allocator import GFP_KERNEL
 from zeroing.cost import (DEFAULT_PROFILE, ProfileError, load_profile, profile_from_dict)
-from zeroing.events import EV_ALLOC, EV_FAULT, EV_FREE, EV_IDLE, EVENT_DTYPE
+from zeroing.events import EV_ALLOC, EV_FAULT, EV_FREE, EV_IDLE, EVENT_DTYPE, FAULT_WRITES
 from zeroing.policy import make_policy
 from zeroing.run import simulate
 from zeroing.workloads import make_workload
@@ -344,3 +344,33 @@ def test_the_4k_host_profile_is_the_default_but_for_its_host():
     del host4k["host"], default["host"]
     assert host4k == default
     load_profile(os.path.join(folder, "host-4k.toml"))
+
+
+@pytest.mark.parametrize("mode", ["metadata", "content"])
+def test_a_program_writing_part_of_a_thp_saves_host_refaults_only_without_the_guest_clear(mode):
+    """A THP fault on host-discarded memory whose program writes its first 128 pages
+    (``FAULT_WRITES | 128`` in EV_FAULT's gfp): on a host backing guest RAM in 4 KiB pages, the guest's
+    folio_zero_user() refaults all 512, while a fault served zeroed (the series' hint) lets
+    only the 128 written pages refault. With the whole block written both pay 512."""
+    prof = profile(**{"host.page_order": 0, "host.ept_fault_ns": 2000.0})
+    pages = 1 << 15
+    faults = {}
+    for touched in (128, 0):
+        ev = reported_then(9, prof)
+        ev[3]["gfp"] = FAULT_WRITES | touched if touched else 0
+        for policy in ("reporting", "pg_zeroed,reporting"):
+            r = simulate(ev, make_policy(policy), pages, cost_profile=prof, pcp=False, mode=mode)
+            assert r["counters"]["zero_leak"] == 0
+            faults[touched, policy] = r["cost"]["ept_faults"]
+    assert faults == {(128, "reporting"): 512, (128, "pg_zeroed,reporting"): 128,
+                      (0, "reporting"): 512, (0, "pg_zeroed,reporting"): 512}
+
+
+@pytest.mark.parametrize("written", [513, 0])
+def test_a_fault_writing_more_pages_than_its_block_or_none_is_refused(written):
+    ev = reported_then(9, profile())
+    ev[3]["gfp"] = FAULT_WRITES | written
+    with pytest.raises(ValueError, match="no page or more than the block has"):
+        simulate(ev, make_policy("reporting"), 1 << 15, pcp=False)
+    ev[3]["gfp"] = written  # without the mark: GFP bits, which a fault ignores
+    simulate(ev, make_policy("reporting"), 1 << 15, pcp=False)

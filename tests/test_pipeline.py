@@ -190,3 +190,16 @@ def test_a_pass_a_vmstat_tick_schedules_needs_log_room(monkeypatch, small_ranges
     # Serially: the events at 3 s (registration's pass), 10 s (the ticks and their pass) and
     # 30 s (more ticks); a check blind to the ticks' pass runs only the first serially.
     assert sim._pipe.serial_events == 3
+
+
+def test_a_program_writing_part_of_each_thp_pipelined(small_ranges):
+    # The engine's half writes the first pages of each block (dirty_prefix): the same run.
+    pages = 8192
+    ev = make_workload("vm-anon", pages, seed=3, thp=True, size_mb=8, rounds=2, idle_s=3.0,
+                       touch=0.3)
+    from zeroing.events import FAULT_WRITES
+    # EV_FAULT: round(0.3 * 512) pages written
+    assert (ev["gfp"][ev["op"] == 2] == FAULT_WRITES | 154).all()
+    for names in ("reporting", "init_on_free,pg_zeroed,reporting"):
+        serial, piped = both(ev, make_policy(names), pages)
+        assert piped == serial, names

@@ -36,6 +36,7 @@ CASES = [
      ref.vm_anon),
     ("vm-anon", dict(nr_pages=1 << 14, thp=False, size_mb=2, rounds=3, noise=0.6), ref.vm_anon),
     ("vm-anon", dict(nr_pages=1 << 14, thp=False, size_mb=4, rounds=0), ref.vm_anon),
+    ("vm-anon", dict(nr_pages=1 << 14, thp=True, size_mb=8, rounds=2, touch=0.3), ref.vm_anon),
     ("kernel-build", dict(nr_pages=4096, jobs=20, files_per_job=40), ref.kernel_build),
     ("kernel-build", dict(nr_pages=2, jobs=5, files_per_job=3), ref.kernel_build),
     ("page-cache-churn", dict(nr_pages=4096, passes=3, file_fraction=0.6), ref.page_cache_churn),

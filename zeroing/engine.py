@@ -45,7 +45,7 @@ from .cost import (A_ALLOC, A_BACKGROUND, A_EPT_FAULTS, A_FAULT, A_FREE, A_HOST,
                    K_HOST_ORDER, K_OFF_DEPTH, K_OFF_ROW_BYTES, K_REPORT_SGL, PAGE_SIZE,
                    fault_fixed_ns, host_refault_ns, offload_batch_ns, site_clear_ns)
 from .events import (EV_ADOPT, EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE,
-                     EV_INFLATE, EV_VMSTAT)
+                     EV_INFLATE, EV_VMSTAT, FAULT_WRITES)
 from . import struct_page as SP
 from .policy import (P_ALIASING, P_BALLOON, P_FREE_SIGNAL,
                      P_HINT, P_INIT_ON_ALLOC, P_INIT_ON_FREE, P_OFFLOAD, P_OFFLOAD_BATCH,
@@ -231,6 +231,28 @@ def dirty_pages(e, pfn, order, event, caller=0):
         marker = (event + 1) | (np.int64(caller) << MARKER_CALLER_SHIFT) if event >= 0 \
             else BOOT_MARKER
         emit(e, DIRTY, pfn, order, marker, event)
+
+
+@njit(cache=True, inline="always")
+def fault_writes(gfp):
+    """The pages a fault's program writes (``FAULT_WRITES | n`` in its gfp column): n, -1 for
+    a marked 0 (no page: not a fault), 0 without the mark (the whole block)."""
+    if np.int64(gfp) & FAULT_WRITES == 0:
+        return np.int64(0)
+    n = np.int64(gfp) & (FAULT_WRITES - 1)
+    return n if n > 0 else np.int64(-1)
+
+
+@njit(cache=True)
+def dirty_prefix(e, pfn, order, pages, event, caller=0):
+    """The first ``pages`` pages of the block are written (a program that touches part of a
+    huge page): as aligned power-of-two pieces, largest first, so each is a block of the
+    command scheme; the rest of the block keeps what it held (zero after the fault)."""
+    p = pfn
+    for o in range(order - 1, -1, -1):
+        if pages & (np.int64(1) << o):
+            dirty_pages(e, p, o, event, caller)
+            p += np.int64(1) << o
 
 
 @njit(cache=True)
@@ -681,6 +703,8 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
             else:
                 gfp = np.int64(GFP_TRANSHUGE)
             if blog is None:
+                if op == EV_FAULT and not 0 <= fault_writes(ev_gfp[i]) <= pages:
+                    return i, EXIT_BAD_EVENT  # writes no page, or more than the block has
                 pref = core.PREF_NONE
                 if aware:
                     # Callers that clear (or rely on zero) want zeroed blocks; the others dirty
@@ -737,7 +761,11 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                     check_zeroed(e, pfn, order, base + i)
             if op == EV_INFLATE:
                 continue  # handed to the host; the guest never writes it
-            dirty_pages(e, pfn, order, base + i, caller)
+            touched = fault_writes(ev_gfp[i]) if op == EV_FAULT else 0
+            if 0 < touched < pages:
+                dirty_prefix(e, pfn, order, touched, base + i, caller)
+            else:
+                dirty_pages(e, pfn, order, base + i, caller)
         elif op == EV_FREE or op == EV_DEFLATE or op == EV_FREE_PFN:
             ref = ev_ref[i]
             if op == EV_FREE_PFN:

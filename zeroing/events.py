@@ -16,7 +16,9 @@
            ``decay_pcp_high()``, and from then on the trace's ticks replace the model's
 ``order``  block order
 ``cpu``    per-cpu list
-``gfp``    GFP bits for EV_ALLOC (ignored elsewhere: the kernel path fixes them)
+``gfp``    GFP bits for EV_ALLOC (elsewhere the kernel path fixes them); for EV_FAULT,
+           ``FAULT_WRITES | n``: the program writes the first n pages of the block (1 to its
+           size; without that bit, the whole block)
 ``ref``    row index of the allocation being freed or deflated; for EV_ALLOC and EV_FAULT,
            0 lets the model choose the block and pfn + 1 asks for exactly that block
 =========  ======================================================================
@@ -36,6 +38,9 @@ EV_IDLE = 6
 EV_ADOPT = 7
 EV_FREE_PFN = 8
 EV_VMSTAT = 9
+#: In an EV_FAULT's ``gfp``: the rest is the number of pages of the block the program writes
+#: (no GFP flag is this high; a fault's flags are the kernel path's, so gfp is otherwise unused).
+FAULT_WRITES = 1 << 31
 OP_NAMES = {EV_ALLOC: "alloc", EV_FAULT: "fault", EV_FREE: "free", EV_INFLATE: "inflate",
             EV_DEFLATE: "deflate", EV_IDLE: "idle", EV_ADOPT: "adopt", EV_FREE_PFN: "free_pfn",
             EV_VMSTAT: "vmstat"}

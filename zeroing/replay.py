@@ -108,7 +108,10 @@ class TraceConverter:
             if pfn in self.live:
                 self.anomalies["alloc_of_allocated_pfn"] += 1
             self.repeats.allocated(pfn)
-            row = self._row(classify(gfp, order), order, gfp, pfn + 1 if self.exact else 0)
+            op = classify(gfp, order)
+            # A fault's flags are the kernel path's; its gfp column could say how much of the
+            # block the program writes (FAULT_WRITES), which a trace does not: all of it.
+            row = self._row(op, order, gfp if op == EV_ALLOC else 0, pfn + 1 if self.exact else 0)
             self.live[pfn] = [row, -1, order]
         else:  # mm_page_free, mm_page_free_batched
             if self.repeats.repeat(name, pfn):

@@ -46,7 +46,8 @@ class BadEventError(ValueError):
     be wrong with it."""
 
     reason = ("a bad reference (not an earlier allocation), order, cpu or gfp (both "
-              "__GFP_MOVABLE and __GFP_RECLAIMABLE)")
+              "__GFP_MOVABLE and __GFP_RECLAIMABLE; a fault that writes no page or more than "
+              "the block has)")
 
     def __init__(self, where, row=None):
         super().__init__(f"{where}: {self.reason}")

@@ -256,6 +256,7 @@ RULES = {
     "rounds": Int(1, 10_000),
     "idle_s": Float(0, 1e6),
     "noise": Float(0, 1),
+    "touch": Float(0.001, 1),  # of each faulted block, the program writes this share
     "jobs": Int(1, 1_000_000),
     "files_per_job": Int(1, 1_000_000),
     "passes": Int(1, 10_000),

@@ -33,7 +33,7 @@ WORKLOADS = {
     "mixed": (mixed, {"events": int}),
     "unaware-user": (unaware_user, {"events": int, "callers": parse_caller_mix}),
     "vm-anon": (vm_anon, {"thp": _on_off, "size_mb": int, "rounds": int, "idle_s": float,
-                          "noise": float}),
+                          "noise": float, "touch": float}),
     "kernel-build": (kernel_build, {"jobs": int, "files_per_job": int}),
     "page-cache-churn": (page_cache_churn, {"passes": int, "file_fraction": float}),
     "balloon-cycle": (balloon_cycle, {"cycles": int, "balloon_fraction": float, "idle_s": float}),

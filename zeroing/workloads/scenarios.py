@@ -8,7 +8,7 @@ from numba import njit
 
 from allocator.flags import GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZERO
 
-from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE
+from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE, FAULT_WRITES
 from .gen import (S_BASE, S_DONE, S_GROW, S_PHASE, S_ROW, S_USER, Chunks, OrderedList, Ring,
                   collect, draws, ol_append, ol_full, ol_len, ol_pop, put, rand_below,
                   ring_append, ring_len, ring_popleft, room, uniform)
@@ -42,7 +42,7 @@ def _next_phase(st, phase):
 # ---------------------------------------------------------------------------------------------
 
 @njit(cache=True)
-def _vm_anon_fill(rng, st, buf, refs, kernel, order, rounds, idle_ns, noise):
+def _vm_anon_fill(rng, st, buf, refs, kernel, order, rounds, idle_ns, noise, touched):
     bits = draws(rng)
     n = len(refs)
     p_alloc = noise * (1 << order)
@@ -67,7 +67,7 @@ def _vm_anon_fill(rng, st, buf, refs, kernel, order, rounds, idle_ns, noise):
             if j == n:
                 _next_phase(st, 2)
                 continue
-            refs[j] = put(st, buf, 250 << order, EV_FAULT, order, 0, 0)
+            refs[j] = put(st, buf, 250 << order, EV_FAULT, order, touched, 0)
             if uniform(bits) < p_alloc:
                 gfp = GFP_RECLAIMABLE if uniform(bits) < 0.5 else GFP_KERNEL
                 o = rand_below(bits, 2)
@@ -87,20 +87,30 @@ def _vm_anon_fill(rng, st, buf, refs, kernel, order, rounds, idle_ns, noise):
 
 
 def vm_anon_chunks(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12.0,
-                   noise=0.02, chunk=1 << 20, reuse=False):
+                   noise=0.02, touch=1.0, chunk=1 << 20, reuse=False):
     rng = np.random.default_rng(seed)
     st = np.zeros(NR_ST, np.int64)
     cap = max(chunk, 8)
     order = 9 if thp else 0
+    touched = touched_pages(touch, order)
     refs = np.zeros(max(0, (size_mb << 8) >> order), np.int64)
     kernel = OrderedList(64, spare=1)
     return Chunks(lambda buf: _vm_anon_fill(rng, st, buf, refs, kernel.a, order, rounds,
-                                            _idle_ns(idle_s), float(noise)), st, cap, [kernel],
-                  reuse=reuse)
+                                            _idle_ns(idle_s), float(noise), touched), st, cap,
+                  [kernel], reuse=reuse)
+
+
+def touched_pages(touch, order):
+    """The fault's ``gfp`` column for a program that writes the first ``touch`` of each block
+    it faults in: ``FAULT_WRITES`` | that many pages, at least the faulting one; 0 for the
+    whole block."""
+    pages = 1 << order
+    touched = min(pages, max(1, round(touch * pages)))
+    return 0 if touched == pages else FAULT_WRITES | touched
 
 
 def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12.0,
-            noise=0.02):
+            noise=0.02, touch=1.0):
     """The upstream PG_zeroed benchmark: a 2 GiB guest with one vCPU; a process faults in
     ``size_mb`` of anonymous memory, frees it (munmap, in address order), and sleeps
     ``idle_s`` so free page reporting (2 s delayed work) can report and the host zero.
@@ -109,8 +119,11 @@ def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12
     (``vma_alloc_zeroed_movable_folio``, GFP_HIGHUSER_MOVABLE | __GFP_ZERO on x86).
     A guest is never quiet: per fault, with probability ``noise`` (drawn from ``seed``), a
     kernel allocation (slab-like, order 0-1, half with __GFP_ZERO) that lives for a while.
+    The program writes the first ``touch`` of each block it faults in (at least the faulting
+    page; 1: all of it): with THP, a host backing guest RAM in 4 KiB pages then refaults only
+    what the program writes, when the guest does not clear the whole block first.
     """
-    return collect(vm_anon_chunks(nr_pages, seed, thp, size_mb, rounds, idle_s, noise))
+    return collect(vm_anon_chunks(nr_pages, seed, thp, size_mb, rounds, idle_s, noise, touch))
 
 
 # ---------------------------------------------------------------------------------------------

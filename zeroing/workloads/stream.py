@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..events import (EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE,
-                      EVENT_DTYPE)
+                      EVENT_DTYPE, FAULT_WRITES)
 
 
 class Stream:
@@ -16,8 +16,11 @@ class Stream:
         self.rows.append((self.t, op, order, 0, gfp, ref))
         return len(self.rows) - 1
 
-    def fault(self, order=0, cost_ns=None):
-        return self._add(EV_FAULT, order, cost_ns=cost_ns)
+    def fault(self, order=0, cost_ns=None, touched=0):
+        """A user fault; the program then writes the first ``touched`` pages of the block
+        (0: all of it)."""
+        return self._add(EV_FAULT, order, FAULT_WRITES | touched if touched else 0,
+                         cost_ns=cost_ns)
 
     def alloc(self, order, gfp, cost_ns=None):
         return self._add(EV_ALLOC, order, gfp, cost_ns=cost_ns)
