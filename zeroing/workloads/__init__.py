@@ -142,6 +142,9 @@ def check_together(name, kwargs, nr_pages=None):
         # as 4 KiB pages; this workload has one fault order, so it takes whole THPs only.
         raise ValueError(f"size_mb {given['size_mb']} with thp on: give whole 2 MiB THPs "
                          "(an even size_mb)")
+    if name == "vm-anon" and not given["thp"] and given["touch"] != 1:
+        raise ValueError(f"touch {given['touch']:g} has no effect with thp off: each fault is "
+                         "one 4 KiB page, which the program writes")
     repeats = {"vm-anon": "rounds", "balloon-cycle": "cycles"}.get(name)
     if repeats and given[repeats] * given["idle_s"] > MAX_IDLE_S:
         # Each idle second is a tick event (the vmstat worker, reporting's delayed work).
