@@ -103,7 +103,8 @@ def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12
     THP on: order-9 faults (``vma_alloc_folio`` + ``folio_zero_user``); off: order-0 faults
     (``vma_alloc_zeroed_movable_folio``, GFP_HIGHUSER_MOVABLE | __GFP_ZERO on x86).
     A guest is never quiet: per fault, with probability ``noise`` (drawn from ``seed``), a
-    kernel allocation (slab-like, order 0-1, half with __GFP_ZERO) that lives for a while.
+    kernel allocation (order 0-1, half with __GFP_ZERO: page tables, vmalloc'd stacks,
+    get_zeroed_page; a slab page never carries __GFP_ZERO) that lives for a while.
     """
     rng = np.random.default_rng(seed)
     s = Stream(step_ns=250)
@@ -130,7 +131,8 @@ def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12
 
 def kernel_build(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40):
     """A kernel-build-like mix: per compile job, page-cache reads of sources (movable, no
-    zeroing), slab growth (reclaimable and unmovable, half with __GFP_ZERO, orders 0-3), and
+    zeroing), kernel allocations (reclaimable and unmovable, orders 0-3, half with __GFP_ZERO:
+    the kernel's zeroed pages, kmalloc_large; slab growth itself never carries it), and
     anonymous memory of the compiler (order-0 faults, some THP); the job exits and frees its
     anonymous memory and slab; page cache is trimmed in FIFO order when it grows past a third
     of memory (reclaim)."""
@@ -186,7 +188,11 @@ def balloon_cycle(nr_pages=1 << 18, seed=0, cycles=5, balloon_fraction=0.25, idl
         s.idle(idle_s)
         for r in balloon:
             s.deflate(r)
-        anon = [s.fault(9 if rng.random() < 0.1 else 0) for _ in range(n // 2)]
+        anon, pages = [], 0
+        while len(anon) < n // 2 and pages < n // 2:  # session 14: about n / 2 pages
+            order = 9 if rng.random() < 0.1 else 0
+            anon.append(s.fault(order))
+            pages += 1 << order
         for r in anon:
             s.free(r)
         s.idle(idle_s)

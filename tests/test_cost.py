@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from allocator import GFP_KERNEL
 from zeroing.cost import (DEFAULT_PROFILE, ProfileError, load_profile, profile_from_dict)
-from zeroing.events import EV_ALLOC, EV_FAULT, EV_FREE, EV_IDLE, EVENT_DTYPE, FAULT_WRITES
+from zeroing.events import (EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE,
+                            EVENT_DTYPE, FAULT_WRITES)
 from zeroing.policy import make_policy
 from zeroing.run import simulate
 from zeroing.workloads import make_workload
@@ -279,7 +280,7 @@ def test_run_prints_and_writes_the_cost_section(tmp_path, policy):
 
 
 KEYS = ["clear.normal", "clear.nt", "clear.guest_stores", "fault.order0_ns", "fault.huge_ns",
-        "host.ept_fault_ns", "host.page_order", "reporting.sgl_ns", "offload.cpu.bandwidth_gb_s",
+        "host.ept_fault_ns", "host.ept_fault_4k_ns", "host.page_order", "reporting.sgl_ns", "offload.cpu.bandwidth_gb_s",
         "offload.gpu.queue_depth", "offload.gpu.batch_pages", "meta.machine"]
 HOSTILE = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**12),
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5),
@@ -337,8 +338,9 @@ def test_the_4k_host_profile_is_the_default_but_for_its_host():
         default = tomllib.load(f)
     with open(os.path.join(folder, "host-4k.toml"), "rb") as f:
         host4k = tomllib.load(f)
-    assert host4k["host"] == {"page_order": 0, "ept_fault_ns": pytest.approx(
-        default["meta"]["vmexit_assumed_ns"] + default["fault"]["order0_ns"])}
+    four_k = pytest.approx(default["meta"]["vmexit_assumed_ns"] + default["fault"]["order0_ns"])
+    assert host4k["host"] == {"page_order": 0, "ept_fault_ns": four_k, "ept_fault_4k_ns": four_k}
+    assert default["host"]["ept_fault_4k_ns"] == four_k
     assert host4k["meta"].pop("name") == "host-4k"
     default["meta"].pop("name")
     del host4k["host"], default["host"]
@@ -374,3 +376,29 @@ def test_a_fault_writing_more_pages_than_its_block_or_none_is_refused(written):
         simulate(ev, make_policy("reporting"), 1 << 15, pcp=False)
     ev[3]["gfp"] = written  # without the mark: GFP bits, which a fault ignores
     simulate(ev, make_policy("reporting"), 1 << 15, pcp=False)
+
+
+def test_a_4k_discard_on_a_thp_host_refaults_at_the_4k_fault():
+    """A deflated balloon page (one 4 KiB page the host discarded out of a THP-backed guest
+    RAM) refaults at the host's 4 KiB fault (``host.ept_fault_4k_ns``), not its THP fault:
+    the discard split the host's huge page."""
+    prof = profile(**{"clear.normal": HOST_RATES, "host.page_order": 9,
+                      "host.ept_fault_ns": 7777.0, "host.ept_fault_4k_ns": 333.0})
+    ev = np.zeros(3, dtype=EVENT_DTYPE)
+    ev[0] = (0, EV_INFLATE, 0, 0, 0, 0)
+    ev[1] = (1000, EV_DEFLATE, 0, 0, 0, 0)  # the host zeroed (discarded) it
+    ev[2] = (2000, EV_FAULT, 0, 0, 0, 0)  # the pcp list gives it straight back
+    cost = simulate(ev, make_policy("balloon"), 1 << 14, cost_profile=prof)["cost"]
+    assert cost["ept_faults"] == 1
+    assert cost["host_ns"] == round(333.0 + HOST_RATES[0])
+
+
+def test_init_on_free_does_not_clear_a_deflated_page_the_series_knows_is_zero():
+    """With the series (balloon policy) a deflated page is freed FPI_ZEROED and
+    kernel_init_pages() is skipped for it; without the series init_on_free clears it as any
+    page."""
+    ev = make_workload("balloon-cycle", 1 << 14, seed=0, cycles=2)
+    deflated = int((ev["op"] == EV_DEFLATE).sum())
+    plain = simulate(ev, make_policy("init_on_free"), 1 << 14)["counters"]
+    series = simulate(ev, make_policy("init_on_free,balloon"), 1 << 14)["counters"]
+    assert plain["zero_free"] - series["zero_free"] == deflated > 0

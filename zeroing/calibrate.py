@@ -308,6 +308,7 @@ def calibrate(out, pool_mib=1024, reps=3, gpu=True, log=print):
                   "huge_ns": round(huge_fixed if huge_fixed is not None else order0, 1)},
         "host": {"ept_fault_ns": round(VMEXIT_NS_ASSUMED + (huge_fixed if huge_fixed is not None
                                                            else order0), 1),
+                 "ept_fault_4k_ns": round(VMEXIT_NS_ASSUMED + order0, 1),
                  "page_order": 9},
         "reporting": {"sgl_ns": round(VMEXIT_NS_ASSUMED + 32 * faults["dontneed_2m"], 1)},
         "offload": {
@@ -329,6 +330,8 @@ def calibrate(out, pool_mib=1024, reps=3, gpu=True, log=print):
                           "THP not available here: the 4 KiB figure, not a measurement"),
         "host.ept_fault_ns": "vmexit (assumed, meta.vmexit_assumed_ns) + the host's fault "
                              "without its clear (fault.huge_ns: host.page_order 9)",
+        "host.ept_fault_4k_ns": "vmexit (assumed) + the host's 4 KiB fault without its clear "
+                                "(fault.order0_ns): a page of a host page a discard split",
         "host.page_order": "QEMU madvises guest RAM MADV_HUGEPAGE; reporting frees whole 2 MiB",
         "reporting.sgl_ns": "vmexit (assumed) + 32 x measured MADV_DONTNEED of 2 MiB",
     }

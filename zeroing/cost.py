@@ -60,7 +60,8 @@ K_OFF_LAUNCH = K_OFF_BYTES_PER_NS + 1
 K_OFF_XFER_BYTES_PER_NS = K_OFF_LAUNCH + 1  # command rows to the device; 0: no transfer
 K_OFF_ROW_BYTES = K_OFF_XFER_BYTES_PER_NS + 1
 K_OFF_DEPTH = K_OFF_ROW_BYTES + 1  # batches in flight at most
-NR_COST = K_OFF_DEPTH + 1
+K_EPT_FAULT_4K = K_OFF_DEPTH + 1  # the host's refault of one 4 KiB page of a split host page
+NR_COST = K_EPT_FAULT_4K + 1
 
 # Accounts (float64 ns, and a few counts), one array the engine adds to.
 A_FREE, A_ALLOC, A_USER, A_FAULT, A_HOST, A_HOST_IN_TASK, A_BACKGROUND, A_OFFLOAD_DEVICE, \
@@ -98,6 +99,7 @@ class CostProfile:
     fault_order0_ns: float
     fault_huge_ns: float
     ept_fault_ns: float
+    ept_fault_4k_ns: float
     host_page_order: int
     report_sgl_ns: float
     offload: dict  # kind -> OffloadDevice
@@ -116,6 +118,7 @@ class CostProfile:
         k[K_FAULT_ORDER0] = self.fault_order0_ns
         k[K_FAULT_HUGE] = self.fault_huge_ns
         k[K_EPT_FAULT] = self.ept_fault_ns
+        k[K_EPT_FAULT_4K] = self.ept_fault_4k_ns
         k[K_HOST_ORDER] = self.host_page_order
         k[K_REPORT_SGL] = self.report_sgl_ns
         if self.offload:
@@ -216,7 +219,7 @@ def profile_from_dict(raw, path="<profile>", text=None):
     keys(clear, "clear", set(STORES) | {"guest_stores", "host_stores"})
     fault, host, rep = table("fault"), table("host"), table("reporting")
     keys(fault, "fault", {"order0_ns", "huge_ns"})
-    keys(host, "host", {"ept_fault_ns", "page_order"})
+    keys(host, "host", {"ept_fault_ns", "ept_fault_4k_ns", "page_order"})
     keys(rep, "reporting", {"sgl_ns"})
     host_order = num(host, "host", "page_order", integer=True, hi=NR_ORDERS - 1)
     devices = {}
@@ -250,6 +253,7 @@ def profile_from_dict(raw, path="<profile>", text=None):
                        fault_order0_ns=float(num(fault, "fault", "order0_ns")),
                        fault_huge_ns=float(num(fault, "fault", "huge_ns")),
                        ept_fault_ns=float(num(host, "host", "ept_fault_ns")),
+                       ept_fault_4k_ns=float(num(host, "host", "ept_fault_4k_ns")),
                        host_page_order=host_order,
                        report_sgl_ns=float(num(rep, "reporting", "sgl_ns")),
                        offload=devices, path=path)

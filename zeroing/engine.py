@@ -42,7 +42,8 @@ from kernels.batch import CLEAR, DIRTY, VERIFY
 from . import counters as C
 from .cost import (A_ALLOC, A_BACKGROUND, A_EPT_FAULTS, A_FAULT, A_FREE, A_HOST, A_HOST_IN_TASK,
                    A_OFFLOAD_BATCHES, A_OFFLOAD_BEHIND, A_OFFLOAD_BYTES, A_OFFLOAD_DEVICE, A_USER,
-                   K_HOST_ORDER, K_OFF_DEPTH, K_OFF_ROW_BYTES, K_REPORT_SGL, PAGE_SIZE,
+                   K_CLEAR_HOST, K_EPT_FAULT_4K, K_HOST_ORDER, K_OFF_DEPTH, K_OFF_ROW_BYTES,
+                   K_REPORT_SGL, PAGE_SIZE,
                    fault_fixed_ns, host_refault_ns, offload_batch_ns, site_clear_ns)
 from .events import (EV_ADOPT, EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE,
                      EV_INFLATE, EV_VMSTAT, FAULT_WRITES)
@@ -176,7 +177,9 @@ def host_touch(e, pfn, order, in_task):
 
 @njit(cache=True)
 def host_refaults(e, pfn, order, in_task):
-    """``host_touch`` once some block has been discarded."""
+    """``host_touch`` once some block has been discarded. A discard smaller than the host's
+    page split it (MADV_DONTNEED of part of a THP): each 4 KiB page of it refaults on its own,
+    when touched, at the host's 4 KiB fault."""
     end = pfn + (np.int64(1) << order)
     block = e.discarded[pfn:end]
     seen = np.uint8(0)
@@ -192,8 +195,12 @@ def host_refaults(e, pfn, order, in_task):
             p += 1
             continue
         u = min(d - 1, host_order)
-        start = p & ~((np.int64(1) << u) - 1)
-        ns = host_refault_ns(e.cost, u)
+        if u < host_order:
+            start, u = p, 0  # this page alone
+            ns = e.cost[K_EPT_FAULT_4K] + e.cost[K_CLEAR_HOST]
+        else:
+            start = p & ~((np.int64(1) << u) - 1)
+            ns = host_refault_ns(e.cost, u)
         e.acct[A_HOST] += ns
         e.acct[A_EPT_FAULTS] += 1
         if in_task:
@@ -801,7 +808,10 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                     user_clears(e, pfn, order, base + i)  # freed empty: every entry was zapped
                 if op == EV_DEFLATE:
                     host_zeroes(e, pfn, order)
-                if init_on_free:
+                # The series frees a host-zeroed balloon page with FPI_ZEROED and skips
+                # kernel_init_pages() for it ("when safe": the posting's title; what it
+                # excludes is not modelled).
+                if init_on_free and not (op == EV_DEFLATE and pol[P_BALLOON] != 0):
                     clear_pages(e, pfn, order, C.ZERO_FREE, base + i)
                 if pol[P_FREE_SIGNAL] == 1 and SP.page_says_zeroed(e, pfn, hint_design) \
                         and not fpi & core.FPI_ZEROED:

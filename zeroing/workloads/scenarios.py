@@ -118,7 +118,8 @@ def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12
     THP on: order-9 faults (``vma_alloc_folio`` + ``folio_zero_user``); off: order-0 faults
     (``vma_alloc_zeroed_movable_folio``, GFP_HIGHUSER_MOVABLE | __GFP_ZERO on x86).
     A guest is never quiet: per fault, with probability ``noise`` (drawn from ``seed``), a
-    kernel allocation (slab-like, order 0-1, half with __GFP_ZERO) that lives for a while.
+    kernel allocation (order 0-1, half with __GFP_ZERO: page tables, vmalloc'd stacks,
+    get_zeroed_page; a slab page never carries __GFP_ZERO) that lives for a while.
     The program writes the first ``touch`` of each block it faults in (at least the faulting
     page; 1: all of it): with THP, a host backing guest RAM in 4 KiB pages then refaults only
     what the program writes, when the guest does not clear the whole block first.
@@ -172,7 +173,8 @@ def kernel_build_chunks(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40, ch
 
 def kernel_build(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40):
     """A kernel-build-like mix: per compile job, page-cache reads of sources (movable, no
-    zeroing), slab growth (reclaimable and unmovable, half with __GFP_ZERO, orders 0-3), and
+    zeroing), kernel allocations (reclaimable and unmovable, orders 0-3, half with __GFP_ZERO:
+    the kernel's zeroed pages, kmalloc_large; slab growth itself never carries it), and
     anonymous memory of the compiler (order-0 faults, some THP); the job exits and frees its
     anonymous memory and slab; page cache is trimmed in FIFO order when it grows past a third
     of memory (reclaim)."""
@@ -255,15 +257,19 @@ def _balloon_cycle_fill(rng, st, buf, anon, cycles, n, idle_ns):
                 st[C_J] = j + 1
             else:
                 _next_phase(st, 3)
-        elif phase == 3:  # the guest faults memory in
-            if j < len(anon):
+        elif phase == 3:  # the guest faults in about n / 2 pages (C_X: pages so far)
+            if j == 0:
+                st[C_X] = 0
+            if j < len(anon) and st[C_X] < len(anon):
                 order = 9 if uniform(bits) < 0.1 else 0
                 anon[j] = (put(st, buf, 1000, EV_FAULT, order, 0, 0) << REF_SHIFT) | order
+                st[C_X] += 1 << order
                 st[C_J] = j + 1
             else:
+                st[C_X] = j  # the faults made, for phase 4
                 _next_phase(st, 4)
         else:  # phase 4: and frees it
-            if j < len(anon):
+            if j < st[C_X]:
                 put(st, buf, 1000, EV_FREE, anon[j] & ((1 << REF_SHIFT) - 1), 0,
                     anon[j] >> REF_SHIFT)
                 st[C_J] = j + 1
@@ -285,6 +291,7 @@ def balloon_cycle_chunks(nr_pages=1 << 18, seed=0, cycles=5, balloon_fraction=0.
 
 def balloon_cycle(nr_pages=1 << 18, seed=0, cycles=5, balloon_fraction=0.25, idle_s=1.0):
     """Memory overcommit: the host inflates the balloon (the guest gives pages away), later
-    deflates it (pages come back host-zeroed), and a guest workload faults memory in between;
-    with the balloon policy the deflated pages carry the zeroed hint."""
+    deflates it (pages come back host-zeroed), and a guest workload faults in about half as
+    much memory (a tenth of its faults THPs), then frees it; with the balloon policy the
+    deflated pages carry the zeroed hint."""
     return collect(balloon_cycle_chunks(nr_pages, seed, cycles, balloon_fraction, idle_s))
