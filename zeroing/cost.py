@@ -277,6 +277,13 @@ def host_refault_ns(k, order):
 
 
 @njit(cache=True)
+def host_refault_4k_ns(k):
+    """The host's cost of one 4 KiB page of a host page that a smaller discard split: its
+    4 KiB fault and the clear of that page."""
+    return k[K_EPT_FAULT_4K] + k[K_CLEAR_HOST]
+
+
+@njit(cache=True)
 def fault_fixed_ns(k, order):
     """The fault path without its clear (page-table walk, allocation, mapping, return)."""
     return k[K_FAULT_ORDER0] if order == 0 else k[K_FAULT_HUGE]

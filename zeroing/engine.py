@@ -42,9 +42,9 @@ from kernels.batch import CLEAR, DIRTY, VERIFY
 from . import counters as C
 from .cost import (A_ALLOC, A_BACKGROUND, A_EPT_FAULTS, A_FAULT, A_FREE, A_HOST, A_HOST_IN_TASK,
                    A_OFFLOAD_BATCHES, A_OFFLOAD_BEHIND, A_OFFLOAD_BYTES, A_OFFLOAD_DEVICE, A_USER,
-                   K_CLEAR_HOST, K_EPT_FAULT_4K, K_HOST_ORDER, K_OFF_DEPTH, K_OFF_ROW_BYTES,
-                   K_REPORT_SGL, PAGE_SIZE,
-                   fault_fixed_ns, host_refault_ns, offload_batch_ns, site_clear_ns)
+                   K_HOST_ORDER, K_OFF_DEPTH, K_OFF_ROW_BYTES, K_REPORT_SGL, PAGE_SIZE,
+                   fault_fixed_ns, host_refault_4k_ns, host_refault_ns, offload_batch_ns,
+                   site_clear_ns)
 from .events import (EV_ADOPT, EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE,
                      EV_INFLATE, EV_VMSTAT, FAULT_WRITES)
 from . import struct_page as SP
@@ -197,7 +197,7 @@ def host_refaults(e, pfn, order, in_task):
         u = min(d - 1, host_order)
         if u < host_order:
             start, u = p, 0  # this page alone
-            ns = e.cost[K_EPT_FAULT_4K] + e.cost[K_CLEAR_HOST]
+            ns = host_refault_4k_ns(e.cost)
         else:
             start = p & ~((np.int64(1) << u) - 1)
             ns = host_refault_ns(e.cost, u)
@@ -793,7 +793,8 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                     continue
             # The policy's free flags: what the allocator's half knows without page state.
             fpi = 0
-            if op == EV_DEFLATE and pol[P_BALLOON] != 0:
+            host_zeroed = op == EV_DEFLATE and pol[P_BALLOON] != 0  # the series' deflate
+            if host_zeroed:
                 fpi |= core.FPI_ZEROED
             if init_on_free and track:
                 fpi |= core.FPI_ZEROED
@@ -811,7 +812,7 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                 # The series frees a host-zeroed balloon page with FPI_ZEROED and skips
                 # kernel_init_pages() for it ("when safe": the posting's title; what it
                 # excludes is not modelled).
-                if init_on_free and not (op == EV_DEFLATE and pol[P_BALLOON] != 0):
+                if init_on_free and not host_zeroed:
                     clear_pages(e, pfn, order, C.ZERO_FREE, base + i)
                 if pol[P_FREE_SIGNAL] == 1 and SP.page_says_zeroed(e, pfn, hint_design) \
                         and not fpi & core.FPI_ZEROED:

@@ -41,6 +41,12 @@ EV_VMSTAT = 9
 #: In an EV_FAULT's ``gfp``: the rest is the number of pages of the block the program writes
 #: (no GFP flag is this high; a fault's flags are the kernel path's, so gfp is otherwise unused).
 FAULT_WRITES = 1 << 31
+
+
+def fault_gfp(pages):
+    """An EV_FAULT's gfp for a program that writes the first ``pages`` pages of the block
+    (0: the whole block)."""
+    return FAULT_WRITES | pages if pages else 0
 OP_NAMES = {EV_ALLOC: "alloc", EV_FAULT: "fault", EV_FREE: "free", EV_INFLATE: "inflate",
             EV_DEFLATE: "deflate", EV_IDLE: "idle", EV_ADOPT: "adopt", EV_FREE_PFN: "free_pfn",
             EV_VMSTAT: "vmstat"}

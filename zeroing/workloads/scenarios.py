@@ -8,7 +8,7 @@ from numba import njit
 
 from allocator.flags import GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZERO
 
-from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE, FAULT_WRITES
+from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE, fault_gfp
 from .gen import (S_BASE, S_DONE, S_GROW, S_PHASE, S_ROW, S_USER, Chunks, OrderedList, Ring,
                   collect, draws, ol_append, ol_full, ol_len, ol_pop, put, rand_below,
                   ring_append, ring_len, ring_popleft, room, uniform)
@@ -106,7 +106,7 @@ def touched_pages(touch, order):
     whole block."""
     pages = 1 << order
     touched = min(pages, max(1, round(touch * pages)))
-    return 0 if touched == pages else FAULT_WRITES | touched
+    return fault_gfp(0 if touched == pages else touched)
 
 
 def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12.0,

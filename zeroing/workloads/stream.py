@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..events import (EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE,
-                      EVENT_DTYPE, FAULT_WRITES)
+                      EVENT_DTYPE, fault_gfp)
 
 
 class Stream:
@@ -19,8 +19,7 @@ class Stream:
     def fault(self, order=0, cost_ns=None, touched=0):
         """A user fault; the program then writes the first ``touched`` pages of the block
         (0: all of it)."""
-        return self._add(EV_FAULT, order, FAULT_WRITES | touched if touched else 0,
-                         cost_ns=cost_ns)
+        return self._add(EV_FAULT, order, fault_gfp(touched), cost_ns=cost_ns)
 
     def alloc(self, order, gfp, cost_ns=None):
         return self._add(EV_ALLOC, order, gfp, cost_ns=cost_ns)
