@@ -66,12 +66,15 @@ class TraceLists:
         net, peak = {}, {}
         alloc_mt = {}  # pfn -> migratetype of its allocation, while it is live
         repeats = BatchedRepeats()
+        pindex = {}  # (order, migratetype) -> list: a compiled call per row cost ~15 us
 
         def moved(cpu, order, mt, blocks, refill=False):
             if not pcp_allowed_order(order) or not 0 <= mt:
                 return
             mt = mt if mt < MIGRATE_PCPTYPES else MOVABLE
-            key = (cpu, pindex_of(order, mt))
+            if (order, mt) not in pindex:
+                pindex[order, mt] = pindex_of(order, mt)
+            key = (cpu, pindex[order, mt])
             entry = self.lists.setdefault(cpu, {}).setdefault(key[1], [order, mt, 0, False])
             if entry[3]:
                 return
