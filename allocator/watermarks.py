@@ -21,6 +21,12 @@ WATERMARK_SCALE_FACTOR = 10
 MIN_PERCPU_PAGELIST_HIGH_FRACTION = 8
 #: mm/Kconfig CONFIG_PCP_BATCH_SCALE_MAX default.
 PCP_BATCH_SCALE_MAX = 5
+#: Managed pages of x86-64's ZONE_DMA (the first 16 MiB, pfns 1-4095) in the 6.18 capture's
+#: /proc/zoneinfo (tests/data/before_zoneinfo-6.18; jc's and node_exporter's fixtures: 3976
+#: and 3973). Every x86-64 distribution kernel has it (CONFIG_ZONE_DMA), so a guest's node
+#: has it beside the zone the model runs: khugepaged's raise counts it as a zone, which
+#: doubles a 2 GiB guest's watermarks and pcp high_min (13977 pages against 7040 alone).
+X86_64_DMA_MANAGED = 3840
 
 
 def calculate_min_free_kbytes(lowmem_pages):

@@ -37,7 +37,7 @@ from kernels.cupy_backend import BATCH_PAGES as CUPY_BATCH_PAGES  # noqa: E402
 from kernels.device_batch import HostOnly  # noqa: E402
 from kernels.throughput import measured_backends  # noqa: E402
 from zeroing.policy import make_policy  # noqa: E402
-from zeroing.run import simulate  # noqa: E402
+from zeroing.run import GUEST_OTHER_ZONES, simulate  # noqa: E402
 from zeroing.engine import GFP_BALLOON  # noqa: E402
 from zeroing.events import (EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE,  # noqa: E402
                             EV_INFLATE)
@@ -108,7 +108,8 @@ def allocator_alone_s(ev, pages, repeat):
     cols = bulk.columns(ops)
     best = np.inf
     for _ in range(repeat + 1):  # the first compiles (or loads) run_ops
-        alloc = BuddyAllocator(pages, nr_cpus=int(ev["cpu"].max(initial=0)) + 1)
+        alloc = BuddyAllocator(pages, nr_cpus=int(ev["cpu"].max(initial=0)) + 1,
+                               other_zones=GUEST_OTHER_ZONES)
         out_pfn = np.empty(len(ops), dtype=np.int64)
         out_hint = np.empty(len(ops), dtype=np.uint8)
         errors = np.zeros((bulk.MAX_ERRORS, 3), dtype=np.int64)

@@ -228,3 +228,18 @@ def test_runs_made_by_other_code_are_run_again(tmp_path, monkeypatch):
     compare(cfg, out, progress=False, log=said.append)
     assert not any(line.startswith("resumed:") for line in said)
     assert compare_mod.model_digest() == "other code"
+
+
+def test_other_zones_is_a_zone_key_with_the_guest_s_dma_zone_by_default(tmp_path):
+    """``other_zones``: top level or per workload, an array of managed pages; default the
+    x86-64 DMA zone; checked like --other-zones (at most 3, integers, none negative)."""
+    cfg = load_config(write(tmp_path, TINY))
+    assert cfg["workloads"][0]["other_zones"] == (3840,)
+    cfg = load_config(write(tmp_path, "other_zones = []\n" + TINY))
+    assert cfg["workloads"][0]["other_zones"] == ()
+    cfg = load_config(write(tmp_path, TINY.replace('pages = 65536', 'other_zones = [3840, 500000]\npages = 65536')))
+    assert cfg["workloads"][0]["other_zones"] == (3840, 500000)
+    assert "other_zones=(3840, 500000)" not in cfg["workloads"][0]["label"]  # labelled by hand
+    for bad in ("[-1]", "[1, 2, 3, 4]", "[1.5]", "[true]", '"3840"'):
+        with pytest.raises(ConfigError, match=r"other_zones"):
+            load_config(write(tmp_path, f"other_zones = {bad}\n" + TINY))

@@ -115,3 +115,26 @@ def test_high_limits_follow_the_batch_in_use():
     assert big.high_min == big.high_max == 4096 << 2
     a = BuddyAllocator(1 << 18, nr_cpus=64, pcp_batch=2)
     assert a.zone.pcp_state[0, PCP_HIGH_MIN] == 7040 // 64
+
+
+def test_a_workload_run_s_node_has_an_x86_64_guest_s_dma_zone():
+    """A workload run models a guest's zone beside x86-64's 16 MiB DMA zone (3840 managed
+    pages in the 6.18 capture): khugepaged's raise counts two zones, so a 2 GiB guest's marks
+    and pcp high_min are about twice a lone zone's. ``other_zones=()`` is a node of one zone."""
+    import numpy as np
+
+    from allocator.watermarks import X86_64_DMA_MANAGED
+    from zeroing.events import EVENT_DTYPE
+    from zeroing.policy import make_policy
+    from zeroing.run import GUEST_OTHER_ZONES, simulate
+
+    zones, _ = parse_zoneinfo(os.path.join(DATA, "before_zoneinfo-6.18"))
+    assert X86_64_DMA_MANAGED == zones["DMA"]["managed"]
+    assert GUEST_OTHER_ZONES == (X86_64_DMA_MANAGED,)
+    events, pages = np.zeros(0, dtype=EVENT_DTYPE), 1 << 19
+    guest = simulate(events, make_policy("baseline"), pages)
+    alone = simulate(events, make_policy("baseline"), pages, other_zones=())
+    assert guest["zone"] == {"other_zones": [3840], "watermarks": [11182, 13977, 16772]}
+    assert alone["zone"] == {"other_zones": [], "watermarks": [5632, 7040, 8448]}
+    assert guest["pcp"]["pagesets"][0]["high_min"] == 13977
+    assert alone["pcp"]["pagesets"][0]["high_min"] == 7040

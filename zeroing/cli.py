@@ -52,6 +52,10 @@ def build_parser():
     r.add_argument("--no-pcp", action="store_true")
     r.add_argument("--pcp-high",
                    help="per-cpu list high: auto, the kernel's auto-tuning (default), or fixed")
+    r.add_argument("--other-zones", metavar="PAGES[,PAGES...]|none",
+                   help="managed pages of the node's other lowmem zones, which set the zone's "
+                        "watermarks and pcp limits (default: 3840, an x86-64 guest's DMA "
+                        "zone; none: a node of this one zone)")
     r.add_argument("--pipeline", help="off (default)|on: the page allocator's half of the "
                                       "simulation on a second host thread (same results)")
     r.add_argument("--initial-state", default="pristine",
@@ -222,6 +226,8 @@ def cmd_run(args):
             "initial_state": check("--initial-state", "initial_state", args.initial_state),
             "state_seed": seed,
             "pipeline_mode": check("--pipeline", "pipeline", args.pipeline)}
+    if args.other_zones is not None:
+        zone["other_zones"] = check("--other-zones", "other_zones", args.other_zones)
     if zone["pipeline_mode"] == "on" and not can_pipeline(as_array(policy, pages)):
         why = f"--policy {args.policy}" if policy.offload else "--free-signal page_bit"
         raise UserError(f"--pipeline on: has no effect with {why} (the page allocator reads "

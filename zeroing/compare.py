@@ -17,7 +17,7 @@ import sys
 from . import counters as C
 from .policy import make_policy
 from .report import compare_table, metrics
-from .run import write_json, write_text
+from .run import GUEST_OTHER_ZONES, write_json, write_text
 from .streaming import simulate_stream
 from .tomlfile import key_line, read_toml
 from .validate import (UserError, check, check_backend, check_memory, check_policy,
@@ -27,12 +27,12 @@ from .workloads import default_pages, iter_workload
 
 TOP_KEYS = {"name": str, "seeds": list, "mode": str, "backend": str, "baseline": str,
             "workload": list, "policies": dict, "out": str, "pcp": bool, "throughput": bool,
-            "pcp_high": str, "initial_state": str, "cost_profile": str}
+            "pcp_high": str, "initial_state": str, "other_zones": list, "cost_profile": str}
 #: The most runs (cells) one config may make: each writes a file, and 10^5 of even the
 #: quickest runs take hours.
 MAX_CELLS = 100_000
 #: Keys of a [[workload]] table that set up the zone rather than the workload.
-ZONE_KEYS = ("pcp_high", "initial_state")
+ZONE_KEYS = ("pcp_high", "initial_state", "other_zones")
 WORKLOAD_KEYS = ("name", "label", "pages") + ZONE_KEYS
 
 
@@ -117,8 +117,10 @@ def _resolve_config(raw, path, text):
            "backend": raw.get("backend", "auto"), "pcp": raw.get("pcp", True),
            "out": raw.get("out", "results"), "throughput": raw.get("throughput", True),
            "pcp_high": raw.get("pcp_high", "auto"),
-           "initial_state": raw.get("initial_state", "pristine")}
-    for key in ("name", "mode", "pcp", "out", "throughput", "pcp_high", "initial_state"):
+           "initial_state": raw.get("initial_state", "pristine"),
+           "other_zones": raw.get("other_zones", list(GUEST_OTHER_ZONES))}
+    for key in ("name", "mode", "pcp", "out", "throughput", "pcp_high", "initial_state",
+                "other_zones"):
         cfg[key] = check(where(key), key, cfg[key])
     if not cfg["seeds"]:
         bad("seeds", "[] is not allowed: a non-empty list of integers")
@@ -350,7 +352,8 @@ def run_cell(cfg, w, label, seed):
     result = simulate_stream(events, policy, w["pages"], mode=cfg["mode"], backend=cfg["backend"],
                              pcp=cfg["pcp"], pcp_high=w.get("pcp_high", "auto"),
                              initial_state=w.get("initial_state", "pristine"), state_seed=seed,
-                             cost_profile=cfg.get("cost_profile"))
+                             cost_profile=cfg.get("cost_profile"),
+                             other_zones=w.get("other_zones", GUEST_OTHER_ZONES))
     result.update(workload=w, policy_label=label, seed=seed, spec=spec,
                   spec_hash=spec_hash(spec), complete=True,
                   events_sha256=events.sha256.hexdigest()[:16])

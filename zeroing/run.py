@@ -11,6 +11,7 @@ import numpy as np
 from allocator import BuddyAllocator, format_buddyinfo, format_zeroedinfo
 from allocator import core as acore
 from allocator.handle import handle_for
+from allocator.watermarks import X86_64_DMA_MANAGED
 from kernels import BACKENDS, BackendFailed, get_backend
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
@@ -263,6 +264,11 @@ class EngineState:
             record_leak(self.e, int(bad_pfn[k]), int(event[k]), m - 1)
 
 
+#: The node's other lowmem zones a workload run has by default: an x86-64 guest's DMA zone
+#: (its watermarks and pcp limits depend on them: ``BuddyAllocator(other_zones=)``).
+GUEST_OTHER_ZONES = (X86_64_DMA_MANAGED,)
+
+
 class Simulation:
     """A zone, an engine and a policy, fed events in chunks (``simulate`` feeds one).
 
@@ -270,13 +276,14 @@ class Simulation:
     none or already freed); references in a chunk are row numbers within that chunk.
     ``backend``: a name (``kernels.BACKENDS`` or auto) or a backend itself; ``fault`` wraps
     it (tests inject failures with it). ``other_zones``: managed pages of the node's other
-    lowmem zones (``BuddyAllocator``: the kernel's watermarks for a real machine's node).
+    lowmem zones (``BuddyAllocator``: the kernel's watermarks for a real machine's node;
+    default: an x86-64 guest's DMA zone, ``GUEST_OTHER_ZONES``; () for a node of one zone).
     """
 
     def __init__(self, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
                  fault=None, progress=False, chunk=1 << 20, pcp_high="auto", nr_cpus=1,
-                 initial_state=None, state_seed=0, cost_profile=None, other_zones=(),
-                 pipeline_mode="off"):
+                 initial_state=None, state_seed=0, cost_profile=None,
+                 other_zones=GUEST_OTHER_ZONES, pipeline_mode="off"):
         if not isinstance(policy, Policy):
             raise TypeError(f"policy {policy!r}: a Policy, as make_policy({policy!r}) makes")
         if mode not in MODES:
@@ -299,6 +306,7 @@ class Simulation:
         self.pipeline = pipeline_mode
         self._pipe = None
         notice_first_compile()
+        self.other_zones = tuple(other_zones)
         self.alloc = BuddyAllocator(nr_pages, pcp=pcp, page_reporting_order=policy.reporting_order,
                                     pcp_high=pcp_high, nr_cpus=nr_cpus, other_zones=other_zones)
         #: What the zone started from (initial_state.py): pristine, aged or a snapshot.
@@ -428,6 +436,8 @@ class Simulation:
             "buddyinfo": alloc.buddyinfo(),
             "zeroedinfo": alloc.zeroed_info(),
             "initial_state": self.initial_state,
+            "zone": {"other_zones": list(self.other_zones),
+                     "watermarks": list(alloc.watermarks())},
             "pcp": {"auto": alloc.pcp_auto, "pagesets": [
                 alloc.pcp_info(c) for c in range(alloc.zone.pcp_count.shape[0])]},
             "cost": {**cost_section(a.acct, counters), "profile": state.profile.describe(),
@@ -443,7 +453,8 @@ class Simulation:
 
 def simulate(events, policy, nr_pages, *, mode="metadata", backend="auto", pcp=True,
              chunk=1 << 20, progress=False, fault=None, pcp_high="auto", nr_cpus=1,
-             initial_state=None, state_seed=0, cost_profile=None, pipeline_mode="off"):
+             initial_state=None, state_seed=0, cost_profile=None, pipeline_mode="off",
+             other_zones=GUEST_OTHER_ZONES):
     """Replay ``events`` (EVENT_DTYPE) on a fresh zone; returns ``Simulation.finish()``'s dict.
     ``initial_state``: pristine (default), aged or a /proc/buddyinfo path (initial_state.py).
     ``cost_profile``: a CostProfile, a TOML path, or None for the shipped default.
@@ -452,7 +463,8 @@ def simulate(events, policy, nr_pages, *, mode="metadata", backend="auto", pcp=T
     sim = Simulation(policy, nr_pages, mode=mode, backend=backend, pcp=pcp, fault=fault,
                      progress=progress, chunk=chunk, pcp_high=pcp_high, nr_cpus=nr_cpus,
                      initial_state=initial_state, state_seed=state_seed,
-                     cost_profile=cost_profile, pipeline_mode=pipeline_mode)
+                     cost_profile=cost_profile, pipeline_mode=pipeline_mode,
+                     other_zones=other_zones)
     sim.feed(events)
     return sim.finish()
 

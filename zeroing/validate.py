@@ -222,6 +222,28 @@ class InitialState:
         raise Refused(f"{why}; {self.allowed()}")
 
 
+class OtherZones:
+    """The managed pages of the node's other lowmem zones: ``none``, or integers joined by
+    commas on the command line; a TOML array of integers (empty: none). At most 3 (DMA,
+    DMA32 and Normal beside the modelled one)."""
+
+    MOST = 3
+
+    def allowed(self):
+        return (f"none, or up to {self.MOST} zone sizes in pages (integers from 0 to "
+                f"{MAX_PFNS}) joined by commas")
+
+    def convert(self, value):
+        if isinstance(value, str):
+            value = [] if value.strip() == "none" else value.split(",")
+        if not isinstance(value, (list, tuple)) or len(value) > self.MOST:
+            raise ValueError
+        sizes = tuple(Int(0, MAX_PFNS).convert(v) for v in value)
+        if any(not 0 <= m <= MAX_PFNS for m in sizes):
+            raise ValueError
+        return sizes
+
+
 BIG = 10**9
 MODES = ("metadata", "content")
 BACKENDS = ("auto",) + KERNEL_BACKENDS
@@ -245,6 +267,7 @@ RULES = {
     "pcp_high": Choice(*PCP_HIGH_MODES),
     "pipeline": Choice(*PIPELINE_MODES),
     "initial_state": InitialState(),
+    "other_zones": OtherZones(),
     "throughput": Bool(),
     "name": FileName(),  # the results folder's name
     "label": Label(),
