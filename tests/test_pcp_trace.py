@@ -221,13 +221,18 @@ def test_replay_prints_the_kernel_s_end_state_beside_the_model_s(tmp_path, capsy
      "a Normal zone of 458752 managed pages and 2 CPUs"),
     (["--pages", "8192"], None, "the pagesets hold 20491 pages, more than the 8192 free"),
     ([], "cpu255", "shows CPU 255, and the pagesets are CPUs 0-1: a snapshot of another machine"),
+    (["--zoneinfo-after", "copy"], None, "a copy of --zoneinfo"),
+    ([], "no_mt", "t.txt:3: mm_page_pcpu_drain without migratetype="),
+    ([], "no_moves", "t.txt: no mm_page_alloc_zone_locked or mm_page_pcpu_drain events"),
 ])
 def test_replay_refuses_snapshots_that_do_not_fit_the_trace(tmp_path, capsys, extra, trace,
                                                             fragment):
     """A second audit of the new options: the same file twice, an "after" snapshot of
     another machine, a zone too small for the pagesets, a trace on CPUs the snapshot does not
     have; each was accepted with figures that meant nothing (or, for CPU 255, a high
-    clamped for 256 CPUs without a word)."""
+    clamped for 256 CPUs without a word). A third (session 15): an "after" snapshot that is
+    a copy of the "before" one, and traces that cannot split the pagesets (a drain without
+    its migratetype; no refills or drains recorded), which were split with a word."""
     from zeroing.cli import main
     data = os.path.dirname(SLEEP8)
     path = os.path.join(data, "trace_kmem_6.18_thp64.txt.gz")
@@ -237,6 +242,22 @@ def test_replay_refuses_snapshots_that_do_not_fit_the_trace(tmp_path, capsys, ex
             f.write(" a-1 [255] ..... 1.000000: mm_page_alloc: page=0x0 pfn=0x100 order=0 "
                     "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE\n"
                     " a-1 [255] ..... 5.000002: mm_page_free: page=0x0 pfn=0x100 order=0\n")
+    alloc = (" a-1 [001] ..... 1.000000: mm_page_alloc: page=0x0 pfn=0x100 order=0 "
+             "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE\n")
+    if trace == "no_mt":
+        path = str(tmp_path / "t.txt")
+        with open(path, "w") as f:
+            f.write(alloc + " a-1 [001] ..... 1.000001: mm_page_free: page=0x0 pfn=0x100 "
+                    "order=0\n a-1 [001] ..... 1.000002: mm_page_pcpu_drain: page=0x0 "
+                    "pfn=0x100 order=0\n")
+    if trace == "no_moves":
+        path = str(tmp_path / "t.txt")
+        with open(path, "w") as f:
+            f.write(alloc)
+    if extra[-1:] == ["copy"]:
+        import shutil
+        extra[-1] = str(tmp_path / "copy")
+        shutil.copy(os.path.join(data, "pcp_thp64_before_zoneinfo-6.18"), extra[-1])
     extra = [os.path.join(data, a) if a.endswith("6.18") else a for a in extra]
     from zeroing.compiling import MESSAGE
     rc = main(["replay", path, "--replay-mode", "requests", "--trace-clock", "--zoneinfo",
@@ -264,3 +285,19 @@ def test_a_long_idle_gap_on_many_cpus_skips_the_empty_ticks(tmp_path):
                         [(s["count"], s["high"]) for s in r["pcp"]["pagesets"]]))
         assert time.perf_counter() - start < 60
     assert results[0] == results[1]
+
+
+def test_a_trace_without_refills_or_drains_says_so_rather_than_zero(tmp_path, capsys):
+    """A capture that left out mm_page_alloc_zone_locked and mm_page_pcpu_drain says it
+    recorded none, rather than printing the kernel's refills, drains and NR_FREE_PAGES change
+    as 0."""
+    from zeroing.cli import main
+    path = tmp_path / "t.txt"
+    path.write_text(" a-1 [001] ..... 1.000000: mm_page_alloc: page=0x0 pfn=0x100 order=0 "
+                    "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE\n")
+    zoneinfo = os.path.join(os.path.dirname(SLEEP8), "pcp_thp64_before_zoneinfo-6.18")
+    assert main(["replay", str(path), "--replay-mode", "requests", "--trace-clock",
+                 "--zoneinfo", zoneinfo, "--pcp-start", "empty"]) == 0
+    out = capsys.readouterr().out
+    assert "trace: no mm_page_alloc_zone_locked or mm_page_pcpu_drain events recorded" in out
+    assert "trace: mm_page_alloc_zone_locked 0 pages" not in out

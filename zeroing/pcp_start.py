@@ -29,21 +29,28 @@ prints on the draining CPU).
 """
 from allocator.flags import MIGRATE_PCPTYPES, MigrateType, gfp_migratetype
 
-from .trace import PAGEBLOCK_ORDER, BatchedRepeats, pcp_allowed_order
+from .trace import PAGEBLOCK_ORDER, BatchedRepeats, TraceError, pcp_allowed_order
 
 MOVABLE = int(MigrateType.MOVABLE)
 
 
-def _pageblock_migratetypes(rows):
+def _pageblock_migratetypes(rows, path):
     """({pageblock: migratetype} its drains print, {pageblock: migratetype of its first
-    allocation in the trace})."""
+    allocation in the trace}, the refills and drains it shows); a TraceError for a refill or
+    drain without its migratetype."""
     drained, allocated = {}, {}
-    for _, name, pfn, order, gfp, _, _, mt, _ in rows:
-        if name == "mm_page_pcpu_drain" and mt >= 0:
+    moves = 0  # refills and drains: the lists' only witnesses
+    for lineno, name, pfn, order, gfp, _, _, mt, _ in rows:
+        if name in ("mm_page_alloc_zone_locked", "mm_page_pcpu_drain"):
+            moves += 1
+            if mt < 0:
+                raise TraceError(f"{path}:{lineno}: {name} without migratetype= (the per-cpu "
+                                 "lists are split by it; 6.x prints it)")
+        if name == "mm_page_pcpu_drain":
             drained[pfn >> PAGEBLOCK_ORDER] = mt
         elif name == "mm_page_alloc" and pfn >= 0:
             allocated.setdefault(pfn >> PAGEBLOCK_ORDER, int(gfp_migratetype(gfp)))
-    return drained, allocated
+    return drained, allocated, moves
 
 
 class TraceLists:
@@ -56,13 +63,16 @@ class TraceLists:
     def __init__(self):
         self.lists = {}
         self.unknown_frees = 0
+        self.moves = 0
 
     @classmethod
-    def from_trace(cls, read_rows, pindex_of):
+    def from_trace(cls, read_rows, pindex_of, path="trace"):
         """``read_rows()`` gives the trace's ``read_events(..., detail=True)`` rows (it is
-        called twice); ``pindex_of(order, migratetype)`` the model's list of a block."""
+        called twice); ``pindex_of(order, migratetype)`` the model's list of a block. A refill
+        or drain line without its migratetype is a TraceError naming ``path`` and the line;
+        ``moves`` counts the refills and drains."""
         self = cls()
-        drained_mt, allocated_mt = _pageblock_migratetypes(read_rows())
+        drained_mt, allocated_mt, self.moves = _pageblock_migratetypes(read_rows(), path)
         net, peak = {}, {}
         alloc_mt = {}  # pfn -> migratetype of its allocation, while it is live
         repeats = BatchedRepeats()

@@ -342,7 +342,11 @@ def _start_lists(alloc, path, lenient, table, progress, pagesets, split, trace_c
             yield from read_events(path, lenient, table, {}, bar, detail=True)
             if bar:
                 bar.close()
-        lists = TraceLists.from_trace(rows, alloc.pcp_pindex)
+        lists = TraceLists.from_trace(rows, alloc.pcp_pindex, path)
+        if not lists.moves:  # a kernel refills and drains the lists all the time
+            raise TraceError(f"{path}: no mm_page_alloc_zone_locked or mm_page_pcpu_drain "
+                             "events, so the trace cannot split the pagesets over the lists "
+                             "(record them too, or give --pcp-start empty)")
         per_cpu, rests = lists.seed(pagesets)
         unknown = lists.unknown_frees
     else:
