@@ -83,6 +83,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.mode == "metadata" and p.was_given("backend"):
         p.error(f"--backend {args.backend}: has no effect with --mode metadata")
+    if args.before is not None and not args.before.strip():
+        p.error("--before '': is not allowed: a commit (hash, tag or branch)")
     asked = args.before  # a commit the user named must exist; the default may be missing
     if args.quick:
         p.quick(args, before="HEAD", events=3000, pages=4096, rounds=1)

@@ -36,10 +36,21 @@ def check_config(where, cfg):
     """The table needs one policy and vm-anon workloads that set thp and rounds."""
     if len(cfg["policies"]) != 1:
         raise UserError(f"{where}: {len(cfg['policies'])} policies: the table is of one")
+    seen = {}
     for i, w in enumerate(cfg["workloads"]):
         if w["name"] != "vm-anon" or not {"thp", "rounds"} <= set(w["params"]):
             raise UserError(f"{where}: workload[{i}] ({w['label']}): the table reads vm-anon "
                             "workloads that set thp and rounds")
+        if w["pages"] != cfg["workloads"][0]["pages"]:
+            raise UserError(f"{where}: workload[{i}] ({w['label']}): a zone of {w['pages']} "
+                            f"pages, workload[0] one of {cfg['workloads'][0]['pages']}: the "
+                            "table is of one zone size")
+        cell = (w["params"]["thp"], w["pcp_high"], w["initial_state"], w["params"]["rounds"])
+        if cell in seen:  # its runs would be averaged with the other's as if seeds
+            raise UserError(f"{where}: workload[{i}] ({w['label']}) and workload[{seen[cell]}] "
+                            "fall in one cell of the table (thp, pcp_high, initial_state, "
+                            "rounds): the table cannot tell them apart")
+        seen[cell] = i
 
 
 def shares(results):

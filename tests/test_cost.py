@@ -162,7 +162,8 @@ def reported_then(touch_order, prof):
 @pytest.mark.parametrize("host_order", [0, 9])
 def test_host_pays_at_the_first_touch_not_at_report_time(host_order):
     prof = profile(**{"clear.normal": HOST_RATES, "host.page_order": host_order,
-                      "host.ept_fault_ns": 7777.0})
+                      "host.ept_fault_ns": 7777.0,
+                      "host.ept_fault_4k_ns": 7777.0 if host_order == 0 else 333.0})
     # 128 MiB: above low + (32 << 9) free pages, so page_reporting_process_zone() reports it.
     pages = 1 << 15
     ev = reported_then(0, prof)
@@ -253,6 +254,7 @@ def test_calibrate_writes_a_profile_runs_pick_up(tmp_path):
                         "--pool-mib", "64", "--reps", "1", "--no-gpu"], cwd=ROOT,
                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
     assert p.returncode == 0, p.stderr
+    assert "GPU: skipped (--no-gpu); [offload.gpu] takes the H200 reference figures" in p.stdout
     prof = load_profile(str(out))
     assert prof.meta["date"] and "calibrate" in prof.meta["method"]
     assert all(v > 0 for v in prof.clear["normal"]) and all(v > 0 for v in prof.clear["nt"])
@@ -354,7 +356,8 @@ def test_a_program_writing_part_of_a_thp_saves_host_refaults_only_without_the_gu
     (``FAULT_WRITES | 128`` in EV_FAULT's gfp): on a host backing guest RAM in 4 KiB pages, the guest's
     folio_zero_user() refaults all 512, while a fault served zeroed (the series' hint) lets
     only the 128 written pages refault. With the whole block written both pay 512."""
-    prof = profile(**{"host.page_order": 0, "host.ept_fault_ns": 2000.0})
+    prof = profile(**{"host.page_order": 0, "host.ept_fault_ns": 2000.0,
+                      "host.ept_fault_4k_ns": 2000.0})
     pages = 1 << 15
     faults = {}
     for touched in (128, 0):
@@ -391,6 +394,19 @@ def test_a_4k_discard_on_a_thp_host_refaults_at_the_4k_fault():
     cost = simulate(ev, make_policy("balloon"), 1 << 14, cost_profile=prof)["cost"]
     assert cost["ept_faults"] == 1
     assert cost["host_ns"] == round(333.0 + HOST_RATES[0])
+
+
+def test_a_4k_host_s_two_fault_figures_must_agree():
+    """With ``host.page_order`` 0 every refault is of a 4 KiB page, so ept_fault_ns and
+    ept_fault_4k_ns are one figure: a profile giving two is refused (one of them would be
+    ignored without a word)."""
+    raw = copy.deepcopy(raw_default())
+    raw["host"].update(page_order=0, ept_fault_ns=2150.4, ept_fault_4k_ns=999.0)
+    with pytest.raises(ProfileError, match=r"host.ept_fault_4k_ns: 999.0 differs from "
+                                           r"ept_fault_ns 2150.4: with page_order 0"):
+        profile_from_dict(raw, "<p>")
+    raw["host"]["ept_fault_4k_ns"] = 2150.4
+    assert profile_from_dict(raw, "<p>").ept_fault_4k_ns == 2150.4
 
 
 def test_init_on_free_does_not_clear_a_deflated_page_the_series_knows_is_zero():

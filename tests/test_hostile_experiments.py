@@ -254,3 +254,22 @@ def test_hint_designs_names_callers_by_its_option(tmp_path, callers, why):
     p = script("hint_designs.py", "--quick", "--no-content", "--callers", callers,
                "--out", str(tmp_path / "out"))
     refused(p, "hint_designs.py", f"--callers: {callers!r} is not allowed: {why}")
+
+
+def test_hit_rate_refuses_workloads_its_table_cannot_tell_apart(tmp_path):
+    """Two workloads in one cell (thp, pcp_high, initial_state, rounds) were averaged as if
+    seeds; zones of two sizes were printed as the first one's. Both are refused up front."""
+    config = tiny_config(tmp_path, thp=("off", "off"))
+    text = config.read_text().replace('label = "off 1"', 'label = "x"', 1)
+    config.write_text(text.replace("size_mb = 16\n", "size_mb = 16\nidle_s = 1.0\n", 1))
+    refused(script("hit_rate.py", "--config", str(config), "--out", str(tmp_path / "o")),
+            "hit_rate.py", "workload[1] (off 1) and workload[0]", "one cell of the table")
+    config = tiny_config(tmp_path, thp=("off", "on"))
+    config.write_text(config.read_text().replace(f"pages = {1 << 16}", "pages = 32768", 1))
+    refused(script("hit_rate.py", "--config", str(config), "--out", str(tmp_path / "o")),
+            "hit_rate.py", "a zone of 65536 pages, workload[0] one of 32768")
+
+
+def test_content_speedup_refuses_an_empty_before():
+    refused(script("content_speedup.py", "--before", "", "--rounds", "1"),
+            "content_speedup.py", "--before '': is not allowed")

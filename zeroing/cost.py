@@ -222,6 +222,11 @@ def profile_from_dict(raw, path="<profile>", text=None):
     keys(host, "host", {"ept_fault_ns", "ept_fault_4k_ns", "page_order"})
     keys(rep, "reporting", {"sgl_ns"})
     host_order = num(host, "host", "page_order", integer=True, hi=NR_ORDERS - 1)
+    if host_order == 0 and num(host, "host", "ept_fault_4k_ns") != num(host, "host",
+                                                                          "ept_fault_ns"):
+        bad("host.ept_fault_4k_ns", f"{host['ept_fault_4k_ns']!r} differs from ept_fault_ns "
+                                    f"{host['ept_fault_ns']!r}: with page_order 0 every "
+                                    "refault is of a 4 KiB page (give both the same)")
     devices = {}
     off = raw.get("offload", {})
     if not isinstance(off, dict):
