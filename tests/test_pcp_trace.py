@@ -301,3 +301,36 @@ def test_a_trace_without_refills_or_drains_says_so_rather_than_zero(tmp_path, ca
     out = capsys.readouterr().out
     assert "trace: no mm_page_alloc_zone_locked or mm_page_pcpu_drain events recorded" in out
     assert "trace: mm_page_alloc_zone_locked 0 pages" not in out
+
+
+def test_a_zoneinfo_whose_limits_the_model_does_not_derive_is_named(tmp_path, capsys):
+    """The model derives the Normal zone's watermarks and pcp limits from its node's managed
+    pages; every real 6.18 snapshot here agrees (limits_differ is None). A tuned machine's
+    snapshot (other marks, another high_min) gets a warning naming the file and both values;
+    a snapshot of two nodes' Normal zones is refused."""
+    import re
+    from zeroing.cli import main
+    from zeroing.zoneinfo import limits_differ
+    data = os.path.dirname(SLEEP8)
+    for name in os.listdir(data):
+        if name.endswith("zoneinfo-6.18"):
+            assert limits_differ(os.path.join(data, name)) is None, name
+    real = os.path.join(data, "pcp_thp64_before_zoneinfo-6.18")
+    text = open(real).read()
+    tuned = tmp_path / "tuned"
+    tuned.write_text(text.replace("        min      14769", "        min      99999", 1)
+                     .replace("high_min: 10081", "high_min: 100"))
+    trace = os.path.join(data, "trace_kmem_6.18_thp64.txt.gz")
+    assert main(["replay", trace, "--replay-mode", "requests", "--zoneinfo", str(tuned)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {tuned}: the Normal zone's min/low/high 99999/20163/25557 (the model's " \
+        "14769/20163/25557), high_min 100 (the model's 10081): the model derives" in err, err
+    assert main(["replay", trace, "--replay-mode", "requests", "--zoneinfo", real]) == 0
+    assert "warning" not in capsys.readouterr().err
+    normal = re.search(r"Node 0, zone\s+Normal\n.*?(?=^Node \d+, zone)", text, re.S | re.M)
+    two = tmp_path / "two"
+    two.write_text(text + normal.group(0).replace("Node 0", "Node 1"))
+    from zeroing.compiling import MESSAGE
+    assert main(["replay", trace, "--zoneinfo", str(two)]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line != MESSAGE]
+    assert len(err) == 1 and "Normal zones of nodes 0, 1: the model replays one zone" in err[0]

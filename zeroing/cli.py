@@ -306,11 +306,17 @@ def cmd_replay(args):
     other_zones = ()
     pagesets = None
     if args.zoneinfo is not None:
-        from .zoneinfo import normal_zone, other_lowmem_zones
+        from .zoneinfo import limits_differ, normal_zone, other_lowmem_zones
         check_input_file("--zoneinfo", args.zoneinfo)
         managed, free_before, zone_pagesets = normal_zone(args.zoneinfo)
         other_zones = other_lowmem_zones(args.zoneinfo)
         pagesets = zone_pagesets if seeded else None
+        differ = limits_differ(args.zoneinfo) if pages is None else None
+        if differ:
+            print(f"warning: {differ}: the model derives its own from the node's managed "
+                  "pages (the machine's vm.min_free_kbytes, watermark_scale_factor or "
+                  "percpu_pagelist_high_fraction was tuned, or THP is off there)",
+                  file=sys.stderr)
         if pages is None:
             pages = check(f"--zoneinfo {args.zoneinfo} (its Normal zone's managed pages)",
                           "pages", managed)

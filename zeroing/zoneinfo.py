@@ -57,12 +57,53 @@ def _field(path, text, zone, field, span):
     return found[0] if found else None
 
 
+def _normal(text):
+    """The match of the Normal zone's section (group 1: its lines)."""
+    return re.search(r"zone\s+Normal\n(.*?)(?=^Node \d+, zone|\Z)", text, re.S | re.M | re.A)
+
+
+def limits_differ(path):
+    """How the Normal zone's watermarks (less its boost) and its first pageset's batch,
+    high_min and high_max in the file differ from those its node's managed pages give the
+    model (``zone_limits``, THP on); None when they agree or the file does not print them."""
+    from allocator.watermarks import zone_limits
+    managed, _, sets = normal_zone(path)
+    text = _read(path)
+    span = _normal(text).span(1)
+    value = {}
+    for name in ("min", "low", "high", "boost"):
+        found = _field(path, text, "Normal", name, span)
+        if found:
+            value[name] = _number(path, text, found, 1, f"the Normal zone's {name}", MAX_PAGES)
+    for name in ("batch", "high_min", "high_max"):  # the first pageset's (6.7+: all alike)
+        found = re.compile(rf"^\s+{name}:\s+(\d+)$", re.M | re.A).search(text, *span)
+        if found:
+            value[name] = _number(path, text, found, 1, f"cpu 0's {name}", MAX_PAGES)
+    model = zone_limits(managed, len(sets), other_zones=other_lowmem_zones(path))
+    differ = []
+    if {"min", "low", "high"} <= set(value):
+        boost = value.get("boost", 0)
+        marks = tuple(value[k] - boost for k in ("min", "low", "high"))
+        if marks != (model.wmark_min, model.wmark_low, model.wmark_high):
+            differ.append(f"min/low/high {'/'.join(map(str, marks))} (the model's "
+                          f"{model.wmark_min}/{model.wmark_low}/{model.wmark_high})")
+    for name, mine in (("batch", model.batch), ("high_min", model.high_min),
+                       ("high_max", model.high_max)):
+        if name in value and value[name] != mine:
+            differ.append(f"{name} {value[name]} (the model's {mine})")
+    return f"{path}: the Normal zone's {', '.join(differ)}" if differ else None
+
+
 def normal_zone(path):
     """(managed, pages free, [(count, high) per CPU]) of the Normal zone of a zoneinfo; a file
     without them, or with pagesets that cannot be (more pages than the zone manages), is a
     UserError naming it."""
     text = _read(path)
-    m = re.search(r"zone\s+Normal\n(.*?)(?=^Node \d+, zone|\Z)", text, re.S | re.M | re.A)
+    nodes = re.findall(r"^Node (\d+), zone\s+Normal$", text, re.M | re.A)
+    if len(nodes) > 1:
+        raise UserError(f"{path}: Normal zones of nodes {', '.join(nodes)}: the model replays "
+                        "one zone (keep one node's zones in the file)")
+    m = _normal(text)
     managed = m and _field(path, text, "Normal", "managed", m.span(1))
     free = m and _field(path, text, "Normal", "pages free", m.span(1))
     if not (managed and free):
