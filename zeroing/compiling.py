@@ -33,7 +33,8 @@ def _cached(dispatcher):
 
 def _engine():
     from .engine import offload_retire, run_events
-    return [run_events, offload_retire]
+    from .trace_scan import _scan
+    return [run_events, offload_retire, _scan]
 
 
 def _generators():
@@ -65,6 +66,8 @@ def warm_up():
     numba_backend = get_backend("numba")  # content mode, and make run's throughput plot
     numba_backend.apply(numba_backend.alloc_pool(4), np.full(1, CLEAR, np.uint8),
                         np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64))
+    from .trace_scan import scan
+    scan(b"  a-1 [000] ..... 1.0: mm_page_free: page=0 pfn=0x1 order=0\n")  # replay's reader
 
 
 def _no_helper():

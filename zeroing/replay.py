@@ -243,9 +243,11 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
     watermarks and pcp limits, ``BuddyAllocator``). ``pages_from``: what set ``nr_pages``,
     for the message when the trace's pfns do not fit.
     """
+    from .compiling import notice_first_compile
     from .validate import check_memory
     if mode not in REPLAY_MODES:
         raise ValueError(f"unknown replay mode {mode!r}: choose from {', '.join(REPLAY_MODES)}")
+    notice_first_compile()  # before the trace's compiled reader first runs
     nr_cpus = 1
     if nr_pages is None or trace_clock:
         bar = _ByteBar(path, "sizing the zone") if progress else None

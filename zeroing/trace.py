@@ -14,6 +14,7 @@ With the trace's clock, ``workqueue_execute_start: ... function vmstat_update`` 
 vmstat worker, recorded beside them) are read too, as ``vmstat_update`` ticks of their CPU.
 """
 import bz2
+import codecs
 import copy
 import gzip
 import hashlib
@@ -23,6 +24,8 @@ import os
 import re
 import zlib
 from collections import OrderedDict
+
+import numpy as np
 
 from allocator.buddy import MAX_CPUS, MAX_PAGE_ORDER
 from allocator.flags import (GFP_BITS, GFP_MOVABLE_MASK, GFP_MOVABLE_SHIFT, GFP_NAMES,
@@ -284,30 +287,146 @@ def _cpu_time(head):
     return cpu, seconds * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
-def _lines(f, path, lenient, counts, progress):
-    """(lineno, line) of an open TraceFile; a damaged compressed stream raises TraceError,
-    or with ``lenient`` ends the lines and is recorded in ``counts["truncated"]``. A line
-    longer than ``MAX_LINE`` comes as its first ``MAX_LINE + 1`` characters, no newline."""
-    lineno = 0
+#: Text handed to the compiled reader at a time (characters; under MAX_LINE, so that only a
+#: line begun in an earlier block can be too long).
+BLOCK = 1 << 18
+#: What TextIOWrapper reads of its stream at a time (``read1``): reading the same pieces
+#: gives the same lines before a damaged part of a compressed file as reading line by line.
+_CHUNK = 8192
+
+
+def _blocks(f, lenient, counts, progress):
+    """(number of the first line, text, True) for blocks of whole lines of an open TraceFile,
+    and (its number, its first ``MAX_LINE + 1`` characters, False) for a line longer than
+    ``MAX_LINE``. Decoded as TextIOWrapper does (UTF-8 with replacement, universal newlines);
+    the last line may lack its newline. A damaged compressed stream gives the lines decoded
+    before it, then raises TraceError (with ``lenient``: records ``counts["truncated"]``)."""
+    decoder = io.IncrementalNewlineDecoder(
+        codecs.getincrementaldecoder("utf-8")(errors="replace"), translate=True)
+    read = getattr(f.stream, "read1", f.stream.read)
+    parts, size = [], 0  # whole lines not yet given out
+    head = ""  # the line begun, without its newline
+    long_line = None  # a line past MAX_LINE, given out once its newline comes
+    lineno = 0  # lines given out
     while True:
         try:
-            line = f.text.readline(MAX_LINE + 1)
-            if not line:
-                return
-            if len(line) > MAX_LINE and not line.endswith("\n"):
-                rest = line  # too long: skipped in bounded pieces, its start given as the line
-                while rest and not rest.endswith("\n"):
-                    rest = f.text.readline(MAX_LINE)
+            data = read(_CHUNK)
+            text = decoder.decode(data, final=not data)
         except DECOMPRESS_ERRORS as e:
+            if parts:
+                yield lineno + 1, "".join(parts), True
+                lineno += sum(part.count("\n") for part in parts)
             message = f.damage(e, lineno)
             if not lenient:
                 raise TraceError(message) from None
             counts["truncated"] = message
             return
-        lineno += 1
-        if progress is not None and lineno % 8192 == 0:
-            progress(f.offset, f.size)
-        yield lineno, line
+        if long_line is not None:  # skip to the end of the long line
+            cut = text.find("\n")
+            if cut < 0 and data:
+                continue
+            text = text[cut + 1:] if cut >= 0 else ""
+            if parts:
+                yield lineno + 1, "".join(parts), True
+                lineno += sum(part.count("\n") for part in parts)
+                parts, size = [], 0
+            lineno += 1
+            yield lineno, long_line, False
+            long_line = None
+        cut = text.find("\n")
+        if cut >= 0:
+            first = head + text[:cut + 1]
+            last = text.rfind("\n")
+            head = text[last + 1:]
+            if len(first) - 1 > MAX_LINE:  # readline(MAX_LINE + 1) would stop inside it
+                if parts:
+                    yield lineno + 1, "".join(parts), True
+                    lineno += sum(part.count("\n") for part in parts)
+                    parts, size = [], 0
+                lineno += 1
+                yield lineno, first[:MAX_LINE + 1], False
+                first = ""
+            parts += [first, text[cut + 1:last + 1]]
+            size += len(first) + last - cut
+        else:
+            head += text
+        if len(head) > MAX_LINE:
+            long_line, head = head[:MAX_LINE + 1], ""
+        if not data or size >= BLOCK:
+            if head and not data:
+                parts.append(head)
+            if parts:
+                text = "".join(parts)
+                if text:
+                    yield lineno + 1, text, True
+                    lineno += text.count("\n") + (not text.endswith("\n"))
+                parts, size = [], 0
+            if progress is not None:
+                progress(f.offset, f.size)
+            if not data:
+                return
+
+
+def _block_rows(path, first, text, one_line, events, counts, gfps, table, detail):
+    """The rows of a block of whole lines (``_blocks``): lines of the usual shape read by
+    ``trace_scan``, the others by ``one_line``, all in line order, counted as they come."""
+    from .trace_scan import EV_ALLOC, FAST, NAMES, scan
+    data = text.encode("utf-8")
+    if not text.endswith("\n"):
+        data += b"\n"
+    kind, out = scan(data)
+    fast = kind == FAST
+    allocs = np.flatnonzero(fast & (out[:, 0] == EV_ALLOC))
+    gfp = np.zeros(len(kind), np.int64)
+    for k, gs, ge in zip(allocs.tolist(), out[allocs, 7].tolist(), out[allocs, 8].tolist()):
+        flags = data[gs:ge]
+        bits = gfps.get(flags, -1)
+        if bits == -1:
+            try:
+                bits = parse_gfp(flags.decode(), table)
+                if bits & GFP_MOVABLE_MASK == GFP_MOVABLE_MASK:
+                    bits = None
+            except ValueError:
+                bits = None
+            gfps[flags] = bits
+        if bits is None:  # one_line names what is wrong with them
+            fast[k] = False
+        else:
+            gfp[k] = bits
+    if detail:
+        fast &= out[:, 9] != 0
+    lines = None if fast.all() else text.split("\n")
+    n = len(kind)
+    k = 0
+    while k < n:
+        if not fast[k]:
+            row = one_line(first + k, lines[k] + ("\n" if k < n - 1 or text.endswith("\n")
+                                                  else ""))
+            if row is not None:
+                yield row
+            k += 1
+            continue
+        end = k + 1
+        while end < n and fast[end]:
+            end += 1
+        ev = out[k:end, 0]
+        names = [NAMES[e] for e in ev.tolist()]
+        seen, at = np.unique(ev, return_index=True)
+        for e in seen[np.argsort(at)].tolist():  # in the order the lines name them
+            events[NAMES[e]] = events.get(NAMES[e], 0) + int(np.count_nonzero(ev == e))
+        mt = out[k:end, 3]
+        g = gfp[k:end]
+        differs = np.count_nonzero((ev == EV_ALLOC) & (mt >= 0)
+                                   & (mt != (g & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT))
+        if differs:
+            counts["migratetype_differs"] = counts.get("migratetype_differs", 0) + int(differs)
+        cols = [range(first + k, first + end), names, out[k:end, 1].tolist(),
+                out[k:end, 2].tolist(), g.tolist()]
+        if detail:
+            cols += [out[k:end, 5].tolist(), out[k:end, 6].tolist(), mt.tolist(),
+                     out[k:end, 4].tolist()]
+        yield from zip(*cols)
+        k = end
 
 
 def shown(line, width=160):
@@ -385,98 +504,111 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
 
 
 def _parse(path, lenient, table, counts, progress, detail):
-    """``read_events`` on the file itself."""
+    """``read_events`` on the file itself: blocks of lines through the compiled reader
+    (``trace_scan``), and each line it leaves, or a line too long for it, through
+    ``one_line``, the rules every line answers to."""
     events = counts.setdefault("events", {})
     counts.setdefault("malformed", 0)
     examples = counts.setdefault("malformed_examples", [])
-    with open_trace(path) as f:
-        for lineno, line in _lines(f, path, lenient, counts, progress):
-            if not line.strip() or line.lstrip().startswith("#") or _CALLCHAIN.match(line):
-                continue
-            if line.startswith(("cpus=", "version =", "CPU ")):
-                continue  # trace-cmd report headers
-            m = _EVENT.search(line)
-            try:
-                if len(line) > MAX_LINE and not line.endswith("\n"):  # cut by _lines
-                    raise ValueError(f"line longer than {MAX_LINE} characters (not a trace "
-                                     "line)")
-                if not m:
-                    other = _OTHER.search(line)
-                    if other:
-                        tick = None
-                        if detail and other.group(1) == "workqueue_execute_start" and \
-                                _VMSTAT_WORK.search(line):  # the vmstat worker ran here
-                            tick = (lineno, VMSTAT_TICK, 0, 0, 0,
-                                    *_cpu_time(line[:other.start(1)]), -1, -1)
-                        events[other.group(1)] = events.get(other.group(1), 0) + 1
-                        if tick:
-                            yield tick
-                        continue
-                    raise ValueError("not a trace event line")
-                name = m.group(1)
-                pairs = _FIELD.findall(line[m.end():])
-                fields = dict(pairs)
-                if len(fields) < len(pairs):
-                    twice = next(k for i, (k, _) in enumerate(pairs)
-                                 if k in (p for p, _ in pairs[:i]))
-                    raise ValueError(f"field {twice} given twice")
-                if name == "mm_page_alloc_extfrag":
-                    events[name] = events.get(name, 0) + 1
-                    continue
-                pfn = _int(fields, "pfn")
-                order = _int(fields, "order")
-                if not 0 <= order <= MAX_PAGE_ORDER:
-                    raise ValueError(f"order {order} out of range (0-{MAX_PAGE_ORDER}, the "
-                                     "model's MAX_PAGE_ORDER)")
-                if pfn < 0:
-                    raise ValueError(f"pfn {pfn} is negative")
-                if pfn & ((1 << order) - 1):  # the buddy hands out and takes back whole blocks
-                    raise ValueError(f"pfn {pfn:#x} is not aligned to its order {order} (a "
-                                     f"block of 2^{order} pages starts at a multiple of it)")
-                if name == "mm_page_free_batched" and order != 0:
-                    raise ValueError(f"order {order} on mm_page_free_batched (the kernel "
-                                     "prints order=0: it frees order-0 pages only)")
-                refill = -1
-                if name == "mm_page_alloc_zone_locked" and "percpu_refill" in fields:
-                    refill = _int(fields, "percpu_refill")
-                    if refill not in (0, 1):
-                        raise ValueError(f"percpu_refill {refill} out of range (0-1: the "
-                                         "kernel prints a flag)")
-                if name == "mm_page_alloc" and "gfp_flags" not in fields:
-                    raise ValueError("mm_page_alloc without gfp_flags (the model places and "
-                                     "zeroes by them)")
-                gfp = parse_gfp(fields["gfp_flags"], table) if name == "mm_page_alloc" else 0
-                if gfp & GFP_MOVABLE_MASK == GFP_MOVABLE_MASK:
-                    raise ValueError("gfp_flags has both __GFP_MOVABLE and __GFP_RECLAIMABLE "
-                                     "(no migratetype: gfp_migratetype() warns on it)")
-                mt = _int(fields, "migratetype") if "migratetype" in fields else -1
-                if not -1 <= mt <= MAX_MIGRATETYPE or (mt == -1 and "migratetype" in fields):
-                    raise ValueError(f"migratetype {mt} out of range (0-{MAX_MIGRATETYPE})")
-                pcp_order = pcp_allowed_order(order)
-                if refill == 1 and (not pcp_order or mt >= 3):
-                    raise ValueError("percpu_refill=1 with order "
-                                     f"{order}, migratetype {mt} (the "
-                                     "kernel sets it only for per-cpu orders, 0-3 and 9, of "
-                                     "migratetypes 0-2)")
-                if name == "mm_page_pcpu_drain" and not pcp_order:
-                    raise ValueError(f"order {order} on mm_page_pcpu_drain (per-cpu lists hold "
-                                     "orders 0-3 and 9 only)")
-                failed = name == "mm_page_alloc" and (fields.get("page") == "" or "(null)" in line)
-                row = (lineno, name, (-1 if failed else pfn), order, gfp)
-                if detail:
-                    row += (*_cpu_time(line[:m.start() + 1]), mt, refill)
-                # The line is good: count it (a skipped line is counted as malformed only).
+    gfps = {}  # gfp_flags bytes -> bits (None: Python names what is wrong with them)
+
+    def one_line(lineno, line):
+        """The row of one line (None for a line that is no kmem event, or was skipped)."""
+        if not line.strip() or line.lstrip().startswith("#") or _CALLCHAIN.match(line):
+            return None
+        if line.startswith(("cpus=", "version =", "CPU ")):
+            return None  # trace-cmd report headers
+        m = _EVENT.search(line)
+        try:
+            if len(line) > MAX_LINE and not line.endswith("\n"):  # cut by _blocks
+                raise ValueError(f"line longer than {MAX_LINE} characters (not a trace "
+                                 "line)")
+            if not m:
+                other = _OTHER.search(line)
+                if other:
+                    tick = None
+                    if detail and other.group(1) == "workqueue_execute_start" and \
+                            _VMSTAT_WORK.search(line):  # the vmstat worker ran here
+                        tick = (lineno, VMSTAT_TICK, 0, 0, 0,
+                                *_cpu_time(line[:other.start(1)]), -1, -1)
+                    events[other.group(1)] = events.get(other.group(1), 0) + 1
+                    return tick
+                raise ValueError("not a trace event line")
+            name = m.group(1)
+            pairs = _FIELD.findall(line[m.end():])
+            fields = dict(pairs)
+            if len(fields) < len(pairs):
+                twice = next(k for i, (k, _) in enumerate(pairs)
+                             if k in (p for p, _ in pairs[:i]))
+                raise ValueError(f"field {twice} given twice")
+            if name == "mm_page_alloc_extfrag":
                 events[name] = events.get(name, 0) + 1
-                if name == "mm_page_alloc" and mt >= 0 and \
-                        mt != (gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT:
-                    # The kernel prints gfp_migratetype(gfp_flags); the model takes the free
-                    # list from the flags the same way, unless mobility grouping is off there.
-                    counts["migratetype_differs"] = counts.get("migratetype_differs", 0) + 1
-                yield row
-            except ValueError as e:
-                if not lenient:
-                    raise TraceError(f"{path}:{lineno}: {shown(str(e), None)}: {shown(line)}") \
-                        from None
-                counts["malformed"] += 1
-                if len(examples) < 5:
-                    examples.append(f"{path}:{lineno}: {e}")
+                return None
+            pfn = _int(fields, "pfn")
+            order = _int(fields, "order")
+            if not 0 <= order <= MAX_PAGE_ORDER:
+                raise ValueError(f"order {order} out of range (0-{MAX_PAGE_ORDER}, the "
+                                 "model's MAX_PAGE_ORDER)")
+            if pfn < 0:
+                raise ValueError(f"pfn {pfn} is negative")
+            if pfn & ((1 << order) - 1):  # the buddy hands out and takes back whole blocks
+                raise ValueError(f"pfn {pfn:#x} is not aligned to its order {order} (a "
+                                 f"block of 2^{order} pages starts at a multiple of it)")
+            if name == "mm_page_free_batched" and order != 0:
+                raise ValueError(f"order {order} on mm_page_free_batched (the kernel "
+                                 "prints order=0: it frees order-0 pages only)")
+            refill = -1
+            if name == "mm_page_alloc_zone_locked" and "percpu_refill" in fields:
+                refill = _int(fields, "percpu_refill")
+                if refill not in (0, 1):
+                    raise ValueError(f"percpu_refill {refill} out of range (0-1: the "
+                                     "kernel prints a flag)")
+            if name == "mm_page_alloc" and "gfp_flags" not in fields:
+                raise ValueError("mm_page_alloc without gfp_flags (the model places and "
+                                 "zeroes by them)")
+            gfp = parse_gfp(fields["gfp_flags"], table) if name == "mm_page_alloc" else 0
+            if gfp & GFP_MOVABLE_MASK == GFP_MOVABLE_MASK:
+                raise ValueError("gfp_flags has both __GFP_MOVABLE and __GFP_RECLAIMABLE "
+                                 "(no migratetype: gfp_migratetype() warns on it)")
+            mt = _int(fields, "migratetype") if "migratetype" in fields else -1
+            if not -1 <= mt <= MAX_MIGRATETYPE or (mt == -1 and "migratetype" in fields):
+                raise ValueError(f"migratetype {mt} out of range (0-{MAX_MIGRATETYPE})")
+            pcp_order = pcp_allowed_order(order)
+            if refill == 1 and (not pcp_order or mt >= 3):
+                raise ValueError("percpu_refill=1 with order "
+                                 f"{order}, migratetype {mt} (the "
+                                 "kernel sets it only for per-cpu orders, 0-3 and 9, of "
+                                 "migratetypes 0-2)")
+            if name == "mm_page_pcpu_drain" and not pcp_order:
+                raise ValueError(f"order {order} on mm_page_pcpu_drain (per-cpu lists hold "
+                                 "orders 0-3 and 9 only)")
+            failed = name == "mm_page_alloc" and (fields.get("page") == "" or "(null)" in line)
+            row = (lineno, name, (-1 if failed else pfn), order, gfp)
+            if detail:
+                row += (*_cpu_time(line[:m.start() + 1]), mt, refill)
+            # The line is good: count it (a skipped line is counted as malformed only).
+            events[name] = events.get(name, 0) + 1
+            if name == "mm_page_alloc" and mt >= 0 and \
+                    mt != (gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT:
+                # The kernel prints gfp_migratetype(gfp_flags); the model takes the free
+                # list from the flags the same way, unless mobility grouping is off there.
+                counts["migratetype_differs"] = counts.get("migratetype_differs", 0) + 1
+            return row
+        except ValueError as e:
+            if not lenient:
+                raise TraceError(f"{path}:{lineno}: {shown(str(e), None)}: {shown(line)}") \
+                    from None
+            counts["malformed"] += 1
+            if len(examples) < 5:
+                examples.append(f"{path}:{lineno}: {e}")
+            return None
+
+    with open_trace(path) as f:
+        for lineno, text, whole in _blocks(f, lenient, counts, progress):
+            if not whole:  # a line past MAX_LINE: its first MAX_LINE + 1 characters
+                row = one_line(lineno, text)
+                if row is not None:
+                    yield row
+                continue
+            yield from _block_rows(path, lineno, text, one_line, events, counts, gfps, table,
+                                   detail)
