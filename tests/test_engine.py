@@ -1,6 +1,7 @@
 """Engine: policies, zeroing sites, hint designs, the sanitizer, page reporting, the CLI."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -145,6 +146,16 @@ def test_event_text_round_trip_and_errors():
     assert (parse_events(format_events(ev)) == ev).all()
     with pytest.raises(ValueError, match=r"trace.txt:2: unknown op 'fly'"):
         parse_events("0 idle 0 0 0 0\n1 fly 0 0 0 0\n", "trace.txt")
+    # A value its column cannot hold was numpy's OverflowError, naming nothing.
+    for line, why in (("0 alloc 300 0 0 0", "order 300 out of range (-128 to 127)"),
+                      ("0 alloc 0 70000 0 0", "cpu 70000 out of range (0 to 65535)"),
+                      ("0 alloc 0 0 0x1ffffffff 0", "gfp 8589934591 out of range"),
+                      ("-1 idle 0 0 0 0", "time -1 out of range (0 to"),
+                      ("0 free 0 0 0 99999999999999999999", "ref 99999999999999999999 out")):
+        with pytest.raises(ValueError, match=r"e.txt:2: " + re.escape(why)):
+            parse_events("0 idle 0 0 0 0\n" + line + "\n", "e.txt")
+    with pytest.raises(ValueError, match=r"e.txt:2: time 5 is before the line before's 9"):
+        parse_events("9 idle 0 0 0 0\n5 idle 0 0 0 0\n", "e.txt")
 
 
 def test_cli_run_writes_json(tmp_path):

@@ -67,8 +67,10 @@ def format_events(events):
 
 
 def parse_events(text, source="<events>"):
-    """Parse the text form; a bad line raises ValueError naming source, line and reason."""
+    """Parse the text form; a bad line (a value its column cannot hold, a time before the
+    line before) raises ValueError naming source, line and reason."""
     codes = {v: k for k, v in OP_NAMES.items()}
+    limits = [(name, np.iinfo(EVENT_DTYPE[name])) for name in EVENT_DTYPE.names]
     rows = []
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
@@ -80,8 +82,17 @@ def parse_events(text, source="<events>"):
         if parts[1] not in codes:
             raise ValueError(f"{source}:{lineno}: unknown op {parts[1]!r}")
         try:
-            rows.append((int(parts[0]), codes[parts[1]], int(parts[2]), int(parts[3]),
-                         int(parts[4], 0), int(parts[5])))
+            row = (int(parts[0]), codes[parts[1]], int(parts[2]), int(parts[3]),
+                   int(parts[4], 0), int(parts[5]))
         except ValueError as e:
             raise ValueError(f"{source}:{lineno}: {e}") from None
+        for (name, limit), value in zip(limits, row):
+            if not limit.min <= value <= limit.max or (name == "time" and value < 0):
+                raise ValueError(f"{source}:{lineno}: {name} {value} out of range "
+                                 f"({max(limit.min, 0) if name == 'time' else limit.min} to "
+                                 f"{limit.max})")
+        if rows and row[0] < rows[-1][0]:
+            raise ValueError(f"{source}:{lineno}: time {row[0]} is before the line before's "
+                             f"{rows[-1][0]} (times do not decrease)")
+        rows.append(row)
     return np.array(rows, dtype=EVENT_DTYPE)
