@@ -33,6 +33,16 @@ def parsed(path, lenient=False, detail=False):
     return rows, counts
 
 
+def same_both_ways(folder, lines, lenient, detail):
+    """A file of ``lines`` reads the same compiled and in Python (rows, counts or error)."""
+    path = str(folder / "t.txt")
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write("\n".join(lines) + "\n")
+    fast = parsed(path, lenient, detail)
+    with python_only():
+        assert fast == parsed(path, lenient, detail)
+
+
 @pytest.mark.parametrize("path", TRACES, ids=os.path.basename)
 @pytest.mark.parametrize("detail", [False, True])
 def test_every_capture_reads_the_same_compiled_and_in_python(path, detail):
@@ -104,12 +114,7 @@ def hostile_line(draw):
        detail=st.booleans())
 def test_hostile_lines_read_the_same_compiled_and_in_python(tmp_path_factory, lines, lenient,
                                                            detail):
-    path = str(tmp_path_factory.mktemp("t") / "t.txt")
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write("\n".join(lines) + "\n")
-    fast = parsed(path, lenient, detail)
-    with python_only():
-        assert fast == parsed(path, lenient, detail)
+    same_both_ways(tmp_path_factory.mktemp("t"), lines, lenient, detail)
 
 
 # ---- the block reader against TextIOWrapper's lines ---------------------------------------
@@ -260,8 +265,4 @@ TRICKY = [
 @pytest.mark.parametrize("lenient", [False, True])
 @pytest.mark.parametrize("detail", [False, True])
 def test_tricky_lines_read_the_same_compiled_and_in_python(tmp_path, line, lenient, detail):
-    path = tmp_path / "t.txt"
-    path.write_text(BASES[3] + "\n" + line + "\n" + BASES[2] + "\n", newline="")
-    fast = parsed(str(path), lenient, detail)
-    with python_only():
-        assert fast == parsed(str(path), lenient, detail)
+    same_both_ways(tmp_path, [BASES[3], line, BASES[2]], lenient, detail)

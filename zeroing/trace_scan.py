@@ -56,6 +56,20 @@ def _space(c):
 
 
 @njit(cache=True, inline="always")
+def _past_spaces(buf, i, e):
+    while i < e and _space(buf[i]):
+        i += 1
+    return i
+
+
+@njit(cache=True, inline="always")
+def _token_end(buf, i, e):
+    while i < e and not _space(buf[i]):
+        i += 1
+    return i
+
+
+@njit(cache=True, inline="always")
 def _digit(c):
     return 48 <= c <= 57
 
@@ -130,8 +144,7 @@ def _number(buf, i, j):
 def _line(buf, s, e, names, keys, out, row):
     """Fill ``out[row]`` for line buf[s:e] (no newline); FAST when every rule holds."""
     i = s
-    while i < e and _space(buf[i]):
-        i += 1
+    i = _past_spaces(buf, i, e)
     if i == e:
         return SLOW
     c = buf[i]
@@ -157,8 +170,7 @@ def _line(buf, s, e, names, keys, out, row):
         k -= 1
     if k == i - 1 or buf[k] != 45:  # no -pid
         return SLOW
-    while i < e and _space(buf[i]):
-        i += 1
+    i = _past_spaces(buf, i, e)
     # [cpu]
     if i == e or buf[i] != 91:
         return SLOW
@@ -173,21 +185,17 @@ def _line(buf, s, e, names, keys, out, row):
     i = j + 1
     if i == e or not _space(buf[i]):
         return SLOW
-    while i < e and _space(buf[i]):
-        i += 1
+    i = _past_spaces(buf, i, e)
     # [flags] sec.frac:
     t = i
-    while i < e and not _space(buf[i]):
-        i += 1
+    i = _token_end(buf, i, e)
     if i > t and buf[i - 1] != 58:  # a flags token: dots, letters, digits only
         for k in range(t, i):
             if not (_word(buf[k]) or buf[k] == 46) or buf[k] == 95:
                 return SLOW
-        while i < e and _space(buf[i]):
-            i += 1
+        i = _past_spaces(buf, i, e)
         t = i
-        while i < e and not _space(buf[i]):
-            i += 1
+        i = _token_end(buf, i, e)
     # buf[t:i] is "sec.frac:"
     if i - t < 4 or buf[i - 1] != 58:
         return SLOW
@@ -209,8 +217,7 @@ def _line(buf, s, e, names, keys, out, row):
         ns *= 10
     if i == e or not _space(buf[i]):
         return SLOW
-    while i < e and _space(buf[i]):
-        i += 1
+    i = _past_spaces(buf, i, e)
     # [kmem:]event:
     t = i
     while i < e and buf[i] != 58 and not _space(buf[i]):
@@ -239,8 +246,7 @@ def _line(buf, s, e, names, keys, out, row):
     pfn = order = mt = refill = -1
     gs = ge = -1
     while True:
-        while i < e and _space(buf[i]):
-            i += 1
+        i = _past_spaces(buf, i, e)
         if i == e:
             break
         t = i
