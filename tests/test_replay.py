@@ -228,3 +228,20 @@ def test_exact_replay_in_a_zone_from_a_zoneinfo_says_what_set_it(capsys):
     assert rc == 2 and "\n" not in err, err
     assert "--zoneinfo" in err and "gives a zone of 5394266 pages" in err
     assert "--replay-mode requests" in err
+
+
+def test_a_6x_failed_allocation_is_no_allocation_of_pfn_0(tmp_path):
+    """6.x prints a failed allocation as ``page=0000000000000000 pfn=0x0`` (%p prints NULL
+    as it is): two failed THP tries (alloc_pages_mpol's __GFP_THISNODE try, then the retry)
+    were read as allocations of pfn 0, and replayed as two 2 MiB user clears."""
+    path = tmp_path / "t.txt"
+    fail = ("  a-1 [000] .....  1.00000{}: mm_page_alloc: page=0000000000000000 pfn=0x0 "
+            "order=9 migratetype=1 gfp_flags=GFP_TRANSHUGE_LIGHT|__GFP_THISNODE\n")
+    path.write_text(fail.format(1) + fail.format(2) +
+                    "  a-1 [000] .....  1.000003: mm_page_alloc: page=00000000abcd pfn=0x200 "
+                    "order=0 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO\n")
+    rows = list(read_events(str(path)))
+    assert [r[2] for r in rows] == [-1, -1, 0x200]
+    r = replay(str(path), make_policy("baseline"), "requests")
+    assert r["counters"]["zero_user"] == 0 and r["counters"]["zero_alloc"] == 1
+    assert r["anomalies"] == {"failed_alloc": 2}

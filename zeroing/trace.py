@@ -8,7 +8,8 @@ Formats (include/trace/events/kmem.h, 6.x; DOMAIN.md section 6):
   mm_page_alloc_zone_locked: page=%p pfn=0x%lx order=%u migratetype=%d percpu_refill=%d
   mm_page_pcpu_drain: page=%p pfn=0x%lx order=%d migratetype=%d
 Before ~5.14 the pfn was printed in decimal; a failed allocation prints ``page= (null) pfn=0``
-(6.x: pfn=0 with page (null)); gfp_flags may be names (composites first, old kernels'
+on old kernels and ``page=0000000000000000 pfn=0x0`` on 6.x (%p prints NULL as it is, not
+hashed: lib/vsprintf.c ptr_to_id); gfp_flags may be names (composites first, old kernels'
 ``GFP_ZERO`` style), a hex number (some libtraceevent versions), or ``none``.
 With the trace's clock, ``workqueue_execute_start: ... function vmstat_update`` lines (the
 vmstat worker, recorded beside them) are read too, as ``vmstat_update`` ticks of their CPU.
@@ -252,6 +253,8 @@ def parse_gfp(value, table=None):
 
 
 _NUMBER = {10: re.compile(r"-?[0-9]+"), 16: re.compile(r"-?[0-9a-fA-F]+")}
+#: A NULL page pointer as %p prints it (6.x: zeros; a failed allocation, with pfn 0).
+_NULL_PAGE = re.compile(r"(?:0x)?0+|\(nil\)")
 _HEX = re.compile(r"0x[0-9a-fA-F]+")
 #: MIGRATE_TYPES is at most 6 (Unmovable, Movable, Reclaimable, HighAtomic, CMA, Isolate).
 MAX_MIGRATETYPE = 5
@@ -582,7 +585,9 @@ def _parse(path, lenient, table, counts, progress, detail):
             if name == "mm_page_pcpu_drain" and not pcp_order:
                 raise ValueError(f"order {order} on mm_page_pcpu_drain (per-cpu lists hold "
                                  "orders 0-3 and 9 only)")
-            failed = name == "mm_page_alloc" and (fields.get("page") == "" or "(null)" in line)
+            failed = name == "mm_page_alloc" and (fields.get("page") == "" or "(null)" in line
+                                                  or (pfn == 0 and _NULL_PAGE.fullmatch(
+                                                      fields.get("page", "0"))))
             row = (lineno, name, (-1 if failed else pfn), order, gfp)
             if detail:
                 row += (*_cpu_time(line[:m.start() + 1]), mt, refill)

@@ -294,7 +294,7 @@ def _line(buf, s, e, names, keys, out, row):
         return SLOW
     if ev == EV_BATCHED and order != 0:
         return SLOW
-    if ev == EV_ALLOC and gs < 0:
+    if ev == EV_ALLOC and (gs < 0 or pfn == 0):  # pfn 0: a failed allocation's, maybe
         return SLOW
     if ev != EV_ZONE_LOCKED:
         refill = -1
