@@ -245,3 +245,39 @@ def test_a_6x_failed_allocation_is_no_allocation_of_pfn_0(tmp_path):
     r = replay(str(path), make_policy("baseline"), "requests")
     assert r["counters"]["zero_user"] == 0 and r["counters"]["zero_alloc"] == 1
     assert r["anomalies"] == {"failed_alloc": 2}
+
+
+EXTFRAG = ("  a-1 [000] .....  1.00000{t}: mm_page_alloc_extfrag: page=00000000abcd pfn={pfn} "
+           "alloc_order={order} fallback_order=10 pageblock_order=9 alloc_migratetype={mt} "
+           "fallback_migratetype=1 fragmenting=0 change_ownership=1\n")
+LOCKED = ("  a-1 [000] .....  1.00000{t}: mm_page_alloc_zone_locked: page=00000000abcd "
+          "pfn={pfn} order=0 migratetype=1 percpu_refill=1\n")
+
+
+def test_steals_and_whole_block_claims_take_from_the_buddy_unseen_by_zone_locked(tmp_path):
+    """6.18 prints mm_page_alloc_zone_locked in __rmqueue_smallest only: a claim of less than
+    a pageblock ends there (zone_locked, then extfrag, of one pfn: counted once), while a
+    steal (__rmqueue_steal) and a whole-pageblock claim print extfrag alone. Those pages left
+    the buddy too: the NR_FREE_PAGES change counts them, and a list refilled by a steal is a
+    refilled list when the per-cpu lists' start is inferred."""
+    path = tmp_path / "t.txt"
+    path.write_text(LOCKED.format(t=1, pfn="0x200")
+                    + EXTFRAG.format(t=2, pfn="0x200", order=0, mt=1)  # a partial claim
+                    + EXTFRAG.format(t=3, pfn="0x401", order=0, mt=0)  # a steal
+                    + EXTFRAG.format(t=4, pfn="0x800", order=9, mt=1))  # a whole block
+    rows = list(read_events(str(path)))
+    assert [(r[1][8:], r[2], r[3]) for r in rows] == [
+        ("alloc_zone_locked", 0x200, 0), ("alloc_extfrag", 0x200, 0),
+        ("alloc_extfrag", 0x401, 0), ("alloc_extfrag", 0x800, 9)]
+    _, info = trace_to_events(str(path))
+    assert info["zone_locked_pages"] == 1 and info["extfrag_pages"] == 1 + 512
+    assert info["nr_free_pages_delta"] == -(1 + 1 + 512)
+    from zeroing.pcp_start import TraceLists
+    lists = TraceLists.from_trace(lambda: read_events(str(path), detail=True),
+                                  lambda order, mt: 3 * order + mt)
+    refilled = {(o, mt): done for o, mt, _, done in lists.lists[0].values()}
+    assert refilled == {(0, 1): True, (0, 0): True, (9, 1): True}
+    bad = tmp_path / "bad.txt"
+    bad.write_text(EXTFRAG.format(t=1, pfn="0x401", order=0, mt=0).replace("alloc_order=0 ", ""))
+    with pytest.raises(TraceError, match=r"bad.txt:1: missing alloc_order="):
+        list(read_events(str(bad)))

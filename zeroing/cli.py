@@ -387,9 +387,11 @@ def cmd_replay(args):
                  else ""))
         seen = result["events"]
         if seen.get("mm_page_alloc_zone_locked") or seen.get("mm_page_pcpu_drain"):
-            print(f"trace: mm_page_alloc_zone_locked {result['zone_locked_pages']} pages, "
-                  f"mm_page_pcpu_drain {result['pcpu_drain_pages']} pages, NR_FREE_PAGES "
-                  f"{result['nr_free_pages_delta']:+d}")
+            stolen = (f", mm_page_alloc_extfrag {result['extfrag_pages']} pages (steals and "
+                      "whole-pageblock claims)" if result["extfrag_pages"] else "")
+            print(f"trace: mm_page_alloc_zone_locked {result['zone_locked_pages']} pages"
+                  f"{stolen}, mm_page_pcpu_drain {result['pcpu_drain_pages']} pages, "
+                  f"NR_FREE_PAGES {result['nr_free_pages_delta']:+d}")
         else:  # not a kernel that moved nothing: the capture left those events out
             print("trace: no mm_page_alloc_zone_locked or mm_page_pcpu_drain events recorded "
                   "(the kernel's refills, drains and NR_FREE_PAGES change are unknown)")

@@ -4,7 +4,9 @@ A /proc/zoneinfo taken before a capture gives each CPU's ``count`` (pages on all
 lists) and ``high``, not the lists. The trace tells more, list by list (a list is a CPU's
 ``pindex``: order and migratetype, one list per THP kind):
 - ``rmqueue_pcplist()`` refills a list only when it is empty, and a refill shows as
-  ``mm_page_alloc_zone_locked`` with ``percpu_refill=1`` (order, the list's migratetype).
+  ``mm_page_alloc_zone_locked`` with ``percpu_refill=1`` (order, the list's migratetype), or
+  where it steals from another migratetype's blocks (or claims a whole pageblock) as
+  ``mm_page_alloc_extfrag`` alone (alloc_order, alloc_migratetype: ``BuddyTakes``).
   So a list the trace refills held, at the start, exactly what left it before its first
   refill less what came onto it: allocations it served (``mm_page_alloc`` on that CPU, of
   that order and the gfp's migratetype), plus blocks drained from it
@@ -29,7 +31,7 @@ prints on the draining CPU).
 """
 from allocator.flags import MIGRATE_PCPTYPES, MigrateType, gfp_migratetype
 
-from .trace import PAGEBLOCK_ORDER, BatchedRepeats, TraceError, pcp_allowed_order
+from .trace import PAGEBLOCK_ORDER, BatchedRepeats, BuddyTakes, TraceError, pcp_allowed_order
 
 MOVABLE = int(MigrateType.MOVABLE)
 
@@ -41,6 +43,7 @@ def _pageblock_migratetypes(rows, path):
     drained, allocated = {}, {}
     moves = 0  # refills and drains: the lists' only witnesses
     for lineno, name, pfn, order, gfp, _, _, mt, _ in rows:
+        moves += name == "mm_page_alloc_extfrag"
         if name in ("mm_page_alloc_zone_locked", "mm_page_pcpu_drain"):
             moves += 1
             if mt < 0:
@@ -76,6 +79,7 @@ class TraceLists:
         net, peak = {}, {}
         alloc_mt = {}  # pfn -> migratetype of its allocation, while it is live
         repeats = BatchedRepeats()
+        takes = BuddyTakes()
         pindex = {}  # (order, migratetype) -> list: a compiled call per row cost ~15 us
 
         def moved(cpu, order, mt, blocks, refill=False):
@@ -104,7 +108,11 @@ class TraceLists:
                 alloc_mt[pfn] = int(gfp_migratetype(gfp))
                 moved(cpu, order, alloc_mt[pfn], 1)
             elif name == "mm_page_alloc_zone_locked":
+                takes.zone_locked(pfn)
                 if refill == 1 or (refill < 0 and mt < MIGRATE_PCPTYPES):
+                    moved(cpu, order, mt, 0, refill=True)
+            elif name == "mm_page_alloc_extfrag":  # a steal refills as zone_locked does
+                if takes.uncounted(pfn) and 0 <= mt < MIGRATE_PCPTYPES:
                     moved(cpu, order, mt, 0, refill=True)
             elif name == "mm_page_pcpu_drain":
                 moved(cpu, order, mt, 1)

@@ -24,8 +24,8 @@ from allocator.flags import (GFP_BITS, GFP_MOVABLE_SHIFT, MIGRATETYPE_NAMES,
 from .events import (EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE, EV_VMSTAT,
                      EVENT_DTYPE)
 from .run import BadEventError, Simulation
-from .trace import (KMEM_EVENTS, PAGEBLOCK_ORDER, VMSTAT_TICK, BatchedRepeats, TraceError,
-                    pcp_allowed_order, read_events)
+from .trace import (KMEM_EVENTS, PAGEBLOCK_ORDER, VMSTAT_TICK, BatchedRepeats, BuddyTakes,
+                    TraceError, pcp_allowed_order, read_events)
 
 REPLAY_MODES = ("exact", "requests")
 _USER = GFP_BITS["__GFP_MOVABLE"] | GFP_BITS["__GFP_HARDWALL"] | GFP_BITS["__GFP_HIGHMEM"]
@@ -56,8 +56,10 @@ class TraceConverter:
         self.counts = {}
         self.live = {}  # traced pfn -> [row in this chunk or -1, model pfn once settled, order]
         self.repeats = BatchedRepeats()
+        self.takes = BuddyTakes()
         self.delta = 0
         self.zone_locked_pages = self.pcpu_drain_pages = 0  # what the traced kernel moved
+        self.extfrag_pages = 0  # taken from the buddy by steals and whole-block claims
         self.max_pfn = 0
         self.emitted = 0
         self.vmstat_ticks = 0  # the trace's vmstat_update ticks, taken in place of the model's
@@ -98,6 +100,11 @@ class TraceConverter:
         elif name == "mm_page_alloc_zone_locked":
             self.delta -= 1 << order
             self.zone_locked_pages += 1 << order
+            self.takes.zone_locked(pfn)
+        elif name == "mm_page_alloc_extfrag":
+            if self.takes.uncounted(pfn):
+                self.delta -= 1 << order
+                self.extfrag_pages += 1 << order
         elif name == "mm_page_pcpu_drain":
             self.delta += 1 << order
             self.pcpu_drain_pages += 1 << order
@@ -173,6 +180,7 @@ class TraceConverter:
                 "anomalies": anomalies,
                 "nr_free_pages_delta": self.delta,
                 "zone_locked_pages": self.zone_locked_pages,
+                "extfrag_pages": self.extfrag_pages,
                 "pcpu_drain_pages": self.pcpu_drain_pages,
                 "max_pfn": self.max_pfn, "truncated": self.counts.get("truncated"),
                 "vmstat_ticks": self.vmstat_ticks}

@@ -7,6 +7,8 @@ Formats (include/trace/events/kmem.h, 6.x; DOMAIN.md section 6):
   mm_page_free_batched: page=%p pfn=0x%lx order=0
   mm_page_alloc_zone_locked: page=%p pfn=0x%lx order=%u migratetype=%d percpu_refill=%d
   mm_page_pcpu_drain: page=%p pfn=0x%lx order=%d migratetype=%d
+  mm_page_alloc_extfrag: page=%p pfn=0x%lx alloc_order=%d fallback_order=%d ...
+      alloc_migratetype=%d fallback_migratetype=%d ... (read as order and migratetype)
 Before ~5.14 the pfn was printed in decimal; a failed allocation prints ``page= (null) pfn=0``
 on old kernels and ``page=0000000000000000 pfn=0x0`` on 6.x (%p prints NULL as it is, not
 hashed: lib/vsprintf.c ptr_to_id); gfp_flags may be names (composites first, old kernels'
@@ -78,6 +80,30 @@ def pcp_allowed_order(order, thp=True):
 #: The event name ``read_events`` gives such a line (with ``detail``).
 VMSTAT_TICK = "vmstat_update"
 _CALLCHAIN = re.compile(r"^\s+(?:=>|[0-9a-f]{6,}\s|\[?<[0-9a-f]+>\]?)")
+
+
+class BuddyTakes:
+    """Which ``mm_page_alloc_extfrag`` lines took pages from the buddy that no
+    ``mm_page_alloc_zone_locked`` line counted (6.18): a claim of less than a pageblock ends in
+    ``__rmqueue_smallest()``, which prints zone_locked for the same pfn just before; a steal
+    (``__rmqueue_steal``) and a claim of a whole pageblock or more print extfrag only."""
+
+    RECENT = 64
+
+    def __init__(self):
+        self.recent = OrderedDict()
+
+    def zone_locked(self, pfn):
+        self.recent[pfn] = None
+        if len(self.recent) > self.RECENT:
+            self.recent.popitem(last=False)
+
+    def uncounted(self, pfn):
+        """True for an extfrag line whose pages no zone_locked line counted."""
+        if pfn in self.recent:
+            del self.recent[pfn]
+            return False
+        return True
 
 
 class BatchedRepeats:
@@ -544,11 +570,13 @@ def _parse(path, lenient, table, counts, progress, detail):
                 twice = next(k for i, (k, _) in enumerate(pairs)
                              if k in (p for p, _ in pairs[:i]))
                 raise ValueError(f"field {twice} given twice")
-            if name == "mm_page_alloc_extfrag":
-                events[name] = events.get(name, 0) + 1
-                return None
+            # mm_page_alloc_extfrag (a steal or a claim from another migratetype) names the
+            # block's order and list alloc_order and alloc_migratetype.
+            extfrag = name == "mm_page_alloc_extfrag"
+            order_key, mt_key = (("alloc_order", "alloc_migratetype") if extfrag
+                                 else ("order", "migratetype"))
             pfn = _int(fields, "pfn")
-            order = _int(fields, "order")
+            order = _int(fields, order_key)
             if not 0 <= order <= MAX_PAGE_ORDER:
                 raise ValueError(f"order {order} out of range (0-{MAX_PAGE_ORDER}, the "
                                  "model's MAX_PAGE_ORDER)")
@@ -573,8 +601,8 @@ def _parse(path, lenient, table, counts, progress, detail):
             if gfp & GFP_MOVABLE_MASK == GFP_MOVABLE_MASK:
                 raise ValueError("gfp_flags has both __GFP_MOVABLE and __GFP_RECLAIMABLE "
                                  "(no migratetype: gfp_migratetype() warns on it)")
-            mt = _int(fields, "migratetype") if "migratetype" in fields else -1
-            if not -1 <= mt <= MAX_MIGRATETYPE or (mt == -1 and "migratetype" in fields):
+            mt = _int(fields, mt_key) if mt_key in fields else -1
+            if not -1 <= mt <= MAX_MIGRATETYPE or (mt == -1 and mt_key in fields):
                 raise ValueError(f"migratetype {mt} out of range (0-{MAX_MIGRATETYPE})")
             pcp_order = pcp_allowed_order(order)
             if refill == 1 and (not pcp_order or mt >= 3):
