@@ -281,3 +281,23 @@ def test_steals_and_whole_block_claims_take_from_the_buddy_unseen_by_zone_locked
     bad.write_text(EXTFRAG.format(t=1, pfn="0x401", order=0, mt=0).replace("alloc_order=0 ", ""))
     with pytest.raises(TraceError, match=r"bad.txt:1: missing alloc_order="):
         list(read_events(str(bad)))
+
+
+@pytest.mark.parametrize("gfp,order,op", [
+    ("GFP_HIGHUSER_MOVABLE|__GFP_ZERO|__GFP_COMP", 0, "fault"),  # vma_alloc_zeroed_movable_folio
+    ("GFP_HIGHUSER_MOVABLE|__GFP_COMP", 0, "alloc"),  # page cache
+    ("GFP_TRANSHUGE|__GFP_NORETRY|__GFP_THISNODE", 9, "fault"),  # the 6.18 THP capture's
+    ("GFP_TRANSHUGE_LIGHT", 4, "fault"),  # an anonymous mTHP: alloc_anon_folio
+    ("GFP_HIGHUSER_MOVABLE|__GFP_WRITE|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP", 8, "alloc"),
+    ("GFP_HIGHUSER_MOVABLE|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP", 9, "alloc"),  # page cache
+    ("GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_RETRY_MAYFAIL|__GFP_NOWARN", 9, "alloc"),  # hugetlb
+    ("GFP_KERNEL|__GFP_ZERO", 0, "alloc"),
+])
+def test_classify_takes_faults_by_the_fault_paths_flags(gfp, order, op):
+    """An anonymous THP or mTHP fault (GFP_TRANSHUGE*, any order) is cleared at the fault;
+    an order-9 page-cache folio or hugetlb pool page (the user bits, without GFP_TRANSHUGE's
+    __GFP_NOMEMALLOC) is not, where order 9 alone used to make a fault."""
+    from zeroing.events import EV_ALLOC, EV_FAULT
+    from zeroing.replay import classify
+    from zeroing.trace import parse_gfp
+    assert classify(parse_gfp(gfp), order) == {"fault": EV_FAULT, "alloc": EV_ALLOC}[op]

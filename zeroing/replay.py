@@ -24,18 +24,28 @@ from allocator.flags import (GFP_BITS, GFP_MOVABLE_SHIFT, MIGRATETYPE_NAMES,
 from .events import (EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE, EV_VMSTAT,
                      EVENT_DTYPE)
 from .run import BadEventError, Simulation
-from .trace import (KMEM_EVENTS, PAGEBLOCK_ORDER, VMSTAT_TICK, BatchedRepeats, BuddyTakes,
+from .trace import (KMEM_EVENTS, VMSTAT_TICK, BatchedRepeats, BuddyTakes,
                     TraceError, pcp_allowed_order, read_events)
 
 REPLAY_MODES = ("exact", "requests")
 _USER = GFP_BITS["__GFP_MOVABLE"] | GFP_BITS["__GFP_HARDWALL"] | GFP_BITS["__GFP_HIGHMEM"]
+#: What GFP_TRANSHUGE_LIGHT (and GFP_TRANSHUGE) add to a user allocation's flags.
+_TRANSHUGE = _USER | GFP_BITS["__GFP_COMP"] | GFP_BITS["__GFP_NOMEMALLOC"]
 
 
 def classify(gfp, order):
-    """A user fault (the zeroing happens at the fault site) or a kernel allocation."""
-    if gfp & _USER == _USER and ((order == 0 and gfp & __GFP_ZERO) or order == PAGEBLOCK_ORDER):
-        return EV_FAULT
-    return EV_ALLOC
+    """A user fault (the zeroing happens at the fault site) or a kernel allocation.
+
+    An order-0 anonymous fault asks ``GFP_HIGHUSER_MOVABLE | __GFP_ZERO``
+    (``vma_alloc_zeroed_movable_folio()``, x86); a THP or mTHP fault of any order asks
+    ``vma_thp_gfp_mask()``'s GFP_TRANSHUGE(_LIGHT), without __GFP_ZERO (``folio_zero_user()``
+    clears it). A page-cache folio or a hugetlb pool page carries the user bits too, but not
+    GFP_TRANSHUGE's __GFP_NOMEMALLOC: nothing clears it at allocation."""
+    if gfp & _USER != _USER:
+        return EV_ALLOC
+    if order == 0:
+        return EV_FAULT if gfp & __GFP_ZERO else EV_ALLOC
+    return EV_FAULT if gfp & _TRANSHUGE == _TRANSHUGE else EV_ALLOC
 
 
 class TraceConverter:
