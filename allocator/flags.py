@@ -103,6 +103,8 @@ GFP_TRANSHUGE_LIGHT = (
     | GFP_BITS["__GFP_NOWARN"]
 ) & ~_RECLAIM
 GFP_TRANSHUGE = GFP_TRANSHUGE_LIGHT | GFP_BITS["__GFP_DIRECT_RECLAIM"]
+#: A user page table's page (``pte_alloc_one()``: GFP_PGTABLE_KERNEL | __GFP_ACCOUNT).
+GFP_PGTABLE_USER = GFP_KERNEL | GFP_BITS["__GFP_ACCOUNT"] | GFP_BITS["__GFP_ZERO"]
 
 #: Composite names as the 6.18 tracepoint prints them, composites first (``show_gfp_flags``).
 GFP_NAMES = {

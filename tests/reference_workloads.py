@@ -5,7 +5,7 @@ they use is imported, not copied); only the imports are merged; unaware_user is 
 version with a caller mix."""
 import numpy as np
 
-from allocator.flags import GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZERO
+from allocator.flags import GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_PGTABLE_USER, __GFP_ZERO
 from zeroing.events import (EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE,
                             EVENT_DTYPE)
 from zeroing.workloads.stream import Stream
@@ -100,11 +100,14 @@ def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12
     ``size_mb`` of anonymous memory, frees it (munmap, in address order), and sleeps
     ``idle_s`` so free page reporting (2 s delayed work) can report and the host zero.
 
-    THP on: order-9 faults (``vma_alloc_folio`` + ``folio_zero_user``); off: order-0 faults
-    (``vma_alloc_zeroed_movable_folio``, GFP_HIGHUSER_MOVABLE | __GFP_ZERO on x86).
+    THP on: order-9 faults (``vma_alloc_folio`` + ``folio_zero_user``), each followed by its
+    deposited page table (GFP_PGTABLE_USER); munmap frees the tables, then the THPs. Off:
+    order-0 faults (``vma_alloc_zeroed_movable_folio``, GFP_HIGHUSER_MOVABLE | __GFP_ZERO on
+    x86), a PTE table before the first fault of each 2 MiB; munmap frees the pages, then the
+    tables.
     A guest is never quiet: per fault, with probability ``noise`` (drawn from ``seed``), a
-    kernel allocation (order 0-1, half with __GFP_ZERO: page tables, vmalloc'd stacks,
-    get_zeroed_page; a slab page never carries __GFP_ZERO) that lives for a while.
+    kernel allocation (order 0-1, half with __GFP_ZERO: vmalloc'd stacks, get_zeroed_page and
+    the like; a slab page never carries __GFP_ZERO) that lives for a while.
     """
     rng = np.random.default_rng(seed)
     s = Stream(step_ns=250)
@@ -115,15 +118,19 @@ def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12
     kernel = []
     s.idle(idle_s)  # boot-time free memory gets reported before the first round
     for _ in range(rounds):
-        refs = []
-        for _ in range(n):
+        refs, tables = [], []
+        for j in range(n):
+            if not thp and j % 512 == 0:
+                tables.append(s.alloc(0, GFP_PGTABLE_USER))
             refs.append(s.fault(order, cost_ns=250 << order, touched=touched))
+            if thp:
+                tables.append(s.alloc(0, GFP_PGTABLE_USER))
             if rng.random() < noise * (1 << order):
                 gfp = (GFP_RECLAIMABLE if rng.random() < 0.5 else GFP_KERNEL)
                 kernel.append(s.alloc(int(rng.integers(0, 2)), gfp | (__GFP_ZERO if rng.random() < 0.5 else 0)))
             if kernel and rng.random() < noise * (1 << order) * 0.9:
                 s.free(kernel.pop(int(rng.integers(len(kernel)))))
-        for r in refs:
+        for r in (tables + refs if thp else refs + tables):
             s.free(r, cost_ns=50)
         s.idle(idle_s)
     return s.events()

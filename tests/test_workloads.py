@@ -340,3 +340,23 @@ def test_idle_time_is_the_time_asked_for(name, params, idles, idle_s):
     gaps = np.diff(np.concatenate([[0], ev["time"]]))[ev["op"] == EV_IDLE]
     assert gaps.sum() == idles * round(idle_s * 1e9)
     assert (gaps <= 1_000_000_000).all() and (gaps > 0).all()
+
+
+def test_vm_anon_allocates_and_frees_page_tables_as_the_kernel_does():
+    """The 6.18 thp64 capture: each THP fault is followed by its deposited page table
+    (GFP_KERNEL_ACCOUNT | __GFP_ZERO, order 0), and munmap frees the 32 tables before the
+    32 THPs. Without THP a PTE table comes before the first fault of each 2 MiB, and is freed
+    after the pages."""
+    from allocator.flags import GFP_PGTABLE_USER
+    from zeroing.events import EV_ALLOC, EV_FAULT, EV_FREE
+    from zeroing.workloads import make_workload
+    for thp, faults, tables in ((True, 8, 8), (False, 4096, 8)):
+        ev = make_workload("vm-anon", 1 << 16, seed=0, thp=thp, size_mb=16, rounds=1, noise=0.0)
+        table = (ev["op"] == EV_ALLOC) & (ev["gfp"] == GFP_PGTABLE_USER) & (ev["order"] == 0)
+        assert table.sum() == tables and (ev["op"] == EV_FAULT).sum() == faults
+        first_fault = np.flatnonzero(ev["op"] == EV_FAULT)[0]
+        assert np.flatnonzero(table)[0] == (first_fault + 1 if thp else first_fault - 1)
+        frees = ev["ref"][ev["op"] == EV_FREE]
+        freed_tables = np.flatnonzero(np.isin(frees, np.flatnonzero(table)))
+        expect = np.arange(tables) if thp else np.arange(faults, faults + tables)
+        assert freed_tables.tolist() == expect.tolist()

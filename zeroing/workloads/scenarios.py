@@ -6,7 +6,7 @@ its description; ``S_PHASE`` says which loop runs, ``C_J`` and ``C_ROUND`` where
 import numpy as np
 from numba import njit
 
-from allocator.flags import GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZERO
+from allocator.flags import GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_PGTABLE_USER, __GFP_ZERO
 
 from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_IDLE, EV_INFLATE, fault_gfp
 from .gen import (S_BASE, S_DONE, S_GROW, S_PHASE, S_ROW, S_USER, Chunks, OrderedList, Ring,
@@ -41,13 +41,18 @@ def _next_phase(st, phase):
 
 # ---------------------------------------------------------------------------------------------
 
+#: Pages of a PTE table's reach: one table maps 2 MiB.
+PTRS_PER_PTE = 512
+
+
 @njit(cache=True)
-def _vm_anon_fill(rng, st, buf, refs, kernel, order, rounds, idle_ns, noise, touched):
+def _vm_anon_fill(rng, st, buf, refs, tables, kernel, order, rounds, idle_ns, noise, touched):
     bits = draws(rng)
     n = len(refs)
     p_alloc = noise * (1 << order)
     p_free = noise * (1 << order) * 0.9
-    while room(st, buf, 3):
+    thp = order > 0
+    while room(st, buf, 4):
         phase = st[S_PHASE]
         j = st[C_J]
         if ol_full(kernel):
@@ -67,7 +72,11 @@ def _vm_anon_fill(rng, st, buf, refs, kernel, order, rounds, idle_ns, noise, tou
             if j == n:
                 _next_phase(st, 2)
                 continue
+            if not thp and j % PTRS_PER_PTE == 0:  # __pte_alloc() before the first 4 KiB fault
+                tables[j // PTRS_PER_PTE] = put(st, buf, 250, EV_ALLOC, 0, GFP_PGTABLE_USER, 0)
             refs[j] = put(st, buf, 250 << order, EV_FAULT, order, touched, 0)
+            if thp:  # the THP fault's deposited table: pte_alloc_one() after the folio
+                tables[j] = put(st, buf, 250, EV_ALLOC, 0, GFP_PGTABLE_USER, 0)
             if uniform(bits) < p_alloc:
                 gfp = GFP_RECLAIMABLE if uniform(bits) < 0.5 else GFP_KERNEL
                 o = rand_below(bits, 2)
@@ -78,10 +87,20 @@ def _vm_anon_fill(rng, st, buf, refs, kernel, order, rounds, idle_ns, noise, tou
                 put(st, buf, 250, EV_FREE, x & ((1 << REF_SHIFT) - 1), 0, x >> REF_SHIFT)
             st[C_J] = j + 1
         else:  # phase 2: munmap in address order
-            if j == n:
+            # THP on: zap_huge_pmd() frees each deposited table at once and the mmu_gather
+            # frees the THPs after; off: the pages, then free_pgtables() the tables.
+            if j == n + len(tables):
                 _next_phase(st, 3)
                 continue
-            put(st, buf, 50, EV_FREE, order, 0, refs[j])
+            if thp:
+                if j < n:
+                    put(st, buf, 50, EV_FREE, 0, 0, tables[j])
+                else:
+                    put(st, buf, 50, EV_FREE, order, 0, refs[j - n])
+            elif j < n:
+                put(st, buf, 50, EV_FREE, order, 0, refs[j])
+            else:
+                put(st, buf, 50, EV_FREE, 0, 0, tables[j - n])
             st[C_J] = j + 1
     return st[S_ROW] - st[S_BASE]
 
@@ -94,8 +113,9 @@ def vm_anon_chunks(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, id
     order = 9 if thp else 0
     touched = touched_pages(touch, order)
     refs = np.zeros(max(0, (size_mb << 8) >> order), np.int64)
+    tables = np.zeros(len(refs) if order else -(-len(refs) // PTRS_PER_PTE), np.int64)
     kernel = OrderedList(64, spare=1)
-    return Chunks(lambda buf: _vm_anon_fill(rng, st, buf, refs, kernel.a, order, rounds,
+    return Chunks(lambda buf: _vm_anon_fill(rng, st, buf, refs, tables, kernel.a, order, rounds,
                                             _idle_ns(idle_s), float(noise), touched), st, cap,
                   [kernel], reuse=reuse)
 
@@ -115,11 +135,14 @@ def vm_anon(nr_pages=1 << 19, seed=0, thp=True, size_mb=256, rounds=6, idle_s=12
     ``size_mb`` of anonymous memory, frees it (munmap, in address order), and sleeps
     ``idle_s`` so free page reporting (2 s delayed work) can report and the host zero.
 
-    THP on: order-9 faults (``vma_alloc_folio`` + ``folio_zero_user``); off: order-0 faults
-    (``vma_alloc_zeroed_movable_folio``, GFP_HIGHUSER_MOVABLE | __GFP_ZERO on x86).
+    THP on: order-9 faults (``vma_alloc_folio`` + ``folio_zero_user``), each followed by the
+    page table ``pte_alloc_one()`` deposits for it (GFP_PGTABLE_USER, __GFP_ZERO); munmap
+    frees those tables, then the THPs (as the 6.18 thp64 capture shows). Off: order-0 faults
+    (``vma_alloc_zeroed_movable_folio``, GFP_HIGHUSER_MOVABLE | __GFP_ZERO on x86), a PTE
+    table before the first fault of each 2 MiB; munmap frees the pages, then the tables.
     A guest is never quiet: per fault, with probability ``noise`` (drawn from ``seed``), a
-    kernel allocation (order 0-1, half with __GFP_ZERO: page tables, vmalloc'd stacks,
-    get_zeroed_page; a slab page never carries __GFP_ZERO) that lives for a while.
+    kernel allocation (order 0-1, half with __GFP_ZERO: vmalloc'd stacks, get_zeroed_page and
+    the like; a slab page never carries __GFP_ZERO) that lives for a while.
     The program writes the first ``touch`` of each block it faults in (at least the faulting
     page; 1: all of it): with THP, a host backing guest RAM in 4 KiB pages then refaults only
     what the program writes, when the guest does not clear the whole block first.

@@ -25,8 +25,8 @@ stream equals the Python loop kept in ``tests/reference_workloads.py`` whatever 
 import numpy as np
 from numba import njit
 
-from allocator.flags import (GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_MOVABLE,
-                             __GFP_ZERO)
+from allocator.flags import (GFP_BITS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_PGTABLE_USER,
+                            __GFP_MOVABLE, __GFP_ZERO)
 
 from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_INFLATE, EVENT_CALLER_DTYPE
 from ..struct_page import CALLER_NAMES, MIX_CALLERS, parse_caller_mix
@@ -41,7 +41,7 @@ CALLER_GFP = {
     "anon": (EV_FAULT, 0, 0.0),
     "file": (EV_ALLOC, GFP_HIGHUSER_MOVABLE, 0.0),
     "slab": (EV_ALLOC, GFP_KERNEL, 0.0),
-    "pgtable": (EV_ALLOC, GFP_KERNEL | GFP_BITS["__GFP_ACCOUNT"] | __GFP_ZERO, 1.0),
+    "pgtable": (EV_ALLOC, GFP_PGTABLE_USER, 1.0),
     "page_pool": (EV_ALLOC, GFP_ATOMIC | GFP_BITS["__GFP_NOWARN"], 0.0),
     "private_list": (EV_ALLOC, GFP_KERNEL, 0.5),
     "raw": (EV_ALLOC, GFP_KERNEL, 0.5),
