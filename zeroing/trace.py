@@ -316,11 +316,11 @@ def _cpu_time(head):
     return cpu, seconds * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
-#: Text handed to the compiled reader at a time (characters; under MAX_LINE, so that only a
-#: line begun in an earlier block can be too long).
+#: Text handed to the compiled reader at a time (characters).
 BLOCK = 1 << 18
 #: What TextIOWrapper reads of its stream at a time (``read1``): reading the same pieces
 #: gives the same lines before a damaged part of a compressed file as reading line by line.
+#: Under MAX_LINE, so only a line begun in an earlier piece can be too long.
 _CHUNK = 8192
 
 
