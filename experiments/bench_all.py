@@ -23,7 +23,8 @@ from zeroing.validate import (OneLineParser, UserError, check_output_file, outpu
 
 BEGIN = "<!-- bench_all.py writes from here to END; edit above or below -->"
 END = "<!-- END of bench_all.py's figures -->"
-BENCHES = ("bench_allocator", "bench_kernels", "bench_engine", "bench_scale", "cpu_vs_gpu")
+BENCHES = ("bench_allocator", "bench_kernels", "bench_engine", "bench_scale", "cpu_vs_gpu",
+           "bench_trace")
 
 
 def machine():
@@ -184,6 +185,16 @@ def render(results, outputs, quick, failed=True):
                                    "metadata-mode time" if "x_numba_ceiling" in r else "")
                                 + ")" if name in ("cupy", "cuda") else ""))
         lines.append("")
+    t = results.get("bench_trace")
+    if t:
+        rate = t["lines_per_s"]
+        lines += ["## Reading a kmem trace (`bench_trace.py`)",
+                  "Baseline: the Python reader, the same file in the same run, one thread.", "",
+                  f"- {t['lines']:,} lines ({t['bytes'] / 2**20:.0f} MiB of text): compiled "
+                  f"{rate['compiled'] / 1e3:.0f} k lines/s = {t['ratio_compiled_to_python']:.1f} x "
+                  f"the Python reader ({rate['python'] / 1e3:.0f} k); reading and decoding alone "
+                  f"{rate['decode'] / 1e3:.0f} k lines/s (the bound); same rows: "
+                  f"{t['same_rows']}", ""]
     for name in BENCHES if failed else ():
         if name not in results:
             lines += [f"## {name}: FAILED", "```", outputs.get(name, "")[-2000:], "```", ""]

@@ -41,7 +41,8 @@ def test_bench_all_writes_results(tmp_path):
                         "--out", str(out)], capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     text = out.read_text()
-    for section in ("Allocator replay", "Clearing backends", "Engine", "Scale", "every backend"):
+    for section in ("Allocator replay", "Clearing backends", "Engine", "Scale", "every backend",
+                    "Reading a kmem trace"):
         assert section in text
     assert "FAILED" not in text
 
