@@ -10,6 +10,7 @@ decoding the file (``_blocks``): no reader can beat it.
 """
 import gzip
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -20,7 +21,8 @@ sys.path.insert(0, ROOT)
 from zeroing import trace  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
 from zeroing.trace_scan import python_only  # noqa: E402
-from zeroing.validate import Int, OneLineParser, arg, output_file, script_main  # noqa: E402
+from zeroing.validate import (Int, OneLineParser, UserError, arg, check_output_file,  # noqa: E402
+                              script_main)
 
 CAPTURE = os.path.join(ROOT, "tests", "data", "trace_kmem_6.18_nothp128_sleep8.txt.gz")
 
@@ -59,10 +61,20 @@ def main(argv=None):
     p.add_argument("--lines", type=arg(Int(1000, 10**8)), default=1_000_000)
     p.add_argument("--rounds", type=arg(Int(1, 50)), default=3)
     p.add_argument("--quick", action="store_true", help="tiny sizes, for the tests")
-    p.add_argument("--json", type=output_file)
+    p.add_argument("--json")
     args = p.parse_args(argv)
     if args.quick:
         p.quick(args, lines=20000, rounds=1)
+    if args.json is not None:  # never over what this reads
+        check_output_file("--json", args.json, {"capture": CAPTURE,
+                                                "bench_trace.py": os.path.abspath(__file__)})
+    if not os.path.isfile(CAPTURE):
+        raise UserError(f"{CAPTURE}: no such file (the 6.18 capture the trace is made of)")
+    need = args.lines * 200  # bytes: the capture's kmem lines are about 150 each
+    free = shutil.disk_usage(tempfile.gettempdir()).free
+    if need > free:
+        raise UserError(f"--lines {args.lines}: about {need / 2**30:.1f} GiB of text, more than "
+                        f"the {free / 2**30:.1f} GiB free in {tempfile.gettempdir()}")
     with tempfile.TemporaryDirectory(prefix="bench_trace") as tmp:
         path = os.path.join(tmp, "trace.txt")
         size = make_trace(path, args.lines)

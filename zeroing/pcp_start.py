@@ -43,11 +43,11 @@ def _pageblock_migratetypes(rows, path):
     drained, allocated = {}, {}
     moves = 0  # refills and drains: the lists' only witnesses
     for lineno, name, pfn, order, gfp, _, _, mt, _ in rows:
-        moves += name == "mm_page_alloc_extfrag"
-        if name in ("mm_page_alloc_zone_locked", "mm_page_pcpu_drain"):
+        if name in ("mm_page_alloc_zone_locked", "mm_page_pcpu_drain", "mm_page_alloc_extfrag"):
             moves += 1
             if mt < 0:
-                raise TraceError(f"{path}:{lineno}: {name} without migratetype= (the per-cpu "
+                field = "alloc_migratetype" if name == "mm_page_alloc_extfrag" else "migratetype"
+                raise TraceError(f"{path}:{lineno}: {name} without {field}= (the per-cpu "
                                  "lists are split by it; 6.x prints it)")
         if name == "mm_page_pcpu_drain":
             drained[pfn >> PAGEBLOCK_ORDER] = mt
@@ -101,6 +101,7 @@ class TraceLists:
             entry[2] = peak[key]
 
         for _, name, pfn, order, gfp, cpu, _, mt, refill in read_rows():
+            stolen = takes.seen(name, pfn)
             if name == "mm_page_alloc":
                 if pfn < 0:
                     continue
@@ -108,11 +109,10 @@ class TraceLists:
                 alloc_mt[pfn] = int(gfp_migratetype(gfp))
                 moved(cpu, order, alloc_mt[pfn], 1)
             elif name == "mm_page_alloc_zone_locked":
-                takes.zone_locked(pfn)
                 if refill == 1 or (refill < 0 and mt < MIGRATE_PCPTYPES):
                     moved(cpu, order, mt, 0, refill=True)
             elif name == "mm_page_alloc_extfrag":  # a steal refills as zone_locked does
-                if takes.uncounted(pfn) and 0 <= mt < MIGRATE_PCPTYPES:
+                if stolen and mt < MIGRATE_PCPTYPES:
                     moved(cpu, order, mt, 0, refill=True)
             elif name == "mm_page_pcpu_drain":
                 moved(cpu, order, mt, 1)

@@ -29,6 +29,8 @@ from .trace import (KMEM_EVENTS, VMSTAT_TICK, BatchedRepeats, BuddyTakes,
 
 REPLAY_MODES = ("exact", "requests")
 _USER = GFP_BITS["__GFP_MOVABLE"] | GFP_BITS["__GFP_HARDWALL"] | GFP_BITS["__GFP_HIGHMEM"]
+#: The largest anonymous THP on x86-64 with 4 KiB pages (HPAGE_PMD_ORDER; mTHPs are smaller).
+PMD_ORDER = 9
 #: What GFP_TRANSHUGE_LIGHT (and GFP_TRANSHUGE) add to a user allocation's flags.
 _TRANSHUGE = _USER | GFP_BITS["__GFP_COMP"] | GFP_BITS["__GFP_NOMEMALLOC"]
 
@@ -45,7 +47,7 @@ def classify(gfp, order):
         return EV_ALLOC
     if order == 0:
         return EV_FAULT if gfp & __GFP_ZERO else EV_ALLOC
-    return EV_FAULT if gfp & _TRANSHUGE == _TRANSHUGE else EV_ALLOC
+    return EV_FAULT if gfp & _TRANSHUGE == _TRANSHUGE and order <= PMD_ORDER else EV_ALLOC
 
 
 class TraceConverter:
@@ -103,16 +105,17 @@ class TraceConverter:
         self.cpu = cpu
 
     def _event(self, name, pfn, order, gfp):
-        self.max_pfn = max(self.max_pfn, pfn + (1 << order) - 1)
+        if pfn >= 0:  # a failed allocation's is -1
+            self.max_pfn = max(self.max_pfn, pfn + (1 << order) - 1)
+        stolen = self.takes.seen(name, pfn)
         if name == VMSTAT_TICK:
             self._row(EV_VMSTAT, 0, 0, 0)
             self.vmstat_ticks += 1
         elif name == "mm_page_alloc_zone_locked":
             self.delta -= 1 << order
             self.zone_locked_pages += 1 << order
-            self.takes.zone_locked(pfn)
         elif name == "mm_page_alloc_extfrag":
-            if self.takes.uncounted(pfn):
+            if stolen:
                 self.delta -= 1 << order
                 self.extfrag_pages += 1 << order
         elif name == "mm_page_pcpu_drain":

@@ -85,25 +85,24 @@ _CALLCHAIN = re.compile(r"^\s+(?:=>|[0-9a-f]{6,}\s|\[?<[0-9a-f]+>\]?)")
 class BuddyTakes:
     """Which ``mm_page_alloc_extfrag`` lines took pages from the buddy that no
     ``mm_page_alloc_zone_locked`` line counted (6.18): a claim of less than a pageblock ends in
-    ``__rmqueue_smallest()``, which prints zone_locked for the same pfn just before; a steal
-    (``__rmqueue_steal``) and a claim of a whole pageblock or more print extfrag only."""
+    ``__rmqueue_smallest()``, which prints zone_locked for the same pfn just before (under the
+    zone lock: no other line of that pfn comes between); a steal (``__rmqueue_steal``) and a
+    claim of a whole pageblock or more print extfrag only. ``seen(name, pfn)`` takes every
+    kmem row in order; it returns True for an extfrag row that took uncounted pages."""
 
     RECENT = 64
 
     def __init__(self):
         self.recent = OrderedDict()
 
-    def zone_locked(self, pfn):
-        self.recent[pfn] = None
-        if len(self.recent) > self.RECENT:
-            self.recent.popitem(last=False)
-
-    def uncounted(self, pfn):
-        """True for an extfrag line whose pages no zone_locked line counted."""
-        if pfn in self.recent:
-            del self.recent[pfn]
+    def seen(self, name, pfn):
+        if name == "mm_page_alloc_zone_locked":
+            self.recent[pfn] = None
+            if len(self.recent) > self.RECENT:
+                self.recent.popitem(last=False)
             return False
-        return True
+        counted = self.recent.pop(pfn, True) is None  # any other line of it ends the claim
+        return name == "mm_page_alloc_extfrag" and not counted
 
 
 class BatchedRepeats:
@@ -554,6 +553,10 @@ def _parse(path, lenient, table, counts, progress, detail):
                                  "line)")
             if not m:
                 other = _OTHER.search(line)
+                if other and other.group(1) in KMEM_EVENTS:  # "mm_page_alloc:page=...": the
+                    # kernel prints a space there; without one the fields cannot be told apart
+                    raise ValueError(f"no space after {other.group(1)}: (the kernel prints "
+                                     "one before the fields)")
                 if other:
                     tick = None
                     if detail and other.group(1) == "workqueue_execute_start" and \
