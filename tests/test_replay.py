@@ -292,6 +292,7 @@ def test_steals_and_whole_block_claims_take_from_the_buddy_unseen_by_zone_locked
     ("GFP_HIGHUSER_MOVABLE|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP", 9, "alloc"),  # page cache
     ("GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_RETRY_MAYFAIL|__GFP_NOWARN", 9, "alloc"),  # hugetlb
     ("GFP_KERNEL|__GFP_ZERO", 0, "alloc"),
+    ("GFP_TRANSHUGE", 10, "alloc"),  # no x86-64 THP is larger than a PMD (order 9)
 ])
 def test_classify_takes_faults_by_the_fault_paths_flags(gfp, order, op):
     """An anonymous THP or mTHP fault (GFP_TRANSHUGE*, any order) is cleared at the fault;
@@ -301,3 +302,54 @@ def test_classify_takes_faults_by_the_fault_paths_flags(gfp, order, op):
     from zeroing.replay import classify
     from zeroing.trace import parse_gfp
     assert classify(parse_gfp(gfp), order) == {"fault": EV_FAULT, "alloc": EV_ALLOC}[op]
+
+
+def test_an_earlier_zone_locked_of_a_pfn_does_not_hide_a_later_steal(tmp_path):
+    """Only a zone_locked line of the pfn right before an extfrag line (a partial claim) has
+    counted its pages; once the block was allocated, freed and drained, a steal of the same
+    pfn takes 8 pages from the buddy again."""
+    path = tmp_path / "t.txt"
+    lines = (" a-1 [000] ..... 1.000001: mm_page_alloc_zone_locked: page=0000000000abcd pfn=0x400 "
+             "order=3 migratetype=1 percpu_refill=1\n"
+             " a-1 [000] ..... 1.000002: mm_page_alloc: page=0000000000abcd pfn=0x400 order=3 "
+             "migratetype=1 gfp_flags=GFP_KERNEL\n"
+             " a-1 [000] ..... 1.000003: mm_page_free: page=0000000000abcd pfn=0x400 order=3\n"
+             " a-1 [000] ..... 1.000004: mm_page_pcpu_drain: page=0000000000abcd pfn=0x400 "
+             "order=3 migratetype=1\n"
+             + EXTFRAG.format(t=5, pfn="0x400", order=3, mt=1))
+    path.write_text(lines)
+    _, info = trace_to_events(str(path))
+    assert info["extfrag_pages"] == 8 and info["nr_free_pages_delta"] == -8
+
+
+def test_a_kmem_line_without_a_space_after_its_name_is_refused(tmp_path):
+    """``mm_page_alloc:page=...`` was counted as an mm_page_alloc and then dropped."""
+    path = tmp_path / "t.txt"
+    path.write_text(" a-1 [000] ..... 1.000001: mm_page_alloc:page=0000abcd pfn=0x10 order=0 "
+                    "migratetype=1 gfp_flags=GFP_KERNEL\n")
+    with pytest.raises(TraceError, match=r"t.txt:1: no space after mm_page_alloc:"):
+        list(read_events(str(path)))
+    counts = {}
+    assert list(read_events(str(path), lenient=True, counts=counts)) == []
+    assert counts["malformed"] == 1 and "mm_page_alloc" not in counts["events"]
+
+
+def test_a_failed_allocation_leaves_max_pfn_alone(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text(" a-1 [000] ..... 1.000001: mm_page_alloc: page=0000000000000000 pfn=0x0 "
+                    "order=10 migratetype=1 gfp_flags=GFP_TRANSHUGE\n"
+                    " a-1 [000] ..... 1.000002: mm_page_alloc: page=0000000000abcd pfn=0x10 "
+                    "order=0 migratetype=1 gfp_flags=GFP_KERNEL\n")
+    _, info = trace_to_events(str(path))
+    assert info["max_pfn"] == 0x10
+
+
+def test_an_extfrag_line_without_alloc_migratetype_cannot_split_the_pagesets(tmp_path):
+    from zeroing.pcp_start import TraceLists
+    path = tmp_path / "t.txt"
+    path.write_text(EXTFRAG.format(t=1, pfn="0x401", order=0, mt=0)
+                    .replace("alloc_migratetype=0 ", ""))
+    with pytest.raises(TraceError, match=r"t.txt:1: mm_page_alloc_extfrag without "
+                                         r"alloc_migratetype="):
+        TraceLists.from_trace(lambda: read_events(str(path), detail=True),
+                              lambda order, mt: 3 * order + mt, str(path))
