@@ -4,7 +4,7 @@ NAMES = (
     "zero_free", "zero_alloc", "zero_user", "zero_offload", "zero_host",
     "zero_skipped", "zero_redundant", "zero_leak", "zero_hint_lost", "zeroed_dropped_merge",
     "zero_checked", "hint_hits", "alloc_blocks", "reporting_passes", "reported_pages",
-    "bad_page", "replay_miss", "replay_adopted",
+    "bad_page", "replay_miss", "replay_adopted", "thp_fault_fallback",
 )
 globals().update({name.upper(): i for i, name in enumerate(NAMES)})
 NR_COUNTERS = len(NAMES)

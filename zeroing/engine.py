@@ -35,8 +35,9 @@ import numpy as np
 from numba import njit
 
 from allocator import core
-from allocator.flags import GFP_HIGHUSER_MOVABLE, GFP_TRANSHUGE, PG_REPORTED, PG_ZEROED, __GFP_ZERO
-from allocator.pcp import ZS_WMARK_LOW
+from allocator.flags import (GFP_HIGHUSER_MOVABLE, GFP_TRANSHUGE_LIGHT, PG_REPORTED, PG_ZEROED,
+                            __GFP_ZERO)
+from allocator.pcp import ZS_WMARK_LOW, ZS_WMARK_MIN
 from kernels.batch import CLEAR, DIRTY, VERIFY
 
 from . import counters as C
@@ -75,7 +76,8 @@ R_OFILL = 14  # 1 while the offload zeroer keeps submitting (woken, or a batch j
 R_DISCARDS = 15  # 1 once the host discarded any page (until then no write can refault)
 R_CMD_PAGES = 16  # pages the commands in the buffer cover
 R_CMD_PAGE_LIMIT = 17  # return to Python before an event when R_CMD_PAGES exceeds this
-NR_RSTATE = 18
+R_FB_USED = 18  # entries of ``fb`` in use (THP faults that fell back: thp_fault_fallback)
+NR_RSTATE = 19
 
 #: vmstat_update runs every sysctl_stat_interval (HZ: one second).
 VMSTAT_INTERVAL_NS = 1_000_000_000
@@ -91,6 +93,12 @@ EXIT_FLUSH = 1  # command buffer nearly full
 EXIT_OFFLOAD = 2  # an offload batch is isolated and queued: flush, then complete it
 EXIT_BAD_EVENT = 3
 EXIT_LOG_FULL = 4  # a pipelined run's log may not hold the background work due (pipeline.py)
+EXIT_FB_FULL = 5  # ``fb`` may not hold the order-0 pages of this THP fault's fallback: grow it
+
+#: ``ev_pfn`` of a THP fault that fell back to order-0 pages: this bit and the offset of its
+#: list in ``fb`` (the number of pages, then each page as ``log_block`` logs a block). The
+#: list is only ever appended to, so both halves of a pipelined run can read it.
+FB_BIT = 1 << 60
 
 #: The log of a pipelined run (``run_events``): each event's block (``log_block``), the
 #: blocks the host zeroed for page reporting (rows of event, pfn, order) and the cursors.
@@ -111,7 +119,7 @@ MARKER_EVENT_MASK = (1 << MARKER_CALLER_SHIFT) - 1
 ENGINE_FIELDS = ("truth", "writer", "writer_caller", "lru_next", "page_flags", "by_caller",
                  "cnt", "leaks", "rstate", "pol", "cmd_op",
                  "cmd_pfn", "cmd_order", "cmd_arg", "cmd_event", "inflight", "by_order",
-                 "cost", "acct", "discarded", "obatch")
+                 "cost", "acct", "discarded", "obatch", "fb")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -588,6 +596,52 @@ def take_exact(z, e, pfn, order, gfp):
     return pfn if taken == 1 else taken
 
 
+@njit(cache=True, inline="always")
+def order0_fault_gfp(aliasing):
+    """An order-0 anonymous fault's flags: x86 asks for __GFP_ZERO
+    (``vma_alloc_zeroed_movable_folio``); with aliasing caches the fault clears the page
+    itself (``clear_user_highpage``)."""
+    return np.int64(GFP_HIGHUSER_MOVABLE) | (0 if aliasing else __GFP_ZERO)
+
+
+@njit(cache=True)
+def thp_fault_alloc(z, e, order, gfp, cpu, pref, writes, aliasing, track):
+    """A THP fault's folio (``vma_alloc_anon_folio_pmd``), or its fallback.
+
+    Under the default defrag (madvise) a THP fault that is not MADV_HUGEPAGE may neither
+    reclaim nor compact (GFP_TRANSHUGE_LIGHT): ``__alloc_pages_slowpath()`` tries once more at
+    the min watermark (``__zone_watermark_ok()``, which for order > 0 also wants a free block
+    of the order) and fails. The fault then counts THP_FAULT_FALLBACK and returns
+    VM_FAULT_FALLBACK, and ``do_anonymous_page()`` faults the pages the program writes one at
+    a time, order 0 with __GFP_ZERO (x86). Their blocks go to the event's list in ``fb``
+    (``FB_BIT | offset`` is returned); an order-0 fault the zone cannot serve counts as an
+    allocation failure (the model has no reclaim, so it fails only on an empty zone)."""
+    if order > z.conf[core.C_MAX_ORDER]:
+        return -core.E_BAD_ORDER
+    pfn = core.NONE
+    if core.zone_watermark_ok(z, order, z.zstate[ZS_WMARK_MIN]):
+        pfn = core.alloc_pages(z, order, gfp, cpu, pref)
+    if pfn != core.NONE:
+        return pfn
+    e.cnt[C.THP_FAULT_FALLBACK] += 1
+    n = fault_writes(writes)
+    if n <= 0:
+        n = np.int64(1) << order
+    at = e.rstate[R_FB_USED]
+    e.fb[at] = n
+    gfp0 = order0_fault_gfp(aliasing)
+    for k in range(n):
+        page = core.alloc_pages(z, 0, gfp0, cpu, pref)
+        if page < core.NONE:
+            return page
+        if page == core.NONE:
+            e.cnt[C.ALLOC_FAIL] += 1
+        e.fb[at + 1 + k] = log_block(page, page != core.NONE and track
+                                     and core.page_is_zeroed(z, page))
+    e.rstate[R_FB_USED] = at + 1 + n
+    return FB_BIT | at
+
+
 # ---------------------------------------------------------------------------------------------
 # The log between the two halves of a pipelined run
 
@@ -598,11 +652,17 @@ def log_block(pfn, zeroed):
 
 
 @njit(cache=True, inline="always")
-def logged_block(blog, i):
-    v = blog.block[i]
+def logged_block_at(log, i):
+    """(pfn or NONE, PG_zeroed at allocation) of the block ``log_block`` wrote at log[i]."""
+    v = log[i]
     if v == core.NONE:
         return v, False
     return v >> 1, (v & 1) != 0
+
+
+@njit(cache=True, inline="always")
+def logged_block(blog, i):
+    return logged_block_at(blog.block, i)
 
 
 @njit(cache=True)
@@ -668,6 +728,10 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                              or e.rstate[R_CMD_PAGES] > e.rstate[R_CMD_PAGE_LIMIT]):
             return i, EXIT_FLUSH
         if blog is None:
+            if ev_op[i] == EV_FAULT and 0 < ev_order[i] <= z.conf[core.C_MAX_ORDER] and \
+                    ev_ref[i] <= 0 and \
+                    e.rstate[R_FB_USED] + 1 + (np.int64(1) << ev_order[i]) > e.fb.shape[0]:
+                return i, EXIT_FB_FULL  # before anything of the event is done
             if e.rstate[R_STARTED] == 0:
                 start_background(z, e, now)
             if e.rstate[R_VMSTAT_DEADLINE] <= now or e.rstate[R_REPORT_STATE] != 0:
@@ -706,9 +770,10 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
             elif op == EV_INFLATE:
                 gfp = np.int64(GFP_BALLOON)
             elif order == 0:
-                gfp = np.int64(GFP_HIGHUSER_MOVABLE) | (0 if aliasing else __GFP_ZERO)
-            else:
-                gfp = np.int64(GFP_TRANSHUGE)
+                gfp = order0_fault_gfp(aliasing)
+            else:  # vma_thp_gfp_mask() under the default defrag (madvise), no MADV_HUGEPAGE
+                gfp = np.int64(GFP_TRANSHUGE_LIGHT)
+            fb_at = np.int64(-1)  # the fallback list of a THP fault that fell back
             if blog is None:
                 if op == EV_FAULT and not 0 <= fault_writes(ev_gfp[i]) <= pages:
                     return i, EXIT_BAD_EVENT  # writes no page, or more than the block has
@@ -720,13 +785,18 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                     pref = 1 if wants_zero else 0
                 if ev_ref[i] > 0 and op != EV_INFLATE:
                     pfn = take_exact(z, e, ev_ref[i] - 1, order, gfp)  # the trace decides
+                elif op == EV_FAULT and order > 0:
+                    pfn = thp_fault_alloc(z, e, order, gfp, cpu, pref, ev_gfp[i], aliasing,
+                                          track)
+                    if pfn > 0 and pfn & FB_BIT:
+                        fb_at = pfn & (FB_BIT - 1)
                 else:
                     pfn = core.alloc_pages(z, order, gfp, cpu, pref)
                     if pfn == core.NONE:
                         e.cnt[C.ALLOC_FAIL] += 1
                 if pfn < core.NONE:
                     return i, EXIT_BAD_EVENT
-                hint = pfn != core.NONE and track and core.page_is_zeroed(z, pfn)
+                hint = pfn != core.NONE and fb_at < 0 and track and core.page_is_zeroed(z, pfn)
                 if pfn != core.NONE:
                     ev_pfn[i] = pfn
                 if alog is not None:
@@ -734,45 +804,58 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                     continue
             else:
                 pfn, hint = logged_block(blog, i)
+                if pfn > 0 and pfn & FB_BIT:
+                    fb_at = pfn & (FB_BIT - 1)
             if pfn == core.NONE:
                 continue
-            e.cnt[C.PGALLOC] += pages
-            e.cnt[C.ALLOC_BLOCKS] += 1
-            caller = SP.caller_of(op == EV_FAULT, op == EV_INFLATE, np.int64(ev_caller[i]))
-            bc[SP.CS_ALLOC, caller] += pages
-            if op == EV_FAULT:
-                e.acct[A_FAULT] += fault_fixed_ns(e.cost, order)
-                if not hint and offload_behind(e, now, pages):
-                    e.acct[A_OFFLOAD_BEHIND] += 1
-            e.by_order[0, order] += 1
-            if hint:
-                e.cnt[C.HINT_HITS] += 1
-                e.by_order[1, order] += 1
-                bc[SP.CS_HINT, caller] += pages
-            # post_alloc_hook
-            if not init_on_free and (init_on_alloc or (gfp & __GFP_ZERO) != 0):
-                zero_site(e, pfn, order, C.ZERO_ALLOC, hint, base + i, caller)
-            # prep_new_page: the design's words, then what the caller's overlay writes.
-            survived = SP.prep_new_page_words(e, pfn, hint_design, pfmemalloc_or, hint)
-            SP.caller_takes_page(e, pfn, caller)
-            if op == EV_FAULT:
-                # user_alloc_needs_zeroing(): aliasing caches, or init_on_alloc off.
-                if (order > 0 or aliasing) and (aliasing or not init_on_alloc):
-                    if hint and not survived:
-                        e.cnt[C.ZERO_HINT_LOST] += pages
-                        bc[SP.CS_LOST, caller] += pages
-                    zero_site(e, pfn, order, C.ZERO_USER, survived, base + i, caller)
-                check_zeroed(e, pfn, order, base + i)
-            elif op == EV_ALLOC:
-                if (gfp & __GFP_ZERO) != 0 or init_on_alloc or init_on_free:
+            nblocks = np.int64(1)
+            if fb_at >= 0:  # order-0 faults, one a page the program writes (do_anonymous_page)
+                nblocks = e.fb[fb_at]
+                order = np.int64(0)
+                pages = np.int64(1)
+                gfp = order0_fault_gfp(aliasing)
+            for k in range(nblocks):
+                if fb_at >= 0:
+                    pfn, hint = logged_block_at(e.fb, fb_at + 1 + k)
+                    if pfn == core.NONE:
+                        continue
+                e.cnt[C.PGALLOC] += pages
+                e.cnt[C.ALLOC_BLOCKS] += 1
+                caller = SP.caller_of(op == EV_FAULT, op == EV_INFLATE, np.int64(ev_caller[i]))
+                bc[SP.CS_ALLOC, caller] += pages
+                if op == EV_FAULT:
+                    e.acct[A_FAULT] += fault_fixed_ns(e.cost, order)
+                    if not hint and offload_behind(e, now, pages):
+                        e.acct[A_OFFLOAD_BEHIND] += 1
+                e.by_order[0, order] += 1
+                if hint:
+                    e.cnt[C.HINT_HITS] += 1
+                    e.by_order[1, order] += 1
+                    bc[SP.CS_HINT, caller] += pages
+                # post_alloc_hook
+                if not init_on_free and (init_on_alloc or (gfp & __GFP_ZERO) != 0):
+                    zero_site(e, pfn, order, C.ZERO_ALLOC, hint, base + i, caller)
+                # prep_new_page: the design's words, then what the caller's overlay writes.
+                survived = SP.prep_new_page_words(e, pfn, hint_design, pfmemalloc_or, hint)
+                SP.caller_takes_page(e, pfn, caller)
+                if op == EV_FAULT:
+                    # user_alloc_needs_zeroing(): aliasing caches, or init_on_alloc off.
+                    if (order > 0 or aliasing) and (aliasing or not init_on_alloc):
+                        if hint and not survived:
+                            e.cnt[C.ZERO_HINT_LOST] += pages
+                            bc[SP.CS_LOST, caller] += pages
+                        zero_site(e, pfn, order, C.ZERO_USER, survived, base + i, caller)
                     check_zeroed(e, pfn, order, base + i)
-            if op == EV_INFLATE:
-                continue  # handed to the host; the guest never writes it
-            touched = fault_writes(ev_gfp[i]) if op == EV_FAULT else 0
-            if 0 < touched < pages:
-                dirty_prefix(e, pfn, order, touched, base + i, caller)
-            else:
-                dirty_pages(e, pfn, order, base + i, caller)
+                elif op == EV_ALLOC:
+                    if (gfp & __GFP_ZERO) != 0 or init_on_alloc or init_on_free:
+                        check_zeroed(e, pfn, order, base + i)
+                if op == EV_INFLATE:
+                    continue  # handed to the host; the guest never writes it
+                touched = fault_writes(ev_gfp[i]) if op == EV_FAULT and fb_at < 0 else 0
+                if 0 < touched < pages:
+                    dirty_prefix(e, pfn, order, touched, base + i, caller)
+                else:
+                    dirty_pages(e, pfn, order, base + i, caller)
         elif op == EV_FREE or op == EV_DEFLATE or op == EV_FREE_PFN:
             ref = ev_ref[i]
             if op == EV_FREE_PFN:
@@ -791,43 +874,57 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                     pfn, _ = logged_block(blog, i)
                 if pfn == core.NONE:
                     continue
-            # The policy's free flags: what the allocator's half knows without page state.
-            fpi = 0
-            host_zeroed = op == EV_DEFLATE and pol[P_BALLOON] != 0  # the series' deflate
-            if host_zeroed:
-                fpi |= core.FPI_ZEROED
-            if init_on_free and track:
-                fpi |= core.FPI_ZEROED
-            if alog is None:
-                if op == EV_FREE_PFN:
-                    caller = SP.CALLER_RAW  # allocated in an earlier chunk: the EV_ALLOC default
-                else:
-                    caller = SP.caller_of(ev_op[ref] == EV_FAULT, ev_op[ref] == EV_INFLATE,
-                                          np.int64(ev_caller[ref]))
-                SP.caller_releases_page(e, pfn, caller)
-                if caller == SP.CALLER_PGTABLE:
-                    user_clears(e, pfn, order, base + i)  # freed empty: every entry was zapped
-                if op == EV_DEFLATE:
-                    host_zeroes(e, pfn, order)
-                # The series frees a host-zeroed balloon page with FPI_ZEROED and skips
-                # kernel_init_pages() for it ("when safe": the posting's title; what it
-                # excludes is not modelled).
-                if init_on_free and not host_zeroed:
-                    clear_pages(e, pfn, order, C.ZERO_FREE, base + i)
-                if pol[P_FREE_SIGNAL] == 1 and SP.page_says_zeroed(e, pfn, hint_design) \
-                        and not fpi & core.FPI_ZEROED:
-                    # The buddy trusts a bit the allocator set and nobody cleared: no freer
-                    # said so.
-                    fpi |= core.FPI_ZEROED
-                    bc[SP.CS_STALE, caller] += pages
-                    bc[SP.CS_FALSE, caller] += pages - zero_pages_in(e.truth, pfn, pages)
-                SP.free_words(e, pfn)
-                e.cnt[C.PGFREE] += pages
-            if blog is None:
-                if core.free_pages(z, pfn, order, fpi, cpu) < 0:
+            nblocks = np.int64(1)
+            fb_at = np.int64(-1)
+            if pfn > 0 and pfn & FB_BIT:  # a THP fault that fell back: free its pages
+                fb_at = pfn & (FB_BIT - 1)
+                if fb_at >= e.rstate[R_FB_USED] or fb_at + 1 + e.fb[fb_at] > e.rstate[R_FB_USED]:
                     return i, EXIT_BAD_EVENT
-                if pol[P_REPORTING] != 0:
-                    note_report_notify(z, e, now)
+                nblocks = e.fb[fb_at]
+                order = np.int64(0)
+                pages = np.int64(1)
+            for k in range(nblocks):
+                if fb_at >= 0:
+                    pfn, _ = logged_block_at(e.fb, fb_at + 1 + k)
+                    if pfn == core.NONE:
+                        continue
+                # The policy's free flags: what the allocator's half knows without page state.
+                fpi = 0
+                host_zeroed = op == EV_DEFLATE and pol[P_BALLOON] != 0  # the series' deflate
+                if host_zeroed:
+                    fpi |= core.FPI_ZEROED
+                if init_on_free and track:
+                    fpi |= core.FPI_ZEROED
+                if alog is None:
+                    if op == EV_FREE_PFN:
+                        caller = SP.CALLER_RAW  # allocated in an earlier chunk: the EV_ALLOC default
+                    else:
+                        caller = SP.caller_of(ev_op[ref] == EV_FAULT, ev_op[ref] == EV_INFLATE,
+                                              np.int64(ev_caller[ref]))
+                    SP.caller_releases_page(e, pfn, caller)
+                    if caller == SP.CALLER_PGTABLE:
+                        user_clears(e, pfn, order, base + i)  # freed empty: every entry was zapped
+                    if op == EV_DEFLATE:
+                        host_zeroes(e, pfn, order)
+                    # The series frees a host-zeroed balloon page with FPI_ZEROED and skips
+                    # kernel_init_pages() for it ("when safe": the posting's title; what it
+                    # excludes is not modelled).
+                    if init_on_free and not host_zeroed:
+                        clear_pages(e, pfn, order, C.ZERO_FREE, base + i)
+                    if pol[P_FREE_SIGNAL] == 1 and SP.page_says_zeroed(e, pfn, hint_design) \
+                            and not fpi & core.FPI_ZEROED:
+                        # The buddy trusts a bit the allocator set and nobody cleared: no freer
+                        # said so.
+                        fpi |= core.FPI_ZEROED
+                        bc[SP.CS_STALE, caller] += pages
+                        bc[SP.CS_FALSE, caller] += pages - zero_pages_in(e.truth, pfn, pages)
+                    SP.free_words(e, pfn)
+                    e.cnt[C.PGFREE] += pages
+                if blog is None:
+                    if core.free_pages(z, pfn, order, fpi, cpu) < 0:
+                        return i, EXIT_BAD_EVENT
+                    if pol[P_REPORTING] != 0:
+                        note_report_notify(z, e, now)
         elif op == EV_ADOPT:
             if blog is None:
                 pfn = take_exact(z, e, ev_ref[i] - 1, order, 0)

@@ -23,7 +23,7 @@ import numpy as np
 
 from allocator.handle import handle_for
 
-from .engine import EXIT_BAD_EVENT, EXIT_LOG_FULL, NR_L, PIPE_FIELDS, run_events
+from .engine import EXIT_BAD_EVENT, EXIT_FB_FULL, EXIT_LOG_FULL, NR_L, PIPE_FIELDS, run_events
 from .policy import P_FREE_SIGNAL, P_OFFLOAD
 
 PipeLog = namedtuple("PipeLog", PIPE_FIELDS)
@@ -82,6 +82,11 @@ class Pipeline:
     def close(self):
         self.thread.shutdown(wait=True)
 
+    def use_fallbacks(self, fb):
+        """The engine's THP fault fallback lists grew (``EngineState.grow_fallbacks``)."""
+        self.arrays = self.arrays._replace(fb=fb)
+        self.e = handle_for("Engine", self.arrays)
+
     def _merge(self, run_arrays):
         run_arrays.cnt[:] += self.arrays.cnt
         run_arrays.acct[:] += self.arrays.acct
@@ -92,13 +97,13 @@ class Pipeline:
         return [handle_for("PipeLog", PipeLog(block, bg, pos))
                 for bg, pos in zip(self.bg, self.pos)]
 
-    def feed(self, run_arrays, z, cols, ev_pfn, base, start, n, consume):
+    def feed(self, run_arrays, z, cols, ev_pfn, base, start, n, consume, grow):
         """Events [start, n) of a feed (``run_arrays``: the run's engine arrays, where the
         allocator's half's counts go): the allocator's half of each range on the thread, the
         engine's half of the range before it here (``consume(a, b, blog)``: the serial loop's
         handling of flushes and bad events, over run_events with ``blog``; with blog None it
-        runs the range serially). Returns where the allocator's half found a bad event, or
-        None."""
+        runs the range serially). ``grow()`` doubles the THP fault fallback lists, while
+        neither half runs. Returns where the allocator's half found a bad event, or None."""
         block = np.empty(n, dtype=np.int64)
         logs = self._logs(block)
         seg = self.segment(n - start)
@@ -121,6 +126,8 @@ class Pipeline:
             if job is None:
                 break
             self._merge(run_arrays)
+            if why == EXIT_FB_FULL:
+                grow()  # the range's engine half, next, reads the lists from the new array
             if why == EXIT_LOG_FULL and r == a:
                 # Background work the log could not hold: everything before it is done,
                 # so this event runs serially.

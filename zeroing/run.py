@@ -9,6 +9,7 @@ from collections import namedtuple
 import numpy as np
 
 from allocator import BuddyAllocator, format_buddyinfo, format_zeroedinfo
+from allocator.buddy import MAX_PAGE_ORDER
 from allocator import core as acore
 from allocator.handle import handle_for
 from allocator.watermarks import X86_64_DMA_MANAGED
@@ -20,7 +21,8 @@ from . import pipeline
 from . import struct_page as SP
 from .compiling import notice_first_compile
 from .cost import NR_ACCOUNTS, CostProfile, cost_section, format_cost, load_profile
-from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_DONE, EXIT_OFFLOAD,
+from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_DONE, EXIT_FB_FULL,
+                     EXIT_OFFLOAD,
                      MARKER_CALLER_SHIFT, MARKER_EVENT_MASK, MAX_LEAKS, NEVER, NR_OB, NR_RSTATE,
                      OB_OK, OFFLOAD_EVENT, R_CMD_LIMIT, R_CMD_PAGE_LIMIT, R_CMD_PAGES, R_CONTENT,
                      R_NCMD, R_NLEAKS, R_OHEAD, R_OQUEUED, offload_retire, record_leak, run_events)
@@ -31,6 +33,9 @@ from .validate import (MODES, PCP_HIGH_MODES, PIPELINE_MODES, UserError, output_
                        refuse_odd_file)
 
 CMD_CAPACITY = 1 << 16
+#: Entries of the THP fault fallback lists a run starts with (``EngineState.grow_fallbacks``
+#: doubles them when a THP fault might not fit).
+FB_START = 1 << 14
 #: What a backend given as an object must have (to_host: a failed batch moves the pool to
 #: the CPU backend).
 BACKEND_CALLS = ("alloc_pool", "apply", "describe", "to_host")
@@ -71,9 +76,11 @@ class EngineState:
             pol[P_OFFLOAD_BATCH] = max(1, policy.offload_batch_pages)
             depth = 1
         batch = int(pol[P_OFFLOAD_BATCH])
-        # One event adds at most 4 commands, a reporting pass at most one per free block of
-        # reporting order, an offload batch at most one per page of the batch.
-        reserve = 8 + (nr_pages >> policy.reporting_order) + batch
+        # An event adds at most 4 commands a block (a THP fault that fell back, or its free,
+        # a block a page: up to 2^MAX_PAGE_ORDER) and a partly written block 11 more, a
+        # reporting pass at most one per free block of reporting order, an offload batch at
+        # most one per page of the batch.
+        reserve = 16 + (4 << MAX_PAGE_ORDER) + (nr_pages >> policy.reporting_order) + batch
         capacity = CMD_CAPACITY + reserve
         rstate = np.zeros(NR_RSTATE, dtype=np.int64)
         rstate[R_CONTENT] = mode == "content"
@@ -102,6 +109,7 @@ class EngineState:
             acct=np.zeros(NR_ACCOUNTS, dtype=np.float64),
             discarded=np.zeros(nr_pages, dtype=np.uint8),  # host discarded: 1 + block order
             obatch=np.zeros((depth, NR_OB), dtype=np.int64),
+            fb=np.zeros(FB_START, dtype=np.int64),  # THP faults' fallbacks (grow_fallbacks)
         )
         self.e = handle_for("Engine", self.arrays)
         self.command_sets = None  # both command buffers and their handles (_swap_commands)
@@ -202,6 +210,22 @@ class EngineState:
                 getattr(other, f).fill(0)
             self.command_sets = ((a, self.e), (other, handle_for("Engine", other)))
         return self.command_sets
+
+    def grow_fallbacks(self):
+        """Double the THP fault fallback lists (``engine.EXIT_FB_FULL``), between calls of
+        the loop; every handle over the engine's arrays gets the new array."""
+        a = self.arrays
+        fb = np.zeros(2 * a.fb.shape[0], dtype=np.int64)
+        fb[:a.fb.shape[0]] = a.fb
+        self.arrays = a._replace(fb=fb)
+        self.e = handle_for("Engine", self.arrays)
+        if self.command_sets is not None:
+            sets = []
+            for arrs, _ in self.command_sets:
+                arrs = self.arrays if arrs is a else arrs._replace(fb=fb)
+                sets.append((arrs, self.e if arrs is self.arrays else handle_for("Engine", arrs)))
+            self.command_sets = tuple(sets)
+        return fb
 
     def _swap_commands(self):
         """Emit into the other command buffer from now on (double buffering): the rows just
@@ -375,6 +399,8 @@ class Simulation:
                                     min(stop, i + self.chunk), None, blog)
                 if why == EXIT_BAD_EVENT:
                     raise bad_event(r)
+                if why == EXIT_FB_FULL:
+                    self._grow_fallbacks()
                 if bar:
                     bar.update(r - i)
                 # A pipeline's range that ended: its commands wait for a full buffer, as
@@ -389,7 +415,8 @@ class Simulation:
                 i = r
 
         if piped:
-            bad = self._pipe.feed(state.arrays, z, cols, ev_pfn, base, start, n, consume)
+            bad = self._pipe.feed(state.arrays, z, cols, ev_pfn, base, start, n, consume,
+                                  self._grow_fallbacks)
             if bad is not None:
                 raise bad_event(bad)
         else:
@@ -400,6 +427,11 @@ class Simulation:
         if bar:
             bar.close()
         return ev_pfn
+
+    def _grow_fallbacks(self):
+        fb = self.state.grow_fallbacks()
+        if self._pipe is not None:
+            self._pipe.use_fallbacks(fb)
 
     def finish(self):
         """The result dict: ``counters`` (names in ``counters.NAMES``, plus events, wall_s,
@@ -483,6 +515,9 @@ def summary(result):
     tried = c["alloc_blocks"] + c["alloc_fail"]
     lines.append(f"allocation failures: {c['alloc_fail']} of {tried} "
                  f"({c['alloc_fail'] / max(1, tried):.1%})")
+    if c["thp_fault_fallback"]:
+        lines.append(f"THP faults fallen back to 4 KiB pages: {c['thp_fault_fallback']} (no "
+                     "free block of their order above the min watermark; thp_fault_fallback)")
     state = result.get("initial_state", "pristine")
     warning = failure_warning(c, "--pages" if state == "pristine" or state.startswith("aged")
                               else None)

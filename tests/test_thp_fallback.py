@@ -1,0 +1,141 @@
+"""A THP fault the zone cannot serve falls back to 4 KiB pages (VM_FAULT_FALLBACK): the
+pages the program writes, faulted one at a time with __GFP_ZERO, freed when the THP would
+have been; and a THP fault may not reclaim, so it fails at the min watermark."""
+import numpy as np
+import pytest
+
+from allocator.flags import GFP_KERNEL
+from zeroing import pipeline
+from zeroing.engine import FB_BIT
+from zeroing.events import EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EVENT_DTYPE, fault_gfp
+from zeroing.policy import make_policy
+from zeroing.run import FB_START, Simulation, simulate
+
+PAGES = 8192
+
+
+def fragmented(nr_pages, faults, writes=0, each_freed=False):
+    """Every page allocated, every other one freed (no free block above order 0), then
+    ``faults`` THP faults writing ``writes`` pages each (0: all), then their frees (with
+    ``each_freed``, each right after its fault)."""
+    rows = [(0, EV_ALLOC, 0, 0, GFP_KERNEL, 0)] * nr_pages
+    rows += [(0, EV_FREE, 0, 0, 0, k) for k in range(0, nr_pages, 2)]
+    first = len(rows)
+    if each_freed:
+        for k in range(faults):
+            rows += [(0, EV_FAULT, 9, 0, fault_gfp(writes), 0),
+                     (0, EV_FREE, 9, 0, 0, first + 2 * k)]
+    else:
+        rows += [(0, EV_FAULT, 9, 0, fault_gfp(writes), 0)] * faults
+        rows += [(0, EV_FREE, 9, 0, 0, first + k) for k in range(faults)]
+    ev = np.array(rows, dtype=EVENT_DTYPE)
+    ev["time"] = np.arange(len(ev)) * 1000
+    return ev
+
+
+def run(events, pages=PAGES, policy="pg_zeroed", **kw):
+    kw.setdefault("pcp", False)
+    kw.setdefault("other_zones", ())
+    return simulate(events, make_policy(policy), pages, **kw)
+
+
+def test_a_thp_fault_without_a_free_huge_block_faults_4k_pages():
+    r = run(fragmented(PAGES, 4))
+    c = r["counters"]
+    assert c["thp_fault_fallback"] == 4 and c["alloc_fail"] == 0
+    assert c["pgalloc"] == PAGES + 4 * 512 and c["alloc_blocks"] == PAGES + 4 * 512
+    assert r["by_order"]["allocs"][9] == 0 and r["by_order"]["allocs"][0] == PAGES + 4 * 512
+    # Order-0 faults are cleared at allocation (__GFP_ZERO), not by folio_zero_user().
+    assert c["zero_alloc"] == 4 * 512 and c["zero_user"] == 0
+    # The THP's free frees every page of the fallback.
+    assert c["pgfree"] == PAGES // 2 + 4 * 512
+    assert r["buddyinfo"] == run(fragmented(PAGES, 0))["buddyinfo"]
+    assert c["zero_leak"] == 0
+
+
+def test_a_fallback_faults_only_the_pages_the_program_writes():
+    c = run(fragmented(PAGES, 3, writes=100))["counters"]
+    assert c["thp_fault_fallback"] == 3
+    assert c["pgalloc"] == PAGES + 300 and c["pgfree"] == PAGES // 2 + 300
+
+
+def test_a_thp_fault_that_fits_is_no_fallback():
+    ev = fragmented(PAGES, 0)
+    thp = np.array([(0, EV_FAULT, 9, 0, 0, 0), (0, EV_FREE, 9, 0, 0, 0)], dtype=EVENT_DTYPE)
+    thp["time"] = [1000, 2000]
+    sim = Simulation(make_policy("pg_zeroed"), 2 * PAGES, pcp=False, other_zones=())
+    sim.feed(ev)
+    sim.feed(thp)
+    c = sim.finish()["counters"]
+    assert c["thp_fault_fallback"] == 0 and c["pgalloc"] == PAGES + 512
+
+
+@pytest.mark.parametrize("above_min, falls_back", [(600, False), (300, True)])
+def test_a_thp_fault_may_not_take_the_zone_to_its_min_watermark(above_min, falls_back):
+    """GFP_TRANSHUGE_LIGHT has no __GFP_DIRECT_RECLAIM: the slow path tries once at the min
+    watermark and gives up, though a free order-9 block is there."""
+    pages = 1 << 15
+    sim = Simulation(make_policy("pg_zeroed"), pages, pcp=False, other_zones=())
+    wmark_min = sim.alloc.watermarks()[0]
+    take = sim.alloc.nr_free_pages() - wmark_min - above_min
+    ev = np.array([(k, EV_ALLOC, 0, 0, GFP_KERNEL, 0) for k in range(take)], dtype=EVENT_DTYPE)
+    sim.feed(ev)
+    assert any(sim.alloc.buddyinfo()[9:])  # a free block the fault could have taken
+    thp = np.array([(take, EV_FAULT, 9, 0, 0, 0)], dtype=EVENT_DTYPE)
+    sim.feed(thp)
+    c = sim.finish()["counters"]
+    assert c["thp_fault_fallback"] == (1 if falls_back else 0)
+    assert c["pgalloc"] == take + 512
+
+
+@pytest.fixture
+def small_ranges(monkeypatch):
+    monkeypatch.setattr(pipeline, "MIN_SEGMENT", 256)
+    monkeypatch.setattr(pipeline, "SEGMENT", 512)
+
+
+def comparable(result):
+    out = dict(result)
+    out["counters"] = {k: v for k, v in result["counters"].items()
+                       if k not in ("wall_s", "events_per_s")}
+    out.pop("backend", None)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["metadata", "content"])
+def test_the_lists_grow_and_a_pipelined_run_is_the_serial_one(mode, small_ranges):
+    faults = FB_START // 512 + 8  # more pages than the lists start with
+    ev = fragmented(PAGES, faults, each_freed=True)
+    kw = dict(mode=mode, backend="numba" if mode == "content" else "auto")
+    serial = run(ev, policy="init_on_free,pg_zeroed,reporting", pipeline_mode="off", **kw)
+    piped = run(ev, policy="init_on_free,pg_zeroed,reporting", pipeline_mode="on", **kw)
+    assert comparable(piped) == comparable(serial)
+    c = serial["counters"]
+    assert c["thp_fault_fallback"] == faults and c["pgalloc"] == PAGES + faults * 512
+    assert c["zero_leak"] == 0
+
+
+def test_a_fallback_freed_in_a_later_feed():
+    """Trace replay and streamed workloads free an allocation of an earlier feed by the block
+    the engine gave it (``ev_pfn``), here a fallback list."""
+    ev = fragmented(PAGES, 2)
+    cut = len(ev) - 2
+    sim = Simulation(make_policy("pg_zeroed"), PAGES, pcp=False, other_zones=())
+    ev_pfn = sim.feed(ev[:cut])
+    blocks = ev_pfn[cut - 2:cut]
+    assert all(b & FB_BIT for b in blocks)
+    frees = np.array([(0, EV_FREE_PFN, 9, 0, 0, b + 1) for b in blocks], dtype=EVENT_DTYPE)
+    frees["time"] = ev["time"][-1]
+    sim.feed(frees)
+    r = sim.finish()
+    assert r["counters"]["pgfree"] == PAGES // 2 + 1024
+    assert r["buddyinfo"] == run(fragmented(PAGES, 0))["buddyinfo"]
+
+
+@pytest.mark.parametrize("at", [0, 5, 1 << 40])
+def test_a_free_of_a_fallback_list_that_was_never_made_is_a_bad_event(at):
+    from zeroing.run import BadEventError
+    sim = Simulation(make_policy("pg_zeroed"), PAGES, pcp=False, other_zones=())
+    ev = np.array([(0, EV_FREE_PFN, 9, 0, 0, (FB_BIT | at) + 1)], dtype=EVENT_DTYPE)
+    with pytest.raises(BadEventError):
+        sim.feed(ev)
