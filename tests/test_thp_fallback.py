@@ -139,3 +139,26 @@ def test_a_free_of_a_fallback_list_that_was_never_made_is_a_bad_event(at):
     ev = np.array([(0, EV_FREE_PFN, 9, 0, 0, (FB_BIT | at) + 1)], dtype=EVENT_DTYPE)
     with pytest.raises(BadEventError):
         sim.feed(ev)
+
+
+def test_growing_the_lists_at_an_event_with_background_work_pipelined(small_ranges):
+    """A THP fault that needs the lists grown where a reporting pass is due: the allocator's
+    half stops before the pass, so the blocks the host zeroes are logged with the range that
+    replays them (the serial run is the reference)."""
+    rows = [(0, EV_ALLOC, 0, 0, GFP_KERNEL, 0)] * PAGES
+    # Free 8 of every 16 pages: free memory in order-3 blocks, none of order 9.
+    rows += [(0, EV_FREE, 0, 0, 0, k) for k in range(PAGES) if k % 16 < 8]
+    first = len(rows)
+    faults = FB_START // 512 + 4
+    for k in range(faults):
+        rows += [(0, EV_FAULT, 9, 0, 0, 0), (0, EV_FREE, 9, 0, 0, first + 2 * k)]
+    ev = np.array(rows, dtype=EVENT_DTYPE)
+    ev["time"][:first] = np.arange(first) * 1000
+    ev["time"][first:] = first * 1000 + np.arange(len(ev) - first) * 2_500_000_000
+    policy = make_policy("pg_zeroed,reporting", reporting_order=3)
+    kw = dict(pcp=False, other_zones=())
+    serial = simulate(ev, policy, PAGES, pipeline_mode="off", **kw)
+    piped = simulate(ev, policy, PAGES, pipeline_mode="on", **kw)
+    c = serial["counters"]
+    assert c["thp_fault_fallback"] == faults and c["reported_pages"] > 0
+    assert comparable(piped) == comparable(serial)

@@ -604,6 +604,13 @@ def order0_fault_gfp(aliasing):
     return np.int64(GFP_HIGHUSER_MOVABLE) | (0 if aliasing else __GFP_ZERO)
 
 
+@njit(cache=True, inline="always")
+def fb_short(z, e, order):
+    """Whether ``fb`` may not hold the fallback of a THP fault of this order."""
+    return 0 < order <= z.conf[core.C_MAX_ORDER] and \
+        e.rstate[R_FB_USED] + 1 + (np.int64(1) << order) > e.fb.shape[0]
+
+
 @njit(cache=True)
 def thp_fault_alloc(z, e, order, gfp, cpu, pref, writes, aliasing, track):
     """A THP fault's folio (``vma_alloc_anon_folio_pmd``), or its fallback.
@@ -685,6 +692,93 @@ def replay_host_zeroes(e, blog, i):
     blog.pos[L_READ] = k
 
 
+@njit(cache=True, inline="always")
+def allocated(e, op, pfn, order, pages, gfp, hint, event, ev_caller, writes, now, pol_flags):
+    """An allocation's block handed out: counters, the clears at the allocation and the
+    fault, the struct page words, the sanitizer's check and the caller's writes.
+    ``writes``: an EV_FAULT's gfp column (``fault_writes``)."""
+    init_on_free, init_on_alloc, aliasing, hint_design, pfmemalloc_or = pol_flags
+    bc = e.by_caller
+    e.cnt[C.PGALLOC] += pages
+    e.cnt[C.ALLOC_BLOCKS] += 1
+    caller = SP.caller_of(op == EV_FAULT, op == EV_INFLATE, np.int64(ev_caller))
+    bc[SP.CS_ALLOC, caller] += pages
+    if op == EV_FAULT:
+        e.acct[A_FAULT] += fault_fixed_ns(e.cost, order)
+        if not hint and offload_behind(e, now, pages):
+            e.acct[A_OFFLOAD_BEHIND] += 1
+    e.by_order[0, order] += 1
+    if hint:
+        e.cnt[C.HINT_HITS] += 1
+        e.by_order[1, order] += 1
+        bc[SP.CS_HINT, caller] += pages
+    # post_alloc_hook
+    if not init_on_free and (init_on_alloc or (gfp & __GFP_ZERO) != 0):
+        zero_site(e, pfn, order, C.ZERO_ALLOC, hint, event, caller)
+    # prep_new_page: the design's words, then what the caller's overlay writes.
+    survived = SP.prep_new_page_words(e, pfn, hint_design, pfmemalloc_or, hint)
+    SP.caller_takes_page(e, pfn, caller)
+    if op == EV_FAULT:
+        # user_alloc_needs_zeroing(): aliasing caches, or init_on_alloc off.
+        if (order > 0 or aliasing) and (aliasing or not init_on_alloc):
+            if hint and not survived:
+                e.cnt[C.ZERO_HINT_LOST] += pages
+                bc[SP.CS_LOST, caller] += pages
+            zero_site(e, pfn, order, C.ZERO_USER, survived, event, caller)
+        check_zeroed(e, pfn, order, event)
+    elif op == EV_ALLOC:
+        if (gfp & __GFP_ZERO) != 0 or init_on_alloc or init_on_free:
+            check_zeroed(e, pfn, order, event)
+    if op == EV_INFLATE:
+        return  # handed to the host; the guest never writes it
+    touched = fault_writes(writes) if op == EV_FAULT else 0
+    if 0 < touched < pages:
+        dirty_prefix(e, pfn, order, touched, event, caller)
+    else:
+        dirty_pages(e, pfn, order, event, caller)
+
+
+@njit(cache=True, inline="always")
+def freed(z, e, op, pfn, order, pages, cpu, caller, event, now, alog, blog, pol_flags):
+    """A block freed: the policy's free flags, the clears at the free, the struct page
+    words, then the buddy (each half of a pipelined run its part). False on a bad free."""
+    init_on_free, track, hint_design = pol_flags
+    pol = e.pol
+    bc = e.by_caller
+    # The policy's free flags: what the allocator's half knows without page state.
+    fpi = 0
+    host_zeroed = op == EV_DEFLATE and pol[P_BALLOON] != 0  # the series' deflate
+    if host_zeroed:
+        fpi |= core.FPI_ZEROED
+    if init_on_free and track:
+        fpi |= core.FPI_ZEROED
+    if alog is None:
+        SP.caller_releases_page(e, pfn, caller)
+        if caller == SP.CALLER_PGTABLE:
+            user_clears(e, pfn, order, event)  # freed empty: every entry was zapped
+        if op == EV_DEFLATE:
+            host_zeroes(e, pfn, order)
+        # The series frees a host-zeroed balloon page with FPI_ZEROED and skips
+        # kernel_init_pages() for it ("when safe": the posting's title; what it
+        # excludes is not modelled).
+        if init_on_free and not host_zeroed:
+            clear_pages(e, pfn, order, C.ZERO_FREE, event)
+        if pol[P_FREE_SIGNAL] == 1 and SP.page_says_zeroed(e, pfn, hint_design) \
+                and not fpi & core.FPI_ZEROED:
+            # The buddy trusts a bit the allocator set and nobody cleared: no freer
+            # said so.
+            fpi |= core.FPI_ZEROED
+            bc[SP.CS_STALE, caller] += pages
+            bc[SP.CS_FALSE, caller] += pages - zero_pages_in(e.truth, pfn, pages)
+        SP.free_words(e, pfn)
+        e.cnt[C.PGFREE] += pages
+    if blog is None:
+        if core.free_pages(z, pfn, order, fpi, cpu) < 0:
+            return False
+        if pol[P_REPORTING] != 0:
+            note_report_notify(z, e, now)
+    return True
+
 # ---------------------------------------------------------------------------------------------
 # The loop
 
@@ -717,7 +811,6 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
     aware = pol[P_ZEROED_AWARE] != 0
     hint_design = pol[P_HINT]
     pfmemalloc_or = pol[P_PFMEMALLOC] != 0
-    bc = e.by_caller
     room = np.int64(0)  # log rows one call of run_background may need, at most
     if alog is not None:
         rorder = pol[P_REPORTING_ORDER]
@@ -728,10 +821,11 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                              or e.rstate[R_CMD_PAGES] > e.rstate[R_CMD_PAGE_LIMIT]):
             return i, EXIT_FLUSH
         if blog is None:
-            if ev_op[i] == EV_FAULT and 0 < ev_order[i] <= z.conf[core.C_MAX_ORDER] and \
-                    ev_ref[i] <= 0 and \
-                    e.rstate[R_FB_USED] + 1 + (np.int64(1) << ev_order[i]) > e.fb.shape[0]:
-                return i, EXIT_FB_FULL  # before anything of the event is done
+            if alog is not None and ev_op[i] == EV_FAULT and ev_ref[i] <= 0 and \
+                    fb_short(z, e, np.int64(ev_order[i])):
+                # The allocator's half stops before the background work it would log with
+                # this range: its engine half replays that work before the event after it.
+                return i, EXIT_FB_FULL
             if e.rstate[R_STARTED] == 0:
                 start_background(z, e, now)
             if e.rstate[R_VMSTAT_DEADLINE] <= now or e.rstate[R_REPORT_STATE] != 0:
@@ -786,6 +880,11 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                 if ev_ref[i] > 0 and op != EV_INFLATE:
                     pfn = take_exact(z, e, ev_ref[i] - 1, order, gfp)  # the trace decides
                 elif op == EV_FAULT and order > 0:
+                    if fb_short(z, e, order):
+                        # Nothing of the event is done yet; the background work before it
+                        # is not done again when the loop comes back to it (as after
+                        # EXIT_OFFLOAD).
+                        return i, EXIT_FB_FULL
                     pfn = thp_fault_alloc(z, e, order, gfp, cpu, pref, ev_gfp[i], aliasing,
                                           track)
                     if pfn > 0 and pfn & FB_BIT:
@@ -808,54 +907,17 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                     fb_at = pfn & (FB_BIT - 1)
             if pfn == core.NONE:
                 continue
-            nblocks = np.int64(1)
-            if fb_at >= 0:  # order-0 faults, one a page the program writes (do_anonymous_page)
-                nblocks = e.fb[fb_at]
-                order = np.int64(0)
-                pages = np.int64(1)
+            flags = (init_on_free, init_on_alloc, aliasing, hint_design, pfmemalloc_or)
+            if fb_at < 0:
+                allocated(e, op, pfn, order, pages, gfp, hint, base + i, ev_caller[i],
+                          ev_gfp[i], now, flags)
+            else:  # order-0 faults, one a page the program writes (do_anonymous_page)
                 gfp = order0_fault_gfp(aliasing)
-            for k in range(nblocks):
-                if fb_at >= 0:
+                for k in range(e.fb[fb_at]):
                     pfn, hint = logged_block_at(e.fb, fb_at + 1 + k)
-                    if pfn == core.NONE:
-                        continue
-                e.cnt[C.PGALLOC] += pages
-                e.cnt[C.ALLOC_BLOCKS] += 1
-                caller = SP.caller_of(op == EV_FAULT, op == EV_INFLATE, np.int64(ev_caller[i]))
-                bc[SP.CS_ALLOC, caller] += pages
-                if op == EV_FAULT:
-                    e.acct[A_FAULT] += fault_fixed_ns(e.cost, order)
-                    if not hint and offload_behind(e, now, pages):
-                        e.acct[A_OFFLOAD_BEHIND] += 1
-                e.by_order[0, order] += 1
-                if hint:
-                    e.cnt[C.HINT_HITS] += 1
-                    e.by_order[1, order] += 1
-                    bc[SP.CS_HINT, caller] += pages
-                # post_alloc_hook
-                if not init_on_free and (init_on_alloc or (gfp & __GFP_ZERO) != 0):
-                    zero_site(e, pfn, order, C.ZERO_ALLOC, hint, base + i, caller)
-                # prep_new_page: the design's words, then what the caller's overlay writes.
-                survived = SP.prep_new_page_words(e, pfn, hint_design, pfmemalloc_or, hint)
-                SP.caller_takes_page(e, pfn, caller)
-                if op == EV_FAULT:
-                    # user_alloc_needs_zeroing(): aliasing caches, or init_on_alloc off.
-                    if (order > 0 or aliasing) and (aliasing or not init_on_alloc):
-                        if hint and not survived:
-                            e.cnt[C.ZERO_HINT_LOST] += pages
-                            bc[SP.CS_LOST, caller] += pages
-                        zero_site(e, pfn, order, C.ZERO_USER, survived, base + i, caller)
-                    check_zeroed(e, pfn, order, base + i)
-                elif op == EV_ALLOC:
-                    if (gfp & __GFP_ZERO) != 0 or init_on_alloc or init_on_free:
-                        check_zeroed(e, pfn, order, base + i)
-                if op == EV_INFLATE:
-                    continue  # handed to the host; the guest never writes it
-                touched = fault_writes(ev_gfp[i]) if op == EV_FAULT and fb_at < 0 else 0
-                if 0 < touched < pages:
-                    dirty_prefix(e, pfn, order, touched, base + i, caller)
-                else:
-                    dirty_pages(e, pfn, order, base + i, caller)
+                    if pfn != core.NONE:
+                        allocated(e, op, pfn, 0, 1, gfp, hint, base + i, ev_caller[i], 0,
+                                  now, flags)
         elif op == EV_FREE or op == EV_DEFLATE or op == EV_FREE_PFN:
             ref = ev_ref[i]
             if op == EV_FREE_PFN:
@@ -874,57 +936,26 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                     pfn, _ = logged_block(blog, i)
                 if pfn == core.NONE:
                     continue
-            nblocks = np.int64(1)
             fb_at = np.int64(-1)
             if pfn > 0 and pfn & FB_BIT:  # a THP fault that fell back: free its pages
                 fb_at = pfn & (FB_BIT - 1)
                 if fb_at >= e.rstate[R_FB_USED] or fb_at + 1 + e.fb[fb_at] > e.rstate[R_FB_USED]:
                     return i, EXIT_BAD_EVENT
-                nblocks = e.fb[fb_at]
-                order = np.int64(0)
-                pages = np.int64(1)
-            for k in range(nblocks):
-                if fb_at >= 0:
+            caller = SP.CALLER_RAW  # EV_FREE_PFN: allocated in an earlier chunk, the default
+            if alog is None and op != EV_FREE_PFN:
+                caller = SP.caller_of(ev_op[ref] == EV_FAULT, ev_op[ref] == EV_INFLATE,
+                                      np.int64(ev_caller[ref]))
+            flags = (init_on_free, track, hint_design)
+            if fb_at < 0:
+                if not freed(z, e, op, pfn, order, pages, cpu, caller, base + i, now, alog,
+                             blog, flags):
+                    return i, EXIT_BAD_EVENT
+            else:
+                for k in range(e.fb[fb_at]):
                     pfn, _ = logged_block_at(e.fb, fb_at + 1 + k)
-                    if pfn == core.NONE:
-                        continue
-                # The policy's free flags: what the allocator's half knows without page state.
-                fpi = 0
-                host_zeroed = op == EV_DEFLATE and pol[P_BALLOON] != 0  # the series' deflate
-                if host_zeroed:
-                    fpi |= core.FPI_ZEROED
-                if init_on_free and track:
-                    fpi |= core.FPI_ZEROED
-                if alog is None:
-                    if op == EV_FREE_PFN:
-                        caller = SP.CALLER_RAW  # allocated in an earlier chunk: the EV_ALLOC default
-                    else:
-                        caller = SP.caller_of(ev_op[ref] == EV_FAULT, ev_op[ref] == EV_INFLATE,
-                                              np.int64(ev_caller[ref]))
-                    SP.caller_releases_page(e, pfn, caller)
-                    if caller == SP.CALLER_PGTABLE:
-                        user_clears(e, pfn, order, base + i)  # freed empty: every entry was zapped
-                    if op == EV_DEFLATE:
-                        host_zeroes(e, pfn, order)
-                    # The series frees a host-zeroed balloon page with FPI_ZEROED and skips
-                    # kernel_init_pages() for it ("when safe": the posting's title; what it
-                    # excludes is not modelled).
-                    if init_on_free and not host_zeroed:
-                        clear_pages(e, pfn, order, C.ZERO_FREE, base + i)
-                    if pol[P_FREE_SIGNAL] == 1 and SP.page_says_zeroed(e, pfn, hint_design) \
-                            and not fpi & core.FPI_ZEROED:
-                        # The buddy trusts a bit the allocator set and nobody cleared: no freer
-                        # said so.
-                        fpi |= core.FPI_ZEROED
-                        bc[SP.CS_STALE, caller] += pages
-                        bc[SP.CS_FALSE, caller] += pages - zero_pages_in(e.truth, pfn, pages)
-                    SP.free_words(e, pfn)
-                    e.cnt[C.PGFREE] += pages
-                if blog is None:
-                    if core.free_pages(z, pfn, order, fpi, cpu) < 0:
+                    if pfn != core.NONE and not freed(z, e, op, pfn, 0, 1, cpu, caller, base + i,
+                                                      now, alog, blog, flags):
                         return i, EXIT_BAD_EVENT
-                    if pol[P_REPORTING] != 0:
-                        note_report_notify(z, e, now)
         elif op == EV_ADOPT:
             if blog is None:
                 pfn = take_exact(z, e, ev_ref[i] - 1, order, 0)
