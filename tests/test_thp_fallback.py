@@ -162,3 +162,25 @@ def test_growing_the_lists_at_an_event_with_background_work_pipelined(small_rang
     c = serial["counters"]
     assert c["thp_fault_fallback"] == faults and c["reported_pages"] > 0
     assert comparable(piped) == comparable(serial)
+
+
+def test_the_readme_run_from_a_fragmented_machine(tmp_path):
+    """The README's run: a real machine's Normal zone with no free block above order 6."""
+    import json
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "r.json"
+    p = subprocess.run([sys.executable, "-m", "zeroing", "run", "--workload", "vm-anon",
+                        "--thp", "on", "--size-mb", "64", "--rounds", "3", "--policy",
+                        "pg_zeroed,reporting", "--initial-state",
+                        "tests/data/node_exporter_buddyinfo,zone=Normal", "--json", str(out)],
+                       cwd=root, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "THP faults fallen back to 4 KiB pages: 96 " in p.stdout
+    assert "warning" not in p.stdout
+    c = json.loads(out.read_text())["counters"]
+    assert c["thp_fault_fallback"] == 96 and c["alloc_fail"] == 0
+    # Cleared at allocation (__GFP_ZERO), none by folio_zero_user(); every page freed.
+    assert c["zero_alloc"] >= 96 * 512 and c["zero_user"] == 0 and c["pgfree"] == c["pgalloc"]
