@@ -115,6 +115,10 @@ def test_a_capture_replayed_from_its_pagesets_lands_near_the_kernel(name, trace,
     for s, (count, _) in zip(pcp["pagesets"], end):
         assert abs(s["count"] - count) < 0.10 * count
     assert [s["high"] for s in pcp["pagesets"]].count(10081) >= (1 if ticks else 0)
+    # Every THP fault the kernel served (its vmstat: thp_fault_alloc +32, thp_fault_fallback
+    # +0 in the 2 s capture) the model serves too, from the buddy or a CPU's THP list.
+    assert r["by_order"]["allocs"][9] == (0 if name == "sleep8" else 32)
+    assert r["counters"]["thp_fault_fallback"] == 0 and r["counters"]["alloc_fail"] == 0
 
 
 def test_a_cpu_without_page_events_still_runs_the_vmstat_work_each_second():
