@@ -338,6 +338,10 @@ def cmd_replay(args):
                             f"{len(zone_pagesets)}: not the same machine (or memory was "
                             "ballooned or hotplugged between them, which the model does not "
                             "replay)")
+        if (free_after, sets_after) == (free_before, zone_pagesets):
+            print(f"warning: --zoneinfo-after {args.zoneinfo_after}: the Normal zone's free "
+                  f"pages and every CPU's pageset as in --zoneinfo {args.zoneinfo}: nothing "
+                  "moved between the snapshots (a copy of it?)", file=sys.stderr)
         kernel_after = {"zoneinfo": args.zoneinfo_after, "pagesets": sets_after,
                         "nr_free_pages_delta": free_after - free_before}
     if pages is not None:
