@@ -184,3 +184,35 @@ def test_the_readme_run_from_a_fragmented_machine(tmp_path):
     assert c["thp_fault_fallback"] == 96 and c["alloc_fail"] == 0
     # Cleared at allocation (__GFP_ZERO), none by folio_zero_user(); every page freed.
     assert c["zero_alloc"] >= 96 * 512 and c["zero_user"] == 0 and c["pgfree"] == c["pgalloc"]
+
+
+JIT_SCRIPT = """
+import json, sys
+sys.path.insert(0, "tests")
+from test_thp_fallback import fragmented, run
+out = []
+for writes in (0, 77):
+    for policy in ("pg_zeroed", "init_on_free,pg_zeroed,reporting"):
+        r = run(fragmented(2048, 2, writes), pages=2048, policy=policy, pcp=True)
+        c = r["counters"]
+        for k in ("wall_s", "events_per_s"):
+            c.pop(k)
+        out.append([c, r["buddyinfo"], r["by_order"]])
+print(json.dumps(out))
+"""
+
+
+def test_the_fallback_jitted_and_interpreted_agree():
+    import json
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = []
+    for disable in ("0", "1"):
+        env = dict(os.environ, NUMBA_DISABLE_JIT=disable, PYTHONPATH=root)
+        p = subprocess.run([sys.executable, "-c", JIT_SCRIPT], cwd=root, env=env,
+                           capture_output=True, text=True, check=True)
+        out.append(json.loads(p.stdout.strip().splitlines()[-1]))
+    assert out[0] == out[1]
+    assert all(c["thp_fault_fallback"] == 2 for c, _, _ in out[0])
