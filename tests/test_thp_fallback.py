@@ -6,7 +6,7 @@ import pytest
 
 from allocator.flags import GFP_KERNEL
 from zeroing import pipeline
-from zeroing.engine import FB_BIT
+from zeroing.engine import FB_BIT, R_FB_LIVE, R_FB_USED
 from zeroing.events import EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EVENT_DTYPE, fault_gfp
 from zeroing.policy import make_policy
 from zeroing.run import FB_START, Simulation, simulate
@@ -103,16 +103,32 @@ def comparable(result):
 
 
 @pytest.mark.parametrize("mode", ["metadata", "content"])
-def test_the_lists_grow_and_a_pipelined_run_is_the_serial_one(mode, small_ranges):
+@pytest.mark.parametrize("each_freed", [False, True])
+def test_the_lists_grow_and_a_pipelined_run_is_the_serial_one(mode, each_freed, small_ranges):
     faults = FB_START // 512 + 8  # more pages than the lists start with
-    ev = fragmented(PAGES, faults, each_freed=True)
+    pages = 1 << 16
+    ev = fragmented(pages, faults, each_freed=each_freed)
     kw = dict(mode=mode, backend="numba" if mode == "content" else "auto")
-    serial = run(ev, policy="init_on_free,pg_zeroed,reporting", pipeline_mode="off", **kw)
-    piped = run(ev, policy="init_on_free,pg_zeroed,reporting", pipeline_mode="on", **kw)
+    serial = run(ev, pages, "init_on_free,pg_zeroed,reporting", pipeline_mode="off", **kw)
+    piped = run(ev, pages, "init_on_free,pg_zeroed,reporting", pipeline_mode="on", **kw)
     assert comparable(piped) == comparable(serial)
     c = serial["counters"]
-    assert c["thp_fault_fallback"] == faults and c["pgalloc"] == PAGES + faults * 512
+    assert c["thp_fault_fallback"] == faults and c["pgalloc"] == pages + faults * 512
     assert c["zero_leak"] == 0
+
+
+def test_the_lists_start_again_once_none_is_left():
+    """A THP freed before the next fault falls back: a serial run reuses the lists' room
+    (the lists grow only with the fallbacks alive at once), and so does each feed of a
+    pipelined one."""
+    faults = 3 * FB_START // 512
+    for each_freed, grows in ((True, False), (False, True)):
+        pages = 1 << 16
+        sim = Simulation(make_policy("pg_zeroed"), pages, pcp=False, other_zones=())
+        sim.feed(fragmented(pages, faults, each_freed=each_freed))
+        assert sim.finish()["counters"]["thp_fault_fallback"] == faults
+        assert (sim.state.arrays.fb.shape[0] > FB_START) == grows
+        assert sim.state.arrays.rstate[R_FB_USED] == 0 and sim.state.arrays.rstate[R_FB_LIVE] == 0
 
 
 def test_a_fallback_freed_in_a_later_feed():

@@ -77,7 +77,8 @@ R_DISCARDS = 15  # 1 once the host discarded any page (until then no write can r
 R_CMD_PAGES = 16  # pages the commands in the buffer cover
 R_CMD_PAGE_LIMIT = 17  # return to Python before an event when R_CMD_PAGES exceeds this
 R_FB_USED = 18  # entries of ``fb`` in use (THP faults that fell back: thp_fault_fallback)
-NR_RSTATE = 19
+R_FB_LIVE = 19  # fallback lists not yet freed (none: ``fb`` starts again from its first entry)
+NR_RSTATE = 20
 
 #: vmstat_update runs every sysctl_stat_interval (HZ: one second).
 VMSTAT_INTERVAL_NS = 1_000_000_000
@@ -646,6 +647,7 @@ def thp_fault_alloc(z, e, order, gfp, cpu, pref, writes, aliasing, track):
         e.fb[at + 1 + k] = log_block(page, page != core.NONE and track
                                      and core.page_is_zeroed(z, page))
     e.rstate[R_FB_USED] = at + 1 + n
+    e.rstate[R_FB_LIVE] += 1
     return FB_BIT | at
 
 
@@ -956,6 +958,13 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                     if pfn != core.NONE and not freed(z, e, op, pfn, 0, 1, cpu, caller, base + i,
                                                       now, alog, blog, flags):
                         return i, EXIT_BAD_EVENT
+                if blog is None:
+                    e.rstate[R_FB_LIVE] -= 1
+                    if e.rstate[R_FB_LIVE] == 0 and alog is None:
+                        # None left to read: the next list starts at the first entry (a
+                        # pipelined run's engine half may still read this one: the lists
+                        # start again after its feed, Simulation.feed_columns).
+                        e.rstate[R_FB_USED] = 0
         elif op == EV_ADOPT:
             if blog is None:
                 pfn = take_exact(z, e, ev_ref[i] - 1, order, 0)

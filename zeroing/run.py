@@ -25,7 +25,8 @@ from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_DONE, EXIT
                      EXIT_OFFLOAD,
                      MARKER_CALLER_SHIFT, MARKER_EVENT_MASK, MAX_LEAKS, NEVER, NR_OB, NR_RSTATE,
                      OB_OK, OFFLOAD_EVENT, R_CMD_LIMIT, R_CMD_PAGE_LIMIT, R_CMD_PAGES, R_CONTENT,
-                     R_NCMD, R_NLEAKS, R_OHEAD, R_OQUEUED, offload_retire, record_leak, run_events)
+                     R_FB_LIVE, R_FB_USED, R_NCMD, R_NLEAKS, R_OHEAD, R_OQUEUED, offload_retire,
+                     record_leak, run_events)
 from .events import EVENT_DTYPE
 from .initial_state import apply_initial_state
 from .policy import P_OFFLOAD_BATCH, Policy, as_array
@@ -419,6 +420,8 @@ class Simulation:
                                   self._grow_fallbacks)
             if bad is not None:
                 raise bad_event(bad)
+            if state.arrays.rstate[R_FB_LIVE] == 0:  # both halves are done with every list
+                state.arrays.rstate[R_FB_USED] = 0
         else:
             consume(start, n)
         state.drain()  # the last batch's device time belongs to this chunk
