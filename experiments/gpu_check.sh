@@ -73,7 +73,7 @@ $PY -c "import kernels; from kernels import cuda_backend as c; print('numba-cuda
 
 step "GPU tests"
 timeout 100 $PY -m pytest -q -x -p no:cacheprovider -m gpu -W ignore::DeprecationWarning \
-    tests/test_kernels.py tests/test_engine_content.py || status=1
+    tests/test_kernels.py tests/test_engine_content.py tests/test_thp_fallback.py || status=1
 
 step "clearing benchmark"
 timeout 75 $PY experiments/bench_kernels.py --backends ${BENCH_BACKENDS:-numba,cuda,cupy} \

@@ -232,3 +232,31 @@ def test_the_fallback_jitted_and_interpreted_agree():
         out.append(json.loads(p.stdout.strip().splitlines()[-1]))
     assert out[0] == out[1]
     assert all(c["thp_fault_fallback"] == 2 for c, _, _ in out[0])
+
+
+def _content_matches_metadata(backend):
+    ev = fragmented(4096, 3, writes=300)
+    volatile = ("wall_s", "events_per_s", "backend", "mode")
+    for policy in ("init_on_free,pg_zeroed,reporting", "pg_zeroed"):
+        meta = run(ev, 4096, policy)
+        content = run(ev, 4096, policy, mode="content", backend=backend)
+        assert {k: v for k, v in meta["counters"].items() if k not in volatile} == \
+            {k: v for k, v in content["counters"].items() if k not in volatile}
+        assert meta["leaks"] == content["leaks"] and meta["cost"] == content["cost"]
+        assert content["counters"]["thp_fault_fallback"] == 3
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_fallback_pages_in_content_mode(backend):
+    """Real bytes: every fallback page cleared at its fault, checked, written, freed."""
+    _content_matches_metadata(backend)
+
+
+@pytest.mark.gpu
+def test_fallback_pages_in_content_mode_on_cupy():
+    from kernels import get_backend
+    try:
+        get_backend("cupy")
+    except RuntimeError as e:
+        pytest.skip(f"NO GPU: CuPy content mode not tested on this machine ({e})")
+    _content_matches_metadata("cupy")
