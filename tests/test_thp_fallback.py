@@ -260,3 +260,40 @@ def test_fallback_pages_in_content_mode_on_cupy():
     except RuntimeError as e:
         pytest.skip(f"NO GPU: CuPy content mode not tested on this machine ({e})")
     _content_matches_metadata("cupy")
+
+
+def test_a_freed_list_serves_the_next_fallback_while_another_is_alive():
+    """One fallback kept alive all along, thousands made and freed beside it: a serial run
+    reuses each freed list (a hostile pass saw the lists grow by 4 KiB a fallback)."""
+    pages = 1 << 14
+    rows = [(0, EV_ALLOC, 0, 0, GFP_KERNEL, 0)] * pages
+    rows += [(0, EV_FREE, 0, 0, 0, k) for k in range(0, pages, 2)]
+    rows.append((0, EV_FAULT, 9, 0, 0, 0))  # kept
+    first = len(rows)
+    faults = 4 * FB_START // 512
+    for k in range(faults):
+        rows += [(0, EV_FAULT, 9, 0, 0, 0), (0, EV_FREE, 9, 0, 0, first + 2 * k)]
+    sim = Simulation(make_policy("pg_zeroed"), pages, pcp=False, other_zones=())
+    sim.feed(np.array(rows, dtype=EVENT_DTYPE))
+    assert sim.finish()["counters"]["thp_fault_fallback"] == faults + 1
+    assert sim.state.arrays.fb.shape[0] == FB_START
+
+
+@pytest.mark.parametrize("forged", ["mid-list", "high bit", "freed and reused"])
+def test_a_free_naming_no_live_list_is_a_bad_event(forged):
+    from zeroing.run import BadEventError
+    sim = Simulation(make_policy("pg_zeroed"), PAGES, pcp=False, other_zones=())
+    ev = fragmented(PAGES, 2)
+    cut = len(ev) - 2
+    ev_pfn = sim.feed(ev[:cut])
+    lists = [int(b) for b in ev_pfn[cut - 2:cut]]
+    if forged == "mid-list":
+        refs = [lists[0] + 5]
+    elif forged == "high bit":
+        refs = [lists[0] | (1 << 61)]
+    else:  # freed, its pages taken by others, then freed again
+        sim.feed(np.array([(0, EV_FREE_PFN, 9, 0, 0, lists[1] + 1)], dtype=EVENT_DTYPE))
+        sim.feed(np.array([(0, EV_ALLOC, 0, 0, GFP_KERNEL, 0)] * 512, dtype=EVENT_DTYPE))
+        refs = [lists[1]]
+    with pytest.raises(BadEventError):
+        sim.feed(np.array([(0, EV_FREE_PFN, 9, 0, 0, r + 1) for r in refs], dtype=EVENT_DTYPE))

@@ -78,7 +78,8 @@ R_CMD_PAGES = 16  # pages the commands in the buffer cover
 R_CMD_PAGE_LIMIT = 17  # return to Python before an event when R_CMD_PAGES exceeds this
 R_FB_USED = 18  # entries of ``fb`` in use (THP faults that fell back: thp_fault_fallback)
 R_FB_LIVE = 19  # fallback lists not yet freed (none: ``fb`` starts again from its first entry)
-NR_RSTATE = 20
+R_FB_FREE = 20  # 11 slots: per order, the first freed list a serial run reuses (-1: none)
+NR_RSTATE = 31
 
 #: vmstat_update runs every sysctl_stat_interval (HZ: one second).
 VMSTAT_INTERVAL_NS = 1_000_000_000
@@ -100,6 +101,13 @@ EXIT_FB_FULL = 5  # ``fb`` may not hold the order-0 pages of this THP fault's fa
 #: list in ``fb`` (the number of pages, then each page as ``log_block`` logs a block). The
 #: list is only ever appended to, so both halves of a pipelined run can read it.
 FB_BIT = 1 << 60
+#: A list's first entry: this bit, FB_FREED once freed, its order at FB_ORDER_SHIFT and its
+#: number of pages; a list has room for 2^order pages, so a freed one serves the next
+#: fallback of its order (a serial run: the halves of a pipelined one read lists apart).
+FB_HEAD = 1 << 62
+FB_FREED = 1 << 61
+FB_ORDER_SHIFT = 48
+FB_COUNT_MASK = (1 << FB_ORDER_SHIFT) - 1
 
 #: The log of a pipelined run (``run_events``): each event's block (``log_block``), the
 #: blocks the host zeroed for page reporting (rows of event, pfn, order) and the cursors.
@@ -608,8 +616,19 @@ def order0_fault_gfp(aliasing):
 @njit(cache=True, inline="always")
 def fb_short(z, e, order):
     """Whether ``fb`` may not hold the fallback of a THP fault of this order."""
-    return 0 < order <= z.conf[core.C_MAX_ORDER] and \
+    return 0 < order <= z.conf[core.C_MAX_ORDER] and e.rstate[R_FB_FREE + order] < 0 and \
         e.rstate[R_FB_USED] + 1 + (np.int64(1) << order) > e.fb.shape[0]
+
+
+@njit(cache=True, inline="always")
+def fb_live_list(e, ref):
+    """Whether ``ref`` (FB_BIT | offset) names a fallback list that is made and not freed."""
+    at = ref & (FB_BIT - 1)
+    if ref >= 2 * FB_BIT or at >= e.rstate[R_FB_USED]:
+        return False
+    head = e.fb[at]
+    return (head & (FB_HEAD | FB_FREED)) == FB_HEAD and \
+        at + 1 + (head & FB_COUNT_MASK) <= e.rstate[R_FB_USED]
 
 
 @njit(cache=True)
@@ -635,8 +654,13 @@ def thp_fault_alloc(z, e, order, gfp, cpu, pref, writes, aliasing, track):
     n = fault_writes(writes)
     if n <= 0:
         n = np.int64(1) << order
-    at = e.rstate[R_FB_USED]
-    e.fb[at] = n
+    at = e.rstate[R_FB_FREE + order]
+    if at >= 0:  # a freed list of this order (serial runs only free into these)
+        e.rstate[R_FB_FREE + order] = e.fb[at + 1]
+    else:
+        at = e.rstate[R_FB_USED]
+        e.rstate[R_FB_USED] = at + 1 + (np.int64(1) << order)
+    e.fb[at] = FB_HEAD | (order << FB_ORDER_SHIFT) | n
     gfp0 = order0_fault_gfp(aliasing)
     for k in range(n):
         page = core.alloc_pages(z, 0, gfp0, cpu, pref)
@@ -646,7 +670,6 @@ def thp_fault_alloc(z, e, order, gfp, cpu, pref, writes, aliasing, track):
             e.cnt[C.ALLOC_FAIL] += 1
         e.fb[at + 1 + k] = log_block(page, page != core.NONE and track
                                      and core.page_is_zeroed(z, page))
-    e.rstate[R_FB_USED] = at + 1 + n
     e.rstate[R_FB_LIVE] += 1
     return FB_BIT | at
 
@@ -915,7 +938,7 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                           ev_gfp[i], now, flags)
             else:  # order-0 faults, one a page the program writes (do_anonymous_page)
                 gfp = order0_fault_gfp(aliasing)
-                for k in range(e.fb[fb_at]):
+                for k in range(e.fb[fb_at] & FB_COUNT_MASK):
                     pfn, hint = logged_block_at(e.fb, fb_at + 1 + k)
                     if pfn != core.NONE:
                         allocated(e, op, pfn, 0, 1, gfp, hint, base + i, ev_caller[i], 0,
@@ -941,8 +964,8 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
             fb_at = np.int64(-1)
             if pfn > 0 and pfn & FB_BIT:  # a THP fault that fell back: free its pages
                 fb_at = pfn & (FB_BIT - 1)
-                if fb_at >= e.rstate[R_FB_USED] or fb_at + 1 + e.fb[fb_at] > e.rstate[R_FB_USED]:
-                    return i, EXIT_BAD_EVENT
+                if blog is None and not fb_live_list(e, pfn):
+                    return i, EXIT_BAD_EVENT  # no list starts there, or it was freed
             caller = SP.CALLER_RAW  # EV_FREE_PFN: allocated in an earlier chunk, the default
             if alog is None and op != EV_FREE_PFN:
                 caller = SP.caller_of(ev_op[ref] == EV_FAULT, ev_op[ref] == EV_INFLATE,
@@ -953,18 +976,25 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                              blog, flags):
                     return i, EXIT_BAD_EVENT
             else:
-                for k in range(e.fb[fb_at]):
+                head = e.fb[fb_at]
+                for k in range(head & FB_COUNT_MASK):
                     pfn, _ = logged_block_at(e.fb, fb_at + 1 + k)
                     if pfn != core.NONE and not freed(z, e, op, pfn, 0, 1, cpu, caller, base + i,
                                                       now, alog, blog, flags):
                         return i, EXIT_BAD_EVENT
                 if blog is None:
+                    e.fb[fb_at] = head | FB_FREED
                     e.rstate[R_FB_LIVE] -= 1
+                    if alog is None:  # serial: nobody reads the list again
+                        o = (head >> FB_ORDER_SHIFT) & 0xff
+                        e.fb[fb_at + 1] = e.rstate[R_FB_FREE + o]
+                        e.rstate[R_FB_FREE + o] = fb_at
                     if e.rstate[R_FB_LIVE] == 0 and alog is None:
                         # None left to read: the next list starts at the first entry (a
                         # pipelined run's engine half may still read this one: the lists
                         # start again after its feed, Simulation.feed_columns).
                         e.rstate[R_FB_USED] = 0
+                        e.rstate[R_FB_FREE:R_FB_FREE + 11] = -1
         elif op == EV_ADOPT:
             if blog is None:
                 pfn = take_exact(z, e, ev_ref[i] - 1, order, 0)
