@@ -194,12 +194,8 @@ print(json.dumps(out))
 
 
 def test_engine_jit_and_interpreted_agree():
-    out = []
-    for disable in ("0", "1"):
-        env = dict(os.environ, NUMBA_DISABLE_JIT=disable, PYTHONPATH=ROOT)
-        p = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env,
-                           capture_output=True, text=True, check=True)
-        out.append(json.loads(p.stdout.strip().splitlines()[-1]))
+    from jit_twice import jitted_and_interpreted
+    out = jitted_and_interpreted(SCRIPT)
     assert out[0] == out[1]
     assert out[0][0] == out[0][1]
     assert out[0][0][0]["reporting_passes"] > 0

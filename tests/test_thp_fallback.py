@@ -219,17 +219,8 @@ print(json.dumps(out))
 
 
 def test_the_fallback_jitted_and_interpreted_agree():
-    import json
-    import os
-    import subprocess
-    import sys
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = []
-    for disable in ("0", "1"):
-        env = dict(os.environ, NUMBA_DISABLE_JIT=disable, PYTHONPATH=root)
-        p = subprocess.run([sys.executable, "-c", JIT_SCRIPT], cwd=root, env=env,
-                           capture_output=True, text=True, check=True)
-        out.append(json.loads(p.stdout.strip().splitlines()[-1]))
+    from jit_twice import jitted_and_interpreted
+    out = jitted_and_interpreted(JIT_SCRIPT)
     assert out[0] == out[1]
     assert all(c["thp_fault_fallback"] == 2 for c, _, _ in out[0])
 
