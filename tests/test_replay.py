@@ -98,12 +98,17 @@ def test_odd_layouts_old_spellings_failed_allocs_and_other_events(tmp_path):
     assert r["counters"]["pgalloc"] == 1 + 4 and r["counters"]["zero_alloc"] == 5
 
 
-def test_unknown_gfp_flag_is_an_error(tmp_path):
-    path = tmp_path / "bad.txt"
-    path.write_text("  a-1 [000] 1.0: mm_page_alloc: page=0 pfn=0x10 order=0 migratetype=0 "
-                    "gfp_flags=GFP_KERNEL|__GFP_BOGUS\n")
-    with pytest.raises(TraceError, match=r"bad.txt:1: unknown gfp flag '__GFP_BOGUS'"):
+def refused(path, text, message):
+    """A trace of this text is refused, the message naming its file and line."""
+    path.write_text(text)
+    with pytest.raises(TraceError, match=message):
         list(read_events(str(path)))
+
+
+def test_unknown_gfp_flag_is_an_error(tmp_path):
+    refused(tmp_path / "bad.txt", "  a-1 [000] 1.0: mm_page_alloc: page=0 pfn=0x10 order=0 "
+            "migratetype=0 gfp_flags=GFP_KERNEL|__GFP_BOGUS\n",
+            r"bad.txt:1: unknown gfp flag '__GFP_BOGUS'")
 
 
 def test_cli_replay_json(tmp_path):
@@ -325,10 +330,8 @@ def test_an_earlier_zone_locked_of_a_pfn_does_not_hide_a_later_steal(tmp_path):
 def test_a_kmem_line_without_a_space_after_its_name_is_refused(tmp_path):
     """``mm_page_alloc:page=...`` was counted as an mm_page_alloc and then dropped."""
     path = tmp_path / "t.txt"
-    path.write_text(" a-1 [000] ..... 1.000001: mm_page_alloc:page=0000abcd pfn=0x10 order=0 "
-                    "migratetype=1 gfp_flags=GFP_KERNEL\n")
-    with pytest.raises(TraceError, match=r"t.txt:1: no space after mm_page_alloc:"):
-        list(read_events(str(path)))
+    refused(path, " a-1 [000] ..... 1.000001: mm_page_alloc:page=0000abcd pfn=0x10 order=0 "
+            "migratetype=1 gfp_flags=GFP_KERNEL\n", r"t.txt:1: no space after mm_page_alloc:")
     counts = {}
     assert list(read_events(str(path), lenient=True, counts=counts)) == []
     assert counts["malformed"] == 1 and "mm_page_alloc" not in counts["events"]
