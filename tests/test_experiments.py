@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("bench_engine.py", "M events/s"),
     ("cpu_vs_gpu.py", "counters match metadata: True"),
     ("pipeline_speedup.py", "counters identical: True"),
-    ("bench_trace.py", "the python reader (same rows: True)"),
+    ("bench_trace.py", "same result: True)"),
     ("bench_scale.py", "bytes/page"),
     ("hit_rate.py", "THP  pcp"),
     ("upstream.py", "| single run | on | pg_zeroed+reporting |"),

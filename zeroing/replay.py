@@ -24,7 +24,7 @@ from allocator.flags import (GFP_BITS, GFP_MOVABLE_SHIFT, MIGRATETYPE_NAMES,
 from .events import (EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE, EV_VMSTAT,
                      EVENT_DTYPE)
 from .run import BadEventError, Simulation
-from .trace import (KMEM_EVENTS, VMSTAT_TICK, BatchedRepeats, BuddyTakes,
+from .trace import (KMEM_EVENTS, VMSTAT_TICK, BatchedRepeats, BuddyTakes, Spooled,
                     TraceError, pcp_allowed_order, read_events)
 
 REPLAY_MODES = ("exact", "requests")
@@ -209,18 +209,16 @@ def trace_to_events(path, mode="exact", lenient=False, table=None):
     return events, conv.info(path)
 
 
-def trace_span(path, lenient=False, table=None, progress=None, cpus=False, detail=None):
-    """Highest pfn + 1 the trace touches (a first streaming pass, to size the zone); with
-    ``cpus``, (that, highest CPU + 1). ``detail`` (default: ``cpus``) reads each line's CPU
-    and timestamp; without it the CPU count is 1."""
+def trace_span(rows, progress=None):
+    """(highest pfn + 1 the trace touches, highest CPU + 1) of a ``Spooled`` trace: a first
+    pass, to size the zone; the CPU count is 1 unless the rows have each line's CPU."""
     top = 0
     ncpu = 1
-    detail = cpus if detail is None else detail
-    for ev in read_events(path, lenient, table, {}, progress, detail=detail):
+    for ev in rows.read({}, progress):
         top = max(top, ev[2] + (1 << ev[3]))
-        if detail:
+        if rows.detail:
             ncpu = max(ncpu, ev[5] + 1)
-    return (top, ncpu) if cpus else top
+    return top, ncpu
 
 
 class _ByteBar:
@@ -244,7 +242,7 @@ class _ByteBar:
 def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
            sim_mode="metadata", backend="auto", chunk_events=1 << 20, progress=False,
            trace_clock=False, pcp_high="auto", pcp_start=None, pcp_split="trace",
-           cost_profile=None, other_zones=(), pages_from="--pages"):
+           cost_profile=None, other_zones=(), pages_from="--pages", spool=True):
     """Replay a trace under a policy, streaming: the engine's result plus the trace's figures.
 
     Without ``nr_pages`` a first pass over the trace sizes the zone to its highest pfn.
@@ -262,7 +260,8 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
     Movable list (``"movable"``); the result's ``pcp["start"]`` says what each list got.
     ``other_zones``: managed pages of the node's other lowmem zones in that zoneinfo (its
     watermarks and pcp limits, ``BuddyAllocator``). ``pages_from``: what set ``nr_pages``,
-    for the message when the trace's pfns do not fit.
+    for the message when the trace's pfns do not fit. ``spool``: a trace read more than once
+    is parsed once (``Spooled``; False parses it each time, for the benchmark).
     """
     from .compiling import notice_first_compile
     from .validate import check_memory
@@ -270,44 +269,47 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
         raise ValueError(f"unknown replay mode {mode!r}: choose from {', '.join(REPLAY_MODES)}")
     notice_first_compile()  # before the trace's compiled reader first runs
     nr_cpus = 1
-    if nr_pages is None or trace_clock:
-        bar = _ByteBar(path, "sizing the zone") if progress else None
-        # Only --trace-clock needs the CPU and timestamp of each line; without it a trace
-        # that lacks them must size and replay alike.
-        span, nr_cpus = trace_span(path, lenient, table, bar, cpus=True, detail=trace_clock)
+    # The sizing pass (and --trace-clock's per-cpu lists) read the trace before the run does.
+    rows = Spooled(path, lenient, table, detail=trace_clock,
+                   keep=spool and (nr_pages is None or trace_clock))
+    with rows:
+        if nr_pages is None or trace_clock:
+            bar = _ByteBar(path, "sizing the zone") if progress else None
+            # Only --trace-clock needs the CPU and timestamp of each line; without it a trace
+            # that lacks them must size and replay alike.
+            span, nr_cpus = trace_span(rows, bar)
+            if bar:
+                bar.close()
+            if nr_pages is None:
+                nr_pages = max(1024, -(-span // 1024) * 1024)
+                check_memory(f"{path} (pfns up to {span:#x}; --pages sets the zone)",
+                             nr_pages, sim_mode, backend)
+        if pcp_start is not None:
+            pcp_start = _checked_pagesets(pcp_start, mode, trace_clock, nr_cpus, path)
+            # pagesets of CPUs the trace never shows are lists all the same
+            nr_cpus = max(nr_cpus, len(pcp_start))
+        sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend,
+                         pcp=(mode == "requests"), pcp_high=pcp_high, nr_cpus=nr_cpus,
+                         cost_profile=cost_profile, other_zones=other_zones)
+        start = _start_lists(sim.alloc, rows, progress, pcp_start, pcp_split, trace_clock,
+                             pages_from) if pcp_start else None
+        free_before = sim.alloc.nr_free_pages()
+        conv = TraceConverter(mode, trace_clock=trace_clock)
+        bar = _ByteBar(path, "replaying") if progress else None
+        events = rows.read(conv.counts, bar)
+        for chunk in conv.chunks(events, chunk_events):
+            if mode == "exact" and conv.max_pfn >= nr_pages:
+                raise ValueError(f"{pages_from} gives a zone of {nr_pages} pages, smaller "
+                                 f"than the traced pfns (up to {conv.max_pfn:#x}): exact "
+                                 "replay places the trace's own pfns; give a larger --pages, "
+                                 "or --replay-mode requests")
+            try:
+                conv.settle(sim.feed(chunk))
+            except BadEventError as e:  # the line it came from, not the event's number
+                raise TraceError(f"{path}:{conv.chunk_lines[e.row]}: the model cannot replay "
+                                 f"this line's event ({e.reason})") from None
         if bar:
             bar.close()
-        nr_cpus = nr_cpus if trace_clock else 1
-        if nr_pages is None:
-            nr_pages = max(1024, -(-span // 1024) * 1024)
-            check_memory(f"{path} (pfns up to {span:#x}; --pages sets the zone)",
-                         nr_pages, sim_mode, backend)
-    if pcp_start is not None:
-        pcp_start = _checked_pagesets(pcp_start, mode, trace_clock, nr_cpus, path)
-        # pagesets of CPUs the trace never shows are lists all the same
-        nr_cpus = max(nr_cpus, len(pcp_start))
-    sim = Simulation(policy, nr_pages, mode=sim_mode, backend=backend, pcp=(mode == "requests"),
-                     pcp_high=pcp_high, nr_cpus=nr_cpus, cost_profile=cost_profile,
-                     other_zones=other_zones)
-    start = _start_lists(sim.alloc, path, lenient, table, progress, pcp_start, pcp_split,
-                         trace_clock, pages_from) if pcp_start else None
-    free_before = sim.alloc.nr_free_pages()
-    conv = TraceConverter(mode, trace_clock=trace_clock)
-    bar = _ByteBar(path, "replaying") if progress else None
-    events = read_events(path, lenient, table, conv.counts, bar, detail=trace_clock)
-    for chunk in conv.chunks(events, chunk_events):
-        if mode == "exact" and conv.max_pfn >= nr_pages:
-            raise ValueError(f"{pages_from} gives a zone of {nr_pages} pages, smaller than the "
-                             f"traced pfns (up to {conv.max_pfn:#x}): exact replay places the "
-                             "trace's own pfns; give a larger --pages, or --replay-mode "
-                             "requests")
-        try:
-            conv.settle(sim.feed(chunk))
-        except BadEventError as e:  # the line it came from, not the event's number
-            raise TraceError(f"{path}:{conv.chunk_lines[e.row]}: the model cannot replay this "
-                             f"line's event ({e.reason})") from None
-    if bar:
-        bar.close()
     if not any(conv.counts.get("events", {}).get(name) for name in KMEM_EVENTS):
         damaged = conv.counts.get("truncated")
         skipped = conv.counts.get("malformed", 0)
@@ -344,8 +346,7 @@ def _checked_pagesets(pagesets, mode, trace_clock, trace_cpus, path):
     return sets
 
 
-def _start_lists(alloc, path, lenient, table, progress, pagesets, split, trace_clock,
-                 pages_from):
+def _start_lists(alloc, trace_rows, progress, pagesets, split, trace_clock, pages_from):
     """Fill the per-cpu lists ``replay``'s ``pcp_start`` asks for; what each list got."""
     from .pcp_start import TraceLists
     if split not in ("trace", "movable"):
@@ -360,9 +361,11 @@ def _start_lists(alloc, path, lenient, table, progress, pagesets, split, trace_c
             raise ValueError("splitting the pagesets by the trace needs the trace's CPUs "
                              "(trace_clock)")
 
+        path = trace_rows.path
+
         def rows():
             bar = _ByteBar(path, "reading the pcp lists") if progress else None
-            yield from read_events(path, lenient, table, {}, bar, detail=True)
+            yield from trace_rows.read({}, bar)
             if bar:
                 bar.close()
         lists = TraceLists.from_trace(rows, alloc.pcp_pindex, path)
