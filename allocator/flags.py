@@ -59,6 +59,8 @@ PAGE_ALLOC_COSTLY_ORDER = 3
 PAGEBLOCK_ORDER = 9
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
+#: MAX_PHYSMEM_BITS of x86-64 with 5-level paging (52): no pfn is 2^40 or above.
+MAX_PFN_BITS = 52 - PAGE_SHIFT
 
 # GFP bits (6.18; the table is also in shared/testdata/trace-6.18/formats/mm_page_alloc.format).
 GFP_BITS = {

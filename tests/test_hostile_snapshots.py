@@ -14,7 +14,7 @@ from allocator import BuddyAllocator
 from zeroing.initial_state import (StateError, apply_initial_state, read_buddyinfo,
                                    read_pagetypeinfo, read_snapshot)
 from zeroing.validate import UserError
-from zeroing.zoneinfo import normal_zone, other_lowmem_zones
+from zeroing.zoneinfo import limits_differ, normal_zone, other_lowmem_zones
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "tests", "data")
@@ -128,10 +128,29 @@ def test_zoneinfo_numbers_no_zone_has_are_refused(tmp_path, zone, field, nth, va
 
 
 def test_zoneinfo_numbers_at_the_bounds_are_taken(tmp_path):
-    path = zoneinfo_edited(tmp_path, "Normal", "pages free", str(458752 + 250))
-    assert normal_zone(path)[1] == 458752 + 250
+    # The pagesets hold 2849 + 2427 pages, which "pages free" does not count.
+    path = zoneinfo_edited(tmp_path, "Normal", "pages free", str(458752 - 5276 + 250))
+    assert normal_zone(path)[1] == 458752 - 5276 + 250
+    path = zoneinfo_edited(tmp_path, "Normal", "pages free", str(458752 - 5276 + 251))
+    with pytest.raises(UserError, match="pages free 453727 and its pagesets' 5276 pages"):
+        normal_zone(path)
     path = zoneinfo_edited(tmp_path, "Normal", "high:", "458752")
     assert normal_zone(path)[2][0][1] == 458752
+
+
+@pytest.mark.parametrize("zone, field, value", [
+    ("DMA", "managed", "-3840"), ("DMA32", "managed", "77291x"), ("Normal", "min", "abc"),
+    ("Normal", "managed", ""), ("Normal", "pages free", "1 2")])
+def test_a_zoneinfo_field_that_is_no_number_is_refused(tmp_path, zone, field, value):
+    """Such a line was taken for a missing one: another zone's pages left out of the
+    watermarks without a word, a Normal zone's marks not compared."""
+    path = zoneinfo_edited(tmp_path, zone, field, value)
+    reader = normal_zone if zone == "Normal" and field != "min" else (
+        limits_differ if field == "min" else other_lowmem_zones)
+    with pytest.raises(UserError, match=re.escape(
+            f"{path}:{zoneinfo_line(zone, field)}: zone {zone}'s '{field}' {value!r} is not "
+            "a number of pages")):
+        reader(path)
 
 
 def test_zoneinfo_other_zones_beyond_any_machine_together_are_refused(tmp_path):
@@ -156,7 +175,7 @@ def test_a_zoneinfo_field_given_twice_is_refused(tmp_path):
 def test_zoneinfo_digits_are_ascii(tmp_path):
     """int() takes Arabic-Indic digits; the kernel prints none."""
     path = zoneinfo_edited(tmp_path, "Normal", "managed", "\u0664\u0665\u0668\u0667\u0665\u0662")
-    with pytest.raises(UserError, match="no Normal zone with 'pages free' and 'managed'"):
+    with pytest.raises(UserError, match="zone Normal's 'managed' .* is not a number of pages"):
         normal_zone(path)
 
 

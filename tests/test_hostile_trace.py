@@ -48,6 +48,26 @@ print(repr(rows), time.monotonic() - t)
     assert float(seconds) < 2
 
 
+
+def test_a_field_given_twice_among_many_is_found_in_linear_time(tmp_path):
+    """120,000 fields, the first given again at the end: the search for the repeated one
+    compared each field with all before it (quadratic: 17 s for 20,000 fields)."""
+    fields = " ".join(f"k{i}=" for i in range(120_000))
+    path = write(tmp_path, LINE.replace(" gfp_flags", f" {fields} k0= gfp_flags"), "twice.txt")
+    r = bounded(f"""
+import time
+from zeroing.trace import TraceError, read_events
+t = time.monotonic()
+try:
+    list(read_events({path!r}))
+except TraceError as e:
+    print(str(e).split(": ")[1], time.monotonic() - t)
+""")
+    assert r.returncode == 0, r.stderr
+    why, seconds = r.stdout.rsplit(" ", 1)
+    assert why == "field k0 given twice"
+    assert float(seconds) < 2
+
 def test_an_overlong_line_is_refused_naming_the_line(capsys, tmp_path):
     """A line over MAX_LINE characters is no trace line: refused with file:line, or with
     --lenient counted as malformed and the lines after it read."""
@@ -179,3 +199,14 @@ def test_an_event_the_engine_refuses_names_its_trace_line(capsys, tmp_path, monk
         replay_mod.replay(path, make_policy("baseline"))
     last = max(n for n, t in enumerate(text, 1) if re.search(r"mm_page_(alloc|free):", t))
     assert f"{path}:{last}: the model cannot replay" in str(e.value)
+
+
+def test_what_lenient_skipped_is_printed_with_its_control_characters_escaped(capsys, tmp_path):
+    """A skipped line's text (a terminal escape in it) and a path with a newline: each
+    ``skipped`` line is one printable line, as errors are."""
+    bad = LINE.replace("order=0", "order=0\x1b[2J\x1b]0;pwned\x07")
+    path = write(tmp_path, LINE + bad, "a\nb.txt")
+    assert main(["replay", path, "--lenient", "--pages", str(1 << 21)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    skipped = [line for line in err if line.startswith("skipped ")]
+    assert len(skipped) == 1 and skipped[0].isprintable() and "\\x1b[2J" in skipped[0]

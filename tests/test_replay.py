@@ -356,3 +356,16 @@ def test_an_extfrag_line_without_alloc_migratetype_cannot_split_the_pagesets(tmp
                                          r"alloc_migratetype="):
         TraceLists.from_trace(lambda: read_events(str(path), detail=True),
                               lambda order, mt: 3 * order + mt, str(path))
+
+
+def test_an_exact_replay_says_how_many_traced_allocations_it_could_not_place(tmp_path, capsys):
+    """A block inside a live THP cannot be taken again: the summary counts one allocation,
+    and a line says what happened to the other (it was counted in ``replay_miss`` only)."""
+    from zeroing.cli import main
+    line = ("  a.out-1 [000] .....    10.00000{}: mm_page_alloc: page=0x0 pfn={} order={} "
+            "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_COMP\n")
+    path = tmp_path / "t.txt"
+    path.write_text(line.format(1, "0x1000", 9) + line.format(2, "0x1001", 0))
+    assert main(["replay", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "traced allocations the model could not place: 1 " in out

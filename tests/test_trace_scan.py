@@ -264,8 +264,48 @@ TRICKY = [
 ]
 
 
+#: A hostile pass (session 17), and what each line reads as (a pfn, None for another event's
+#: line, or words of the error): other events naming one, comms that look like call chains
+#: or trace-cmd headers, pfns past 2^40, numbers too long for 64 bits.
+HOSTILE = [
+    (A.replace("mm_page_alloc:", "tracing_mark_write: mm_page_alloc:"), None),
+    (A.replace("mm_page_alloc:", "bprint: foo: mm_page_alloc:"), None),
+    (A.replace("            bash-5697    [000] .....", "        deadbeef  5697 [000]"), 0x14183c),
+    (A.replace("            bash-5697    [000] .....", "        123456  5697 [000]"), 0x14183c),
+    (A.replace("            bash-5697", "CPU 0/KVM-5698"), 0x14183c),
+    (A.replace("            bash-5697", "cpus=a-1"), 0x14183c),
+    (A.replace("            bash-5697", "  <abc>-1236"), 0x14183c),
+    (A.replace("            bash-5697", "  (null)-1236"), 0x14183c),
+    (A.replace("pfn=0x14183c", "pfn=0x10000000000"), "2^40"),
+    (A.replace("pfn=0x14183c", "pfn=0xfffffffff8"), 0xfffffffff8),
+    (A.replace("pfn=0x14183c", "pfn=0x7fffffffffffffff"), "2^40"),
+    (A.replace("pfn=0x14183c", "pfn=" + "1" * 5000), "characters"),
+    (A.replace("pfn=0x14183c", "pfn=0x" + "1" * 99), "characters"),
+]
+TRICKY += [line for line, _ in HOSTILE]
+
+
 @pytest.mark.parametrize("line", TRICKY)
 @pytest.mark.parametrize("lenient", [False, True])
 @pytest.mark.parametrize("detail", [False, True])
 def test_tricky_lines_read_the_same_compiled_and_in_python(tmp_path, line, lenient, detail):
     same_both_ways(tmp_path, [BASES[3], line, BASES[2]], lenient, detail)
+
+
+@pytest.mark.parametrize("line,pfn", HOSTILE)
+def test_what_lines_that_look_like_others_read_as(tmp_path, line, pfn):
+    """Text of another event that names a kmem event is that event's (tracing_mark_write,
+    bprint); a comm of hex digits, or one that starts like a trace-cmd header, is a comm;
+    a pfn is below 2^40 (52-bit physical addresses); a number has at most 20 characters
+    (Python's int() of a long decimal refused with its own advice)."""
+    path = tmp_path / "t.txt"
+    path.write_text(line + "\n")
+    if isinstance(pfn, str):
+        with pytest.raises(TraceError, match=rf"t.txt:1: .*{re.escape(pfn)}"):
+            list(read_events(str(path)))
+        return
+    counts = {}
+    rows = list(read_events(str(path), counts=counts))
+    assert [row[2] for row in rows] == ([] if pfn is None else [pfn])
+    if pfn is None:  # counted as the event it is
+        assert set(counts["events"]) == {"tracing_mark_write" if "mark" in line else "bprint"}

@@ -313,8 +313,8 @@ def cmd_replay(args):
         pagesets = zone_pagesets if seeded else None
         differ = limits_differ(args.zoneinfo) if pages is None else None
         if differ:
-            print(f"warning: {differ}: the model derives its own from the node's managed "
-                  "pages (the machine's vm.min_free_kbytes, watermark_scale_factor or "
+            print(f"warning: {printable(differ)}: the model derives its own from the node's "
+                  "managed pages (the machine's vm.min_free_kbytes, watermark_scale_factor or "
                   "percpu_pagelist_high_fraction was tuned, or THP is off there)",
                   file=sys.stderr)
         if pages is None:
@@ -339,8 +339,9 @@ def cmd_replay(args):
                             "ballooned or hotplugged between them, which the model does not "
                             "replay)")
         if (free_after, sets_after) == (free_before, zone_pagesets):
-            print(f"warning: --zoneinfo-after {args.zoneinfo_after}: the Normal zone's free "
-                  f"pages and every CPU's pageset as in --zoneinfo {args.zoneinfo}: nothing "
+            print(f"warning: --zoneinfo-after {printable(args.zoneinfo_after)}: the Normal "
+                  "zone's free pages and every CPU's pageset as in --zoneinfo "
+                  f"{printable(args.zoneinfo)}: nothing "
                   "moved between the snapshots (a copy of it?)", file=sys.stderr)
         kernel_after = {"zoneinfo": args.zoneinfo_after, "pagesets": sets_after,
                         "nr_free_pages_delta": free_after - free_before}
@@ -374,13 +375,17 @@ def cmd_replay(args):
     print(f"trace {args.trace} ({replay_mode}): {events}")
     print(f"malformed lines {result['malformed']}; anomalies {result['anomalies'] or 'none'}; "
           f"nr_free_pages_delta {result['nr_free_pages_delta']:+d}")
+    missed = result["counters"].get("replay_miss", 0)
+    if missed:  # exact mode: the allocations the summary's count leaves out
+        print(f"traced allocations the model could not place: {missed} (their block was not "
+              "free in the model: replay_miss)")
     for example in result["malformed_examples"]:  # --lenient: what was skipped, and where
-        print(f"skipped {example}", file=sys.stderr)
+        print(f"skipped {printable(example)}", file=sys.stderr)
     if result["malformed"] > len(result["malformed_examples"]):
         print(f"skipped {result['malformed'] - len(result['malformed_examples'])} more "
               "malformed lines (the first ones are shown)", file=sys.stderr)
     if result.get("truncated"):
-        print(f"warning: {result['truncated']}; replayed the events read before it",
+        print(f"warning: {printable(result['truncated'])}; replayed the events read before it",
               file=sys.stderr)
     if "pcp" in result and replay_mode == "requests":
         p = result["pcp"]

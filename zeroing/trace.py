@@ -33,7 +33,7 @@ import numpy as np
 
 from allocator.buddy import MAX_CPUS, MAX_PAGE_ORDER
 from allocator.flags import (GFP_BITS, GFP_MOVABLE_MASK, GFP_MOVABLE_SHIFT, GFP_NAMES,
-                            PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_ORDER)
+                            MAX_PFN_BITS, PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_ORDER)
 
 from .validate import UserError, printable
 
@@ -291,6 +291,8 @@ def _int(fields, key, base=10):
     v = fields.get(key)
     if v is None:
         raise ValueError(f"missing {key}=")
+    if len(v) > 20:  # 64 bits take at most 20 digits, 0x and 16 hex digits
+        raise ValueError(f"{key}= has {len(v)} characters, more than a 64-bit number takes")
     if _HEX.fullmatch(v):
         return int(v, 16)
     if not _NUMBER[base].fullmatch(v):
@@ -650,17 +652,20 @@ def _parse(path, lenient, table, counts, progress, detail):
 
     def one_line(lineno, line):
         """The row of one line (None for a line that is no kmem event, or was skipped)."""
-        if not line.strip() or line.lstrip().startswith("#") or _CALLCHAIN.match(line):
+        if not line.strip() or line.lstrip().startswith("#"):
             return None
-        if line.startswith(("cpus=", "version =", "CPU ")):
-            return None  # trace-cmd report headers
         m = _EVENT.search(line)
+        other = _OTHER.search(line)
+        if m and other and other.start(1) < m.start(1) and other.group(1) not in KMEM_EVENTS:
+            m = None  # another event's text names one ("tracing_mark_write: mm_page_alloc: ")
+        if not m and not other and (_CALLCHAIN.match(line) or line.startswith(
+                ("cpus=", "version =", "CPU "))):  # perf's call chains, trace-cmd's headers
+            return None
         try:
             if len(line) > MAX_LINE and not line.endswith("\n"):  # cut by _blocks
                 raise ValueError(f"line longer than {MAX_LINE} characters (not a trace "
                                  "line)")
             if not m:
-                other = _OTHER.search(line)
                 if other and other.group(1) in KMEM_EVENTS:  # "mm_page_alloc:page=...": the
                     # kernel prints a space there; without one the fields cannot be told apart
                     raise ValueError(f"no space after {other.group(1)}: (the kernel prints "
@@ -678,8 +683,8 @@ def _parse(path, lenient, table, counts, progress, detail):
             pairs = _FIELD.findall(line[m.end():])
             fields = dict(pairs)
             if len(fields) < len(pairs):
-                twice = next(k for i, (k, _) in enumerate(pairs)
-                             if k in (p for p, _ in pairs[:i]))
+                seen = set()
+                twice = next(k for k, _ in pairs if k in seen or seen.add(k))
                 raise ValueError(f"field {twice} given twice")
             # mm_page_alloc_extfrag (a steal or a claim from another migratetype) names the
             # block's order and list alloc_order and alloc_migratetype.
@@ -693,6 +698,9 @@ def _parse(path, lenient, table, counts, progress, detail):
                                  "model's MAX_PAGE_ORDER)")
             if pfn < 0:
                 raise ValueError(f"pfn {pfn} is negative")
+            if pfn >> MAX_PFN_BITS:
+                raise ValueError(f"pfn {pfn:#x} is 2^{MAX_PFN_BITS} or more (past x86-64's "
+                                 "52-bit physical addresses)")
             if pfn & ((1 << order) - 1):  # the buddy hands out and takes back whole blocks
                 raise ValueError(f"pfn {pfn:#x} is not aligned to its order {order} (a "
                                  f"block of 2^{order} pages starts at a multiple of it)")
@@ -724,7 +732,7 @@ def _parse(path, lenient, table, counts, progress, detail):
             if name == "mm_page_pcpu_drain" and not pcp_order:
                 raise ValueError(f"order {order} on mm_page_pcpu_drain (per-cpu lists hold "
                                  "orders 0-3 and 9 only)")
-            failed = name == "mm_page_alloc" and (fields.get("page") == "" or "(null)" in line
+            failed = name == "mm_page_alloc" and (fields.get("page") in ("", "(null)")
                                                   or (pfn == 0 and _NULL_PAGE.fullmatch(
                                                       fields.get("page", "0"))))
             row = (lineno, name, (-1 if failed else pfn), order, gfp)

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from allocator.buddy import MAX_CPUS, MAX_PAGE_ORDER
-from allocator.flags import PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_ORDER
+from allocator.flags import MAX_PFN_BITS, PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_ORDER
 
 #: The events the compiled reader takes, by number (mm_page_alloc_extfrag goes to Python).
 NAMES = ("mm_page_alloc", "mm_page_free", "mm_page_free_batched", "mm_page_alloc_zone_locked",
@@ -290,7 +290,8 @@ def _line(buf, s, e, names, keys, out, row):
             refill = _decimal(buf, v, i, 2)
             if refill < 0 or refill > 1:
                 return SLOW
-    if pfn < 0 or order < 0 or order > MAX_PAGE_ORDER or pfn & ((1 << order) - 1):
+    if pfn < 0 or pfn >> MAX_PFN_BITS or order < 0 or order > MAX_PAGE_ORDER or \
+            pfn & ((1 << order) - 1):
         return SLOW
     if ev == EV_BATCHED and order != 0:
         return SLOW

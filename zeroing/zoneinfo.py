@@ -49,8 +49,14 @@ def _number(path, text, m, group, what, limit, why=PHYSICAL):
 
 def _field(path, text, zone, field, span):
     """The match of zone ``zone``'s one ``field`` line within ``span`` of the text (None
-    without one); a second is a UserError naming its line."""
-    found = list(re.compile(rf"^\s+{field}\s+(\d+)$", re.M | re.A).finditer(text, *span))
+    without one); a second, or one whose value is not a number, is a UserError naming its
+    line."""
+    line = re.compile(rf"^\s+{field}(?=[ \t]|$)[ \t]*(.*)$", re.M | re.A)
+    found = list(line.finditer(text, *span))
+    for m in found:
+        if not re.fullmatch(r"\s\d+", text[m.start(1) - 1:m.end(1)], re.A):
+            raise UserError(f"{path}:{_line(text, m.start(1))}: zone {zone}'s '{field}' "
+                            f"{m.group(1)[:40]!r} is not a number of pages")
     if len(found) > 1:
         raise UserError(f"{path}:{_line(text, found[1].start(1))}: '{field}' appears twice in "
                         f"zone {zone} (first at line {_line(text, found[0].start(1))})")
@@ -130,6 +136,12 @@ def normal_zone(path):
         raise UserError(f"{path}:{_line(text, free.start(1))}: the Normal zone's pages free "
                         f"{nr_free} is over its managed {nr_managed} by more than the "
                         f"{VMSTAT_MAX_THRESHOLD} pages per CPU the counter may lag")
+    pcp = sum(count for count, _ in sets)
+    if nr_free + pcp > nr_managed + VMSTAT_MAX_THRESHOLD * len(sets):
+        raise UserError(f"{path}:{_line(text, free.start(1))}: the Normal zone's pages free "
+                        f"{nr_free} and its pagesets' {pcp} pages (not counted free) are over "
+                        f"its managed {nr_managed} by more than the {VMSTAT_MAX_THRESHOLD} "
+                        "pages per CPU the counter may lag")
     return nr_managed, nr_free, sets
 
 
