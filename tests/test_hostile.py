@@ -487,6 +487,26 @@ def test_truncated_compressed_trace(capsys, tmp_path, suffix, compress):
     assert f"mm_page_alloc {sum(1 for r in rows if r[1] == 'mm_page_alloc')}" in out
 
 
+@pytest.mark.parametrize("suffix,compress", [(".gz", gzip.compress), (".xz", lzma.compress),
+                                             (".bz2", bz2.compress)])
+def test_bytes_after_the_last_stream_are_damage_and_streams_run_on(tmp_path, suffix, compress):
+    """Junk after the stream was read as its end in xz and bz2 (LZMAFile and BZ2File stop
+    there without a word) where gzip refused it; streams one after another are one text, and
+    xz's stream padding (zero bytes) is no junk."""
+    text = _trace_text()[:100_000]
+    text = text[:text.rindex(b"\n") + 1]
+    one = list(read_events(write(tmp_path, compress(text), "one.txt" + suffix, "wb")))
+    path = write(tmp_path, compress(text) + b"JUNKJUNK", "junk.txt" + suffix, "wb")
+    with pytest.raises(TraceError, match=rf"junk.txt{suffix}: compressed data is damaged"):
+        list(read_events(path))
+    counts = {}
+    assert list(read_events(path, lenient=True, counts=counts)) == one and counts["truncated"]
+    two = write(tmp_path, compress(text) + compress(text), "two.txt" + suffix, "wb")
+    assert [row[1:] for row in read_events(two)] == [row[1:] for row in one + one]
+    if suffix == ".xz":
+        padded = write(tmp_path, compress(text) + b"\0" * 8, "pad.txt.xz", "wb")
+        assert list(read_events(padded)) == one
+
 @pytest.mark.parametrize("suffix", [".gz", ".xz", ".bz2"])
 def test_random_compressed_trace(capsys, tmp_path, suffix):
     path = write(tmp_path, os.urandom(3000), "rand" + suffix, "wb")

@@ -139,6 +139,53 @@ class TraceError(UserError):
 DECOMPRESS_ERRORS = (EOFError, OSError, lzma.LZMAError, zlib.error)
 
 
+class _Streams(io.RawIOBase):
+    """The text of xz or bz2 streams one after another (as ``xz -d`` and ``bzip2 -d`` read
+    them), where only nothing (xz: or its zero stream padding) may follow the last:
+    ``LZMAFile`` and ``BZ2File`` stop without a word at bytes that start no stream, where a
+    gzip file is refused (trailing data is damage: an OSError naming it)."""
+
+    BLOCK = io.DEFAULT_BUFFER_SIZE
+
+    def __init__(self, raw, decompressor, magic, padding=False):
+        self.raw, self.decompressor, self.magic, self.padding = raw, decompressor, magic, padding
+        self.dec, self.data, self.pos = decompressor(), b"", 0
+
+    def readable(self):
+        return True
+
+    def tell(self):
+        return self.pos
+
+    def readinto(self, b):
+        while True:
+            if self.dec.eof:  # the next stream, or the end
+                data = self.dec.unused_data
+                while True:
+                    if self.padding:
+                        data = data.lstrip(b"\0")
+                    if len(data) >= len(self.magic):
+                        break
+                    more = self.raw.read(self.BLOCK)
+                    if not more:
+                        break
+                    data += more
+                if not data:
+                    return 0
+                if not data.startswith(self.magic):
+                    raise OSError("bytes after the last compressed stream start no stream")
+                self.dec, self.data = self.decompressor(), data
+            if self.dec.needs_input and not self.data:
+                self.data = self.raw.read(self.BLOCK)
+                if not self.data:
+                    raise EOFError("compressed data ends before the end-of-stream marker")
+            out = self.dec.decompress(self.data, len(b))
+            self.data = b""
+            if out:
+                b[:len(out)] = out
+                self.pos += len(out)
+                return len(out)
+
 class TraceFile:
     """The text lines of a trace, plain or compressed (by suffix: .gz, .xz, .bz2).
 
@@ -153,9 +200,10 @@ class TraceFile:
         if path.endswith(".gz"):
             stream = gzip.GzipFile(fileobj=self.raw, mode="rb")
         elif path.endswith(".xz"):
-            stream = lzma.LZMAFile(self.raw)
+            stream = io.BufferedReader(_Streams(self.raw, lzma.LZMADecompressor,
+                                                b"\xfd7zXZ\x00", padding=True))
         elif path.endswith(".bz2"):
-            stream = bz2.BZ2File(self.raw)
+            stream = io.BufferedReader(_Streams(self.raw, bz2.BZ2Decompressor, b"BZh"))
         else:
             stream = self.raw
         self.stream = stream
