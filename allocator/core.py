@@ -751,7 +751,7 @@ def check_block(z, pfn, order):
     """0 when [pfn, pfn + 2^order) is a valid block address, else -E_*."""
     if order < 0 or order > z.conf[C_MAX_ORDER]:
         return -E_BAD_ORDER
-    if pfn < 0 or pfn + (1 << order) > z.conf[C_NR_PAGES]:
+    if pfn < 0 or pfn > z.conf[C_NR_PAGES] - (1 << order):  # no int64 overflow near 2^63
         return -E_RANGE
     if pfn & ((1 << order) - 1):
         return -E_UNALIGNED

@@ -209,6 +209,15 @@ def test_a_cell_whose_allocations_failed_is_a_warning_line_naming_it():
     assert lines[0].startswith("warning: vm-anon small / tracked / seed 1: 33.3% of allocations")
 
 
+def test_a_cell_whose_thp_faults_fell_back_is_a_note_naming_it():
+    from zeroing.compare import failure_warnings
+    cells = [{"counters": {"alloc_blocks": 100, "alloc_fail": 0, "thp_fault_fallback": n},
+              "workload": {"label": "frag"}, "policy_label": "tracked", "seed": 0} for n in (0, 16)]
+    assert failure_warnings(cells) == [
+        "note: frag / tracked / seed 0: 16 THP faults fell back to 4 KiB pages (no free block "
+        "of their order above the min watermark; thp_fault_fallback in results.csv)"]
+
+
 def test_runs_made_by_other_code_are_run_again(tmp_path, monkeypatch):
     """A cell's spec holds a digest of the simulator's sources: after an update that changed a
     kernel rule, a resumed compare runs every cell again instead of reporting old results."""

@@ -521,14 +521,20 @@ def compare(cfg, out=None, progress=True, log=print, runner=None):
 
 def failure_warnings(results):
     """A warning per cell where allocations failed noticeably (see run.FAILURE_SHARE), or
-    none was made."""
+    none was made; a note per cell where THP faults fell back to 4 KiB pages (the kernel's
+    way, but a run of other faults than the workload asked for)."""
     from .run import failure_warning
     lines = []
     for r in results:
+        cell = f"{r['workload']['label']} / {r['policy_label']} / seed {r['seed']}"
         text = failure_warning(r["counters"], "pages")
         if text:
-            lines.append(f"warning: {r['workload']['label']} / {r['policy_label']} / seed "
-                         f"{r['seed']}: {text}")
+            lines.append(f"warning: {cell}: {text}")
+        fallbacks = r["counters"].get("thp_fault_fallback", 0)
+        if fallbacks:
+            lines.append(f"note: {cell}: {fallbacks} THP faults fell back to 4 KiB pages (no "
+                         "free block of their order above the min watermark; "
+                         "thp_fault_fallback in results.csv)")
     return lines
 
 

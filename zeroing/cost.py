@@ -145,7 +145,11 @@ MAX_OFFLOAD_BATCH = 1 << 20
 def load_profile(path=None):
     """Read and validate a cost profile; every problem is one ProfileError naming the file,
     the key and the reason."""
-    path = path or DEFAULT_PROFILE
+    if path is None:
+        path = DEFAULT_PROFILE
+    elif not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ProfileError(f"cost profile {path!r}: a path to a TOML file (None: the shipped "
+                           "one)")
     raw, text = read_toml(path, ProfileError, "cost profile", with_text=True)
     return profile_from_dict(raw, path, text)
 

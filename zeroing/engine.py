@@ -597,12 +597,13 @@ def offload_retire(z, e, now):
 @njit(cache=True)
 def take_exact(z, e, pfn, order, gfp):
     """Trace replay: allocate exactly the traced block. Returns pfn; NONE, counted as a replay
-    miss, when the model does not have it free; -E_* on a bad address."""
+    miss, when the model does not have it free; below NONE on a bad address (-E_RANGE is
+    NONE itself)."""
     taken = core.alloc_pfn(z, pfn, order, gfp)
     if taken == 0:
         e.cnt[C.REPLAY_MISS] += 1
         return core.NONE
-    return pfn if taken == 1 else taken
+    return pfn if taken == 1 else core.NONE - 1 + taken
 
 
 @njit(cache=True, inline="always")

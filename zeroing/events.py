@@ -59,6 +59,51 @@ EVENT_DTYPE = np.dtype([
 #: 0 = the event's default: faults anon, allocations raw). Workloads that state a caller mix
 #: use it; the engine reads it when present. The text form does not carry it.
 EVENT_CALLER_DTYPE = np.dtype(EVENT_DTYPE.descr + [("caller", np.uint8)])
+#: The latest event time (ns, about 146 years): the engine adds its periods (the vmstat
+#: worker's second, reporting's delay) to a time without overflowing int64.
+MAX_TIME = 1 << 62
+
+
+def check_events(events, start=0, ev_pfn=None, after=0):
+    """What ``Simulation.feed`` takes, or a TypeError / ValueError saying what it is not: a
+    1-D array of EVENT_DTYPE's fields, ``start`` within it, ``ev_pfn`` an int64 array as
+    long, and the times of rows ``start:`` from ``after`` up to MAX_TIME, never decreasing."""
+    import operator
+    names = getattr(getattr(events, "dtype", None), "names", None) or ()
+    if not isinstance(events, np.ndarray) or events.ndim != 1 or \
+            not set(EVENT_DTYPE.names) <= set(names):
+        raise TypeError("events: a 1-D numpy array of EVENT_DTYPE (or EVENT_CALLER_DTYPE), "
+                        f"not {type(events).__name__} {getattr(events, 'shape', '')} of "
+                        f"{getattr(events, 'dtype', None)}")
+    start = operator.index(start)
+    if not 0 <= start <= len(events):
+        raise ValueError(f"start {start}: outside the {len(events)} rows")
+    if ev_pfn is not None and (not isinstance(ev_pfn, np.ndarray) or ev_pfn.dtype != np.int64
+                               or ev_pfn.shape != (len(events),)):
+        raise ValueError(f"ev_pfn: an int64 array of the {len(events)} rows, not "
+                         f"{getattr(ev_pfn, 'dtype', type(ev_pfn).__name__)} "
+                         f"{getattr(ev_pfn, 'shape', '')}")
+    time = events["time"][start:].astype(np.int64)
+    if len(time):
+        if time[0] < after:
+            raise ValueError(f"event {start}: time {time[0]} before {after} (the time of the "
+                             "last event fed, or 0)")
+        if time.max() > MAX_TIME:
+            raise ValueError(f"event {start + int(time.argmax())}: time {time.max()} past "
+                             f"{MAX_TIME} ns")
+        back = np.flatnonzero(time[1:] < time[:-1])
+        if len(back):
+            k = start + int(back[0]) + 1
+            raise ValueError(f"event {k}: time {events['time'][k]} before the event before's "
+                             f"{events['time'][k - 1]} (times do not decrease)")
+    if "caller" in names and len(events) > start:
+        from .struct_page import NR_CALLERS
+        bad = np.flatnonzero(events["caller"][start:] >= NR_CALLERS)
+        if len(bad):
+            k = start + int(bad[0])
+            raise ValueError(f"event {k}: caller {events['caller'][k]} is no caller type "
+                             f"(0-{NR_CALLERS - 1})")
+    return start
 
 
 def format_events(events):
@@ -87,10 +132,11 @@ def parse_events(text, source="<events>"):
         except ValueError as e:
             raise ValueError(f"{source}:{lineno}: {e}") from None
         for (name, limit), value in zip(limits, row):
-            if not limit.min <= value <= limit.max or (name == "time" and value < 0):
+            top = MAX_TIME if name == "time" else limit.max
+            if not limit.min <= value <= top or (name == "time" and value < 0):
                 raise ValueError(f"{source}:{lineno}: {name} {value} out of range "
                                  f"({max(limit.min, 0) if name == 'time' else limit.min} to "
-                                 f"{limit.max})")
+                                 f"{top})")
         if rows and row[0] < rows[-1][0]:
             raise ValueError(f"{source}:{lineno}: time {row[0]} is before the line before's "
                              f"{rows[-1][0]} (times do not decrease)")

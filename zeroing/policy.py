@@ -79,7 +79,10 @@ PRESETS = {
 def make_policy(names, **options):
     """Union of the presets named (a list or 'a,b'), then explicit options on top."""
     if isinstance(names, str):  # "a, b" as validate.check_policy_names takes it
-        names = [n.strip() for n in names.split(",") if n.strip()]
+        spec, names = names, [n.strip() for n in names.split(",") if n.strip()]
+        if not names:
+            raise ValueError(f"policy {spec!r} names no preset: choose from "
+                             f"{', '.join(PRESETS)}")
     switches = {}
     for name in names:
         if name not in PRESETS:

@@ -27,7 +27,7 @@ from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_DONE, EXIT
                      OB_OK, OFFLOAD_EVENT, R_CMD_LIMIT, R_CMD_PAGE_LIMIT, R_CMD_PAGES, R_CONTENT,
                      R_FB_FREE, R_FB_LIVE, R_FB_USED, R_NCMD, R_NLEAKS, R_OHEAD, R_OQUEUED, offload_retire,
                      record_leak, run_events)
-from .events import EVENT_DTYPE
+from .events import EVENT_DTYPE, check_events
 from .initial_state import apply_initial_state
 from .policy import P_OFFLOAD_BATCH, Policy, as_array
 from .validate import (MODES, PCP_HIGH_MODES, PIPELINE_MODES, UserError, output_target,
@@ -327,7 +327,10 @@ class Simulation:
         if pipeline_mode not in PIPELINE_MODES:
             raise ValueError(f"unknown pipeline {pipeline_mode!r}: choose from "
                              f"{', '.join(PIPELINE_MODES)}")
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+            raise ValueError(f"chunk {chunk!r}: events a loop call, a positive int")
         self.policy, self.nr_pages, self.mode, self.chunk = policy, nr_pages, mode, chunk
+        self.last_time = 0  # of the last event fed: the next may not be earlier
         #: "on": the allocator's half of the loop on a second thread (pipeline.py).
         self.pipeline = pipeline_mode
         self._pipe = None
@@ -367,8 +370,11 @@ class Simulation:
         """Run ``events[start:]``. Rows before ``start`` are context, not events: allocations
         of earlier chunks (their blocks in ``ev_pfn[:start]``) that references may name
         (``zeroing.streaming`` builds them)."""
+        start = check_events(events, start, ev_pfn, self.last_time)
         if ev_pfn is None:
             ev_pfn = np.full(len(events), -1, dtype=np.int64)
+        if len(events) > start:
+            self.last_time = int(events["time"][-1])
         return self.feed_columns(self._columns(events), ev_pfn, start,
                                  callers_stated="caller" in events.dtype.names)
 

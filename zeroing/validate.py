@@ -718,7 +718,8 @@ def _missing_folder(folder):
 
 
 def check_output_folder(where, path):
-    """A folder we will create (or reuse): no file in the way, a writable parent."""
+    """A folder we will create (or reuse): no file in the way, a writable parent, and (tried
+    now, then removed) one that can be made."""
     if not path:
         raise UserError(f"{where}: an empty path: name a folder")
     probe = os.path.abspath(path)
@@ -731,6 +732,15 @@ def check_output_folder(where, path):
         raise UserError(f"{where}: {path}: {probe} is not a folder")
     if not os.access(probe, os.W_OK):
         raise UserError(f"{where}: {path}: {probe} is not writable")
+    target = os.path.abspath(path)
+    if target != probe:  # made and removed again: /proc and /sys pass as root, then refuse
+        try:
+            os.makedirs(target)
+        except OSError as e:
+            raise UserError(f"{where}: {path}: cannot be made ({e.strerror or e})") from None
+        while target != probe:
+            os.rmdir(target)
+            target = os.path.dirname(target)
     return path
 
 
