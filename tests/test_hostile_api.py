@@ -82,21 +82,12 @@ def test_a_chunk_that_is_no_positive_int_is_refused(chunk):
     ((0, 1, MAX_TIME + 1), "event 2: time 4611686018427387905 past"),
     ((0, 1, 2**63 - 1), "past 4611686018427387904 ns"),  # the engine's periods overflowed: a hang
     ((5, 1, 7), "event 1: time 1 before the event before's 5"),
-    ((-5, 1, 7), "event 0: time -5 before 0"),
+    ((-5, 1, 7), "event 0: time -5 is negative"),
 ])
 def test_event_times_the_engine_cannot_take_are_refused(times, message):
     ev = events((times[0], EV_ALLOC, 0, 0), (times[1], EV_FREE, 0, 0), (times[2], EV_IDLE, 0, 0))
     with pytest.raises(ValueError, match=message):
         simulate(ev, make_policy("baseline"), 4096)
-
-
-def test_a_feed_may_not_go_back_in_time():
-    sim = Simulation(make_policy("baseline"), 4096)
-    sim.feed(events((10, EV_ALLOC, 0, 0)))
-    with pytest.raises(ValueError, match="event 0: time 9 before 10"):
-        sim.feed(events((9, EV_ALLOC, 0, 0)))
-    sim.feed(events((10, EV_ALLOC, 0, 0)))
-    assert sim.finish()["counters"]["pgalloc"] == 2
 
 
 def test_the_text_form_bounds_times_as_the_engine_does():

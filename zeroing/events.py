@@ -64,10 +64,11 @@ EVENT_CALLER_DTYPE = np.dtype(EVENT_DTYPE.descr + [("caller", np.uint8)])
 MAX_TIME = 1 << 62
 
 
-def check_events(events, start=0, ev_pfn=None, after=0):
+def check_events(events, start=0, ev_pfn=None):
     """What ``Simulation.feed`` takes, or a TypeError / ValueError saying what it is not: a
     1-D array of EVENT_DTYPE's fields, ``start`` within it, ``ev_pfn`` an int64 array as
-    long, and the times of rows ``start:`` from ``after`` up to MAX_TIME, never decreasing."""
+    long, and the times of rows ``start:`` from 0 up to MAX_TIME, never decreasing (a later
+    feed may start again from 0: the engine's background work then waits for its time)."""
     import operator
     names = getattr(getattr(events, "dtype", None), "names", None) or ()
     if not isinstance(events, np.ndarray) or events.ndim != 1 or \
@@ -85,9 +86,8 @@ def check_events(events, start=0, ev_pfn=None, after=0):
                          f"{getattr(ev_pfn, 'shape', '')}")
     time = events["time"][start:].astype(np.int64)
     if len(time):
-        if time[0] < after:
-            raise ValueError(f"event {start}: time {time[0]} before {after} (the time of the "
-                             "last event fed, or 0)")
+        if time[0] < 0:
+            raise ValueError(f"event {start}: time {time[0]} is negative")
         if time.max() > MAX_TIME:
             raise ValueError(f"event {start + int(time.argmax())}: time {time.max()} past "
                              f"{MAX_TIME} ns")

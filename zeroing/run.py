@@ -330,7 +330,6 @@ class Simulation:
         if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
             raise ValueError(f"chunk {chunk!r}: events a loop call, a positive int")
         self.policy, self.nr_pages, self.mode, self.chunk = policy, nr_pages, mode, chunk
-        self.last_time = 0  # of the last event fed: the next may not be earlier
         #: "on": the allocator's half of the loop on a second thread (pipeline.py).
         self.pipeline = pipeline_mode
         self._pipe = None
@@ -370,11 +369,9 @@ class Simulation:
         """Run ``events[start:]``. Rows before ``start`` are context, not events: allocations
         of earlier chunks (their blocks in ``ev_pfn[:start]``) that references may name
         (``zeroing.streaming`` builds them)."""
-        start = check_events(events, start, ev_pfn, self.last_time)
+        start = check_events(events, start, ev_pfn)
         if ev_pfn is None:
             ev_pfn = np.full(len(events), -1, dtype=np.int64)
-        if len(events) > start:
-            self.last_time = int(events["time"][-1])
         return self.feed_columns(self._columns(events), ev_pfn, start,
                                  callers_stated="caller" in events.dtype.names)
 
