@@ -113,3 +113,11 @@ def test_rows_that_cannot_be_kept_are_parsed_again(parses, monkeypatch):
 def test_one_read_is_never_kept(parses):
     r = replay(THP64, make_policy("baseline"), "requests", nr_pages=1 << 22)
     assert len(parses) == 1 and r["events"]["mm_page_alloc"] == 6773
+
+
+def test_rows_from_read_events_own_cache_are_kept_too():
+    """A small trace read before comes from ``read_events``' cache: those rows are kept."""
+    parsed = list(read_events(THP64, detail=True))
+    with Spooled(THP64, detail=True) as rows:
+        assert list(rows.read()) == parsed  # from the cache
+        assert rows.blocks and list(rows.read()) == parsed  # from the kept file

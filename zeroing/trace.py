@@ -22,6 +22,7 @@ import copy
 import gzip
 import hashlib
 import io
+import itertools
 import lzma
 import os
 import re
@@ -446,7 +447,7 @@ def _blocks(f, lenient, counts, progress):
                 return
 
 
-def _block_rows(path, first, text, one_line, events, counts, gfps, table, detail):
+def _block_rows(path, first, text, one_line, events, counts, gfps, table, detail, sink=None):
     """The rows of a block of whole lines (``_blocks``): lines of the usual shape read by
     ``trace_scan``, the others by ``one_line``, all in line order, counted as they come."""
     from .trace_scan import EV_ALLOC, FAST, NAMES, scan
@@ -482,6 +483,8 @@ def _block_rows(path, first, text, one_line, events, counts, gfps, table, detail
             row = one_line(first + k, lines[k] + ("\n" if k < n - 1 or text.endswith("\n")
                                                   else ""))
             if row is not None:
+                if sink is not None:
+                    sink([(v,) for v in row])
                 yield row
             k += 1
             continue
@@ -504,6 +507,8 @@ def _block_rows(path, first, text, one_line, events, counts, gfps, table, detail
         if detail:
             cols += [out[k:end, 5].tolist(), out[k:end, 6].tolist(), mt.tolist(),
                      out[k:end, 4].tolist()]
+        if sink is not None:
+            sink(cols)
         yield from zip(*cols)
         k = end
 
@@ -543,7 +548,8 @@ def _cache_key(path, lenient, table, detail):
     return (os.path.realpath(path), st.st_size, digest.digest(), lenient, names, detail)
 
 
-def read_events(path, lenient=False, table=None, counts=None, progress=None, detail=False):
+def read_events(path, lenient=False, table=None, counts=None, progress=None, detail=False,
+                sink=None):
     """Yield (lineno, event, pfn, order, gfp) for kmem page events; with ``detail``
     (lineno, event, pfn, order, gfp, cpu, time in ns, migratetype, percpu_refill), a line
     that shows no CPU and time being a bad line; the last two are the line's fields, -1 where
@@ -558,7 +564,8 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
     ``progress(bytes_read, size)`` is called every few thousand lines.
     A small trace read whole is kept (``CACHE_EVENTS``): the next read of the same file,
     unchanged, with the same options and an empty ``counts``, gives the same events and
-    counts without parsing.
+    counts without parsing. ``sink(columns)``, if given, gets the rows as blocks of columns
+    (a list of sequences, one a field) before they are yielded (``Spooled`` keeps them).
     """
     counts = counts if counts is not None else {}
     key = _cache_key(path, lenient, table, detail) if not counts else None
@@ -566,12 +573,14 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
     if hit is not None:
         rows, seen = hit
         counts.update(copy.deepcopy(seen))
+        if sink is not None and rows:
+            sink([list(col) for col in zip(*rows)])
         yield from rows
         if progress is not None:
             progress(key[1], key[1])
         return
     rows = [] if key else None
-    for ev in _parse(path, lenient, table, counts, progress, detail):
+    for ev in _parse(path, lenient, table, counts, progress, detail, sink):
         if rows is not None:
             rows.append(ev)
             if len(rows) > CACHE_EVENTS:
@@ -631,16 +640,20 @@ class Spooled:
         except OSError:
             self.store = None
         counted = {}
-        pending, blocks = [], []
+        pending, blocks = [], []  # column blocks not yet written; rows of each written
+        held = [0]
+
+        def sink(cols):
+            if self.store is not None:
+                pending.append(cols)
+                held[0] += len(cols[0])
+                if held[0] >= self.BLOCK:
+                    self._write(pending, blocks)
+                    pending.clear()
+                    held[0] = 0
         try:
-            for row in read_events(self.path, self.lenient, self.table, counted, progress,
-                                   self.detail):
-                if self.store is not None:
-                    pending.append(row)
-                    if len(pending) >= self.BLOCK:
-                        self._write(pending, blocks)
-                        pending = []
-                yield row
+            yield from read_events(self.path, self.lenient, self.table, counted, progress,
+                                   self.detail, sink)
             if self.store is not None and pending:
                 self._write(pending, blocks)
             if self.store is not None:
@@ -651,18 +664,22 @@ class Spooled:
             if self.blocks is None:
                 self.close()
 
-    def _write(self, rows, blocks):
-        """Append ``rows`` as one block of columns; on failure keep nothing."""
+    def _write(self, pending, blocks):
+        """Append the column blocks ``pending`` as one block; on failure keep nothing."""
         try:
-            cols = np.array([[self._code(v) for v in col] if j == 1 else col
-                             for j, col in enumerate(zip(*rows))], dtype=np.int64)
-            data = cols.tobytes()
+            fields = len(pending[0])
+            if any(len(cols) != fields for cols in pending):
+                raise ValueError("rows of different lengths")
+            cols = [list(itertools.chain.from_iterable(cols[j] for cols in pending))
+                    for j in range(fields)]
+            cols[1] = [self._code(v) for v in cols[1]]
+            data = b"".join(np.array(col, dtype=np.int64).tobytes() for col in cols)
             if self.store.write(data) != len(data):
                 raise OSError("short write")
         except (OSError, OverflowError, ValueError, TypeError):
             self.close()
             return
-        blocks.append(len(rows))
+        blocks.append(len(cols[0]))
 
     def _code(self, name):
         code = self.codes.get(name)
@@ -689,7 +706,7 @@ class Spooled:
             counts.update(copy.deepcopy(self.counts))
 
 
-def _parse(path, lenient, table, counts, progress, detail):
+def _parse(path, lenient, table, counts, progress, detail, sink=None):
     """``read_events`` on the file itself: blocks of lines through the compiled reader
     (``trace_scan``), and each line it leaves, or a line too long for it, through
     ``one_line``, the rules every line answers to."""
@@ -808,7 +825,9 @@ def _parse(path, lenient, table, counts, progress, detail):
             if not whole:  # a line past MAX_LINE: its first MAX_LINE + 1 characters
                 row = one_line(lineno, text)
                 if row is not None:
+                    if sink is not None:
+                        sink([(v,) for v in row])
                     yield row
                 continue
             yield from _block_rows(path, lineno, text, one_line, events, counts, gfps, table,
-                                   detail)
+                                   detail, sink)
