@@ -74,6 +74,8 @@ class BuddyAllocator:
         ``other_zones``: managed pages of the node's other lowmem zones (e.g. DMA32 and DMA
         beside Normal, from /proc/zoneinfo), which the watermarks and pcp limits depend on;
         none: a node of this one zone."""
+        if pcp not in (True, False):  # "no" was an int() error from deep inside, 2 taken
+            raise TypeError(f"pcp {pcp!r}: True (per-cpu lists) or False")
         other_zones = tuple(operator.index(m) for m in other_zones)
         if any(m < 0 for m in other_zones):
             raise ValueError(f"other_zones {other_zones}: managed pages are not negative")

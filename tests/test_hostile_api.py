@@ -121,3 +121,9 @@ def test_a_policy_that_names_no_preset_is_refused(spec):
     """The CLI refused it; the API made the baseline policy."""
     with pytest.raises(ValueError, match="names no preset"):
         make_policy(spec)
+
+
+@pytest.mark.parametrize("pcp", ["no", 2, None])
+def test_pcp_is_true_or_false(pcp):
+    with pytest.raises(TypeError, match=f"pcp {pcp!r}: True"):
+        BuddyAllocator(4096, pcp=pcp)

@@ -595,7 +595,7 @@ class Spooled:
     """A trace a replay reads more than once (to size the zone, to split the per-cpu lists'
     start, to run): the first ``read`` parses it (``read_events``) and keeps its rows in a
     temporary file, which the later reads give back, with the same counts, without parsing
-    (about ten times faster on a large trace). A row takes 8 bytes a field (72 with
+    (about four times faster than parsing). A row takes 8 bytes a field (72 with
     ``detail``, about half the text). Where the file cannot be written, or the first read
     stopped early, the next read parses again. ``keep=False``: every read parses."""
 
