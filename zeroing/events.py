@@ -84,8 +84,9 @@ def check_events(events, start=0, ev_pfn=None):
         raise ValueError(f"ev_pfn: an int64 array of the {len(events)} rows, not "
                          f"{getattr(ev_pfn, 'dtype', type(ev_pfn).__name__)} "
                          f"{getattr(ev_pfn, 'shape', '')}")
-    time = events["time"][start:].astype(np.int64)
-    if len(time):
+    time = events["time"][start:]
+    if len(time) and (time[0] < 0 or time.max() > MAX_TIME or (time[1:] < time[:-1]).any()):
+        time = time.astype(np.int64)  # which rule, and where (the common case: none)
         if time[0] < 0:
             raise ValueError(f"event {start}: time {time[0]} is negative")
         if time.max() > MAX_TIME:

@@ -187,6 +187,7 @@ class _Streams(io.RawIOBase):
                 self.pos += len(out)
                 return len(out)
 
+
 class TraceFile:
     """The text lines of a trace, plain or compressed (by suffix: .gz, .xz, .bz2).
 
