@@ -210,3 +210,19 @@ def test_what_lenient_skipped_is_printed_with_its_control_characters_escaped(cap
     err = capsys.readouterr().err.splitlines()
     skipped = [line for line in err if line.startswith("skipped ")]
     assert len(skipped) == 1 and skipped[0].isprintable() and "\\x1b[2J" in skipped[0]
+
+
+@pytest.mark.parametrize("old,new,expect", [
+    ("343.635514", "0000000000000343.635514", 343_635_514_000),  # leading zeros: the same time
+    ("[000]", "[0001]", 343_635_514_000),
+    ("[000]", "[" + "9" * 5000 + "]", "cpu 999999999999999999999999 out of range"),
+])
+def test_a_cpu_or_timestamp_with_many_digits(tmp_path, old, new, expect):
+    """A timestamp with leading zeros was refused as 'out of range'; a CPU of 5000 digits
+    ended in Python's own refusal of int() (its advice on set_int_max_str_digits)."""
+    path = write(tmp_path, LINE.replace(old, new), "t.txt")
+    if isinstance(expect, str):
+        with pytest.raises(TraceError, match=f"t.txt:1: {expect}"):
+            list(read_events(path, detail=True))
+    else:
+        assert [row[6] for row in read_events(path, detail=True)] == [expect]

@@ -283,6 +283,8 @@ HOSTILE = [
     (A.replace("pfn=0x14183c", "pfn=0x" + "1" * 99), "characters"),
 ]
 TRICKY += [line for line, _ in HOSTILE]
+TRICKY += [A.replace("343.635514", "0000000000000343.635514"), A.replace("[000]", "[0001]"),
+           A.replace("[000]", "[" + "9" * 5000 + "]")]
 
 
 @pytest.mark.parametrize("line", TRICKY)

@@ -357,10 +357,13 @@ def _cpu_time(head):
         raise ValueError("no [cpu] and timestamp before the event name (the trace's clock was "
                          "asked for)")
     frac = where.group(3)
-    cpu = int(where.group(1))
+    cpu_digits = where.group(1).lstrip("0") or "0"  # leading zeros: [001], 0005594.1
+    cpu = int(cpu_digits) if len(cpu_digits) <= 9 else MAX_CPUS
     if cpu >= MAX_CPUS:
-        raise ValueError(f"cpu {cpu} out of range (0-{MAX_CPUS - 1}, the largest NR_CPUS)")
-    seconds = int(where.group(2)) if len(where.group(2)) <= 12 else MAX_SECONDS
+        raise ValueError(f"cpu {where.group(1)[:24]} out of range (0-{MAX_CPUS - 1}, the "
+                         "largest NR_CPUS)")
+    whole = where.group(2).lstrip("0") or "0"
+    seconds = int(whole) if len(whole) <= 12 else MAX_SECONDS
     if seconds >= MAX_SECONDS:
         raise ValueError(f"timestamp {where.group(2)}.{frac[:9]} out of range (under "
                          f"{MAX_SECONDS} s, about 30 years of uptime)")
