@@ -506,6 +506,11 @@ def test_bytes_after_the_last_stream_are_damage_and_streams_run_on(tmp_path, suf
     if suffix == ".xz":
         padded = write(tmp_path, compress(text) + b"\0" * 8, "pad.txt.xz", "wb")
         assert list(read_events(padded)) == one
+        for odd in (1, 3, 5):  # xz -d: "Compressed data is corrupt"
+            padded = write(tmp_path, compress(text) + b"\0" * odd + compress(text),
+                           f"pad{odd}.txt.xz", "wb")
+            with pytest.raises(TraceError, match=f"{odd} bytes of stream padding"):
+                list(read_events(padded))
 
 @pytest.mark.parametrize("suffix", [".gz", ".xz", ".bz2"])
 def test_random_compressed_trace(capsys, tmp_path, suffix):

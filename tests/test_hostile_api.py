@@ -57,7 +57,7 @@ def test_feed_refuses_what_it_cannot_run():
     for start in (5, -1):  # ran -3 events, or row -1 too
         with pytest.raises(ValueError, match=f"start {start}: outside the 2 rows"):
             sim.feed(two, start=start)
-    with pytest.raises(ValueError, match="ev_pfn: an int64 array of the 2 rows"):
+    with pytest.raises(ValueError, match="ev_pfn: a writable int64 array of the 2 rows"):
         sim.feed(two, ev_pfn=np.zeros(1, np.int64))  # written past its end
     with pytest.raises(TypeError, match="1-D numpy array of EVENT_DTYPE"):
         sim.feed(np.zeros((2, 2), EVENT_DTYPE))
@@ -127,3 +127,41 @@ def test_a_policy_that_names_no_preset_is_refused(spec):
 def test_pcp_is_true_or_false(pcp):
     with pytest.raises(TypeError, match=f"pcp {pcp!r}: True"):
         BuddyAllocator(4096, pcp=pcp)
+
+
+def test_event_fields_of_other_types_are_refused():
+    """A third pass (session 17): a caller of -1 (int8) became 255 and was counted outside
+    the caller table; a float time of NaN passed every time test; big-endian, object and
+    sub-array fields failed inside numba; a read-only ev_pfn too."""
+    two = events((0, EV_ALLOC, 0, 0), (1, EV_ALLOC, 0, 0))
+    sim = Simulation(make_policy("baseline"), 4096)
+    signed = events((0, EV_ALLOC, 0, 0), dtype=EVENT_DTYPE.descr + [("caller", np.int8)])
+    signed["caller"] = -1
+    with pytest.raises(ValueError, match="event 0: caller -1 is no caller type"):
+        sim.feed(signed)
+    for name, kind in (("caller", np.float64), ("time", np.float64), ("time", object),
+                       ("ref", ">i8"), ("ref", ("<i8", (2,)))):
+        fields = [(n, kind if n == name else EVENT_CALLER_DTYPE[n]) for n in
+                  EVENT_CALLER_DTYPE.names]
+        with pytest.raises(TypeError, match=f"events: field {name} is .*, not an integer"):
+            sim.feed(np.zeros(2, fields))
+    frozen = np.zeros(2, np.int64)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="ev_pfn: a writable int64 array"):
+        sim.feed(two, ev_pfn=frozen)
+    assert sim.finish()["counters"]["pgalloc"] == 0
+
+
+def test_an_output_folder_check_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A name too long for the file system: the folders made before it were left behind.
+    A link followed by "..": the folder tested was not the one the system would make."""
+    from zeroing.validate import UserError, check_output_folder
+    monkeypatch.chdir(tmp_path)
+    for path in ("newA/" + "x" * 300, "newB/sub/" + "y" * 300):
+        with pytest.raises(UserError, match="cannot be made"):
+            check_output_folder("--out", path)
+    assert check_output_folder("--out", "newC/sub") == "newC/sub"
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "lp").symlink_to("/proc/self/fd")
+    with pytest.raises(UserError, match="lp/../zz: "):
+        check_output_folder("--out", "lp/../zz")

@@ -121,3 +121,15 @@ def test_rows_from_read_events_own_cache_are_kept_too():
     with Spooled(THP64, detail=True) as rows:
         assert list(rows.read()) == parsed  # from the cache
         assert rows.blocks and list(rows.read()) == parsed  # from the kept file
+
+
+def test_a_read_begun_while_the_first_keeps_rows_parses_alone(parses, monkeypatch):
+    """Two first reads at once shared one file and two lists of its blocks (IndexError)."""
+    monkeypatch.setattr(Spooled, "BLOCK", 10)
+    parsed = list(read_events(THP64, detail=True))
+    with Spooled(THP64, detail=True) as rows:
+        first = rows.read()
+        head = [next(first) for _ in range(50)]
+        assert list(rows.read()) == parsed  # parsed on its own
+        assert head + list(first) == parsed
+        assert list(rows.read()) == parsed and len(parses) == 3  # kept by the first

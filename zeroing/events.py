@@ -76,12 +76,18 @@ def check_events(events, start=0, ev_pfn=None):
         raise TypeError("events: a 1-D numpy array of EVENT_DTYPE (or EVENT_CALLER_DTYPE), "
                         f"not {type(events).__name__} {getattr(events, 'shape', '')} of "
                         f"{getattr(events, 'dtype', None)}")
+    for name in EVENT_DTYPE.names + (("caller",) if "caller" in names else ()):
+        kind = events.dtype[name]
+        if kind.shape or not np.issubdtype(kind, np.integer) or not kind.isnative:
+            raise TypeError(f"events: field {name} is {kind}, not an integer of this machine's "
+                            f"byte order ({EVENT_CALLER_DTYPE[name]}, as EVENT_DTYPE has it)")
     start = operator.index(start)
     if not 0 <= start <= len(events):
         raise ValueError(f"start {start}: outside the {len(events)} rows")
     if ev_pfn is not None and (not isinstance(ev_pfn, np.ndarray) or ev_pfn.dtype != np.int64
-                               or ev_pfn.shape != (len(events),)):
-        raise ValueError(f"ev_pfn: an int64 array of the {len(events)} rows, not "
+                               or ev_pfn.shape != (len(events),)
+                               or not ev_pfn.flags.writeable):
+        raise ValueError(f"ev_pfn: a writable int64 array of the {len(events)} rows, not "
                          f"{getattr(ev_pfn, 'dtype', type(ev_pfn).__name__)} "
                          f"{getattr(ev_pfn, 'shape', '')}")
     time = events["time"][start:]
@@ -99,7 +105,8 @@ def check_events(events, start=0, ev_pfn=None):
                              f"{events['time'][k - 1]} (times do not decrease)")
     if "caller" in names and len(events) > start:
         from .struct_page import NR_CALLERS
-        bad = np.flatnonzero(events["caller"][start:] >= NR_CALLERS)
+        caller = events["caller"][start:]
+        bad = np.flatnonzero((caller < 0) | (caller >= NR_CALLERS))
         if len(bad):
             k = start + int(bad[0])
             raise ValueError(f"event {k}: caller {events['caller'][k]} is no caller type "

@@ -161,16 +161,20 @@ class _Streams(io.RawIOBase):
     def readinto(self, b):
         while True:
             if self.dec.eof:  # the next stream, or the end
-                data = self.dec.unused_data
+                data, padding = self.dec.unused_data, 0
                 while True:
                     if self.padding:
-                        data = data.lstrip(b"\0")
+                        rest = data.lstrip(b"\0")
+                        padding += len(data) - len(rest)
+                        data = rest
                     if len(data) >= len(self.magic):
                         break
                     more = self.raw.read(self.BLOCK)
                     if not more:
                         break
                     data += more
+                if padding % 4:  # xz: stream padding comes in multiples of 4 bytes
+                    raise OSError(f"{padding} bytes of stream padding (a multiple of 4 is one)")
                 if not data:
                     return 0
                 if not data.startswith(self.magic):
@@ -613,6 +617,7 @@ class Spooled:
         self.counts = None  # what the first read counted
         self.names, self.codes = [], {}
         self.parses = 0
+        self.filling = False  # a first read is keeping rows: another one parses alone
 
     def __enter__(self):
         return self
@@ -634,11 +639,12 @@ class Spooled:
 
     def _first(self, counts, progress):
         self.parses += 1
-        if not self.keep:
+        if not self.keep or self.filling:
             yield from read_events(self.path, self.lenient, self.table, counts, progress,
                                    self.detail)
             return
         self.close()
+        self.filling = True
         try:
             self.store = tempfile.TemporaryFile(prefix="zeroing-trace-rows-", buffering=0)
         except OSError:
@@ -663,6 +669,7 @@ class Spooled:
             if self.store is not None:
                 self.blocks, self.counts = blocks, copy.deepcopy(counted)
         finally:
+            self.filling = False
             if counts is not None:
                 counts.update(counted)
             if self.blocks is None:

@@ -722,7 +722,7 @@ def check_output_folder(where, path):
     now, then removed) one that can be made."""
     if not path:
         raise UserError(f"{where}: an empty path: name a folder")
-    probe = os.path.abspath(path)
+    probe = os.path.realpath(path)  # as the system will walk it: "link/.." is link's parent
     while not os.path.exists(probe):
         parent = os.path.dirname(probe)
         if parent == probe:
@@ -732,15 +732,23 @@ def check_output_folder(where, path):
         raise UserError(f"{where}: {path}: {probe} is not a folder")
     if not os.access(probe, os.W_OK):
         raise UserError(f"{where}: {path}: {probe} is not writable")
-    target = os.path.abspath(path)
-    if target != probe:  # made and removed again: /proc and /sys pass as root, then refuse
-        try:
-            os.makedirs(target)
-        except OSError as e:
-            raise UserError(f"{where}: {path}: cannot be made ({e.strerror or e})") from None
-        while target != probe:
-            os.rmdir(target)
-            target = os.path.dirname(target)
+    # Made and removed again (every folder made, also where a deeper one failed): /proc and
+    # /sys pass the tests above as root, and refuse a folder.
+    target = os.path.realpath(path)
+    missing = []
+    while target != probe:
+        missing.append(target)
+        target = os.path.dirname(target)
+    made = []
+    try:
+        for folder in reversed(missing):
+            os.mkdir(folder)
+            made.append(folder)
+    except OSError as e:
+        raise UserError(f"{where}: {path}: cannot be made ({e.strerror or e})") from None
+    finally:
+        for folder in reversed(made):
+            os.rmdir(folder)
     return path
 
 
