@@ -209,6 +209,22 @@ def test_a_cell_whose_allocations_failed_is_a_warning_line_naming_it():
     assert lines[0].startswith("warning: vm-anon small / tracked / seed 1: 33.3% of allocations")
 
 
+def test_compare_txt_keeps_the_warnings_beside_the_table(tmp_path):
+    """A cell whose allocations failed, and one whose THP faults fell back (a zone of 8 MiB
+    for 16 MiB of THPs): the log said so, the saved table did not."""
+    cfg = load_config(write(tmp_path, TINY.replace('thp = "off"', 'thp = "on"').replace(
+        "size_mb = 8", "size_mb = 16").replace("pages = 65536", "pages = 2048").replace(
+        "seeds = [0, 1]", "seeds = [0]")))
+    out = str(tmp_path / "out")
+    logs = []
+    compare(cfg, out, progress=False, log=logs.append)
+    saved = open(os.path.join(out, "compare.txt")).read()
+    notes = [line for line in logs if line.startswith(("warning: ", "note: "))]
+    assert any("THP faults fell back" in line for line in notes)
+    table = logs[logs.index(notes[0]) - 1]  # logged just before them
+    assert saved == table.rstrip("\n") + "\n" + "".join(line + "\n" for line in notes)
+
+
 def test_a_cell_whose_thp_faults_fell_back_is_a_note_naming_it():
     from zeroing.compare import failure_warnings
     cells = [{"counters": {"alloc_blocks": 100, "alloc_fail": 0, "thp_fault_fallback": n},

@@ -554,9 +554,13 @@ def write_report(cfg, results, out, log=print):
             writer.writerow([r["workload"]["label"], r["policy_label"], r["seed"], name, value])
     write_text(os.path.join(out, "results.csv"), buf.getvalue())
     table = compare_table(cfg, results, metrics)
-    write_text(os.path.join(out, "compare.txt"), table)
+    warnings = failure_warnings(results)  # in the file too: the table alone misleads there
+    text = table
+    if warnings:
+        text = table.rstrip("\n") + "\n" + "".join(line + "\n" for line in warnings)
+    write_text(os.path.join(out, "compare.txt"), text)
     log(table)
-    for line in failure_warnings(results):
+    for line in warnings:
         log(line)
     if cfg.get("throughput"):
         log("timing CPU (and GPU) clearing against batch size for the throughput plot "
