@@ -79,7 +79,8 @@ R_CMD_PAGE_LIMIT = 17  # return to Python before an event when R_CMD_PAGES excee
 R_FB_USED = 18  # entries of ``fb`` in use (THP faults that fell back: thp_fault_fallback)
 R_FB_LIVE = 19  # fallback lists not yet freed (none: ``fb`` starts again from its first entry)
 R_FB_FREE = 20  # 11 slots: per order, the first freed list a serial run reuses (-1: none)
-NR_RSTATE = 31
+NR_FB_ORDERS = 11  # orders 0..MAX_PAGE_ORDER
+NR_RSTATE = R_FB_FREE + NR_FB_ORDERS
 
 #: vmstat_update runs every sysctl_stat_interval (HZ: one second).
 VMSTAT_INTERVAL_NS = 1_000_000_000
@@ -621,6 +622,13 @@ def fb_short(z, e, order):
         e.rstate[R_FB_USED] + 1 + (np.int64(1) << order) > e.fb.shape[0]
 
 
+@njit(cache=True)
+def fb_restart(rstate):
+    """No fallback list is alive: the next starts at ``fb``'s first entry, none is reused."""
+    rstate[R_FB_USED] = 0
+    rstate[R_FB_FREE:R_FB_FREE + NR_FB_ORDERS] = -1
+
+
 @njit(cache=True, inline="always")
 def fb_live_list(e, ref):
     """Whether ``ref`` (FB_BIT | offset) names a fallback list that is made and not freed."""
@@ -994,8 +1002,7 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                         # None left to read: the next list starts at the first entry (a
                         # pipelined run's engine half may still read this one: the lists
                         # start again after its feed, Simulation.feed_columns).
-                        e.rstate[R_FB_USED] = 0
-                        e.rstate[R_FB_FREE:R_FB_FREE + 11] = -1
+                        fb_restart(e.rstate)
         elif op == EV_ADOPT:
             if blog is None:
                 pfn = take_exact(z, e, ev_ref[i] - 1, order, 0)

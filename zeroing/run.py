@@ -25,8 +25,8 @@ from .engine import (BOOT_MARKER, ENGINE_FIELDS, EXIT_BAD_EVENT, EXIT_DONE, EXIT
                      EXIT_OFFLOAD,
                      MARKER_CALLER_SHIFT, MARKER_EVENT_MASK, MAX_LEAKS, NEVER, NR_OB, NR_RSTATE,
                      OB_OK, OFFLOAD_EVENT, R_CMD_LIMIT, R_CMD_PAGE_LIMIT, R_CMD_PAGES, R_CONTENT,
-                     R_FB_FREE, R_FB_LIVE, R_FB_USED, R_NCMD, R_NLEAKS, R_OHEAD, R_OQUEUED, offload_retire,
-                     record_leak, run_events)
+                     R_FB_LIVE, R_NCMD, R_NLEAKS, R_OHEAD, R_OQUEUED, fb_restart,
+                     offload_retire, record_leak, run_events)
 from .events import EVENT_DTYPE, check_events
 from .initial_state import apply_initial_state
 from .policy import P_OFFLOAD_BATCH, Policy, as_array
@@ -86,7 +86,7 @@ class EngineState:
         rstate = np.zeros(NR_RSTATE, dtype=np.int64)
         rstate[R_CONTENT] = mode == "content"
         rstate[R_CMD_LIMIT] = CMD_CAPACITY
-        rstate[R_FB_FREE:R_FB_FREE + MAX_PAGE_ORDER + 1] = -1  # no freed fallback list yet
+        fb_restart(rstate)  # no fallback list yet
         self.arrays = EngineArrays(
             # Boot memory is not zero, unless init_on_free cleared it at boot.
             truth=np.full(nr_pages, 1 if policy.init_on_free else 0, dtype=np.uint8),
@@ -425,8 +425,7 @@ class Simulation:
             if bad is not None:
                 raise bad_event(bad)
             if state.arrays.rstate[R_FB_LIVE] == 0:  # both halves are done with every list
-                state.arrays.rstate[R_FB_USED] = 0
-                state.arrays.rstate[R_FB_FREE:R_FB_FREE + MAX_PAGE_ORDER + 1] = -1
+                fb_restart(state.arrays.rstate)
         else:
             consume(start, n)
         state.drain()  # the last batch's device time belongs to this chunk

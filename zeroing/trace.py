@@ -455,6 +455,11 @@ def _blocks(f, lenient, counts, progress):
                 return
 
 
+def _columns_of(row):
+    """One row as a block of columns (``read_events``' ``sink``)."""
+    return [(v,) for v in row]
+
+
 def _block_rows(path, first, text, one_line, events, counts, gfps, table, detail, sink=None):
     """The rows of a block of whole lines (``_blocks``): lines of the usual shape read by
     ``trace_scan``, the others by ``one_line``, all in line order, counted as they come."""
@@ -492,7 +497,7 @@ def _block_rows(path, first, text, one_line, events, counts, gfps, table, detail
                                                   else ""))
             if row is not None:
                 if sink is not None:
-                    sink([(v,) for v in row])
+                    sink(_columns_of(row))
                 yield row
             k += 1
             continue
@@ -651,16 +656,17 @@ class Spooled:
             self.store = None
         counted = {}
         pending, blocks = [], []  # column blocks not yet written; rows of each written
-        held = [0]
+        held = 0
 
         def sink(cols):
+            nonlocal held
             if self.store is not None:
                 pending.append(cols)
-                held[0] += len(cols[0])
-                if held[0] >= self.BLOCK:
+                held += len(cols[0])
+                if held >= self.BLOCK:
                     self._write(pending, blocks)
                     pending.clear()
-                    held[0] = 0
+                    held = 0
         try:
             yield from read_events(self.path, self.lenient, self.table, counted, progress,
                                    self.detail, sink)
@@ -837,7 +843,7 @@ def _parse(path, lenient, table, counts, progress, detail, sink=None):
                 row = one_line(lineno, text)
                 if row is not None:
                     if sink is not None:
-                        sink([(v,) for v in row])
+                        sink(_columns_of(row))
                     yield row
                 continue
             yield from _block_rows(path, lineno, text, one_line, events, counts, gfps, table,

@@ -722,7 +722,7 @@ def check_output_folder(where, path):
     now, then removed) one that can be made."""
     if not path:
         raise UserError(f"{where}: an empty path: name a folder")
-    probe = os.path.realpath(path)  # as the system will walk it: "link/.." is link's parent
+    target = probe = os.path.realpath(path)  # as the system walks it: "link/.." too
     while not os.path.exists(probe):
         parent = os.path.dirname(probe)
         if parent == probe:
@@ -734,7 +734,6 @@ def check_output_folder(where, path):
         raise UserError(f"{where}: {path}: {probe} is not writable")
     # Made and removed again (every folder made, also where a deeper one failed): /proc and
     # /sys pass the tests above as root, and refuse a folder.
-    target = os.path.realpath(path)
     missing = []
     while target != probe:
         missing.append(target)

@@ -130,13 +130,13 @@ def normal_zone(path):
     sets = [(_number(path, text, c, 2, f"cpu {n}'s pcp count", nr_managed, zone),
              _number(path, text, c, 3, f"cpu {n}'s pcp high", nr_managed, zone))
             for n, c in enumerate(cpus)]
-    if sum(count for count, _ in sets) > nr_managed:
+    pcp = sum(count for count, _ in sets)
+    if pcp > nr_managed:
         raise UserError(f"{path}: the pagesets hold more pages than the zone manages")
     if nr_free > nr_managed + VMSTAT_MAX_THRESHOLD * len(sets):
         raise UserError(f"{path}:{_line(text, free.start(1))}: the Normal zone's pages free "
                         f"{nr_free} is over its managed {nr_managed} by more than the "
                         f"{VMSTAT_MAX_THRESHOLD} pages per CPU the counter may lag")
-    pcp = sum(count for count, _ in sets)
     if nr_free + pcp > nr_managed + VMSTAT_MAX_THRESHOLD * len(sets):
         raise UserError(f"{path}:{_line(text, free.start(1))}: the Normal zone's pages free "
                         f"{nr_free} and its pagesets' {pcp} pages (not counted free) are over "
