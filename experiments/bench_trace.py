@@ -8,6 +8,12 @@ of the rounds, and the ratio. Both give the same rows (checked here on the first
 line for line by tests/test_trace_scan.py). Beside them, the rate of only reading and
 decoding the file (``_blocks``): no reader can beat it.
 
+Then what a replay does with the rows: turning them into engine events (``TraceConverter``)
+and reading the per-cpu lists' start from them (``TraceLists``), both compiled, against the
+plain-Python code they replaced (``tests/reference_convert.py``, ``reference_pcp_start.py``),
+each reading the same kept rows (``Spooled``: blocks of columns, or rows as the Python code
+took them), alternating; whether their outputs are the same.
+
 Then a replay as ``zeroing replay --trace-clock --zoneinfo --replay-mode requests`` runs it
 (the capture's zoneinfo: the per-cpu lists start from its pagesets), which reads the trace
 four times (to size the zone, twice for the lists' start, to run): parsed once and kept
@@ -15,6 +21,7 @@ four times (to size the zone, twice for the lists' start, to run): parsed once a
 small traces off (as for any trace beyond it); whether the results are the same.
 """
 import gzip
+import hashlib
 import os
 import shutil
 import sys
@@ -23,6 +30,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # the plain-Python references
+
+import numpy as np  # noqa: E402
 
 from zeroing import trace  # noqa: E402
 from zeroing.run import write_json  # noqa: E402
@@ -61,6 +71,35 @@ def rate(path, reader):
     for _ in read(path):
         rows += 1
     return rows / (time.perf_counter() - start), rows
+
+
+def convert_s(rows, compiled):
+    """(seconds, digest of the output) of converting the kept ``rows`` (a ``Spooled`` with
+    ``detail``) to events and of reading the lists' start from them, by ``compiled`` code or
+    the Python references; the engine stood in for by an arbitrary placement."""
+    from reference_convert import TraceConverter as ReferenceConverter
+    from reference_pcp_start import ReferenceLists
+    from zeroing.pcp_start import TraceLists
+    from zeroing.replay import TraceConverter
+    digest = hashlib.blake2b(digest_size=16)
+    start = time.perf_counter()
+    if compiled:
+        conv, source = TraceConverter("requests", trace_clock=True), rows.read_columns()
+    else:
+        conv, source = ReferenceConverter("requests", trace_clock=True), rows.read()
+    for chunk in conv.chunks(source, 1 << 20):
+        conv.settle(np.arange(len(chunk), dtype=np.int64))
+        digest.update(chunk.tobytes())
+
+    def pindex(order, mt):
+        return 3 * order + mt if order < 9 else 12 + (mt == 1)
+    if compiled:
+        lists = TraceLists.from_columns(rows.read_columns, pindex)
+    else:
+        lists = ReferenceLists.from_trace(rows.read, pindex)
+    took = time.perf_counter() - start
+    digest.update(repr((conv.info("t"), lists.lists, lists.unknown_frees)).encode())
+    return took, digest.hexdigest()
 
 
 def replay_s(path, spool):
@@ -118,6 +157,18 @@ def main(argv=None):
                     lps, _ = rate(path, reader)
                 best[reader] = max(best[reader], lps)
         trace.CACHE_BYTES = 0  # every read of a trace beyond the cache parses it
+        with trace.Spooled(path, detail=True) as rows:
+            list(rows.read_columns())  # parsed once, kept
+            with trace.Spooled(head, detail=True) as small:
+                list(small.read_columns())
+                convert_s(small, True)  # compiles (or loads) outside the timing
+            conv_took = {True: float("inf"), False: float("inf")}
+            digests = {}
+            for r in range(args.rounds):
+                for compiled in ((True, False) if r % 2 == 0 else (False, True)):
+                    t, digests[compiled] = convert_s(rows, compiled)
+                    conv_took[compiled] = min(conv_took[compiled], t)
+        same_conversion = digests[True] == digests[False]
         replay_s(head, True)  # compiles (or loads) the engine outside the timing
         took = {True: float("inf"), False: float("inf")}
         results = {}
@@ -134,6 +185,10 @@ def main(argv=None):
           f"python reader (same rows: {same})")
     print(f"  reading and decoding alone (the bound): {best['decode'] / 1e3:8.0f} k lines/s; "
           f"the compiled reader reaches {best['compiled'] / best['decode']:.2f} of it")
+    conv_ratio = conv_took[False] / conv_took[True]
+    print(f"  turning the kept rows into events and reading the pcp lists' start from them: "
+          f"Python {conv_took[False]:.2f} s, compiled {conv_took[True]:.2f} s = "
+          f"{conv_ratio:.1f}x (same output: {same_conversion})")
     speedup = took[False] / took[True]
     print(f"  a seeded --trace-clock replay of it (4 reads): parsed each time "
           f"{took[False]:.2f} s, parsed once and kept {took[True]:.2f} s = {speedup:.2f}x "
@@ -141,10 +196,12 @@ def main(argv=None):
     out = {"lines": args.lines, "bytes": size, "rounds": args.rounds, "same_rows": same,
            "lines_per_s": best, "ratio_compiled_to_python": ratio,
            "replay_s": {"parsed_each_read": took[False], "parsed_once": took[True]},
-           "replay_speedup": speedup, "same_replay": same_replay}
+           "replay_speedup": speedup, "same_replay": same_replay,
+           "conversion_s": {"python": conv_took[False], "compiled": conv_took[True]},
+           "conversion_speedup": conv_ratio, "same_conversion": same_conversion}
     if args.json:
         write_json(args.json, out)
-    return 0 if same and same_replay else 1
+    return 0 if same and same_replay and same_conversion else 1
 
 
 if __name__ == "__main__":

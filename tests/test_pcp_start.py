@@ -47,6 +47,13 @@ def test_a_list_the_trace_refills_held_what_left_it_before_the_refill():
     assert got[0, 0, MOV] == (5, True)
 
 
+def test_a_list_that_took_more_back_than_it_served_before_its_refill_held_nothing():
+    """One page served and freed back, then a page of the same pageblock freed onto the list,
+    then a refill: the list ran empty having held nothing at the start (not -1 blocks)."""
+    got, _ = lists([alloc(1), free(1), free(2), refill(8)])
+    assert got[0, 0, MOV] == (0, True)
+
+
 def test_a_list_never_refilled_held_at_least_its_largest_net_outflow():
     """Serve 3, take 2 back, serve 4, take 1 back: the list never ran empty, so it held at
     least 5."""

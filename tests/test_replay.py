@@ -304,7 +304,7 @@ def test_classify_takes_faults_by_the_fault_paths_flags(gfp, order, op):
     an order-9 page-cache folio or hugetlb pool page (the user bits, without GFP_TRANSHUGE's
     __GFP_NOMEMALLOC) is not, where order 9 alone used to make a fault."""
     from zeroing.events import EV_ALLOC, EV_FAULT
-    from zeroing.replay import classify
+    from zeroing.convert import classify
     from zeroing.trace import parse_gfp
     assert classify(parse_gfp(gfp), order) == {"fault": EV_FAULT, "alloc": EV_ALLOC}[op]
 

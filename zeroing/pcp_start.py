@@ -29,31 +29,121 @@ kernel also prints it when ``rmqueue_buddy()`` serves a pcp order after a failed
 drains are taken from the list of the CPU that printed them (a remote ``drain_all_pages()``
 prints on the draining CPU).
 """
-from allocator.flags import MIGRATE_PCPTYPES, MigrateType, gfp_migratetype
+import numpy as np
+from numba import njit
+from numba.typed import Dict
+from numba import types
 
-from .trace import PAGEBLOCK_ORDER, BatchedRepeats, BuddyTakes, TraceError, pcp_allowed_order
+from allocator.flags import (GFP_MOVABLE_MASK, GFP_MOVABLE_SHIFT, MIGRATE_PCPTYPES,
+                            PAGEBLOCK_ORDER, MigrateType)
+
+from .convert import (C_ALLOC, C_BATCHED, C_DRAIN, C_EXTFRAG, C_FREE, C_ZONE_LOCKED, _forget,
+                      _remember, new_recent)
+from .trace import EVENT_NAMES, BatchedRepeats, BuddyTakes, TraceError, column_blocks
 
 MOVABLE = int(MigrateType.MOVABLE)
+PCP_ORDERS = (0, 1, 2, 3, PAGEBLOCK_ORDER)  # pcp_allowed_order()
 
 
-def _pageblock_migratetypes(rows, path):
-    """({pageblock: migratetype} its drains print, {pageblock: migratetype of its first
-    allocation in the trace}, the refills and drains it shows); a TraceError for a refill or
-    drain without its migratetype."""
-    drained, allocated = {}, {}
-    moves = 0  # refills and drains: the lists' only witnesses
-    for lineno, name, pfn, order, gfp, _, _, mt, _ in rows:
-        if name in ("mm_page_alloc_zone_locked", "mm_page_pcpu_drain", "mm_page_alloc_extfrag"):
-            moves += 1
+@njit(cache=True)
+def _pageblock_migratetypes(cols, drained, allocated, seen):
+    """Into ``drained`` {pageblock: migratetype} its drains print, ``allocated`` {pageblock:
+    migratetype of its first allocation in the trace}; ``seen`` [refills and drains (the
+    lists' only witnesses), highest CPU]. The row of a refill or drain without its
+    migratetype, else -1."""
+    for i in range(cols.shape[1]):
+        code, pfn, mt = cols[1, i], cols[2, i], cols[7, i]
+        if code == C_ZONE_LOCKED or code == C_DRAIN or code == C_EXTFRAG:
+            seen[0] += 1
             if mt < 0:
-                field = "alloc_migratetype" if name == "mm_page_alloc_extfrag" else "migratetype"
-                raise TraceError(f"{path}:{lineno}: {name} without {field}= (the per-cpu "
-                                 "lists are split by it; 6.x prints it)")
-        if name == "mm_page_pcpu_drain":
+                return i
+        if code == C_DRAIN:
             drained[pfn >> PAGEBLOCK_ORDER] = mt
-        elif name == "mm_page_alloc" and pfn >= 0:
-            allocated.setdefault(pfn >> PAGEBLOCK_ORDER, int(gfp_migratetype(gfp)))
-    return drained, allocated, moves
+        elif code == C_ALLOC and pfn >= 0 and (pfn >> PAGEBLOCK_ORDER) not in allocated:
+            # gfp_migratetype(); the reader refuses flags with both mobility bits
+            allocated[pfn >> PAGEBLOCK_ORDER] = (cols[4, i] & GFP_MOVABLE_MASK) >> \
+                GFP_MOVABLE_SHIFT
+        seen[1] = max(seen[1], cols[5, i])
+    return -1
+
+
+@njit(cache=True)
+def _moved(lists, touched, state, pindex, cpu, order, mt, blocks, refill):
+    """A list's witness: ``lists[0..4][cpu, pindex]`` = order, migratetype, blocks, refilled,
+    net; ``lists[5]`` the peak of net; ``touched`` the order lists were first seen in."""
+    if not (order <= 3 or order == PAGEBLOCK_ORDER) or mt < 0:
+        return
+    if mt >= MIGRATE_PCPTYPES:
+        mt = MOVABLE
+    p = pindex[order, mt]
+    if touched[cpu, p] < 0:
+        touched[cpu, p] = state[0]
+        state[0] += 1
+        lists[0, cpu, p] = order
+        lists[1, cpu, p] = mt
+    if lists[3, cpu, p]:
+        return
+    if refill:
+        lists[3, cpu, p] = 1
+        lists[2, cpu, p] = max(lists[4, cpu, p], 0)
+        return
+    lists[4, cpu, p] += blocks
+    lists[5, cpu, p] = max(lists[5, cpu, p], lists[4, cpu, p])
+    lists[2, cpu, p] = lists[5, cpu, p]
+
+
+@njit(cache=True)
+def _witness(cols, pindex, drained, allocated, alloc_mt, takes, take_slots, repeats,
+             repeat_slots, lists, touched, state):
+    """What the rows say of each list (``TraceLists``); ``state[1]`` counts unknown frees."""
+    for i in range(cols.shape[1]):
+        code, pfn, order, gfp = cols[1, i], cols[2, i], cols[3, i], cols[4, i]
+        cpu, mt, refill = cols[5, i], cols[7, i], cols[8, i]
+        if code == C_ZONE_LOCKED:  # BuddyTakes, as the converter keeps it
+            _remember(takes, take_slots, pfn)
+            stolen = False
+        else:
+            counted = _forget(takes, take_slots, pfn)
+            stolen = code == C_EXTFRAG and not counted
+        if code == C_ALLOC:
+            if pfn < 0:
+                continue
+            _forget(repeats, repeat_slots, pfn)
+            mine = (gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT
+            alloc_mt[pfn] = mine
+            _moved(lists, touched, state, pindex, cpu, order, mine, 1, False)
+        elif code == C_ZONE_LOCKED:
+            if refill == 1 or (refill < 0 and mt < MIGRATE_PCPTYPES):
+                _moved(lists, touched, state, pindex, cpu, order, mt, 0, True)
+        elif code == C_EXTFRAG:  # a steal refills as zone_locked does
+            if stolen and mt < MIGRATE_PCPTYPES:
+                _moved(lists, touched, state, pindex, cpu, order, mt, 0, True)
+        elif code == C_DRAIN:
+            _moved(lists, touched, state, pindex, cpu, order, mt, 1, False)
+        elif code == C_FREE or code == C_BATCHED:
+            if code == C_BATCHED and _forget(repeats, repeat_slots, pfn):
+                continue  # BatchedRepeats: the same free twice
+            if code == C_FREE:
+                _remember(repeats, repeat_slots, pfn)
+            block = pfn >> PAGEBLOCK_ORDER
+            mine = -1
+            if pfn in alloc_mt:
+                mine = alloc_mt[pfn]
+                del alloc_mt[pfn]
+            if block in drained:
+                mt = drained[block]
+            elif mine >= 0:
+                mt = mine
+            elif block in allocated:
+                mt = allocated[block]
+            else:
+                state[1] += order <= 3 or order == PAGEBLOCK_ORDER
+                continue
+            _moved(lists, touched, state, pindex, cpu, order, mt, -1, False)
+
+
+def _blocks_map():
+    return Dict.empty(types.int64, types.int64)
 
 
 class TraceLists:
@@ -74,57 +164,39 @@ class TraceLists:
         called twice); ``pindex_of(order, migratetype)`` the model's list of a block. A refill
         or drain line without its migratetype is a TraceError naming ``path`` and the line;
         ``moves`` counts the refills and drains."""
+        return cls.from_columns(lambda: column_blocks(read_rows()), pindex_of, path)
+
+    @classmethod
+    def from_columns(cls, read_columns, pindex_of, path="trace"):
+        """``from_trace`` on blocks of columns (``Spooled.read_columns``, with ``detail``)."""
         self = cls()
-        drained_mt, allocated_mt, self.moves = _pageblock_migratetypes(read_rows(), path)
-        net, peak = {}, {}
-        alloc_mt = {}  # pfn -> migratetype of its allocation, while it is live
-        repeats = BatchedRepeats()
-        takes = BuddyTakes()
-        pindex = {}  # (order, migratetype) -> list: a compiled call per row cost ~15 us
-
-        def moved(cpu, order, mt, blocks, refill=False):
-            if not pcp_allowed_order(order) or not 0 <= mt:
-                return
-            mt = mt if mt < MIGRATE_PCPTYPES else MOVABLE
-            if (order, mt) not in pindex:
+        drained, allocated = _blocks_map(), _blocks_map()
+        seen = np.zeros(2, np.int64)
+        for cols in read_columns():
+            bad = _pageblock_migratetypes(cols, drained, allocated, seen)
+            if bad >= 0:
+                name = EVENT_NAMES[cols[1, bad]]
+                field = "alloc_migratetype" if name == "mm_page_alloc_extfrag" else "migratetype"
+                raise TraceError(f"{path}:{cols[0, bad]}: {name} without {field}= (the per-cpu "
+                                 "lists are split by it; 6.x prints it)")
+        self.moves = int(seen[0])
+        pindex = np.full((PAGEBLOCK_ORDER + 1, MIGRATE_PCPTYPES), -1, np.int64)
+        for order in PCP_ORDERS:
+            for mt in range(MIGRATE_PCPTYPES):
                 pindex[order, mt] = pindex_of(order, mt)
-            key = (cpu, pindex[order, mt])
-            entry = self.lists.setdefault(cpu, {}).setdefault(key[1], [order, mt, 0, False])
-            if entry[3]:
-                return
-            if refill:
-                entry[3] = True
-                entry[2] = max(net.get(key, 0), 0)
-                return
-            net[key] = net.get(key, 0) + blocks
-            peak[key] = max(peak.get(key, 0), net[key])
-            entry[2] = peak[key]
-
-        for _, name, pfn, order, gfp, cpu, _, mt, refill in read_rows():
-            stolen = takes.seen(name, pfn)
-            if name == "mm_page_alloc":
-                if pfn < 0:
-                    continue
-                repeats.allocated(pfn)
-                alloc_mt[pfn] = int(gfp_migratetype(gfp))
-                moved(cpu, order, alloc_mt[pfn], 1)
-            elif name == "mm_page_alloc_zone_locked":
-                if refill == 1 or (refill < 0 and mt < MIGRATE_PCPTYPES):
-                    moved(cpu, order, mt, 0, refill=True)
-            elif name == "mm_page_alloc_extfrag":  # a steal refills as zone_locked does
-                if stolen and mt < MIGRATE_PCPTYPES:
-                    moved(cpu, order, mt, 0, refill=True)
-            elif name == "mm_page_pcpu_drain":
-                moved(cpu, order, mt, 1)
-            elif name in ("mm_page_free", "mm_page_free_batched"):
-                if repeats.repeat(name, pfn):
-                    continue
-                block, mine = pfn >> PAGEBLOCK_ORDER, alloc_mt.pop(pfn, None)
-                mt = drained_mt.get(block, allocated_mt.get(block) if mine is None else mine)
-                if mt is None:
-                    self.unknown_frees += pcp_allowed_order(order)
-                    continue
-                moved(cpu, order, mt, -1)
+        shape = (int(seen[1]) + 1, int(pindex.max()) + 1)
+        lists = np.zeros((6,) + shape, np.int64)
+        touched = np.full(shape, -1, np.int64)
+        state = np.zeros(2, np.int64)
+        alloc_mt = _blocks_map()  # pfn -> migratetype of its allocation, while it is live
+        takes, repeats = new_recent(BuddyTakes.RECENT), new_recent(BatchedRepeats.RECENT_FREES)
+        for cols in read_columns():
+            _witness(cols, pindex, drained, allocated, alloc_mt, *takes, *repeats, lists,
+                     touched, state)
+        self.unknown_frees = int(state[1])
+        for cpu, p in sorted(zip(*np.nonzero(touched >= 0)), key=lambda k: touched[k]):
+            order, mt, blocks, refilled = (int(v) for v in lists[:4, cpu, p])
+            self.lists.setdefault(int(cpu), {})[int(p)] = [order, mt, blocks, bool(refilled)]
         return self
 
     def seed(self, pagesets):

@@ -14,40 +14,16 @@ A trace that starts mid-run is normal: a free of a page never seen allocated was
 before the trace began; exact mode adopts it (content unknown, dirty), requests mode skips it.
 ``mm_page_free_batched`` repeating a recent ``mm_page_free`` of the same pfn is the same free.
 """
-from collections import Counter
-
 import numpy as np
 
-from allocator.flags import (GFP_BITS, GFP_MOVABLE_SHIFT, MIGRATETYPE_NAMES,
-                            MigrateType, __GFP_ZERO)
+from allocator.flags import GFP_MOVABLE_SHIFT, MIGRATETYPE_NAMES, MigrateType
 
-from .events import (EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE, EV_VMSTAT,
-                     EVENT_DTYPE)
+from . import convert
+from .events import EVENT_DTYPE
 from .run import BadEventError, Simulation
-from .trace import (KMEM_EVENTS, VMSTAT_TICK, BatchedRepeats, BuddyTakes, Spooled,
-                    TraceError, pcp_allowed_order, read_events)
+from .trace import KMEM_EVENTS, BatchedRepeats, BuddyTakes, Spooled, TraceError
 
 REPLAY_MODES = ("exact", "requests")
-_USER = GFP_BITS["__GFP_MOVABLE"] | GFP_BITS["__GFP_HARDWALL"] | GFP_BITS["__GFP_HIGHMEM"]
-#: The largest anonymous THP on x86-64 with 4 KiB pages (HPAGE_PMD_ORDER; mTHPs are smaller).
-PMD_ORDER = 9
-#: What GFP_TRANSHUGE_LIGHT (and GFP_TRANSHUGE) add to a user allocation's flags.
-_TRANSHUGE = _USER | GFP_BITS["__GFP_COMP"] | GFP_BITS["__GFP_NOMEMALLOC"]
-
-
-def classify(gfp, order):
-    """A user fault (the zeroing happens at the fault site) or a kernel allocation.
-
-    An order-0 anonymous fault asks ``GFP_HIGHUSER_MOVABLE | __GFP_ZERO``
-    (``vma_alloc_zeroed_movable_folio()``, x86); a THP or mTHP fault of any order asks
-    ``vma_thp_gfp_mask()``'s GFP_TRANSHUGE(_LIGHT), without __GFP_ZERO (``folio_zero_user()``
-    clears it). A page-cache folio or a hugetlb pool page carries the user bits too, but not
-    GFP_TRANSHUGE's __GFP_NOMEMALLOC: nothing clears it at allocation."""
-    if gfp & _USER != _USER:
-        return EV_ALLOC
-    if order == 0:
-        return EV_FAULT if gfp & __GFP_ZERO else EV_ALLOC
-    return EV_FAULT if gfp & _TRANSHUGE == _TRANSHUGE and order <= PMD_ORDER else EV_ALLOC
 
 
 class TraceConverter:
@@ -55,155 +31,101 @@ class TraceConverter:
 
     Within a chunk a free refers to its allocation by row; an allocation made in an earlier
     chunk is remembered by the block the model gave it (``settle``), and its free becomes
-    ``EV_FREE_PFN``. Memory: one chunk of events plus the live allocations.
+    ``EV_FREE_PFN``. Memory: one chunk of events plus the live allocations. The loop is
+    compiled (``convert.py``); ``recent_frees`` and ``recent_takes`` size its
+    ``BatchedRepeats`` and ``BuddyTakes`` lists.
     """
 
-    def __init__(self, mode="exact", step_ns=1000, trace_clock=False):
+    def __init__(self, mode="exact", step_ns=1000, trace_clock=False,
+                 recent_frees=BatchedRepeats.RECENT_FREES, recent_takes=BuddyTakes.RECENT):
         if mode not in REPLAY_MODES:
             raise ValueError(f"unknown replay mode {mode!r}: choose from {', '.join(REPLAY_MODES)}")
         self.exact = mode == "exact"
         self.mode = mode
         self.step_ns = step_ns
-        self.anomalies = Counter()
-        self.counts = {}
-        self.live = {}  # traced pfn -> [row in this chunk or -1, model pfn once settled, order]
-        self.repeats = BatchedRepeats()
-        self.takes = BuddyTakes()
-        self.delta = 0
-        self.zone_locked_pages = self.pcpu_drain_pages = 0  # what the traced kernel moved
-        self.extfrag_pages = 0  # taken from the buddy by steals and whole-block claims
-        self.max_pfn = 0
-        self.emitted = 0
-        self.vmstat_ticks = 0  # the trace's vmstat_update ticks, taken in place of the model's
-        self.rows = []
-        #: The trace line of each row, and of each row of the chunk last given out.
-        self.lines, self.chunk_lines, self.lineno = [], [], 0
-        #: With trace_clock, rows carry the traced CPU and time (ns since the first event).
         self.trace_clock = trace_clock
-        self.cpu = 0
-        self.time = 0
-        self.t0 = None
+        self.counts = {}
+        self.state = np.zeros(convert.S_SEEN + 1, np.int64)
+        self.anomalies = np.zeros((2, len(convert.ANOMALIES)), np.int64)
+        self.live = convert.new_live()
+        self.takes = convert.new_recent(recent_takes)
+        self.repeats = convert.new_recent(recent_frees)
+        self.out = np.zeros((len(convert.OUT_FIELDS), 0), np.int64)
+        self.lines = np.zeros(0, np.int64)
+        #: The trace line of each row of the chunk last given out.
+        self.chunk_lines = np.zeros(0, np.int64)
 
-    def _row(self, op, order, gfp, ref):
-        if self.trace_clock:
-            when, cpu = self.time, self.cpu
-        else:
-            when, cpu = (self.emitted + len(self.rows)) * self.step_ns, 0
-        self.rows.append((when, op, order, cpu, gfp, ref))
-        self.lines.append(self.lineno)
-        return len(self.rows) - 1
+    @property
+    def max_pfn(self):
+        return int(self.state[convert.S_MAX_PFN])
 
-    def _clock(self, cpu, ts):
-        """The traced CPU and time of the next rows (time never goes back: a line stamped
-        earlier than the one before keeps that one's time, counted as ``time_went_back``)."""
-        if ts >= 0:
-            if self.t0 is None:
-                self.t0 = ts
-            if ts - self.t0 < self.time:
-                self.anomalies["time_went_back"] += 1
-            self.time = max(self.time, ts - self.t0)
-        self.cpu = cpu
+    def _room(self, rows):
+        """``out`` and ``lines`` hold at least ``rows`` rows (kept as they are)."""
+        have = self.out.shape[1]
+        if have < rows:
+            size = max(rows, 2 * have)
+            out = np.zeros((self.out.shape[0], size), np.int64)
+            lines = np.zeros(size, np.int64)
+            used = int(self.state[convert.S_ROWS])
+            out[:, :used], lines[:used] = self.out[:, :used], self.lines[:used]
+            self.out, self.lines = out, lines
 
-    def _event(self, name, pfn, order, gfp):
-        if pfn >= 0:  # a failed allocation's is -1
-            self.max_pfn = max(self.max_pfn, pfn + (1 << order) - 1)
-        stolen = self.takes.seen(name, pfn)
-        if name == VMSTAT_TICK:
-            self._row(EV_VMSTAT, 0, 0, 0)
-            self.vmstat_ticks += 1
-        elif name == "mm_page_alloc_zone_locked":
-            self.delta -= 1 << order
-            self.zone_locked_pages += 1 << order
-        elif name == "mm_page_alloc_extfrag":
-            if stolen:
-                self.delta -= 1 << order
-                self.extfrag_pages += 1 << order
-        elif name == "mm_page_pcpu_drain":
-            self.delta += 1 << order
-            self.pcpu_drain_pages += 1 << order
-        elif name == "mm_page_alloc":
-            if pfn < 0:
-                self.anomalies["failed_alloc"] += 1
-                return
-            if pfn in self.live:
-                self.anomalies["alloc_of_allocated_pfn"] += 1
-            self.repeats.allocated(pfn)
-            op = classify(gfp, order)
-            # A fault's flags are the kernel path's; its gfp column could say how much of the
-            # block the program writes (FAULT_WRITES), which a trace does not: all of it.
-            row = self._row(op, order, gfp if op == EV_ALLOC else 0, pfn + 1 if self.exact else 0)
-            self.live[pfn] = [row, -1, order]
-        else:  # mm_page_free, mm_page_free_batched
-            if self.repeats.repeat(name, pfn):
-                self.anomalies["free_batched_repeat"] += 1
-                return
-            if name == "mm_page_free":
-                if not pcp_allowed_order(order):
-                    self.delta += 1 << order  # __free_pages_ok: straight to the buddy
-            entry = self.live.pop(pfn, None)
-            if entry is not None:
-                row, model_pfn, alloc_order = entry
-                if alloc_order != order:
-                    self.anomalies["free_order_mismatch"] += 1
-                if row >= 0:
-                    self._row(EV_FREE, alloc_order, 0, row)
-                elif model_pfn >= 0:
-                    self._row(EV_FREE_PFN, alloc_order, 0, model_pfn + 1)
-                else:  # the model never got that block: keep event numbers as in one chunk
-                    self._row(EV_IDLE, 0, 0, 0)
-            else:
-                self.anomalies["free_before_trace"] += 1
-                if self.exact:
-                    row = self._row(EV_ADOPT, order, 0, pfn + 1)
-                    self._row(EV_FREE, order, 0, row)
-
-    def chunks(self, kmem_events, size=1 << 20):
-        """Yield EVENT_DTYPE chunks; call ``settle`` with each chunk's ev_pfn before the next."""
-        for ev in kmem_events:
-            if self.trace_clock:
-                self._clock(ev[5], ev[6])
-            self.lineno = ev[0]
-            self._event(*ev[1:5])
-            if len(self.rows) >= size:
-                yield self._flush()
-        if self.rows:
+    def chunks(self, blocks, size=1 << 20):
+        """Yield EVENT_DTYPE chunks of ``size`` rows or so (the last smaller) from
+        ``Spooled.read_columns`` blocks; call ``settle`` with each chunk's ev_pfn before the
+        next."""
+        st = self.state
+        for cols in blocks:
+            n, i = cols.shape[1], 0
+            while i < n:
+                self._room(min(size + 1, int(st[convert.S_ROWS]) + 2 * (n - i)))
+                i = convert.convert(cols, i, n, size, self.exact, self.trace_clock,
+                                    self.step_ns, st, self.anomalies, self.live, *self.takes,
+                                    *self.repeats, self.out, self.lines)
+                if st[convert.S_ROWS] >= size:
+                    yield self._flush()
+        if st[convert.S_ROWS]:
             yield self._flush()
 
     def _flush(self):
-        events = np.array(self.rows, dtype=EVENT_DTYPE)
-        self.emitted += len(self.rows)
-        self.rows = []
-        self.chunk_lines, self.lines = self.lines, []
+        n = int(self.state[convert.S_ROWS])
+        events = np.empty(n, dtype=EVENT_DTYPE)
+        for k, name in enumerate(convert.OUT_FIELDS):
+            events[name] = self.out[k, :n]
+        self.chunk_lines = self.lines[:n].copy()
+        self.state[convert.S_EMITTED] += n
+        self.state[convert.S_ROWS] = 0
         return events
 
     def settle(self, ev_pfn):
         """After the engine ran a chunk: live allocations now carry the model's block."""
-        for entry in self.live.values():
-            if entry[0] >= 0:
-                entry[1] = int(ev_pfn[entry[0]])
-                entry[0] = -1
+        convert.settle(self.live, np.asarray(ev_pfn, np.int64))
 
     def info(self, path):
-        anomalies = dict(self.anomalies)  # the reader counts this one
-        if self.counts.get("migratetype_differs"):
+        st, counted = self.state, self.anomalies
+        seen = sorted((int(counted[1, k]), name) for k, name in enumerate(convert.ANOMALIES)
+                      if counted[0, k])
+        anomalies = {name: int(counted[0, convert.ANOMALIES.index(name)]) for _, name in seen}
+        if self.counts.get("migratetype_differs"):  # the reader counts this one
             anomalies["migratetype_differs"] = self.counts["migratetype_differs"]
         return {"trace": path, "replay_mode": self.mode, "events": self.counts.get("events", {}),
                 "malformed": self.counts.get("malformed", 0),
                 "malformed_examples": self.counts.get("malformed_examples", []),
                 "anomalies": anomalies,
-                "nr_free_pages_delta": self.delta,
-                "zone_locked_pages": self.zone_locked_pages,
-                "extfrag_pages": self.extfrag_pages,
-                "pcpu_drain_pages": self.pcpu_drain_pages,
+                "nr_free_pages_delta": int(st[convert.S_DELTA]),
+                "zone_locked_pages": int(st[convert.S_ZONE_LOCKED]),
+                "extfrag_pages": int(st[convert.S_EXTFRAG]),
+                "pcpu_drain_pages": int(st[convert.S_DRAIN]),
                 "max_pfn": self.max_pfn, "truncated": self.counts.get("truncated"),
-                "vmstat_ticks": self.vmstat_ticks}
+                "vmstat_ticks": int(st[convert.S_TICKS])}
 
 
 def trace_to_events(path, mode="exact", lenient=False, table=None):
     """The whole trace as one event array, and what the trace itself says (small traces)."""
     conv = TraceConverter(mode)
     parts = []
-    for chunk in conv.chunks(read_events(path, lenient, table, conv.counts), size=1 << 62):
+    rows = Spooled(path, lenient, table, keep=False)
+    for chunk in conv.chunks(rows.read_columns(conv.counts), size=1 << 62):
         parts.append(chunk)
     events = parts[0] if parts else np.zeros(0, dtype=EVENT_DTYPE)
     return events, conv.info(path)
@@ -214,10 +136,10 @@ def trace_span(rows, progress=None):
     pass, to size the zone; the CPU count is 1 unless the rows have each line's CPU."""
     top = 0
     ncpu = 1
-    for ev in rows.read({}, progress):
-        top = max(top, ev[2] + (1 << ev[3]))
+    for cols in rows.read_columns({}, progress):
+        top = max(top, int((cols[2] + (1 << cols[3])).max()))
         if rows.detail:
-            ncpu = max(ncpu, ev[5] + 1)
+            ncpu = max(ncpu, int(cols[5].max()) + 1)
     return top, ncpu
 
 
@@ -296,8 +218,7 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
         free_before = sim.alloc.nr_free_pages()
         conv = TraceConverter(mode, trace_clock=trace_clock)
         bar = _ByteBar(path, "replaying") if progress else None
-        events = rows.read(conv.counts, bar)
-        for chunk in conv.chunks(events, chunk_events):
+        for chunk in conv.chunks(rows.read_columns(conv.counts, bar), chunk_events):
             if mode == "exact" and conv.max_pfn >= nr_pages:
                 raise ValueError(f"{pages_from} gives a zone of {nr_pages} pages, smaller "
                                  f"than the traced pfns (up to {conv.max_pfn:#x}): exact "
@@ -363,12 +284,12 @@ def _start_lists(alloc, trace_rows, progress, pagesets, split, trace_clock, page
 
         path = trace_rows.path
 
-        def rows():
+        def blocks():
             bar = _ByteBar(path, "reading the pcp lists") if progress else None
-            yield from trace_rows.read({}, bar)
+            yield from trace_rows.read_columns({}, bar)
             if bar:
                 bar.close()
-        lists = TraceLists.from_trace(rows, alloc.pcp_pindex, path)
+        lists = TraceLists.from_columns(blocks, alloc.pcp_pindex, path)
         if not lists.moves:  # a kernel refills and drains the lists all the time
             raise TraceError(f"{path}: no mm_page_alloc_zone_locked or mm_page_pcpu_drain "
                              "events, so the trace cannot split the pagesets over the lists "

@@ -604,13 +604,33 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
         _cache[key] = (rows, copy.deepcopy(counts))
 
 
+#: Event names by the number ``Spooled.read_columns`` gives them (the kmem events, then the
+#: vmstat worker's tick).
+EVENT_NAMES = KMEM_EVENTS + (VMSTAT_TICK,)
+EVENT_CODES = {name: code for code, name in enumerate(EVENT_NAMES)}
+
+
+def _column_block(pending):
+    """Column blocks (``read_events``' ``sink``) as one int64 array, a row a field, the event
+    names as ``EVENT_CODES``; a ValueError for blocks of different widths."""
+    fields = len(pending[0])
+    if any(len(cols) != fields for cols in pending):
+        raise ValueError("rows of different lengths")
+    cols = [list(itertools.chain.from_iterable(cols[j] for cols in pending))
+            for j in range(fields)]
+    cols[1] = [EVENT_CODES[v] for v in cols[1]]
+    return np.array(cols, dtype=np.int64).reshape(fields, len(cols[0]))
+
+
 class Spooled:
     """A trace a replay reads more than once (to size the zone, to split the per-cpu lists'
-    start, to run): the first ``read`` parses it (``read_events``) and keeps its rows in a
+    start, to run): the first read parses it (``read_events``) and keeps its rows in a
     temporary file, which the later reads give back, with the same counts, without parsing
     (about four times faster than parsing). A row takes 8 bytes a field (72 with
     ``detail``, about half the text). Where the file cannot be written, or the first read
-    stopped early, the next read parses again. ``keep=False``: every read parses."""
+    stopped early, the next read parses again. ``keep=False``: every read parses.
+    ``read`` gives rows; ``read_columns`` the same rows as blocks of columns, for compiled
+    consumers."""
 
     BLOCK = 1 << 16  # rows a write
 
@@ -620,7 +640,6 @@ class Spooled:
         self.store = None
         self.blocks = None  # rows of each block written, once a whole read is kept
         self.counts = None  # what the first read counted
-        self.names, self.codes = [], {}
         self.parses = 0
         self.filling = False  # a first read is keeping rows: another one parses alone
 
@@ -642,11 +661,34 @@ class Spooled:
             return self._again(counts, progress)
         return self._first(counts, progress)
 
-    def _first(self, counts, progress):
+    def read_columns(self, counts=None, progress=None):
+        """``read``'s rows as int64 arrays of (fields, rows), at most ``BLOCK`` rows or so
+        each; the event names as ``EVENT_CODES``."""
+        if self.blocks is not None:
+            yield from self._stored(progress)
+            if counts is not None:
+                counts.update(copy.deepcopy(self.counts))
+            return
+        pending, held = [], 0
+
+        def sink(cols):
+            nonlocal held
+            pending.append(cols)
+            held += len(cols[0])
+        for _ in self._first(counts, progress, sink):
+            if held >= self.BLOCK:
+                yield _column_block(pending)
+                pending.clear()
+                held = 0
+        if pending:
+            yield _column_block(pending)
+
+    def _first(self, counts, progress, outer=None):
+        """Parse; keep the rows where asked; ``outer`` gets the column blocks too."""
         self.parses += 1
         if not self.keep or self.filling:
             yield from read_events(self.path, self.lenient, self.table, counts, progress,
-                                   self.detail)
+                                   self.detail, outer)
             return
         self.close()
         self.filling = True
@@ -660,6 +702,8 @@ class Spooled:
 
         def sink(cols):
             nonlocal held
+            if outer is not None:
+                outer(cols)
             if self.store is not None:
                 pending.append(cols)
                 held += len(cols[0])
@@ -684,41 +728,37 @@ class Spooled:
     def _write(self, pending, blocks):
         """Append the column blocks ``pending`` as one block; on failure keep nothing."""
         try:
-            fields = len(pending[0])
-            if any(len(cols) != fields for cols in pending):
-                raise ValueError("rows of different lengths")
-            cols = [list(itertools.chain.from_iterable(cols[j] for cols in pending))
-                    for j in range(fields)]
-            cols[1] = [self._code(v) for v in cols[1]]
-            data = b"".join(np.array(col, dtype=np.int64).tobytes() for col in cols)
+            block = _column_block(pending)
+            data = block.tobytes()
             if self.store.write(data) != len(data):
                 raise OSError("short write")
-        except (OSError, OverflowError, ValueError, TypeError):
+        except (OSError, OverflowError, ValueError, TypeError, KeyError):
             self.close()
             return
-        blocks.append(len(cols[0]))
+        blocks.append(block.shape[1])
 
-    def _code(self, name):
-        code = self.codes.get(name)
-        if code is None:
-            code = self.codes[name] = len(self.names)
-            self.names.append(name)
-        return code
-
-    def _again(self, counts, progress):
-        fd, names = self.store.fileno(), self.names
+    def _stored(self, progress):
+        """The kept column blocks, in order (``pread``: reads may interleave)."""
+        fd = self.store.fileno()
         fields = 9 if self.detail else 5
         total, done, at = sum(self.blocks), 0, 0
         size = os.path.getsize(self.path) if progress is not None else 0
-        for n in self.blocks:  # pread: reads may interleave
-            data = os.pread(fd, 8 * fields * n, at)
-            at += len(data)
-            cols = [col.tolist() for col in np.frombuffer(data, np.int64).reshape(fields, n)]
-            cols[1] = [names[c] for c in cols[1]]
-            yield from zip(*cols)
+        for n in self.blocks:
+            # into a writable array: the compiled readers are compiled for those alone
+            block = np.empty((fields, n), np.int64)
+            if os.preadv(fd, [block], at) != block.nbytes:
+                raise OSError(f"{self.path}: the kept rows came back short")
+            at += block.nbytes
+            yield block
             done += n
             if progress is not None:
                 progress(size * done // total, size)
+
+    def _again(self, counts, progress):
+        for block in self._stored(progress):
+            cols = block.tolist()
+            cols[1] = [EVENT_NAMES[c] for c in cols[1]]
+            yield from zip(*cols)
         if counts is not None:
             counts.update(copy.deepcopy(self.counts))
 
@@ -848,3 +888,13 @@ def _parse(path, lenient, table, counts, progress, detail, sink=None):
                 continue
             yield from _block_rows(path, lineno, text, one_line, events, counts, gfps, table,
                                    detail, sink)
+
+
+def column_blocks(rows, block=Spooled.BLOCK):
+    """``read_events`` rows as ``Spooled.read_columns`` gives them."""
+    rows = iter(rows)
+    while True:
+        part = list(itertools.islice(rows, block))
+        if not part:
+            return
+        yield _column_block([list(zip(*part))])
