@@ -80,6 +80,11 @@ def one_line_error(capsys, rc, *fragments):
      ["--workload kernel-build: files_per_job 100000, jobs 100000 make about 1e+10 events"]),
     (["run", "--workload", "vm-anon", "--thp", "off", "--size-mb", "8388607"],
      ["--workload vm-anon: size_mb 8388607, thp off make about 2.6e+10 events"]),
+    # THP faults a zone cannot hold fall back to 4 KiB pages: counted as such (it ran for
+    # minutes, growing without bound, where 4 KiB faults of the same size were refused).
+    (["run", "--workload", "vm-anon", "--pages", "4096", "--size-mb", "8388606"],
+     ["size_mb 8388606 on 4096 pages make about 2.6e+10 events (THP faults the zone cannot "
+      "hold fall back to 512 4 KiB faults each)"]),
     (["run", "--workload", "page-cache-churn", "--passes", "10000", "--pages", "1048576"],
      ["passes 10000 on 1048576 pages make about 1e+10 events: at most 2147483647"]),
     (["run", "--initial-state", "/tmp"], ["--initial-state", "a folder, not a file"]),
@@ -247,6 +252,29 @@ def test_a_result_never_overwrites_a_file_the_command_reads(capsys, tmp_path):
                                  "--initial-state", snap + ",zone=Normal", "--json", snap]),
                    "--json", "the --initial-state file")
     assert open(trace, "rb").read() == before
+
+
+@pytest.mark.parametrize("name", ["config.json", "compare.txt", "results.csv", ".lock",
+                                  "runs/mixed_events=2000-ed91a338__a__seed0.json"])
+def test_a_comparison_never_writes_over_its_own_config(capsys, tmp_path, name):
+    """A config saved in the output folder under a name the comparison writes was replaced
+    by its results (and the next run said: not valid TOML)."""
+    os.makedirs(tmp_path / "runs")
+    path = write(tmp_path, TINY + 'a="baseline"\n', name=name)
+    before = open(path).read()
+    one_line_error(capsys, main(["compare", path, "--out", str(tmp_path)]),
+                   f"{tmp_path}/{name} is the config file this command reads")
+    assert open(path).read() == before
+
+
+def test_a_comparison_never_writes_over_its_cost_profile(capsys, tmp_path):
+    import shutil
+    from zeroing.cost import DEFAULT_PROFILE
+    shutil.copy(DEFAULT_PROFILE, tmp_path / "throughput.json")
+    path = write(tmp_path, 'cost_profile = "throughput.json"\n' +
+                 TINY.replace("throughput = false", "throughput = true") + 'a="baseline"\n')
+    one_line_error(capsys, main(["compare", path, "--out", str(tmp_path)]),
+                   "throughput.json is the cost profile file this command reads")
 
 
 def test_a_result_never_overwrites_the_default_cost_profile(capsys, tmp_path, monkeypatch):

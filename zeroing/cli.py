@@ -484,7 +484,7 @@ def cmd_compare(args):
     cfg = load_config(args.config, args.cost_profile)
     if args.out is not None:
         check_output_folder("--out", args.out)
-    out = compare(cfg, args.out)
+    out = compare(cfg, args.out, config=args.config)
     print(f"results, table and plots in {out}/")
     return 0
 
@@ -502,7 +502,7 @@ def cmd_sweep(args):
     cfg = load_config(args.config, args.cost_profile)
     if args.out is not None:
         check_output_folder("--out", args.out)
-    out = sweep(cfg, workers, args.scheduler, args.out)
+    out = sweep(cfg, workers, args.scheduler, args.out, config=args.config)
     print(f"results, table and plots in {out}/")
     return 0
 

@@ -495,14 +495,34 @@ def warm_up(progress=True):
     Simulation(make_policy("baseline"), 1024)
 
 
-def compare(cfg, out=None, progress=True, log=print, runner=None):
+def outputs_apart(cfg, out, config=None):
+    """None of the files a comparison writes into ``out`` is one it reads (the config at
+    ``config``, its cost profile, its snapshots): one line naming both, before anything runs
+    (a config saved as ``out/config.json`` was replaced by the resolved one)."""
+    inputs = {"config": config, **config_inputs(cfg)}
+    runs = [os.path.join(out, "runs", cell_id(w, label, seed) + ".json")
+            for w, label, seed in cells(cfg)]
+    written = [os.path.join(out, f) for f in ("config.json", "provenance.json", LOCK_NAME)
+               + REPORT_FILES] + runs + [snapshot_path(path) for path in runs]
+    for what, given in inputs.items():
+        if not given or not os.path.isfile(given):
+            continue
+        for path in written:
+            if os.path.exists(path) and os.path.samefile(path, given):
+                raise UserError(f"output folder {out}: {path} is the {what} file this command "
+                                "reads: name another folder for the results")
+
+
+def compare(cfg, out=None, progress=True, log=print, runner=None, config=None):
     """Run (or resume) every cell, then write the report. Returns the output folder.
 
     ``runner(cfg, missing, progress)`` executes the missing cells (serially by default; the
-    Dask sweep passes its own). The output folder is locked for the whole run.
+    Dask sweep passes its own). The output folder is locked for the whole run. ``config``:
+    the config's path, which no output may replace.
     """
     check_cell_ids(cfg)
     out = out or os.path.join(cfg["out"], cfg["name"])
+    outputs_apart(cfg, out, config)
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as e:

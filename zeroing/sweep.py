@@ -104,7 +104,8 @@ def dask_runner(workers=2, scheduler=None, log=print):
     return run
 
 
-def sweep(cfg, workers=2, scheduler=None, out=None, progress=True, log=print):
+def sweep(cfg, workers=2, scheduler=None, out=None, progress=True, log=print, config=None):
     if workers < 1:
         raise UserError(f"--workers: {workers!r} is not allowed: an integer from 1 to 256")
-    return compare(cfg, out, progress, log, runner=dask_runner(workers, scheduler, log))
+    return compare(cfg, out, progress, log, runner=dask_runner(workers, scheduler, log),
+                   config=config)

@@ -102,6 +102,10 @@ def convert_params(name, params, spell=None):
     return kwargs
 
 
+#: Why a vm-anon size makes more events in a smaller zone.
+FALLBACK = " (THP faults the zone cannot hold fall back to 512 4 KiB faults each)"
+#: HPAGE_PMD_ORDER: a THP is 2^9 pages.
+PMD_ORDER = 9
 #: The most idle time a workload may ask for in all, seconds (1e8 s: 1e8 tick events).
 MAX_IDLE_S = 1e8
 
@@ -112,7 +116,11 @@ def estimated_events(name, given, nr_pages):
     counts measured on each generator (2026-11-27), to refuse sizes that would run for hours
     or days before they start. None where it depends on the zone and that is not known."""
     if name == "vm-anon":
-        faults = given["size_mb"] * (1 if given["thp"] else 512) // 2  # 2 MiB or 4 KiB each
+        faults = given["size_mb"] * 256  # 4 KiB each
+        if given["thp"]:  # 2 MiB each, but those the zone cannot hold fall back to 4 KiB pages
+            thps = given["size_mb"] // 2
+            held = thps if nr_pages is None else min(thps, nr_pages >> PMD_ORDER)
+            faults = held + (thps - held) * (1 << PMD_ORDER)
         return given["rounds"] * 2 * faults * (1 + given["noise"])
     if name == "kernel-build":  # about 550 allocations and frees a job, 1 more a file
         return given["jobs"] * (550 + given["files_per_job"])
@@ -131,12 +139,13 @@ def check_together(name, kwargs, nr_pages=None):
     given = {k: v.default for k, v in inspect.signature(WORKLOADS[name][0]).parameters.items()}
     given.update(kwargs)
     events = estimated_events(name, given, nr_pages)
+    fallback = name == "vm-anon" and events != estimated_events(name, given, None)
     if events is not None and events > MAX_EVENTS:
         shown = ", ".join(f"{k} {('on' if v else 'off') if isinstance(v, bool) else v}"
                           for k, v in kwargs.items() if k not in ("seed", "noise"))
         raise ValueError(f"{shown}{' on ' + str(nr_pages) + ' pages' if nr_pages else ''} "
-                         f"make about {events:.2g} events: at most {MAX_EVENTS} (2^31 - 1, "
-                         "as --events)")
+                         f"make about {events:.2g} events{FALLBACK if fallback else ''}: at "
+                         f"most {MAX_EVENTS} (2^31 - 1, as --events)")
     if name == "vm-anon" and given["thp"] and given["size_mb"] % 2:
         # Simplification: the kernel faults the part of a region past its last 2 MiB boundary
         # as 4 KiB pages; this workload has one fault order, so it takes whole THPs only.
