@@ -140,6 +140,45 @@ def test_a_flag_named_twice_in_a_format_file_is_refused(capsys, tmp_path):
                    "twice")
 
 
+#: A format file of a kernel before the GFP bit enum (6.9): hex constants, suffixes, __force.
+OLD_FORMAT = ('print fmt: "page=%p pfn=0x%lx order=%d migratetype=%d gfp_flags=%s", '
+              '(REC->gfp_flags) ? __print_flags(REC->gfp_flags, "|", '
+              '{(unsigned long)((((( gfp_t)(0x400u|0x800u)) | (( gfp_t)0x40u) | (( gfp_t)0x80u)) '
+              '| (( gfp_t)0x100000u)) | (( gfp_t)0x02u) | (( gfp_t)0x08u)), '
+              '"GFP_HIGHUSER_MOVABLE"}, {(unsigned long)(( gfp_t)0x100u), "__GFP_ZERO"}, '
+              '{(unsigned long)((__force gfp_t)0x01UL), "__GFP_DMA"}) : "none"\n')
+
+
+def test_a_format_file_of_an_older_kernel_reads_its_hex_constants(capsys, tmp_path):
+    assert load_format_table(write(tmp_path, OLD_FORMAT, "format")) == {
+        "GFP_HIGHUSER_MOVABLE": 0x100cca, "__GFP_ZERO": 0x100, "__GFP_DMA": 0x1}
+    zero = write(tmp_path, OLD_FORMAT.replace("0x100u", "0x0u"), "zero")
+    with pytest.raises(TraceError, match="flag __GFP_ZERO has the value 0"):
+        load_format_table(zero)  # was read, and every __GFP_ZERO in the trace meant nothing
+    one_line_error(capsys, main(["replay", TRACE_GZ, "--format", zero]), zero, "value 0")
+
+
+def test_a_compressed_trace_named_otherwise_is_read_by_its_first_bytes(capsys, tmp_path):
+    """A gzip file named .txt was read as text: 'line 1: not a trace event line: <binary>'."""
+    import shutil
+    plain = str(tmp_path / "trace.txt")
+    shutil.copy(TRACE_GZ, plain)
+    assert list(read_events(plain)) == list(read_events(TRACE_GZ))
+    zstd = write(tmp_path, b"\x28\xb5\x2f\xfd" + bytes(64), "trace.zst", mode="wb")
+    one_line_error(capsys, main(["replay", zstd]), zstd, "zstd-compressed: not read")
+
+
+@pytest.mark.parametrize("line,fragment", [
+    ("CPU:1 [LOST 123 EVENTS]\n", "the tracer lost 123 events here"),
+    ("bash-5697 [000] ..... 12345: mm_page_free: page=0x0 pfn=0x10 order=0\n",
+     "timestamp 12345 is not seconds.microseconds"),  # trace_clock counter: "no [cpu]" said
+])
+def test_lines_a_tracer_prints_are_named_for_what_they_are(capsys, tmp_path, line, fragment):
+    path = write(tmp_path, line, "t.txt")
+    one_line_error(capsys, main(["replay", path, "--trace-clock", "--replay-mode", "requests"]),
+                   f"{path}:1: {fragment}")
+
+
 # ---- fields the kernel never prints so -------------------------------------------------
 
 @pytest.mark.parametrize("bad,fragment", [

@@ -1,6 +1,7 @@
 """Reading kmem tracepoint output (tracefs ``trace``, ``trace-cmd report``, ``perf script``).
 
-Streams the file line by line (gzip and xz by suffix), so traces larger than memory work.
+Streams the file line by line (gzip, xz and bzip2, by suffix or by their first bytes), so
+traces larger than memory work.
 Formats (include/trace/events/kmem.h, 6.x; DOMAIN.md section 6):
   mm_page_alloc: page=%p pfn=0x%lx order=%d migratetype=%d gfp_flags=%s
   mm_page_free: page=%p pfn=0x%lx order=%d
@@ -69,6 +70,10 @@ MAX_LINE = 1 << 20
 MAX_SECONDS = 10**9
 #: CPU and timestamp of a tracefs / trace-cmd / perf script line: "[001] ... 5576.588412:".
 _CPU_TS = re.compile(r"\[(\d+)\]\s+(?:\S+\s+)?(\d+)\.(\d+):\s")
+#: What tracefs and trace-cmd print where the ring buffer overran: "CPU:1 [LOST 123 EVENTS]".
+_LOST = re.compile(r"\[LOST (\d+) EVENTS\]")
+#: The same with a timestamp that is a count, not seconds (trace_clock counter, x86-tsc).
+_CPU_COUNTER = re.compile(r"\[\d+\]\s+(?:\S+\s+)?(\d+):\s")
 #: ``workqueue_execute_start`` of the vmstat worker (``vmstat_update``: ``decay_pcp_high()``
 #: on its CPU), recorded beside the kmem events.
 _VMSTAT_WORK = re.compile(r"function vmstat_update\s*$")
@@ -192,8 +197,16 @@ class _Streams(io.RawIOBase):
                 return len(out)
 
 
+#: The first bytes of the compressed formats, by the suffix they usually have.
+_MAGIC = {".gz": rb"\x1f\x8b", ".xz": rb"\xfd7zXZ\x00", ".bz2": rb"BZh[1-9]",
+          ".zst": rb"\x28\xb5\x2f\xfd", ".lz4": rb"\x04\x22\x4d\x18"}
+#: Those not read (no module of the standard library reads them).
+_UNREAD = {".zst": "zstd", ".lz4": "lz4"}
+
+
 class TraceFile:
-    """The text lines of a trace, plain or compressed (by suffix: .gz, .xz, .bz2).
+    """The text lines of a trace, plain or compressed (by suffix: .gz, .xz, .bz2; a file
+    without one of those by its first bytes).
 
     ``offset`` is how far into the file (compressed bytes) reading has got, for progress
     and for naming where a damaged stream broke; ``size`` is the file's size.
@@ -203,12 +216,21 @@ class TraceFile:
         self.path = path
         self.raw = open(path, "rb")
         self.size = os.fstat(self.raw.fileno()).st_size
-        if path.endswith(".gz"):
+        kind = next((k for k in (".gz", ".xz", ".bz2") if path.endswith(k)), None)
+        if kind is None:  # a compressed file named otherwise: read by what it holds
+            head = self.raw.read(6)
+            self.raw.seek(0)
+            kind = next((k for k, magic in _MAGIC.items() if re.match(magic, head)), None)
+            if kind in _UNREAD:
+                self.raw.close()
+                raise TraceError(f"{path}: {_UNREAD[kind]}-compressed: not read (decompress "
+                                 "it, or compress it with gzip, xz or bzip2)")
+        if kind == ".gz":
             stream = gzip.GzipFile(fileobj=self.raw, mode="rb")
-        elif path.endswith(".xz"):
+        elif kind == ".xz":
             stream = io.BufferedReader(_Streams(self.raw, lzma.LZMADecompressor,
                                                 b"\xfd7zXZ\x00", padding=True))
-        elif path.endswith(".bz2"):
+        elif kind == ".bz2":
             stream = io.BufferedReader(_Streams(self.raw, bz2.BZ2Decompressor, b"BZh"))
         else:
             stream = self.raw
@@ -284,8 +306,12 @@ def load_format_table(path):
         if len(expr) > MAX_FLAG_EXPR:
             raise TraceError(f"{path}: the flag expression for {name} is too long ({len(expr)} "
                              f"characters; at most {MAX_FLAG_EXPR}, a kernel's are under 1 KiB)")
-        expr = re.sub(r"\(\s*(?:gfp_t|unsigned long|unsigned int)\s*\)", "", expr)
-        expr = re.sub(r"(\d+)U?L{0,2}\b", r"\1", expr)
+        expr = re.sub(r"\(\s*(?:__force\s+)?(?:gfp_t|unsigned long|unsigned int)\s*\)", "",
+                      expr)
+        # Kernels before the GFP bit enum (6.9) print hex constants: ((gfp_t)0x400000u).
+        expr = re.sub(r"\b0[xX]([0-9a-fA-F]{1,16})[uU]?[lL]{0,2}\b",
+                      lambda m: str(int(m.group(1), 16)), expr)
+        expr = re.sub(r"\b(\d+)[uU]?[lL]{0,2}\b", r"\1", expr)
         if not re.fullmatch(r"[\d\s()<>|&~]+", expr) or re.search(r"<<\s*\d{3,}", expr):
             raise TraceError(f"{path}: cannot read the flag expression for {name}")
         try:
@@ -299,6 +325,9 @@ def load_format_table(path):
             shown_expr = expr.strip() if len(expr.strip()) <= 200 else expr.strip()[:200] + "..."
             raise TraceError(f"{path}: the flag expression for {name} ({shown_expr}) is not "
                              "a gfp_t value (32 bits)")
+        if value == 0:  # mmflags.h leaves out a flag its config makes 0 (the KASAN ones)
+            raise TraceError(f"{path}: flag {name} has the value 0 (a kernel's __print_flags "
+                             "list names only flags with a bit)")
         table[name] = value
     if not table:
         raise TraceError(f"{path}: no __print_flags table found")
@@ -358,6 +387,11 @@ def _cpu_time(head):
     """(cpu, timestamp in ns) of a line's part before its event name."""
     where = _CPU_TS.search(head)
     if not where:
+        counter = _CPU_COUNTER.search(head)
+        if counter:  # trace_clock counter, x86-tsc, ...: no seconds to replay in
+            raise ValueError(f"timestamp {counter.group(1)[:24]} is not seconds.microseconds "
+                             "(a trace_clock of counts, such as counter or x86-tsc: record "
+                             "with the local, global or mono clock for --trace-clock)")
         raise ValueError("no [cpu] and timestamp before the event name (the trace's clock was "
                          "asked for)")
     frac = where.group(3)
@@ -800,6 +834,11 @@ def _parse(path, lenient, table, counts, progress, detail, sink=None):
                                 *_cpu_time(line[:other.start(1)]), -1, -1)
                     events[other.group(1)] = events.get(other.group(1), 0) + 1
                     return tick
+                lost = _LOST.search(line)
+                if lost:
+                    raise ValueError(f"the tracer lost {lost.group(1)[:24]} events here (its "
+                                     "buffer overran): the trace is incomplete (record with a "
+                                     "larger buffer; --lenient replays what is there)")
                 raise ValueError("not a trace event line")
             name = m.group(1)
             pairs = _FIELD.findall(line[m.end():])
