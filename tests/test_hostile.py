@@ -277,6 +277,19 @@ def test_a_comparison_never_writes_over_its_cost_profile(capsys, tmp_path):
                    "throughput.json is the cost profile file this command reads")
 
 
+def test_config_shapes_and_names_named_for_what_is_wrong(capsys, tmp_path):
+    """workload = [1, 2] said 'needs a name'; initial_state = "" named the config's folder;
+    a --json name too long for its temporary was refused only after the run."""
+    path = write(tmp_path, 'throughput = false\nworkload = [1, 2]\n[policies]\na="baseline"\n')
+    one_line_error(capsys, main(["compare", path]), "workload[0]: expected a table")
+    path = write(tmp_path, 'initial_state = ""\n' + TINY + 'a="baseline"\n')
+    one_line_error(capsys, main(["compare", path]), ":1: initial_state: '' is not allowed: an "
+                   "empty path")
+    long = str(tmp_path / ("a" * 250 + ".json"))
+    one_line_error(capsys, main(["run", "--workload", "mixed", "--events", "100", "--json",
+                                 long]), "--json", "the file name is too long")
+
+
 def test_a_result_never_overwrites_the_default_cost_profile(capsys, tmp_path, monkeypatch):
     """Read without being named: a --json naming it would break every later run."""
     import shutil

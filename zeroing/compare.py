@@ -79,8 +79,8 @@ def _beside(folder, spec):
     """An initial_state naming a snapshot file, relative to ``folder`` (the config's) unless
     absolute; a state name (pristine, aged) or anything not a text is left as it is."""
     from .initial_state import STATES
-    if not isinstance(spec, str) or spec in STATES or os.path.isabs(spec):
-        return spec
+    if not isinstance(spec, str) or not spec.strip() or spec in STATES or os.path.isabs(spec):
+        return spec  # an empty one is named as such by its rule, not as the config's folder
     return os.path.join(folder, spec)
 
 
@@ -135,7 +135,9 @@ def _resolve_config(raw, path, text):
     workloads = []
     for i, w in enumerate(raw.get("workload", [])):
         at = f"workload[{i}]"
-        if not isinstance(w, dict) or "name" not in w:
+        if not isinstance(w, dict):
+            bad(at, f"expected a table ([[workload]]), got {type(w).__name__}")
+        if "name" not in w:
             bad(at, "needs a name")
         params = {k: v for k, v in w.items() if k not in WORKLOAD_KEYS}
         params = check_workload(where(f"{at}.name"), w["name"], params,

@@ -704,6 +704,16 @@ def check_output_file(where, path, inputs=None):
                         f"({e.strerror or e})") from None
     os.close(fd)
     os.unlink(probe)
+    # The result is written to a temporary beside it first (write_text): its name must fit.
+    try:
+        name_max = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    extra = len(f".tmp.{os.getpid()}")
+    if len(os.fsencode(os.path.basename(path))) + extra > name_max:
+        raise UserError(f"{where}: {path}: the file name is too long (at most "
+                        f"{name_max - extra} bytes here: a temporary beside it takes {extra} "
+                        "more)")
     return path
 
 
