@@ -23,9 +23,9 @@ def parses(monkeypatch):
     calls = []
     parse = trace._parse
 
-    def counted(*args):
+    def counted(*args, **kwargs):
         calls.append(args[0])
-        yield from parse(*args)
+        yield from parse(*args, **kwargs)
     monkeypatch.setattr(trace, "_parse", counted)
     return calls
 
@@ -133,3 +133,57 @@ def test_a_read_begun_while_the_first_keeps_rows_parses_alone(parses, monkeypatc
         assert list(rows.read()) == parsed  # parsed on its own
         assert head + list(first) == parsed
         assert list(rows.read()) == parsed and len(parses) == 3  # kept by the first
+
+
+def mixed_trace(tmp_path):
+    """Lines the compiled reader takes, lines it leaves to Python (a failed allocation, a
+    vmstat tick, an extfrag line, an odd spacing), malformed ones and a damaged end."""
+    with gzip.open(THP64, "rb") as f:
+        lines = f.read().splitlines(keepends=True)[:3000]
+    odd = [b"    a.out-1 [000] .....    1.000000: mm_page_free: page=0x0 pfn=0x1 order=12\n",
+           b" kworker/0:1-9 [000] .....  1.000001: workqueue_execute_start: work struct "
+           b"000000001 function vmstat_update\n",
+           b"    a.out-1 [001] .....    1.000002: mm_page_alloc: page=0000000000000000 pfn=0x0 "
+           b"order=0 migratetype=1 gfp_flags=GFP_KERNEL\n",
+           b"    a.out-1 [001] .....    1.000003:  mm_page_free:  page=0x0  pfn=0x7 order=0\n"]
+    data = b"".join(lines[:1000] + odd + lines[1000:2000] + odd[::-1] + lines[2000:])
+    path = tmp_path / "mixed.txt.gz"
+    packed = gzip.compress(data)
+    path.write_bytes(packed[:len(packed) - 200])
+    return str(path)
+
+
+@pytest.mark.parametrize("detail", [False, True])
+@pytest.mark.parametrize("keep", [False, True])
+def test_blocks_of_columns_are_the_rows(tmp_path, parses, monkeypatch, detail, keep):
+    """``read_columns`` on a first read takes the compiled reader's arrays straight (no row
+    as Python ints): the same rows and counts as ``read_events``, whichever read it is."""
+    monkeypatch.setattr(Spooled, "BLOCK", 700)
+    path = mixed_trace(tmp_path)
+    counted = {}
+    parsed = list(read_events(path, True, None, counted, detail=detail))
+    assert counted["malformed"] == 2 and counted["truncated"] and len(parsed) > 2500
+    with Spooled(path, lenient=True, detail=detail, keep=keep) as rows:
+        for _ in range(2):
+            counts = {}
+            got = [row for block in rows.read_columns(counts)
+                   for row in trace._rows_of(block)]
+            assert got == parsed and counts == counted
+            assert all(isinstance(v, (int, str)) for row in got[:50] for v in row)
+
+
+def test_the_small_trace_cache_filled_by_a_read_of_columns_gives_the_rows(monkeypatch):
+    """A read of columns fills ``read_events``' cache with rows, as a read of rows does."""
+    trace._cache.clear()
+    with Spooled(THP64, detail=True, keep=False) as rows:
+        blocks = list(rows.read_columns())
+    assert trace._cache
+    kept = list(read_events(THP64, detail=True))  # from the cache
+    trace._cache.clear()
+    assert kept == list(read_events(THP64, detail=True))
+    assert kept == [row for block in blocks for row in trace._rows_of(block)]
+
+
+def test_the_compiled_readers_event_numbers_are_the_column_codes():
+    from zeroing.trace_scan import NAMES
+    assert NAMES == trace.EVENT_NAMES[:len(NAMES)]

@@ -494,9 +494,11 @@ def _columns_of(row):
     return [(v,) for v in row]
 
 
-def _block_rows(path, first, text, one_line, events, counts, gfps, table, detail, sink=None):
+def _block_rows(path, first, text, one_line, events, counts, gfps, table, detail, sink=None,
+                rows=True):
     """The rows of a block of whole lines (``_blocks``): lines of the usual shape read by
-    ``trace_scan``, the others by ``one_line``, all in line order, counted as they come."""
+    ``trace_scan``, the others by ``one_line``, all in line order, counted as they come.
+    ``rows=False``: the rows go to ``sink`` only, and a None is yielded a block of them."""
     from .trace_scan import EV_ALLOC, FAST, NAMES, scan
     data = text.encode("utf-8")
     if not text.endswith("\n"):
@@ -532,14 +534,13 @@ def _block_rows(path, first, text, one_line, events, counts, gfps, table, detail
             if row is not None:
                 if sink is not None:
                     sink(_columns_of(row))
-                yield row
+                yield row if rows else None
             k += 1
             continue
         end = k + 1
         while end < n and fast[end]:
             end += 1
         ev = out[k:end, 0]
-        names = [NAMES[e] for e in ev.tolist()]
         seen, at = np.unique(ev, return_index=True)
         for e in seen[np.argsort(at)].tolist():  # in the order the lines name them
             events[NAMES[e]] = events.get(NAMES[e], 0) + int(np.count_nonzero(ev == e))
@@ -549,8 +550,22 @@ def _block_rows(path, first, text, one_line, events, counts, gfps, table, detail
                                    & (mt != (g & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT))
         if differs:
             counts["migratetype_differs"] = counts.get("migratetype_differs", 0) + int(differs)
-        cols = [range(first + k, first + end), names, out[k:end, 1].tolist(),
-                out[k:end, 2].tolist(), g.tolist()]
+        if not rows:  # the block as Spooled.read_columns gives it: no Python int a field
+            block = np.empty((9 if detail else 5, end - k), np.int64)
+            block[0] = np.arange(first + k, first + end)
+            block[1] = ev  # trace_scan's event numbers are EVENT_CODES'
+            block[2:4] = out[k:end, 1:3].T
+            block[4] = g
+            if detail:
+                block[5:7] = out[k:end, 5:7].T
+                block[7] = mt
+                block[8] = out[k:end, 4]
+            sink(block)
+            yield None
+            k = end
+            continue
+        cols = [range(first + k, first + end), [NAMES[e] for e in ev.tolist()],
+                out[k:end, 1].tolist(), out[k:end, 2].tolist(), g.tolist()]
         if detail:
             cols += [out[k:end, 5].tolist(), out[k:end, 6].tolist(), mt.tolist(),
                      out[k:end, 4].tolist()]
@@ -596,7 +611,7 @@ def _cache_key(path, lenient, table, detail):
 
 
 def read_events(path, lenient=False, table=None, counts=None, progress=None, detail=False,
-                sink=None):
+                sink=None, rows=True):
     """Yield (lineno, event, pfn, order, gfp) for kmem page events; with ``detail``
     (lineno, event, pfn, order, gfp, cpu, time in ns, migratetype, percpu_refill), a line
     that shows no CPU and time being a bad line; the last two are the line's fields, -1 where
@@ -613,29 +628,52 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
     unchanged, with the same options and an empty ``counts``, gives the same events and
     counts without parsing. ``sink(columns)``, if given, gets the rows as blocks of columns
     (a list of sequences, one a field) before they are yielded (``Spooled`` keeps them).
+    ``rows=False`` (with a ``sink``): the rows go to the sink alone, and the generator yields
+    a None now and then (a block of rows, or a line), for a reader of blocks of columns that
+    need not pay for a Python tuple a row.
     """
+    if not rows and sink is None:
+        raise ValueError("read_events(rows=False) gives its rows to a sink alone: give one")
     counts = counts if counts is not None else {}
     key = _cache_key(path, lenient, table, detail) if not counts else None
     hit = _cache.get(key) if key else None
     if hit is not None:
-        rows, seen = hit
+        kept, seen = hit
         counts.update(copy.deepcopy(seen))
-        if sink is not None and rows:
-            sink([list(col) for col in zip(*rows)])
-        yield from rows
+        if sink is not None and kept:
+            sink([list(col) for col in zip(*kept)])
+        if rows:
+            yield from kept
+        else:
+            yield None
         if progress is not None:
             progress(key[1], key[1])
         return
-    rows = [] if key else None
-    for ev in _parse(path, lenient, table, counts, progress, detail, sink):
-        if rows is not None:
-            rows.append(ev)
-            if len(rows) > CACHE_EVENTS:
-                rows = None
-        yield ev
-    if rows is not None:
+    kept = [] if key else None
+    if rows:
+        for ev in _parse(path, lenient, table, counts, progress, detail, sink):
+            if kept is not None:
+                kept.append(ev)
+                if len(kept) > CACHE_EVENTS:
+                    kept = None
+            yield ev
+    else:
+        held = 0
+
+        def keep(cols):
+            nonlocal kept, held
+            sink(cols)
+            if kept is not None:
+                kept.append(cols)
+                held += len(cols[0])
+                if held > CACHE_EVENTS:
+                    kept = None
+        yield from _parse(path, lenient, table, counts, progress, detail, keep, rows=False)
+        if kept is not None:
+            kept = [row for cols in kept for row in _rows_of(cols)]
+    if kept is not None:
         _cache.clear()
-        _cache[key] = (rows, copy.deepcopy(counts))
+        _cache[key] = (kept, copy.deepcopy(counts))
 
 
 #: Event names by the number ``Spooled.read_columns`` gives them (the kmem events, then the
@@ -645,15 +683,37 @@ EVENT_CODES = {name: code for code, name in enumerate(EVENT_NAMES)}
 
 
 def _column_block(pending):
-    """Column blocks (``read_events``' ``sink``) as one int64 array, a row a field, the event
-    names as ``EVENT_CODES``; a ValueError for blocks of different widths."""
+    """Column blocks (``read_events``' ``sink``: lists of sequences, or int64 arrays with the
+    event codes already) as one int64 array, a row a field, the event names as
+    ``EVENT_CODES``; a ValueError for blocks of different widths."""
     fields = len(pending[0])
     if any(len(cols) != fields for cols in pending):
         raise ValueError("rows of different lengths")
-    cols = [list(itertools.chain.from_iterable(cols[j] for cols in pending))
-            for j in range(fields)]
-    cols[1] = [EVENT_CODES[v] for v in cols[1]]
-    return np.array(cols, dtype=np.int64).reshape(fields, len(cols[0]))
+    parts, lists = [], []
+
+    def close_lists():
+        if lists:
+            cols = [list(itertools.chain.from_iterable(c[j] for c in lists))
+                    for j in range(fields)]
+            cols[1] = [EVENT_CODES[v] for v in cols[1]]
+            parts.append(np.array(cols, dtype=np.int64).reshape(fields, len(cols[0])))
+            lists.clear()
+    for cols in pending:
+        if isinstance(cols, np.ndarray):
+            close_lists()
+            parts.append(cols)
+        else:
+            lists.append(cols)
+    close_lists()
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+def _rows_of(cols):
+    """A column block as ``read_events``' rows."""
+    if isinstance(cols, np.ndarray):
+        cols = cols.tolist()
+        cols[1] = [EVENT_NAMES[c] for c in cols[1]]
+    return zip(*cols)
 
 
 class Spooled:
@@ -709,7 +769,7 @@ class Spooled:
             nonlocal held
             pending.append(cols)
             held += len(cols[0])
-        for _ in self._first(counts, progress, sink):
+        for _ in self._first(counts, progress, sink, rows=False):
             if held >= self.BLOCK:
                 yield _column_block(pending)
                 pending.clear()
@@ -717,12 +777,13 @@ class Spooled:
         if pending:
             yield _column_block(pending)
 
-    def _first(self, counts, progress, outer=None):
-        """Parse; keep the rows where asked; ``outer`` gets the column blocks too."""
+    def _first(self, counts, progress, outer=None, rows=True):
+        """Parse; keep the rows where asked; ``outer`` gets the column blocks too (with
+        ``rows=False`` alone: ``read_events``)."""
         self.parses += 1
         if not self.keep or self.filling:
             yield from read_events(self.path, self.lenient, self.table, counts, progress,
-                                   self.detail, outer)
+                                   self.detail, outer, rows)
             return
         self.close()
         self.filling = True
@@ -747,7 +808,7 @@ class Spooled:
                     held = 0
         try:
             yield from read_events(self.path, self.lenient, self.table, counted, progress,
-                                   self.detail, sink)
+                                   self.detail, sink, rows)
             if self.store is not None and pending:
                 self._write(pending, blocks)
             if self.store is not None:
@@ -790,14 +851,12 @@ class Spooled:
 
     def _again(self, counts, progress):
         for block in self._stored(progress):
-            cols = block.tolist()
-            cols[1] = [EVENT_NAMES[c] for c in cols[1]]
-            yield from zip(*cols)
+            yield from _rows_of(block)
         if counts is not None:
             counts.update(copy.deepcopy(self.counts))
 
 
-def _parse(path, lenient, table, counts, progress, detail, sink=None):
+def _parse(path, lenient, table, counts, progress, detail, sink=None, rows=True):
     """``read_events`` on the file itself: blocks of lines through the compiled reader
     (``trace_scan``), and each line it leaves, or a line too long for it, through
     ``one_line``, the rules every line answers to."""
@@ -923,10 +982,10 @@ def _parse(path, lenient, table, counts, progress, detail, sink=None):
                 if row is not None:
                     if sink is not None:
                         sink(_columns_of(row))
-                    yield row
+                    yield row if rows else None
                 continue
             yield from _block_rows(path, lineno, text, one_line, events, counts, gfps, table,
-                                   detail, sink)
+                                   detail, sink, rows)
 
 
 def column_blocks(rows, block=Spooled.BLOCK):
