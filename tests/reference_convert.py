@@ -5,30 +5,10 @@ from collections import Counter
 
 import numpy as np
 
-from allocator.flags import GFP_BITS, __GFP_ZERO
-from zeroing.events import (EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE,
-                            EV_VMSTAT, EVENT_DTYPE)
+from zeroing.convert import classify  # the rule itself, not the loop under test
+from zeroing.events import EV_ADOPT, EV_ALLOC, EV_FREE, EV_FREE_PFN, EV_IDLE, EV_VMSTAT, EVENT_DTYPE
 from zeroing.replay import REPLAY_MODES
 from zeroing.trace import VMSTAT_TICK, BatchedRepeats, BuddyTakes, pcp_allowed_order
-
-_USER = GFP_BITS["__GFP_MOVABLE"] | GFP_BITS["__GFP_HARDWALL"] | GFP_BITS["__GFP_HIGHMEM"]
-PMD_ORDER = 9
-_TRANSHUGE = _USER | GFP_BITS["__GFP_COMP"] | GFP_BITS["__GFP_NOMEMALLOC"]
-
-
-def classify(gfp, order):
-    """A user fault (the zeroing happens at the fault site) or a kernel allocation.
-
-    An order-0 anonymous fault asks ``GFP_HIGHUSER_MOVABLE | __GFP_ZERO``
-    (``vma_alloc_zeroed_movable_folio()``, x86); a THP or mTHP fault of any order asks
-    ``vma_thp_gfp_mask()``'s GFP_TRANSHUGE(_LIGHT), without __GFP_ZERO (``folio_zero_user()``
-    clears it). A page-cache folio or a hugetlb pool page carries the user bits too, but not
-    GFP_TRANSHUGE's __GFP_NOMEMALLOC: nothing clears it at allocation."""
-    if gfp & _USER != _USER:
-        return EV_ALLOC
-    if order == 0:
-        return EV_FAULT if gfp & __GFP_ZERO else EV_ALLOC
-    return EV_FAULT if gfp & _TRANSHUGE == _TRANSHUGE and order <= PMD_ORDER else EV_ALLOC
 
 
 class TraceConverter:

@@ -2,6 +2,7 @@
 were compiled): the reference ``TraceLists.from_columns`` is checked against
 (tests/test_convert.py). It reads ``read_events(..., detail=True)`` rows."""
 from allocator.flags import MIGRATE_PCPTYPES, MigrateType, gfp_migratetype
+from zeroing.pcp_start import TraceLists
 from zeroing.trace import PAGEBLOCK_ORDER, BatchedRepeats, BuddyTakes, TraceError, pcp_allowed_order
 
 MOVABLE = int(MigrateType.MOVABLE)
@@ -27,24 +28,11 @@ def _pageblock_migratetypes(rows, path):
     return drained, allocated, moves
 
 
-class ReferenceLists:
-    """What a trace says of each CPU's pcp lists at its start (``from_trace``).
-
-    ``lists[cpu][pindex] = [order, migratetype, blocks, refilled]``: ``blocks`` is exact for
-    a list the trace refills, a lower bound otherwise.
-    """
-
-    def __init__(self):
-        self.lists = {}
-        self.unknown_frees = 0
-        self.moves = 0
+class ReferenceLists(TraceLists):
+    """``TraceLists.from_trace`` in plain Python."""
 
     @classmethod
     def from_trace(cls, read_rows, pindex_of, path="trace"):
-        """``read_rows()`` gives the trace's ``read_events(..., detail=True)`` rows (it is
-        called twice); ``pindex_of(order, migratetype)`` the model's list of a block. A refill
-        or drain line without its migratetype is a TraceError naming ``path`` and the line;
-        ``moves`` counts the refills and drains."""
         self = cls()
         drained_mt, allocated_mt, self.moves = _pageblock_migratetypes(read_rows(), path)
         net, peak = {}, {}

@@ -46,8 +46,8 @@ def _generators():
 
 def warm_up():
     """Compile (into the cache) what a run needs besides the engine: every workload
-    generator, the allocator's checks and views used at the end of a run, and the numba
-    clearing backend."""
+    generator, the allocator's checks and views used at the end of a run, the numba
+    clearing backend, and a replay's compiled reader, converter and per-cpu lists' start."""
     from allocator import BuddyAllocator
     from .workloads import WORKLOADS, make_workload
     for name in ("vm-anon", "mixed", "page-cache-churn", "balloon-cycle", "unaware-user",
@@ -68,6 +68,15 @@ def warm_up():
                         np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64))
     from .trace_scan import scan
     scan(b"  a-1 [000] ..... 1.0: mm_page_free: page=0 pfn=0x1 order=0\n")  # replay's reader
+    from .pcp_start import TraceLists
+    from .replay import TraceConverter
+    from .trace import column_blocks
+    blocks = list(column_blocks([(1, "mm_page_alloc", 1, 0, 0, 0, 0, 1, -1),
+                                 (2, "mm_page_free", 1, 0, 0, 0, 1, -1, -1)]))
+    conv = TraceConverter("requests", trace_clock=True)  # replay's converter, its lists' start
+    for chunk in conv.chunks(blocks, 1):
+        conv.settle(np.zeros(len(chunk), np.int64))
+    TraceLists.from_columns(lambda: blocks, lambda order, mt: 0)
 
 
 def _no_helper():
