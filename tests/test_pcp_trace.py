@@ -354,6 +354,11 @@ def test_a_zoneinfo_whose_limits_the_model_does_not_derive_is_named(tmp_path, ca
         "14769/20163/25557), high_min 100 (the model's 10081): the model derives" in err, err
     assert main(["replay", trace, "--replay-mode", "requests", "--zoneinfo", real]) == 0
     assert "warning" not in capsys.readouterr().err
+    # A command refused for another option is its one line: the warning came first.
+    assert main(["replay", trace, "--replay-mode", "requests", "--zoneinfo", str(tuned),
+                 "--json", str(tmp_path / "no" / "r.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("zeroing replay: error: --json"), err
     normal = re.search(r"Node 0, zone\s+Normal\n.*?(?=^Node \d+, zone)", text, re.S | re.M)
     two = tmp_path / "two"
     two.write_text(text + normal.group(0).replace("Node 0", "Node 1"))

@@ -305,6 +305,7 @@ def cmd_replay(args):
         seeded = args.pcp_start == "zoneinfo"
     other_zones = ()
     pagesets = None
+    warnings = []  # said once every option has passed: a refused command is one line
     if args.zoneinfo is not None:
         from .zoneinfo import limits_differ, normal_zone, other_lowmem_zones
         check_input_file("--zoneinfo", args.zoneinfo)
@@ -313,10 +314,10 @@ def cmd_replay(args):
         pagesets = zone_pagesets if seeded else None
         differ = limits_differ(args.zoneinfo) if pages is None else None
         if differ:
-            print(f"warning: {printable(differ)}: the model derives its own from the node's "
-                  "managed pages (the machine's vm.min_free_kbytes, watermark_scale_factor or "
-                  "percpu_pagelist_high_fraction was tuned, or THP is off there)",
-                  file=sys.stderr)
+            warnings.append(f"warning: {printable(differ)}: the model derives its own from the "
+                            "node's managed pages (the machine's vm.min_free_kbytes, "
+                            "watermark_scale_factor or percpu_pagelist_high_fraction was "
+                            "tuned, or THP is off there)")
         if pages is None:
             pages = check(f"--zoneinfo {args.zoneinfo} (its Normal zone's managed pages)",
                           "pages", managed)
@@ -339,10 +340,10 @@ def cmd_replay(args):
                             "ballooned or hotplugged between them, which the model does not "
                             "replay)")
         if (free_after, sets_after) == (free_before, zone_pagesets):
-            print(f"warning: --zoneinfo-after {printable(args.zoneinfo_after)}: the Normal "
-                  "zone's free pages and every CPU's pageset as in --zoneinfo "
-                  f"{printable(args.zoneinfo)}: nothing "
-                  "moved between the snapshots (a copy of it?)", file=sys.stderr)
+            warnings.append(f"warning: --zoneinfo-after {printable(args.zoneinfo_after)}: the "
+                            "Normal zone's free pages and every CPU's pageset as in --zoneinfo "
+                            f"{printable(args.zoneinfo)}: nothing moved between the snapshots "
+                            "(a copy of it?)")
         kernel_after = {"zoneinfo": args.zoneinfo_after, "pagesets": sets_after,
                         "nr_free_pages_delta": free_after - free_before}
     if pages is not None:
@@ -358,6 +359,8 @@ def cmd_replay(args):
     if args.format is not None:
         check_input_file("--format", args.format)
         table = load_format_table(args.format)
+    for line in warnings:
+        print(line, file=sys.stderr)
     try:
         result = replay(args.trace, policy, replay_mode, args.lenient, table, pages, mode,
                         args.backend, progress=True, trace_clock=args.trace_clock,
