@@ -27,7 +27,12 @@ PMD_ORDER = 9
 #: What GFP_TRANSHUGE_LIGHT (and GFP_TRANSHUGE) add to a user allocation's flags.
 _TRANSHUGE = _USER | GFP_BITS["__GFP_COMP"] | GFP_BITS["__GFP_NOMEMALLOC"]
 
-#: The converter's counters (``state``), by index.
+#: The converter's counters (``state``), by index: with the trace's clock the CPU and time
+#: (ns since the first line) of the next rows; NR_FREE_PAGES' change the trace implies; the
+#: pages the traced kernel moved (zone_locked: from the buddy; drained: back to it; extfrag:
+#: taken by steals and whole-block claims); the highest pfn; rows given out in earlier
+#: chunks; the trace's vmstat_update ticks (taken in place of the model's); rows in this
+#: chunk; anomalies seen.
 (S_TIME, S_CPU, S_T0, S_HAVE_T0, S_DELTA, S_ZONE_LOCKED, S_DRAIN, S_EXTFRAG, S_MAX_PFN,
  S_EMITTED, S_TICKS, S_ROWS, S_SEEN) = range(13)
 #: Anomalies, by index (``anomalies[0]`` counts, ``anomalies[1]`` the order first seen in).
@@ -102,6 +107,28 @@ def _remember(where, slots, pfn):
 
 
 @njit(cache=True)
+def takes_seen(takes, slots, code, pfn):
+    """``BuddyTakes.seen``: every row in order; True for an extfrag row that took pages no
+    zone_locked row of its pfn just counted (any other row of the pfn ends the claim)."""
+    if code == C_ZONE_LOCKED:
+        _remember(takes, slots, pfn)
+        return False
+    counted = _forget(takes, slots, pfn)
+    return code == C_EXTFRAG and not counted
+
+
+@njit(cache=True)
+def repeat(repeats, slots, code, pfn):
+    """``BatchedRepeats.repeat``: True for a batched free repeating a recent free; records
+    the frees (``_forget`` on an allocation forgets its pfn)."""
+    if code == C_BATCHED and _forget(repeats, slots, pfn):
+        return True
+    if code == C_FREE:
+        _remember(repeats, slots, pfn)
+    return False
+
+
+@njit(cache=True)
 def _anomaly(state, anomalies, k):
     if anomalies[0, k] == 0:
         anomalies[1, k] = state[S_SEEN]
@@ -135,7 +162,7 @@ def convert(cols, start, stop, limit, exact, trace_clock, step_ns, state, anomal
     ``out`` holds at least min(limit + 1, rows out + 2 per row read) rows."""
     for i in range(start, stop):
         code, pfn, order, gfp, line = cols[1, i], cols[2, i], cols[3, i], cols[4, i], cols[0, i]
-        if trace_clock:
+        if trace_clock:  # time never goes back: an earlier stamp keeps the one before's
             ts = cols[6, i]
             if ts >= 0:
                 if state[S_HAVE_T0] == 0:
@@ -147,13 +174,7 @@ def convert(cols, start, stop, limit, exact, trace_clock, step_ns, state, anomal
             state[S_CPU] = cols[5, i]
         if pfn >= 0:  # a failed allocation's is -1
             state[S_MAX_PFN] = max(state[S_MAX_PFN], pfn + (1 << order) - 1)
-        # BuddyTakes.seen: an extfrag line that no zone_locked line of its pfn just counted
-        if code == C_ZONE_LOCKED:
-            _remember(takes, take_slots, pfn)
-            stolen = False
-        else:
-            counted = _forget(takes, take_slots, pfn)  # any other line of it ends the claim
-            stolen = code == C_EXTFRAG and not counted
+        stolen = takes_seen(takes, take_slots, code, pfn)
         if code == C_TICK:
             _row(state, out, lines, line, trace_clock, step_ns, EV_VMSTAT, 0, 0, 0)
             state[S_TICKS] += 1
@@ -181,13 +202,12 @@ def convert(cols, start, stop, limit, exact, trace_clock, step_ns, state, anomal
                        gfp if op == EV_ALLOC else 0, pfn + 1 if exact else 0)
             live[pfn] = (row, -1, order)
         else:  # mm_page_free, mm_page_free_batched
-            if code == C_BATCHED and _forget(repeats, repeat_slots, pfn):
+            if repeat(repeats, repeat_slots, code, pfn):
                 _anomaly(state, anomalies, A_REPEAT)
                 continue
-            if code == C_FREE:
-                _remember(repeats, repeat_slots, pfn)
-                if not (order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER):
-                    state[S_DELTA] += 1 << order  # __free_pages_ok: straight to the buddy
+            if code == C_FREE and not (order <= PAGE_ALLOC_COSTLY_ORDER
+                                       or order == PAGEBLOCK_ORDER):
+                state[S_DELTA] += 1 << order  # __free_pages_ok: straight to the buddy
             if pfn in live:
                 row, model_pfn, alloc_order = live[pfn]
                 del live[pfn]

@@ -38,7 +38,7 @@ from allocator.flags import (GFP_MOVABLE_MASK, GFP_MOVABLE_SHIFT, MIGRATE_PCPTYP
                             PAGEBLOCK_ORDER, MigrateType)
 
 from .convert import (C_ALLOC, C_BATCHED, C_DRAIN, C_EXTFRAG, C_FREE, C_ZONE_LOCKED, _forget,
-                      _remember, new_recent)
+                      new_recent, repeat, takes_seen)
 from .trace import EVENT_NAMES, BatchedRepeats, BuddyTakes, TraceError, column_blocks
 
 MOVABLE = int(MigrateType.MOVABLE)
@@ -99,12 +99,7 @@ def _witness(cols, pindex, drained, allocated, alloc_mt, takes, take_slots, repe
     for i in range(cols.shape[1]):
         code, pfn, order, gfp = cols[1, i], cols[2, i], cols[3, i], cols[4, i]
         cpu, mt, refill = cols[5, i], cols[7, i], cols[8, i]
-        if code == C_ZONE_LOCKED:  # BuddyTakes, as the converter keeps it
-            _remember(takes, take_slots, pfn)
-            stolen = False
-        else:
-            counted = _forget(takes, take_slots, pfn)
-            stolen = code == C_EXTFRAG and not counted
+        stolen = takes_seen(takes, take_slots, code, pfn)
         if code == C_ALLOC:
             if pfn < 0:
                 continue
@@ -121,10 +116,8 @@ def _witness(cols, pindex, drained, allocated, alloc_mt, takes, take_slots, repe
         elif code == C_DRAIN:
             _moved(lists, touched, state, pindex, cpu, order, mt, 1, False)
         elif code == C_FREE or code == C_BATCHED:
-            if code == C_BATCHED and _forget(repeats, repeat_slots, pfn):
-                continue  # BatchedRepeats: the same free twice
-            if code == C_FREE:
-                _remember(repeats, repeat_slots, pfn)
+            if repeat(repeats, repeat_slots, code, pfn):
+                continue  # the same free twice
             block = pfn >> PAGEBLOCK_ORDER
             mine = -1
             if pfn in alloc_mt:

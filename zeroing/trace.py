@@ -630,7 +630,8 @@ def read_events(path, lenient=False, table=None, counts=None, progress=None, det
     (a list of sequences, one a field) before they are yielded (``Spooled`` keeps them).
     ``rows=False`` (with a ``sink``): the rows go to the sink alone, and the generator yields
     a None now and then (a block of rows, or a line), for a reader of blocks of columns that
-    need not pay for a Python tuple a row.
+    need not pay for a Python tuple a row; the sink then gets the compiled reader's lines as
+    int64 arrays (a row a field, the event names as ``EVENT_CODES``).
     """
     if not rows and sink is None:
         raise ValueError("read_events(rows=False) gives its rows to a sink alone: give one")
@@ -842,7 +843,8 @@ class Spooled:
             # into a writable array: the compiled readers are compiled for those alone
             block = np.empty((fields, n), np.int64)
             if os.preadv(fd, [block], at) != block.nbytes:
-                raise OSError(f"{self.path}: the kept rows came back short")
+                raise TraceError(f"{self.path}: the rows kept in a temporary file came back "
+                                 "short (the file system failed under it)")
             at += block.nbytes
             yield block
             done += n
