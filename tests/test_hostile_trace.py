@@ -1,6 +1,7 @@
 """Hostile traces and format files: a long line or a large or deep format file is read in
 linear time or refused in one line naming the file (and line); a field the kernel never
 prints that way is refused (or, with --lenient, counted as malformed), never read silently."""
+import gzip
 import os
 import subprocess
 import sys
@@ -177,6 +178,28 @@ def test_lines_a_tracer_prints_are_named_for_what_they_are(capsys, tmp_path, lin
     path = write(tmp_path, line, "t.txt")
     one_line_error(capsys, main(["replay", path, "--trace-clock", "--replay-mode", "requests"]),
                    f"{path}:1: {fragment}")
+
+
+def test_a_gzip_damaged_inside_says_its_check_fails_only_at_its_end(capsys, tmp_path):
+    """The CRC is checked at the end of a member: the warning named the end as the place of
+    the damage and said the events before it were replayed, garbled ones among them."""
+    with gzip.open(TRACE_GZ, "rb") as f:
+        packed = bytearray(gzip.compress(f.read()))
+    packed[len(packed) // 2:len(packed) // 2 + 4] = b"\x55" * 4
+    path = write(tmp_path, bytes(packed), "damaged.txt.gz", mode="wb")
+    assert main(["replay", path, "--replay-mode", "requests", "--lenient"]) == 0
+    err = capsys.readouterr().err
+    assert "gzip checks a member's data only at its end: the damage may lie anywhere" in err
+
+
+def test_an_empty_trace_with_a_zoneinfo_says_there_is_nothing_to_replay(capsys, tmp_path):
+    """It said the trace could not split the pagesets (record refills too, or give
+    --pcp-start empty), which only led to this error."""
+    path = write(tmp_path, "# tracer: nop\n", "t.txt")
+    zoneinfo = os.path.join(ROOT, "tests", "data", "before_zoneinfo-6.18")
+    one_line_error(capsys, main(["replay", path, "--replay-mode", "requests", "--trace-clock",
+                                 "--zoneinfo", zoneinfo]), "no kmem page events",
+                   "nothing to replay")
 
 
 # ---- fields the kernel never prints so -------------------------------------------------

@@ -380,8 +380,9 @@ def cmd_replay(args):
           f"nr_free_pages_delta {result['nr_free_pages_delta']:+d}")
     missed = result["counters"].get("replay_miss", 0)
     if missed:  # exact mode: the allocations the summary's count leaves out
-        print(f"traced allocations the model could not place: {missed} (their block was not "
-              "free in the model: replay_miss)")
+        print(f"traced allocations (or frees of pages allocated before the trace) the model "
+              f"could not place: {missed} (their block was not free in the model: "
+              "replay_miss)")
     for example in result["malformed_examples"]:  # --lenient: what was skipped, and where
         print(f"skipped {printable(example)}", file=sys.stderr)
     if result["malformed"] > len(result["malformed_examples"]):
@@ -409,6 +410,13 @@ def cmd_replay(args):
                   "(the kernel's refills, drains and NR_FREE_PAGES change are unknown)")
         if "start" in p:
             print(pcp_start_line(p["start"], args.zoneinfo))
+            for cpu, s in enumerate(p["start"]["pagesets"]):
+                if s["count"] - s["unplaced"] > max(s["count"], s["high"] or 0):
+                    print(f"warning: {printable(args.trace)}: CPU {cpu}'s lists must have held "
+                          f"{s['count'] - s['unplaced']} pages at its start, more than the "
+                          f"high of {s['high']} in --zoneinfo {printable(args.zoneinfo)}: the "
+                          "trace does not follow that snapshot (lines lost, or taken apart); "
+                          "the model's lists start as the trace needs", file=sys.stderr)
         if kernel_after is not None:
             model = [(s["count"], s["high"]) for s in p["pagesets"]]
             kernel = [tuple(c) for c in kernel_after["pagesets"]]

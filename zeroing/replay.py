@@ -131,16 +131,30 @@ def trace_to_events(path, mode="exact", lenient=False, table=None):
     return events, conv.info(path)
 
 
-def trace_span(rows, progress=None):
+def trace_span(rows, progress=None, counts=None):
     """(highest pfn + 1 the trace touches, highest CPU + 1) of a ``Spooled`` trace: a first
-    pass, to size the zone; the CPU count is 1 unless the rows have each line's CPU."""
+    pass, to size the zone; the CPU count is 1 unless the rows have each line's CPU.
+    ``counts``: what the read counted (``read_events``)."""
     top = 0
     ncpu = 1
-    for cols in rows.read_columns({}, progress):
+    for cols in rows.read_columns({} if counts is None else counts, progress):
         top = max(top, int((cols[2] + (1 << cols[3])).max()))
         if rows.detail:
             ncpu = max(ncpu, int(cols[5].max()) + 1)
     return top, ncpu
+
+
+def nothing_to_replay(path, counts):
+    """A TraceError for a trace without any kmem page event (``read_events``' counts)."""
+    if any(counts.get("events", {}).get(name) for name in KMEM_EVENTS):
+        return
+    damaged = counts.get("truncated")
+    skipped = counts.get("malformed", 0)
+    why = ([damaged] if damaged else []) + (
+        [f"{skipped} malformed lines skipped, the first: {counts['malformed_examples'][0]}"]
+        if skipped else [])
+    raise TraceError(f"{path}: no kmem page events (mm_page_alloc, mm_page_free, ...) in the "
+                     "trace: nothing to replay" + (f" ({'; '.join(why)})" if why else ""))
 
 
 class _ByteBar:
@@ -199,9 +213,11 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
             bar = _ByteBar(path, "sizing the zone") if progress else None
             # Only --trace-clock needs the CPU and timestamp of each line; without it a trace
             # that lacks them must size and replay alike.
-            span, nr_cpus = trace_span(rows, bar)
+            sized = {}
+            span, nr_cpus = trace_span(rows, bar, sized)
             if bar:
                 bar.close()
+            nothing_to_replay(path, sized)  # before any other use is made of it
             if nr_pages is None:
                 nr_pages = max(1024, -(-span // 1024) * 1024)
                 check_memory(f"{path} (pfns up to {span:#x}; --pages sets the zone)",
@@ -231,14 +247,7 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
                                  f"this line's event ({e.reason})") from None
         if bar:
             bar.close()
-    if not any(conv.counts.get("events", {}).get(name) for name in KMEM_EVENTS):
-        damaged = conv.counts.get("truncated")
-        skipped = conv.counts.get("malformed", 0)
-        why = ([damaged] if damaged else []) + (
-            [f"{skipped} malformed lines skipped, the first: {conv.counts['malformed_examples'][0]}"]
-            if skipped else [])
-        raise TraceError(f"{path}: no kmem page events (mm_page_alloc, mm_page_free, ...) in the "
-                         "trace: nothing to replay" + (f" ({'; '.join(why)})" if why else ""))
+    nothing_to_replay(path, conv.counts)
     result = sim.finish()
     result.update(conv.info(path))
     st = sim.alloc.stats()

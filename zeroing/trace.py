@@ -262,6 +262,9 @@ class TraceFile:
                     f"after line {lineno}")
         what = ("ends early (truncated file)" if isinstance(exc, EOFError)
                 else f"is damaged ({exc or type(exc).__name__})")
+        if isinstance(exc, gzip.BadGzipFile) and ("CRC" in str(exc) or "length" in str(exc)):
+            what += (" (gzip checks a member's data only at its end: the damage may lie "
+                     "anywhere in it, and lines read before this may be garbled)")
         try:
             text = f", {self.stream.tell()} bytes of text decoded"
         except (OSError, ValueError, EOFError):
