@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from allocator.flags import GFP_NAMES, __GFP_ZERO
 from reference_convert import TraceConverter as Reference
 from reference_pcp_start import ReferenceLists
+from zeroing.events import EV_FREE_PFN
 from zeroing.pcp_start import TraceLists
 from zeroing.replay import TraceConverter
-from zeroing.trace import EVENT_CODES, EVENT_NAMES, Spooled, TraceError, read_events
+from zeroing.trace import EVENT_NAMES, Spooled, TraceError, column_blocks, read_events
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
@@ -58,7 +59,7 @@ def test_the_captures_convert_as_the_python_converter_did():
         assert_same(ref, new, ref_out, new_out)
         assert sum(len(c) for c, _ in new_out) > 10000
         if len(new_out) > 1:  # frees of allocations of earlier chunks, by the model's block
-            assert any((c["op"] == 8).any() for c, _ in new_out)
+            assert any((c["op"] == EV_FREE_PFN).any() for c, _ in new_out)
 
 
 GFPS = [0, GFP_NAMES["GFP_KERNEL"], GFP_NAMES["GFP_HIGHUSER_MOVABLE"] | __GFP_ZERO,
@@ -80,25 +81,22 @@ def test_hostile_streams_convert_as_the_python_converter_did(rows, mode, clock, 
     ref = Reference(mode, trace_clock=clock)
     ref.repeats.RECENT_FREES, ref.takes.RECENT = frees, takes
     new = TraceConverter(mode, trace_clock=clock, recent_frees=frees, recent_takes=takes)
-    cols = np.array([[r[j] if j != 1 else EVENT_CODES[r[1]] for r in rows] for j in range(9)],
-                    dtype=np.int64).reshape(9, len(rows))
-    blocks = [np.ascontiguousarray(cols[:, k:k + block]) for k in range(0, len(rows), block)]
     model = settled(len(rows))
-    assert_same(ref, new, run(ref, iter(rows), size, model), run(new, blocks, size, model))
+    assert_same(ref, new, run(ref, iter(rows), size, model),
+                run(new, column_blocks(rows, block), size, model))
 
 
 def convert_rows(rows, mode="requests", **caps):
-    """(reference, compiled) converters after ``rows`` of (name, pfn, order), one chunk."""
+    """The compiled converter's figures after ``rows`` of (name, pfn, order), one chunk,
+    checked against the reference's."""
     full = [(k + 1, name, pfn, order, 0, 0, k, -1, -1) for k, (name, pfn, order) in
             enumerate(rows)]
     ref = Reference(mode)
     ref.repeats.RECENT_FREES = caps.get("recent_frees", ref.repeats.RECENT_FREES)
     ref.takes.RECENT = caps.get("recent_takes", ref.takes.RECENT)
     new = TraceConverter(mode, **caps)
-    cols = np.array([[r[j] if j != 1 else EVENT_CODES[r[1]] for r in full] for j in range(9)],
-                    dtype=np.int64)
     assert_same(ref, new, run(ref, iter(full), 1 << 20, settled(0)),
-                run(new, [cols], 1 << 20, settled(0)))
+                run(new, column_blocks(full), 1 << 20, settled(0)))
     return new.info("t")
 
 
