@@ -302,6 +302,32 @@ def test_first_compile_is_announced_once(monkeypatch, capsys):
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("replay,args", [(False, []), (True, ["replay"])])
+def test_the_compile_helper_compiles_what_the_command_needs(monkeypatch, capsys, replay, args):
+    """A run's helper compiles the workload generators; a replay's its converter and lists'
+    start (``make run`` waited 3 s more for a helper that compiled both)."""
+    from zeroing import compiling
+    monkeypatch.delenv(compiling.NO_HELPER_ENV, raising=False)
+    monkeypatch.setattr(compiling, "_noticed", [])
+    monkeypatch.setattr(compiling, "_cached", lambda d: False)
+    monkeypatch.setattr(compiling.os, "cpu_count", lambda: 2)
+    started = []
+
+    class Helper:
+        def __init__(self, argv, **kwargs):
+            started.append(argv)
+
+        def wait(self):
+            pass
+    monkeypatch.setattr(compiling.subprocess, "Popen", Helper)
+    monkeypatch.setattr(compiling.atexit, "register", lambda f: None)
+    assert compiling.notice_first_compile(replay=replay) is True
+    assert [argv[1:] for argv in started] == [["-m", "zeroing.compiling"] + args]
+    capsys.readouterr()
+    if replay:
+        compiling.warm_up_replay()  # what that helper runs
+
+
 @pytest.mark.parametrize("name", ["mixed", "unaware-user"])
 def test_negative_length_is_refused_before_any_event(name):
     with pytest.raises(ValueError, match="events must be at least 0"):

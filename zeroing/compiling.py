@@ -2,8 +2,8 @@
 
 ``notice_first_compile()`` runs before the engine is first compiled: when the cache does not
 hold it, it says what the wait is for, and starts a helper process that compiles the workload
-generators and the invariant checks meanwhile, so both cores of a small machine compile at
-once (the engine is most of the work and stays in this process). The helper only fills the
+generators and the invariant checks meanwhile (for a replay: its converter and per-cpu lists'
+start), so both cores of a small machine compile at once (the engine is most of the work and stays in this process). The helper only fills the
 cache: whatever it has not finished, this process compiles itself when it needs it.
 Measured (2 cores shared with other work, CPU seconds): ``make run``'s compiling and running
 took 24 s in one process, of which the engine 14-17 s; with the helper, 20 s in the main
@@ -44,10 +44,32 @@ def _generators():
             if name.startswith("_") and name.endswith("fill")]
 
 
+def _replay_parts():
+    from .convert import convert, settle
+    from .pcp_start import _pageblock_migratetypes, _witness
+    return [convert, settle, _pageblock_migratetypes, _witness]
+
+
+def warm_up_replay():
+    """Compile what a replay needs besides the engine and the reader (which it runs first):
+    its converter and its per-cpu lists' start."""
+    import numpy as np
+
+    from .pcp_start import TraceLists
+    from .replay import TraceConverter
+    from .trace import column_blocks
+    blocks = list(column_blocks([(1, "mm_page_alloc", 1, 0, 0, 0, 0, 1, -1),
+                                 (2, "mm_page_free", 1, 0, 0, 0, 1, -1, -1)]))
+    conv = TraceConverter("requests", trace_clock=True)
+    for chunk in conv.chunks(blocks, 1):
+        conv.settle(np.zeros(len(chunk), np.int64))
+    TraceLists.from_columns(lambda: blocks, lambda order, mt: 0)
+
+
 def warm_up():
     """Compile (into the cache) what a run needs besides the engine: every workload
     generator, the allocator's checks and views used at the end of a run, the numba
-    clearing backend, and a replay's compiled reader, converter and per-cpu lists' start."""
+    clearing backend, and a replay's compiled reader."""
     from allocator import BuddyAllocator
     from .workloads import WORKLOADS, make_workload
     for name in ("vm-anon", "mixed", "page-cache-churn", "balloon-cycle", "unaware-user",
@@ -68,15 +90,6 @@ def warm_up():
                         np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64))
     from .trace_scan import scan
     scan(b"  a-1 [000] ..... 1.0: mm_page_free: page=0 pfn=0x1 order=0\n")  # replay's reader
-    from .pcp_start import TraceLists
-    from .replay import TraceConverter
-    from .trace import column_blocks
-    blocks = list(column_blocks([(1, "mm_page_alloc", 1, 0, 0, 0, 0, 1, -1),
-                                 (2, "mm_page_free", 1, 0, 0, 0, 1, -1, -1)]))
-    conv = TraceConverter("requests", trace_clock=True)  # replay's converter, its lists' start
-    for chunk in conv.chunks(blocks, 1):
-        conv.settle(np.zeros(len(chunk), np.int64))
-    TraceLists.from_columns(lambda: blocks, lambda order, mt: 0)
 
 
 def _no_helper():
@@ -89,8 +102,9 @@ def _no_helper():
         raise UserError(str(e)) from None
 
 
-def notice_first_compile(stream=None):
-    """Say so (once per process) when the engine is not compiled yet; returns True then."""
+def notice_first_compile(stream=None, replay=False):
+    """Say so (once per process) when the engine is not compiled yet; returns True then.
+    ``replay``: the helper compiles a replay's parts (``warm_up_replay``), not a run's."""
     if _noticed:
         return False
     _noticed.append(True)
@@ -98,14 +112,15 @@ def notice_first_compile(stream=None):
         return False
     print(MESSAGE, file=stream or sys.stderr, flush=True)
     if (os.cpu_count() or 1) > 1 and not _no_helper() and \
-            not all(_cached(d) for d in _generators()):
+            not all(_cached(d) for d in (_replay_parts() if replay else _generators())):
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-        helper = subprocess.Popen([sys.executable, "-m", "zeroing.compiling"], cwd=root, env=env,
+        helper = subprocess.Popen([sys.executable, "-m", "zeroing.compiling"]
+                                  + (["replay"] if replay else []), cwd=root, env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         atexit.register(helper.wait)  # never leave it behind
     return True
 
 
 if __name__ == "__main__":
-    warm_up()
+    warm_up_replay() if sys.argv[1:] == ["replay"] else warm_up()

@@ -203,7 +203,7 @@ def replay(path, policy, mode="exact", lenient=False, table=None, nr_pages=None,
     from .validate import check_memory
     if mode not in REPLAY_MODES:
         raise ValueError(f"unknown replay mode {mode!r}: choose from {', '.join(REPLAY_MODES)}")
-    notice_first_compile()  # before the trace's compiled reader first runs
+    notice_first_compile(replay=True)  # before the trace's compiled reader first runs
     nr_cpus = 1
     # The sizing pass (and --trace-clock's per-cpu lists) read the trace before the run does.
     rows = Spooled(path, lenient, table, detail=trace_clock,
