@@ -57,6 +57,8 @@ PAGE_ALLOC_COSTLY_ORDER = 3
 #: pageblock_order of x86-64 with 4 KiB pages (HPAGE_PMD_ORDER): the order of THPs and of
 #: migratetype grouping; the default of the model's zones.
 PAGEBLOCK_ORDER = 9
+#: The order of an anonymous PMD-mapped THP (x86-64, 4 KiB pages; mTHPs are smaller).
+HPAGE_PMD_ORDER = 9
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 #: MAX_PHYSMEM_BITS of x86-64 with 5-level paging (52): no pfn is 2^40 or above.

@@ -10,7 +10,8 @@ import numpy as np
 from numba import njit, types
 from numba.typed import Dict
 
-from allocator.flags import GFP_BITS, PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_ORDER, __GFP_ZERO
+from allocator.flags import (GFP_BITS, HPAGE_PMD_ORDER, PAGE_ALLOC_COSTLY_ORDER,
+                            PAGEBLOCK_ORDER, __GFP_ZERO)
 
 from .events import (EV_ADOPT, EV_ALLOC, EV_FAULT, EV_FREE, EV_FREE_PFN, EV_IDLE, EV_VMSTAT,
                      EVENT_DTYPE)
@@ -22,8 +23,6 @@ C_ALLOC, C_FREE, C_BATCHED, C_ZONE_LOCKED, C_DRAIN, C_EXTFRAG, C_TICK = (
                                    "mm_page_alloc_extfrag", VMSTAT_TICK))
 
 _USER = GFP_BITS["__GFP_MOVABLE"] | GFP_BITS["__GFP_HARDWALL"] | GFP_BITS["__GFP_HIGHMEM"]
-#: The largest anonymous THP on x86-64 with 4 KiB pages (HPAGE_PMD_ORDER; mTHPs are smaller).
-PMD_ORDER = 9
 #: What GFP_TRANSHUGE_LIGHT (and GFP_TRANSHUGE) add to a user allocation's flags.
 _TRANSHUGE = _USER | GFP_BITS["__GFP_COMP"] | GFP_BITS["__GFP_NOMEMALLOC"]
 
@@ -56,7 +55,7 @@ def classify(gfp, order):
         return EV_ALLOC
     if order == 0:
         return EV_FAULT if gfp & __GFP_ZERO else EV_ALLOC
-    return EV_FAULT if gfp & _TRANSHUGE == _TRANSHUGE and order <= PMD_ORDER else EV_ALLOC
+    return EV_FAULT if gfp & _TRANSHUGE == _TRANSHUGE and order <= HPAGE_PMD_ORDER else EV_ALLOC
 
 
 def new_recent(cap):

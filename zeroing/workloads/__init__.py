@@ -11,6 +11,8 @@ number in the whole stream (``gen.chunked(array)`` cuts one array so); register 
 """
 import inspect
 
+from allocator.flags import HPAGE_PMD_ORDER
+
 from ..struct_page import parse_caller_mix
 from ..validate import MAX_EVENTS
 from .mixed import mixed, mixed_chunks
@@ -104,8 +106,6 @@ def convert_params(name, params, spell=None):
 
 #: Why a vm-anon size makes more events in a smaller zone.
 FALLBACK = " (THP faults the zone cannot hold fall back to 512 4 KiB faults each)"
-#: HPAGE_PMD_ORDER: a THP is 2^9 pages.
-PMD_ORDER = 9
 #: The most idle time a workload may ask for in all, seconds (1e8 s: 1e8 tick events).
 MAX_IDLE_S = 1e8
 
@@ -119,8 +119,8 @@ def estimated_events(name, given, nr_pages):
         faults = given["size_mb"] * 256  # 4 KiB each
         if given["thp"]:  # 2 MiB each, but those the zone cannot hold fall back to 4 KiB pages
             thps = given["size_mb"] // 2
-            held = thps if nr_pages is None else min(thps, nr_pages >> PMD_ORDER)
-            faults = held + (thps - held) * (1 << PMD_ORDER)
+            held = thps if nr_pages is None else min(thps, nr_pages >> HPAGE_PMD_ORDER)
+            faults = held + (thps - held) * (1 << HPAGE_PMD_ORDER)
         return given["rounds"] * 2 * faults * (1 + given["noise"])
     if name == "kernel-build":  # about 550 allocations and frees a job, 1 more a file
         return given["jobs"] * (550 + given["files_per_job"])
