@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from allocator.flags import GFP_NAMES, __GFP_ZERO
+from allocator.flags import GFP_BITS, GFP_NAMES, __GFP_ZERO
 from reference_convert import TraceConverter as Reference
 from reference_pcp_start import ReferenceLists
 from zeroing.events import EV_FREE_PFN
@@ -63,7 +63,8 @@ def test_the_captures_convert_as_the_python_converter_did():
 
 
 GFPS = [0, GFP_NAMES["GFP_KERNEL"], GFP_NAMES["GFP_HIGHUSER_MOVABLE"] | __GFP_ZERO,
-        GFP_NAMES["GFP_TRANSHUGE_LIGHT"], GFP_NAMES["GFP_HIGHUSER_MOVABLE"]]
+        GFP_NAMES["GFP_TRANSHUGE_LIGHT"], GFP_NAMES["GFP_HIGHUSER_MOVABLE"],
+        GFP_NAMES["GFP_KERNEL"] | GFP_BITS["__GFP_RECLAIMABLE"]]  # every migratetype
 ROW = st.tuples(st.sampled_from(EVENT_NAMES), st.integers(-1, 5), st.integers(0, 10),
                 st.sampled_from(GFPS), st.integers(0, 3), st.integers(-1, 40))
 

@@ -30,9 +30,8 @@ drains are taken from the list of the CPU that printed them (a remote ``drain_al
 prints on the draining CPU).
 """
 import numpy as np
-from numba import njit
+from numba import njit, types
 from numba.typed import Dict
-from numba import types
 
 from allocator.flags import (GFP_MOVABLE_MASK, GFP_MOVABLE_SHIFT, MIGRATE_PCPTYPES,
                             PAGEBLOCK_ORDER, MigrateType)
@@ -43,6 +42,12 @@ from .trace import EVENT_NAMES, BatchedRepeats, BuddyTakes, TraceError, column_b
 
 MOVABLE = int(MigrateType.MOVABLE)
 PCP_ORDERS = (0, 1, 2, 3, PAGEBLOCK_ORDER)  # pcp_allowed_order()
+
+
+@njit(cache=True, inline="always")
+def _gfp_migratetype(gfp):
+    """``gfp_migratetype()`` (the reader refuses flags with both mobility bits)."""
+    return (gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT
 
 
 @njit(cache=True)
@@ -60,9 +65,7 @@ def _pageblock_migratetypes(cols, drained, allocated, seen):
         if code == C_DRAIN:
             drained[pfn >> PAGEBLOCK_ORDER] = mt
         elif code == C_ALLOC and pfn >= 0 and (pfn >> PAGEBLOCK_ORDER) not in allocated:
-            # gfp_migratetype(); the reader refuses flags with both mobility bits
-            allocated[pfn >> PAGEBLOCK_ORDER] = (cols[4, i] & GFP_MOVABLE_MASK) >> \
-                GFP_MOVABLE_SHIFT
+            allocated[pfn >> PAGEBLOCK_ORDER] = _gfp_migratetype(cols[4, i])
         seen[1] = max(seen[1], cols[5, i])
     return -1
 
@@ -104,7 +107,7 @@ def _witness(cols, pindex, drained, allocated, alloc_mt, takes, take_slots, repe
             if pfn < 0:
                 continue
             _forget(repeats, repeat_slots, pfn)
-            mine = (gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT
+            mine = _gfp_migratetype(gfp)
             alloc_mt[pfn] = mine
             _moved(lists, touched, state, pindex, cpu, order, mine, 1, False)
         elif code == C_ZONE_LOCKED:
@@ -135,7 +138,8 @@ def _witness(cols, pindex, drained, allocated, alloc_mt, takes, take_slots, repe
             _moved(lists, touched, state, pindex, cpu, order, mt, -1, False)
 
 
-def _blocks_map():
+def _int_map():
+    """An int64 -> int64 typed dict (pageblock or pfn -> migratetype)."""
     return Dict.empty(types.int64, types.int64)
 
 
@@ -163,7 +167,7 @@ class TraceLists:
     def from_columns(cls, read_columns, pindex_of, path="trace"):
         """``from_trace`` on blocks of columns (``Spooled.read_columns``, with ``detail``)."""
         self = cls()
-        drained, allocated = _blocks_map(), _blocks_map()
+        drained, allocated = _int_map(), _int_map()
         seen = np.zeros(2, np.int64)
         for cols in read_columns():
             bad = _pageblock_migratetypes(cols, drained, allocated, seen)
@@ -181,7 +185,7 @@ class TraceLists:
         lists = np.zeros((6,) + shape, np.int64)
         touched = np.full(shape, -1, np.int64)
         state = np.zeros(2, np.int64)
-        alloc_mt = _blocks_map()  # pfn -> migratetype of its allocation, while it is live
+        alloc_mt = _int_map()  # pfn -> migratetype of its allocation, while it is live
         takes, repeats = new_recent(BuddyTakes.RECENT), new_recent(BatchedRepeats.RECENT_FREES)
         for cols in read_columns():
             _witness(cols, pindex, drained, allocated, alloc_mt, *takes, *repeats, lists,
