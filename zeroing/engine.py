@@ -78,9 +78,13 @@ R_CMD_PAGES = 16  # pages the commands in the buffer cover
 R_CMD_PAGE_LIMIT = 17  # return to Python before an event when R_CMD_PAGES exceeds this
 R_FB_USED = 18  # entries of ``fb`` in use (THP faults that fell back: thp_fault_fallback)
 R_FB_LIVE = 19  # fallback lists not yet freed (none: ``fb`` starts again from its first entry)
-R_FB_FREE = 20  # 11 slots: per order, the first freed list a serial run reuses (-1: none)
+R_FB_FREE = 20  # 11 slots: per order, the first freed list the next fallback reuses (-1: none)
 NR_FB_ORDERS = 11  # orders 0..MAX_PAGE_ORDER
-NR_RSTATE = R_FB_FREE + NR_FB_ORDERS
+# A pipelined run's allocator half frees lists the engine's half has still to read: per order,
+# those freed in its current range, then those freed in the range before (``fb_age``).
+R_FB_HELD = R_FB_FREE + NR_FB_ORDERS
+R_FB_AGED = R_FB_HELD + NR_FB_ORDERS
+NR_RSTATE = R_FB_AGED + NR_FB_ORDERS
 
 #: vmstat_update runs every sysctl_stat_interval (HZ: one second).
 VMSTAT_INTERVAL_NS = 1_000_000_000
@@ -99,16 +103,19 @@ EXIT_LOG_FULL = 4  # a pipelined run's log may not hold the background work due 
 EXIT_FB_FULL = 5  # ``fb`` may not hold the order-0 pages of this THP fault's fallback: grow it
 
 #: ``ev_pfn`` of a THP fault that fell back to order-0 pages: this bit and the offset of its
-#: list in ``fb`` (the number of pages, then each page as ``log_block`` logs a block). The
-#: list is only ever appended to, so both halves of a pipelined run can read it.
+#: list in ``fb`` (the number of pages, then each page as ``log_block`` logs a block).
 FB_BIT = 1 << 60
-#: A list's first entry: this bit, FB_FREED once freed, its order at FB_ORDER_SHIFT and its
-#: number of pages; a list has room for 2^order pages, so a freed one serves the next
-#: fallback of its order (a serial run: the halves of a pipelined one read lists apart).
+#: A list's first entry: this bit, FB_FREED once freed, its order at FB_ORDER_SHIFT, the next
+#: freed list of its chain (plus one) at FB_LINK_SHIFT and its number of pages. A list has
+#: room for 2^order pages, so a freed one serves a later fallback of its order; freeing
+#: writes only the first entry and keeps the count, so the engine's half of a pipelined run
+#: still reads a list its allocator half freed.
 FB_HEAD = 1 << 62
 FB_FREED = 1 << 61
 FB_ORDER_SHIFT = 48
-FB_COUNT_MASK = (1 << FB_ORDER_SHIFT) - 1
+FB_LINK_SHIFT = 12
+FB_COUNT_MASK = (1 << FB_LINK_SHIFT) - 1  # at most 2^MAX_PAGE_ORDER pages
+FB_LINK_MASK = (1 << (FB_ORDER_SHIFT - FB_LINK_SHIFT)) - 1
 
 #: The log of a pipelined run (``run_events``): each event's block (``log_block``), the
 #: blocks the host zeroed for page reporting (rows of event, pfn, order) and the cursors.
@@ -626,7 +633,38 @@ def fb_short(z, e, order):
 def fb_restart(rstate):
     """No fallback list is alive: the next starts at ``fb``'s first entry, none is reused."""
     rstate[R_FB_USED] = 0
-    rstate[R_FB_FREE:R_FB_FREE + NR_FB_ORDERS] = -1
+    rstate[R_FB_FREE:NR_RSTATE] = -1
+
+
+@njit(cache=True, inline="always")
+def fb_next(fb, at):
+    """The freed list after the one at ``at`` in its chain (-1: none)."""
+    return ((fb[at] >> FB_LINK_SHIFT) & FB_LINK_MASK) - 1
+
+
+@njit(cache=True, inline="always")
+def fb_free(fb, rstate, at, chain):
+    """Mark the list at ``at`` freed and put it first in the chain at ``rstate[chain]``."""
+    fb[at] = (fb[at] & ~(FB_LINK_MASK << FB_LINK_SHIFT)) | FB_FREED | \
+        ((rstate[chain] + 1) << FB_LINK_SHIFT)
+    rstate[chain] = at
+
+
+@njit(cache=True)
+def fb_age(rstate, fb):
+    """Between two ranges of a pipelined run, neither half running: the lists freed in the
+    range before the last were read by the engine's half and serve later fallbacks; those
+    freed in the last range wait one more range."""
+    for o in range(NR_FB_ORDERS):
+        at = rstate[R_FB_AGED + o]
+        if at >= 0:
+            while fb_next(fb, at) >= 0:
+                at = fb_next(fb, at)
+            fb[at] = (fb[at] & ~(FB_LINK_MASK << FB_LINK_SHIFT)) | \
+                ((rstate[R_FB_FREE + o] + 1) << FB_LINK_SHIFT)
+            rstate[R_FB_FREE + o] = rstate[R_FB_AGED + o]
+        rstate[R_FB_AGED + o] = rstate[R_FB_HELD + o]
+        rstate[R_FB_HELD + o] = -1
 
 
 @njit(cache=True, inline="always")
@@ -664,8 +702,8 @@ def thp_fault_alloc(z, e, order, gfp, cpu, pref, writes, aliasing, track):
     if n <= 0:
         n = np.int64(1) << order
     at = e.rstate[R_FB_FREE + order]
-    if at >= 0:  # a freed list of this order (serial runs only free into these)
-        e.rstate[R_FB_FREE + order] = e.fb[at + 1]
+    if at >= 0:  # a freed list of this order
+        e.rstate[R_FB_FREE + order] = fb_next(e.fb, at)
     else:
         at = e.rstate[R_FB_USED]
         e.rstate[R_FB_USED] = at + 1 + (np.int64(1) << order)
@@ -992,16 +1030,16 @@ def run_events(z, e, ev_time, ev_op, ev_order, ev_cpu, ev_gfp, ev_ref, ev_caller
                                                       now, alog, blog, flags):
                         return i, EXIT_BAD_EVENT
                 if blog is None:
-                    e.fb[fb_at] = head | FB_FREED
+                    # Serial: nobody reads the list again. Pipelined: the engine's half
+                    # reads it in this range (fb_age).
+                    o = (head >> FB_ORDER_SHIFT) & 0xff
+                    fb_free(e.fb, e.rstate, fb_at,
+                            (R_FB_FREE if alog is None else R_FB_HELD) + o)
                     e.rstate[R_FB_LIVE] -= 1
-                    if alog is None:  # serial: nobody reads the list again
-                        o = (head >> FB_ORDER_SHIFT) & 0xff
-                        e.fb[fb_at + 1] = e.rstate[R_FB_FREE + o]
-                        e.rstate[R_FB_FREE + o] = fb_at
                     if e.rstate[R_FB_LIVE] == 0 and alog is None:
                         # None left to read: the next list starts at the first entry (a
-                        # pipelined run's engine half may still read this one: the lists
-                        # start again after its feed, Simulation.feed_columns).
+                        # pipelined run's lists start again after its feed,
+                        # Simulation.feed_columns).
                         fb_restart(e.rstate)
         elif op == EV_ADOPT:
             if blog is None:

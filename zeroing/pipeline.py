@@ -23,7 +23,8 @@ import numpy as np
 
 from allocator.handle import handle_for
 
-from .engine import EXIT_BAD_EVENT, EXIT_FB_FULL, EXIT_LOG_FULL, NR_L, PIPE_FIELDS, run_events
+from .engine import (EXIT_BAD_EVENT, EXIT_FB_FULL, EXIT_LOG_FULL, NR_L, PIPE_FIELDS, fb_age,
+                     run_events)
 from .policy import P_FREE_SIGNAL, P_OFFLOAD
 
 PipeLog = namedtuple("PipeLog", PIPE_FIELDS)
@@ -103,7 +104,8 @@ class Pipeline:
         engine's half of the range before it here (``consume(a, b, blog)``: the serial loop's
         handling of flushes and bad events, over run_events with ``blog``; with blog None it
         runs the range serially). ``grow()`` doubles the THP fault fallback lists, while
-        neither half runs. Returns where the allocator's half found a bad event, or None."""
+        neither half runs. Returns where the allocator's half found a bad event, or None;
+        either way both halves have read every fallback list freed (``fb_age``)."""
         block = np.empty(n, dtype=np.int64)
         logs = self._logs(block)
         seg = self.segment(n - start)
@@ -126,6 +128,7 @@ class Pipeline:
             if job is None:
                 break
             self._merge(run_arrays)
+            fb_age(self.arrays.rstate, self.arrays.fb)  # the engine's half read all before a
             if why == EXIT_FB_FULL:
                 grow()  # the range's engine half, next, reads the lists from the new array
             if why == EXIT_LOG_FULL and r == a:
@@ -140,4 +143,6 @@ class Pipeline:
                 if why == EXIT_BAD_EVENT:
                     bad = r
             a, k = r, k + 1
+        for _ in range(2):
+            fb_age(self.arrays.rstate, self.arrays.fb)
         return bad
