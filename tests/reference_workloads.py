@@ -32,7 +32,8 @@ def mixed(nr_pages=1 << 18, events=300_000, seed=0):
             row["op"], row["order"] = EV_INFLATE, 0
             ballooned.append(i)
         elif r < 0.05 and ballooned:
-            row["op"], row["ref"] = EV_DEFLATE, ballooned.pop(rng.integers(len(ballooned)))
+            rng.integers(len(ballooned))  # drawn and unused, as in the generator
+            row["op"], row["ref"] = EV_DEFLATE, ballooned.pop()
         elif live and (used > target or r < 0.45):
             k = int(rng.integers(len(live)))
             ref, pages = live[k]
@@ -77,7 +78,7 @@ def unaware_user(nr_pages=1 << 16, events=100_000, seed=0, callers=None):
             row["op"] = EV_INFLATE  # the host gives these back zeroed: the source of hints
             balloon.append(i)
         elif r < 0.2 and balloon:
-            row["op"], row["ref"] = EV_DEFLATE, balloon.pop(0)
+            row["op"], row["ref"] = EV_DEFLATE, balloon.pop()
         elif live and (r < 0.55 or len(live) > nr_pages // 4):
             ref = live.pop(int(rng.integers(len(live))))
             row["op"], row["ref"] = EV_FREE, ref
@@ -193,7 +194,7 @@ def balloon_cycle(nr_pages=1 << 18, seed=0, cycles=5, balloon_fraction=0.25, idl
     for _ in range(cycles):
         balloon = [s.inflate() for _ in range(n)]
         s.idle(idle_s)
-        for r in balloon:
+        for r in reversed(balloon):
             s.deflate(r)
         anon, pages = [], 0
         while len(anon) < n // 2 and pages < n // 2:  # session 14: about n / 2 pages

@@ -194,6 +194,40 @@ def test_ring_is_a_fifo(steps):
             row += 1
 
 
+@settings(max_examples=60, deadline=None)
+@given(ops)
+def test_ring_pops_its_newest_too(steps):
+    ring, model, row = Ring(1, spare=1), [], 0
+    for is_pop, left in steps:
+        if gen.ring_full(ring.a):
+            ring.grow_if_needed()
+        if is_pop and model:
+            assert (ring_popleft(ring.a) == model.pop(0)) if left % 2 else \
+                (gen.ring_pop(ring.a) == model.pop())
+        else:
+            ring_append(ring.a, row)
+            model.append(row)
+            row += 1
+
+
+@pytest.mark.parametrize("name,params", [
+    ("mixed", dict(events=60_000)), ("unaware-user", dict(events=20_000)),
+    ("balloon-cycle", dict(cycles=2, balloon_fraction=0.05))])
+def test_the_balloon_deflates_the_last_inflated_page_first(name, params):
+    """virtio_balloon's leak_balloon() dequeues from the head of the balloon list, where
+    each inflated page was added: the newest first."""
+    from zeroing.events import EV_DEFLATE, EV_INFLATE
+    ev = make_workload(name, seed=1, **params)
+    balloon, deflates = [], 0
+    for i in np.flatnonzero((ev["op"] == EV_INFLATE) | (ev["op"] == EV_DEFLATE)):
+        if ev["op"][i] == EV_INFLATE:
+            balloon.append(i)
+        else:
+            assert ev["ref"][i] == balloon.pop(), (name, i)
+            deflates += 1
+    assert deflates > 100 and len(set(ev["ref"][ev["op"] == EV_DEFLATE])) == deflates
+
+
 # ---------------------------------------------------------------------------------------------
 # Streaming into the engine: chunk boundaries change nothing.
 

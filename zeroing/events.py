@@ -6,7 +6,9 @@
            ``EV_FAULT`` user page fault (order 0: vma_alloc_zeroed_movable_folio,
            order > 0: folio_zero_user), ``EV_FREE`` free of the block allocated by row
            ``ref``, ``EV_INFLATE`` balloon inflate (one page to the host),
-           ``EV_DEFLATE`` balloon deflate of the page taken by row ``ref``,
+           ``EV_DEFLATE`` balloon deflate of the page taken by row ``ref`` (the workloads
+           deflate the last inflated page first, as virtio_balloon's ``leak_balloon()``
+           does: ``balloon_page_dequeue()`` takes the balloon list's head),
            ``EV_IDLE`` time passes (background work may run),
            ``EV_ADOPT`` the block at pfn ``ref - 1`` was allocated before the stream began
            (trace replay): take it, content unknown (dirty), nothing counted,

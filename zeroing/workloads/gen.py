@@ -425,6 +425,15 @@ def ring_append(a, x):
 
 
 @njit(cache=True, inline="always")
+def ring_pop(a):
+    """The newest entry (a stack's pop)."""
+    val, meta = a.val, a.meta
+    meta[1] -= 1
+    i = meta[0] + meta[1]
+    return val[i - len(val) if i >= len(val) else i]
+
+
+@njit(cache=True, inline="always")
 def ring_popleft(a):
     val, meta = a.val, a.meta
     x = val[meta[0]]

@@ -274,9 +274,9 @@ def _balloon_cycle_fill(rng, st, buf, anon, cycles, n, idle_ns):
             else:
                 _next_phase(st, 0)
                 st[C_ROUND] += 1
-        elif phase == 2:  # deflate, in inflate order
+        elif phase == 2:  # deflate, the last inflated first (events.py: EV_DEFLATE)
             if j < n:
-                put(st, buf, 1000, EV_DEFLATE, 0, 0, st[C_X] + j)
+                put(st, buf, 1000, EV_DEFLATE, 0, 0, st[C_X] + n - 1 - j)
                 st[C_J] = j + 1
             else:
                 _next_phase(st, 3)

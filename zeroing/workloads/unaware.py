@@ -32,7 +32,7 @@ from ..events import EV_ALLOC, EV_DEFLATE, EV_FAULT, EV_FREE, EV_INFLATE, EVENT_
 from ..struct_page import CALLER_NAMES, MIX_CALLERS, parse_caller_mix
 from .gen import (S_BASE, S_DONE, S_GROW, S_ROW, S_T, S_USER, Chunks, OrderedList, Ring,
                   collect, draws, ol_append, ol_full, ol_len, ol_pop, put, rand_below,
-                  ring_append, ring_full, ring_len, ring_popleft, room, uniform)
+                  ring_append, ring_full, ring_len, ring_pop, room, uniform)
 
 DEFAULT_CALLERS = ",".join(f"{name}=1" for name in MIX_CALLERS)
 GFP_ATOMIC = GFP_BITS["__GFP_HIGH"] | GFP_BITS["__GFP_KSWAPD_RECLAIM"]
@@ -80,7 +80,7 @@ def _fill(rng, picks, cdf, c_op, c_gfp, c_pzero, c_id, st, buf, live, balloon, n
             row = put(st, buf, 1000, EV_INFLATE, 0, 0, 0)
             ring_append(balloon, row)
         elif r < 0.2 and nballoon > 0:
-            row = put(st, buf, 1000, EV_DEFLATE, 0, 0, ring_popleft(balloon))
+            row = put(st, buf, 1000, EV_DEFLATE, 0, 0, ring_pop(balloon))  # the last inflated first
         elif ol_len(live) > 0 and (r < 0.55 or ol_len(live) > nr_pages // 4):
             row = put(st, buf, 1000, EV_FREE, 0, 0, ol_pop(live, rand_below(bits, ol_len(live))))
         else:
