@@ -142,7 +142,7 @@ def kernel_build(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40):
     zeroing), kernel allocations (reclaimable and unmovable, orders 0-3, half with __GFP_ZERO:
     the kernel's zeroed pages, kmalloc_large; slab growth itself never carries it), and
     anonymous memory of the compiler (order-0 faults, some THP); the job exits and frees its
-    anonymous memory and slab; page cache is trimmed in FIFO order when it grows past a third
+    anonymous memory in fault order, then its kernel allocations in random order; page cache is trimmed in FIFO order when it grows past a third
     of memory (reclaim)."""
     rng = np.random.default_rng(seed)
     s = Stream()
@@ -156,10 +156,10 @@ def kernel_build(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40):
             order = int(rng.choice([0, 0, 0, 1, 2, 3]))
             gfp = (GFP_RECLAIMABLE if rng.random() < 0.5 else GFP_KERNEL)
             job.append(s.alloc(order, gfp | (__GFP_ZERO if rng.random() < 0.5 else 0)))
-        for _ in range(int(rng.integers(100, 400))):
-            job.append(s.fault(9 if rng.random() < 0.02 else 0))
+        faults = [s.fault(9 if rng.random() < 0.02 else 0)
+                  for _ in range(int(rng.integers(100, 400)))]
         rng.shuffle(job)
-        for r in job:
+        for r in faults + job:
             s.free(r)
         while len(cache) > cache_limit:
             s.free(cache.pop(0))

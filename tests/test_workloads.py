@@ -228,6 +228,27 @@ def test_the_balloon_deflates_the_last_inflated_page_first(name, params):
     assert deflates > 100 and len(set(ev["ref"][ev["op"] == EV_DEFLATE])) == deflates
 
 
+def test_a_kernel_build_job_exits_unmapping_its_memory_in_order_then_its_kernel_objects():
+    """exit_mm() before exit_files(): zap_pte_range() frees the job's anonymous pages in
+    address order (here the order it faulted them in), then its kernel allocations go."""
+    from zeroing.events import EV_FAULT
+    from zeroing.workloads.scenarios import GFP_PAGECACHE
+    ev = make_workload("kernel-build", seed=3, jobs=30)
+    jobs = np.cumsum((ev["op"] == EV_ALLOC) & (ev["gfp"] == GFP_PAGECACHE) &
+                     np.r_[True, ev["op"][:-1] != EV_ALLOC])  # a job starts with its reads
+    frees = np.flatnonzero(ev["op"] == EV_FREE)
+    freed = ev["ref"][frees]
+    for j in range(1, jobs[-1] + 1):
+        mine = jobs[freed] == j
+        kind = ev["op"][freed[mine]]
+        faults = freed[mine][kind == EV_FAULT]
+        kernel = kind == EV_ALLOC
+        kernel &= ev["gfp"][freed[mine]] != GFP_PAGECACHE
+        assert len(faults) >= 100 and kernel.sum() >= 20
+        assert np.all(np.diff(faults) > 0), j
+        assert np.flatnonzero(kind == EV_FAULT).max() < np.flatnonzero(kernel).min(), j
+
+
 # ---------------------------------------------------------------------------------------------
 # Streaming into the engine: chunk boundaries change nothing.
 

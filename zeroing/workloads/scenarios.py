@@ -168,13 +168,17 @@ def _kernel_build_fill(rng, st, buf, cache, job, jobs, files_per_job, cache_limi
             gfp |= __GFP_ZERO if uniform(bits) < 0.5 else 0
             job[m] = (put(st, buf, 1000, EV_ALLOC, order, gfp, 0) << REF_SHIFT) | order
             m += 1
+        nkern = m
         for _ in range(100 + rand_below(bits, 300)):
             order = 9 if uniform(bits) < 0.02 else 0
             job[m] = (put(st, buf, 1000, EV_FAULT, order, 0, 0) << REF_SHIFT) | order
             m += 1
-        rng.shuffle(job[:m])
-        for k in range(m):
-            put(st, buf, 1000, EV_FREE, job[k] & ((1 << REF_SHIFT) - 1), 0, job[k] >> REF_SHIFT)
+        # The job exits: exit_mm() unmaps its memory in address (here fault) order, then
+        # exit_files() and the rest free its kernel objects, in no particular order.
+        rng.shuffle(job[:nkern])
+        for k in range(nkern, nkern + m):
+            r = job[k % m]
+            put(st, buf, 1000, EV_FREE, r & ((1 << REF_SHIFT) - 1), 0, r >> REF_SHIFT)
         while ring_len(cache) > cache_limit:
             put(st, buf, 1000, EV_FREE, 0, 0, ring_popleft(cache))
         st[C_ROUND] += 1
@@ -199,7 +203,7 @@ def kernel_build(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40):
     zeroing), kernel allocations (reclaimable and unmovable, orders 0-3, half with __GFP_ZERO:
     the kernel's zeroed pages, kmalloc_large; slab growth itself never carries it), and
     anonymous memory of the compiler (order-0 faults, some THP); the job exits and frees its
-    anonymous memory and slab; page cache is trimmed in FIFO order when it grows past a third
+    anonymous memory in fault order, then its kernel allocations in random order; page cache is trimmed in FIFO order when it grows past a third
     of memory (reclaim)."""
     return collect(kernel_build_chunks(nr_pages, seed, jobs, files_per_job))
 
