@@ -63,6 +63,39 @@ def test_compare_writes_everything_and_resumes(tmp_path):
     assert open(os.path.join(out, "compare.txt")).read() == table
 
 
+
+def test_a_killed_writer_s_temporaries_and_a_changed_config_s_report_go(tmp_path):
+    """SIGKILL leaves ``NAME.tmp.PID`` behind; the next run under the folder's lock removes
+    them. A run with another config drops the old report before its first cell, so an
+    interrupted one leaves no report contradicting ``config.json``; the same config keeps it."""
+    cfg = load_config(write(tmp_path, TINY))
+    out = str(tmp_path / "out")
+    compare(cfg, out, progress=False, log=lambda _: None)
+    runs = sorted(os.listdir(os.path.join(out, "runs")))
+    left = [os.path.join(out, "compare.txt.tmp.4242"),
+            os.path.join(out, "cleared_by_site.tmp.4242.png"),
+            os.path.join(out, "runs", runs[0] + ".tmp.77"),
+            os.path.join(out, "snapshots", "x.txt.tmp.1")]
+    mine = [os.path.join(out, "notes.tmp.txt"), os.path.join(out, "runs", "a.tmp.12.csv")]
+    for path in left + mine:
+        open(path, "w").close()
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    os.unlink(os.path.join(out, "runs", runs[0]))  # a cell to run: the runner is called
+    with pytest.raises(KeyboardInterrupt):
+        compare(cfg, out, progress=False, log=lambda _: None, runner=interrupted)
+    assert not any(os.path.exists(p) for p in left) and all(os.path.exists(p) for p in mine)
+    assert os.path.exists(os.path.join(out, "compare.txt"))  # the same config: kept
+    other = load_config(write(tmp_path, TINY.replace("size_mb = 8", "size_mb = 6")))
+    with pytest.raises(KeyboardInterrupt):
+        compare(other, out, progress=False, log=lambda _: None, runner=interrupted)
+    assert json.load(open(os.path.join(out, "config.json")))["workloads"][0]["params"]["size_mb"] == 6
+    assert not any(f in os.listdir(out) for f in ("compare.txt", "results.csv",
+                                                  "cleared_by_site.png"))
+
+
 @pytest.mark.parametrize("text,match", [
     ('bogus = 1\n[[workload]]\nname="mixed"\n[policies]\na="baseline"', r"bogus: unknown key"),
     ('[[workload]]\nname="nope"\n[policies]\na="baseline"', r"workload\[0\].name: 'nope' is not allowed: one of mixed"),

@@ -482,6 +482,14 @@ def test_the_output_folder_is_checked_before_the_runs(capsys, tmp_path):
     one_line_error(capsys, main(["compare", path, "--out", str(out)]), "compare.txt",
                    "not a regular file")
     assert not run_file.exists()
+    (out / "compare.txt").rmdir()
+    run_file.symlink_to(tmp_path / "nowhere" / "x.json")
+    one_line_error(capsys, main(["compare", path, "--out", str(out)]), str(run_file),
+                   "a link that leads to no file")
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    one_line_error(capsys, main(["compare", path, "--out", str(dangling)]), str(dangling),
+                   "a link that leads to no folder")
 
 
 def test_json_through_a_link_and_never_into_a_stream(capsys, tmp_path):

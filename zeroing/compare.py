@@ -11,13 +11,14 @@ import io
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 
 from . import counters as C
 from .policy import make_policy
 from .report import compare_table, metrics
-from .run import GUEST_OTHER_ZONES, write_json, write_text
+from .run import GUEST_OTHER_ZONES, json_text, write_json, write_text
 from .streaming import simulate_stream
 from .tomlfile import key_line, read_toml
 from .validate import (UserError, check, check_backend, check_memory, check_policy,
@@ -422,6 +423,37 @@ def prepare(cfg, out=None):
     return out, todo
 
 
+#: A temporary of ``write_text`` (``NAME.tmp.PID``) or of a plot (``NAME.tmp.PID.png``).
+TEMPORARY = re.compile(r".+\.tmp\.[0-9]+(\.png)?")
+
+
+def clear_leftovers(cfg, out):
+    """Under the folder's lock, before anything is written: the temporaries of a writer that
+    was killed (SIGKILL leaves them), and, when the config is not the one ``config.json``
+    holds, the old config's report (an interrupted run left it beside the new config, and a
+    report file the new one does not write stayed for good). Run files stay: each is keyed
+    by its cell's spec, and a later config may want it again."""
+    for folder in (out, os.path.join(out, "runs"), os.path.join(out, "snapshots")):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(folder, name)
+            if TEMPORARY.fullmatch(name) and os.path.isfile(path) and not os.path.islink(path):
+                os.unlink(path)
+    try:
+        with open(os.path.join(out, "config.json")) as f:
+            same = f.read() == json_text(cfg)
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:
+        for name in REPORT_FILES:
+            path = os.path.join(out, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                os.unlink(path)
+
+
 def execute_cell(cfg, w, label, seed, path):
     """Run one cell and write its result and snapshot atomically (idempotent)."""
     result = run_cell(cfg, w, label, seed)
@@ -525,11 +557,15 @@ def compare(cfg, out=None, progress=True, log=print, runner=None, config=None):
     check_cell_ids(cfg)
     out = out or os.path.join(cfg["out"], cfg["name"])
     outputs_apart(cfg, out, config)
+    if os.path.islink(out) and not os.path.exists(out):
+        raise UserError(f"output folder {out} is a link that leads to no folder (to nothing, "
+                        "or in a loop): name another --out")
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as e:
         raise UserError(f"output folder {out}: cannot create it ({e.strerror or e})") from None
     with OutputLock(out):
+        clear_leftovers(cfg, out)
         out, todo = prepare(cfg, out)
         missing = [c for c in todo if read_complete(c[3], c[4]) is None]
         if len(missing) < len(todo):

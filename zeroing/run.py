@@ -607,5 +607,10 @@ def write_text(path, text):
         raise
 
 
+def json_text(obj):
+    """A result or config as every file of them holds it."""
+    return json.dumps(obj, indent=2, sort_keys=True)
+
+
 def write_json(path, obj):
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True))
+    write_text(path, json_text(obj))

@@ -653,8 +653,10 @@ def refuse_odd_file(path, role):
     naming it, before anything waits on it or works towards it; a regular file or none is
     fine."""
     if os.path.lexists(path) and not os.path.isfile(path):
-        raise UserError(f"{path} is not a regular file (a folder, device or pipe) where {role} "
-                        "goes: move it away")
+        what = ("a link that leads to no file (to nothing, or in a loop)"
+                if os.path.islink(path) and not os.path.exists(path) else
+                "not a regular file (a folder, device or pipe)")
+        raise UserError(f"{path} is {what} where {role} goes: move it away")
 
 
 def output_target(path, where=None):
