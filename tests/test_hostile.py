@@ -692,6 +692,24 @@ def test_a_ctrl_c_a_library_swallowed_still_ends_as_interrupted(capsys, monkeypa
     assert capsys.readouterr().err.strip() == "zeroing demo: interrupted"
 
 
+def test_a_ctrl_c_inside_llvmlite_comes_again_outside_it():
+    """A Ctrl-C in llvmlite's ctypes callback was printed as a traceback and the run went on
+    to its end: one that lands in llvmlite's code is delivered again a moment later."""
+    from zeroing.validate import remembered_interrupts
+    inside = compile("import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\n"
+                     "t = time.monotonic()\nwhile time.monotonic() - t < 0.01:\n    pass\n",
+                     os.path.join(os.sep, "site", "llvmlite", "binding", "ffi.py"), "exec")
+    with remembered_interrupts() as interrupted:
+        try:
+            exec(inside, {})
+        except KeyboardInterrupt:
+            pytest.fail("raised inside llvmlite's code, where a callback would swallow it")
+        assert interrupted == [True]
+        with pytest.raises(KeyboardInterrupt):
+            time.sleep(5)
+    assert interrupted == [True, True]
+
+
 def test_closed_pipe_ends_quietly_with_results_kept(tmp_path):
     out = tmp_path / "r.json"
     p = _zeroing("run", "--pages", "8192", "--events", "5000", "--vmstat", "--json", str(out),

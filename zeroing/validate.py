@@ -436,16 +436,28 @@ class OneLineParser(RefuseRepeats):
             setattr(args, name, value)
 
 
+#: How long a Ctrl-C that came inside llvmlite waits before it is delivered again.
+LATER_S = 0.05
+
+
 @contextlib.contextmanager
 def remembered_interrupts():
     """Yields a list that a Ctrl-C appends to, as well as raising KeyboardInterrupt: one that
     lands in a library's callback (llvmlite's, while numba compiles) is lost there and
-    surfaces as some other error, or none, so the caller checks the list too. Installed in
+    surfaces as some other error, or none, so the caller checks the list too; one that lands
+    in llvmlite's Python is delivered again ``LATER_S`` later instead. Installed in
     the main thread over Python's own handler only; the handler before is put back."""
     interrupted = []
 
     def on_sigint(signum, frame):
         interrupted.append(True)
+        if frame is not None and f"{os.sep}llvmlite{os.sep}" in frame.f_code.co_filename:
+            # Maybe llvmlite's ctypes callback, which would print the exception and swallow
+            # it (the run went on to its end): the signal comes again in a moment.
+            timer = threading.Timer(LATER_S, os.kill, (os.getpid(), signal.SIGINT))
+            timer.daemon = True
+            timer.start()
+            return
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, on_sigint) if (
