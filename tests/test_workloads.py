@@ -2,6 +2,7 @@
 chunk; the lists they keep; streamed runs count what one long array counts."""
 import importlib
 import os
+import sys
 
 import numba
 import numpy as np
@@ -381,6 +382,40 @@ def test_the_compile_helper_compiles_what_the_command_needs(monkeypatch, capsys,
     capsys.readouterr()
     if replay:
         compiling.warm_up_replay()  # what that helper runs
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="the helper's parent-death signal (prctl) and /proc are Linux's")
+def test_the_compile_helper_stops_when_its_command_is_killed(tmp_path):
+    """kill -9 of a cold ``compare`` left its helper compiling for half a minute."""
+    import signal
+    import subprocess
+    import time
+    from zeroing import compiling
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import os, subprocess, sys, time\n"
+         "env = dict(os.environ, ZEROING_COMPILE_PARENT=str(os.getpid()))\n"
+         "h = subprocess.Popen([sys.executable, '-m', 'zeroing.compiling'], env=env)\n"
+         "print(h.pid, flush=True)\ntime.sleep(60)\n"],
+        cwd=root, stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=root, NUMBA_CACHE_DIR=str(tmp_path)))
+    helper = int(parent.stdout.readline())
+    time.sleep(0.5)  # the helper is importing numba, or compiling
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):
+        try:
+            with open(f"/proc/{helper}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break  # exited; an init that does not reap keeps it a zombie
+        except FileNotFoundError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(helper, signal.SIGKILL)
+        pytest.fail("the helper outlived its command by 10 s")
+    assert compiling.PARENT_ENV == "ZEROING_COMPILE_PARENT"
 
 
 @pytest.mark.parametrize("name", ["mixed", "unaware-user"])

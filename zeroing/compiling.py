@@ -20,6 +20,8 @@ import sys
 MESSAGE = "compiling the simulator, first run only (about 20 s; cached afterwards) ..."
 #: Set (to anything) to compile everything in this process.
 NO_HELPER_ENV = "ZEROING_NO_COMPILE_HELPER"
+#: The helper's command's pid (``stop_with_parent``).
+PARENT_ENV = "ZEROING_COMPILE_PARENT"
 _noticed = []
 
 
@@ -115,6 +117,7 @@ def notice_first_compile(stream=None, replay=False):
             not all(_cached(d) for d in (_replay_parts() if replay else _generators())):
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+        env[PARENT_ENV] = str(os.getpid())
         helper = subprocess.Popen([sys.executable, "-m", "zeroing.compiling"]
                                   + (["replay"] if replay else []), cwd=root, env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -122,5 +125,22 @@ def notice_first_compile(stream=None, replay=False):
     return True
 
 
+def stop_with_parent(parent):
+    """The helper stops when the command that started it (pid ``parent``) is gone, killed
+    or not: it only fills the cache, and an orphan kept a core busy for half a minute."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        PR_SET_PDEATHSIG = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # gone before the line above took effect
+        sys.exit(0)
+
+
 if __name__ == "__main__":
+    if os.environ.get(PARENT_ENV, "").isdigit():
+        stop_with_parent(int(os.environ[PARENT_ENV]))
     warm_up_replay() if sys.argv[1:] == ["replay"] else warm_up()
