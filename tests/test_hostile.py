@@ -486,6 +486,11 @@ def test_the_output_folder_is_checked_before_the_runs(capsys, tmp_path):
     run_file.symlink_to(tmp_path / "nowhere" / "x.json")
     one_line_error(capsys, main(["compare", path, "--out", str(out)]), str(run_file),
                    "a link that leads to no file")
+    run_file.unlink()
+    (out / "compare.txt").symlink_to("/proc/self/status")  # refused before the cell runs
+    one_line_error(capsys, main(["compare", path, "--out", str(out)]), "compare.txt",
+                   "a link to an open file")
+    assert not run_file.exists()
     dangling = tmp_path / "dangling"
     dangling.symlink_to(tmp_path / "nowhere")
     one_line_error(capsys, main(["compare", path, "--out", str(dangling)]), str(dangling),

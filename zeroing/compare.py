@@ -23,7 +23,7 @@ from .streaming import simulate_stream
 from .tomlfile import key_line, read_toml
 from .validate import (UserError, check, check_backend, check_memory, check_policy,
                        check_policy_names, check_policy_options, check_workload, check_workload_size,
-                       printable, refuse_odd_file)
+                       output_target, printable, refuse_odd_file)
 from .workloads import default_pages, iter_workload
 
 TOP_KEYS = {"name": str, "seeds": list, "mode": str, "backend": str, "baseline": str,
@@ -419,7 +419,7 @@ def prepare(cfg, out=None):
     # not after the runs (a temporary beside it then fails with its own name).
     ends = [os.path.join(out, f) for f in REPORT_FILES] + [snapshot_path(t[3]) for t in todo]
     for path in ends:
-        refuse_odd_file(path, "a result")
+        refuse_odd_file(output_target(path), "a result")  # a link: where it leads
     return out, todo
 
 
