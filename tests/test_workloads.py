@@ -180,6 +180,17 @@ def test_rand_below_refuses_an_empty_range():
         _mixed_draws(np.random.default_rng(1), 0, True)
 
 
+def test_ring_pops_its_newest_across_the_wrap():
+    ring = Ring(1, spare=1)
+    for row in range(10):
+        ring_append(ring.a, row)
+    assert [ring_popleft(ring.a) for _ in range(8)] == list(range(8))
+    for row in range(10, 20):  # rows 16-19 wrap to the array's start
+        ring_append(ring.a, row)
+    assert len(ring.a.val) == 16 and not gen.ring_full(ring.a)
+    assert [gen.ring_pop(ring.a) for _ in range(12)] == list(range(19, 7, -1))
+
+
 @settings(max_examples=100, deadline=None)
 @given(ops)
 def test_ring_pops_its_oldest_or_its_newest(steps):
