@@ -42,8 +42,8 @@ def _fill(rng, st, buf, live_row, live_order, ballooned, nr_pages, events):
         if r < 0.03 and ol_len(ballooned) < nr_pages // 8:
             ol_append(ballooned, put(st, buf, 1000, EV_INFLATE, 0, 0, 0))
         elif r < 0.05 and ol_len(ballooned) > 0:
-            # The last inflated first (events.py: EV_DEFLATE). The draw that picked a random
-            # page until session 19 stays: a seed gives the stream it gave.
+            # The last inflated first (events.py: EV_DEFLATE). The draw of the random page
+            # it took before stays, so that a seed gives the stream it gave.
             rand_below(bits, ol_len(ballooned))
             put(st, buf, 1000, EV_DEFLATE, 0, 0, ol_pop(ballooned, ol_len(ballooned) - 1))
         elif nlive > 0 and (st[M_USED] > target or r < 0.45):

@@ -203,8 +203,8 @@ def kernel_build(nr_pages=1 << 18, seed=0, jobs=200, files_per_job=40):
     zeroing), kernel allocations (reclaimable and unmovable, orders 0-3, half with __GFP_ZERO:
     the kernel's zeroed pages, kmalloc_large; slab growth itself never carries it), and
     anonymous memory of the compiler (order-0 faults, some THP); the job exits and frees its
-    anonymous memory in fault order, then its kernel allocations in random order; page cache is trimmed in FIFO order when it grows past a third
-    of memory (reclaim)."""
+    anonymous memory in fault order, then its kernel allocations in random order; page cache
+    is trimmed in FIFO order when it grows past a third of memory (reclaim)."""
     return collect(kernel_build_chunks(nr_pages, seed, jobs, files_per_job))
 
 
