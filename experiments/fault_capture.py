@@ -182,7 +182,8 @@ def model_beside(out, kind, mib):
 
 def main(argv=None):
     p = OneLineParser(description=__doc__)
-    p.add_argument("--kind", type=arg(Choice(*KINDS)), default="anon")
+    p.add_argument("--kind", type=arg(Choice(*KINDS)), default="anon",
+                   help=f"{'|'.join(KINDS)}: 4 KiB pages, THPs, or page tables (default: anon)")
     p.add_argument("--mib", type=arg(Int(2, 1 << 20)), default=1024,
                    help="memory touched (anon, thp) or address space spanned (ptables), MiB")
     p.add_argument("--idle", type=arg(Int(0, 3600)), default=0,

@@ -274,3 +274,17 @@ def test_unmovable_allocations_claim_max_order_movable_blocks_as_the_kernel_did(
     assert free1[1][9:] == [68, 4080] and abs(model["Movable"][10] - 4080) <= 3
     assert abs(model["Movable"][9] - 68) <= 6 and sum(model["Movable"][:9]) <= 9
     assert model["Reclaimable"] == free0[2] == free1[2]  # no fallback reached them
+
+
+def test_a_snapshot_too_big_for_the_zone_names_the_zone_it_fits_in():
+    """`cat /proc/pagetypeinfo > snap` of a large machine needs --pages: the error says how many
+    (the fewest whole max-order regions; one region less does not fit)."""
+    from zeroing.initial_state import check_initial_state
+    path = os.path.join(DATA, "fault1g_before_pagetypeinfo-6.18")
+    with pytest.raises(StateError, match=r"do not fit in 262144 pages.*: it fits in a zone of "
+                                         r"(\d+) pages \(--pages") as e:
+        check_initial_state(path, 262144)
+    fits = int(e.value.args[0].rsplit("a zone of ", 1)[1].split()[0])
+    assert fits % 1024 == 0 and check_initial_state(path, fits)
+    with pytest.raises(StateError, match="do not fit"):
+        check_initial_state(path, fits - 1024)

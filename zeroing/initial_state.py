@@ -466,6 +466,36 @@ def forget_setup(alloc):
     stat[acore.S_NR_ALLOCATED], stat[acore.S_NR_ISOLATED] = held
 
 
+def plan_for(path, free_by_mt, nr_pages, max_order):
+    """``plan_typed``; where the snapshot's free blocks do not fit, the error names the file
+    and the smallest zone they fit in (a snapshot of a large machine needs ``--pages``)."""
+    try:
+        return plan_typed(free_by_mt, nr_pages, max_order)
+    except StateError as e:
+        hint = ""
+        if "do not fit" in str(e):
+            region = 1 << max_order
+            lo, hi = nr_pages, max(2 * nr_pages, region)
+            while hi <= MAX_PAGES and not _fits(free_by_mt, hi, max_order):
+                lo, hi = hi, 2 * hi
+            if hi <= MAX_PAGES:  # then the fewest whole max-order regions that fit
+                lo, hi = lo // region, -(-hi // region)
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    lo, hi = (lo, mid) if _fits(free_by_mt, mid * region, max_order) else (mid, hi)
+                hint = (f": it fits in a zone of {hi * region} pages (--pages, or a config's "
+                        "pages)")
+        raise StateError(f"{path}: {e}{hint}") from None
+
+
+def _fits(free_by_mt, nr_pages, max_order):
+    try:
+        plan_typed(free_by_mt, nr_pages, max_order)
+        return True
+    except StateError:
+        return False
+
+
 def apply_snapshot(alloc, path, zone=None):
     """Bring a fresh (pristine) allocator to a snapshot's free blocks (module docstring)."""
     free_by_mt, blocks = read_snapshot(path, zone)
@@ -475,10 +505,7 @@ def apply_snapshot(alloc, path, zone=None):
         free_by_mt = {default: np.sum(list(free_by_mt.values()), axis=0).tolist()}
         blocks = None
     max_order, pb_order = alloc.max_order, alloc.pageblock_order
-    try:
-        free, region_mt = plan_typed(free_by_mt, alloc.nr_pages, max_order)
-    except StateError as e:
-        raise StateError(f"{path}: {e}") from None
+    free, region_mt = plan_for(path, free_by_mt, alloc.nr_pages, max_order)
     target = pageblock_types(region_mt, blocks, len(zone_arrays.pageblock_mt), pb_order,
                              max_order, default)
     # The pristine zone holds each region as one free max-order block: put it on its type's
@@ -523,10 +550,7 @@ def check_initial_state(state, nr_pages, max_order=MAX_PAGE_ORDER):
     if not os.path.isfile(path):
         raise StateError(f"{state}: no such file (or pristine, aged)")
     free_by_mt, _ = read_snapshot(path, zone)
-    try:
-        plan_typed(free_by_mt, nr_pages, max_order)
-    except StateError as e:
-        raise StateError(f"{path}: {e}") from None
+    plan_for(path, free_by_mt, nr_pages, max_order)
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()[:16]
 
